@@ -1,0 +1,1 @@
+"""Data layer: LETOR files, query slates, feature normalization, synthetic data."""

@@ -1,0 +1,41 @@
+"""The one exception tree of ltr.
+
+Every error raised on purpose derives from :class:`LtrError`; the CLI prints those as a single
+``error: <message>`` line without a traceback. Each child also derives from the builtin it refines,
+so generic handlers (``except ValueError``) keep working::
+
+    LtrError(Exception)
+    ├── DataFormatError(LtrError, ValueError)      a data file breaks its format: file, line, problem
+    ├── DataNotFoundError(LtrError, FileNotFoundError)
+    ├── ConfigError(LtrError, ValueError)          a config or command-line value is invalid
+    └── ShapeError(LtrError, ValueError)           arrays handed to a public function disagree
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LtrError(Exception):
+    """Base of every error ltr raises on purpose; the CLI prints these without a traceback."""
+
+
+class DataFormatError(LtrError, ValueError):
+    """A data file does not follow its format; the message starts with ``file:line:``."""
+
+    def __init__(self, path: str | Path, line: int | None, problem: str) -> None:
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {problem}")
+        self.path, self.line, self.problem = Path(path), line, problem
+
+
+class DataNotFoundError(LtrError, FileNotFoundError):
+    """A data file or folder that was asked for does not exist."""
+
+
+class ConfigError(LtrError, ValueError):
+    """A configuration value or command-line option is invalid; the message names the field."""
+
+
+class ShapeError(LtrError, ValueError):
+    """Arrays passed to a public function have shapes or dtypes that do not fit together."""
