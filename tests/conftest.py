@@ -19,5 +19,7 @@ def shared_data_dir() -> Path:
 def shared_data() -> Path:
     root = shared_data_dir()
     if not (root / "mq2008" / "Fold1" / "test.txt.gz").exists():
-        pytest.skip(f"real data not found at {root} (set LTR_SHARED_DATA to the shared data folder)")
+        pytest.skip(
+            f"real data not found at {root} (set LTR_SHARED_DATA to the shared data folder)"
+        )
     return root

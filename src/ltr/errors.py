@@ -5,7 +5,7 @@ Every error raised on purpose derives from :class:`LtrError`; the CLI prints tho
 so generic handlers (``except ValueError``) keep working::
 
     LtrError(Exception)
-    ├── DataFormatError(LtrError, ValueError)      a data file breaks its format: file, line, problem
+    ├── DataFormatError(LtrError, ValueError)      a data file breaks its format (file:line)
     ├── DataNotFoundError(LtrError, FileNotFoundError)
     ├── ConfigError(LtrError, ValueError)          a config or command-line value is invalid
     └── ShapeError(LtrError, ValueError)           arrays handed to a public function disagree

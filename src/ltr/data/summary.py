@@ -1,0 +1,80 @@
+"""What a ranking data set holds, at a glance: the facts `ltr data inspect` prints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from ltr.data.letor import LetorData
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    n_queries: int
+    n_docs: int
+    n_features: int
+    label_counts: dict[str, int]  # label (as printed) -> documents
+    list_length: dict[str, float]  # min, p10, median, mean, p90, max
+    list_length_histogram: dict[str, int]  # "1", "2-4", "5-9", ... -> queries
+    queries_without_relevant: int  # no document with label >= 1
+    queries_shorter_than_10: int
+    constant_features: list[int]  # 1-based, as LETOR numbers them
+    has_doc_ids: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_LENGTH_BINS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10_000)
+
+
+def summarize(data: LetorData) -> DataSummary:
+    """Counts, label histogram, list-length distribution and constant features of ``data``."""
+    lengths = data.list_lengths
+    labels, counts = np.unique(data.labels, return_counts=True)
+    per_query_max = np.maximum.reduceat(data.labels, data.query_offsets[:-1])
+    spread = data.features.max(axis=0) - data.features.min(axis=0)
+    return DataSummary(
+        n_queries=data.n_queries,
+        n_docs=data.n_docs,
+        n_features=data.n_features,
+        label_counts={_label_text(v): int(c) for v, c in zip(labels, counts, strict=True)},
+        list_length={
+            "min": float(lengths.min()),
+            "p10": float(np.percentile(lengths, 10)),
+            "median": float(np.median(lengths)),
+            "mean": float(lengths.mean()),
+            "p90": float(np.percentile(lengths, 90)),
+            "max": float(lengths.max()),
+        },
+        list_length_histogram=_length_histogram(lengths),
+        queries_without_relevant=int((per_query_max < 1).sum()),
+        queries_shorter_than_10=int((lengths < 10).sum()),
+        constant_features=[int(i) + 1 for i in np.flatnonzero(spread == 0)],
+        has_doc_ids=data.doc_ids is not None,
+    )
+
+
+def _label_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _length_histogram(lengths: np.ndarray) -> dict[str, int]:
+    """Queries per list-length bin; empty bins are left out."""
+    edges = [*_LENGTH_BINS, None]
+    histogram: dict[str, int] = {}
+    for low, high in pairwise(edges):
+        assert low is not None
+        in_bin = lengths >= low if high is None else (lengths >= low) & (lengths < high)
+        if count := int(in_bin.sum()):
+            histogram[_bin_label(low, high)] = count
+    return histogram
+
+
+def _bin_label(low: int, high: int | None) -> str:
+    if high is None:
+        return f"{low}+"
+    return f"{low}" if high == low + 1 else f"{low}-{high - 1}"

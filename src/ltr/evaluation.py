@@ -1,0 +1,88 @@
+"""Evaluate scores against a data file: the one code path behind `ltr evaluate`, baselines,
+training-time validation and the export check, so their numbers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ltr.data.letor import LetorData
+from ltr.errors import ShapeError
+from ltr.metrics import per_query_metrics
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Per-query metric values and their means.
+
+    Attributes:
+        per_query: metric name -> ``float64 [n_queries]`` (NaN where a query is skipped).
+        query_ids: ``str [n_queries]``, aligned with every per-query array.
+    """
+
+    per_query: dict[str, np.ndarray]
+    query_ids: np.ndarray
+
+    @property
+    def means(self) -> dict[str, float]:
+        """Metric name -> mean over queries, skipping NaN (the ``no_relevant="skip"`` queries)."""
+        return {name: _nanmean(values) for name, values in self.per_query.items()}
+
+
+def pad_per_query(values: np.ndarray, query_offsets: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """Scatter a flat per-document array into ``[n_queries, max_list_len]``, padding with ``fill``.
+
+    >>> pad_per_query(np.array([1.0, 2.0, 3.0]), np.array([0, 2, 3]))
+    array([[1., 2.],
+           [3., 0.]])
+    """
+    lengths = np.diff(query_offsets)
+    n_queries, width = lengths.shape[0], int(lengths.max(initial=0))
+    padded = np.full((n_queries, width), fill, dtype=values.dtype)
+    rows = np.repeat(np.arange(n_queries), lengths)
+    cols = np.arange(values.shape[0]) - np.repeat(query_offsets[:-1], lengths)
+    padded[rows, cols] = values
+    return padded
+
+
+def padding_mask(query_offsets: np.ndarray) -> np.ndarray:
+    """``bool [n_queries, max_list_len]``: True where a query has a real document."""
+    lengths = np.diff(query_offsets)
+    return np.arange(int(lengths.max(initial=0))) < lengths[:, None]
+
+
+def evaluate_scores(
+    data: LetorData,
+    scores: np.ndarray,
+    metrics: Sequence[str],
+    **conventions: Any,
+) -> Evaluation:
+    """Score every query of ``data`` with ``metrics`` (names like ``"ndcg@10"``).
+
+    Args:
+        data: the judged documents.
+        scores: ``[n_docs]`` one score per document, aligned with ``data``'s rows.
+        metrics: metric names understood by :func:`ltr.metrics.parse_metric_name`.
+        **conventions: ``preset`` and the metric conventions (``gain``, ``no_relevant``, ...).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (data.n_docs,):
+        raise ShapeError(
+            f"one score per document is needed; got shape {scores.shape} "
+            f"for {data.n_docs} documents"
+        )
+    # -inf marks unretrieved documents (TREC runs); padding must still sort below them.
+    padded_scores = pad_per_query(scores, data.query_offsets)
+    labels = pad_per_query(data.labels.astype(np.float64), data.query_offsets)
+    mask = padding_mask(data.query_offsets)
+    values = per_query_metrics(padded_scores, labels, mask, metrics, **conventions)
+    return Evaluation(per_query=values, query_ids=data.query_ids)
+
+
+def _nanmean(values: np.ndarray) -> float:
+    kept = values[~np.isnan(values)]
+    return float(kept.mean()) if kept.size else float("nan")

@@ -1,0 +1,170 @@
+"""The `ltr` command as a user meets it: real files in, one table / JSON object / error line out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ltr.data.letor import LetorData, read_letor, write_letor
+from ltr.data.runs import write_scores, write_trec_run
+from ltr.evaluation import evaluate_scores
+
+
+def run_ltr(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the installed entry point in a fresh interpreter, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "ltr.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small LETOR file: 3 queries (the 1-document one has no relevant doc), doc ids."""
+    rng = np.random.default_rng(7)
+    lengths = np.array([4, 1, 6])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    data = LetorData(
+        features=rng.random((int(offsets[-1]), 5)).astype(np.float32),
+        labels=np.array([2, 0, 1, 0, 0, 0, 0, 3, 1, 0, 2], dtype=np.float32),
+        query_ids=np.array(["q1", "q2", "q3"]),
+        query_offsets=offsets,
+        doc_ids=np.array([f"d{i}" for i in range(int(offsets[-1]))]),
+    )
+    path = tmp_path_factory.mktemp("cli") / "judged.txt"
+    write_letor(path, data)
+    return path
+
+
+def test_evaluate_json_prints_one_object_matching_the_library(judged: Path, tmp_path: Path) -> None:
+    data = read_letor(judged)
+    scores = np.random.default_rng(0).random(data.n_docs)
+    write_scores(tmp_path / "scores.txt", scores)
+    result = run_ltr(
+        "evaluate",
+        "--data",
+        judged,
+        "--scores",
+        tmp_path / "scores.txt",
+        "--metrics",
+        "ndcg@3,map,mrr",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    expected = evaluate_scores(data, scores, ["ndcg@3", "map", "mrr"]).means
+    assert printed == pytest.approx(expected, abs=1e-12)
+    assert list(printed) == ["ndcg@3", "map", "mrr"]
+
+
+def test_evaluate_run_file_gives_same_numbers_as_score_file(judged: Path, tmp_path: Path) -> None:
+    data = read_letor(judged)
+    scores = np.random.default_rng(1).random(data.n_docs)
+    write_scores(tmp_path / "scores.txt", scores)
+    write_trec_run(tmp_path / "run.txt", data, scores)
+    by_scores = run_ltr("evaluate", "--data", judged, "--scores", tmp_path / "scores.txt", "--json")
+    by_run = run_ltr("evaluate", "--data", judged, "--run", tmp_path / "run.txt", "--json")
+    assert by_scores.returncode == 0 and by_run.returncode == 0, by_run.stderr
+    assert json.loads(by_run.stdout) == json.loads(by_scores.stdout)
+
+
+def test_evaluate_ranks_documents_missing_from_run_last(judged: Path, tmp_path: Path) -> None:
+    (tmp_path / "run.txt").write_text("q1 Q0 d3 1 5.0 t\n")  # the only doc of q1 with label 0
+    result = run_ltr(
+        "evaluate", "--data", judged, "--run", tmp_path / "run.txt", "--metrics", "mrr", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "judged documents are not in" in result.stderr
+    # q1: d3 (label 0) first, then d0 (label 2) in file order -> RR 1/2; q2: none; q3: file order
+    # puts d5 (0), d6 (0), d7 (3) -> RR 1/3.
+    assert json.loads(result.stdout)["mrr"] == pytest.approx((1 / 2 + 0 + 1 / 3) / 3)
+
+
+def test_evaluate_writes_per_query_tsv(judged: Path, tmp_path: Path) -> None:
+    scores = tmp_path / "scores.txt"
+    write_scores(scores, np.arange(11, dtype=float))
+    out = tmp_path / "per_query.tsv"
+    result = run_ltr(
+        "evaluate",
+        "--data",
+        judged,
+        "--scores",
+        scores,
+        "--metrics",
+        "ndcg@10,map",
+        "--per-query",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    assert rows[0] == ["qid", "ndcg@10", "map"]
+    assert [row[0] for row in rows[1:]] == ["q1", "q2", "q3"]
+
+
+def test_evaluate_reports_bad_score_line_without_traceback(judged: Path, tmp_path: Path) -> None:
+    scores = tmp_path / "scores.txt"
+    scores.write_text("0.5\n0.1\nabc\n")
+    result = run_ltr("evaluate", "--data", judged, "--scores", scores)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == f"error: {scores}:3: a score line must hold one number; got 'abc'"
+    )
+
+
+def test_evaluate_refuses_score_count_mismatch(judged: Path, tmp_path: Path) -> None:
+    scores = tmp_path / "scores.txt"
+    write_scores(scores, np.zeros(10))
+    result = run_ltr("evaluate", "--data", judged, "--scores", scores)
+    assert result.returncode == 1
+    assert "got 10 scores for 11 documents" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_evaluate_rejects_unknown_metric_naming_it(judged: Path, tmp_path: Path) -> None:
+    scores = tmp_path / "scores.txt"
+    write_scores(scores, np.zeros(11))
+    result = run_ltr("evaluate", "--data", judged, "--scores", scores, "--metrics", "ndgc@10")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "ndgc" in result.stderr
+
+
+def test_evaluate_needs_exactly_one_ranking_source(judged: Path) -> None:
+    result = run_ltr("evaluate", "--data", judged)
+    assert result.returncode == 1
+    assert "exactly one of --scores FILE or --run FILE" in result.stderr
+
+
+def test_data_errors_name_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "train.txt"
+    bad.write_text("1 qid:1 1:0.5\n0 qid:1 0:0.25\n")
+    result = run_ltr("data", "inspect", bad)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {bad}:2: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_data_inspect_json_counts(judged: Path) -> None:
+    result = run_ltr("data", "inspect", judged, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["n_queries"], summary["n_docs"], summary["n_features"]) == (3, 11, 5)
+    assert summary["label_counts"] == {"0": 6, "1": 2, "2": 2, "3": 1}
+    assert summary["queries_without_relevant"] == 1
+
+
+def test_baselines_ideal_row_is_the_ceiling(judged: Path) -> None:
+    result = run_ltr(
+        "baselines", "--train", judged, "--test", judged, "--metrics", "ndcg@10", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    ideal = rows.pop("ideal (labels as scores)")["ndcg@10"]
+    assert ideal == pytest.approx(2 / 3)  # one of three queries has no relevant document
+    assert all(row["ndcg@10"] <= ideal for row in rows.values())
