@@ -8,7 +8,7 @@ venv=${LTR_VENV:-.venv}
 out=${LTR_QUICKSTART_DIR:-quickstart}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e . 2> >(grep -v "is ignored: it is neither" >&2)
-export PATH="$PWD/$venv/bin:$PATH"
+export PATH="$(cd "$venv/bin" && pwd):$PATH"
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 

@@ -79,9 +79,7 @@ def evaluate_baselines(
     feature = best_single_feature(train, selection_metric, **conventions)
     rankings = {
         f"random (seed {seed})": random_scores(test, seed),
-        f"best single feature: {feature.name} (chosen on train by {selection_metric})": (
-            feature.scores(test)
-        ),
+        f"{feature.name} (best single feature on train)": feature.scores(test),
         "ideal (labels as scores)": test.labels.astype(np.float64),
     }
     return {

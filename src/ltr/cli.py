@@ -123,7 +123,7 @@ def data_inspect(
     table.add_row("features", f"{summary.n_features:,}")
     table.add_row("labels", _counts_text(summary.label_counts, summary.n_docs))
     lengths = summary.list_length
-    table.add_row("docs per query", ", ".join(f"{k} {v:g}" for k, v in lengths.items()))
+    table.add_row("docs per query", ", ".join(f"{k} {v:.4g}" for k, v in lengths.items()))
     table.add_row(
         "length histogram", _counts_text(summary.list_length_histogram, summary.n_queries)
     )
@@ -171,13 +171,18 @@ def evaluate(
         if missing:
             _warn(f"{missing} judged documents are not in {run}; they rank last")
     names = _metric_names(metrics)
-    result = evaluate_scores(judged, values, names, **_conventions(gain, no_relevant, preset))
+    conventions = _conventions(gain, no_relevant, preset)
+    result = evaluate_scores(judged, values, names, **conventions)
     if per_query is not None:
         _write_per_query(per_query, result.query_ids, result.per_query)
     if as_json:
         _print_json(result.means)
         return
-    table = Table(title=f"{data.name}: {judged.n_queries:,} queries", title_justify="left")
+    table = Table(
+        title=f"{data.name}: {judged.n_queries:,} queries",
+        caption=_conventions_caption(conventions),
+        title_justify="left",
+    )
     for name in names:
         table.add_column(name, justify="right")
     table.add_row(*(_fmt(result.means[name]) for name in names))
@@ -200,17 +205,16 @@ def baselines(
     from ltr.data.letor import load_letor
 
     names = _metric_names(metrics)
-    rows = evaluate_baselines(
-        load_letor(train),
-        load_letor(test),
-        names,
-        seed=seed,
-        **_conventions(gain, no_relevant, preset),
-    )
+    conventions = _conventions(gain, no_relevant, preset)
+    rows = evaluate_baselines(load_letor(train), load_letor(test), names, seed=seed, **conventions)
     if as_json:
         _print_json({label: evaluation.means for label, evaluation in rows.items()})
         return
-    table = Table(title=f"baselines on {test.name}", title_justify="left")
+    table = Table(
+        title=f"baselines on {test.name}",
+        caption=_conventions_caption(conventions),
+        title_justify="left",
+    )
     table.add_column("ranking")
     for name in names:
         table.add_column(name, justify="right")
@@ -236,6 +240,17 @@ def _conventions(
     """Only what the user set: a preset fills the rest, explicit options override it."""
     chosen = {"gain": gain, "no_relevant": no_relevant, "preset": preset}
     return {key: value.value for key, value in chosen.items() if value is not None}
+
+
+def _conventions_caption(conventions: dict[str, Any]) -> str:
+    """The conventions in force, so a number is never read without them."""
+    from ltr.metrics import PRESETS
+
+    preset = conventions.get("preset")
+    resolved = {"gain": "exp2", "no_relevant": "zero", **PRESETS.get(preset or "", {})}
+    resolved.update({k: v for k, v in conventions.items() if k != "preset"})
+    shown = ", ".join(f"{key}={resolved[key]}" for key in ("gain", "no_relevant"))
+    return f"preset={preset}: {shown}" if preset else shown
 
 
 def _write_per_query(path: Path, query_ids: np.ndarray, per_query: dict[str, np.ndarray]) -> None:
