@@ -1,0 +1,306 @@
+"""Experiment configuration: one YAML file, validated by pydantic, errors that name the field.
+
+The file has the sections ``experiment``, ``data``, ``model``, ``loss``, ``training``,
+``evaluation`` and ``tracking`` (see ``configs/default.yaml``). Every default lives here; the
+scorer's and the loss's own parameters are checked against their signatures (their defaults
+live with them and are filled into the resolved config). Any field can be overridden from the
+command line with ``--set training.learning_rate=3e-4``: overrides are applied to the raw YAML
+before validation, so they obey the same rules as the file.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ltr.errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "ExperimentInfo",
+    "LossConfig",
+    "ModelConfig",
+    "SchedulerConfig",
+    "TrackingConfig",
+    "TrainingConfig",
+    "apply_overrides",
+    "load_config",
+]
+
+LossName = Literal[
+    "mse",
+    "ranknet",
+    "lambdarank",
+    "ndcgloss2pp",
+    "listnet",
+    "listmle",
+    "approx_ndcg",
+    "neural_ndcg",
+]
+ModelName = Literal["linear", "mlp", "transformer"]
+Normalization = Literal[
+    "none", "standard", "minmax", "log1p_standard", "query_minmax", "query_zscore"
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)  # typos fail; nobody mutates it
+
+
+class ExperimentInfo(_Strict):
+    name: str = Field("experiment", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+
+
+class DataConfig(_Strict):
+    """Where the data is and how it is shaped into slates.
+
+    Give ``root`` (a fold folder holding ``train``, ``vali`` and ``test`` as ``.txt`` or
+    ``.txt.gz``) or explicit paths; explicit paths win over ``root``. Without a validation file,
+    ``valid_fraction`` of the training queries (seeded split by query) validate; the test file is
+    never used for model selection.
+    """
+
+    root: Path | None = None
+    train: Path | None = None
+    valid: Path | None = None
+    test: Path | None = None
+    normalization: Normalization = "standard"
+    max_list_length: int | None = Field(None, ge=1)
+    list_sampling: Literal["truncate", "sample"] = "sample"
+    valid_fraction: float = Field(0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _needs_training_data(self) -> DataConfig:
+        if self.root is None and self.train is None:
+            raise ValueError("give data.root (a fold folder) or data.train (a file)")
+        return self
+
+
+class ModelConfig(BaseModel):
+    """``name`` picks the scorer; every other key is a parameter of its constructor."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: ModelName = "mlp"
+
+    @model_validator(mode="after")
+    def _params_fit_the_scorer(self) -> ModelConfig:
+        from ltr.models import MODELS
+
+        _check_params(self.name, MODELS[self.name], self.params, skip=("n_features",))
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class LossConfig(_Strict):
+    name: LossName = "lambdarank"
+    params: dict[str, Any] = {}
+
+    @field_validator("params")
+    @classmethod
+    def _params_fit_the_loss(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from ltr.losses import LOSSES
+
+        if "name" in info.data:  # else the name itself failed and is reported
+            name = info.data["name"]
+            _check_params(name, LOSSES[name], params, skip=("scores", "labels", "mask"))
+        return params
+
+
+class SchedulerConfig(_Strict):
+    """Learning-rate schedule, stepped once per epoch.
+
+    ``plateau`` watches the early-stopping metric (``factor``, ``patience``); ``cosine`` decays
+    to ``min_lr`` after ``warmup_epochs`` of linear warm-up; ``step`` multiplies by ``gamma``
+    every ``step_size`` epochs.
+    """
+
+    name: Literal["none", "plateau", "cosine", "step"] = "none"
+    warmup_epochs: int = Field(0, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+    step_size: int = Field(10, ge=1)
+    gamma: float = Field(0.5, gt=0, le=1)
+    factor: float = Field(0.5, gt=0, lt=1)
+    patience: int = Field(3, ge=0)
+
+
+class TrainingConfig(_Strict):
+    batch_size: int = Field(32, ge=1)  # queries per batch
+    num_epochs: int = Field(50, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    grad_clip: float | None = Field(5.0, gt=0)
+    early_stopping_patience: int = Field(10, ge=0)
+    early_stopping_metric: str = "ndcg@10"
+    bucket_by_length: bool = True
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    num_threads: int | None = Field(None, ge=1)
+
+    @field_validator("early_stopping_metric")
+    @classmethod
+    def _known_metric(cls, name: str) -> str:
+        from ltr.metrics import parse_metric_name
+
+        parse_metric_name(name)
+        return name
+
+
+class EvaluationConfig(_Strict):
+    """Metrics reported on validation (every epoch) and test (best epoch), and conventions."""
+
+    metrics: list[str] = ["ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr"]
+    gain: Literal["exp2", "linear"] = "exp2"
+    no_relevant: Literal["zero", "one", "skip"] = "zero"
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, names: list[str]) -> list[str]:
+        from ltr.metrics import parse_metric_name
+
+        for name in names:
+            parse_metric_name(name)
+        return names
+
+
+class TrackingConfig(_Strict):
+    output_dir: Path = Path("experiments")
+    tensorboard: bool = True
+
+
+class ExperimentConfig(_Strict):
+    experiment: ExperimentInfo = Field(default_factory=ExperimentInfo)
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def resolved(self) -> dict[str, Any]:
+        """Plain data with every default spelled out, including the scorer's and the loss's."""
+        from ltr.losses import LOSSES
+        from ltr.models import MODELS
+
+        raw = self.model_dump(mode="json")
+        raw["model"] = {
+            "name": self.model.name,
+            **_defaults(MODELS[self.model.name], skip=("n_features",)),
+            **self.model.params,
+        }
+        skip = ("scores", "labels", "mask")
+        raw["loss"]["params"] = {**_defaults(LOSSES[self.loss.name], skip=skip), **self.loss.params}
+        return raw
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.resolved(), sort_keys=False)
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    base: Mapping[str, Any] | None = None,
+) -> ExperimentConfig:
+    """Read a YAML experiment (or start from ``base``), apply ``key=value`` overrides, validate.
+
+    Raises:
+        ConfigError: ``<file>: <dotted.field>: <problem>`` for the first invalid field.
+    """
+    source = str(path) if path is not None else "config"
+    raw: dict[str, Any] = dict(base or {})
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    raw = apply_overrides(raw, overrides)
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ConfigError(f"{source}: {field}: {_clean(first['msg'])}") from None
+    except ConfigError as error:  # raised by a validator that knows the field (model., loss.)
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with each ``dotted.key=value`` set; values are parsed as YAML scalars.
+
+    >>> apply_overrides({"training": {"seed": 0}}, ["training.seed=3", "model.hidden_dims=[8]"])
+    {'training': {'seed': 3}, 'model': {'hidden_dims': [8]}}
+    """
+    result = _deep_copy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+        node = result
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+            node = child
+        node[leaf] = yaml.safe_load(text) if text.strip() else None
+    return result
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return raw
+
+
+def _check_params(
+    owner: str, fn: Callable[..., Any], params: Mapping[str, Any], *, skip: tuple[str, ...]
+) -> None:
+    valid = [name for name in inspect.signature(fn).parameters if name not in skip]
+    for key in params:
+        if key not in valid:
+            raise ValueError(f"{key!r} is not a parameter of {owner}; valid: {', '.join(valid)}")
+
+
+def _defaults(fn: Callable[..., Any], *, skip: tuple[str, ...]) -> dict[str, Any]:
+    defaults = {}
+    for name, parameter in inspect.signature(fn).parameters.items():
+        if name not in skip and parameter.default is not inspect.Parameter.empty:
+            value = parameter.default
+            defaults[name] = list(value) if isinstance(value, tuple) else value
+    return defaults
+
+
+def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+
+
+def _clean(message: str) -> str:
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,115 @@
+"""Experiment configs: YAML in, validated models out, errors that name the file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ltr.config import ExperimentConfig, apply_overrides, load_config
+from ltr.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((REPO_ROOT / "configs").rglob("*.yaml"))
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "data: {root: some/fold}\n"
+        "model: {name: mlp, hidden_dims: [32]}\n"
+        "loss: {name: lambdarank, params: {sigma: 2.0}}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_configs_validate(path: Path) -> None:
+    assert isinstance(load_config(path), ExperimentConfig)
+
+
+def test_overrides_apply_before_validation(config_file: Path) -> None:
+    config = load_config(config_file, ["training.learning_rate=3e-4", "model.dropout=0.0"])
+    assert config.training.learning_rate == 3e-4
+    assert config.model.params == {"hidden_dims": [32], "dropout": 0.0}
+
+
+def test_resolved_config_spells_out_scorer_and_loss_defaults(config_file: Path) -> None:
+    resolved = load_config(config_file).resolved()
+    assert resolved["model"]["hidden_dims"] == [32]
+    assert resolved["model"]["activation"] == "relu"  # the MLP's own default, filled in
+    assert resolved["loss"]["params"]["sigma"] == 2.0
+    assert "k" in resolved["loss"]["params"]
+
+
+def test_resolved_yaml_loads_back_to_the_same_config(config_file: Path, tmp_path: Path) -> None:
+    config = load_config(config_file, ["training.seed=7"])
+    again = tmp_path / "resolved.yaml"
+    again.write_text(config.to_yaml())
+    assert load_config(again).resolved() == config.resolved()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "training.learning_rate=-1",
+            r"exp\.yaml: training\.learning_rate: Input should be greater than 0",
+        ),
+        ("trainin.seed=1", r"exp\.yaml: trainin: Extra inputs are not permitted"),
+        (
+            "training.early_stopping_metric=ndgc@10",
+            r"exp\.yaml: training\.early_stopping_metric: .*'ndgc@10'",
+        ),
+        (
+            "model.n_heds=2",
+            r"exp\.yaml: model: 'n_heds' is not a parameter of mlp; valid: hidden_dims",
+        ),
+        (
+            "loss.params.sigmaa=1",
+            r"exp\.yaml: loss\.params: 'sigmaa' is not a parameter of lambdarank",
+        ),
+        ("loss.name=lambda", r"exp\.yaml: loss\.name: Input should be 'mse', 'ranknet'"),
+        ("evaluation.metrics=[ndcg@0]", r"exp\.yaml: evaluation\.metrics"),
+        ("training.scheduler.name=linear", r"exp\.yaml: training\.scheduler\.name: "),
+    ],
+)
+def test_invalid_values_name_file_and_field(config_file: Path, override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(config_file, [override])
+
+
+def test_missing_data_section_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("model: {name: linear}\n")
+    with pytest.raises(ConfigError, match=r"empty\.yaml: data: Field required"):
+        load_config(path)
+
+
+def test_data_needs_root_or_train(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"data": {"test": "t.txt"}}))
+    with pytest.raises(ConfigError, match=r"c\.yaml: data: give data\.root .* or data\.train"):
+        load_config(path)
+
+
+def test_malformed_override_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"--set 'training\.seed': expected dotted\.key=value"):
+        apply_overrides({}, ["training.seed"])
+
+
+def test_missing_file_and_bad_yaml_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_config(bad)
+
+
+def test_config_is_frozen(config_file: Path) -> None:
+    config = load_config(config_file)
+    with pytest.raises(ValueError, match="frozen"):
+        config.training.seed = 3  # type: ignore[misc]
