@@ -1,0 +1,99 @@
+"""Helpers shared by the losses: input checks, masking, NDCG gains, discounts and ideal DCG.
+
+Conventions used by every NDCG-based loss: gain ``2**label - 1`` and discount
+``1 / log2(rank + 1)`` with ranks starting at 1; ranks computed from scores break ties in input
+order (stable sort), as the metrics do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ltr.errors import ConfigError, ShapeError
+
+
+def check_shapes(scores: Tensor, labels: Tensor, mask: Tensor) -> None:
+    """Raise :class:`ShapeError` unless all three are ``[queries, list_len]`` and mask is bool."""
+    if scores.dim() != 2 or scores.shape != labels.shape or scores.shape != mask.shape:
+        raise ShapeError(
+            "scores, labels and mask must share shape [queries, list_len]; got "
+            f"{tuple(scores.shape)}, {tuple(labels.shape)}, {tuple(mask.shape)}"
+        )
+    if mask.dtype != torch.bool:
+        raise ShapeError(f"mask must be a bool tensor (True = real document); got {mask.dtype}")
+
+
+def prepare(scores: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Check shapes and return ``scores, labels`` with padding set to 0.
+
+    Zeroing with ``masked_fill`` keeps wild padded values (inf, NaN, -1 labels) out of every
+    later expression and gives padded scores an exactly-zero gradient.
+
+    Raises:
+        ShapeError: see :func:`check_shapes`.
+    """
+    check_shapes(scores, labels, mask)
+    return scores.masked_fill(~mask, 0.0), labels.to(scores.dtype).masked_fill(~mask, 0.0)
+
+
+def require_positive(name: str, value: float) -> None:
+    """Raise :class:`ConfigError` unless ``value > 0`` (a loss parameter such as ``sigma``)."""
+    if not value > 0:
+        raise ConfigError(f"{name} must be greater than 0; got {value!r}")
+
+
+def check_k(k: int | None) -> None:
+    """Raise :class:`ConfigError` unless ``k`` is None or a positive integer."""
+    if k is not None and (isinstance(k, bool) or int(k) != k or k < 1):
+        raise ConfigError(f"k must be a positive integer or None; got {k!r}")
+
+
+def varied_queries(labels: Tensor, mask: Tensor) -> Tensor:
+    """``[queries]`` bool: the query has two real documents with different labels.
+
+    Other queries (all-padding, a single document, all-equal labels) hold no ranking
+    information; listwise losses give them the value 0 and leave them out of the mean, so they
+    add neither loss nor gradient.
+    """
+    highest = labels.masked_fill(~mask, -math.inf).amax(dim=-1)
+    lowest = labels.masked_fill(~mask, math.inf).amin(dim=-1)
+    return highest > lowest
+
+
+def mean_over(per_query: Tensor, keep: Tensor) -> Tensor:
+    """Mean of ``per_query`` over queries where ``keep``; 0.0 (zero gradient) when none."""
+    total = per_query.masked_fill(~keep, 0.0).sum()
+    return total / keep.sum().clamp(min=1)
+
+
+def exp2_gain(labels: Tensor) -> Tensor:
+    """``2**label - 1``; padding must already be 0 (see :func:`prepare`)."""
+    return torch.exp2(labels) - 1.0
+
+
+def rank_discounts(list_len: int, k: int | None, like: Tensor) -> Tensor:
+    """``[list_len]`` discounts ``1 / log2(rank + 1)`` for ranks 1.., 0 beyond ``k``."""
+    ranks = torch.arange(1, list_len + 1, dtype=like.dtype, device=like.device)
+    discounts = 1.0 / torch.log2(ranks + 1.0)
+    if k is not None:
+        discounts[k:] = 0.0
+    return discounts
+
+
+def ideal_dcg(gains: Tensor, k: int | None = None) -> Tensor:
+    """``[queries]`` DCG of the best ordering (cut at ``k``); padded gains must be 0."""
+    best = gains.sort(dim=-1, descending=True).values
+    return best @ rank_discounts(gains.shape[-1], k, gains)
+
+
+def score_ranks(scores: Tensor, mask: Tensor) -> Tensor:
+    """``[queries, list_len]`` 0-based rank of each document by descending score.
+
+    Ties keep input order; padding sinks below every real document.
+    """
+    order = scores.masked_fill(~mask, -math.inf).argsort(dim=-1, descending=True, stable=True)
+    positions = torch.arange(scores.shape[-1], device=scores.device).expand_as(order)
+    return torch.empty_like(order).scatter_(-1, order, positions)

@@ -1,0 +1,204 @@
+"""ListNet, ListMLE, ApproxNDCG and NeuralNDCG against explicit small-loop references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+from ltr.errors import ConfigError
+from ltr.losses import approx_ndcg_loss, listmle_loss, listnet_loss, neural_ndcg_loss
+
+SCORES = torch.tensor(
+    [[0.5, -1.2, 2.0, 0.1, 9.0], [1.5, 0.3, -0.4, 0.8, 0.0], [0.2, 0.9, -0.7, 1.1, -2.0]],
+    dtype=torch.float64,
+)
+LABELS = torch.tensor(  # tie-free among real documents, so ListMLE's permutation is unique
+    [[2.0, 0.0, 1.0, 3.0, 1.0], [0.0, 1.0, 2.0, 4.0, 3.0], [1.0, 0.0, 2.0, 3.0, 0.0]],
+    dtype=torch.float64,
+)
+MASK = torch.tensor([[True, True, True, True, False], [True] * 5, [True, True, True, True, False]])
+
+
+def real(q: int) -> list[int]:
+    return [i for i in range(SCORES.shape[1]) if MASK[q, i]]
+
+
+def ideal_dcg(labels: list[float], k: int | None = None) -> float:
+    best = sorted(labels, reverse=True)[:k]
+    return sum((2**g - 1) / math.log2(r + 2) for r, g in enumerate(best))
+
+
+def mean_over_queries(per_query) -> object:
+    values = [per_query(q) for q in range(SCORES.shape[0])]
+    return sum(values) / len(values)
+
+
+def listnet_reference(scores: Tensor) -> Tensor:
+    def one(q: int) -> Tensor:
+        docs = real(q)
+        label_norm = sum(math.exp(LABELS[q, d]) for d in docs)
+        score_norm = sum(torch.exp(scores[q, d]) for d in docs)
+        return -sum(
+            math.exp(LABELS[q, i]) / label_norm * torch.log(torch.exp(scores[q, i]) / score_norm)
+            for i in docs
+        )
+
+    return mean_over_queries(one)
+
+
+def listmle_reference(scores: Tensor) -> Tensor:
+    def one(q: int) -> Tensor:
+        order = sorted(real(q), key=lambda d: -LABELS[q, d].item())
+        likelihood = 1.0
+        for position, doc in enumerate(order):
+            rest = sum(torch.exp(scores[q, d]) for d in order[position:])
+            likelihood = likelihood * torch.exp(scores[q, doc]) / rest
+        return -torch.log(likelihood)
+
+    return mean_over_queries(one)
+
+
+def approx_ndcg_reference(scores: Tensor, alpha: float) -> Tensor:
+    def one(q: int) -> Tensor:
+        docs = real(q)
+        dcg = 0.0
+        for i in docs:
+            rank = 1.0
+            for j in docs:
+                if j != i:
+                    rank = rank + 1 / (1 + torch.exp(-alpha * (scores[q, j] - scores[q, i])))
+            dcg = dcg + (2 ** LABELS[q, i].item() - 1) / torch.log2(1 + rank)
+        return -dcg / ideal_dcg([LABELS[q, d].item() for d in docs])
+
+    return mean_over_queries(one)
+
+
+def neural_sort_reference(s: list[Tensor], tau: float) -> list[list[Tensor]]:
+    """NeuralSort matrix entry by entry: P[i][j] = softmax_j(((n + 1 - 2i) s_j - A_j) / tau)."""
+    n = len(s)
+    spread = [sum(torch.abs(s[j] - s[k]) for k in range(n)) for j in range(n)]
+    rows = []
+    for i in range(1, n + 1):
+        logits = [((n + 1 - 2 * i) * s[j] - spread[j]) / tau for j in range(n)]
+        norm = sum(torch.exp(x) for x in logits)
+        rows.append([torch.exp(x) / norm for x in logits])
+    return rows
+
+
+def sinkhorn_reference(p: list[list[Tensor]], iters: int) -> list[list[Tensor]]:
+    n = len(p)
+    for _ in range(iters):
+        cols = [sum(p[i][j] for i in range(n)) for j in range(n)]
+        p = [[p[i][j] / cols[j] for j in range(n)] for i in range(n)]
+        rows = [sum(p[i]) for i in range(n)]
+        p = [[p[i][j] / rows[i] for j in range(n)] for i in range(n)]
+    return p
+
+
+def neural_ndcg_reference(scores: Tensor, tau: float, k: int | None, iters: int) -> Tensor:
+    def one(q: int) -> Tensor:
+        docs = real(q)
+        p = sinkhorn_reference(neural_sort_reference([scores[q, d] for d in docs], tau), iters)
+        gains = [2 ** LABELS[q, d].item() - 1 for d in docs]
+        cut = len(docs) if k is None else min(k, len(docs))
+        dcg = sum(
+            sum(p[i][j] * gains[j] for j in range(len(docs))) / math.log2(i + 2) for i in range(cut)
+        )
+        return -dcg / ideal_dcg([LABELS[q, d].item() for d in docs], k)
+
+    return mean_over_queries(one)
+
+
+def assert_matches_reference(loss_fn, reference) -> None:
+    scores = SCORES.clone().requires_grad_()
+    loss = loss_fn(scores, LABELS, MASK)
+    (grad,) = torch.autograd.grad(loss, scores)
+    ref_scores = SCORES.clone().requires_grad_()
+    ref_loss = reference(ref_scores)
+    (ref_grad,) = torch.autograd.grad(ref_loss, ref_scores)
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(grad, ref_grad)
+
+
+def test_listnet_matches_explicit_top_one_cross_entropy() -> None:
+    assert_matches_reference(listnet_loss, listnet_reference)
+
+
+@pytest.mark.parametrize("ties", ["random", "first"])
+def test_listmle_matches_explicit_product_over_positions(ties: str) -> None:
+    assert_matches_reference(lambda s, y, m: listmle_loss(s, y, m, ties=ties), listmle_reference)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 10.0])
+def test_approx_ndcg_matches_per_document_rank_sums(alpha: float) -> None:
+    assert_matches_reference(
+        lambda s, y, m: approx_ndcg_loss(s, y, m, alpha=alpha),
+        lambda s: approx_ndcg_reference(s, alpha),
+    )
+
+
+@pytest.mark.parametrize(("tau", "k", "iters"), [(1.0, None, 0), (1.0, None, 5), (0.5, 2, 3)])
+def test_neural_ndcg_matches_loop_neural_sort_and_sinkhorn(
+    tau: float, k: int | None, iters: int
+) -> None:
+    assert_matches_reference(
+        lambda s, y, m: neural_ndcg_loss(s, y, m, tau=tau, k=k, sinkhorn_iters=iters),
+        lambda s: neural_ndcg_reference(s, tau, k, iters),
+    )
+
+
+def test_listmle_random_ties_follow_the_generator() -> None:
+    scores = torch.tensor([[3.0, 1.0, 0.0, -2.0]])
+    labels = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    mask = torch.ones(1, 4, dtype=torch.bool)
+
+    def loss(seed: int) -> float:
+        generator = torch.Generator().manual_seed(seed)
+        return listmle_loss(scores, labels, mask, generator=generator).item()
+
+    assert loss(0) == loss(0)
+    assert len({loss(seed) for seed in range(20)}) > 1  # tied documents take several orders
+
+
+def test_listmle_first_ties_keep_input_order() -> None:
+    scores = torch.tensor([[0.0, 5.0, -1.0]])
+    labels = torch.tensor([[1.0, 1.0, 0.0]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    # pi = (0, 1, 2): -log(e^0 / (e^0 + e^5 + e^-1)) - log(e^5 / (e^5 + e^-1))
+    expected = math.log(1 + math.exp(5) + math.exp(-1)) + math.log(1 + math.exp(-6))
+    assert listmle_loss(scores, labels, mask, ties="first").item() == pytest.approx(expected)
+
+
+def test_neural_ndcg_approaches_ndcg_at_low_temperature() -> None:
+    scores = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
+    labels = torch.tensor([[0.0, 2.0, 1.0, 0.0]])
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    ndcg = ((3 / math.log2(3)) + (1 / 2)) / (3 + 1 / math.log2(3))
+    assert -neural_ndcg_loss(scores, labels, mask, tau=0.01).item() == pytest.approx(ndcg, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: listmle_loss(SCORES, LABELS, MASK, ties="last"),
+            r"ties must be 'random' or 'first'",
+        ),
+        (
+            lambda: approx_ndcg_loss(SCORES, LABELS, MASK, alpha=-1.0),
+            r"alpha must be greater than 0",
+        ),
+        (lambda: neural_ndcg_loss(SCORES, LABELS, MASK, tau=0.0), r"tau must be greater than 0"),
+        (lambda: neural_ndcg_loss(SCORES, LABELS, MASK, k=1.5), r"k must be a positive integer"),
+        (
+            lambda: neural_ndcg_loss(SCORES, LABELS, MASK, sinkhorn_iters=-1),
+            r"sinkhorn_iters must be an integer >= 0",
+        ),
+    ],
+)
+def test_invalid_parameters_raise_config_error(call, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        call()

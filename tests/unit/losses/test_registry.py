@@ -1,0 +1,60 @@
+"""build_loss: config names to callables, with early and precise errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ltr.errors import ConfigError
+from ltr.losses import LOSSES, build_loss, lambdarank_loss
+
+
+def test_registry_holds_the_design_losses() -> None:
+    assert set(LOSSES) == {
+        "mse",
+        "ranknet",
+        "lambdarank",
+        "ndcgloss2pp",
+        "listnet",
+        "listmle",
+        "approx_ndcg",
+        "neural_ndcg",
+    }
+
+
+def test_build_loss_binds_parameters() -> None:
+    scores, labels = torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([[2.0, 1.0, 0.0]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    loss_fn = build_loss("lambdarank", {"sigma": 2.0, "k": 2})
+    assert torch.equal(
+        loss_fn(scores, labels, mask), lambdarank_loss(scores, labels, mask, sigma=2.0, k=2)
+    )
+
+
+def test_build_loss_without_params_returns_the_function() -> None:
+    assert build_loss("listnet") is LOSSES["listnet"]
+
+
+def test_unknown_loss_lists_the_registered_names() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"loss\.name: unknown loss 'lamdarank'; choose one of: mse, ranknet, lambdarank",
+    ):
+        build_loss("lamdarank", {})
+
+
+def test_unknown_parameter_is_named_with_the_valid_ones() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"loss\.params\.temperature: approx_ndcg has no parameter 'temperature'; "
+        r"valid: alpha$",
+    ):
+        build_loss("approx_ndcg", {"temperature": 0.1})
+
+
+def test_positional_arguments_cannot_be_passed_as_params() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"loss\.params\.labels: listnet has no parameter 'labels'; valid: \(none\)",
+    ):
+        build_loss("listnet", {"labels": 1.0})
