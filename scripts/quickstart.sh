@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on built-in data, from a fresh clone: install into .venv, make synthetic data,
-# inspect it, and score the no-training baselines every learned model must beat.
+# inspect it, train a ranker, score the test file offline, evaluate it, and compare it with
+# the no-training baselines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,5 +15,10 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 step ltr data synth --out "$out/data" --queries 600 --features 20 --seed 0
 step ltr data inspect "$out/data/train.txt"
-step ltr baselines --train "$out/data/train.txt" --test "$out/data/test.txt"
-step ltr baselines --train "$out/data/train.txt" --test "$out/data/test.txt" --preset letor
+step ltr train --config configs/default.yaml --set "data.root=$out/data" \
+  --set "tracking.output_dir=$out/experiments" --set training.num_epochs=30
+run=$(ls -d "$out"/experiments/*-default | tail -n 1)
+step ltr predict --model "$run" --data "$out/data/test.txt" --out "$out/test.scores"
+step ltr evaluate --data "$out/data/test.txt" --scores "$out/test.scores"
+step ltr evaluate --data "$out/data/test.txt" --scores "$out/test.scores" --preset letor
+step ltr baselines --train "$out/data/train.txt" --test "$out/data/test.txt" --model "$run"

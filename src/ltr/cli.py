@@ -189,6 +189,72 @@ def evaluate(
     stdout.print(table)
 
 
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    auto = "auto"
+
+
+class OutputFormat(str, Enum):
+    scores = "scores"
+    trec = "trec"
+
+
+@app.command("train")
+def train(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Experiment YAML (e.g. configs/default.yaml).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Scorer: linear|mlp|transformer.")
+    ] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. lambdarank.")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: --set training.learning_rate=3e-4."),
+    ] = None,
+    device: Annotated[Device | None, typer.Option("--device", help="cpu|cuda|auto.")] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue this run from its last.pt.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No per-epoch lines.")] = False,
+) -> None:
+    """Train a scorer; writes a run directory with checkpoints, history and test metrics."""
+    from ltr.config import load_config
+    from ltr.training import load_run_config, run_experiment
+
+    shortcuts = {"model.name": model, "loss.name": loss, "training.device": device}
+    sets = [
+        *(overrides or []),
+        *(f"{k}={_value(v)}" for k, v in shortcuts.items() if v is not None),
+    ]
+    if resume is not None:
+        if config is not None:
+            raise ConfigError("--resume continues a run with its own config.yaml; drop --config")
+        experiment = load_run_config(resume, sets)
+    elif config is None:
+        raise ConfigError("give --config FILE (e.g. configs/default.yaml) or --resume RUN_DIR")
+    else:
+        experiment = load_config(config, sets)
+    run_experiment(experiment, resume=resume, quiet=quiet)  # prints the run dir and test metrics
+
+
+@app.command("predict")
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="A run directory or a checkpoint .pt.")],
+    data: Annotated[Path, typer.Option("--data", help="The LETOR file to score.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the scores or run.")],
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", help="scores: one per line; trec: a TREC run.")
+    ] = OutputFormat.scores,
+) -> None:
+    """Score a data file with a trained model; `ltr evaluate` reads the output."""
+    from ltr.inference import predict_file
+
+    path = predict_file(model, data, out, fmt.value)
+    stdout.print(f"wrote {path}")
+
+
 @app.command("baselines")
 def baselines(
     train: Annotated[Path, typer.Option("--train", help="Picks the best single feature.")],
@@ -198,15 +264,30 @@ def baselines(
     no_relevant: NoRelevantOpt = None,
     preset: PresetOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random ranking.")] = 0,
+    models: Annotated[
+        list[Path] | None,
+        typer.Option("--model", help="Also score this trained run or checkpoint (repeatable)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Random, best-single-feature (chosen on train) and ideal rankings of a test file."""
+    """Random, best-single-feature (chosen on train) and ideal rankings of a test file,
+    beside any trained models given with --model."""
     from ltr.baselines import evaluate_baselines
     from ltr.data.letor import load_letor
+    from ltr.evaluation import evaluate_scores
 
     names = _metric_names(metrics)
     conventions = _conventions(gain, no_relevant, preset)
-    rows = evaluate_baselines(load_letor(train), load_letor(test), names, seed=seed, **conventions)
+    test_data = load_letor(test)
+    rows = evaluate_baselines(load_letor(train), test_data, names, seed=seed, **conventions)
+    if models:
+        from ltr.inference import Predictor
+
+        ideal = rows.popitem()  # the ceiling stays the last row
+        for path in models:
+            scores = Predictor.load(path).score(test_data)
+            rows[f"model: {path.name}"] = evaluate_scores(test_data, scores, names, **conventions)
+        rows.update([ideal])
     if as_json:
         _print_json({label: evaluation.means for label, evaluation in rows.items()})
         return
@@ -221,6 +302,10 @@ def baselines(
     for label, evaluation in rows.items():
         table.add_row(label, *(_fmt(evaluation.means[name]) for name in names))
     stdout.print(table)
+
+
+def _value(option: str | Enum) -> str:
+    return option.value if isinstance(option, Enum) else option
 
 
 def _metric_names(text: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -30,8 +31,33 @@ def test_quickstart_runs_every_step_on_synthetic_data(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    for step in ("ltr data synth", "ltr data inspect", "ltr baselines"):
-        assert f"$ {step}" in out
+    for step in ("data synth", "data inspect", "train", "predict", "evaluate", "baselines"):
+        assert f"$ ltr {step}" in out
     assert "(best single feature on train)" in out and "ideal (labels as scores)" in out
+    (run_dir,) = (tmp_path / "qs" / "experiments").iterdir()
+    assert f"model: {run_dir.name}" in out
+    # the trained model must clear the best single feature on the held-out test file
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    baselines = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ltr",
+            "baselines",
+            "--json",
+            "--metrics",
+            "ndcg@10",
+            "--train",
+            str(tmp_path / "qs" / "data" / "train.txt"),
+            "--test",
+            str(tmp_path / "qs" / "data" / "test.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    best_feature = next(v for k, v in json.loads(baselines.stdout).items() if "best single" in k)
+    assert metrics["test"]["ndcg@10"] > best_feature["ndcg@10"] + 0.1
     train = read_letor(tmp_path / "qs" / "data" / "train.txt")
     assert train.n_queries == 360 and train.n_features == 20

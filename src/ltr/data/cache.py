@@ -3,10 +3,15 @@
 One ``.npz`` (uncompressed, loaded with ``allow_pickle=False``: never pickle) per source file and
 parse options, in the cache folder (``$LTR_CACHE_DIR``, else ``~/.cache/ltr``). Its name comes
 from the resolved source paths and the options; inside, a ``meta`` entry records the cache format
-version and each source's identity (resolved path, size, mtime in ns). An entry whose meta does
-not match the sources now (a source changed), or that cannot be read (truncated, corrupt), is
-rebuilt silently apart from a log line. Writes are atomic, so readers never see half a file. The
-cache is an optimization: when the folder cannot be written, the parsed data is returned anyway.
+version, each source's identity (resolved path, size, mtime in ns) and the CRC-32 of every
+stored array. An entry whose meta does not match the sources now (a source changed), that cannot
+be read (truncated, corrupt) or whose arrays fail their CRC (a flipped bit), is rebuilt silently
+apart from a log line. Writes are atomic, so readers never see half a file. The cache is an
+optimization: when the folder cannot be written, the parsed data is returned anyway.
+
+Integrity: the arrays are read straight from the file, past :mod:`zipfile` and its own CRC pass
+(see :func:`_read_npz`), so the check is ours. ``zlib.crc32`` runs at several GB/s (about 25 ms
+for 100 MiB of features), which keeps a reload well over 20x faster than parsing.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import math
 import os
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -29,7 +35,7 @@ from ltr.data.letor import LetorData
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when the stored arrays or their meaning change
+FORMAT_VERSION = 2  # bump when the stored arrays or their meaning change (2: CRC-32 in meta)
 
 
 def default_cache_dir() -> Path:
@@ -78,16 +84,18 @@ def cached_parse(
 
 
 def save(path: Path, data: LetorData, meta: dict[str, object]) -> None:
-    """Store ``data`` and ``meta`` as an uncompressed ``.npz``, atomically."""
+    """Store ``data`` and ``meta`` (plus the arrays' CRC-32) as an uncompressed ``.npz``,
+    atomically."""
     arrays = {
         "features": np.ascontiguousarray(data.features, dtype=np.float32),
-        "labels": np.asarray(data.labels, dtype=np.float32),
-        "query_ids": np.asarray(data.query_ids, dtype=str),
-        "query_offsets": np.asarray(data.query_offsets, dtype=np.int64),
-        "meta": np.array(json.dumps(meta, sort_keys=True)),
+        "labels": np.ascontiguousarray(data.labels, dtype=np.float32),
+        "query_ids": np.ascontiguousarray(data.query_ids, dtype=str),
+        "query_offsets": np.ascontiguousarray(data.query_offsets, dtype=np.int64),
     }
     if data.doc_ids is not None:
-        arrays["doc_ids"] = np.asarray(data.doc_ids, dtype=str)
+        arrays["doc_ids"] = np.ascontiguousarray(data.doc_ids, dtype=str)
+    checksums = {name: _crc32(array) for name, array in arrays.items()}
+    arrays["meta"] = np.array(json.dumps({**meta, "crc32": checksums}, sort_keys=True))
     with atomic_open(path, "wb") as handle:
         np.savez(handle, **arrays)  # type: ignore[arg-type]
 
@@ -106,8 +114,13 @@ def _load(path: Path, meta: dict[str, object]) -> LetorData | None:
         return None
     try:
         stored = _read_npz(path)
-        if json.loads(str(stored["meta"])) != meta:
+        stored_meta = json.loads(str(stored.pop("meta")))
+        checksums = stored_meta.pop("crc32", None) if isinstance(stored_meta, dict) else None
+        if stored_meta != meta:
             logger.info("data cache %s is stale; parsing the source again", path)
+            return None
+        if checksums != {name: _crc32(array) for name, array in stored.items()}:
+            logger.warning("data cache %s fails its CRC check; parsing the source again", path)
             return None
         data = LetorData(
             features=stored["features"],
@@ -160,6 +173,11 @@ def _read_npy(handle: BinaryIO) -> np.ndarray:
     if array.size != count:
         raise ValueError(f"truncated array: {array.size} of {count} items")
     return array.reshape(shape)
+
+
+def _crc32(array: np.ndarray) -> int:
+    """CRC-32 of a C-contiguous array's bytes (any dtype; ``str`` arrays as UCS-4)."""
+    return zlib.crc32(array.reshape(-1).view(np.uint8).data)
 
 
 def _consistent(data: LetorData) -> bool:

@@ -75,6 +75,22 @@ def test_corrupt_entry_is_rebuilt(source: Path, tmp_path: Path, damage: str) -> 
     assert parse.calls == 2  # the rebuilt entry is good again
 
 
+def test_flipped_bit_inside_the_features_is_caught_and_rebuilt(
+    source: Path, tmp_path: Path
+) -> None:
+    parse = CountingParser(source)
+    cached_parse(source, parse, cache_dir=tmp_path / "cache")
+    path = entry(source, tmp_path)
+    content = bytearray(path.read_bytes())
+    first_row = np.array([0.5, 1.25], dtype=np.float32).tobytes()
+    assert content.count(first_row) == 1  # the features' first row, nowhere else
+    content[content.index(first_row) + 5] ^= 0x01  # still a valid float: only the CRC sees it
+    path.write_bytes(bytes(content))
+    data = cached_parse(source, parse, cache_dir=tmp_path / "cache")
+    assert parse.calls == 2
+    assert data.features[0].tolist() == [0.5, 1.25]
+
+
 def test_entry_with_object_array_is_refused_not_unpickled(source: Path, tmp_path: Path) -> None:
     parse = CountingParser(source)
     cached_parse(source, parse, cache_dir=tmp_path / "cache")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ltr.data import letor
+from ltr.data import _letor_parser
 from ltr.data.letor import LetorData, load_letor, read_letor, read_lightgbm, write_letor
 from ltr.errors import DataFormatError, DataNotFoundError
 
@@ -150,19 +150,21 @@ def test_vectorized_and_line_by_line_parsers_agree(tmp_path: Path) -> None:
         )
         lines.append(f"{rng.integers(0, 5)} qid:{row // 7} {pairs} #docid = d{row}")
     raw = ("\n".join(lines) + "\n").encode()
-    fast = letor._parse_chunk_fast(raw, 1, "letor", None)
-    tracker = letor._QueryTracker(tmp_path / "x.txt")
-    slow = letor._parse_chunk_slow(raw, 1, "letor", None, tmp_path / "x.txt", tracker)
+    fast = _letor_parser._parse_chunk_fast(raw, 1, "letor", None)
+    tracker = _letor_parser._QueryTracker(tmp_path / "x.txt")
+    slow = _letor_parser._parse_chunk_slow(raw, 1, "letor", None, tmp_path / "x.txt", tracker)
     assert fast is not None  # plain data must not fall back to the slow parser
     assert np.array_equal(fast.features, slow.features)
     assert np.array_equal(fast.labels, slow.labels)
-    assert fast.runs == slow.runs and fast.doc_ids == slow.doc_ids
+    assert fast.runs == slow.runs
+    assert fast.doc_ids is not None and slow.doc_ids is not None
+    assert fast.doc_ids.astype(str).tolist() == slow.doc_ids.tolist()
 
 
 def test_reader_joins_queries_and_reports_lines_across_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(letor, "_CHUNK_BYTES", 64)
+    monkeypatch.setattr(_letor_parser, "_CHUNK_BYTES", 64)
     lines = [f"{i % 3} qid:{i // 10} 1:{i}.5 2:0.25" for i in range(100)]
     path = write(tmp_path, ("\n".join(lines) + "\nbad qid:99 1:1\n").encode())
     with pytest.raises(DataFormatError, match=r"train\.txt:101: the label must be a number"):
@@ -171,6 +173,46 @@ def test_reader_joins_queries_and_reports_lines_across_chunks(
     data = read_letor(path)
     assert data.list_lengths.tolist() == [10] * 10
     assert data.features[:, 0].tolist() == [i + 0.5 for i in range(100)]
+
+
+def test_reader_widens_when_a_larger_index_comes_in_a_later_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_letor_parser, "_CHUNK_BYTES", 64)
+    lines = [f"1 qid:{i // 4} 1:{i}" for i in range(40)] + ["0 qid:99 7:2.5", "0 qid:99 2:1"]
+    data = read_letor(write(tmp_path, ("\n".join(lines) + "\n").encode()))
+    assert data.features.shape == (42, 7) and data.features.flags.c_contiguous
+    assert data.features[:40, 0].tolist() == list(range(40))
+    assert data.features[40].tolist() == [0, 0, 0, 0, 0, 0, 2.5]
+    assert data.features[41].tolist() == [0, 1, 0, 0, 0, 0, 0]
+
+
+def test_reader_grows_past_a_row_estimate_from_long_first_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_letor_parser, "_CHUNK_BYTES", 256)
+    long = [f"1 qid:0 1:{i}.123456789 2:0.5 3:0.25 #docid = long-{i}" for i in range(10)]
+    short = [f"0 qid:{i} 1:{i}" for i in range(1, 500)]
+    data = read_letor(write(tmp_path, ("\n".join(long + short) + "\n").encode()))
+    assert data.n_docs == 509 and data.n_queries == 500
+    assert data.features[10:, 0].tolist() == list(range(1, 500))
+    assert data.doc_ids is not None and data.doc_ids[9] == "long-9" and data.doc_ids[10] == ""
+
+
+def test_doc_ids_of_fast_and_slow_chunks_join_with_exact_width(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_letor_parser, "_CHUNK_BYTES", 64)
+    text = (
+        "1 qid:1 1:0.5 #docid = caf\u00e9\n"  # non-ASCII: decoded as UTF-8
+        "0 qid:1 1:1e-5 #docid = b\n"  # an exponent: this chunk goes the line-by-line way
+        "0 qid:2 1:1\n"  # no doc id
+        "2 qid:2 1:2 #docid = a-long-id\n"
+    )
+    data = read_letor(write(tmp_path, text.encode()))
+    assert data.doc_ids is not None
+    assert data.doc_ids.tolist() == ["caf\u00e9", "b", "", "a-long-id"]
+    assert data.doc_ids.dtype == np.dtype("<U9")
 
 
 # ---------------------------------------------------------------------------- LightGBM layout

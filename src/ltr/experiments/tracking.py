@@ -1,0 +1,204 @@
+"""The run directory of one experiment, and the trackers that mirror its numbers.
+
+A :class:`Run` owns ``<output_dir>/<YYYYmmdd-HHMMSS>-<name>/``; every file a training run writes
+goes through it (``config.yaml``, ``preprocessor.json``, ``training_history.json``,
+``metrics.json``, ``test_per_query.tsv``, ``checkpoints/{best,last}.pt``, ``tensorboard/``).
+Numbers are also sent to the run's trackers: TensorBoard here; MLflow plugs in later as another
+:class:`Tracker` without touching the trainer.
+
+Distributed training: only rank 0 writes. A run built with ``rank > 0`` has the same methods,
+and each of them does nothing, so the trainer calls them unconditionally.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from ltr._fs import atomic_open, atomic_write_json, atomic_write_text
+from ltr.errors import ConfigError, DataNotFoundError
+
+__all__ = ["Run", "TensorBoardTracker", "Tracker", "json_safe"]
+
+
+class Tracker(Protocol):
+    """Where a run mirrors its parameters and per-epoch numbers (TensorBoard, MLflow, ...)."""
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TensorBoardTracker:
+    """Scalars in ``<run>/tensorboard`` as TensorBoard event files.
+
+    Raises:
+        ConfigError: tensorboard is not installed (it comes with the ``tracking`` extra).
+    """
+
+    def __init__(self, log_dir: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError(
+                "tracking.tensorboard is true but tensorboard is not installed; "
+                "install ltr[tracking] or set tracking.tensorboard=false"
+            ) from None
+        self._writer = SummaryWriter(log_dir=str(log_dir))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """TensorBoard shows the config as text; the run's ``config.yaml`` is the record."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        for name, value in metrics.items():
+            self._writer.add_scalar(name, value, global_step=step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class Run:
+    """One experiment's directory and trackers; see the module docstring.
+
+    Build it with :meth:`create` (a fresh, uniquely named directory) or :meth:`open` (an
+    existing run, for ``--resume``). Use it as a context manager, or call :meth:`close`.
+
+    Args:
+        path: the run directory (must exist on rank 0).
+        rank: this process's rank; only rank 0 writes.
+        tensorboard: mirror metrics into ``<path>/tensorboard``.
+    """
+
+    def __init__(self, path: Path, *, rank: int = 0, tensorboard: bool = True) -> None:
+        self.dir = Path(path)
+        self.rank = rank
+        self.trackers: list[Tracker] = []
+        if self.is_writer and tensorboard:
+            self.trackers.append(TensorBoardTracker(self.dir / "tensorboard"))
+
+    @classmethod
+    def create(
+        cls,
+        output_dir: str | Path,
+        name: str,
+        *,
+        rank: int = 0,
+        tensorboard: bool = True,
+        now: datetime | None = None,
+    ) -> Run:
+        """A new run under ``output_dir`` named ``<YYYYmmdd-HHMMSS>-<name>``.
+
+        A name already taken gets a suffix (``-2``, ``-3``, ...); the directory is created with
+        ``exist_ok=False``, so two processes starting in the same second never share one.
+        """
+        stem = f"{(now or datetime.now()):%Y%m%d-%H%M%S}-{name}"
+        path = Path(output_dir) / stem
+        if rank == 0:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            suffix = 1
+            while True:
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    suffix += 1
+                    path = Path(output_dir) / f"{stem}-{suffix}"
+        return cls(path, rank=rank, tensorboard=tensorboard)
+
+    @classmethod
+    def open(cls, path: str | Path, *, rank: int = 0, tensorboard: bool = True) -> Run:
+        """An existing run directory, to resume it.
+
+        Raises:
+            DataNotFoundError: no such directory, or it holds no ``checkpoints/last.pt``.
+        """
+        path = Path(path)
+        if not (path / "checkpoints" / "last.pt").is_file():
+            raise DataNotFoundError(
+                f"cannot resume {path}: expected a run directory holding checkpoints/last.pt"
+            )
+        return cls(path, rank=rank, tensorboard=tensorboard)
+
+    @property
+    def is_writer(self) -> bool:
+        """True on the process that writes files (rank 0)."""
+        return self.rank == 0
+
+    def checkpoint_path(self, name: str) -> Path:
+        """``<run>/checkpoints/<name>.pt``."""
+        return self.dir / "checkpoints" / f"{name}.pt"
+
+    def save_checkpoint(self, name: str, checkpoint: Mapping[str, Any]) -> None:
+        """Write ``checkpoints/<name>.pt`` atomically (rank 0 only)."""
+        from ltr.training.checkpoint import save_checkpoint  # training imports this module
+
+        if self.is_writer:
+            save_checkpoint(self.checkpoint_path(name), checkpoint)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        """Write ``<run>/<name>`` as JSON, atomically; NaN and inf become null (rank 0 only)."""
+        if self.is_writer:
+            atomic_write_json(self.dir / name, json_safe(obj))
+
+    def write_text(self, name: str, text: str) -> None:
+        """Write ``<run>/<name>`` atomically (rank 0 only)."""
+        if self.is_writer:
+            atomic_write_text(self.dir / name, text)
+
+    def write_table(self, name: str, columns: Mapping[str, Any]) -> None:
+        """Write equal-length columns as a tab-separated file with a header (rank 0 only)."""
+        if not self.is_writer:
+            return
+        values = list(columns.values())
+        with atomic_open(self.dir / name) as handle:
+            handle.write("\t".join(columns) + "\n")
+            for row in zip(*values, strict=True):
+                handle.write("\t".join(_cell(v) for v in row) + "\n")
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Send the resolved config to every tracker (rank 0 only)."""
+        for tracker in self.trackers:
+            tracker.log_params(params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Send one epoch's numbers (``train/loss``, ``valid/ndcg@10``, ...) to every tracker."""
+        for tracker in self.trackers:
+            tracker.log_metrics(metrics, step)
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
+        self.trackers = []
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN and infinite floats replaced by None (JSON has no NaN)."""
+    if isinstance(obj, Mapping):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _cell(value: Any) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)

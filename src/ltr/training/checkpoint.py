@@ -1,0 +1,131 @@
+"""Training checkpoints: plain dicts of tensors and Python values, never pickled objects.
+
+A checkpoint is what :func:`torch.save` writes for a dict with these keys (``FORMAT`` names it,
+``VERSION`` bumps when the layout changes)::
+
+    format, version            "ltr.checkpoint", 1
+    epoch                      epochs completed (1-based count; 0 = untrained)
+    model, optimizer           state dicts
+    scheduler                  state dict, or None without a scheduler
+    state                      best_epoch, best_value, epochs_since_best, stopped_early, history
+    rng                        {"torch": CPU generator state, "cuda": [per-device states]}
+    config                     the resolved experiment config (ExperimentConfig.resolved())
+    normalizer                 Normalizer.to_dict() of the training features
+    n_features                 the feature count the scorer was built for
+    ltr_version, torch_version who wrote it
+
+Every value is a tensor, a number, a string, None, or a list/dict of those, so
+``torch.load(path, weights_only=True)`` reads it and a checkpoint cannot run code when loaded.
+Writes are atomic (:func:`ltr._fs.atomic_path`): a crash leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ltr import __version__
+from ltr._fs import atomic_path
+from ltr.errors import DataNotFoundError, LtrError, ShapeError
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "check_feature_count",
+    "checkpoint_file",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+FORMAT = "ltr.checkpoint"
+VERSION = 1
+_REQUIRED = ("epoch", "model", "state", "config", "normalizer", "n_features")
+
+
+def save_checkpoint(path: str | Path, checkpoint: Mapping[str, Any]) -> None:
+    """Write ``checkpoint`` (the layout of the module docstring) atomically.
+
+    ``format``, ``version`` and the writer versions are filled in here.
+    """
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        **checkpoint,
+        "ltr_version": __version__,
+        "torch_version": str(torch.__version__),  # TorchVersion is not weights_only-safe
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` onto the CPU and check its layout.
+
+    Raises:
+        DataNotFoundError: the file does not exist.
+        LtrError: the file is not an ltr checkpoint (corrupt, truncated, another format or
+            version, or keys missing).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise LtrError(f"{path}: not a readable ltr checkpoint ({_reason(error)})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise LtrError(f"{path}: not an ltr checkpoint (expected format {FORMAT!r})")
+    if checkpoint.get("version") != VERSION:
+        raise LtrError(
+            f"{path}: checkpoint version must be {VERSION}; got {checkpoint.get('version')!r} "
+            f"(written by ltr {checkpoint.get('ltr_version', '?')})"
+        )
+    missing = [key for key in _REQUIRED if key not in checkpoint]
+    if missing:
+        raise LtrError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return checkpoint
+
+
+def checkpoint_file(model_path: str | Path, name: str = "best") -> Path:
+    """The checkpoint a path stands for: a run directory means ``checkpoints/<name>.pt``.
+
+    Raises:
+        DataNotFoundError: neither a file nor a run directory holding that checkpoint.
+    """
+    model_path = Path(model_path)
+    if model_path.is_dir():
+        candidate = model_path / "checkpoints" / f"{name}.pt"
+        if not candidate.is_file():
+            raise DataNotFoundError(
+                f"{model_path} has no checkpoints/{name}.pt; give a run directory written by "
+                "`ltr train` or a .pt file"
+            )
+        return candidate
+    if not model_path.is_file():
+        raise DataNotFoundError(
+            f"model {model_path} does not exist (a run directory or a .pt file)"
+        )
+    return model_path
+
+
+def check_feature_count(checkpoint: Mapping[str, Any], n_features: int, source: str) -> None:
+    """Refuse data whose feature count differs from the one the scorer was trained on.
+
+    Raises:
+        ShapeError: naming both counts.
+    """
+    expected = int(checkpoint["n_features"])
+    if n_features != expected:
+        raise ShapeError(f"the model was trained on {expected} features; {source} has {n_features}")
+
+
+def _reason(error: BaseException) -> str:
+    """The informative line of a loading error (torch's weights-only errors are paragraphs)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    unpickler = [line for line in lines if line.startswith("WeightsUnpickler error")]
+    return (unpickler or lines or [type(error).__name__])[0]

@@ -1,0 +1,351 @@
+"""One experiment end to end: data, normalizer, model, loss, run directory, training, test.
+
+:func:`run_experiment` is what ``ltr train`` calls. The steps, in order:
+
+1. Find the data (:func:`resolve_data_paths`): explicit ``data.train/valid/test`` paths win over
+   the files in ``data.root`` (``train``, ``vali`` or ``valid``, ``test``; ``.txt`` or
+   ``.txt.gz``). Without a validation file, ``data.valid_fraction`` of the training queries
+   (split by query, seeded with ``training.seed``) validate; the test file is never used to pick
+   a model. Without a test file the run reports validation numbers only.
+2. Fit the normalizer on the training queries only; transform train, validation and test once.
+3. Seed torch with ``training.seed``, build the scorer and the loss, create the run directory
+   (or reopen it to resume), write ``config.yaml`` and ``preprocessor.json``.
+4. :func:`ltr.training.trainer.train`.
+5. Reload ``checkpoints/best.pt`` and score the whole test file: ``metrics.json`` and
+   ``test_per_query.tsv``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from ltr.config import DataConfig, EvaluationConfig, ExperimentConfig, load_config
+from ltr.data.dataset import QueryDataset, split_by_query
+from ltr.data.letor import LetorData, load_letor
+from ltr.data.preprocessing import Normalizer
+from ltr.errors import ConfigError, DataNotFoundError
+from ltr.evaluation import evaluate_scores
+from ltr.experiments.tracking import Run
+from ltr.losses import build_loss
+from ltr.models import build_model
+from ltr.training.checkpoint import check_feature_count, load_checkpoint
+from ltr.training.trainer import Loaders, score_data, train
+
+__all__ = [
+    "DataPaths",
+    "Distributed",
+    "Splits",
+    "load_run_config",
+    "load_splits",
+    "report_test_metrics",
+    "resolve_data_paths",
+    "resolve_device",
+    "run_experiment",
+]
+
+logger = logging.getLogger(__name__)
+
+FILE_NAMES = {
+    "train": ("train.txt", "train.txt.gz"),
+    "valid": ("vali.txt", "vali.txt.gz", "valid.txt", "valid.txt.gz"),
+    "test": ("test.txt", "test.txt.gz"),
+}
+# always in metrics.json, whatever evaluation.metrics lists
+TEST_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr")
+NO_RELEVANT_POLICIES = ("zero", "one", "skip")
+# fields a resumed run may change; anything else must match the run's config.yaml
+RESUMABLE_CHANGES = (
+    "training.num_epochs",
+    "training.early_stopping_patience",
+    "training.device",
+    "training.num_threads",
+    "tracking.output_dir",
+    "tracking.tensorboard",
+    "experiment.description",
+)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a distributed job; one process (rank 0 of 1) for now.
+
+    Rank 0 writes every file (its :class:`Run`); other ranks train on their shard of the
+    training queries. DDP itself arrives with its own change.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    train: Path
+    valid: Path | None
+    test: Path | None
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The three data sets; ``valid`` is carved from train when there is no validation file."""
+
+    train: LetorData
+    valid: LetorData
+    test: LetorData | None
+    valid_from_train: bool
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    resume: Path | None = None,
+    quiet: bool = False,
+    dist: Distributed | None = None,
+) -> Path:
+    """Train one experiment and test its best epoch; returns the run directory.
+
+    Args:
+        config: the experiment.
+        resume: a run directory to continue from its ``checkpoints/last.pt``; ``config`` must
+            equal the run's own except for :data:`RESUMABLE_CHANGES` (e.g. more epochs).
+        quiet: print nothing (tests).
+        dist: rank and world size; only one process is supported yet.
+
+    Raises:
+        DataNotFoundError: a data file or the data root is missing.
+        ConfigError: a resumed run with a different config, or a distributed job.
+        LtrError: a missing or corrupt checkpoint, training divergence.
+    """
+    dist = dist or Distributed()
+    if dist.world_size > 1:
+        raise ConfigError("distributed training is not implemented yet; run a single process")
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    training = config.training
+    if training.num_threads is not None:
+        torch.set_num_threads(training.num_threads)
+    device = resolve_device(training.device)
+    checkpoint = None
+    if resume is not None:
+        run = Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
+        checkpoint = load_checkpoint(run.checkpoint_path("last"))
+        _check_resumable(resume, checkpoint["config"], config.resolved())
+    splits = load_splits(config.data, seed=training.seed, console=console)
+    if checkpoint is not None:
+        check_feature_count(checkpoint, splits.train.n_features, "the training data")
+        normalizer = Normalizer.from_dict(checkpoint["normalizer"], source=str(resume))
+    else:
+        normalizer = Normalizer(config.data.normalization).fit(splits.train)
+    train_data, valid_data = map(normalizer.transform_data, (splits.train, splits.valid))
+    test_data = None if splits.test is None else normalizer.transform_data(splits.test)
+
+    torch.manual_seed(training.seed)
+    model = build_model(config.model.name, train_data.n_features, **config.model.params)
+    loss_fn = build_loss(config.loss.name, config.loss.params)
+    dataset = QueryDataset(
+        train_data,
+        max_list_length=config.data.max_list_length,
+        list_sampling=config.data.list_sampling,
+    )
+    if dist.world_size > 1:
+        dataset = dataset.subset(dataset.shard(dist.rank, dist.world_size))
+    loader = dataset.loader(
+        training.batch_size,
+        shuffle=True,
+        seed=training.seed,
+        bucket_by_length=training.bucket_by_length,
+    )
+    if resume is None:
+        run = Run.create(
+            config.tracking.output_dir,
+            config.experiment.name,
+            rank=dist.rank,
+            tensorboard=config.tracking.tensorboard,
+        )
+    with run:
+        run.write_text("config.yaml", config.to_yaml())
+        run.write_json("preprocessor.json", normalizer.to_dict())
+        run.log_params(config.resolved())
+        console.print(f"Run directory: {run.dir}", highlight=False)
+        meta = {
+            "config": config.resolved(),
+            "normalizer": normalizer.to_dict(),
+            "n_features": train_data.n_features,
+        }
+        result = train(
+            model,
+            loss_fn,
+            Loaders(train=loader, valid=valid_data),
+            training,
+            run,
+            evaluation=config.evaluation,
+            meta=meta,
+            resume_from=checkpoint,
+            device=device,
+            quiet=quiet,
+        )
+        best = load_checkpoint(result.best_checkpoint)
+        model.load_state_dict(best["model"])
+        best_record = next(r for r in result.history if r["epoch"] == result.best_epoch)
+        report: dict[str, Any] = {
+            "best_epoch": result.best_epoch,
+            "epochs": result.epochs,
+            "stopped_early": result.stopped_early,
+            "early_stopping_metric": training.early_stopping_metric,
+            "valid": {
+                key.removeprefix("valid_"): value
+                for key, value in best_record.items()
+                if key.startswith("valid_")
+            },
+            "valid_from_train": splits.valid_from_train,
+            "conventions": {
+                "gain": config.evaluation.gain,
+                "no_relevant": config.evaluation.no_relevant,
+            },
+            "test": None,
+        }
+        if test_data is not None:
+            scores = score_data(model, test_data, batch_size=training.batch_size, device=device)
+            report["test"], per_query = report_test_metrics(test_data, scores, config.evaluation)
+            report["test_queries"] = test_data.n_queries
+            run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
+            console.print(f"Test (best epoch {result.best_epoch}): {shown}", highlight=False)
+        run.write_json("metrics.json", report)
+    return run.dir
+
+
+def report_test_metrics(
+    data: LetorData, scores: np.ndarray, evaluation: EvaluationConfig
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Test metrics of ``scores``: means and per-query values, by metric name.
+
+    Holds :data:`TEST_METRICS` and ``evaluation.metrics`` under the configured conventions, plus
+    ``ndcg@10[no_relevant=<policy>]`` for each of :data:`NO_RELEVANT_POLICIES`.
+    """
+    names = list(dict.fromkeys([*TEST_METRICS, *evaluation.metrics]))
+    result = evaluate_scores(
+        data, scores, names, gain=evaluation.gain, no_relevant=evaluation.no_relevant
+    )
+    means, per_query = dict(result.means), dict(result.per_query)
+    for policy in NO_RELEVANT_POLICIES:
+        variant = evaluate_scores(
+            data, scores, ["ndcg@10"], gain=evaluation.gain, no_relevant=policy
+        )
+        means[f"ndcg@10[no_relevant={policy}]"] = variant.means["ndcg@10"]
+        per_query[f"ndcg@10[no_relevant={policy}]"] = variant.per_query["ndcg@10"]
+    return means, per_query
+
+
+def resolve_data_paths(cfg: DataConfig) -> DataPaths:
+    """Training, validation and test files: explicit paths first, then the files in ``root``.
+
+    Raises:
+        DataNotFoundError: a named file, the root, or the training file in it is missing.
+    """
+    found: dict[str, Path | None] = {}
+    root = cfg.root
+    if root is not None and not root.is_dir():
+        raise DataNotFoundError(
+            f"data.root {root} is not a folder; create synthetic data with "
+            f"`ltr data synth --out {root}` or point data.root at a LETOR fold"
+        )
+    for split in ("train", "valid", "test"):
+        explicit: Path | None = getattr(cfg, split)
+        if explicit is not None:
+            if not explicit.is_file():
+                raise DataNotFoundError(f"data.{split}: file {explicit} does not exist")
+            found[split] = explicit
+        elif root is not None:
+            found[split] = next(
+                (root / name for name in FILE_NAMES[split] if (root / name).is_file()), None
+            )
+        else:
+            found[split] = None
+    train_path = found["train"]
+    if train_path is None:
+        raise DataNotFoundError(
+            f"data.root {root} holds no training file (looked for "
+            f"{', '.join(FILE_NAMES['train'])}); create one with `ltr data synth --out {root}`"
+        )
+    return DataPaths(train=train_path, valid=found["valid"], test=found["test"])
+
+
+def load_splits(cfg: DataConfig, *, seed: int, console: Console | None = None) -> Splits:
+    """Read the data of :func:`resolve_data_paths`; split train by query if there is no valid.
+
+    Validation and test files are read with the training file's feature count.
+    """
+    paths = resolve_data_paths(cfg)
+    train_data = load_letor(paths.train)
+    width = train_data.n_features
+    test = None if paths.test is None else load_letor(paths.test, n_features=width)
+    if paths.valid is not None:
+        valid = load_letor(paths.valid, n_features=width)
+        return Splits(train_data, valid, test, valid_from_train=False)
+    train_part, valid = split_by_query(train_data, cfg.valid_fraction, seed=seed)
+    message = (
+        f"No validation file: validating on {valid.n_queries} of {train_data.n_queries} training "
+        f"queries (data.valid_fraction={cfg.valid_fraction}, split by query, seed {seed})"
+    )
+    logger.info(message)
+    if console is not None:
+        console.print(message, highlight=False)
+    if test is None:
+        logger.warning("no test file: metrics.json will hold validation numbers only")
+    return Splits(train_part, valid, test, valid_from_train=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` must be available.
+
+    Raises:
+        ConfigError: ``cuda`` asked for but not available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device: cuda is not available here; use cpu or auto")
+    return torch.device(name)
+
+
+def load_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """The config of an existing run (its ``config.yaml``) with ``--set`` overrides applied.
+
+    For ``ltr train --resume RUN_DIR --set training.num_epochs=100``.
+    """
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise DataNotFoundError(f"{run_dir} has no config.yaml; is it a run directory?")
+    return load_config(path, overrides)
+
+
+def _check_resumable(run_dir: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    """Refuse to resume with a config that changes more than :data:`RESUMABLE_CHANGES`."""
+    before, after = _flatten(stored), _flatten(wanted)
+    changed = [
+        key
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key) and not key.startswith(RESUMABLE_CHANGES)
+    ]
+    if changed:
+        raise ConfigError(
+            f"cannot resume {run_dir}: the config differs from the run's in {', '.join(changed)}; "
+            f"only {', '.join(RESUMABLE_CHANGES)} may change"
+        )
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -1,0 +1,89 @@
+"""Training from a YAML config file the way the CLI does, then offline prediction and evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ltr.config import load_config
+from ltr.data.letor import load_letor
+from ltr.data.runs import read_scores
+from ltr.data.synthetic import write_synthetic
+from ltr.evaluation import evaluate_scores
+from ltr.inference import predict_file
+from ltr.training import load_run_config, run_experiment
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LTR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_default_config_trains_resumes_and_predicts(tmp_path: Path) -> None:
+    write_synthetic(tmp_path / "data", n_queries=40, n_features=10, seed=2, max_docs=15)
+    overrides = [
+        f"data.root={tmp_path / 'data'}",
+        f"tracking.output_dir={tmp_path / 'runs'}",
+        "model.hidden_dims=[16, 8]",
+        "training.num_epochs=2",
+        "training.device=cpu",
+    ]
+    config = load_config(REPO_ROOT / "configs" / "default.yaml", overrides)
+    run_dir = run_experiment(config, quiet=True)
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.endswith("-default")
+
+    # `ltr train --resume RUN --set training.num_epochs=3`: the run's own config, one more epoch
+    resumed = load_run_config(run_dir, ["training.num_epochs=3"])
+    assert run_experiment(resumed, resume=run_dir, quiet=True) == run_dir
+    history = json.loads((run_dir / "training_history.json").read_text(encoding="utf-8"))
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+
+    test_file = tmp_path / "data" / "test.txt"
+    scores = read_scores(predict_file(run_dir, test_file, tmp_path / "scores.txt"))
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    test = load_letor(test_file)
+    assert evaluate_scores(test, scores, ["ndcg@10"]).means["ndcg@10"] == metrics["test"]["ndcg@10"]
+
+
+def test_python_dash_m_ltr_runs_the_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ltr", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "evaluate" in result.stdout
+
+
+def test_ltr_train_command_writes_a_run(tmp_path: Path) -> None:
+    write_synthetic(tmp_path / "data", n_queries=30, n_features=10, seed=3, max_docs=10)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ltr",
+            "train",
+            "--config",
+            str(REPO_ROOT / "configs" / "default.yaml"),
+            "--set",
+            f"data.root={tmp_path / 'data'}",
+            "--set",
+            f"tracking.output_dir={tmp_path / 'runs'}",
+            "--set",
+            "training.num_epochs=1",
+            "--set",
+            "model.hidden_dims=[8]",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "LTR_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "metrics.json").is_file()

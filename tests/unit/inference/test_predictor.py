@@ -1,0 +1,105 @@
+"""Offline scoring reproduces the run's test numbers and refuses data it was not trained for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ltr.config import load_config
+from ltr.data.letor import load_letor, write_letor
+from ltr.data.runs import read_scores, read_trec_run
+from ltr.data.synthetic import make_synthetic, write_synthetic
+from ltr.errors import ConfigError, DataNotFoundError, LtrError, ShapeError
+from ltr.evaluation import evaluate_scores
+from ltr.inference import Predictor, predict_file
+from ltr.training import run_experiment
+
+METRICS = ["ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LTR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data root, run directory) of a short transformer run."""
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic(root, n_queries=40, n_features=9, seed=1, max_docs=15)
+    config = load_config(
+        base={
+            "data": {"root": str(root), "normalization": "log1p_standard"},
+            "model": {"name": "transformer", "d_model": 8, "n_heads": 2, "n_layers": 1},
+            "training": {"num_epochs": 2, "batch_size": 4, "device": "cpu"},
+            "tracking": {"output_dir": str(root / "runs"), "tensorboard": False},
+        }
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LTR_CACHE_DIR", str(root / "cache"))
+        return root, run_experiment(config, quiet=True)
+
+
+def test_predicted_scores_reproduce_the_test_metrics_exactly(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    root, run_dir = trained
+    out = predict_file(run_dir, root / "test.txt", tmp_path / "scores.txt")
+    test = load_letor(root / "test.txt")
+    scores = read_scores(out, expected=test.n_docs)
+    means = evaluate_scores(test, scores, METRICS).means
+    expected = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["test"]
+    assert means == {name: expected[name] for name in METRICS}
+
+
+def test_trec_run_evaluates_to_the_same_numbers(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    root, run_dir = trained
+    scores_file = predict_file(run_dir, root / "test.txt", tmp_path / "scores.txt")
+    run_file = predict_file(run_dir, root / "test.txt", tmp_path / "run.trec", fmt="trec")
+    test = load_letor(root / "test.txt")
+    from_run, missing = read_trec_run(run_file, test)
+    assert missing == 0
+    first = run_file.read_text(encoding="utf-8").splitlines()[0].split()
+    assert first[1] == "Q0" and first[3] == "1" and first[5] == run_dir.name
+    expected = evaluate_scores(test, read_scores(scores_file), METRICS).means
+    assert evaluate_scores(test, from_run, METRICS).means == expected
+
+
+def test_a_checkpoint_file_works_like_its_run_directory(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    root, run_dir = trained
+    a = predict_file(run_dir, root / "vali.txt", tmp_path / "a.txt")
+    b = predict_file(run_dir / "checkpoints" / "best.pt", root / "vali.txt", tmp_path / "b.txt")
+    assert np.array_equal(read_scores(a), read_scores(b))
+
+
+def test_data_with_another_feature_count_names_both_counts(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, run_dir = trained
+    other = tmp_path / "wide.txt"
+    write_letor(other, make_synthetic(n_queries=3, n_features=12, seed=0))
+    with pytest.raises(ShapeError, match=r"trained on 9 features; .*wide\.txt has 12"):
+        predict_file(run_dir, other, tmp_path / "scores.txt")
+
+
+def test_missing_and_corrupt_checkpoints_are_clear_errors(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    root, _ = trained
+    with pytest.raises(DataNotFoundError, match=r"checkpoints/best\.pt"):
+        predict_file(tmp_path, root / "test.txt", tmp_path / "scores.txt")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"\x00" * 64)
+    with pytest.raises(LtrError, match="not a readable ltr checkpoint"):
+        Predictor.load(broken)
+
+
+def test_unknown_format_is_refused(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    root, run_dir = trained
+    with pytest.raises(ConfigError, match="'scores' or 'trec'"):
+        predict_file(run_dir, root / "test.txt", tmp_path / "x", fmt="csv")  # type: ignore[arg-type]

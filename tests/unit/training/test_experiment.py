@@ -1,0 +1,409 @@
+"""run_experiment end to end on tiny synthetic data: files, resume, determinism, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import ltr.training.experiment as experiment_module
+from ltr.config import ExperimentConfig, load_config
+from ltr.data.letor import load_letor
+from ltr.data.preprocessing import Normalizer
+from ltr.errors import ConfigError, DataNotFoundError, LtrError
+from ltr.evaluation import evaluate_scores
+from ltr.experiments.tracking import Run
+from ltr.losses import build_loss
+from ltr.models import build_model
+from ltr.training import Distributed, load_run_config, run_experiment
+from ltr.training.checkpoint import FORMAT, VERSION, load_checkpoint
+from ltr.training.experiment import load_splits
+from ltr.training.trainer import score_data
+
+BATCH_SIZE = 8
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LTR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ltr.data.synthetic import write_synthetic
+
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic(root, n_queries=60, n_features=10, seed=0, max_docs=20)
+    return root
+
+
+def make_config(root: Path, out: Path, *overrides: str) -> ExperimentConfig:
+    base: dict[str, Any] = {
+        "experiment": {"name": "tiny"},
+        "data": {"root": str(root), "max_list_length": 12, "list_sampling": "sample"},
+        "model": {"name": "mlp", "hidden_dims": [16], "dropout": 0.2},
+        "loss": {"name": "lambdarank"},
+        "training": {
+            "num_epochs": 4,
+            "batch_size": BATCH_SIZE,
+            "learning_rate": 3e-3,
+            "early_stopping_patience": 50,
+            "device": "cpu",
+        },
+        "tracking": {"output_dir": str(out), "tensorboard": False},
+    }
+    return load_config(base=base, overrides=overrides)
+
+
+def weights(run_dir: Path, name: str = "last") -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = load_checkpoint(run_dir / "checkpoints" / f"{name}.pt")[
+        "model"
+    ]
+    return state
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def step_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted 4-epoch run with a step schedule and TensorBoard."""
+    out = tmp_path_factory.mktemp("runs")
+    config = make_config(
+        data_root,
+        out,
+        "training.scheduler={name: step, step_size: 1, gamma: 0.7}",
+        "tracking.tensorboard=true",
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LTR_CACHE_DIR", str(out / "cache"))
+        return run_experiment(config, quiet=True)
+
+
+def test_run_directory_holds_every_artifact(step_run: Path) -> None:
+    names = {p.relative_to(step_run).as_posix() for p in step_run.rglob("*") if p.is_file()}
+    expected = {
+        "config.yaml",
+        "preprocessor.json",
+        "training_history.json",
+        "metrics.json",
+        "test_per_query.tsv",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+    }
+    assert expected <= names
+    assert any(name.startswith("tensorboard/events.out.tfevents") for name in names)
+    assert not any(name.endswith(".tmp") for name in names)  # atomic writes cleaned up
+    assert step_run.name.endswith("-tiny")
+    datetime.strptime(step_run.name[:15], "%Y%m%d-%H%M%S")
+
+
+def test_config_yaml_is_the_resolved_config_and_loads_back(step_run: Path) -> None:
+    stored = yaml.safe_load((step_run / "config.yaml").read_text(encoding="utf-8"))
+    assert stored["model"]["activation"] == "relu"  # the scorer's defaults are spelled out
+    assert load_run_config(step_run).resolved() == stored
+
+
+def test_history_and_metrics_describe_the_run(step_run: Path) -> None:
+    history = read_json(step_run / "training_history.json")
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert {"train_loss", "lr", "seconds", "valid_ndcg@10", "valid_map"} <= history[0].keys()
+    assert [r["lr"] for r in history] == pytest.approx([3e-3 * 0.7**e for e in range(4)])
+    metrics = read_json(step_run / "metrics.json")
+    best = max(history, key=lambda r: r["valid_ndcg@10"])
+    assert metrics["best_epoch"] == best["epoch"]
+    assert metrics["valid"]["ndcg@10"] == best["valid_ndcg@10"]
+    expected_test = {"ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr"} | {
+        f"ndcg@10[no_relevant={p}]" for p in ("zero", "one", "skip")
+    }
+    assert set(metrics["test"]) == expected_test
+    assert metrics["test"]["ndcg@10"] == metrics["test"]["ndcg@10[no_relevant=zero]"]
+    assert metrics["conventions"] == {"gain": "exp2", "no_relevant": "zero"}
+
+
+def test_test_per_query_table_has_one_row_per_test_query(step_run: Path, data_root: Path) -> None:
+    lines = (step_run / "test_per_query.tsv").read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    assert header[:2] == ["qid", "ndcg@1"] and "ndcg@10[no_relevant=skip]" in header
+    test = load_letor(data_root / "test.txt")
+    assert [line.split("\t")[0] for line in lines[1:]] == list(test.query_ids)
+    column = header.index("ndcg@10")
+    values = [float(line.split("\t")[column]) for line in lines[1:]]
+    assert np.mean(values) == pytest.approx(read_json(step_run / "metrics.json")["test"]["ndcg@10"])
+
+
+def test_preprocessor_json_is_the_normalizer_fitted_on_train(
+    step_run: Path, data_root: Path
+) -> None:
+    saved = Normalizer.load(step_run / "preprocessor.json")
+    fitted = Normalizer("standard").fit(load_letor(data_root / "train.txt"))
+    assert saved.to_dict() == fitted.to_dict()
+
+
+def test_checkpoints_load_with_weights_only_and_carry_everything_to_resume(step_run: Path) -> None:
+    checkpoint = torch.load(step_run / "checkpoints" / "last.pt", weights_only=True)
+    assert (checkpoint["format"], checkpoint["version"]) == (FORMAT, VERSION)
+    assert checkpoint["epoch"] == 4
+    assert {"model", "optimizer", "scheduler", "state", "rng", "config", "normalizer"} <= set(
+        checkpoint
+    )
+    assert checkpoint["n_features"] == 10
+    assert checkpoint["config"]["training"]["num_epochs"] == 4
+    assert isinstance(checkpoint["rng"]["torch"], torch.Tensor)
+    assert len(checkpoint["state"]["history"]) == 4
+
+
+def test_tensorboard_has_loss_lr_and_every_validation_metric(step_run: Path) -> None:
+    events = EventAccumulator(str(step_run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "valid/ndcg@10", "valid/map", "valid/mrr"} <= tags
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+    history = read_json(step_run / "training_history.json")
+    logged = [e.value for e in events.Scalars("valid/ndcg@10")]
+    assert logged == pytest.approx([r["valid_ndcg@10"] for r in history])
+
+
+def test_same_seed_gives_identical_weights(step_run: Path, data_root: Path, tmp_path: Path) -> None:
+    config = make_config(
+        data_root, tmp_path, "training.scheduler={name: step, step_size: 1, gamma: 0.7}"
+    )
+    again = run_experiment(config, quiet=True)
+    assert_same_weights(weights(again), weights(step_run))
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(
+    step_run: Path, data_root: Path, tmp_path: Path
+) -> None:
+    schedule = "training.scheduler={name: step, step_size: 1, gamma: 0.7}"
+    first = run_experiment(
+        make_config(data_root, tmp_path, schedule, "training.num_epochs=2"), quiet=True
+    )
+    assert load_checkpoint(first / "checkpoints" / "last.pt")["epoch"] == 2
+    resumed = run_experiment(make_config(data_root, tmp_path, schedule), resume=first, quiet=True)
+    assert resumed == first
+    assert_same_weights(weights(resumed), weights(step_run))
+    history = read_json(resumed / "training_history.json")
+    reference = read_json(step_run / "training_history.json")
+    assert [r["train_loss"] for r in history] == [r["train_loss"] for r in reference]
+    assert (
+        read_json(resumed / "metrics.json")["test"] == read_json(step_run / "metrics.json")["test"]
+    )
+
+
+class Crash(Exception):
+    pass
+
+
+def test_run_crashed_mid_epoch_resumes_to_the_uninterrupted_result(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(
+        data_root,
+        tmp_path / "a",
+        "training.scheduler={name: cosine, warmup_epochs: 1}",
+        "loss.name=listnet",
+    )
+    reference = run_experiment(config, quiet=True)
+    train_queries = load_letor(data_root / "train.txt").n_queries
+    batches_per_epoch = math.ceil(train_queries / BATCH_SIZE)
+    calls = {"n": 0}
+
+    def crashing_build_loss(name: str, params: Any = None) -> Any:
+        loss_fn = build_loss(name, params)
+
+        def loss(*args: torch.Tensor) -> torch.Tensor:
+            calls["n"] += 1
+            if calls["n"] == 2 * batches_per_epoch + 2:  # second batch of epoch 3
+                raise Crash
+            return loss_fn(*args)
+
+        return loss
+
+    config = make_config(
+        data_root,
+        tmp_path / "b",
+        "training.scheduler={name: cosine, warmup_epochs: 1}",
+        "loss.name=listnet",
+    )
+    with monkeypatch.context() as patch:
+        patch.setattr(experiment_module, "build_loss", crashing_build_loss)
+        with pytest.raises(Crash):
+            run_experiment(config, quiet=True)
+    (crashed,) = (tmp_path / "b").iterdir()
+    assert load_checkpoint(crashed / "checkpoints" / "last.pt")["epoch"] == 2
+    run_experiment(config, resume=crashed, quiet=True)
+    assert_same_weights(weights(crashed), weights(reference))
+    assert_same_weights(weights(crashed, "best"), weights(reference, "best"))
+
+
+def test_resume_refuses_a_config_that_changes_the_model(step_run: Path, data_root: Path) -> None:
+    config = make_config(data_root, step_run.parent, "model.hidden_dims=[32]")
+    with pytest.raises(ConfigError, match=r"cannot resume .*model\.hidden_dims"):
+        run_experiment(config, resume=step_run, quiet=True)
+
+
+def test_resume_of_a_directory_without_checkpoint_is_a_clear_error(
+    data_root: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(DataNotFoundError, match=r"checkpoints/last\.pt"):
+        run_experiment(make_config(data_root, tmp_path), resume=tmp_path, quiet=True)
+
+
+def test_best_epoch_is_kept_when_validation_peaks_early(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train_queries = load_letor(data_root / "train.txt").n_queries
+    learning_calls = 2 * math.ceil(train_queries / BATCH_SIZE)  # two epochs of learning
+    calls = {"n": 0}
+
+    def learn_then_unlearn(name: str, params: Any = None) -> Any:
+        loss_fn = build_loss(name, params)
+
+        def loss(*args: torch.Tensor) -> torch.Tensor:
+            calls["n"] += 1
+            return loss_fn(*args) if calls["n"] <= learning_calls else -loss_fn(*args)
+
+        return loss
+
+    config = make_config(
+        data_root,
+        tmp_path,
+        "training.num_epochs=15",
+        "training.early_stopping_patience=3",
+        "training.learning_rate=0.02",
+        "loss.name=listnet",
+    )
+    monkeypatch.setattr(experiment_module, "build_loss", learn_then_unlearn)
+    run_dir = run_experiment(config, quiet=True)
+    history = read_json(run_dir / "training_history.json")
+    values = [r["valid_ndcg@10"] for r in history]
+    peak = values.index(max(values)) + 1
+    metrics = read_json(run_dir / "metrics.json")
+    assert metrics["best_epoch"] == peak < len(history) < 15
+    assert metrics["stopped_early"] and len(history) == peak + 3 + 1
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert best["epoch"] == peak
+    assert not all(torch.equal(best["model"][k], v) for k, v in weights(run_dir).items())
+    # the test numbers are those of the peak epoch's weights
+    model = build_model("mlp", 10, hidden_dims=[16], dropout=0.2)
+    model.load_state_dict(best["model"])
+    normalizer = Normalizer.load(run_dir / "preprocessor.json")
+    test = load_letor(data_root / "test.txt")
+    scores = score_data(model, normalizer.transform_data(test), batch_size=BATCH_SIZE)
+    assert evaluate_scores(test, scores, ["ndcg@10"]).means["ndcg@10"] == pytest.approx(
+        metrics["test"]["ndcg@10"], abs=0
+    )
+
+
+def test_training_improves_ndcg_over_the_untrained_model(data_root: Path, tmp_path: Path) -> None:
+    config = make_config(
+        data_root,
+        tmp_path,
+        "training.num_epochs=12",
+        "training.learning_rate=0.01",
+        "model.dropout=0.0",
+    )
+    run_dir = run_experiment(config, quiet=True)
+    torch.manual_seed(0)
+    untrained = build_model("mlp", 10, hidden_dims=[16], dropout=0.0)
+    normalizer = Normalizer.load(run_dir / "preprocessor.json")
+    test = load_letor(data_root / "test.txt")
+    scores = score_data(untrained, normalizer.transform_data(test))
+    before = evaluate_scores(test, scores, ["ndcg@10"]).means["ndcg@10"]
+    after = read_json(run_dir / "metrics.json")["test"]["ndcg@10"]
+    assert after > before + 0.05
+
+
+def test_without_validation_file_train_queries_validate(data_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "no_vali"
+    root.mkdir()
+    shutil.copy(data_root / "train.txt", root / "train.txt")
+    shutil.copy(data_root / "test.txt", root / "test.txt")
+    config = make_config(root, tmp_path / "runs", "training.num_epochs=1")
+    splits = load_splits(config.data, seed=config.training.seed)
+    full = load_letor(root / "train.txt")
+    valid_ids, train_ids = set(splits.valid.query_ids), set(splits.train.query_ids)
+    assert splits.valid_from_train and not valid_ids & train_ids
+    assert valid_ids | train_ids == set(full.query_ids)
+    assert splits.test is not None and not valid_ids & set(splits.test.query_ids)
+    assert len(valid_ids) == round(0.2 * full.n_queries)
+    run_dir = run_experiment(config, quiet=True)
+    assert read_json(run_dir / "metrics.json")["valid_from_train"] is True
+
+
+def test_explicit_paths_win_over_the_root_and_valid_txt_is_accepted(
+    data_root: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "fold"
+    root.mkdir()
+    shutil.copy(data_root / "train.txt", root / "train.txt")
+    shutil.copy(data_root / "vali.txt", root / "valid.txt")
+    config = make_config(root, tmp_path, f"data.test={data_root / 'test.txt'}")
+    paths = experiment_module.resolve_data_paths(config.data)
+    assert (paths.train, paths.valid, paths.test) == (
+        root / "train.txt",
+        root / "valid.txt",
+        data_root / "test.txt",
+    )
+
+
+def test_missing_data_root_hints_at_the_synth_command(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "nowhere", tmp_path)
+    with pytest.raises(DataNotFoundError, match=r"ltr data synth --out"):
+        run_experiment(config, quiet=True)
+
+
+def test_root_without_training_file_names_what_it_looked_for(tmp_path: Path) -> None:
+    config = make_config(tmp_path, tmp_path / "runs")
+    with pytest.raises(DataNotFoundError, match=r"train\.txt, train\.txt\.gz"):
+        run_experiment(config, quiet=True)
+
+
+def test_distributed_jobs_are_refused_until_ddp_lands(data_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="distributed"):
+        run_experiment(make_config(data_root, tmp_path), dist=Distributed(0, 2), quiet=True)
+
+
+def test_run_names_get_a_suffix_when_taken(tmp_path: Path) -> None:
+    now = datetime(2024, 1, 2, 3, 4, 5)
+    first = Run.create(tmp_path, "exp", now=now, tensorboard=False)
+    second = Run.create(tmp_path, "exp", now=now, tensorboard=False)
+    assert (first.dir.name, second.dir.name) == ("20240102-030405-exp", "20240102-030405-exp-2")
+
+
+def test_runs_on_other_ranks_write_nothing(tmp_path: Path) -> None:
+    run = Run(tmp_path / "run", rank=1)
+    run.write_json("metrics.json", {"a": 1.0})
+    run.save_checkpoint("last", {"epoch": 1})
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(LtrError, match=r"last\.pt: not a readable ltr checkpoint"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_of_another_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(LtrError, match="not an ltr checkpoint"):
+        load_checkpoint(path)
