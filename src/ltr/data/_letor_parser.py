@@ -23,14 +23,12 @@ from typing import IO, Literal, NamedTuple
 
 import numpy as np
 
+from ltr.data._decimal import PAD, parse_indices, parse_numbers, to_float
 from ltr.errors import DataFormatError, DataNotFoundError
 
 Layout = Literal["letor", "lightgbm"]
 
 _CHUNK_BYTES = 4 << 20  # big enough to amortize numpy call overhead, small enough for the cache
-_PAD = 64  # spaces after a chunk, so fixed-width windows never run off its end
-_MAX_DIGITS = 15  # integer mantissas up to 15 digits are exact in float64 (< 2**53)
-_POW10 = 10.0 ** np.arange(_PAD)
 _DOC_ID = re.compile(rb"#[^\n]*?\bdocid[ \t]*=[ \t]*([^\s#]+)")
 _MAX_INDEX = 1_000_000  # features are stored dense; a bigger index is almost surely a typo
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -297,10 +295,10 @@ def _parse_chunk_fast(
         keys = keys[0][keep], keys[1][keep]
         values = keys[1] + 1, values[1][keep]
         pairs_per_row = pairs_per_row - 1
-    labels = _parse_numbers(a, *label_fields)
-    indices = _parse_indices(a, *keys)
+    labels = parse_numbers(a, *label_fields)
+    indices = parse_indices(a, *keys)
     del keys
-    numbers = _parse_numbers(a, *values)
+    numbers = parse_numbers(a, *values)
     del values
     if labels is None or indices is None or numbers is None:
         return None
@@ -313,10 +311,10 @@ def _parse_chunk_fast(
 
 
 def _padded_bytes(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """``uint8`` copy with ``_PAD`` spaces before and after (so fixed-width windows of a field
+    """``uint8`` copy with ``PAD`` spaces before and after (so fixed-width windows of a field
     never leave the array); positions of LF."""
-    a = np.full(len(raw) + 2 * _PAD, 32, dtype=np.uint8)
-    a[_PAD : len(raw) + _PAD] = np.frombuffer(raw, dtype=np.uint8)
+    a = np.full(len(raw) + 2 * PAD, 32, dtype=np.uint8)
+    a[PAD : len(raw) + PAD] = np.frombuffer(raw, dtype=np.uint8)
     return a, np.flatnonzero(a == 10)
 
 
@@ -405,7 +403,7 @@ def _qid_runs(
     """Runs of equal qids in row order: ``(qid, line number of the run's first row, rows)``."""
     lengths = ends - starts
     width = int(lengths.max())
-    if width > _PAD:
+    if width > PAD:
         return None
     fields = np.lib.stride_tricks.sliding_window_view(a, width)[starts]
     fields[np.arange(width) >= lengths[:, None]] = 0  # "S" arrays compare without the zeros
@@ -417,122 +415,6 @@ def _qid_runs(
     lines = tokens.line_of_row[run_starts] + first_line
     names = [q.decode("utf-8", errors="replace") for q in qids[run_starts].tolist()]
     return list(zip(names, lines.tolist(), sizes.tolist(), strict=True))
-
-
-def _parse_indices(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
-    """``int64 [n]`` of fields made of 1 to 9 digits; None if any field is something else.
-
-    Digits are read right to left, one column (place value) at a time, for all fields at once.
-    """
-    lengths = ends - starts
-    width = int(lengths.max()) if lengths.size else 0
-    if width > 9:
-        return None
-    base = ends - _PAD  # a[_PAD - 1 - k:][base] is the k-th character from a field's end
-    number = np.zeros(starts.shape[0], dtype=np.int64)
-    worst = np.zeros(starts.shape[0], dtype=np.uint8)
-    for k in range(width):
-        digit = a[_PAD - 1 - k :][base] - np.uint8(48)
-        if k:
-            digit *= lengths > k  # left of a shorter field: not part of it
-        np.maximum(worst, digit, out=worst)
-        number += digit * np.int64(10**k)  # int64: uint8 arithmetic would wrap
-    return number if not (worst > 9).any() else None
-
-
-def _parse_numbers(
-    a: np.ndarray, starts: np.ndarray, ends: np.ndarray, *, integer: bool = False
-) -> np.ndarray | None:
-    """``float64 [n]`` of the number fields ``a[starts:ends]``; None on a bad field.
-
-    ``integer``: only plain digit strings are accepted. Fields are handled in groups of
-    equal width, so each group is a fixed-width ``uint8`` matrix (see :func:`_parse_width`).
-    """
-    out = np.empty(starts.shape[0], dtype=np.float64)
-    lengths = ends - starts
-    for width in np.flatnonzero(np.bincount(lengths)).tolist():
-        rows = None if lengths[0] == width and lengths.min() == lengths.max() else lengths == width
-        group = starts if rows is None else starts[rows]
-        values = _parse_width(a, group, width, integer)
-        if values is None:
-            return None
-        if rows is None:
-            return values
-        out[rows] = values
-    return out
-
-
-def _parse_width(a: np.ndarray, starts: np.ndarray, width: int, integer: bool) -> np.ndarray | None:
-    """Numbers of ``width`` characters each, equal to what ``strtod`` returns.
-
-    ``[+-]digits[.digits]`` with at most 15 digits is ``mantissa / 10**decimals``: both are
-    exact in float64 and IEEE division rounds once, so the result is correctly rounded.
-    Other spellings (``1e-5``, ``nan``, long digit strings) go through ``float()``.
-    """
-    if width > _MAX_DIGITS:
-        return None if integer else _parse_one_by_one(a, starts, width)
-    first = a[starts[0] : starts[0] + width].tobytes()
-    dot = width if integer or b"." not in first else first.index(b".")
-    values = _parse_unsigned(a, starts, width, dot)  # the common case: fields like the first
-    if values is not None or integer:
-        return values
-    fields = np.lib.stride_tricks.sliding_window_view(a, width)[starts]
-    return _parse_mixed(a, starts, fields)
-
-
-def _parse_unsigned(a: np.ndarray, starts: np.ndarray, width: int, dot: int) -> np.ndarray | None:
-    """Values of fields ``width`` wide that all are digits with a ``.`` at column ``dot``
-    (``width``: no dot); None if any field differs. One column at a time, all fields at once:
-    ``mantissa = mantissa * 10 + digit``."""
-    if dot < width and not (a[dot:][starts] == ord(".")).all():
-        return None
-    mantissa = np.zeros(starts.shape[0], dtype=np.int64)
-    worst = np.zeros(starts.shape[0], dtype=np.uint8)
-    for k in range(width):
-        if k != dot:
-            digit = a[k:][starts] - np.uint8(48)
-            np.maximum(worst, digit, out=worst)
-            mantissa *= 10
-            mantissa += digit
-    if (worst > 9).any():
-        return None
-    values: np.ndarray = mantissa / _POW10[max(width - 1 - dot, 0)]
-    return values
-
-
-def _parse_mixed(a: np.ndarray, starts: np.ndarray, fields: np.ndarray) -> np.ndarray | None:
-    """Fields of one width with signs, dots in different columns, or odd spellings."""
-    width = fields.shape[1]
-    digits = fields - np.uint8(48)
-    is_digit = digits <= 9
-    is_dot = fields == ord(".")
-    sign = (fields[:, 0] == ord("-")) | (fields[:, 0] == ord("+"))
-    odd = ~(is_digit | is_dot)
-    odd[:, 0] &= ~sign
-    simple = ~odd.any(axis=1) & (is_dot.sum(axis=1) <= 1) & is_digit.any(axis=1)
-    dot = np.where(is_dot.any(axis=1), is_dot.argmax(axis=1), width)  # width: no dot
-    mantissa = np.zeros(starts.shape[0], dtype=np.int64)
-    for column, in_number in zip(digits.T, is_digit.T, strict=True):
-        mantissa = np.where(in_number, mantissa * 10 + column, mantissa)
-    values: np.ndarray = mantissa / _POW10[np.maximum(width - 1 - dot, 0)]
-    values[fields[:, 0] == ord("-")] *= -1.0
-    if not simple.all():
-        odd_rows = np.flatnonzero(~simple)
-        parsed = _parse_one_by_one(a, starts[odd_rows], width)
-        if parsed is None:
-            return None
-        values[odd_rows] = parsed
-    return values
-
-
-def _parse_one_by_one(a: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray | None:
-    out = np.empty(starts.shape[0], dtype=np.float64)
-    for i, start in enumerate(starts.tolist()):
-        value = _to_float(a[start : start + width].tobytes())
-        if value is None:
-            return None
-        out[i] = value
-    return out
 
 
 def _place_features(
@@ -585,7 +467,7 @@ def _find_doc_ids(raw: bytes, newlines: np.ndarray) -> tuple[np.ndarray, list[by
     found = [(m.start(), m.group(1)) for m in _DOC_ID.finditer(raw)]
     if not found:
         return np.zeros(0, np.int64), []
-    lines = np.searchsorted(newlines, np.array([start + _PAD for start, _ in found]))
+    lines = np.searchsorted(newlines, np.array([start + PAD for start, _ in found]))
     first = np.ones(len(found), dtype=bool)  # a second docid on one line is ignored
     first[1:] = lines[1:] != lines[:-1]
     ids = [doc for (_, doc), keep in zip(found, first, strict=True) if keep]
@@ -667,7 +549,7 @@ def _parse_line(
     tokens: list[bytes], layout: Layout, n_features: int | None, path: Path
 ) -> tuple[float, str | None, dict[int, float]]:
     """``(label, qid or None, {index: value})`` of one line's tokens."""
-    label = _to_float(tokens[0])
+    label = to_float(tokens[0])
     if label is None:
         raise _LineError(f"the label must be a number; got {_text(tokens[0])!r}")
     if not (np.isfinite(label) and label >= 0):
@@ -713,7 +595,7 @@ def _parse_pair(token: bytes, layout: Layout, n_features: int | None) -> tuple[i
             f"feature index {index} is beyond n_features={n_features}; "
             f"indices must be in 1..{n_features}"
         )
-    value = _to_float(value_text)
+    value = to_float(value_text)
     if value is None:
         raise _LineError(
             f"the value of feature {index} must be a number; got {_text(value_text)!r}"
@@ -721,16 +603,6 @@ def _parse_pair(token: bytes, layout: Layout, n_features: int | None) -> tuple[i
     if not np.isfinite(value):
         raise _LineError(f"the value of feature {index} must be finite; got {_text(value_text)}")
     return index, value
-
-
-def _to_float(text: bytes) -> float | None:
-    """``float(text)``, or None; Python's underscores (``1_0``) are not numbers here."""
-    if b"_" in text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def _text(token: bytes) -> str:
