@@ -144,7 +144,7 @@ class SchedulerConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    batch_size: int = Field(32, ge=1)  # queries per batch
+    batch_size: int = Field(32, ge=1)  # queries per step; the global batch under torchrun
     num_epochs: int = Field(50, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     learning_rate: float = Field(1e-3, gt=0)

@@ -54,73 +54,56 @@ def listnet_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     tensor(0.5822)
     """
     check_shapes(scores, labels, mask)
-    padding = ~mask
-    labels = labels.to(scores.dtype).masked_fill(padding, torch.finfo(scores.dtype).min)
+    # Padding gets the most negative finite value rather than -inf: probability exp(min - max)
+    # = 0 exactly, and an all-padding row stays finite (its weight is 0).
+    lowest = torch.finfo(scores.dtype).min
+    labels = torch.where(mask, labels.to(scores.dtype), lowest)
     # Informative query: some real label lies below the highest one.
     keep = ((labels < labels.amax(dim=-1, keepdim=True)) & mask).any(dim=-1, keepdim=True)
-    weights = keep / keep.sum().clamp(min=1)  # mean over informative queries
-    target = labels.softmax(dim=-1).mul_(weights)
-    total: Tensor = _SoftmaxCrossEntropy.apply(scores, target, weights, padding)  # type: ignore[no-untyped-call]
-    return total
+    # Minus the mean's weights, so that the dot product below is the loss itself.
+    neg_weights = keep / keep.sum().clamp(min=1).neg()
+    target = labels.softmax(dim=-1).mul_(neg_weights)
+    # Plain autograd on purpose: these few built-in ops (whose backward is one fused
+    # log-softmax step and a `where`) cost less than a Python autograd.Function at [q, n] sizes.
+    log_probs = torch.where(mask, scores, lowest).log_softmax(dim=-1)
+    return target.reshape(-1) @ log_probs.reshape(-1)
 
 
-class _SoftmaxCrossEntropy(torch.autograd.Function):
-    """``-sum_qi t_qi log softmax(s_q)_i`` over real documents, gradient in the forward pass.
+class _PlackettLuceNLL(torch.autograd.Function):
+    """``sum_q w_q sum_k (log sum_{l <= k} e^{x_k} - x_k)``: Plackett-Luce NLL, gradient in forward.
 
-    ``target`` rows sum to the query weights ``w_q``; the gradient is ``w_q softmax(s_q) - t_q``
-    (0 at padding), saved as one ``[q, n]`` tensor, which spares autograd's bookkeeping on
-    these small tensors.
+    ``order[q]`` lists the columns of query q in *ascending* order of the target permutation with
+    padding last (``padding`` marks those sorted positions), so the Plackett-Luce denominators
+    are prefix sums of ``x = scores.gather(-1, order)``. Works in float64 (exp only underflows
+    for score gaps above ~745) on ``[q, n]`` tensors; the saved gradient, already scattered back
+    to the input's columns, is ``w_q (-1 + e^{x_p} sum_{k >= p} 1 / T_k)`` per real position p.
+    Gathering inside (rather than through autograd) leaves one product for the backward pass.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, scores: Tensor, target: Tensor, weights: Tensor, padding: Tensor
+        ctx: Any, scores: Tensor, order: Tensor, padding: Tensor, weights: Tensor
     ) -> Tensor:
-        # The most negative finite value rather than -inf: an all-padding row stays finite
-        # (its weight is 0); elsewhere padding gets probability exp(min - max) = 0 exactly.
-        lowest = torch.finfo(scores.dtype).min
-        log_probs = scores.masked_fill(padding, lowest).log_softmax(dim=-1)
-        total = -(target.reshape(-1) @ log_probs.reshape(-1))
-        ctx.save_for_backward(log_probs.exp_().mul_(weights).sub_(target))
-        return total
+        # Padding gets the most negative finite value: exp(...) = 0 in every prefix sum, and an
+        # all-padding row stays finite (its weight is 0).
+        x = scores.gather(-1, order).double().masked_fill_(padding, torch.finfo(torch.float64).min)
+        x.sub_(x.amax(dim=-1, keepdim=True))  # <= 0 at real positions
+        exps = x.exp()
+        # Real prefixes hold their own exp(x_k) > 0; the clamp only guards gaps beyond ~745.
+        tails = exps.cumsum(dim=-1).clamp_(min=torch.finfo(torch.float64).tiny)
+        per_position = tails.log().sub_(x).masked_fill_(padding, 0.0)
+        total = per_position.sum(dim=-1) @ weights
+        inverse = tails.reciprocal_().masked_fill_(padding, 0.0)
+        later = inverse.flip(-1).cumsum(dim=-1).flip(-1)  # sum over k >= p of 1 / T_k
+        grad = exps.mul_(later).sub_(1.0).masked_fill_(padding, 0.0).mul_(weights.unsqueeze(-1))
+        # `order` is a permutation of every row's columns, so the scatter writes every entry.
+        ctx.save_for_backward(torch.empty_like(scores).scatter_(-1, order, grad.to(scores.dtype)))
+        return total.to(scores.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_total: Tensor) -> tuple[Tensor, None, None, None]:
         (grad,) = ctx.saved_tensors
         return grad_total * grad, None, None, None
-
-
-class _PlackettLuceNLL(torch.autograd.Function):
-    """``sum_q w_q sum_k (log sum_{l <= k} e^{s_l} - s_k)``: Plackett-Luce NLL, gradient in forward.
-
-    ``ranked`` holds each query's scores in *ascending* order of the target permutation with
-    padding last, so the Plackett-Luce denominators are prefix sums. Works in float64 (exp only
-    underflows for score gaps above ~745) on ``[q, n]`` tensors; the saved gradient is
-    ``-1 + e^{s_p} sum_{k >= p} 1 / T_k`` per real position p.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, ranked: Tensor, padding: Tensor, weights: Tensor) -> Tensor:
-        weights = weights.double()
-        # Padding gets the most negative finite value: exp(...) = 0 in every prefix sum, and an
-        # all-padding row stays finite (its weight is 0).
-        x = ranked.double().masked_fill(padding, torch.finfo(torch.float64).min)
-        x = x - x.amax(dim=-1, keepdim=True)  # <= 0 at real positions
-        exps = x.exp()
-        # Real prefixes hold their own exp(x_k) > 0; the clamp only guards gaps beyond ~745.
-        tails = exps.cumsum(dim=-1).clamp_(min=torch.finfo(torch.float64).tiny)
-        per_position = (tails.log() - x).masked_fill_(padding, 0.0)
-        total = per_position.sum(dim=-1) @ weights
-        inverse = tails.reciprocal_().masked_fill_(padding, 0.0)
-        later = inverse.flip(-1).cumsum(dim=-1).flip(-1)  # sum over k >= p of 1 / T_k
-        grad = exps.mul_(later).sub_(1.0).masked_fill_(padding, 0.0).mul_(weights.unsqueeze(-1))
-        ctx.save_for_backward(grad.to(ranked.dtype))
-        return total.to(ranked.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad_total: Tensor) -> tuple[Tensor, None, None]:
-        (grad,) = ctx.saved_tensors
-        return grad_total * grad, None, None
 
 
 def listmle_loss(
@@ -160,7 +143,7 @@ def listmle_loss(
     if ties not in ("random", "first"):
         raise ConfigError(f"ties must be 'random' or 'first'; got {ties!r}")
     check_shapes(scores, labels, mask)
-    key = labels.to(scores.dtype).masked_fill(~mask, math.inf)  # padding sorts last
+    key = torch.where(mask, labels.to(scores.dtype), math.inf)  # padding sorts last
     n = key.shape[-1]
     # The likelihood needs the label order descending; sorting ascending makes its
     # denominators prefix sums. Columns are permuted before the sort: reversed for "first"
@@ -172,14 +155,13 @@ def listmle_loss(
     else:
         columns = torch.arange(n - 1, -1, -1, device=key.device)
     ranked_key, positions = key.index_select(-1, columns).sort(dim=-1, stable=ties == "first")
-    order = columns.expand_as(positions).gather(-1, positions)
+    order = columns.take(positions)
     padding = ranked_key == math.inf
     # Informative query: its highest real label exceeds its lowest (the first, ascending).
     top = ranked_key.masked_fill(padding, -math.inf).amax(dim=-1)
-    keep = (top > ranked_key[:, 0]).to(scores.dtype)
+    keep = (top > ranked_key[:, 0]).double()  # float64 like the likelihood's sums
     weights = keep / keep.sum().clamp(min=1.0)
-    ranked = scores.gather(-1, order)
-    total: Tensor = _PlackettLuceNLL.apply(ranked, padding, weights)  # type: ignore[no-untyped-call]
+    total: Tensor = _PlackettLuceNLL.apply(scores, order, padding, weights)  # type: ignore[no-untyped-call]
     return total
 
 

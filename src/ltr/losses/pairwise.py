@@ -170,18 +170,28 @@ def lambdarank_loss(
 
 
 def _lambdaloss_weight(scores: Tensor, labels: Tensor, mask: Tensor, *, mu: float) -> Tensor:
-    """NDCG-Loss2++ weight ``(rho_ij + mu * delta_ij) |G_i - G_j| / ln 2``: ``[q, n, n]``."""
-    weights = _delta_ndcg(scores, labels, mask, k=None)  # rho_ij |G_i - G_j| (LambdaRank term)
-    gain_gaps = exp2_gain(labels)
-    gain_gaps = gain_gaps / ideal_dcg(gain_gaps).clamp(min=1e-12).unsqueeze(-1)
-    gain_gaps = (gain_gaps.unsqueeze(-1) - gain_gaps.unsqueeze(-2)).abs_()
-    ranks = score_ranks(scores, mask).to(scores.dtype)
-    # |r_i - r_j| >= 1 for i != j; the clamp keeps the (never used) diagonal finite.
-    distance = (ranks.unsqueeze(-1) - ranks.unsqueeze(-2)).abs_().clamp_(min=1.0)
-    delta = (distance + 1.0).log2_().reciprocal_()  # 1 / D(|r_i - r_j|)
-    delta.sub_(distance.add_(2.0).log2_().reciprocal_())  # - 1 / D(|r_i - r_j| + 1)
-    weights.add_(delta.mul_(gain_gaps).mul_(mu))
-    return weights.div_(math.log(2.0))  # the paper's log2 of the sigmoid
+    """NDCG-Loss2++ weight ``(rho_ij + mu * delta_ij) |G_i - G_j| / ln 2``: ``[q, n, n]``.
+
+    ``delta_ij`` depends on the rank distance ``|r_i - r_j|`` only, so it is looked up in a
+    table of ``n`` entries rather than computed with logarithms on ``[q, n, n]`` tensors.
+    """
+    n = labels.shape[-1]
+    gains = exp2_gain(labels)
+    gains = gains / ideal_dcg(gains).clamp(min=1e-12).unsqueeze(-1)
+    ranks = score_ranks(scores, mask)
+    scale = 1.0 / math.log(2.0)  # the paper's log2 of the sigmoid
+    discounts = rank_discounts(n, None, scores)[ranks].mul_(scale)  # 1 / D(r_i), over ln 2
+    # delta(d) = 1 / D(d) - 1 / D(d + 1) for d = |r_i - r_j| >= 1; d = 0 (the diagonal, never a
+    # pair) takes d = 1's value.
+    distance = torch.arange(n, dtype=scores.dtype, device=scores.device).clamp_(min=1.0)
+    table = (distance + 1.0).log2_().reciprocal_()
+    table.sub_(distance.add_(2.0).log2_().reciprocal_()).mul_(mu * scale)
+    ranks = ranks.to(torch.int32)  # half the memory of the [q, n, n] distances
+    distances = (ranks.unsqueeze(-1) - ranks.unsqueeze(-2)).abs_()
+    weights = table.index_select(0, distances.view(-1)).view(distances.shape)  # mu delta_ij
+    del distances
+    weights.add_((discounts.unsqueeze(-1) - discounts.unsqueeze(-2)).abs_())  # + rho_ij
+    return weights.mul_((gains.unsqueeze(-1) - gains.unsqueeze(-2)).abs_())  # |G_i - G_j|
 
 
 def ndcgloss2pp_loss(

@@ -2,7 +2,8 @@
 experiment that ties data, model, loss and run directory together (:mod:`.experiment`)."""
 
 from ltr.training.checkpoint import load_checkpoint, save_checkpoint
-from ltr.training.experiment import Distributed, load_run_config, run_experiment
+from ltr.training.distributed import Distributed
+from ltr.training.experiment import load_run_config, run_experiment
 from ltr.training.trainer import (
     Loaders,
     TrainResult,

@@ -13,6 +13,14 @@
 4. :func:`ltr.training.trainer.train`.
 5. Reload ``checkpoints/best.pt`` and score the whole test file: ``metrics.json`` and
    ``test_per_query.tsv``.
+
+Under ``torchrun`` (``dist`` from :meth:`Distributed.from_env`) every process runs these steps
+inside the job's process group (:mod:`ltr.training.distributed`): each loads the data and fits
+the same normalizer, trains on its shard of the training queries with ``training.batch_size``
+as the global batch, and validates on its shard of the validation queries. Rank 0 creates and
+names the run directory (the others take the name from it) and alone writes files, prints and
+evaluates the test set. ``--resume`` reads ``last.pt`` on every rank, so the run directory must
+be on a file system all processes share.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from ltr.experiments.tracking import Run
 from ltr.losses import build_loss
 from ltr.models import build_model
 from ltr.training.checkpoint import check_feature_count, load_checkpoint
+from ltr.training.distributed import Distributed, per_rank_batch_size, process_group, shard_loader
 from ltr.training.trainer import Loaders, score_data, train
 
 __all__ = [
@@ -74,18 +83,6 @@ RESUMABLE_CHANGES = (
 
 
 @dataclass(frozen=True)
-class Distributed:
-    """This process's place in a distributed job; one process (rank 0 of 1) for now.
-
-    Rank 0 writes every file (its :class:`Run`); other ranks train on their shard of the
-    training queries. DDP itself arrives with its own change.
-    """
-
-    rank: int = 0
-    world_size: int = 1
-
-
-@dataclass(frozen=True)
 class DataPaths:
     train: Path
     valid: Path | None
@@ -115,22 +112,41 @@ def run_experiment(
         config: the experiment.
         resume: a run directory to continue from its ``checkpoints/last.pt``; ``config`` must
             equal the run's own except for :data:`RESUMABLE_CHANGES` (e.g. more epochs).
-        quiet: print nothing (tests).
-        dist: rank and world size; only one process is supported yet.
+        quiet: print nothing (tests); ranks other than 0 never print.
+        dist: this process's place in a torchrun job (:meth:`Distributed.from_env`); None for
+            one process. The process group is joined here and left on return or error.
+
+    Returns:
+        The run directory (the same on every rank).
 
     Raises:
         DataNotFoundError: a data file or the data root is missing.
-        ConfigError: a resumed run with a different config, or a distributed job.
+        ConfigError: a resumed run with a different config; a distributed job whose
+            ``training.batch_size`` is not divisible by the number of processes.
         LtrError: a missing or corrupt checkpoint, training divergence.
     """
     dist = dist or Distributed()
-    if dist.world_size > 1:
-        raise ConfigError("distributed training is not implemented yet; run a single process")
+    per_rank_batch_size(config.training.batch_size, dist.world_size)  # fail before any work
+    device = dist.device(resolve_device(config.training.device))
+    with process_group(dist, device):
+        return _run(
+            config, resume=resume, quiet=quiet or not dist.is_main, dist=dist, device=device
+        )
+
+
+def _run(
+    config: ExperimentConfig,
+    *,
+    resume: Path | None,
+    quiet: bool,
+    dist: Distributed,
+    device: torch.device,
+) -> Path:
+    """:func:`run_experiment` inside the process group."""
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
     training = config.training
     if training.num_threads is not None:
         torch.set_num_threads(training.num_threads)
-    device = resolve_device(training.device)
     checkpoint = None
     if resume is not None:
         run = Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
@@ -145,7 +161,7 @@ def run_experiment(
     train_data, valid_data = map(normalizer.transform_data, (splits.train, splits.valid))
     test_data = None if splits.test is None else normalizer.transform_data(splits.test)
 
-    torch.manual_seed(training.seed)
+    torch.manual_seed(training.seed)  # on every rank: the weights start identical
     model = build_model(config.model.name, train_data.n_features, **config.model.params)
     loss_fn = build_loss(config.loss.name, config.loss.params)
     dataset = QueryDataset(
@@ -153,11 +169,10 @@ def run_experiment(
         max_list_length=config.data.max_list_length,
         list_sampling=config.data.list_sampling,
     )
-    if dist.world_size > 1:
-        dataset = dataset.subset(dataset.shard(dist.rank, dist.world_size))
-    loader = dataset.loader(
-        training.batch_size,
-        shuffle=True,
+    loader = shard_loader(  # this rank's shard, batch_size // world_size queries per batch
+        dataset,
+        dist,
+        batch_size=training.batch_size,
         seed=training.seed,
         bucket_by_length=training.bucket_by_length,
     )
@@ -168,6 +183,7 @@ def run_experiment(
             rank=dist.rank,
             tensorboard=config.tracking.tensorboard,
         )
+        run.dir = Path(dist.broadcast_object(str(run.dir)))  # rank 0 named and created it
     with run:
         run.write_text("config.yaml", config.to_yaml())
         run.write_json("preprocessor.json", normalizer.to_dict())
@@ -189,7 +205,10 @@ def run_experiment(
             resume_from=checkpoint,
             device=device,
             quiet=quiet,
+            dist=dist,
         )
+        if not dist.is_main:  # rank 0 tests the best epoch and writes the report
+            return run.dir
         best = load_checkpoint(result.best_checkpoint)
         model.load_state_dict(best["model"])
         best_record = next(r for r in result.history if r["epoch"] == result.best_epoch)

@@ -17,9 +17,12 @@ Conventions:
   sampling come from ``(seed, epoch)`` (the loader), and the torch RNG state (dropout) is saved
   in every checkpoint. Resuming from ``last.pt`` therefore ends with the same weights as an
   uninterrupted run.
-- Distributed training (later): the loader will hold this rank's shard, the model a DDP wrapper,
-  and the epoch loss an ``all_reduce``; every rank validates on the whole validation file, so
-  early stopping decides alike everywhere, and only rank 0's :class:`~ltr.experiments.Run` writes.
+- Distributed training (``dist``, see :mod:`ltr.training.distributed`): the loader holds this
+  rank's shard, the forward/backward pass goes through a DDP wrapper (checkpoints and validation
+  use the unwrapped model), the epoch loss is averaged over ranks, each rank scores its shard of
+  the validation queries and the scores are summed across ranks, and rank 0's early-stopping
+  value is broadcast, so every rank stops (and steps the schedule) alike. Only rank 0's
+  :class:`~ltr.experiments.Run` writes and only rank 0 prints.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from ltr.data.letor import LetorData
 from ltr.errors import LtrError
 from ltr.evaluation import Evaluation, evaluate_scores
 from ltr.losses import LossFn
+from ltr.training.distributed import Distributed, ShardLoader
 
 if TYPE_CHECKING:
     from ltr.experiments.tracking import Run
@@ -69,11 +73,12 @@ class Loaders:
     """What :func:`train` reads.
 
     Attributes:
-        train: training batches; :func:`train` calls ``set_epoch`` before each epoch.
+        train: training batches (this rank's shard in a distributed job); :func:`train` calls
+            ``set_epoch`` before each epoch.
         valid: the (normalized) validation data, scored whole after every epoch.
     """
 
-    train: BatchLoader
+    train: BatchLoader | ShardLoader
     valid: LetorData
 
 
@@ -155,6 +160,7 @@ def train(
     resume_from: Mapping[str, Any] | None = None,
     device: torch.device | str = "cpu",
     quiet: bool = False,
+    dist: Distributed | None = None,
 ) -> TrainResult:
     """Train ``model`` with ``loss_fn``, validate every epoch, keep the best epoch.
 
@@ -175,10 +181,12 @@ def train(
         meta: stored in every checkpoint: ``config`` (resolved), ``normalizer``, ``n_features``.
         resume_from: a checkpoint dict (``last.pt``) to continue from.
         device: where the model and the batches live.
-        quiet: no progress bar and no epoch lines.
+        quiet: no progress bar and no epoch lines (always quiet on ranks other than 0).
+        dist: this process's place in a distributed job (inside its process group); None for
+            one process.
 
     Returns:
-        :class:`TrainResult`.
+        :class:`TrainResult` (the same on every rank).
 
     Raises:
         LtrError: the training loss became NaN or infinite.
@@ -187,24 +195,26 @@ def train(
     metrics = list(dict.fromkeys([*evaluation.metrics, cfg.early_stopping_metric]))
     conventions = {"gain": evaluation.gain, "no_relevant": evaluation.no_relevant}
     meta = {"config": None, "normalizer": None, "n_features": None, **(meta or {})}
-    console = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    dist = dist or Distributed()
+    console = Console(stderr=True, quiet=quiet or not dist.is_main, soft_wrap=True)
     model.to(device)
     optimizer = make_optimizer(cfg, model.parameters())
     scheduler = make_scheduler(cfg.scheduler, optimizer, cfg.num_epochs)
     state = TrainState()
     if resume_from is not None:
         state = _restore(resume_from, model, optimizer, scheduler)
+    net = dist.wrap(model, device)  # DDP in a distributed job: it trains; `model` is saved
     first_epoch = cfg.num_epochs if state.stopped_early else state.epoch
     for epoch in range(first_epoch, cfg.num_epochs):
         started = time.perf_counter()
         lr = float(optimizer.param_groups[0]["lr"])  # the rate this epoch trains with
-        model.train()
+        net.train()
         loaders.train.set_epoch(epoch)
         running = torch.zeros((), device=device)
         with _progress(console, len(loaders.train), f"Epoch {epoch + 1}/{cfg.num_epochs}") as tick:
             for batch in loaders.train:
                 batch = batch.to(device)
-                loss = loss_fn(model(batch.features, batch.mask), batch.labels, batch.mask)
+                loss = loss_fn(net(batch.features, batch.mask), batch.labels, batch.mask)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch 2.13 stubs
                 if cfg.grad_clip is not None:
@@ -212,16 +222,22 @@ def train(
                 optimizer.step()
                 running += loss.detach()  # stays a tensor: .item() would sync every batch
                 tick()
-        train_loss = float(running) / max(len(loaders.train), 1)
+        train_loss = dist.average(float(running) / max(len(loaders.train), 1))
         if not math.isfinite(train_loss):
             raise LtrError(
                 f"training diverged: the mean training loss of epoch {epoch + 1} is {train_loss}; "
                 "lower training.learning_rate or set training.grad_clip"
             )
         valid = evaluate_model(
-            model, loaders.valid, metrics, batch_size=cfg.batch_size, device=device, **conventions
+            model,
+            loaders.valid,
+            metrics,
+            batch_size=cfg.batch_size,
+            device=device,
+            dist=dist,
+            **conventions,
         ).means
-        value = valid[cfg.early_stopping_metric]
+        value = dist.broadcast(valid[cfg.early_stopping_metric])  # one decision on every rank
         _step_scheduler(scheduler, value)
         improved = state.record(value)
         state.stopped_early = state.epochs_since_best > cfg.early_stopping_patience
@@ -275,6 +291,7 @@ def score_data(
     *,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
+    queries: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score every document of ``data`` in eval mode, batch by batch, in file order.
 
@@ -287,6 +304,7 @@ def score_data(
         data: the documents, already normalized as the model expects.
         batch_size: queries per forward pass.
         device: where the model lives.
+        queries: score only these queries (positions in ``data``); the other rows stay 0.
 
     Returns:
         ``float64 [n_docs]`` (the model's float32 scores, exactly), aligned with ``data``'s rows.
@@ -294,7 +312,8 @@ def score_data(
     was_training = model.training
     model.eval()
     scores = np.zeros(data.n_docs, dtype=np.float64)
-    for batch in QueryDataset(data).batches(batch_size, bucket_by_length=True):
+    dataset = QueryDataset(data, query_indices=queries)
+    for batch in dataset.batches(batch_size, bucket_by_length=True):
         out = model(batch.features.to(device), batch.mask.to(device)).float().cpu().numpy()
         mask = batch.mask.numpy()
         starts = data.query_offsets[batch.query_index.numpy()]
@@ -311,11 +330,18 @@ def evaluate_model(
     *,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
+    dist: Distributed | None = None,
     **conventions: Any,
 ) -> Evaluation:
-    """:func:`score_data`, then :func:`ltr.evaluation.evaluate_scores` with ``conventions``."""
-    scores = score_data(model, data, batch_size=batch_size, device=device)
-    return evaluate_scores(data, scores, list(metrics), **conventions)
+    """:func:`score_data`, then :func:`ltr.evaluation.evaluate_scores` with ``conventions``.
+
+    In a distributed job (``dist``) each rank scores its shard of the queries and the scores are
+    summed over ranks (every document is scored by one rank and 0 on the others, so the sum is
+    exact); every rank then evaluates all of ``data``, as one process would.
+    """
+    dist = dist or Distributed()
+    scores = score_data(model, data, batch_size=batch_size, device=device, queries=dist.shard(data))
+    return evaluate_scores(data, dist.sum_array(scores), list(metrics), **conventions)
 
 
 # --------------------------------------------------------------------------------------------

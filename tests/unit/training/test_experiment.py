@@ -376,9 +376,13 @@ def test_root_without_training_file_names_what_it_looked_for(tmp_path: Path) -> 
         run_experiment(config, quiet=True)
 
 
-def test_distributed_jobs_are_refused_until_ddp_lands(data_root: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="distributed"):
-        run_experiment(make_config(data_root, tmp_path), dist=Distributed(0, 2), quiet=True)
+def test_distributed_batch_size_must_divide_over_the_processes(
+    data_root: Path, tmp_path: Path
+) -> None:
+    config = make_config(data_root, tmp_path, "training.batch_size=9")
+    with pytest.raises(ConfigError, match=r"training\.batch_size=9 must be divisible"):
+        run_experiment(config, dist=Distributed(0, 2), quiet=True)
+    assert not any(tmp_path.iterdir())  # refused before any work
 
 
 def test_run_names_get_a_suffix_when_taken(tmp_path: Path) -> None:

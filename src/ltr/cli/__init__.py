@@ -1,0 +1,59 @@
+"""The `ltr` command: parses options, calls the library, prints tables or JSON.
+
+Thin on purpose: each command is a few calls into ``ltr``'s modules, and each group of commands
+lives in its own module here (``data``, ``evaluation``, ``training``). Any :class:`LtrError`
+reaches the user as one ``error: ...`` line on stderr and exit status 1 (``--debug`` shows the
+traceback); bad usage exits 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from ltr import __version__
+from ltr.cli import data, evaluation, training
+from ltr.cli._common import stdout
+from ltr.errors import LtrError
+
+app = typer.Typer(
+    name="ltr",
+    help="Learning to rank: data, training, evaluation, export and serving.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Create and inspect LETOR data files.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+_state = {"debug": False}
+
+data_app.command("synth")(data.synth)
+data_app.command("inspect")(data.inspect)
+app.command("evaluate")(evaluation.evaluate)
+app.command("baselines")(evaluation.baselines)
+app.command("train")(training.train)
+app.command("predict")(training.predict)
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    _state["debug"] = debug
+    if version:
+        stdout.print(f"ltr {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Entry point: run the app, turning :class:`LtrError` into one line on stderr."""
+    try:
+        app()
+    except LtrError as error:
+        if _state["debug"]:
+            raise
+        sys.stderr.write(f"error: {error}\n")
+        sys.exit(1)

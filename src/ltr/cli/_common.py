@@ -1,0 +1,125 @@
+"""What every `ltr` command shares: the console, option types, output helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from ltr.errors import ConfigError
+
+stdout = Console()
+
+DEFAULT_METRICS = "ndcg@1,ndcg@5,ndcg@10,map,mrr"
+
+
+class Gain(str, Enum):
+    exp2 = "exp2"
+    linear = "linear"
+
+
+class NoRelevant(str, Enum):
+    zero = "zero"
+    one = "one"
+    skip = "skip"
+
+
+class Preset(str, Enum):
+    letor = "letor"
+    lightgbm = "lightgbm"
+    trec_eval = "trec_eval"
+
+
+MetricsOpt = Annotated[
+    str, typer.Option("--metrics", help="Comma-separated metric names, e.g. ndcg@10,map,mrr@10.")
+]
+GainOpt = Annotated[
+    Gain | None, typer.Option("--gain", help="NDCG gain: exp2 (2^rel-1) or linear (rel).")
+]
+NoRelevantOpt = Annotated[
+    NoRelevant | None,
+    typer.Option(
+        "--no-relevant", help="Value of a query without relevant document: zero|one|skip."
+    ),
+]
+PresetOpt = Annotated[
+    Preset | None,
+    typer.Option("--preset", help="A named convention set; letor reproduces Eval-Score-4.0.pl."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+
+
+def option_value(option: str | Enum) -> str:
+    return option.value if isinstance(option, Enum) else option
+
+
+def metric_names(text: str) -> list[str]:
+    from ltr.metrics import parse_metric_name
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ConfigError("--metrics: name at least one metric, e.g. ndcg@10,map")
+    for name in names:
+        parse_metric_name(name)  # fails early, with the list of valid names
+    return names
+
+
+def conventions_from(
+    gain: Gain | None, no_relevant: NoRelevant | None, preset: Preset | None
+) -> dict[str, Any]:
+    """Only what the user set: a preset fills the rest, explicit options override it."""
+    chosen = {"gain": gain, "no_relevant": no_relevant, "preset": preset}
+    return {key: value.value for key, value in chosen.items() if value is not None}
+
+
+def conventions_caption(conventions: dict[str, Any]) -> str:
+    """The conventions in force, so a number is never read without them."""
+    from ltr.metrics import PRESETS
+
+    preset = conventions.get("preset")
+    resolved = {"gain": "exp2", "no_relevant": "zero", **PRESETS.get(preset or "", {})}
+    resolved.update({k: v for k, v in conventions.items() if k != "preset"})
+    shown = ", ".join(f"{key}={resolved[key]}" for key in ("gain", "no_relevant"))
+    return f"preset={preset}: {shown}" if preset else shown
+
+
+def write_per_query(path: Path, query_ids: np.ndarray, per_query: dict[str, np.ndarray]) -> None:
+    from ltr._fs import atomic_open
+
+    with atomic_open(path) as handle:
+        handle.write("\t".join(["qid", *per_query]) + "\n")
+        for q, qid in enumerate(query_ids):
+            handle.write("\t".join([str(qid), *(repr(float(v[q])) for v in per_query.values())]))
+            handle.write("\n")
+
+
+def counts_text(counts: dict[str, int], total: int) -> str:
+    return ", ".join(f"{key}: {n:,} ({n / total:.1%})" for key, n in counts.items())
+
+
+def fmt(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def print_json(obj: Any) -> None:
+    """Exactly one JSON object on stdout; NaN (skipped queries only) becomes null."""
+    sys.stdout.write(json.dumps(_nan_to_none(obj), sort_keys=False) + "\n")
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {key: _nan_to_none(value) for key, value in obj.items()}
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def warn(message: str) -> None:
+    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False)

@@ -1,0 +1,126 @@
+"""`ltr evaluate` and `ltr baselines`: numbers for rankings, under stated conventions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ltr.cli._common import (
+    DEFAULT_METRICS,
+    GainOpt,
+    JsonOpt,
+    MetricsOpt,
+    NoRelevantOpt,
+    PresetOpt,
+    conventions_caption,
+    conventions_from,
+    fmt,
+    metric_names,
+    print_json,
+    stdout,
+    warn,
+    write_per_query,
+)
+from ltr.errors import ConfigError
+
+
+def evaluate(
+    data: Annotated[Path, typer.Option("--data", help="The judged LETOR file.")],
+    scores: Annotated[
+        Path | None, typer.Option("--scores", help="One score per data line (LightGBM/RankLib).")
+    ] = None,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="A TREC run file, matched by docid.")
+    ] = None,
+    metrics: MetricsOpt = DEFAULT_METRICS,
+    gain: GainOpt = None,
+    no_relevant: NoRelevantOpt = None,
+    preset: PresetOpt = None,
+    per_query: Annotated[
+        Path | None, typer.Option("--per-query", help="Write per-query values to this TSV.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a ranking (scores or a TREC run) against a judged data file."""
+    from ltr.data.letor import load_letor
+    from ltr.data.runs import read_scores, read_trec_run
+    from ltr.evaluation import evaluate_scores
+
+    if (scores is None) == (run is None):
+        raise ConfigError("give exactly one of --scores FILE or --run FILE")
+    judged = load_letor(data)
+    if scores is not None:
+        values = read_scores(scores, expected=judged.n_docs)
+    else:
+        assert run is not None
+        values, missing = read_trec_run(run, judged)
+        if missing:
+            warn(f"{missing} judged documents are not in {run}; they rank last")
+    names = metric_names(metrics)
+    conventions = conventions_from(gain, no_relevant, preset)
+    result = evaluate_scores(judged, values, names, **conventions)
+    if per_query is not None:
+        write_per_query(per_query, result.query_ids, result.per_query)
+    if as_json:
+        print_json(result.means)
+        return
+    table = Table(
+        title=f"{data.name}: {judged.n_queries:,} queries",
+        caption=conventions_caption(conventions),
+        title_justify="left",
+    )
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_row(*(fmt(result.means[name]) for name in names))
+    stdout.print(table)
+
+
+def baselines(
+    train: Annotated[Path, typer.Option("--train", help="Picks the best single feature.")],
+    test: Annotated[Path, typer.Option("--test", help="The file the baselines are scored on.")],
+    metrics: MetricsOpt = DEFAULT_METRICS,
+    gain: GainOpt = None,
+    no_relevant: NoRelevantOpt = None,
+    preset: PresetOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random ranking.")] = 0,
+    models: Annotated[
+        list[Path] | None,
+        typer.Option("--model", help="Also score this trained run or checkpoint (repeatable)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Random, best-single-feature (chosen on train) and ideal rankings of a test file,
+    beside any trained models given with --model."""
+    from ltr.baselines import evaluate_baselines
+    from ltr.data.letor import load_letor
+    from ltr.evaluation import evaluate_scores
+
+    names = metric_names(metrics)
+    conventions = conventions_from(gain, no_relevant, preset)
+    test_data = load_letor(test)
+    rows = evaluate_baselines(load_letor(train), test_data, names, seed=seed, **conventions)
+    if models:
+        from ltr.inference import Predictor
+
+        ideal = rows.popitem()  # the ceiling stays the last row
+        for path in models:
+            scores = Predictor.load(path).score(test_data)
+            rows[f"model: {path.name}"] = evaluate_scores(test_data, scores, names, **conventions)
+        rows.update([ideal])
+    if as_json:
+        print_json({label: evaluation.means for label, evaluation in rows.items()})
+        return
+    table = Table(
+        title=f"baselines on {test.name}",
+        caption=conventions_caption(conventions),
+        title_justify="left",
+    )
+    table.add_column("ranking")
+    for name in names:
+        table.add_column(name, justify="right")
+    for label, evaluation in rows.items():
+        table.add_row(label, *(fmt(evaluation.means[name]) for name in names))
+    stdout.print(table)

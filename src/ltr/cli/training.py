@@ -1,0 +1,77 @@
+"""`ltr train` and `ltr predict`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ltr.cli._common import option_value, stdout
+from ltr.errors import ConfigError
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    auto = "auto"
+
+
+class OutputFormat(str, Enum):
+    scores = "scores"
+    trec = "trec"
+
+
+def train(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Experiment YAML (e.g. configs/default.yaml).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Scorer: linear|mlp|transformer.")
+    ] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. lambdarank.")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: --set training.learning_rate=3e-4."),
+    ] = None,
+    device: Annotated[Device | None, typer.Option("--device", help="cpu|cuda|auto.")] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue this run from its last.pt.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No per-epoch lines.")] = False,
+) -> None:
+    """Train a scorer; writes a run directory with checkpoints, history and test metrics."""
+    from ltr.config import load_config
+    from ltr.training import Distributed, load_run_config, run_experiment
+
+    shortcuts = {"model.name": model, "loss.name": loss, "training.device": device}
+    sets = [
+        *(overrides or []),
+        *(f"{k}={option_value(v)}" for k, v in shortcuts.items() if v is not None),
+    ]
+    if resume is not None:
+        if config is not None:
+            raise ConfigError("--resume continues a run with its own config.yaml; drop --config")
+        experiment = load_run_config(resume, sets)
+    elif config is None:
+        raise ConfigError("give --config FILE (e.g. configs/default.yaml) or --resume RUN_DIR")
+    else:
+        experiment = load_config(config, sets)
+    # under torchrun, one process of a DDP job (the environment says which)
+    run_experiment(experiment, resume=resume, quiet=quiet, dist=Distributed.from_env())
+
+
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="A run directory or a checkpoint .pt.")],
+    data: Annotated[Path, typer.Option("--data", help="The LETOR file to score.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the scores or run.")],
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", help="scores: one per line; trec: a TREC run.")
+    ] = OutputFormat.scores,
+) -> None:
+    """Score a data file with a trained model; `ltr evaluate` reads the output."""
+    from ltr.inference import predict_file
+
+    path = predict_file(model, data, out, fmt.value)
+    stdout.print(f"wrote {path}")
