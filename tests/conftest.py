@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,14 @@ def shared_data() -> Path:
             f"real data not found at {root} (set LTR_SHARED_DATA to the shared data folder)"
         )
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Runs (and `ltr` subprocesses, which inherit the environment) log MLflow to a temporary
+    SQLite store, never to ``mlruns.db`` in the working directory; tests needing their own
+    store set ``tracking.mlflow_uri``, which wins over the environment."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlruns.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        yield

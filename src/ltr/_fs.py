@@ -15,6 +15,16 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _read_umask() -> int:
+    """The process's umask; reading it means setting it, so this runs once, at import."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
@@ -24,6 +34,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would have given
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -1,11 +1,11 @@
 """Experiment configuration: one YAML file, validated by pydantic, errors that name the field.
 
 The file has the sections ``experiment``, ``data``, ``model``, ``loss``, ``training``,
-``evaluation`` and ``tracking`` (see ``configs/default.yaml``). Every default lives here; the
-scorer's and the loss's own parameters are checked against their signatures (their defaults
-live with them and are filled into the resolved config). Any field can be overridden from the
-command line with ``--set training.learning_rate=3e-4``: overrides are applied to the raw YAML
-before validation, so they obey the same rules as the file.
+``evaluation``, ``tracking`` and ``promotion`` (see ``configs/default.yaml``). Every default
+lives here; the scorer's and the loss's own parameters are checked against their signatures
+(their defaults live with them and are filled into the resolved config). Any field can be
+overridden from the command line with ``--set training.learning_rate=3e-4``: overrides are
+applied to the raw YAML before validation, so they obey the same rules as the file.
 """
 
 from __future__ import annotations
@@ -35,9 +35,13 @@ __all__ = [
     "ExperimentInfo",
     "LossConfig",
     "ModelConfig",
+    "PromotionConfig",
     "SchedulerConfig",
+    "SearchDimension",
+    "SignificanceConfig",
     "TrackingConfig",
     "TrainingConfig",
+    "TuneConfig",
     "apply_overrides",
     "load_config",
 ]
@@ -186,8 +190,127 @@ class EvaluationConfig(_Strict):
 
 
 class TrackingConfig(_Strict):
+    """Where runs go and which trackers mirror them.
+
+    ``mlflow``: every run is also an MLflow run. Its store is the first of ``mlflow_uri``, the
+    ``MLFLOW_TRACKING_URI`` environment variable, ``sqlite:///mlruns.db`` (a SQLite file in the
+    working directory, artifacts in ``mlartifacts/`` beside it; no server needed). Point a team
+    at a server with ``mlflow_uri: http://mlflow.internal:5000``.
+    """
+
     output_dir: Path = Path("experiments")
     tensorboard: bool = True
+    mlflow: bool = True
+    mlflow_uri: str | None = None
+
+
+class SearchDimension(_Strict):
+    """One searched field of ``ltr tune``.
+
+    ``loguniform`` and ``uniform`` draw floats in ``[low, high]``; ``int`` draws integers in
+    ``[low, high]`` (every ``step``); ``categorical`` picks one of ``choices`` (any YAML value,
+    lists included, e.g. hidden-layer sizes).
+    """
+
+    type: Literal["loguniform", "uniform", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    step: int | None = Field(None, ge=1)
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _bounds_or_choices(self) -> SearchDimension:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical dimension needs a non-empty list of choices")
+            return self
+        if self.low is None or self.high is None or not self.low < self.high:
+            got = f"{self.low}, {self.high}"
+            raise ValueError(f"a {self.type} dimension needs low < high; got {got}")
+        if self.type == "loguniform" and self.low <= 0:
+            raise ValueError(f"a loguniform dimension needs low > 0; got {self.low}")
+        if self.type == "int" and not (self.low.is_integer() and self.high.is_integer()):
+            raise ValueError(f"an int dimension needs whole bounds; got {self.low}, {self.high}")
+        return self
+
+
+class TuneConfig(_Strict):
+    """The search of ``ltr tune``: what to maximize, how to prune, where to look.
+
+    ``space`` maps dotted config fields (``training.learning_rate``, ``model.hidden_dims``,
+    ``loss.params.sigma``) to a :class:`SearchDimension`; a trial's values are applied as
+    ``--set`` overrides and validated like the file. The objective is the validation ``metric``
+    (default: ``training.early_stopping_metric``) of the trial's best epoch, higher is better.
+    ``pruner``: ``median`` stops a trial whose epoch value falls below the median of earlier
+    trials at the same epoch (after ``pruner_startup_trials`` trials and ``pruner_warmup_epochs``
+    epochs); ``hyperband`` runs successive halving over epochs; ``none`` never prunes.
+    ``seed`` seeds the TPE sampler (null: random).
+    """
+
+    metric: str | None = None
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner_startup_trials: int = Field(2, ge=0)
+    pruner_warmup_epochs: int = Field(1, ge=0)
+    seed: int | None = 0
+    space: dict[str, SearchDimension] = Field(min_length=1)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, name: str | None) -> str | None:
+        from ltr.metrics import parse_metric_name
+
+        if name is not None:
+            parse_metric_name(name)
+        return name
+
+
+class SignificanceConfig(_Strict):
+    """Paired test on per-query test values (:mod:`ltr.experiments.significance`).
+
+    Two-sided at level ``alpha``; the gate also needs the difference to favour the new run.
+    """
+
+    test: Literal["randomization", "t"] = "randomization"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    n_resamples: int = Field(10_000, ge=100)  # randomization test only
+    seed: int = 0
+
+
+class PromotionConfig(_Strict):
+    """The gate of ``ltr promote RUN --to validated`` (:mod:`ltr.lifecycle.registry`).
+
+    ``min_metrics`` are floors on the run's test metrics (names as in ``metrics.json``, e.g.
+    ``ndcg@10`` or ``ndcg@10[no_relevant=one]``). With ``compare_to_validated``, the run must
+    also beat the most recently validated version of the same registered name on ``metric``,
+    paired per test query: by at least ``min_improvement`` and, unless ``significance`` is null,
+    significantly. ``registry_name`` defaults to ``experiment.name``; validated versions live in
+    ``validated_dir/<name>_v<version>/``.
+    """
+
+    min_metrics: dict[str, float] = {}
+    metric: str = "ndcg@10"
+    compare_to_validated: bool = True
+    min_improvement: float = 0.0
+    significance: SignificanceConfig | None = Field(default_factory=SignificanceConfig)
+    registry_name: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    validated_dir: Path = Path("validated")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, name: str) -> str:
+        from ltr.metrics import parse_metric_name
+
+        parse_metric_name(name.partition("[")[0])
+        return name
+
+    @field_validator("min_metrics")
+    @classmethod
+    def _known_metrics(cls, floors: dict[str, float]) -> dict[str, float]:
+        from ltr.metrics import parse_metric_name
+
+        for name in floors:
+            parse_metric_name(name.partition("[")[0])  # "ndcg@10[no_relevant=one]" is fine
+        return floors
 
 
 class ExperimentConfig(_Strict):
@@ -198,6 +321,8 @@ class ExperimentConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    tune: TuneConfig | None = None  # only `ltr tune` reads it
 
     def resolved(self) -> dict[str, Any]:
         """Plain data with every default spelled out, including the scorer's and the loss's."""
@@ -212,6 +337,8 @@ class ExperimentConfig(_Strict):
         }
         skip = ("scores", "labels", "mask")
         raw["loss"]["params"] = {**_defaults(LOSSES[self.loss.name], skip=skip), **self.loss.params}
+        if self.tune is None:  # training runs without a search keep their config.yaml as before
+            del raw["tune"]
         return raw
 
     def to_yaml(self) -> str:

@@ -5,9 +5,12 @@ Every error raised on purpose derives from :class:`LtrError`; the CLI prints tho
 so generic handlers (``except ValueError``) keep working::
 
     LtrError(Exception)
+    ├── BundleError(LtrError, ValueError)          a model bundle is incomplete or tampered with
     ├── DataFormatError(LtrError, ValueError)      a data file breaks its format (file:line)
     ├── DataNotFoundError(LtrError, FileNotFoundError)
     ├── ConfigError(LtrError, ValueError)          a config or command-line value is invalid
+    ├── ExportError(LtrError, RuntimeError)        an ONNX export fails a check; nothing written
+    ├── PromotionRefused(LtrError)                 a run fails the promotion gate
     └── ShapeError(LtrError, ValueError)           arrays handed to a public function disagree
 """
 
@@ -18,6 +21,10 @@ from pathlib import Path
 
 class LtrError(Exception):
     """Base of every error ltr raises on purpose; the CLI prints these without a traceback."""
+
+
+class BundleError(LtrError, ValueError):
+    """A model bundle is missing, incomplete or altered; the message names the bundle and file."""
 
 
 class DataFormatError(LtrError, ValueError):
@@ -35,6 +42,14 @@ class DataNotFoundError(LtrError, FileNotFoundError):
 
 class ConfigError(LtrError, ValueError):
     """A configuration value or command-line option is invalid; the message names the field."""
+
+
+class ExportError(LtrError, RuntimeError):
+    """An ONNX export failed (parity, quantization gate); the bundle was not written."""
+
+
+class PromotionRefused(LtrError):
+    """A run does not pass the promotion gate; the message lists every failed check."""
 
 
 class ShapeError(LtrError, ValueError):

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from ltr import __version__
-from ltr.cli import data, evaluation, training
+from ltr.cli import data, evaluation, experiments, models, training, tune
 from ltr.cli._common import stdout
 from ltr.errors import LtrError
 
@@ -35,6 +35,10 @@ app.command("evaluate")(evaluation.evaluate)
 app.command("baselines")(evaluation.baselines)
 app.command("train")(training.train)
 app.command("predict")(training.predict)
+app.command("tune")(tune.tune)
+app.command("compare")(experiments.compare)
+app.add_typer(models.app, name="models")
+app.command("promote")(models.promote)
 
 
 @app.callback()

@@ -3,8 +3,13 @@
 A :class:`Run` owns ``<output_dir>/<YYYYmmdd-HHMMSS>-<name>/``; every file a training run writes
 goes through it (``config.yaml``, ``preprocessor.json``, ``training_history.json``,
 ``metrics.json``, ``test_per_query.tsv``, ``checkpoints/{best,last}.pt``, ``tensorboard/``).
-Numbers are also sent to the run's trackers: TensorBoard here; MLflow plugs in later as another
-:class:`Tracker` without touching the trainer.
+Numbers are also sent to the run's trackers: TensorBoard here, MLflow in
+:mod:`ltr.experiments.mlflow_tracker`, and ``ltr tune``'s pruning reporter; the trainer only
+ever talks to the :class:`Run`.
+
+A tracker may end a run early on purpose by raising :class:`RunStopped` from ``log_metrics``
+(``ltr tune`` prunes a hopeless trial that way); the exception propagates out of the trainer
+and every tracker is closed with it, so MLflow records the run as killed rather than failed.
 
 Distributed training: only rank 0 writes. A run built with ``rank > 0`` has the same methods,
 and each of them does nothing, so the trainer calls them unconditionally.
@@ -13,7 +18,7 @@ and each of them does nothing, so the trainer calls them unconditionally.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -22,17 +27,26 @@ from typing import Any, Protocol
 from ltr._fs import atomic_open, atomic_write_json, atomic_write_text
 from ltr.errors import ConfigError, DataNotFoundError
 
-__all__ = ["Run", "TensorBoardTracker", "Tracker", "json_safe"]
+__all__ = ["Run", "RunStopped", "TensorBoardTracker", "Tracker", "json_safe"]
+
+
+class RunStopped(Exception):
+    """Raised by a tracker to end a run early on purpose (a pruned ``ltr tune`` trial)."""
 
 
 class Tracker(Protocol):
-    """Where a run mirrors its parameters and per-epoch numbers (TensorBoard, MLflow, ...)."""
+    """Where a run mirrors its parameters, per-epoch numbers and files (TensorBoard, MLflow, ...).
+
+    ``close`` gets the exception that ended the run, if any (None: it finished).
+    """
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
 
-    def close(self) -> None: ...
+    def log_artifact(self, path: Path, folder: str | None = None) -> None: ...
+
+    def close(self, error: BaseException | None = None) -> None: ...
 
 
 class TensorBoardTracker:
@@ -60,7 +74,10 @@ class TensorBoardTracker:
             self._writer.add_scalar(name, value, global_step=step)
         self._writer.flush()
 
-    def close(self) -> None:
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        """Files stay in the run directory; TensorBoard shows scalars only."""
+
+    def close(self, error: BaseException | None = None) -> None:
         self._writer.close()
 
 
@@ -172,9 +189,23 @@ class Run:
         for tracker in self.trackers:
             tracker.log_metrics(metrics, step)
 
-    def close(self) -> None:
+    def log_artifacts(self, names: Iterable[str]) -> None:
+        """Send the run's files ``names`` (relative paths; missing ones skipped) to every tracker.
+
+        A file in a subfolder keeps it: ``checkpoints/best.pt`` goes to ``checkpoints/``.
+        """
+        for name in names:
+            path = self.dir / name
+            if not path.is_file():
+                continue
+            folder = Path(name).parent.as_posix()
+            for tracker in self.trackers:
+                tracker.log_artifact(path, None if folder == "." else folder)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Close every tracker; ``error`` is what ended the run (None: it finished)."""
         for tracker in self.trackers:
-            tracker.close()
+            tracker.close(error)
         self.trackers = []
 
     def __enter__(self) -> Run:
@@ -186,7 +217,7 @@ class Run:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        self.close(exc)
 
 
 def json_safe(obj: Any) -> Any:

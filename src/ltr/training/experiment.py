@@ -13,6 +13,8 @@
 4. :func:`ltr.training.trainer.train`.
 5. Reload ``checkpoints/best.pt`` and score the whole test file: ``metrics.json`` and
    ``test_per_query.tsv``.
+6. Mirror it all into MLflow (:mod:`ltr.experiments.mlflow_tracker`; ``tracking.mlflow``):
+   per-epoch metrics as they come, then the best epoch's and the test numbers and the files.
 
 Under ``torchrun`` (``dist`` from :meth:`Distributed.from_env`) every process runs these steps
 inside the job's process group (:mod:`ltr.training.distributed`): each loads the data and fits
@@ -26,7 +28,7 @@ be on a file system all processes share.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,8 @@ from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
 from ltr.errors import ConfigError, DataNotFoundError
 from ltr.evaluation import evaluate_scores
-from ltr.experiments.tracking import Run
+from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow
+from ltr.experiments.tracking import Run, Tracker
 from ltr.losses import build_loss
 from ltr.models import build_model
 from ltr.training.checkpoint import check_feature_count, load_checkpoint
@@ -78,6 +81,7 @@ RESUMABLE_CHANGES = (
     "training.num_threads",
     "tracking.output_dir",
     "tracking.tensorboard",
+    "tracking.mlflow",  # and tracking.mlflow_uri; a resumed run stays in its mlflow.json store
     "experiment.description",
 )
 
@@ -105,6 +109,8 @@ def run_experiment(
     resume: Path | None = None,
     quiet: bool = False,
     dist: Distributed | None = None,
+    trackers: Sequence[Tracker] = (),
+    mlflow_tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Train one experiment and test its best epoch; returns the run directory.
 
@@ -115,6 +121,9 @@ def run_experiment(
         quiet: print nothing (tests); ranks other than 0 never print.
         dist: this process's place in a torchrun job (:meth:`Distributed.from_env`); None for
             one process. The process group is joined here and left on return or error.
+        trackers: more trackers for the run, after TensorBoard and MLflow (``ltr tune``'s
+            pruning reporter).
+        mlflow_tags: extra tags of the MLflow run (``mlflow.parentRunId`` nests it).
 
     Returns:
         The run directory (the same on every rank).
@@ -130,7 +139,13 @@ def run_experiment(
     device = dist.device(resolve_device(config.training.device))
     with process_group(dist, device):
         return _run(
-            config, resume=resume, quiet=quiet or not dist.is_main, dist=dist, device=device
+            config,
+            resume=resume,
+            quiet=quiet or not dist.is_main,
+            dist=dist,
+            device=device,
+            trackers=trackers,
+            mlflow_tags=mlflow_tags,
         )
 
 
@@ -141,6 +156,8 @@ def _run(
     quiet: bool,
     dist: Distributed,
     device: torch.device,
+    trackers: Sequence[Tracker] = (),
+    mlflow_tags: Mapping[str, str] | None = None,
 ) -> Path:
     """:func:`run_experiment` inside the process group."""
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
@@ -185,6 +202,8 @@ def _run(
         )
         run.dir = Path(dist.broadcast_object(str(run.dir)))  # rank 0 named and created it
     with run:
+        attach_mlflow(run, config, tags=mlflow_tags)
+        run.trackers.extend(trackers)
         run.write_text("config.yaml", config.to_yaml())
         run.write_json("preprocessor.json", normalizer.to_dict())
         run.log_params(config.resolved())
@@ -237,6 +256,10 @@ def _run(
             shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
             console.print(f"Test (best epoch {result.best_epoch}): {shown}", highlight=False)
         run.write_json("metrics.json", report)
+        final = {f"best/valid/{k}": v for k, v in report["valid"].items()}
+        final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
+        run.log_metrics({"best/epoch": result.best_epoch or 0, **final}, result.best_epoch or 0)
+        run.log_artifacts(RUN_ARTIFACTS)
     return run.dir
 
 

@@ -1,0 +1,213 @@
+"""`ltr compare`: finished runs side by side, with paired significance tests.
+
+``ltr compare RUN_A RUN_B ...`` or ``ltr compare --all [--dir experiments]``. The baseline is
+``--baseline RUN`` (a run folder, or a run's name under ``--dir``), else the first run named,
+else (``--all``) the oldest run. stdout carries only the comparison (a rich table, a GitHub
+markdown table, or exactly one JSON object); notes and "wrote FILE" lines go to stderr.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ltr.cli._common import print_json, stdout, warn
+from ltr.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ltr.experiments.compare import Comparison, RunRecord
+
+HOLM = "p Holm"
+STAR = "★"
+
+
+class CompareFormat(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+
+
+def compare(
+    runs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Run directories (experiments/<id>); the first is the baseline."),
+    ] = None,
+    all_runs: Annotated[
+        bool, typer.Option("--all", help="Compare every finished run under --dir.")
+    ] = False,
+    directory: Annotated[Path, typer.Option("--dir", help="Where --all looks for runs.")] = Path(
+        "experiments"
+    ),
+    metric: Annotated[
+        str, typer.Option("--metric", help="Metric of the paired tests and the curves.")
+    ] = "ndcg@10",
+    metrics: Annotated[
+        str, typer.Option("--metrics", help="Comma-separated metrics to show.")
+    ] = "ndcg@1,ndcg@5,ndcg@10,map,mrr",
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="Run the others are tested against: a run folder or its name under --dir "
+            "(default: the first run given; with --all the oldest).",
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Write FILE.png (test metrics) and FILE-curves.png."),
+    ] = None,
+    fmt: Annotated[
+        CompareFormat, typer.Option("--format", help="table | markdown | json (one object).")
+    ] = CompareFormat.table,
+    resamples: Annotated[
+        int, typer.Option("--resamples", min=1, help="Sign flips of the randomization test.")
+    ] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the randomization test.")] = 0,
+) -> None:
+    """Compare runs: test metrics (best marked), paired tests against a baseline, plots."""
+    from ltr.experiments.compare import compare_runs, load_run, scan_runs
+
+    if all_runs == bool(runs):
+        raise ConfigError("give run directories, or --all to compare every run under --dir")
+    notes: list[str] = []
+    if all_runs:
+        records, notes = scan_runs(directory)
+    else:
+        records = [load_run(path) for path in runs or []]
+    records, base = _with_baseline(records, baseline, directory)
+    names = [name.strip().lower() for name in metrics.split(",") if name.strip()]
+    comparison = compare_runs(
+        records,
+        metric=metric.strip().lower(),
+        metrics=names,
+        baseline=base,
+        n_resamples=resamples,
+        seed=seed,
+    )
+    for note in [*notes, *comparison.notes]:
+        warn(note)
+    plots = _write_plots(comparison, plot) if plot is not None else []
+    if fmt is CompareFormat.json:
+        print_json({**comparison.to_dict(), "plots": [str(path) for path in plots]})
+    elif fmt is CompareFormat.markdown:
+        sys.stdout.write(markdown_table(comparison) + "\n")
+    else:
+        table = rich_table(comparison)
+        # never squeeze columns into ellipses: a narrow terminal wraps lines, a pipe gets them all
+        natural = stdout.measure(table, options=stdout.options.update_width(10_000)).maximum
+        console = stdout if natural <= stdout.width else Console(width=natural)
+        console.print(table)
+    for path in plots:
+        sys.stderr.write(f"wrote {path}\n")
+
+
+def rich_table(comparison: Comparison) -> Table:
+    """The comparison as a rich table: the best value per metric bold with a star."""
+    table = Table(
+        title=f"{len(comparison.runs)} runs on {comparison.n_queries:,} test queries",
+        caption=_caption(comparison),
+        title_justify="left",
+        caption_justify="left",
+    )
+    headers = _headers(comparison)
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i < 3 else "right", no_wrap=i == 0)
+    for row in _rows(comparison, best=lambda text: f"[bold]{text} {STAR}[/bold]"):
+        table.add_row(*row)
+    return table
+
+
+def markdown_table(comparison: Comparison) -> str:
+    """The comparison as a GitHub markdown table and a caption paragraph."""
+    headers = _headers(comparison)
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join(":---" if i < 3 else "---:" for i in range(len(headers))) + "|",
+    ]
+    for row in _rows(comparison, best=lambda text: f"**{text}** {STAR}"):
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    return "\n".join([*lines, "", _caption(comparison)])
+
+
+def _headers(comparison: Comparison) -> list[str]:
+    significance = [f"Δ {comparison.metric.upper()}", "p t-test", "p rand", HOLM, "W/T/L"]
+    return ["Exp ID", "Model", "Loss", *(m.upper() for m in comparison.metrics), *significance]
+
+
+def _rows(comparison: Comparison, *, best: Callable[[str], str]) -> list[list[str]]:
+    rows = []
+    for run in comparison.runs:
+        cells = [run.run_id, run.model, run.loss]
+        for name in comparison.metrics:
+            text = _number(run.mean(name))
+            cells.append(best(text) if run.run_id in comparison.best[name] else text)
+        test = comparison.tests.get(run.run_id)
+        if test is None:
+            cells += ["baseline", "", "", "", ""]
+        else:
+            wtl = test.win_tie_loss
+            cells += [
+                f"{test.mean_diff:+.4f}",
+                _p(test.t_test.p_value),
+                _p(test.randomization.p_value),
+                _p(test.p_randomization_holm),
+                f"{wtl.wins}/{wtl.ties}/{wtl.losses}",
+            ]
+        rows.append(cells)
+    return rows
+
+
+def _caption(comparison: Comparison) -> str:
+    tests = next(iter(comparison.tests.values()), None)
+    pairs = f" over {tests.n:,} paired queries" if tests is not None else ""
+    return (
+        f"{STAR} best per metric. Baseline: {comparison.baseline.run_id}. "
+        f"Δ = run - baseline on {comparison.metric}{pairs}; two-sided paired t-test and "
+        f"randomization test ({comparison.n_resamples:,} sign flips, seed {comparison.seed}); "
+        f"{HOLM}: randomization p adjusted with Holm-Bonferroni over "
+        f"{len(comparison.tests)} comparison(s); W/T/L: queries where the run beats, ties, "
+        "loses to the baseline."
+    )
+
+
+def _with_baseline(
+    records: list[RunRecord], baseline: str | None, directory: Path
+) -> tuple[list[RunRecord], int]:
+    """The runs and the baseline's index; a baseline not among them is loaded and put first."""
+    from ltr.experiments.compare import load_run
+
+    if baseline is None:
+        return records, 0
+    given = Path(baseline)
+    for i, run in enumerate(records):
+        if run.run_id == baseline or (given.is_dir() and run.path.resolve() == given.resolve()):
+            return records, i
+    path = given if given.is_dir() or not (directory / baseline).is_dir() else directory / baseline
+    return [load_run(path), *records], 0
+
+
+def _write_plots(comparison: Comparison, path: Path) -> list[Path]:
+    from ltr.experiments.plots import curves_path, plot_test_metrics, plot_training_curves
+
+    return [
+        plot_test_metrics(comparison.runs, path, metrics=comparison.metrics),
+        plot_training_curves(comparison.runs, curves_path(path), metric=comparison.metric),
+    ]
+
+
+def _number(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def _p(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"

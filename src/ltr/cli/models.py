@@ -1,0 +1,250 @@
+"""`ltr models list|show|verify|rollback` and `ltr promote`: the model store from the shell."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from ltr.cli._common import JsonOpt, print_json, stdout, warn
+from ltr.errors import BundleError, ConfigError, LtrError
+
+app = typer.Typer(help="Inspect, verify and roll back the model store.", no_args_is_help=True)
+
+StoreOpt = Annotated[
+    Path, typer.Option("--store", help="The model store folder (versions/, current).")
+]
+LISTED_METRIC = "ndcg@10"
+
+
+class Stage(str, Enum):
+    validated = "validated"
+    production = "production"
+
+
+@app.command("list")
+def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) -> None:
+    """List stored versions: live marker, created_at, source run, ndcg@10, size."""
+    from ltr.lifecycle.store import ModelStore
+
+    model_store = ModelStore(store)
+    current = _current_or_warn(model_store)
+    rows: list[dict[str, Any]] = []
+    for version in model_store.versions():
+        try:
+            bundle = model_store.read(version)  # metadata only: `ltr models verify` hashes
+        except BundleError as error:
+            warn(str(error))
+            rows.append({"version": version, "current": version == current, "error": str(error)})
+            continue
+        rows.append(
+            {
+                "version": version,
+                "current": version == current,
+                "created_at": bundle.created_at,
+                "source_run": bundle.source_run,
+                LISTED_METRIC: _find_metric(bundle.metrics, LISTED_METRIC),
+                "size_bytes": bundle.size_bytes,
+            }
+        )
+    if as_json:
+        print_json({"store": str(store), "current": current, "versions": rows})
+        return
+    if not rows:
+        stdout.print(f"no versions in {store}; add one with `ltr promote RUN --to production`")
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("version", "live", "created_at"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("source run", overflow="fold")  # the one column that may wrap
+    table.add_column(LISTED_METRIC, justify="right", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    for row in rows:
+        metric = row.get(LISTED_METRIC)
+        table.add_row(
+            row["version"],
+            "*" if row["current"] else "",
+            row.get("created_at", "broken"),
+            Path(row["source_run"]).name if row.get("source_run") else "",  # --json: full path
+            "" if metric is None else f"{metric:.4f}",
+            _size_text(row["size_bytes"]) if "size_bytes" in row else "",
+        )
+    stdout.print(table)
+
+
+@app.command("show")
+def show(
+    version: Annotated[str, typer.Argument(help="The version, X.Y.Z.")],
+    store: StoreOpt = Path("models"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify one version and print its metadata."""
+    from ltr.lifecycle.store import ModelStore
+
+    model_store = ModelStore(store)
+    bundle = model_store.show(version)
+    live = _current_or_warn(model_store) == version
+    if as_json:
+        print_json({"path": str(bundle.path), "live": live, "metadata": bundle.metadata})
+        return
+    live_text = "  (live)" if live else ""
+    lines = [
+        f"version     {bundle.version}{live_text}",
+        f"path        {bundle.path}",
+        f"created_at  {bundle.created_at}",
+        f"source run  {bundle.source_run or 'unknown'}",
+        f"n_features  {bundle.n_features}",
+        f"size        {_size_text(bundle.size_bytes)}",
+        *(f"metric      {name} = {value}" for name, value in _flat_metrics(bundle.metrics).items()),
+        *(f"file        {name}  sha256 {sha}  ok" for name, sha in sorted(bundle.files.items())),
+    ]
+    for line in lines:
+        stdout.print(line, highlight=False, soft_wrap=True)
+
+
+@app.command("verify")
+def verify(
+    version: Annotated[
+        str | None, typer.Argument(help="The version to check; all when left out.")
+    ] = None,
+    store: StoreOpt = Path("models"),
+) -> None:
+    """Recompute every checksum; exit 1 naming the bundle and file on any mismatch."""
+    from ltr.lifecycle.store import ModelStore
+
+    model_store = ModelStore(store)
+    current = model_store.current()  # a corrupt pointer is an error here, not a warning
+    checks = model_store.verify(version)
+    if not checks:
+        stdout.print(f"no versions in {store}")
+        return
+    for check in checks:
+        if check.error is None:
+            live = "  (live)" if check.version == current else ""
+            stdout.print(f"ok      {check.version}{live}", highlight=False)
+        else:
+            sys.stderr.write(f"error: {check.error}\n")
+    failed = [check.version for check in checks if not check.ok]
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("rollback")
+def rollback(store: StoreOpt = Path("models")) -> None:
+    """Make the previously live version live again."""
+    from ltr.lifecycle.store import CURRENT_FILE, ModelStore
+
+    model_store = ModelStore(store)
+    previous = model_store.current()
+    version = model_store.rollback()
+    stdout.print(f"{store / CURRENT_FILE}: {previous} -> {version}", highlight=False)
+
+
+def promote(
+    run: Annotated[Path, typer.Argument(help="The run directory (experiments/<id>).")],
+    to: Annotated[Stage, typer.Option("--to", help="validated|production.")],
+    version: Annotated[
+        str | None,
+        typer.Option("--version", help="X.Y.Z; default: the store's highest with minor + 1."),
+    ] = None,
+    store: StoreOpt = Path("models"),
+) -> None:
+    """Promote a run: mark it validated, or export it into the store and make it live."""
+    from ltr.lifecycle.bundle import parse_version
+
+    if version is not None:
+        parse_version(version)
+    if to is Stage.validated:
+        _promote_to_validated(run, version)
+    else:
+        _promote_to_production(run, version, store)
+
+
+def _promote_to_validated(run: Path, version: str | None) -> None:
+    try:
+        from ltr.lifecycle.registry import promote_to_validated
+    except ImportError as error:
+        if isinstance(error, ModuleNotFoundError) and error.name != "ltr.lifecycle.registry":
+            raise  # a dependency of the registry is missing: say which
+        raise ConfigError(
+            "promotion to validated is not available yet (ltr.lifecycle.registry is missing); "
+            "use --to production"
+        ) from None
+    validated = promote_to_validated(run, version=version)
+    stdout.print(f"{run}: validated as version {validated.version}", highlight=False)
+    stdout.print(str(validated), highlight=False, soft_wrap=True)
+
+
+def _promote_to_production(run: Path, version: str | None, store: Path) -> None:
+    from ltr.lifecycle.store import CURRENT_FILE, ModelStore
+
+    if not run.exists():
+        raise ConfigError(f"RUN: {run} does not exist; give a run directory (experiments/<id>)")
+    model_store = ModelStore(store)
+    version = version or model_store.next_version()
+    if version in model_store.versions():
+        raise ConfigError(
+            f"--version: {version} exists already in {store}; versions are never overwritten "
+            f"(next free: {model_store.next_version()})"
+        )
+    try:
+        from ltr.lifecycle.export import export_bundle
+    except ModuleNotFoundError as error:
+        if error.name != "ltr.lifecycle.export":
+            raise
+        raise ConfigError(
+            "promotion to production needs ltr.lifecycle.export, which is not available yet"
+        ) from None
+
+    def build(output: Path) -> None:
+        export_bundle(model=run, output=output, version=version)
+
+    bundle = model_store.add(build, version)
+    previous = model_store.set_current(version)
+    stdout.print(f"exported {run} to {bundle.path}", highlight=False)
+    stdout.print(f"{store / CURRENT_FILE}: {previous or 'none'} -> {version}", highlight=False)
+
+
+def _current_or_warn(model_store: Any) -> str | None:
+    try:
+        current: str | None = model_store.current()
+    except LtrError as error:
+        warn(str(error))
+        return None
+    return current
+
+
+def _find_metric(metrics: dict[str, Any], name: str) -> float | None:
+    """``metrics[name]``, or the same name one level down (``metrics["test"][name]`` first)."""
+    if isinstance(metrics.get(name), (int, float)):
+        return float(metrics[name])
+    nested = [metrics[k] for k in ("test", "valid") if k in metrics]
+    nested += [value for key, value in sorted(metrics.items()) if key not in ("test", "valid")]
+    for group in nested:
+        if isinstance(group, dict) and isinstance(group.get(name), (int, float)):
+            return float(group[name])
+    return None
+
+
+def _flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update(_flat_metrics(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _size_text(size_bytes: int) -> str:
+    size = float(size_bytes)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

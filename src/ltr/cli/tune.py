@@ -1,0 +1,67 @@
+"""`ltr tune`: an Optuna search over the `tune:` section of an experiment YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ltr.cli._common import stdout
+
+
+def tune(
+    config: Annotated[Path, typer.Option("--config", help="Experiment YAML with a tune: section.")],
+    trials: Annotated[
+        int,
+        typer.Option(
+            "--trials", min=1, help="Finished trials the study should reach (all processes)."
+        ),
+    ],
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Optuna storage URL; default sqlite:///<output_dir>/optuna.db. "
+            "PostgreSQL for many machines.",
+        ),
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", help="Study name; default experiment.name.")
+    ] = None,
+    n_jobs: Annotated[
+        int, typer.Option("--n-jobs", min=1, help="Trials in parallel threads here.")
+    ] = 1,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0, help="Start no trial after this many seconds."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: --set training.num_epochs=20."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No per-trial lines.")] = False,
+) -> None:
+    """Search hyper-parameters; writes best_config.yaml, trials and plots to tune-<study>/."""
+    from ltr.config import load_config
+    from ltr.experiments.tune import run_study
+
+    experiment = load_config(config, overrides or [])
+    result = run_study(
+        experiment,
+        trials=trials,
+        storage=storage,
+        study_name=study,
+        n_jobs=n_jobs,
+        timeout_seconds=timeout,
+        quiet=quiet,
+    )
+    summary = f"{result.n_complete} complete, {result.n_pruned} pruned"
+    if result.best_config is None:
+        stdout.print(f"study {result.study}: {summary}; no completed trial yet", highlight=False)
+        return
+    stdout.print(
+        f"study {result.study}: {summary}; best trial {result.best_trial} "
+        f"({result.best_value:.4f}); wrote {result.best_config}",
+        highlight=False,
+    )

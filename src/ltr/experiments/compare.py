@@ -1,0 +1,440 @@
+"""Compare finished runs: test metrics side by side, and paired tests against a baseline.
+
+What ``ltr compare`` shows, as data (the CLI formats it as a table, markdown or JSON):
+
+- one row per run: its id (the run folder's name), model, loss and test metrics (means from
+  ``metrics.json``); the best run per metric is listed in :attr:`Comparison.best` (ties: all);
+- for every run except the baseline, paired tests of one metric (``ndcg@10`` by default) over the
+  per-query values of ``test_per_query.tsv``: the mean difference (run - baseline), a paired
+  t-test, a sign-flip randomization test, win/tie/loss counts, and both p-values adjusted with
+  Holm-Bonferroni over the runs compared with the baseline (:mod:`ltr.experiments.significance`).
+
+Choices:
+
+- **Baseline**: ``runs[baseline]``, the first run by default: the first run named on the command
+  line, or the oldest with ``--all`` (run folders start with their ``YYYYmmdd-HHMMSS`` time).
+- **Same test queries or nothing.** A paired test needs each query scored by both runs. Runs
+  tested on different query sets were tested on different data, and then their mean metrics are
+  not comparable either, so :func:`compare_runs` refuses them (:class:`ConfigError` naming both
+  runs and example query ids) rather than testing on the intersection. Query order may differ:
+  values are matched by query id.
+- Runs evaluated under different metric conventions (gain, no-relevant policy) are compared, with
+  a note: MAP and MRR do not depend on them, NDCG does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from numpy.typing import NDArray
+
+from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
+from ltr.experiments.significance import (
+    ConfidenceInterval,
+    TestResult,
+    WinTieLoss,
+    holm_bonferroni,
+    mean_confidence_interval,
+    paired_t_test,
+    randomization_test,
+    win_tie_loss,
+)
+from ltr.experiments.tracking import json_safe
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "RUN_FILES",
+    "BaselineTest",
+    "Comparison",
+    "RunRecord",
+    "compare_runs",
+    "load_run",
+    "scan_runs",
+]
+
+RUN_FILES = ("config.yaml", "training_history.json", "metrics.json", "test_per_query.tsv")
+DEFAULT_METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a finished run left on disk, as read by :func:`load_run`.
+
+    Attributes:
+        path: the run directory.
+        run_id: its folder name, ``<YYYYmmdd-HHMMSS>-<experiment name>``.
+        config: the resolved ``config.yaml``.
+        history: ``training_history.json``, one record per epoch.
+        report: ``metrics.json``.
+        query_ids: ``[queries]`` test query ids, as strings, in file order.
+        per_query: ``[queries]`` test values by metric name (NaN: a skipped query).
+    """
+
+    path: Path
+    run_id: str
+    config: dict[str, Any]
+    history: list[dict[str, Any]]
+    report: dict[str, Any]
+    query_ids: NDArray[np.str_]
+    per_query: dict[str, NDArray[np.float64]]
+
+    @property
+    def model(self) -> str:
+        return str(self.config.get("model", {}).get("name", "?"))
+
+    @property
+    def loss(self) -> str:
+        return str(self.config.get("loss", {}).get("name", "?"))
+
+    @property
+    def test(self) -> dict[str, float]:
+        """Test metric means of ``metrics.json``."""
+        return {k: math.nan if v is None else float(v) for k, v in self.report["test"].items()}
+
+    @property
+    def best_epoch(self) -> int | None:
+        best = self.report.get("best_epoch")
+        return None if best is None else int(best)
+
+    @property
+    def conventions(self) -> dict[str, Any]:
+        return dict(self.report.get("conventions") or {})
+
+    def mean(self, metric: str) -> float:
+        """The test mean of ``metric``: ``metrics.json`` if it has it, else from the queries."""
+        if metric in self.report["test"]:
+            return self.test[metric]
+        values = self.per_query[metric]
+        return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
+    def interval(self, metric: str, *, confidence: float = 0.95) -> ConfidenceInterval:
+        """Mean of ``metric`` over test queries with a t-based interval (NaN queries dropped)."""
+        return mean_confidence_interval(self.per_query[metric], confidence=confidence)
+
+
+@dataclass(frozen=True)
+class BaselineTest:
+    """One run against the baseline on one metric; differences are run - baseline."""
+
+    run_id: str
+    metric: str
+    t_test: TestResult
+    randomization: TestResult
+    win_tie_loss: WinTieLoss
+    p_t_test_holm: float
+    p_randomization_holm: float
+
+    @property
+    def mean_diff(self) -> float:
+        return self.t_test.mean_diff
+
+    @property
+    def n(self) -> int:
+        return self.t_test.n
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What :func:`compare_runs` found; :meth:`to_dict` gives it as JSON-ready data."""
+
+    runs: list[RunRecord]
+    baseline: RunRecord
+    metric: str
+    metrics: list[str]
+    best: dict[str, list[str]]
+    tests: dict[str, BaselineTest]
+    n_queries: int
+    n_resamples: int
+    seed: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (NaN and inf as None): what ``ltr compare --format json`` prints."""
+        rows = []
+        for run in self.runs:
+            test = self.tests.get(run.run_id)
+            rows.append(
+                {
+                    "id": run.run_id,
+                    "path": str(run.path),
+                    "model": run.model,
+                    "loss": run.loss,
+                    "best_epoch": run.best_epoch,
+                    "epochs": run.report.get("epochs"),
+                    "test": {name: run.mean(name) for name in self.metrics},
+                    "ci95": {name: list(run.interval(name)[1:]) for name in self.metrics},
+                    "best_in": [name for name in self.metrics if run.run_id in self.best[name]],
+                    "vs_baseline": None if test is None else _test_dict(test),
+                }
+            )
+        data: dict[str, Any] = json_safe(
+            {
+                "metric": self.metric,
+                "metrics": self.metrics,
+                "baseline": self.baseline.run_id,
+                "test_queries": self.n_queries,
+                "best": self.best,
+                "runs": rows,
+                "tests": {
+                    "alternative": "two-sided",
+                    "difference": "run - baseline",
+                    "randomization_resamples": self.n_resamples,
+                    "seed": self.seed,
+                    "correction": "holm-bonferroni over the runs compared with the baseline",
+                },
+                "notes": self.notes,
+            }
+        )
+        return data
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """Read a run directory written by ``ltr train``.
+
+    Raises:
+        DataNotFoundError: ``path`` is not a folder, lacks one of :data:`RUN_FILES` (named in the
+            message), or has no test results.
+        DataFormatError: a file that does not parse.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DataNotFoundError(f"run {path}: no such folder")
+    for name in RUN_FILES[:3]:
+        _require(path, name)
+    config = _read_yaml(path / "config.yaml")
+    history = _read_json(path / "training_history.json")
+    report = _read_json(path / "metrics.json")
+    if not isinstance(history, list):
+        raise DataFormatError(path / "training_history.json", None, "expected a list of epochs")
+    if not isinstance(report, dict):
+        raise DataFormatError(path / "metrics.json", None, "expected an object")
+    if not report.get("test"):
+        raise DataNotFoundError(
+            f"run {path} has no test results (metrics.json: test is null, the run had no test "
+            "file); compare needs runs tested on the same test file"
+        )
+    _require(path, "test_per_query.tsv")
+    query_ids, per_query = _read_per_query(path / "test_per_query.tsv")
+    return RunRecord(path, path.name, config, history, report, query_ids, per_query)
+
+
+def scan_runs(directory: str | Path) -> tuple[list[RunRecord], list[str]]:
+    """Every finished run under ``directory``, oldest first (by folder name), and notes on the
+    folders skipped (no ``config.yaml``: not a run; no test results or unfinished: skipped).
+
+    Raises:
+        DataNotFoundError: ``directory`` does not exist or holds no finished run.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataNotFoundError(f"--dir {directory}: no such folder; train a run with `ltr train`")
+    runs, notes = [], []
+    for child in sorted(p for p in directory.iterdir() if p.is_dir()):
+        if not (child / "config.yaml").is_file():
+            continue  # not a run folder at all
+        try:
+            runs.append(load_run(child))
+        except (DataNotFoundError, DataFormatError) as error:
+            notes.append(f"skipped {child.name}: {error}")
+    if not runs:
+        raise DataNotFoundError(
+            f"{directory} holds no finished run with test results; train one with `ltr train`"
+        )
+    return runs, notes
+
+
+def compare_runs(
+    runs: Sequence[RunRecord],
+    *,
+    metric: str = "ndcg@10",
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    baseline: int = 0,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> Comparison:
+    """Compare ``runs``: test metrics, the best per metric, paired tests against the baseline.
+
+    Args:
+        runs: at least one run, as :func:`load_run` reads them; all tested on the same queries.
+        metric: the metric of the paired tests (must be in every ``test_per_query.tsv``).
+        metrics: the metrics to report; ``metric`` is added when missing.
+        baseline: index in ``runs`` of the run the others are tested against.
+        n_resamples, seed: of the randomization test and its bootstrap interval.
+
+    Raises:
+        ConfigError: no run, a bad baseline index, a metric some run lacks, or runs tested on
+            different queries.
+    """
+    if not runs:
+        raise ConfigError("nothing to compare: give at least one run")
+    if not 0 <= baseline < len(runs):
+        raise ConfigError(f"baseline index must be in 0..{len(runs) - 1}; got {baseline}")
+    names = list(dict.fromkeys([*metrics, metric]))
+    _check_metrics(runs, names)
+    base = runs[baseline]
+    aligned = {run.run_id: _aligned_values(run, base, metric) for run in runs}
+    others = [run for run in runs if run is not base]
+    t_tests = [paired_t_test(aligned[run.run_id], aligned[base.run_id]) for run in others]
+    rand_tests = [
+        randomization_test(
+            aligned[run.run_id], aligned[base.run_id], n_resamples=n_resamples, seed=seed
+        )
+        for run in others
+    ]
+    t_holm = holm_bonferroni([t.p_value for t in t_tests])
+    rand_holm = holm_bonferroni([t.p_value for t in rand_tests])
+    tests = {
+        run.run_id: BaselineTest(
+            run.run_id,
+            metric,
+            t_tests[i],
+            rand_tests[i],
+            win_tie_loss(aligned[run.run_id], aligned[base.run_id]),
+            t_holm[i],
+            rand_holm[i],
+        )
+        for i, run in enumerate(others)
+    }
+    return Comparison(
+        runs=list(runs),
+        baseline=base,
+        metric=metric,
+        metrics=names,
+        best={name: _best(runs, name) for name in names},
+        tests=tests,
+        n_queries=len(base.query_ids),
+        n_resamples=n_resamples,
+        seed=seed,
+        notes=_convention_notes(runs),
+    )
+
+
+def _best(runs: Sequence[RunRecord], metric: str) -> list[str]:
+    """Ids of the runs with the highest mean (every metric here is higher-is-better)."""
+    means = np.array([run.mean(metric) for run in runs])
+    if not np.isfinite(means).any():
+        return []
+    top = np.nanmax(means)
+    return [run.run_id for run, value in zip(runs, means, strict=True) if value == top]
+
+
+def _check_metrics(runs: Sequence[RunRecord], names: Sequence[str]) -> None:
+    ids = [run.run_id for run in runs]
+    if len(set(ids)) != len(ids):
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        raise ConfigError(f"each run may be compared once; given twice: {', '.join(duplicated)}")
+    for run in runs:
+        missing = [name for name in names if name not in run.per_query]
+        if missing:
+            raise ConfigError(
+                f"run {run.run_id} has no per-query values of {', '.join(missing)}; "
+                f"it has {', '.join(run.per_query)}"
+            )
+
+
+def _aligned_values(run: RunRecord, base: RunRecord, metric: str) -> NDArray[np.float64]:
+    """``run``'s values of ``metric`` in the order of ``base``'s queries, matched by query id.
+
+    Raises:
+        ConfigError: the two runs were tested on different queries.
+    """
+    if np.array_equal(run.query_ids, base.query_ids):
+        return run.per_query[metric]
+    ours, theirs = set(run.query_ids.tolist()), set(base.query_ids.tolist())
+    if ours != theirs or len(ours) != len(run.query_ids) or len(theirs) != len(base.query_ids):
+        only = sorted(ours ^ theirs)[:5]
+        detail = f"e.g. qid {', '.join(only)} in only one" if only else "repeated query ids"
+        raise ConfigError(
+            f"runs {run.run_id} ({len(run.query_ids)} test queries) and {base.run_id} "
+            f"({len(base.query_ids)}) were tested on different queries ({detail}); a paired "
+            "comparison needs the same test set: compare runs tested on the same test file"
+        )
+    position = {qid: i for i, qid in enumerate(run.query_ids.tolist())}
+    order = np.array([position[qid] for qid in base.query_ids.tolist()])
+    reordered: NDArray[np.float64] = run.per_query[metric][order]
+    return reordered
+
+
+def _convention_notes(runs: Sequence[RunRecord]) -> list[str]:
+    seen = {json.dumps(run.conventions, sort_keys=True) for run in runs}
+    if len(seen) <= 1:
+        return []
+    described = "; ".join(f"{run.run_id}: {run.conventions}" for run in runs)
+    return [f"runs use different metric conventions, so NDCG values differ in meaning: {described}"]
+
+
+def _test_dict(test: BaselineTest) -> dict[str, Any]:
+    wtl = test.win_tie_loss
+    return {
+        "metric": test.metric,
+        "queries": test.n,
+        "mean_diff": test.mean_diff,
+        "t_test": _result_dict(test.t_test),
+        "randomization": _result_dict(test.randomization),
+        "p_t_test_holm": test.p_t_test_holm,
+        "p_randomization_holm": test.p_randomization_holm,
+        "wins": wtl.wins,
+        "ties": wtl.ties,
+        "losses": wtl.losses,
+    }
+
+
+def _result_dict(result: TestResult) -> dict[str, Any]:
+    return {
+        "statistic": result.statistic,
+        "p_value": result.p_value,
+        "ci95": [result.ci_low, result.ci_high],
+    }
+
+
+def _require(run_dir: Path, name: str) -> None:
+    if not (run_dir / name).is_file():
+        raise DataNotFoundError(
+            f"{run_dir} is not a finished run: it has no {name} (a run of `ltr train` holds "
+            f"{', '.join(RUN_FILES)})"
+        )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataFormatError(path, error.lineno, f"invalid JSON: {error.msg}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise DataFormatError(path, None, f"invalid YAML: {error}") from None
+    if not isinstance(loaded, dict):
+        raise DataFormatError(path, None, "expected a mapping (the resolved experiment config)")
+    return loaded
+
+
+def _read_per_query(path: Path) -> tuple[NDArray[np.str_], dict[str, NDArray[np.float64]]]:
+    """``test_per_query.tsv``: a ``qid<TAB>metric...`` header, then one row per query."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t") if lines else []
+    if not header or header[0] != "qid" or len(header) < 2:
+        raise DataFormatError(path, 1, "expected a header `qid<TAB>metric...`")
+    qids, rows = [], []
+    for number, line in enumerate(lines[1:], start=2):
+        cells = line.split("\t")
+        if len(cells) != len(header):
+            raise DataFormatError(path, number, f"expected {len(header)} fields; got {len(cells)}")
+        try:
+            rows.append([float(cell) for cell in cells[1:]])
+        except ValueError as error:
+            raise DataFormatError(path, number, f"not a number: {error}") from None
+        qids.append(cells[0])
+    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(header) - 1)
+    per_query = {name: values[:, i].copy() for i, name in enumerate(header[1:])}
+    return np.array(qids, dtype=np.str_), per_query

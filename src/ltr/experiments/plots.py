@@ -1,0 +1,219 @@
+"""Figures of a comparison: training curves, and test metrics with confidence intervals.
+
+``ltr compare --plot FILE.png`` writes two figures rather than one crowded canvas: ``FILE.png``
+(:func:`plot_test_metrics`, the numbers the table shows) and ``FILE-curves.png``
+(:func:`plot_training_curves`, how each run got there). Both are written atomically, in the
+format the file's suffix names (``.png`` usually; ``.svg`` and ``.pdf`` work too).
+
+Legibility rules: 12-point text, one colour *and* one marker per run (readable in grey and by
+colour-blind readers), the legend below the panels so it never hides a line, run ids in full.
+Figures are drawn on a plain :class:`matplotlib.figure.Figure` (Agg canvas): no pyplot state,
+no display, safe in a server or a test.
+
+matplotlib comes with the ``tracking`` extra (``pip install ltr[tracking]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ltr._fs import atomic_path
+from ltr.errors import ConfigError
+from ltr.experiments.compare import DEFAULT_METRICS, RunRecord
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["curves_path", "plot_test_metrics", "plot_training_curves"]
+
+# matplotlib's tab10 (colour-blind-aware ordering), a marker and a dash per run
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+_DASHES = ("-", "--", "-.", ":")
+_STYLE: dict[Any, Any] = {
+    "font.size": 12,
+    "axes.titlesize": 14,
+    "axes.labelsize": 12,
+    "legend.fontsize": 11,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+_DPI = 150
+
+
+def curves_path(path: str | Path) -> Path:
+    """Where ``--plot FILE.png`` puts the training curves: ``FILE-curves.png``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-curves{path.suffix}")
+
+
+def plot_training_curves(
+    runs: Sequence[RunRecord], path: str | Path, *, metric: str = "ndcg@10"
+) -> Path:
+    """Two panels, one line per run: training loss per epoch, and validation ``metric`` per
+    epoch with each run's best epoch (the checkpoint it was tested with) marked by a star.
+
+    Runs trained with different losses have losses on unrelated scales and signs (MSE vs
+    ListNet's cross entropy vs ApproxNDCG's negative NDCG); the left panel then shows each run's
+    change since its first epoch, in percent of that epoch's magnitude (down = the loss fell),
+    and says so on its axis. A run whose history lacks ``valid_<metric>`` has no line on the right.
+
+    Returns:
+        ``path``, written atomically.
+    """
+    relative = len({run.loss for run in runs}) > 1
+    with _style():
+        figure, (loss_ax, valid_ax) = _figure(ncols=2, width=14.0)
+        for i, run in enumerate(runs):
+            epochs = [int(record["epoch"]) for record in run.history]
+            losses = [_num(record.get("train_loss")) for record in run.history]
+            if relative and losses and math.isfinite(losses[0]) and losses[0] != 0.0:
+                losses = [100.0 * (value - losses[0]) / abs(losses[0]) for value in losses]
+            loss_ax.plot(epochs, losses, label=_label(run), **_line_style(i))
+            values = [_num(record.get(f"valid_{metric}")) for record in run.history]
+            if all(math.isnan(v) for v in values):
+                continue
+            valid_ax.plot(epochs, values, **_line_style(i))
+            if run.best_epoch in epochs:
+                best = values[epochs.index(run.best_epoch)]
+                valid_ax.plot(
+                    [run.best_epoch], [best], marker="*", markersize=20, color=_color(i),
+                    markeredgecolor="black", markeredgewidth=1.0, linestyle="none", zorder=5,
+                )  # fmt: skip
+        if relative:
+            loss_ax.set_title("Training loss, change since epoch 1 (the runs' losses differ)")
+            loss_ax.set_ylabel("change in train loss (% of epoch 1)")
+            loss_ax.axhline(0.0, color="0.5", linewidth=1.0, zorder=0)
+        else:
+            loss_ax.set_title("Training loss")
+            loss_ax.set_ylabel("train loss")
+        valid_ax.set_title(f"Validation {metric.upper()}  (★ = best epoch)")
+        valid_ax.set_ylabel(metric.upper())
+        for ax in (loss_ax, valid_ax):
+            _integer_epochs(ax)
+            ax.margins(x=0.05)  # room for the best-epoch star at the last epoch
+        _legend_below(figure, loss_ax)
+        return _save(figure, path)
+
+
+def plot_test_metrics(
+    runs: Sequence[RunRecord],
+    path: str | Path,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    confidence: float = 0.95,
+) -> Path:
+    """Dot-and-whisker chart of test metrics: for each metric a group with one dot per run (its
+    mean over test queries) and a whisker (the t-based ``confidence`` interval of that mean over
+    queries; NaN queries dropped). Overlapping whiskers do not mean "no difference": the paired
+    tests of ``ltr compare`` are the sharper instrument, this shows spread and scale.
+
+    Returns:
+        ``path``, written atomically.
+    """
+    width = max(9.0, 1.5 + 0.4 * len(runs) * len(metrics))
+    with _style():
+        figure, (ax,) = _figure(ncols=1, width=min(width, 15.0))
+        group = 0.8  # share of a metric's slot taken by its dots
+        step = group / len(runs)
+        for i, run in enumerate(runs):
+            offsets = [m - group / 2 + step * (i + 0.5) for m in range(len(metrics))]
+            intervals = [run.interval(name, confidence=confidence) for name in metrics]
+            means = [ci.mean for ci in intervals]
+            errors = [
+                [ci.mean - ci.low for ci in intervals],
+                [ci.high - ci.mean for ci in intervals],
+            ]
+            ax.errorbar(
+                offsets, means, yerr=errors, label=_label(run), color=_color(i),
+                marker=_MARKERS[i % len(_MARKERS)], markersize=8, linestyle="none",
+                capsize=4, elinewidth=1.8, capthick=1.8,
+            )  # fmt: skip
+        ax.set_xticks(range(len(metrics)), [name.upper() for name in metrics])
+        for boundary in range(1, len(metrics)):
+            ax.axvline(boundary - 0.5, color="0.8", linewidth=1.0)
+        ax.set_xlim(-0.5, len(metrics) - 0.5)
+        ax.grid(axis="x", visible=False)
+        n = len(runs[0].query_ids) if runs else 0
+        ax.set_ylabel(f"test value (mean, {confidence:.0%} CI)")
+        ax.set_title(
+            f"Test metrics: mean over {n:,} queries, whiskers: {confidence:.0%} confidence interval"
+        )
+        _legend_below(figure, ax)
+        return _save(figure, path)
+
+
+def _figure(*, ncols: int, width: float) -> tuple[Figure, list[Axes]]:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ConfigError(
+            "plots need matplotlib, which comes with the tracking extra: pip install ltr[tracking]"
+        ) from None
+    figure = Figure(figsize=(width, 6.0), layout="constrained")
+    axes = figure.subplots(1, ncols, squeeze=False)[0]
+    return figure, list(axes)
+
+
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    import matplotlib
+
+    with matplotlib.rc_context(_STYLE):
+        yield
+
+
+def _legend_below(figure: Figure, ax: Axes) -> None:
+    """One legend for the whole figure, under the panels: it never covers a line."""
+    handles, labels = ax.get_legend_handles_labels()
+    ncol = 1 if max((len(label) for label in labels), default=0) > 60 else 2
+    figure.legend(handles, labels, loc="outside lower center", ncol=min(ncol, len(labels) or 1))
+
+
+def _save(figure: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    if fmt not in figure.canvas.get_supported_filetypes():
+        raise ConfigError(f"--plot {path}: cannot write .{fmt} images; use a .png file name")
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=fmt, dpi=_DPI)
+    return path
+
+
+def _integer_epochs(ax: Axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+
+
+def _label(run: RunRecord) -> str:
+    return f"{run.run_id}  ({run.model}, {run.loss})"
+
+
+def _color(i: int) -> str:
+    return _COLORS[i % len(_COLORS)]
+
+
+def _line_style(i: int) -> dict[str, Any]:
+    return {
+        "color": _color(i),
+        "marker": _MARKERS[i % len(_MARKERS)],
+        "linestyle": _DASHES[(i // len(_COLORS)) % len(_DASHES)],  # a new dash per 10 colours
+        "linewidth": 2.0,
+        "markersize": 6,
+    }
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)

@@ -1,0 +1,539 @@
+"""Hyper-parameter search with Optuna: what ``ltr tune`` runs.
+
+The experiment YAML declares the search in its ``tune`` section (:class:`ltr.config.TuneConfig`):
+dotted config fields mapped to dimensions (log-uniform learning rate, hidden-layer choices,
+dropout, loss parameters, batch size). Each trial is one ordinary training run
+(:func:`ltr.training.run_experiment`) of the YAML with the trial's values set; its objective is
+the validation ``tune.metric`` of its best epoch (higher is better).
+
+- **Pruning.** A small tracker reports every epoch's validation value to Optuna; when the
+  pruner (``median`` or ``hyperband``) gives up on the trial, it raises
+  :class:`~ltr.experiments.tracking.RunStopped`, which ends the training run (the MLflow run is
+  marked KILLED) and the trial counts as PRUNED.
+- **Storage.** Default ``sqlite:///<tracking.output_dir>/optuna.db`` (absolute path), so
+  several ``ltr tune`` processes on one machine share a study: start the same command in two
+  shells. Across machines give every worker one PostgreSQL URL
+  (``--storage postgresql://user:pass@db:5432/optuna``, needs a driver such as ``psycopg``).
+  ``--study`` defaults to ``experiment.name``; an existing study is joined, so an interrupted
+  study resumes where it stopped (trials of a killed process stay RUNNING and are marked FAILED
+  after a heartbeat grace period of :data:`GRACE_PERIOD_SECONDS`).
+- **N.** ``--trials N`` is the study's total of finished trials (COMPLETE or PRUNED), over every
+  process and every earlier session: a study with 3 finished trials run with ``--trials 5`` runs
+  2 more; with 5 it runs none. Workers sharing a study stop starting trials once N have
+  finished, so parallel workers may overshoot by at most one running trial each. Failed trials
+  (a diverging run, a bad value) do not count.
+- **MLflow.** With ``tracking.mlflow`` on, the study has one parent run (named
+  ``study-<study>``, created by the process that created the study, its id kept in the study's
+  user attributes) and every trial's run is its child (tag ``mlflow.parentRunId``).
+- **Outputs** in ``<tracking.output_dir>/tune-<study>/``, rewritten when each process ends:
+  ``best_config.yaml`` (the YAML with the best trial's values, without ``tune``, ready for
+  ``ltr train --config``), ``trials.csv`` and ``trials.json`` (every trial: state, value,
+  values, run directory, last epoch reported), ``optimization_history.png`` and
+  ``param_importances.png`` (needs two completed trials whose values differ). The trials' run
+  directories are under ``trials/`` there. The parent MLflow run gets the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from rich.console import Console
+
+from ltr._fs import atomic_path, atomic_write_json, atomic_write_text
+from ltr.config import ExperimentConfig, SearchDimension, TuneConfig, load_config
+from ltr.errors import ConfigError, LtrError
+from ltr.experiments.mlflow_tracker import MLflowTracker, mlflow_available, resolve_tracking_uri
+from ltr.experiments.tracking import RunStopped
+
+__all__ = [
+    "GRACE_PERIOD_SECONDS",
+    "TuneResult",
+    "default_storage",
+    "run_study",
+    "trial_config",
+]
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 30
+GRACE_PERIOD_SECONDS = 120  # a RUNNING trial silent this long belongs to a dead process
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+PARENT_ATTR = "mlflow_parent"  # study user attribute: {"tracking_uri", "run_id"}
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """How a study stands when this process's share of it ends.
+
+    Attributes:
+        study: the study's name.
+        out_dir: ``<tracking.output_dir>/tune-<study>``.
+        n_complete: trials completed in the study (every process).
+        n_pruned: trials pruned in the study.
+        best_trial: number of the best completed trial (None without one).
+        best_value: its objective.
+        best_config: path of ``best_config.yaml`` (None without a completed trial).
+    """
+
+    study: str
+    out_dir: Path
+    n_complete: int
+    n_pruned: int
+    best_trial: int | None
+    best_value: float | None
+    best_config: Path | None
+
+
+class TrialPruned(RunStopped, optuna.TrialPruned):
+    """Ends the training run (a :class:`RunStopped`) and tells Optuna the trial was pruned."""
+
+
+def default_storage(output_dir: str | Path) -> str:
+    """``sqlite:///<output_dir>/optuna.db`` with an absolute path (the folder is created)."""
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(Path(output_dir) / 'optuna.db').resolve()}"
+
+
+def run_study(
+    config: ExperimentConfig,
+    *,
+    trials: int,
+    storage: str | None = None,
+    study_name: str | None = None,
+    n_jobs: int = 1,
+    timeout_seconds: float | None = None,
+    quiet: bool = False,
+) -> TuneResult:
+    """Run (or join, or resume) the Optuna study of ``config.tune`` until it has ``trials``.
+
+    Args:
+        config: the experiment with a ``tune`` section.
+        trials: the study's total of finished trials to reach (see the module docstring).
+        storage: an Optuna RDB URL; default :func:`default_storage` of ``tracking.output_dir``.
+        study_name: default ``experiment.name``.
+        n_jobs: trials run in parallel threads of this process (processes scale better).
+        timeout_seconds: start no trial after this many seconds.
+        quiet: no per-trial lines.
+
+    Raises:
+        ConfigError: no ``tune`` section, a value of the space the config refuses, or a
+            ``tune.metric`` that validation does not compute.
+    """
+    tune = _check_tune(config)
+    metric = tune.metric or config.training.early_stopping_metric
+    name = study_name or config.experiment.name
+    out_dir = Path(config.tracking.output_dir) / f"tune-{name}"
+    storage = storage or default_storage(config.tracking.output_dir)
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    study, created = _open_study(storage, name, tune, config.training.num_epochs)
+    parent = _parent_run(study, created, config, storage)
+    done = _count(study, FINISHED)
+    console.print(
+        f"Study {name!r} in {_safe_url(storage)}: {done} of {trials} trials finished",
+        highlight=False,
+    )
+    try:
+        study.optimize(
+            _objective(config, metric, out_dir, parent, name),
+            n_trials=max(trials - done, 0),
+            timeout=timeout_seconds,
+            n_jobs=n_jobs,
+            catch=(LtrError,),  # one diverging trial must not end the search
+            callbacks=[
+                optuna.study.MaxTrialsCallback(trials, states=FINISHED),
+                _progress(console, metric),
+            ],
+        )
+    except BaseException as error:
+        _finish(study, config, metric, out_dir, parent, error)
+        raise
+    return _finish(study, config, metric, out_dir, parent, None)
+
+
+def trial_config(
+    config: ExperimentConfig, values: Mapping[str, Any], *, output_dir: Path | None = None
+) -> ExperimentConfig:
+    """``config`` with each dotted field of ``values`` set, validated, without ``tune``.
+
+    Raises:
+        ConfigError: ``<dotted.field>: <problem>`` when a value is refused.
+    """
+    raw = config.resolved()
+    for key, value in values.items():
+        _set_dotted(raw, key, value)
+    raw["tune"] = None
+    if output_dir is not None:
+        raw["tracking"]["output_dir"] = str(output_dir)
+    return load_config(base=raw)
+
+
+# --------------------------------------------------------------------------------------------
+# The study, its objective and its pruning reporter
+# --------------------------------------------------------------------------------------------
+
+
+def _check_tune(config: ExperimentConfig) -> TuneConfig:
+    """Fail before any trial: no section, a bound or choice the config refuses, a bad metric."""
+    if config.tune is None:
+        raise ConfigError(
+            "the config has no tune section; see configs/experiments/tune_lambdarank.yaml"
+        )
+    metric = config.tune.metric or config.training.early_stopping_metric
+    computed = [*config.evaluation.metrics, config.training.early_stopping_metric]
+    if metric not in computed:
+        raise ConfigError(
+            f"tune.metric: {metric} is not computed on validation; add it to "
+            f"evaluation.metrics (now {', '.join(config.evaluation.metrics)})"
+        )
+    for key, dimension in config.tune.space.items():
+        for value in _extremes(dimension):
+            try:
+                trial_config(config, {key: value})
+            except ConfigError as error:
+                message = f"tune.space.{key}: the value {value!r} is refused: {error}"
+                raise ConfigError(message) from None
+    return config.tune
+
+
+def _extremes(dimension: SearchDimension) -> list[Any]:
+    if dimension.type == "categorical":
+        return list(dimension.choices or [])
+    low, high = dimension.low, dimension.high
+    return [int(v) for v in (low, high)] if dimension.type == "int" else [low, high]  # type: ignore[arg-type]
+
+
+def _open_study(
+    url: str, name: str, tune: TuneConfig, num_epochs: int
+) -> tuple[optuna.Study, bool]:
+    """Create the study, or load it when it exists; True when this process created it."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # ltr prints one line per trial
+    storage = _storage(url)
+    sampler = optuna.samplers.TPESampler(seed=tune.seed)
+    pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
+    if tune.pruner == "median":
+        pruner = optuna.pruners.MedianPruner(
+            n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_epochs
+        )
+    elif tune.pruner == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=num_epochs)
+    kwargs: dict[str, Any] = {"storage": storage, "study_name": name, "direction": "maximize"}
+    try:
+        study = optuna.create_study(sampler=sampler, pruner=pruner, **kwargs)
+        return study, True
+    except optuna.exceptions.DuplicatedStudyError:
+        pass
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    if tune.seed is not None:  # a resumed or joined study must not redraw the first trials
+        study.sampler = optuna.samplers.TPESampler(seed=tune.seed + len(study.trials))
+    return study, False
+
+
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    """An RDB storage with a heartbeat; retried while another process creates the tables."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):  # wait for another worker's write lock instead of failing
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                # optuna still calls the heartbeat experimental; it is what resumes a study
+                # whose process was killed, so we rely on it knowingly
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_PERIOD_SECONDS,
+                )
+        except Exception as error:  # sqlalchemy's OperationalError, IntegrityError
+            if attempt == 4:
+                message = f"cannot open the Optuna storage {_safe_url(url)}: {error}"
+                raise ConfigError(message) from error
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _objective(
+    config: ExperimentConfig,
+    metric: str,
+    out_dir: Path,
+    parent: MLflowTracker | None,
+    study_name: str,
+) -> Callable[[optuna.Trial], float]:
+    from ltr.training.experiment import run_experiment  # training imports experiments
+
+    assert config.tune is not None
+    space = config.tune.space
+
+    def objective(trial: optuna.Trial) -> float:
+        values = {key: _suggest(trial, key, dimension) for key, dimension in space.items()}
+        trial_cfg = trial_config(config, values, output_dir=out_dir / "trials")
+        tags = None
+        if parent is not None:
+            tags = {
+                "mlflow.parentRunId": parent.run_id,
+                "mlflow.runName": f"trial-{trial.number}",
+                "ltr.optuna.study": study_name,
+                "ltr.optuna.trial": str(trial.number),
+            }
+        reporter = _PruningReporter(trial, f"valid/{metric}")
+        run_dir = run_experiment(trial_cfg, quiet=True, trackers=[reporter], mlflow_tags=tags)
+        trial.set_user_attr("run_dir", str(run_dir))
+        report = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        value = report["valid"].get(metric)
+        return math.nan if value is None else float(value)  # NaN: Optuna fails the trial
+
+    return objective
+
+
+def _suggest(trial: optuna.Trial, key: str, dimension: SearchDimension) -> Any:
+    """Draw ``key``; list-valued choices travel through Optuna as their JSON text."""
+    if dimension.type == "categorical":
+        choices = dimension.choices or []
+        if all(c is None or isinstance(c, (bool, int, float, str)) for c in choices):
+            return trial.suggest_categorical(key, choices)
+        return json.loads(trial.suggest_categorical(key, [json.dumps(c) for c in choices]))
+    low, high = float(dimension.low or 0), float(dimension.high or 0)
+    if dimension.type == "int":
+        return trial.suggest_int(key, int(low), int(high), step=dimension.step or 1)
+    return trial.suggest_float(key, low, high, log=dimension.type == "loguniform")
+
+
+class _PruningReporter:
+    """A tracker that reports ``key`` to the trial every epoch and stops the run when pruned."""
+
+    def __init__(self, trial: optuna.Trial, key: str) -> None:
+        self.trial, self.key = trial, key
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        if self.key not in metrics:  # the final numbers (best/..., test/...) are not epochs
+            return
+        self.trial.report(float(metrics[self.key]), step)
+        if self.trial.should_prune():
+            self.trial.set_user_attr("pruned_at_epoch", step)
+            raise TrialPruned(f"trial {self.trial.number} pruned at epoch {step}")
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        pass
+
+    def close(self, error: BaseException | None = None) -> None:
+        pass
+
+
+def _progress(
+    console: Console, metric: str
+) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        state = trial.state.name.lower()
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            state = f"{metric}={trial.value:.4f}"
+        elif trial.state == optuna.trial.TrialState.PRUNED:
+            state = f"pruned at epoch {trial.user_attrs.get('pruned_at_epoch', '?')}"
+        best = _best(study)
+        best_text = "" if best is None else f" (best {best.value:.4f}, trial {best.number})"
+        console.print(f"Trial {trial.number}: {state}{best_text}", highlight=False)
+
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# MLflow parent run and outputs
+# --------------------------------------------------------------------------------------------
+
+
+def _parent_run(
+    study: optuna.Study, created: bool, config: ExperimentConfig, storage: str
+) -> MLflowTracker | None:
+    """The study's parent MLflow run: made by the study's creator, found by everyone else."""
+    if not config.tracking.mlflow or not mlflow_available():
+        return None
+    uri = resolve_tracking_uri(config.tracking.mlflow_uri)
+    found = study.user_attrs.get(PARENT_ATTR)
+    if not created and found is None:  # the creator may be making it right now
+        for _ in range(60):
+            time.sleep(0.5)
+            found = study.user_attrs.get(PARENT_ATTR)  # read from the storage each time
+            if found is not None:
+                break
+    if found is not None and found["tracking_uri"] == uri:
+        return MLflowTracker.reopen(uri, found["experiment_id"], found["run_id"])
+    parent = MLflowTracker.start(
+        uri,
+        config.experiment.name,
+        run_name=f"study-{study.study_name}",
+        tags={"ltr.optuna.study": study.study_name, "ltr.optuna.storage": _safe_url(storage)},
+    )
+    assert config.tune is not None
+    parent.log_params({"tune": config.tune.model_dump(mode="json")})
+    study.set_user_attr(PARENT_ATTR, parent.info)
+    return parent
+
+
+def _finish(
+    study: optuna.Study,
+    config: ExperimentConfig,
+    metric: str,
+    out_dir: Path,
+    parent: MLflowTracker | None,
+    error: BaseException | None,
+) -> TuneResult:
+    """Write the outputs (best config, trials, plots), mirror them to the parent run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    best = _best(study)
+    files = [_write_trials_csv(study, out_dir / "trials.csv"), out_dir / "trials.json"]
+    atomic_write_json(out_dir / "trials.json", [_trial_record(t) for t in study.trials])
+    best_config = None
+    if best is not None:
+        best_config = out_dir / "best_config.yaml"
+        assert config.tune is not None
+        values = {k: _decoded(config.tune.space[k], v) for k, v in best.params.items()}
+        best_cfg = trial_config(config, values, output_dir=config.tracking.output_dir)
+        header = (
+            f"# Best trial {best.number} of Optuna study {study.study_name!r}: "
+            f"valid {metric} = {best.value:.6f}\n# ltr train --config {best_config}\n"
+        )
+        atomic_write_text(best_config, header + best_cfg.to_yaml())
+        files.append(best_config)
+    files.extend(_plots(study, out_dir, metric))
+    if parent is not None:
+        for path in files:
+            parent.log_artifact(path)
+        if best is not None and best.value is not None:
+            n_finished = _count(study, FINISHED)
+            parent.log_metrics({f"best/valid/{metric}": best.value}, n_finished)
+        parent.close(error)
+    return TuneResult(
+        study=study.study_name,
+        out_dir=out_dir,
+        n_complete=_count(study, (optuna.trial.TrialState.COMPLETE,)),
+        n_pruned=_count(study, (optuna.trial.TrialState.PRUNED,)),
+        best_trial=None if best is None else best.number,
+        best_value=None if best is None else best.value,
+        best_config=best_config,
+    )
+
+
+def _plots(study: optuna.Study, out_dir: Path, metric: str) -> list[Path]:
+    """``optimization_history.png``, and ``param_importances.png`` when it can be computed."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+    from optuna.visualization import matplotlib as plots
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        return []
+    written = []
+    drawers: dict[str, Callable[..., Any]] = {
+        "optimization_history": plots.plot_optimization_history
+    }
+    varied = {k for k in complete[0].params if len({str(t.params.get(k)) for t in complete}) > 1}
+    if len(complete) >= 2 and varied:
+        drawers["param_importances"] = plots.plot_param_importances
+    for name, draw in drawers.items():
+        with warnings.catch_warnings():
+            # optuna marks its matplotlib backend experimental; that is its notice, not ours
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                axes = draw(study, target_name=f"valid {metric}")
+            except (ValueError, RuntimeError) as error:
+                logger.warning("no %s plot: %s", name, error)
+                continue
+        if name == "optimization_history":  # trials are whole numbers
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        figure = axes.figure
+        assert isinstance(figure, Figure)
+        figure.set_size_inches(9, 5.5)
+        figure.tight_layout()
+        path = out_dir / f"{name}.png"
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def _write_trials_csv(study: optuna.Study, path: Path) -> Path:
+    records = [_trial_record(t) for t in study.trials]
+    keys = sorted({key for record in records for key in record["params"]})
+    columns = ["number", "state", "value", "pruned_at_epoch", "seconds", "run_dir", *keys]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    for record in records:
+        params = record["params"]
+        row = [record.get(c) for c in columns[:6]] + [params.get(k) for k in keys]
+        writer.writerow(["" if cell is None else cell for cell in row])
+    atomic_write_text(path, text.getvalue())
+    return path
+
+
+def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    seconds = None
+    if trial.datetime_start is not None and trial.datetime_complete is not None:
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": trial.value,
+        "pruned_at_epoch": trial.user_attrs.get("pruned_at_epoch"),
+        "seconds": seconds,
+        "run_dir": trial.user_attrs.get("run_dir"),
+        "params": trial.params,
+        "epoch_values": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
+    }
+
+
+def _decoded(dimension: SearchDimension, value: Any) -> Any:
+    """A trial's value as the config wants it (list choices travelled as JSON text)."""
+    choices = dimension.choices or []
+    if any(not (c is None or isinstance(c, (bool, int, float, str))) for c in choices):
+        return json.loads(value)
+    return value
+
+
+def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return max(complete, key=lambda t: t.value or -math.inf, default=None)
+
+
+def _count(study: optuna.Study, states: tuple[optuna.trial.TrialState, ...]) -> int:
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"tune.space: {key}: {part} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _safe_url(url: str) -> str:
+    """The storage URL without its password (it goes to logs and MLflow tags)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a database URL: nothing to hide that we can parse
+        return url

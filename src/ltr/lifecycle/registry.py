@@ -1,0 +1,692 @@
+"""Staging: promote a training run to a *validated* model, gated, recorded and registered.
+
+``ltr promote RUN --to validated [--version X.Y.Z]`` calls :func:`promote_to_validated`:
+
+1. **Gate** (:mod:`ltr.lifecycle.gates`) with the run's own ``promotion:`` section (or one
+   passed in): floors on test metrics and, optionally, a significant improvement over the most
+   recently validated version of the same name. A failing run raises
+   :class:`~ltr.errors.PromotionRefused` listing every failed check, and nothing is written.
+2. **Re-score** the test file with the best checkpoint: the figures must reproduce
+   ``metrics.json`` (else the data or checkpoint changed since training), and give the metrics
+   under every convention preset.
+3. **Write** ``<validated_dir>/<name>_v<version>/`` atomically (a hidden temp folder, then a
+   rename): ``best.pt``, ``config.yaml``, ``preprocessor.json``, ``test_per_query.tsv``,
+   ``metadata.json`` and ``model_card.md``. A version is never overwritten; the default version
+   is the latest validated one of that name with minor + 1 (``1.0.0`` first).
+4. **Register** the version in the MLflow Model Registry under the same name and point the alias
+   ``validated`` at it (MLflow deprecated stages for aliases), tagged ``ltr.model_id`` and
+   ``ltr.version``. The source is the run's logged checkpoint when the run was tracked
+   (``mlflow.json``), else the validated folder. Without MLflow installed the step is skipped
+   and ``metadata.json`` says so.
+
+``metadata.json`` layout::
+
+    model_id         "<name>_v<version>", also the folder name
+    name, version    registered model name, X.Y.Z
+    experiment_id    the run directory's name (``<YYYYmmdd-HHMMSS>-<experiment>``)
+    run_dir          absolute path of the run directory
+    mlflow_run_id    the MLflow run that trained it, or null; ``mlflow``: the run's mlflow.json
+    metrics          {"default": metrics.json test (configured conventions, ndcg@10 under every
+                     no_relevant policy), "letor" | "lightgbm" | "trec_eval": the same metrics
+                     under that preset of ltr.metrics.PRESETS (trec_eval = linear gain)}
+    conventions      {"default": {gain, no_relevant}, "<preset>": the preset's conventions}
+    validated_at     UTC ISO-8601;  status: "ready_for_production"
+    code_revision    ``git rev-parse HEAD`` of the ltr source, or null; code_dirty: bool | null
+    data             {train | valid | test: {path, sha256, queries, documents} or null}
+    training         model, loss, optimizer, learning rate, epochs, best epoch, ...
+    gate             {passed, checks: [{name, passed, message, <numbers>}]}
+    files            {file name: sha256} of the copied files
+    registry         {tracking_uri, name, version, alias, source} or {skipped: reason}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ltr._fs import atomic_write_json, atomic_write_text
+from ltr.config import ExperimentConfig, PromotionConfig
+from ltr.errors import DataNotFoundError, LtrError, PromotionRefused
+from ltr.lifecycle.bundle import file_sha256, fsync_dir, move_dir, parse_version
+from ltr.lifecycle.gates import Baseline, GateResult, evaluate_gate, read_per_query
+
+__all__ = [
+    "CONVENTION_PRESETS",
+    "STATUS_VALIDATED",
+    "VALIDATED_ALIAS",
+    "ValidatedModel",
+    "latest_validated",
+    "list_validated",
+    "next_version",
+    "promote_to_validated",
+    "render_model_card",
+]
+
+VALIDATED_ALIAS = "validated"
+STATUS_VALIDATED = "ready_for_production"
+CONVENTION_PRESETS = ("letor", "lightgbm", "trec_eval")
+METADATA_FILE = "metadata.json"
+MODEL_CARD_FILE = "model_card.md"
+# run file -> name in the validated folder
+COPIED_FILES = {
+    "checkpoints/best.pt": "best.pt",
+    "config.yaml": "config.yaml",
+    "preprocessor.json": "preprocessor.json",
+    "test_per_query.tsv": "test_per_query.tsv",
+}
+# re-scoring must reproduce metrics.json this closely (same code, same batch size; the slack
+# covers a run trained on another device)
+_REPRODUCE_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class ValidatedModel:
+    """One folder ``<validated_dir>/<name>_v<version>/`` and its ``metadata.json``."""
+
+    path: Path
+    metadata: dict[str, Any]
+
+    @property
+    def model_id(self) -> str:
+        return str(self.metadata["model_id"])
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata["version"])
+
+    @property
+    def validated_at(self) -> str:
+        return str(self.metadata["validated_at"])
+
+    def __str__(self) -> str:
+        registry = self.metadata.get("registry") or {}
+        if "skipped" in registry:
+            registered = f"MLflow registry skipped: {registry['skipped']}"
+        else:
+            registered = (
+                f"MLflow: registered model {registry.get('name')} version "
+                f"{registry.get('version')}, alias {registry.get('alias')} "
+                f"({registry.get('tracking_uri')})"
+            )
+        return f"{self.model_id} -> {self.path}\n{registered}"
+
+
+def list_validated(validated_dir: str | Path, name: str | None = None) -> list[ValidatedModel]:
+    """Validated models under ``validated_dir`` (of registered ``name`` only, if given).
+
+    Sorted by version. Hidden folders (a temp folder left by a crash) and folders without a
+    readable ``metadata.json`` are not validated models.
+    """
+    root = Path(validated_dir)
+    found: list[ValidatedModel] = []
+    if not root.is_dir():
+        return found
+    for folder in root.iterdir():
+        path = folder / METADATA_FILE
+        if folder.name.startswith(".") or not path.is_file():
+            continue
+        try:
+            metadata = json.loads(path.read_text(encoding="utf-8"))
+            model = ValidatedModel(folder, metadata)
+            parse_version(model.version)
+        except (ValueError, KeyError, TypeError, LtrError):
+            continue
+        if name is None or model.name == name:
+            found.append(model)
+    return sorted(found, key=lambda model: (model.name, parse_version(model.version)))
+
+
+def latest_validated(validated_dir: str | Path, name: str) -> ValidatedModel | None:
+    """The most recently validated version of ``name`` (by ``validated_at``), or None."""
+    models = list_validated(validated_dir, name)
+    return max(models, key=lambda m: (m.validated_at, parse_version(m.version)), default=None)
+
+
+def next_version(validated_dir: str | Path, name: str) -> str:
+    """The highest validated version of ``name`` with minor + 1; ``1.0.0`` for the first."""
+    models = list_validated(validated_dir, name)
+    if not models:
+        return "1.0.0"
+    major, minor, _ = parse_version(models[-1].version)
+    return f"{major}.{minor + 1}.0"
+
+
+def promote_to_validated(
+    run: str | Path,
+    *,
+    version: str | None = None,
+    promotion: PromotionConfig | None = None,
+    validated_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    register: bool = True,
+    now: datetime | None = None,
+) -> ValidatedModel:
+    """Gate a run, then write and register it as a validated model; see the module docstring.
+
+    Args:
+        run: the run directory (``experiments/<id>``).
+        version: ``X.Y.Z``; default: :func:`next_version`.
+        promotion: the gate; default: the run's own ``promotion:`` section.
+        validated_dir: where validated models live; default: ``promotion.validated_dir``.
+        tracking_uri: MLflow store; default: the run's ``mlflow.json``, then the run's
+            ``tracking.mlflow_uri``, ``$MLFLOW_TRACKING_URI``, ``sqlite:///mlruns.db``.
+        register: False skips the MLflow Model Registry (the folder alone is written).
+        now: the validation time (tests); default: now, UTC.
+
+    Returns:
+        The new validated model.
+
+    Raises:
+        PromotionRefused: the gate failed (every failed check, with numbers), the run has no
+            test metrics, the version exists, or re-scoring does not reproduce metrics.json.
+        DataNotFoundError: the run directory or one of its files, or a data file, is missing.
+        ConfigError: ``version`` is not ``X.Y.Z``.
+    """
+    run_dir = Path(run).resolve()
+    config, report = _read_run(run_dir)
+    promotion = promotion or config.promotion
+    name = promotion.registry_name or config.experiment.name
+    root = Path(validated_dir if validated_dir is not None else promotion.validated_dir)
+    version = version or next_version(root, name)
+    parse_version(version)
+    model_id = f"{name}_v{version}"
+    target = root / model_id
+    if target.exists():
+        raise PromotionRefused(
+            f"{target} already exists; a validated version is never overwritten "
+            f"(next free: {next_version(root, name)})"
+        )
+    test_metrics = report.get("test")
+    if not isinstance(test_metrics, dict):
+        raise PromotionRefused(
+            f"run {run_dir.name}: has no test metrics (trained without a test file); "
+            "the gate needs them"
+        )
+    gate = _check_gate(run_dir, report, promotion, root, name)
+    metrics, data = _rescore(run_dir, config, test_metrics)
+    metadata: dict[str, Any] = {
+        "model_id": model_id,
+        "name": name,
+        "version": version,
+        "experiment_id": run_dir.name,
+        "run_dir": str(run_dir),
+        **_mlflow_run(run_dir),
+        "metrics": metrics,
+        "conventions": _conventions(report),
+        "validated_at": (now or datetime.now(timezone.utc)).isoformat(timespec="milliseconds"),
+        "status": STATUS_VALIDATED,
+        **_code_revision(),
+        "data": data,
+        "training": _training_summary(config, report),
+        "gate": gate.to_dict(),
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    with _staging(root, model_id) as staging:
+        metadata["files"] = _copy_run_files(run_dir, staging)
+        uri = tracking_uri or _tracking_uri(metadata["mlflow"], config.tracking.mlflow_uri)
+        with _registered(uri, metadata, source_dir=target, enabled=register) as registry:
+            metadata["registry"] = registry
+            atomic_write_json(staging / METADATA_FILE, metadata)
+            atomic_write_text(staging / MODEL_CARD_FILE, render_model_card(metadata))
+            fsync_dir(staging)
+            move_dir(staging, target)
+    return ValidatedModel(target, metadata)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the run and gating it.
+
+
+def _read_run(run_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
+    from ltr.training.experiment import load_run_config
+
+    if not run_dir.is_dir():
+        raise DataNotFoundError(f"run {run_dir} does not exist; give a run directory")
+    for name in ("metrics.json", *COPIED_FILES):
+        if not (run_dir / name).is_file():
+            raise DataNotFoundError(
+                f"run {run_dir.name} has no {name}; promote a finished `ltr train` run"
+            )
+    config = load_run_config(run_dir)
+    report: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    return config, report
+
+
+def _check_gate(
+    run_dir: Path, report: Mapping[str, Any], promotion: PromotionConfig, root: Path, name: str
+) -> GateResult:
+    baseline = None
+    if promotion.compare_to_validated:
+        current = latest_validated(root, name)
+        if current is not None:
+            baseline = Baseline(
+                model_id=current.model_id,
+                per_query=read_per_query(current.path / "test_per_query.tsv"),
+                conventions=current.metadata["conventions"]["default"],
+            )
+    gate = evaluate_gate(
+        report["test"],
+        read_per_query(run_dir / "test_per_query.tsv"),
+        _conventions(report)["default"],
+        promotion,
+        baseline,
+    )
+    if not gate.passed:
+        raise PromotionRefused(gate.refusal(run_dir.name))
+    return gate
+
+
+def _conventions(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    from ltr.metrics import PRESETS
+
+    default = dict(report.get("conventions") or {"gain": "exp2", "no_relevant": "zero"})
+    return {"default": default, **{preset: dict(PRESETS[preset]) for preset in CONVENTION_PRESETS}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Re-scoring the test file; data provenance.
+
+
+def _rescore(
+    run_dir: Path, config: ExperimentConfig, test_metrics: Mapping[str, float]
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Metrics under every preset, checked against metrics.json; the data files' facts."""
+    from ltr.data.letor import load_letor
+    from ltr.evaluation import evaluate_scores
+    from ltr.inference import Predictor
+    from ltr.training.experiment import TEST_METRICS, resolve_data_paths
+
+    paths = resolve_data_paths(config.data)
+    if paths.test is None:
+        raise DataNotFoundError(f"run {run_dir.name}: its config names no test file")
+    predictor = Predictor.load(run_dir)
+    test = load_letor(paths.test, n_features=predictor.n_features)
+    scores = predictor.score(test, source=str(paths.test))
+    names = [name for name in TEST_METRICS if name in test_metrics]
+    conventions = {"gain": config.evaluation.gain, "no_relevant": config.evaluation.no_relevant}
+    again = evaluate_scores(test, scores, names, **conventions).means
+    for metric in names:
+        if not abs(again[metric] - test_metrics[metric]) <= _REPRODUCE_TOLERANCE:
+            raise PromotionRefused(
+                f"run {run_dir.name}: re-scoring {paths.test} gives {metric} = "
+                f"{again[metric]:.6f}, metrics.json says {test_metrics[metric]:.6f}; the test "
+                "file or the checkpoint changed since training"
+            )
+    metrics = {"default": dict(test_metrics)}
+    for preset in CONVENTION_PRESETS:
+        metrics[preset] = evaluate_scores(test, scores, names, preset=preset).means
+    data: dict[str, Any] = {
+        split: None if path is None else _describe_file(path, predictor.n_features)
+        for split, path in (("train", paths.train), ("valid", paths.valid), ("test", paths.test))
+    }
+    data["test"]["queries_without_relevant"] = int(
+        np.count_nonzero(np.maximum.reduceat(test.labels, test.query_offsets[:-1]) < 1)
+    )
+    data["synthetic"] = _is_synthetic(paths.train)
+    return metrics, data
+
+
+def _describe_file(path: Path, n_features: int) -> dict[str, Any]:
+    from ltr.data.letor import load_letor
+
+    data = load_letor(path, n_features=n_features)  # cached after the first read
+    return {
+        "path": str(path.resolve()),
+        "sha256": file_sha256(path),
+        "queries": data.n_queries,
+        "documents": data.n_docs,
+    }
+
+
+def _is_synthetic(train_path: Path) -> bool:
+    """True when the data folder was written by :func:`ltr.data.synthetic.write_synthetic`."""
+    info = train_path.parent / "info.json"
+    try:
+        generator = json.loads(info.read_text(encoding="utf-8")).get("generator")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(generator == "ltr.data.synthetic")
+
+
+def _code_revision() -> dict[str, Any]:
+    """``git rev-parse HEAD`` of the ltr source tree and whether it has local changes."""
+    source = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(source), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    revision = git("rev-parse", "HEAD")
+    if revision is None:
+        return {"code_revision": None, "code_dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"code_revision": revision, "code_dirty": None if status is None else bool(status)}
+
+
+def _training_summary(config: ExperimentConfig, report: Mapping[str, Any]) -> dict[str, Any]:
+    resolved = config.resolved()
+    training = config.training
+    return {
+        "experiment": config.experiment.name,
+        "description": config.experiment.description,
+        "model": resolved["model"],
+        "loss": resolved["loss"],
+        "optimizer": training.optimizer,
+        "learning_rate": training.learning_rate,
+        "weight_decay": training.weight_decay,
+        "batch_size": training.batch_size,
+        "max_epochs": training.num_epochs,
+        "epochs": report.get("epochs"),
+        "best_epoch": report.get("best_epoch"),
+        "stopped_early": report.get("stopped_early"),
+        "early_stopping_metric": training.early_stopping_metric,
+        "valid": report.get("valid"),
+        "valid_from_train": report.get("valid_from_train"),
+        "normalization": config.data.normalization,
+        "max_list_length": config.data.max_list_length,
+        "seed": training.seed,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the folder.
+
+
+@contextlib.contextmanager
+def _staging(root: Path, model_id: str) -> Iterator[Path]:
+    """A hidden temp folder in ``root``; removed unless the body renamed it away."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{model_id}.", suffix=".tmp", dir=root))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _copy_run_files(run_dir: Path, folder: Path) -> dict[str, str]:
+    files = {}
+    for source, name in COPIED_FILES.items():
+        shutil.copyfile(run_dir / source, folder / name)
+        with open(folder / name, "rb") as handle:
+            os.fsync(handle.fileno())
+        files[name] = file_sha256(folder / name)
+    return files
+
+
+def _mlflow_run(run_dir: Path) -> dict[str, Any]:
+    """``mlflow_run_id`` and ``mlflow`` (the run's ``mlflow.json``), both null when untracked."""
+    path = run_dir / "mlflow.json"
+    if not path.is_file():
+        return {"mlflow_run_id": None, "mlflow": None}
+    tracked = json.loads(path.read_text(encoding="utf-8"))
+    return {"mlflow_run_id": tracked.get("run_id"), "mlflow": tracked}
+
+
+# ---------------------------------------------------------------------------------------------
+# MLflow Model Registry.
+
+
+def _tracking_uri(mlflow_run: Mapping[str, Any] | None, configured: str | None) -> str:
+    """The run's store (``mlflow.json``), else ``tracking.mlflow_uri``, the environment, default."""
+    from ltr.experiments.mlflow_tracker import resolve_tracking_uri
+
+    if mlflow_run and mlflow_run.get("tracking_uri"):
+        return str(mlflow_run["tracking_uri"])
+    return resolve_tracking_uri(configured)  # a relative SQLite path becomes absolute
+
+
+@contextlib.contextmanager
+def _registered(
+    uri: str, metadata: Mapping[str, Any], *, source_dir: Path, enabled: bool
+) -> Iterator[Any]:
+    """Register the version and set the alias; undo the version if the body fails.
+
+    Yields the ``registry`` entry of ``metadata.json``.
+    """
+    if not enabled:
+        yield {"skipped": "registration turned off (register=False)"}
+        return
+    if importlib.util.find_spec("mlflow") is None:
+        yield {"skipped": "mlflow is not installed (pip install 'ltr[tracking]')"}
+        return
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = str(metadata["name"])
+    try:
+        if not client.search_registered_models(filter_string=f"name = '{name}'"):
+            client.create_registered_model(name, description="ltr ranking model")
+        source, run_id = _source(client, metadata, source_dir)
+        tags = {"ltr.model_id": str(metadata["model_id"]), "ltr.version": str(metadata["version"])}
+        version = client.create_model_version(
+            name, source, run_id=run_id, tags=tags, description=_description(metadata)
+        )
+        client.set_registered_model_alias(name, VALIDATED_ALIAS, version.version)
+    except MlflowException as error:
+        raise LtrError(f"MLflow registry at {uri}: {error.message}; nothing written") from None
+    try:
+        yield {
+            "tracking_uri": uri,
+            "name": name,
+            "version": int(version.version),
+            "alias": VALIDATED_ALIAS,
+            "source": source,
+        }
+    except BaseException:
+        with contextlib.suppress(MlflowException):  # the folder was not written: undo
+            client.delete_model_version(name, version.version)
+        raise
+
+
+def _source(client: Any, metadata: Mapping[str, Any], source_dir: Path) -> tuple[str, str | None]:
+    """The run's logged ``checkpoints/best.pt`` when there is one, else the validated folder."""
+    run_id = metadata.get("mlflow_run_id")
+    if run_id:
+        with contextlib.suppress(Exception):  # a deleted run or store: fall back to the folder
+            logged = {entry.path for entry in client.list_artifacts(run_id, "checkpoints")}
+            if "checkpoints/best.pt" in logged:
+                return f"runs:/{run_id}/checkpoints/best.pt", str(run_id)
+    return source_dir.resolve().as_uri(), None
+
+
+def _description(metadata: Mapping[str, Any]) -> str:
+    default = metadata["metrics"]["default"]
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in default.items() if "[" not in k)
+    return f"{metadata['model_id']} from run {metadata['experiment_id']}; test {shown}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Model card.
+
+
+def render_model_card(metadata: Mapping[str, Any]) -> str:
+    """``model_card.md`` of a validated model, from its ``metadata.json`` alone.
+
+    Sections: intended use, data, metrics (one column per convention), training configuration,
+    promotion gate, limitations.
+    """
+    sections = [
+        _card_header(metadata),
+        _card_intended_use(metadata),
+        _card_data(metadata),
+        _card_metrics(metadata),
+        _card_training(metadata),
+        _card_gate(metadata),
+        _card_limitations(metadata),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _card_header(m: Mapping[str, Any]) -> str:
+    revision = m.get("code_revision") or "unknown (not a git checkout)"
+    if m.get("code_dirty"):
+        revision += " (with uncommitted changes)"
+    return "\n".join(
+        [
+            f"# Model card: {m['model_id']}",
+            "",
+            f"- **Status:** {m['status']} (validated {m['validated_at']})",
+            f"- **Registered name / version:** {m['name']} / {m['version']}",
+            f"- **Source run:** `{m['experiment_id']}` ({m['run_dir']})",
+            f"- **MLflow run:** {m.get('mlflow_run_id') or 'none (run not tracked)'}",
+            f"- **Code revision:** {revision}",
+        ]
+    )
+
+
+def _card_intended_use(m: Mapping[str, Any]) -> str:
+    t = m["training"]
+    return "\n".join(
+        [
+            "## Intended use",
+            "",
+            f"Re-ranks the candidate documents of a query: the `{t['model']['name']}` scorer gives "
+            "each document a score from its feature vector, and documents are sorted by it. "
+            "Inputs must have the same features, in the same order, as the training data "
+            "below; the fitted normalizer (`preprocessor.json`) is applied before scoring. "
+            "Offline scoring: `ltr predict`; serving: `ltr promote RUN --to production` "
+            "exports an ONNX bundle.",
+            "",
+            "Not intended for data with other features or another label scale, for retrieval "
+            "from a full collection (it only re-orders given candidates), or for decisions "
+            "about individuals.",
+        ]
+    )
+
+
+def _card_data(m: Mapping[str, Any]) -> str:
+    lines = [
+        "## Data",
+        "",
+        "| split | file | queries | documents | sha256 |",
+        "|---|---|---:|---:|---|",
+    ]
+    for split in ("train", "valid", "test"):
+        info = m["data"].get(split)
+        if info is None:
+            lines.append(f"| {split} | (none: validated on a split of train) | | | |")
+        else:
+            lines.append(
+                f"| {split} | `{info['path']}` | {info['queries']} | {info['documents']} "
+                f"| `{info['sha256']}` |"
+            )
+    return "\n".join(lines)
+
+
+def _card_metrics(m: Mapping[str, Any]) -> str:
+    metrics, conventions = m["metrics"], m["conventions"]
+    columns = list(metrics)
+    names = sorted({name for column in columns for name in metrics[column]}, key=_metric_order)
+    lines = [
+        "## Metrics (test set)",
+        "",
+        "| metric | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for name in names:
+        cells = [_number(metrics[column].get(name)) for column in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Conventions (`ltr.metrics`):", ""]
+    for column in columns:
+        shown = ", ".join(f"{k}={v}" for k, v in conventions.get(column, {}).items())
+        lines.append(f"- **{column}**: {shown}")
+    return "\n".join(lines)
+
+
+def _card_training(m: Mapping[str, Any]) -> str:
+    t = m["training"]
+    model = ", ".join(f"{k}={v}" for k, v in t["model"].items() if k != "name")
+    loss = ", ".join(f"{k}={v}" for k, v in t["loss"].get("params", {}).items())
+    valid = t.get("valid") or {}
+    valid_shown = ", ".join(f"{k} {_number(v)}" for k, v in valid.items() if "[" not in k)
+    return "\n".join(
+        [
+            "## Training configuration",
+            "",
+            f"- **Model:** {t['model']['name']} ({model or 'defaults'})",
+            f"- **Loss:** {t['loss']['name']} ({loss or 'defaults'})",
+            f"- **Optimizer:** {t['optimizer']}, learning rate {t['learning_rate']}, "
+            f"weight decay {t['weight_decay']}, batch {t['batch_size']} queries",
+            f"- **Epochs:** {t['epochs']} of at most {t['max_epochs']}; best epoch "
+            f"{t['best_epoch']} by validation {t['early_stopping_metric']}"
+            + (" (stopped early)" if t.get("stopped_early") else ""),
+            f"- **Validation at the best epoch:** {valid_shown or 'n/a'}",
+            f"- **Features:** normalization {t['normalization']}, max list length "
+            f"{t['max_list_length']}; seed {t['seed']}",
+        ]
+    )
+
+
+def _card_gate(m: Mapping[str, Any]) -> str:
+    lines = ["## Promotion gate", ""]
+    checks = m["gate"]["checks"]
+    if not checks:
+        lines.append("No checks configured (`promotion:` has no floors and no comparison).")
+    for check in checks:
+        lines.append(f"- {'passed' if check['passed'] else 'FAILED'}: {check['message']}")
+    return "\n".join(lines)
+
+
+def _card_limitations(m: Mapping[str, Any]) -> str:
+    data, t = m["data"], m["training"]
+    test = data["test"]
+    empty = test.get("queries_without_relevant", 0)
+    lines = [
+        "## Limitations",
+        "",
+        f"- The test set has {test['queries']} queries; differences of a few thousandths "
+        "between models are usually within noise (see the gate's paired test).",
+        f"- {empty} of {test['queries']} test queries have no relevant document. Their NDCG is "
+        "a convention: 0 by default (trec_eval), 1 under LightGBM's; the `ndcg@10[no_relevant"
+        "=...]` rows show how far this moves the figure. Compare only numbers computed under "
+        "the same convention.",
+        "- LETOR-style data (e.g. MQ2007/MQ2008) is small, with judged candidates from one "
+        "retrieval system and many ties; the figures say little about other collections or "
+        "unjudged documents.",
+    ]
+    if t.get("valid_from_train"):
+        lines.append(
+            "- There was no validation file: model selection used a split of the training queries."
+        )
+    if data.get("synthetic"):
+        lines.append(
+            "- Trained and tested on synthetic data (`ltr data synth`): the figures say nothing "
+            "about real queries."
+        )
+    return "\n".join(lines)
+
+
+def _metric_order(name: str) -> tuple[str, int, str]:
+    """``ndcg@1 < ndcg@3 < ndcg@10 < ndcg@10[...] < map < mrr``: by metric, cutoff, variant."""
+    base, _, variant = name.partition("[")
+    metric, _, k = base.partition("@")
+    return ("" if metric == "ndcg" else metric, int(k) if k.isdigit() else 0, variant)
+
+
+def _number(value: Any) -> str:
+    return "" if value is None else f"{value:.4f}"

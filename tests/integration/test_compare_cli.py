@@ -1,0 +1,126 @@
+"""`ltr compare` as a user runs it: real training runs in, a table / markdown / JSON out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ltr.config import load_config
+from ltr.data.synthetic import write_synthetic
+from ltr.training import run_experiment
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_ltr(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ltr", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three tiny real runs on one synthetic data set (different losses and seeds)."""
+    root = tmp_path_factory.mktemp("compare_cli")
+    write_synthetic(root / "data", n_queries=40, n_features=8, seed=5, max_docs=12)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LTR_CACHE_DIR", str(root / "cache"))
+        for loss, seed in [("ranknet", 0), ("listnet", 1), ("approx_ndcg", 2)]:
+            overrides = [
+                f"data.root={root / 'data'}",
+                f"tracking.output_dir={root / 'runs'}",
+                f"experiment.name={loss}",
+                f"loss.name={loss}",
+                f"training.seed={seed}",
+                "training.num_epochs=3",
+                "model.hidden_dims=[8]",
+                "training.device=cpu",
+                "tracking.tensorboard=false",
+            ]
+            run_experiment(
+                load_config(REPO_ROOT / "configs" / "default.yaml", overrides), quiet=True
+            )
+    return root / "runs"
+
+
+def run_names(runs_dir: Path) -> list[str]:
+    return sorted(path.name for path in runs_dir.iterdir())
+
+
+def test_compare_all_prints_a_table_with_the_best_marked(runs_dir: Path) -> None:
+    result = run_ltr("compare", "--all", "--dir", runs_dir, "--resamples", "1000")
+    assert result.returncode == 0, result.stderr
+    oldest, *others = run_names(runs_dir)
+    assert "Exp ID" in result.stdout and "NDCG@10" in result.stdout and "W/T/L" in result.stdout
+    assert result.stdout.count("★") >= 5 + 1  # one per metric column, and the caption
+    assert f"Baseline: {oldest}" in result.stdout
+    assert all(name in result.stdout for name in others)
+
+
+def test_compare_json_is_one_object_with_tests_against_the_named_baseline(
+    runs_dir: Path, tmp_path: Path
+) -> None:
+    names = run_names(runs_dir)
+    result = run_ltr(
+        "compare",
+        *(runs_dir / name for name in names),
+        "--baseline",
+        runs_dir / names[1],
+        "--format",
+        "json",
+        "--plot",
+        tmp_path / "cmp.png",
+        "--resamples",
+        "1000",
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)  # exactly one object: nothing else on stdout
+    assert data["baseline"] == names[1] and data["metric"] == "ndcg@10"
+    tested = {row["id"]: row["vs_baseline"] for row in data["runs"]}
+    assert tested[names[1]] is None
+    for name in (names[0], names[2]):
+        test = tested[name]
+        assert test["wins"] + test["ties"] + test["losses"] == test["queries"] == 8
+        assert 0 < test["randomization"]["p_value"] <= 1 and 0 <= test["t_test"]["p_value"] <= 1
+    assert data["plots"] == [str(tmp_path / "cmp.png"), str(tmp_path / "cmp-curves.png")]
+    assert all(Path(path).stat().st_size > 0 for path in data["plots"])
+
+
+def test_compare_markdown_is_a_github_table(runs_dir: Path) -> None:
+    result = run_ltr("compare", "--all", "--dir", runs_dir, "--format", "markdown")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("| Exp ID | Model | Loss | NDCG@1 |")
+    assert set(lines[1]) <= set("|:-") and len(lines) >= 2 + 3
+    assert "baseline" in lines[2] and "**" in result.stdout
+
+
+def test_compare_refuses_a_folder_that_is_not_a_run(runs_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run_ltr("compare", runs_dir / run_names(runs_dir)[0], tmp_path / "empty")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "it has no config.yaml" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_compare_refuses_runs_tested_on_different_queries(runs_dir: Path, tmp_path: Path) -> None:
+    names = run_names(runs_dir)
+    other = Path(shutil.copytree(runs_dir / names[1], tmp_path / names[1]))
+    table = other / "test_per_query.tsv"
+    table.write_text("".join(table.read_text().splitlines(keepends=True)[:-1]))  # one query less
+    result = run_ltr("compare", runs_dir / names[0], other)
+    assert result.returncode == 1
+    assert "were tested on different queries" in result.stderr
+
+
+def test_compare_needs_runs_or_all() -> None:
+    result = run_ltr("compare")
+    assert result.returncode == 1 and "give run directories, or --all" in result.stderr

@@ -1,0 +1,206 @@
+"""`ltr models ...` and `ltr promote` as a user runs them: a real process, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from ltr.lifecycle.bundle import write_bundle
+from ltr.lifecycle.store import ModelStore
+
+N_FEATURES = 3
+
+
+def linear_onnx(n_features: int) -> bytes:
+    """A real scorer without torch: ``scores[b, l] = sum of features[b, l, :]``."""
+    weight = helper.make_tensor("weight", TensorProto.FLOAT, [n_features, 1], [1.0] * n_features)
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [-1])
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["features", "weight"], ["projected"]),
+            helper.make_node("Squeeze", ["projected", "axes"], ["scores"]),
+        ],
+        "linear_scorer",
+        [
+            helper.make_tensor_value_info(
+                "features", TensorProto.FLOAT, ["batch", "list_len", n_features]
+            )
+        ],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "list_len"])],
+        initializer=[weight, axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def ltr(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ltr", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ModelStore:
+    """``models/`` with 1.0.0 then 1.1.0 promoted; 1.1.0 is live."""
+    store = ModelStore(tmp_path / "models")
+    for i, version in enumerate(["1.0.0", "1.1.0"]):
+        metadata = {
+            "version": version,
+            "n_features": N_FEATURES,
+            "source_run": f"experiments/run-{i}",
+            "metrics": {"test": {"ndcg@10": 0.41 + i / 10}},
+        }
+        store.add(lambda out, m=metadata: write_bundle(out, {"model.onnx": linear_onnx(3)}, m))
+        store.set_current(version)
+    return store
+
+
+def test_list_shows_versions_live_marker_source_and_ndcg(store: ModelStore) -> None:
+    result = ltr("models", "list", "--json", cwd=store.root.parent)
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    assert listing["current"] == "1.1.0"
+    rows = [
+        (r["version"], r["current"], r["source_run"], r["ndcg@10"]) for r in listing["versions"]
+    ]
+    assert rows == [
+        ("1.0.0", False, "experiments/run-0", 0.41),
+        ("1.1.0", True, "experiments/run-1", pytest.approx(0.51)),
+    ]
+
+
+def test_list_table_names_every_version(store: ModelStore) -> None:
+    result = ltr("models", "list", "--store", str(store.root), cwd=store.root.parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert "1.0.0" in result.stdout and "0.5100" in result.stdout and "*" in result.stdout
+
+
+def test_show_prints_metadata_of_a_verified_version(store: ModelStore) -> None:
+    result = ltr("models", "show", "1.0.0", cwd=store.root.parent)
+    assert result.returncode == 0, result.stderr
+    assert "source run  experiments/run-0" in result.stdout
+    assert "metric      test.ndcg@10 = 0.41" in result.stdout
+
+
+def test_verify_passes_a_clean_store(store: ModelStore) -> None:
+    result = ltr("models", "verify", cwd=store.root.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ok", "1.0.0", "ok", "1.1.0", "(live)"]
+
+
+def test_verify_exits_1_naming_the_bundle_and_file(store: ModelStore) -> None:
+    model = store.root / "versions" / "1.0.0" / "model.onnx"
+    model.write_bytes(model.read_bytes() + b"\x00")
+    result = ltr("models", "verify", cwd=store.root.parent)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: bundle models/versions/1.0.0: sha256 of model.onnx does not match metadata.json\n"
+    )
+    assert "ok      1.1.0" in result.stdout
+
+
+def test_verify_of_one_version_checks_only_that_one(store: ModelStore) -> None:
+    (store.root / "versions" / "1.0.0" / "metadata.json").write_text("{")
+    assert ltr("models", "verify", "1.1.0", cwd=store.root.parent).returncode == 0
+    result = ltr("models", "verify", "1.0.0", cwd=store.root.parent)
+    assert result.returncode == 1
+    assert "bundle models/versions/1.0.0: metadata.json is not valid JSON" in result.stderr
+
+
+def test_rollback_switches_back_and_says_so(store: ModelStore) -> None:
+    result = ltr("models", "rollback", cwd=store.root.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "models/current: 1.1.0 -> 1.0.0"
+    assert (store.root / "current").read_text() == "1.0.0\n"
+
+
+def test_rollback_with_nothing_before_exits_1(store: ModelStore) -> None:
+    assert ltr("models", "rollback", cwd=store.root.parent).returncode == 0
+    result = ltr("models", "rollback", cwd=store.root.parent)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: model store models: nothing to roll back to; 1.0.0")
+
+
+def test_show_of_a_bad_version_exits_1_with_the_rule(store: ModelStore) -> None:
+    result = ltr("models", "show", "latest", cwd=store.root.parent)
+    assert result.returncode == 1
+    assert result.stderr == "error: version must look like X.Y.Z (e.g. 1.2.0); got 'latest'\n"
+
+
+def test_promote_refuses_an_existing_version_before_exporting(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    (tmp_path / "run").mkdir()
+    args = ["promote", "run", "--to", "production", "--version", "1.1.0"]
+    result = ltr(*args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "--version: 1.1.0 exists already in models" in result.stderr
+    assert "next free: 1.2.0" in result.stderr
+
+
+def test_promote_needs_to_option(tmp_path: Path) -> None:
+    result = ltr("promote", "run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--to" in result.stderr
+
+
+def test_promote_to_validated_without_the_registry_says_so(tmp_path: Path) -> None:
+    # the registry module hidden, as on a branch without it
+    code = (
+        "import sys; sys.modules['ltr.lifecycle.registry'] = None; "
+        "sys.argv = ['ltr', 'promote', 'run', '--to', 'validated']; "
+        "from ltr.cli import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: promotion to validated is not available yet")
+
+
+def test_promote_to_production_exports_adds_and_switches(tmp_path: Path) -> None:
+    from ltr.config import load_config
+    from ltr.data.synthetic import write_synthetic
+    from ltr.training import run_experiment
+
+    write_synthetic(tmp_path / "data", n_queries=30, n_features=8, seed=4, max_docs=10)
+    overrides = [
+        f"data.root={tmp_path / 'data'}",
+        f"tracking.output_dir={tmp_path / 'runs'}",
+        "model.hidden_dims=[8]",
+        "training.num_epochs=1",
+        "training.device=cpu",
+    ]
+    repo = Path(__file__).resolve().parents[2]
+    run_dir = run_experiment(load_config(repo / "configs" / "default.yaml", overrides), quiet=True)
+
+    first = ltr("promote", str(run_dir), "--to", "production", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1] == "models/current: none -> 1.0.0"
+    second = ltr("promote", str(run_dir), "--to", "production", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines()[-1] == "models/current: 1.0.0 -> 1.1.0"
+
+    store = ModelStore(tmp_path / "models")
+    live = store.load_current()
+    assert (store.versions(), live.version, live.n_features) == (["1.0.0", "1.1.0"], "1.1.0", 8)
+    assert live.source_run == str(run_dir)
+    assert sorted(p.name for p in store.root.iterdir()) == [
+        ".lock",
+        "current",
+        "history.json",
+        "versions",
+    ]  # the export's staging folder is gone
+    listing = json.loads(ltr("models", "list", "--json", cwd=tmp_path).stdout)
+    assert [row["ndcg@10"] is not None for row in listing["versions"]] == [True, True]
+    assert ltr("models", "verify", cwd=tmp_path).returncode == 0
+    rolled = ltr("models", "rollback", cwd=tmp_path)
+    assert rolled.stdout.strip() == "models/current: 1.1.0 -> 1.0.0"

@@ -1,0 +1,135 @@
+"""`ltr promote RUN --to validated` against a real SQLite MLflow store, library and CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ltr.config import load_config
+from ltr.lifecycle.registry import promote_to_validated
+from ltr.training import run_experiment
+
+pytestmark = [
+    pytest.mark.slow,
+    # MLflow 3.17's SQLAlchemy store configures its mappers with the deprecated ``noload``
+    # strategy; SQLAlchemy 2.1 warns about it on the first use of a store (not our code)
+    pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SADeprecationWarning"),
+]
+
+NAME = "tiny"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LTR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the module: creating its tables takes seconds."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlruns.db'}"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ltr.data.synthetic import write_synthetic
+
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic(root, n_queries=40, n_features=10, seed=0, max_docs=20)
+    return root
+
+
+def train_run(root: Path, out: Path, *overrides: str) -> Path:
+    base: dict[str, Any] = {
+        "experiment": {"name": NAME},
+        "data": {"root": str(root)},
+        "model": {"name": "mlp", "hidden_dims": [8]},
+        "training": {"num_epochs": 2, "batch_size": 8, "device": "cpu"},
+        "tracking": {"output_dir": str(out), "tensorboard": False, "mlflow": False},
+        "promotion": {"compare_to_validated": False},
+    }
+    return run_experiment(load_config(base=base, overrides=overrides), quiet=True)
+
+
+def client(uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_tracked_run_is_registered_from_its_logged_checkpoint(
+    data_root: Path, store: str, tmp_path: Path
+) -> None:
+    run = train_run(
+        data_root, tmp_path / "runs", "tracking.mlflow=true", f"tracking.mlflow_uri={store}"
+    )
+    run_id = json.loads((run / "mlflow.json").read_text())["run_id"]
+
+    model = promote_to_validated(run, validated_dir=tmp_path / "validated")
+
+    registry = model.metadata["registry"]
+    assert registry["tracking_uri"] == store
+    assert model.metadata["mlflow_run_id"] == run_id
+    version = client(store).get_model_version_by_alias(NAME, "validated")
+    assert int(version.version) == registry["version"]
+    assert version.source == f"runs:/{run_id}/checkpoints/best.pt"
+    assert version.run_id == run_id
+    assert version.tags == {"ltr.model_id": "tiny_v1.0.0", "ltr.version": "1.0.0"}
+
+
+def test_untracked_run_is_registered_from_the_validated_folder(
+    data_root: Path, store: str, tmp_path: Path
+) -> None:
+    run = train_run(data_root, tmp_path / "runs")
+    validated = tmp_path / "validated"
+
+    first = promote_to_validated(run, validated_dir=validated, tracking_uri=store)
+    second = promote_to_validated(run, validated_dir=validated, tracking_uri=store)
+
+    version = client(store).get_model_version_by_alias(NAME, "validated")  # moved to the newest
+    assert int(version.version) == second.metadata["registry"]["version"]
+    assert int(version.version) == first.metadata["registry"]["version"] + 1
+    assert version.source == (validated / "tiny_v1.1.0").resolve().as_uri()
+    assert version.tags["ltr.model_id"] == "tiny_v1.1.0"
+
+
+def ltr(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ltr", *args],
+        cwd=cwd,
+        env={**os.environ},  # MLFLOW_TRACKING_URI: the session's temporary store
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_promotes_a_passing_run(data_root: Path, tmp_path: Path) -> None:
+    run = train_run(data_root, tmp_path / "runs")
+
+    done = ltr("promote", str(run), "--to", "validated", "--version", "1.0.0", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert "tiny_v1.0.0" in done.stdout
+    metadata = json.loads((tmp_path / "validated" / "tiny_v1.0.0" / "metadata.json").read_text())
+    assert metadata["registry"]["alias"] == "validated"
+    assert metadata["registry"]["tracking_uri"] == os.environ["MLFLOW_TRACKING_URI"]
+
+
+def test_cli_refuses_a_failing_run_with_exit_1(data_root: Path, tmp_path: Path) -> None:
+    run = train_run(data_root, tmp_path / "runs", "promotion.min_metrics={ndcg@10: 0.99}")
+    test = json.loads((run / "metrics.json").read_text())["test"]
+
+    done = ltr("promote", str(run), "--to", "validated", cwd=tmp_path)
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"error: run {run.name}: ndcg@10 = {test['ndcg@10']:.3f} is below the gate 0.990\n"
+    )
+    assert not (tmp_path / "validated").exists()

@@ -1,0 +1,169 @@
+"""Loading real runs, comparing them against a baseline, and plotting them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ltr.config import load_config
+from ltr.data.synthetic import write_synthetic
+from ltr.errors import ConfigError, DataNotFoundError
+from ltr.experiments.compare import RunRecord, compare_runs, load_run, scan_runs
+from ltr.experiments.plots import curves_path, plot_test_metrics, plot_training_curves
+from ltr.training import run_experiment
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three tiny real runs on one synthetic data set: different losses and seeds."""
+    root = tmp_path_factory.mktemp("compare")
+    write_synthetic(root / "data", n_queries=40, n_features=8, seed=4, max_docs=12)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LTR_CACHE_DIR", str(root / "cache"))
+        for loss, seed, epochs in [("lambdarank", 0, 3), ("listnet", 1, 2), ("mse", 2, 3)]:
+            overrides = [
+                f"data.root={root / 'data'}",
+                f"tracking.output_dir={root / 'runs'}",
+                f"experiment.name={loss}",
+                f"loss.name={loss}",
+                f"training.seed={seed}",
+                f"training.num_epochs={epochs}",
+                "model.hidden_dims=[8]",
+                "training.device=cpu",
+                "tracking.tensorboard=false",
+            ]
+            run_experiment(
+                load_config(REPO_ROOT / "configs" / "default.yaml", overrides), quiet=True
+            )
+    return root / "runs"
+
+
+@pytest.fixture(scope="session")
+def runs(runs_dir: Path) -> list[RunRecord]:
+    return scan_runs(runs_dir)[0]
+
+
+def copy_run(run: RunRecord, destination: Path) -> Path:
+    return Path(shutil.copytree(run.path, destination / run.run_id))
+
+
+def rewrite_per_query(run_dir: Path, keep_rows: slice | np.ndarray) -> None:
+    path = run_dir / "test_per_query.tsv"
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([header, *np.array(rows)[keep_rows]]) + "\n", encoding="utf-8")
+
+
+def test_load_run_reads_ids_config_and_per_query_values(runs: list[RunRecord]) -> None:
+    run = load_run(runs[0].path)
+    assert run.run_id.endswith("-lambdarank") and (run.model, run.loss) == ("mlp", "lambdarank")
+    assert len(run.query_ids) == run.report["test_queries"] == len(run.per_query["ndcg@10"])
+    assert np.nanmean(run.per_query["ndcg@10"]) == pytest.approx(run.test["ndcg@10"])
+    assert [record["epoch"] for record in run.history] == [1, 2, 3]
+
+
+def test_load_run_names_the_missing_file(runs: list[RunRecord], tmp_path: Path) -> None:
+    broken = copy_run(runs[0], tmp_path)
+    (broken / "metrics.json").unlink()
+    with pytest.raises(DataNotFoundError, match=r"is not a finished run: it has no metrics\.json"):
+        load_run(broken)
+
+
+def test_load_run_refuses_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError, match="no such folder"):
+        load_run(tmp_path / "nope")
+
+
+def test_scan_runs_lists_oldest_first_and_notes_unfinished_runs(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    for run in runs:
+        copy_run(run, tmp_path)
+    (tmp_path / "99999999-000000-running").mkdir()
+    (tmp_path / "99999999-000000-running" / "config.yaml").write_text("experiment: {}\n")
+    (tmp_path / "not-a-run").mkdir()
+    found, notes = scan_runs(tmp_path)
+    assert [run.run_id for run in found] == sorted(run.run_id for run in runs)
+    assert len(notes) == 1 and "skipped 99999999-000000-running" in notes[0]
+
+
+def test_compare_marks_the_best_and_tests_every_run_against_the_baseline(
+    runs: list[RunRecord],
+) -> None:
+    comparison = compare_runs(runs, metric="ndcg@10", n_resamples=2_000)
+    for name in comparison.metrics:
+        top = max(run.mean(name) for run in runs)
+        assert comparison.best[name] == [run.run_id for run in runs if run.mean(name) == top]
+    assert comparison.baseline is runs[0] and set(comparison.tests) == {
+        runs[1].run_id,
+        runs[2].run_id,
+    }
+    test = comparison.tests[runs[2].run_id]
+    diff = runs[2].per_query["ndcg@10"] - runs[0].per_query["ndcg@10"]
+    assert test.mean_diff == pytest.approx(np.nanmean(diff))
+    assert sum(test.win_tie_loss) == test.n == len(runs[0].query_ids)
+    assert test.p_randomization_holm >= test.randomization.p_value
+
+
+def test_compare_uses_the_chosen_baseline(runs: list[RunRecord]) -> None:
+    comparison = compare_runs(runs, baseline=2, n_resamples=500)
+    assert comparison.baseline is runs[2] and runs[2].run_id not in comparison.tests
+
+
+def test_compare_matches_queries_by_id_not_by_line(runs: list[RunRecord], tmp_path: Path) -> None:
+    shuffled = copy_run(runs[1], tmp_path)
+    rewrite_per_query(shuffled, np.random.default_rng(0).permutation(len(runs[1].query_ids)))
+    before = compare_runs(runs[:2], n_resamples=500).tests[runs[1].run_id]
+    after = compare_runs([runs[0], load_run(shuffled)], n_resamples=500).tests[runs[1].run_id]
+    assert after.t_test.p_value == pytest.approx(before.t_test.p_value, rel=1e-12)
+    assert after.win_tie_loss == before.win_tie_loss
+
+
+def test_compare_refuses_runs_tested_on_different_queries(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    fewer = copy_run(runs[1], tmp_path)
+    rewrite_per_query(fewer, slice(1, None))
+    with pytest.raises(ConfigError, match=r"tested on different queries \(e\.g\. qid .+ in only"):
+        compare_runs([runs[0], load_run(fewer)])
+
+
+def test_compare_refuses_a_metric_a_run_lacks(runs: list[RunRecord]) -> None:
+    with pytest.raises(ConfigError, match=r"has no per-query values of err@10; it has ndcg@1, "):
+        compare_runs(runs, metric="err@10")
+
+
+def test_compare_notes_different_metric_conventions(runs: list[RunRecord], tmp_path: Path) -> None:
+    linear = copy_run(runs[1], tmp_path)
+    report = json.loads((linear / "metrics.json").read_text(encoding="utf-8"))
+    report["conventions"]["gain"] = "linear"
+    (linear / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
+    comparison = compare_runs([runs[0], load_run(linear)], n_resamples=500)
+    assert len(comparison.notes) == 1 and "different metric conventions" in comparison.notes[0]
+
+
+def test_comparison_as_json_is_strict_json(runs: list[RunRecord]) -> None:
+    data = compare_runs(runs, n_resamples=500).to_dict()
+    text = json.dumps(data, allow_nan=False)
+    assert json.loads(text)["baseline"] == runs[0].run_id
+    assert [row["vs_baseline"] is None for row in data["runs"]] == [True, False, False]
+
+
+def test_plots_write_two_pngs_atomically(runs: list[RunRecord], tmp_path: Path) -> None:
+    metrics_png = plot_test_metrics(runs, tmp_path / "cmp.png")
+    curves_png = plot_training_curves(runs, curves_path(tmp_path / "cmp.png"))
+    assert curves_png == tmp_path / "cmp-curves.png"
+    for path in (metrics_png, curves_png):
+        assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 20_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp-curves.png", "cmp.png"]
+
+
+def test_plot_refuses_an_unknown_image_format(runs: list[RunRecord], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot write \.docx images"):
+        plot_test_metrics(runs, tmp_path / "cmp.docx")

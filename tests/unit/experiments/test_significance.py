@@ -1,0 +1,170 @@
+"""Paired tests and intervals agree with scipy and with a brute-force enumeration."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ltr.errors import ShapeError
+from ltr.experiments.significance import (
+    bootstrap_confidence_interval,
+    holm_bonferroni,
+    mean_confidence_interval,
+    paired_t_test,
+    randomization_test,
+    win_tie_loss,
+)
+
+
+def paired_values(n: int, shift: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query values of a baseline ``b`` and a run ``a`` better by ``shift`` on average."""
+    rng = np.random.default_rng(seed)
+    b = rng.random(n)
+    return b + shift + rng.normal(0.0, 0.2, n), b
+
+
+def mean_diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x - y, axis=axis)
+
+
+def test_paired_t_test_matches_scipy_ttest_rel() -> None:
+    a, b = paired_values(50, 0.03, seed=1)
+    expected = stats.ttest_rel(a, b)
+    low, high = expected.confidence_interval(0.95)
+    result = paired_t_test(a, b)
+    assert result.statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-10)
+    assert (result.ci_low, result.ci_high) == pytest.approx((low, high), rel=1e-10)
+    assert result.mean_diff == pytest.approx(np.mean(a - b)) and result.n == 50
+
+
+def test_randomization_test_is_exact_for_small_n_like_full_enumeration_and_scipy() -> None:
+    a, b = paired_values(10, 0.08, seed=2)
+    d = a - b
+    observed = abs(d.mean())
+    flips = np.array(list(itertools.product([-1.0, 1.0], repeat=10)))  # all 1024 sign vectors
+    enumerated = np.mean(np.abs(flips @ d / 10) >= observed * (1 - 1e-12))
+    scipy_exact = stats.permutation_test(
+        (a, b), mean_diff, permutation_type="samples", n_resamples=10_000, vectorized=True
+    )
+    result = randomization_test(a, b, n_resamples=10_000)
+    assert result.p_value == enumerated
+    assert result.p_value == pytest.approx(scipy_exact.pvalue, abs=1e-12)
+
+
+def test_randomization_test_agrees_with_scipy_within_monte_carlo_error() -> None:
+    a, b = paired_values(40, 0.07, seed=3)  # p near 0.2: the Monte-Carlo error is largest
+    n_resamples = 20_000
+    expected = stats.permutation_test(
+        (a, b),
+        mean_diff,
+        permutation_type="samples",
+        n_resamples=n_resamples,
+        vectorized=True,
+        rng=np.random.default_rng(1),
+    ).pvalue
+    result = randomization_test(a, b, n_resamples=n_resamples, seed=5)
+    # two independent Monte-Carlo estimates: standard error of their difference, 5 sigma
+    sigma = math.sqrt(2 * expected * (1 - expected) / n_resamples)
+    assert 0.01 < expected < 0.99
+    assert abs(result.p_value - expected) < 5 * sigma
+
+
+def test_randomization_test_adds_one_to_numerator_and_denominator() -> None:
+    a, b = paired_values(200, 0.3, seed=4)  # no sign flip comes close to the observed mean
+    result = randomization_test(a, b, n_resamples=999)
+    assert result.p_value == 1 / 1000
+
+
+def test_randomization_test_is_reproducible_with_a_seed() -> None:
+    a, b = paired_values(60, 0.02, seed=5)
+    first, again = randomization_test(a, b, seed=7), randomization_test(a, b, seed=7)
+    assert first == again
+
+
+@pytest.mark.parametrize("n", [5, 50])  # exact enumeration and Monte Carlo
+def test_identical_runs_give_p_value_one(n: int) -> None:
+    values = np.random.default_rng(6).random(n)
+    t_test, randomization = paired_t_test(values, values), randomization_test(values, values)
+    assert t_test.p_value == 1.0 and t_test.statistic == 0.0
+    assert randomization.p_value == 1.0 and randomization.mean_diff == 0.0
+
+
+def test_clear_winner_gives_tiny_p_values() -> None:
+    a, b = paired_values(100, 0.2, seed=7)
+    assert paired_t_test(a, b).p_value < 1e-10
+    assert randomization_test(a, b).p_value < 1e-3
+    assert paired_t_test(a, b).ci_low > 0 and randomization_test(a, b).ci_low > 0
+
+
+def test_constant_nonzero_difference_is_certain() -> None:
+    result = paired_t_test([0.5, 0.6, 0.7], [0.4, 0.5, 0.6])
+    assert result.p_value == 0.0 and result.statistic == math.inf
+
+
+def test_nan_pairs_are_dropped_from_both_runs() -> None:
+    a, b = paired_values(30, 0.05, seed=8)
+    a_nan, b_nan = a.copy(), b.copy()
+    a_nan[[0, 5]] = np.nan
+    b_nan[[5, 9]] = np.nan
+    keep = np.ones(30, dtype=bool)
+    keep[[0, 5, 9]] = False
+    assert paired_t_test(a_nan, b_nan) == paired_t_test(a[keep], b[keep])
+    assert randomization_test(a_nan, b_nan) == randomization_test(a[keep], b[keep])
+    assert paired_t_test(a_nan, b_nan).n == 27
+
+
+def test_paired_tests_need_equal_lengths() -> None:
+    with pytest.raises(ShapeError, match=r"equal length; got shapes \(3,\), \(2,\)"):
+        paired_t_test([0.1, 0.2, 0.3], [0.1, 0.2])
+
+
+def test_paired_tests_need_two_pairs_with_values() -> None:
+    with pytest.raises(ShapeError, match="at least 2 queries with a value in both runs; got 1 "):
+        randomization_test([0.1, np.nan, 0.3], [0.2, 0.2, np.nan])
+
+
+def test_win_tie_loss_counts_queries_and_ignores_tiny_differences() -> None:
+    a = [0.5, 0.2, 0.3, 0.7, np.nan, 0.1 + 0.2]
+    b = [0.4, 0.2, 0.9, 0.7 + 1e-15, 0.3, 0.3]  # 0.1 + 0.2 != 0.3 in floating point: a tie
+    assert tuple(win_tie_loss(a, b)) == (1, 3, 1)
+
+
+def test_mean_confidence_interval_matches_scipy_t_interval() -> None:
+    values = np.random.default_rng(9).random(25)
+    low, high = stats.t.interval(0.9, df=24, loc=values.mean(), scale=stats.sem(values))
+    interval = mean_confidence_interval(values, confidence=0.9)
+    assert tuple(interval) == pytest.approx((values.mean(), low, high), rel=1e-12)
+
+
+def test_mean_confidence_interval_drops_nan_and_handles_tiny_samples() -> None:
+    assert tuple(mean_confidence_interval([0.4, np.nan])) == (0.4, 0.4, 0.4)
+    assert all(math.isnan(v) for v in mean_confidence_interval([np.nan]))
+
+
+def test_bootstrap_interval_agrees_with_scipy_percentile_bootstrap() -> None:
+    values = np.random.default_rng(10).random(80)
+    expected = stats.bootstrap(
+        (values,), np.mean, method="percentile", n_resamples=20_000, rng=np.random.default_rng(0)
+    ).confidence_interval
+    low, high = bootstrap_confidence_interval(values, n_resamples=20_000, seed=3)
+    assert low < values.mean() < high
+    assert (low, high) == pytest.approx((expected.low, expected.high), abs=0.006)
+
+
+def test_holm_bonferroni_steps_down_and_stays_monotone() -> None:
+    # sorted p: 0.01 x4 -> 0.04; 0.02 x3 -> 0.06; 0.04 x2 -> 0.08; 0.5 x1 -> 0.5
+    adjusted = holm_bonferroni([0.04, 0.01, 0.5, 0.02])
+    assert adjusted == pytest.approx([0.08, 0.04, 0.5, 0.06])
+    assert holm_bonferroni([0.03, 0.02]) == pytest.approx([0.04, 0.04])  # max-accumulated
+    assert holm_bonferroni([0.9, 0.8]) == [1.0, 1.0]
+
+
+def test_holm_bonferroni_leaves_nan_out_of_the_family() -> None:
+    adjusted = holm_bonferroni([0.01, float("nan"), 0.02])
+    assert adjusted[0] == pytest.approx(0.02) and adjusted[2] == pytest.approx(0.02)
+    assert math.isnan(adjusted[1])

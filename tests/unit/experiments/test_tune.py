@@ -1,0 +1,91 @@
+"""ltr tune's pieces: trial configs, early refusal of a bad space, the pruning reporter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from ltr.config import ExperimentConfig, load_config
+from ltr.errors import ConfigError
+from ltr.experiments.tracking import RunStopped
+from ltr.experiments.tune import TrialPruned, _check_tune, _PruningReporter, trial_config
+
+
+def make_config(tmp_path: Path, space: dict[str, Any], **tune: Any) -> ExperimentConfig:
+    base = {
+        "data": {"root": str(tmp_path)},
+        "model": {"name": "mlp", "hidden_dims": [8]},
+        "tune": {"space": space, **tune},
+    }
+    return load_config(base=base)
+
+
+def test_trial_config_sets_dotted_fields_and_drops_the_search(tmp_path: Path) -> None:
+    cfg = make_config(
+        tmp_path, {"training.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}
+    )
+    trial = trial_config(
+        cfg,
+        {"training.learning_rate": 3e-4, "model.hidden_dims": [16, 8], "loss.params.sigma": 2.0},
+        output_dir=tmp_path / "trials",
+    )
+    assert trial.training.learning_rate == 3e-4
+    assert trial.model.params["hidden_dims"] == [16, 8]
+    assert trial.loss.params["sigma"] == 2.0
+    assert trial.tune is None and "tune" not in trial.resolved()
+    assert trial.tracking.output_dir == tmp_path / "trials"
+
+
+def test_a_space_value_the_config_refuses_fails_before_any_trial(tmp_path: Path) -> None:
+    space = {"training.batch_size": {"type": "categorical", "choices": [8, 0]}}
+    cfg = make_config(tmp_path, space)
+    with pytest.raises(ConfigError, match=r"tune\.space\.training\.batch_size: the value 0 is"):
+        _check_tune(cfg)
+
+
+def test_a_metric_validation_does_not_compute_is_refused(tmp_path: Path) -> None:
+    space = {"model.dropout": {"type": "uniform", "low": 0.0, "high": 0.5}}
+    cfg = make_config(tmp_path, space, metric="err@5")
+    with pytest.raises(ConfigError, match=r"tune\.metric: err@5 is not computed"):
+        _check_tune(cfg)
+
+
+def test_search_dimension_needs_ordered_bounds() -> None:
+    with pytest.raises(ConfigError, match=r"tune\.space\.x.*low < high"):
+        load_config(
+            base={
+                "data": {"root": "d"},
+                "tune": {"space": {"x": {"type": "uniform", "low": 1, "high": 0}}},
+            }
+        )
+
+
+def test_pruning_reporter_stops_a_trial_below_the_median() -> None:
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1)
+    )
+    good = study.ask()
+    good.report(0.9, 1)
+    study.tell(good, 0.9)
+    bad = study.ask()
+    reporter = _PruningReporter(bad, "valid/ndcg@10")
+    reporter.log_metrics({"best/valid/ndcg@10": 0.0}, 1)  # final numbers are not epochs
+    with pytest.raises(TrialPruned) as stopped:
+        reporter.log_metrics({"train/loss": 1.0, "valid/ndcg@10": 0.1}, 1)
+    assert isinstance(stopped.value, RunStopped)  # the run is closed as KILLED
+    assert isinstance(stopped.value, optuna.TrialPruned)  # Optuna records PRUNED
+    assert bad.user_attrs["pruned_at_epoch"] == 1
+
+
+def test_pruning_reporter_lets_a_good_trial_go_on() -> None:
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1)
+    )
+    first = study.ask()
+    first.report(0.5, 1)
+    study.tell(first, 0.5)
+    reporter = _PruningReporter(study.ask(), "valid/ndcg@10")
+    reporter.log_metrics({"valid/ndcg@10": 0.8}, 1)  # no exception

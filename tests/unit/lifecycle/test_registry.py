@@ -1,0 +1,325 @@
+"""Promotion to validated: the gate, the folder it writes, versions, the model card.
+
+Real tiny runs (synthetic data, a few epochs); the MLflow registry is off here
+(``register=False``) and exercised against a real SQLite store in
+``tests/integration/test_promote_validated.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ltr.config import PromotionConfig, load_config
+from ltr.errors import PromotionRefused
+from ltr.lifecycle.gates import Baseline, PerQueryTable, evaluate_gate
+from ltr.lifecycle.registry import (
+    latest_validated,
+    list_validated,
+    next_version,
+    promote_to_validated,
+    render_model_card,
+)
+from ltr.training import run_experiment
+
+NAME = "tiny"
+CARD_SECTIONS = (
+    "## Intended use",
+    "## Data",
+    "## Metrics (test set)",
+    "## Training configuration",
+    "## Promotion gate",
+    "## Limitations",
+)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LTR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ltr.data.synthetic import write_synthetic
+
+    root = tmp_path_factory.mktemp("data")
+    # 60 test queries: enough for a paired test to tell a trained model from an untrained one
+    write_synthetic(root, n_queries=120, n_features=10, seed=0, max_docs=20, splits=(0.4, 0.1, 0.5))
+    return root
+
+
+def train_run(root: Path, out: Path, *overrides: str) -> Path:
+    base: dict[str, Any] = {
+        "experiment": {"name": NAME},
+        "data": {"root": str(root)},
+        "model": {"name": "mlp", "hidden_dims": [16]},
+        "training": {"num_epochs": 6, "batch_size": 8, "learning_rate": 1e-2, "device": "cpu"},
+        "tracking": {"output_dir": str(out), "tensorboard": False, "mlflow": False},
+    }
+    return run_experiment(load_config(base=base, overrides=overrides), quiet=True)
+
+
+@pytest.fixture(scope="module")
+def strong_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_run(data_root, tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def weak_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Barely trained: one epoch at a tiny learning rate keeps the random initial weights."""
+    out = tmp_path_factory.mktemp("runs")
+    return train_run(data_root, out, "training.num_epochs=1", "training.learning_rate=1e-7")
+
+
+@pytest.fixture(scope="module")
+def failing_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run whose own config sets floors nobody reaches."""
+    out = tmp_path_factory.mktemp("runs")
+    floors = "promotion.min_metrics={ndcg@10: 0.99, map: 0.98}"
+    return train_run(data_root, out, "training.num_epochs=1", floors)
+
+
+@pytest.fixture
+def validated(tmp_path: Path) -> Path:
+    return tmp_path / "validated"
+
+
+def promote(run: Path, validated: Path, **kwargs: Any) -> Any:
+    return promote_to_validated(run, validated_dir=validated, register=False, **kwargs)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_passing_run_writes_the_validated_folder(strong_run: Path, validated: Path) -> None:
+    model = promote(strong_run, validated)
+
+    assert model.path == validated / "tiny_v1.0.0"
+    assert sorted(p.name for p in validated.iterdir()) == ["tiny_v1.0.0"]  # no temp folder left
+    assert sorted(p.name for p in model.path.iterdir()) == [
+        "best.pt",
+        "config.yaml",
+        "metadata.json",
+        "model_card.md",
+        "preprocessor.json",
+        "test_per_query.tsv",
+    ]
+    assert sha256(model.path / "best.pt") == sha256(strong_run / "checkpoints" / "best.pt")
+    metadata = json.loads((model.path / "metadata.json").read_text())
+    assert metadata == model.metadata
+    assert metadata["model_id"] == "tiny_v1.0.0"
+    assert metadata["version"] == "1.0.0"
+    assert metadata["status"] == "ready_for_production"
+    assert metadata["experiment_id"] == strong_run.name
+    assert metadata["run_dir"] == str(strong_run.resolve())
+    assert metadata["mlflow_run_id"] is None
+    assert datetime.fromisoformat(metadata["validated_at"]).utcoffset() is not None
+    assert metadata["code_revision"] is None or len(metadata["code_revision"]) == 40
+    assert metadata["registry"] == {"skipped": "registration turned off (register=False)"}
+    assert metadata["files"] == {
+        name: sha256(model.path / name)
+        for name in ("best.pt", "config.yaml", "preprocessor.json", "test_per_query.tsv")
+    }
+
+
+def test_metadata_records_the_data_files_and_their_sha256(
+    strong_run: Path, data_root: Path, validated: Path
+) -> None:
+    data = promote(strong_run, validated).metadata["data"]
+
+    for split, file in (("train", "train.txt"), ("valid", "vali.txt"), ("test", "test.txt")):
+        assert data[split]["path"] == str((data_root / file).resolve())
+        assert data[split]["sha256"] == sha256(data_root / file)
+    assert (data["train"]["queries"], data["valid"]["queries"], data["test"]["queries"]) == (
+        48,
+        12,
+        60,
+    )
+    assert data["synthetic"] is True
+
+
+def test_metadata_holds_metrics_under_every_convention(strong_run: Path, validated: Path) -> None:
+    metadata = promote(strong_run, validated).metadata
+    report = json.loads((strong_run / "metrics.json").read_text())
+
+    metrics = metadata["metrics"]
+    assert sorted(metrics) == ["default", "letor", "lightgbm", "trec_eval"]
+    assert metrics["default"] == report["test"]
+    assert metadata["conventions"]["trec_eval"]["gain"] == "linear"
+    # LightGBM scores a query without relevant documents 1, the default 0: never lower
+    assert metrics["lightgbm"]["ndcg@10"] >= metrics["default"]["ndcg@10"]
+    assert metrics["lightgbm"]["ndcg@10"] == pytest.approx(
+        report["test"]["ndcg@10[no_relevant=one]"]
+    )
+
+
+def test_model_card_has_every_section(strong_run: Path, validated: Path) -> None:
+    model = promote(strong_run, validated)
+
+    card = (model.path / "model_card.md").read_text()
+    assert card == render_model_card(model.metadata)
+    assert card.startswith("# Model card: tiny_v1.0.0\n")
+    for section in CARD_SECTIONS:
+        assert f"\n{section}\n" in card
+    assert model.metadata["data"]["test"]["sha256"] in card
+    assert "| ndcg@10 |" in card
+    assert "| metric | default | letor | lightgbm | trec_eval |" in card
+
+
+def test_failing_run_is_refused_with_every_failed_check_and_writes_nothing(
+    failing_run: Path, validated: Path
+) -> None:
+    with pytest.raises(PromotionRefused) as refused:
+        promote(failing_run, validated)
+
+    report = json.loads((failing_run / "metrics.json").read_text())["test"]
+    assert str(refused.value) == (
+        f"run {failing_run.name}: ndcg@10 = {report['ndcg@10']:.3f} is below the gate 0.990; "
+        f"map = {report['map']:.3f} is below the gate 0.980"
+    )
+    assert not validated.exists()
+
+
+def test_caller_gate_wins_over_the_run_config(failing_run: Path, validated: Path) -> None:
+    model = promote(failing_run, validated, promotion=PromotionConfig(min_metrics={"mrr": 0.0}))
+
+    assert [check["name"] for check in model.metadata["gate"]["checks"]] == [
+        "min mrr",
+        "improvement",
+    ]
+
+
+def test_clearly_better_run_passes_the_significance_gate(
+    weak_run: Path, strong_run: Path, validated: Path
+) -> None:
+    promote(weak_run, validated)
+
+    model = promote(strong_run, validated)
+
+    improvement = model.metadata["gate"]["checks"][-1]
+    assert improvement["passed"] is True
+    assert improvement["baseline"] == "tiny_v1.0.0"
+    assert improvement["mean_diff"] > 0.05
+    assert improvement["p_value"] < 0.05
+    assert improvement["n_queries"] == 60
+
+
+def test_same_quality_run_fails_the_significance_gate(strong_run: Path, validated: Path) -> None:
+    promote(strong_run, validated)
+
+    with pytest.raises(PromotionRefused) as refused:
+        promote(strong_run, validated)
+
+    assert str(refused.value) == (
+        f"run {strong_run.name}: improvement over validated tiny_v1.0.0 in ndcg@10 is +0.000 "
+        "(p = 1 by randomization test), needs p < 0.05"
+    )
+    assert [p.name for p in validated.iterdir()] == ["tiny_v1.0.0"]
+
+
+def test_existing_version_is_refused(strong_run: Path, validated: Path) -> None:
+    no_comparison = PromotionConfig(compare_to_validated=False)
+    promote(strong_run, validated, version="2.0.0", promotion=no_comparison)
+
+    with pytest.raises(
+        PromotionRefused, match=r"tiny_v2\.0\.0 already exists; .*next free: 2\.1\.0"
+    ):
+        promote(strong_run, validated, version="2.0.0", promotion=no_comparison)
+
+
+def test_default_version_is_the_next_minor(strong_run: Path, validated: Path) -> None:
+    no_comparison = PromotionConfig(compare_to_validated=False)
+    first = promote(strong_run, validated, promotion=no_comparison)
+    second = promote(strong_run, validated, promotion=no_comparison)
+    promote(strong_run, validated, version="3.4.1", promotion=no_comparison)
+
+    assert (first.version, second.version) == ("1.0.0", "1.1.0")
+    assert next_version(validated, NAME) == "3.5.0"
+    assert [m.version for m in list_validated(validated, NAME)] == ["1.0.0", "1.1.0", "3.4.1"]
+
+
+def test_comparison_uses_the_most_recently_validated(strong_run: Path, validated: Path) -> None:
+    no_comparison = PromotionConfig(compare_to_validated=False)
+    earlier, later = (
+        datetime(2026, 1, 1, tzinfo=timezone.utc),
+        datetime(2026, 2, 1, tzinfo=timezone.utc),
+    )
+    promote(strong_run, validated, version="2.0.0", promotion=no_comparison, now=earlier)
+    promote(strong_run, validated, version="1.5.0", promotion=no_comparison, now=later)
+
+    latest = latest_validated(validated, NAME)
+
+    assert latest is not None and latest.version == "1.5.0"
+
+
+# ---------------------------------------------------------------------------------------------
+# The gate on its own: numbers in, checks out.
+
+
+def table(query_ids: list[str], values: list[float]) -> PerQueryTable:
+    return PerQueryTable(np.asarray(query_ids), {"ndcg@10": np.asarray(values, dtype=float)})
+
+
+CONVENTIONS = {"gain": "exp2", "no_relevant": "zero"}
+
+
+def test_gate_pairs_queries_by_id_whatever_their_order() -> None:
+    run = table(["a", "b", "c", "d"], [0.9, 0.8, 0.7, 0.6])
+    baseline = Baseline("m_v1.0.0", table(["d", "c", "b", "a"], [0.6, 0.7, 0.8, 0.9]), CONVENTIONS)
+    promotion = PromotionConfig(significance=None)
+
+    gate = evaluate_gate({"ndcg@10": 0.75}, run, CONVENTIONS, promotion, baseline)
+
+    assert gate.passed
+    assert gate.checks[0].values["mean_diff"] == 0.0
+
+
+def test_gate_refuses_to_compare_different_test_sets() -> None:
+    run = table(["a", "b", "c"], [0.9, 0.8, 0.7])
+    baseline = Baseline("m_v1.0.0", table(["a", "b", "x"], [0.1, 0.2, 0.3]), CONVENTIONS)
+
+    with pytest.raises(PromotionRefused, match=r"the test sets differ \(the run has 3 test "):
+        evaluate_gate({}, run, CONVENTIONS, PromotionConfig(), baseline)
+
+
+def test_gate_refuses_to_compare_different_conventions() -> None:
+    run = table(["a", "b"], [0.9, 0.8])
+    other = {"gain": "linear", "no_relevant": "zero"}
+    baseline = Baseline("m_v1.0.0", table(["a", "b"], [0.1, 0.2]), other)
+
+    with pytest.raises(PromotionRefused, match=r"its metrics use conventions"):
+        evaluate_gate({}, run, CONVENTIONS, PromotionConfig(), baseline)
+
+
+def test_gate_reports_a_too_small_improvement_with_the_t_test() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.8, size=30)
+    ids = [str(i) for i in range(30)]
+    run = table(ids, list(base + 0.01 + rng.normal(0, 0.001, size=30)))
+    baseline = Baseline("m_v1.0.0", table(ids, list(base)), CONVENTIONS)
+    promotion = PromotionConfig(min_improvement=0.02, significance={"test": "t"})
+
+    gate = evaluate_gate({}, run, CONVENTIONS, promotion, baseline)
+
+    assert not gate.passed
+    assert gate.refusal("r1") == (
+        "run r1: improvement over validated m_v1.0.0 in ndcg@10 is +0.010 "
+        f"(p = {gate.checks[0].values['p_value']:.2g} by paired t-test), needs at least +0.020"
+    )
+
+
+def test_gate_names_a_floor_on_a_metric_the_run_lacks() -> None:
+    promotion = PromotionConfig(min_metrics={"ndcg@20": 0.5}, compare_to_validated=False)
+
+    gate = evaluate_gate({"ndcg@10": 0.6}, table([], []), CONVENTIONS, promotion, None)
+
+    assert gate.refusal("r1") == (
+        "run r1: ndcg@20 is not among the run's test metrics (ndcg@10); the gate cannot check it"
+    )

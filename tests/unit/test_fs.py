@@ -1,0 +1,36 @@
+"""Atomic writes: all or nothing, and files as readable as a plain open() would make them."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from ltr._fs import atomic_open, atomic_write_json, atomic_write_text
+
+
+def test_atomic_write_replaces_the_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    atomic_write_text(path, "old")
+    atomic_write_text(path, "new")
+    assert path.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]  # no temp file left behind
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    atomic_write_text(path, "old")
+    with pytest.raises(RuntimeError), atomic_open(path) as handle:
+        handle.write("half")
+        raise RuntimeError("crash mid-write")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_written_files_get_the_mode_open_would_give(tmp_path: Path) -> None:
+    atomic_write_json(tmp_path / "m.json", {"a": 1})
+    (tmp_path / "plain.txt").write_text("x")
+    mode = stat.S_IMODE((tmp_path / "m.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert mode & stat.S_IRGRP  # not mkstemp's private 0600 (under the usual umask 022)
