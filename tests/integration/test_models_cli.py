@@ -166,6 +166,7 @@ def test_promote_to_validated_without_the_registry_says_so(tmp_path: Path) -> No
     assert result.stderr.startswith("error: promotion to validated is not available yet")
 
 
+@pytest.mark.slow  # trains a run, then exports it twice: ~1 min on 2 cores
 def test_promote_to_production_exports_adds_and_switches(tmp_path: Path) -> None:
     from ltr.config import load_config
     from ltr.data.synthetic import write_synthetic

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from ltr import __version__
-from ltr.cli import data, evaluation, experiments, models, training, tune
+from ltr.cli import data, evaluation, experiments, export, models, training, tune
 from ltr.cli._common import stdout
 from ltr.errors import LtrError
 
@@ -39,6 +39,8 @@ app.command("tune")(tune.tune)
 app.command("compare")(experiments.compare)
 app.add_typer(models.app, name="models")
 app.command("promote")(models.promote)
+app.command("export")(export.export)
+app.command("benchmark-onnx")(export.benchmark_onnx)
 
 
 @app.callback()

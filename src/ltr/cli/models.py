@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from ltr.cli._common import JsonOpt, print_json, stdout, warn
 from ltr.errors import BundleError, ConfigError, LtrError
@@ -58,19 +59,21 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
     if not rows:
         stdout.print(f"no versions in {store}; add one with `ltr promote RUN --to production`")
         return
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for header in ("version", "live", "created_at"):
-        table.add_column(header, no_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)  # fits 80 columns (pipes, CI logs)
+    table.add_column("", no_wrap=True)  # * = live
+    table.add_column("version", no_wrap=True)
+    table.add_column("created_at", no_wrap=True)
     table.add_column("source run", overflow="fold")  # the one column that may wrap
     table.add_column(LISTED_METRIC, justify="right", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True)
     for row in rows:
         metric = row.get(LISTED_METRIC)
+        source = Path(row["source_run"]).name if row.get("source_run") else ""  # --json: full
         table.add_row(
-            row["version"],
             "*" if row["current"] else "",
-            row.get("created_at", "broken"),
-            Path(row["source_run"]).name if row.get("source_run") else "",  # --json: full path
+            row["version"],
+            _minutes(row["created_at"]) if "created_at" in row else "broken",
+            Text(source),  # Text: never read as rich markup
             "" if metric is None else f"{metric:.4f}",
             _size_text(row["size_bytes"]) if "size_bytes" in row else "",
         )
@@ -104,7 +107,7 @@ def show(
         *(f"file        {name}  sha256 {sha}  ok" for name, sha in sorted(bundle.files.items())),
     ]
     for line in lines:
-        stdout.print(line, highlight=False, soft_wrap=True)
+        stdout.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("verify")
@@ -239,6 +242,11 @@ def _flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def _minutes(created_at: str) -> str:
+    """``2026-11-21T23:28:26Z`` -> ``2026-11-21 23:28``: the table's width; --json has it all."""
+    return created_at[:16].replace("T", " ") if len(created_at) >= 16 else created_at
 
 
 def _size_text(size_bytes: int) -> str:

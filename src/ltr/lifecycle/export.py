@@ -637,7 +637,10 @@ def _metadata(
             "run_dir": None if source.run_dir is None else str(source.run_dir),
             "epoch": payload.get("epoch"),
             "best_epoch": (payload.get("state") or {}).get("best_epoch"),
-            "trained_with": {"ltr": payload.get("ltr_version"), "torch": payload.get("torch_version")},
+            "trained_with": {
+                "ltr": payload.get("ltr_version"),
+                "torch": payload.get("torch_version"),
+            },
         },
         "model": {"name": model.pop("name"), "params": model},
         "training": {

@@ -15,7 +15,7 @@ __all__ = ["render_model_card"]
 
 
 def render_model_card(metadata: Mapping[str, Any]) -> str:
-    """Markdown model card of a bundle from its metadata (as :mod:`ltr.lifecycle.export` writes it)."""
+    """The model card of a bundle from its metadata (as ``ltr.lifecycle.export`` writes it)."""
     model = metadata.get("model") or {}
     lines = [
         f"# Model card: {model.get('name', 'ranker')} {metadata.get('version', '?')}",
@@ -72,7 +72,11 @@ def _tensor_line(spec: Mapping[str, Any]) -> str:
 def _data_section(metadata: Mapping[str, Any]) -> list[str]:
     data = (metadata.get("training") or {}).get("data") or {}
     normalization = metadata.get("normalization") or {}
-    folded = " (scale folded into the first layer)" if normalization.get("folded_into_first_layer") else ""
+    folded = (
+        " (scale folded into the first layer)"
+        if normalization.get("folded_into_first_layer")
+        else ""
+    )
     return [
         "## Data",
         "",
@@ -132,7 +136,7 @@ def _export_section(metadata: Mapping[str, Any]) -> list[str]:
         "",
         f"- `{onnx_info.get('file')}`: {onnx_info.get('precision')}, opset "
         f"{onnx_info.get('opset')}, {onnx_info.get('exporter')}",
-        f"- Versions: " + ", ".join(f"{key} {value}" for key, value in versions.items()),
+        "- Versions: " + ", ".join(f"{key} {value}" for key, value in versions.items()),
         f"- Parity with PyTorch (float32 graph): max |diff| {_number(parity.get('max_abs_diff'))} "
         f"(limit {parity.get('atol')}), rankings identical: {parity.get('rankings_identical')}, "
         f"largest metric difference {_number(parity.get('metrics_max_diff'))}",

@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ltr._fs import atomic_path
+from ltr._fs import atomic_write_text
 from ltr.errors import BundleError, LtrError
 from ltr.lifecycle.bundle import (
     Bundle,
@@ -309,7 +309,7 @@ class ModelStore:
             return previous
         # pointer first: a crash before the history write loses one history entry, never the
         # switch itself; _live_stack reconciles the two
-        _publish(self.root / CURRENT_FILE, version + "\n")
+        atomic_write_text(self.root / CURRENT_FILE, version + "\n")
         fsync_dir(self.root)
         history = self.history()
         live = self._live_stack(previous, history)
@@ -322,7 +322,7 @@ class ModelStore:
             "live": live[-MAX_HISTORY:],
             "events": [*history["events"], event][-MAX_HISTORY:],
         }
-        _publish(self.root / HISTORY_FILE, _history_text(history))
+        atomic_write_text(self.root / HISTORY_FILE, _history_text(history))
         return previous
 
     def _live_stack(
@@ -351,16 +351,6 @@ def _is_version(name: str) -> bool:
     except LtrError:
         return False
     return True
-
-
-def _publish(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with a world-readable file (serving may run as another user).
-
-    ``mkstemp`` creates its temp file private (0600), hence the chmod before the rename.
-    """
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o644)
 
 
 def _history_text(history: dict[str, list[Any]]) -> str:

@@ -88,7 +88,7 @@ def make_session(model: bytes | Path, *, threads: int = 1) -> ort.InferenceSessi
 def run_session(
     session: ort.InferenceSession, features: np.ndarray, mask: np.ndarray | None = None
 ) -> np.ndarray:
-    """``float32 [B, L]`` scores of ``features [B, L, F]``; ``mask`` is fed only if it is an input."""
+    """``float32 [B, L]`` scores of ``features [B, L, F]``; ``mask`` is fed if the graph has it."""
     feeds: dict[str, np.ndarray] = {"features": np.ascontiguousarray(features, dtype=np.float32)}
     if any(node.name == "mask" for node in session.get_inputs()):
         if mask is None:

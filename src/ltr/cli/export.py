@@ -1,0 +1,113 @@
+"""`ltr export` and `ltr benchmark-onnx`: ONNX bundles and how fast they run."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ltr.cli._common import JsonOpt, print_json, stdout
+from ltr.errors import ConfigError
+
+
+class Quantize(str, Enum):
+    int8 = "int8"
+
+
+def export(
+    model: Annotated[Path, typer.Option("--model", help="A run directory or a checkpoint .pt.")],
+    output: Annotated[Path, typer.Option("--output", help="The bundle folder to create.")],
+    version: Annotated[str, typer.Option("--version", help="Bundle version X.Y.Z.")] = "1.0.0",
+    opset: Annotated[
+        int | None, typer.Option("--opset", help="ONNX opset (default: the exporter's).")
+    ] = None,
+    quantize: Annotated[
+        Quantize | None,
+        typer.Option("--quantize", help="int8: ship dynamic int8 if NDCG@10 moves <= 0.002."),
+    ] = None,
+    test_data: Annotated[
+        Path | None,
+        typer.Option("--test-data", help="LETOR file for the parity check (default: run's test)."),
+    ] = None,
+) -> None:
+    """Export a trained model to an ONNX bundle; checks parity with PyTorch or writes nothing."""
+    from ltr.lifecycle.export import export_bundle
+    from ltr.lifecycle.validate import latency_line
+
+    report = export_bundle(
+        model,
+        output,
+        version=version,
+        opset=opset,
+        quantize=None if quantize is None else quantize.value,
+        test_data=test_data,
+    )
+    parity = report.parity
+    inputs = ", ".join(
+        f"{spec['name']} {spec['dtype']} [{', '.join(map(str, spec['shape']))}]"
+        for spec in report.inputs
+    )
+    lines = [
+        f"wrote {report.output} (version {report.version}, {report.precision}, "
+        f"opset {report.opset})",
+        f"inputs: {inputs}",
+        f"parity: max |diff| {parity.max_abs_diff:.1e} (limit {parity.atol:g}), rankings "
+        f"identical, metrics identical (max diff {parity.metrics_max_diff:.1e})",
+    ]
+    if report.quantization is not None:
+        q = report.quantization
+        lines.append(
+            f"int8: test {q.metric} {q.float32:.4f} -> {q.int8:.4f} ({q.move:+.4f}); "
+            f"{q.queries_same_order}/{q.queries} queries in the same order"
+        )
+    lines += [latency_line(row) for row in report.latency]
+    for line in lines:
+        stdout.print(line, highlight=False, soft_wrap=True)
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated integers; got {text!r}") from None
+    if not values or any(value < 1 for value in values):
+        raise ConfigError(f"{option}: expected positive integers, e.g. 10,100; got {text!r}")
+    return values
+
+
+def benchmark_onnx(
+    model: Annotated[Path, typer.Option("--model", help="A bundle folder written by export.")],
+    list_sizes: Annotated[
+        str, typer.Option("--list-sizes", help="Documents per one-query slate.")
+    ] = "10,100,1000",
+    threads: Annotated[str, typer.Option("--threads", help="Thread counts.")] = "1,2",
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", help="PyTorch model to compare (default: bundle's source)."),
+    ] = None,
+    seconds: Annotated[
+        float, typer.Option("--seconds", help="Time budget per engine and setting.")
+    ] = 2.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """PyTorch eager vs ONNX Runtime latency (p50/p99) per slate size and thread count."""
+    from ltr.lifecycle.validate import benchmark_latency, format_latency_table, latency_line
+
+    if seconds <= 0:
+        raise ConfigError(f"--seconds: must be > 0; got {seconds}")
+    report = benchmark_latency(
+        model,
+        list_sizes=_int_list(list_sizes, "--list-sizes"),
+        threads=_int_list(threads, "--threads"),
+        checkpoint=checkpoint,
+        seconds=seconds,
+    )
+    if as_json:
+        print_json({"bundle": str(report.bundle), "rows": [row.to_dict() for row in report.rows]})
+        return
+    stdout.print(f"{report.bundle} ({report.precision})", highlight=False)
+    stdout.print(format_latency_table(report.rows), highlight=False, soft_wrap=True)
+    for row in report.rows:
+        stdout.print(latency_line(row), highlight=False, soft_wrap=True)

@@ -1,0 +1,130 @@
+"""Every `ltr train` run is an MLflow run: a real SQLite store in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ltr.config import ExperimentConfig, load_config
+from ltr.experiments.mlflow_tracker import read_run_file
+from ltr.training import run_experiment
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LTR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ltr.data.synthetic import write_synthetic
+
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic(root, n_queries=40, n_features=8, seed=0, max_docs=12)
+    return root
+
+
+def make_config(root: Path, out: Path, uri: str, *overrides: str) -> ExperimentConfig:
+    base: dict[str, Any] = {
+        "experiment": {"name": "mlflow_tiny"},
+        "data": {"root": str(root)},
+        "model": {"name": "mlp", "hidden_dims": [8]},
+        "training": {"num_epochs": 3, "batch_size": 8, "device": "cpu"},
+        "tracking": {"output_dir": str(out), "tensorboard": False, "mlflow_uri": uri},
+    }
+    return load_config(base=base, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def tracked(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    tmp = tmp_path_factory.mktemp("tracked")
+    uri = f"sqlite:///{tmp / 'mlruns.db'}"
+    return run_experiment(make_config(data_root, tmp / "runs", uri), quiet=True), uri
+
+
+def test_run_directory_names_its_mlflow_run(tracked: tuple[Path, str]) -> None:
+    run_dir, uri = tracked
+    info = read_run_file(run_dir)
+    assert info is not None and info["tracking_uri"] == uri
+    run = MlflowClient(uri).get_run(info["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == run_dir.name
+    assert run.data.tags["ltr.run_dir"] == str(run_dir.resolve())
+    assert "ltr.version" in run.data.tags
+
+
+def test_params_are_the_resolved_config_with_dotted_keys(tracked: tuple[Path, str]) -> None:
+    run_dir, uri = tracked
+    params = MlflowClient(uri).get_run(read_run_file(run_dir)["run_id"]).data.params  # type: ignore[index]
+    assert params["training.learning_rate"] == "0.001"
+    assert params["model.hidden_dims"] == "[8]"
+    assert params["model.activation"] == "relu"  # the scorer's defaults are spelled out
+    assert params["experiment.name"] == "mlflow_tiny"
+
+
+def test_every_epoch_is_in_the_metric_history(tracked: tuple[Path, str]) -> None:
+    run_dir, uri = tracked
+    run_id = read_run_file(run_dir)["run_id"]  # type: ignore[index]
+    history = json.loads((run_dir / "training_history.json").read_text())
+    logged = MlflowClient(uri).get_metric_history(run_id, "valid/ndcg_at_10")
+    assert [m.step for m in logged] == [1, 2, 3]
+    assert [m.value for m in logged] == pytest.approx([r["valid_ndcg@10"] for r in history])
+    assert len(MlflowClient(uri).get_metric_history(run_id, "train/loss")) == 3
+
+
+def test_final_test_metrics_match_metrics_json(tracked: tuple[Path, str]) -> None:
+    run_dir, uri = tracked
+    report = json.loads((run_dir / "metrics.json").read_text())
+    metrics = MlflowClient(uri).get_run(read_run_file(run_dir)["run_id"]).data.metrics  # type: ignore[index]
+    assert metrics["test/ndcg_at_10"] == pytest.approx(report["test"]["ndcg@10"])
+    assert metrics["test/ndcg_at_10.no_relevant_eq_one"] == pytest.approx(
+        report["test"]["ndcg@10[no_relevant=one]"]
+    )
+    assert metrics["best/epoch"] == report["best_epoch"]
+    assert metrics["best/valid/ndcg_at_10"] == pytest.approx(report["valid"]["ndcg@10"])
+
+
+def test_run_files_are_artifacts(tracked: tuple[Path, str]) -> None:
+    run_dir, uri = tracked
+    client = MlflowClient(uri)
+    run_id = read_run_file(run_dir)["run_id"]  # type: ignore[index]
+    names = {a.path for a in client.list_artifacts(run_id)}
+    names |= {a.path for a in client.list_artifacts(run_id, "checkpoints")}
+    assert {
+        "config.yaml",
+        "preprocessor.json",
+        "training_history.json",
+        "metrics.json",
+        "test_per_query.tsv",
+        "checkpoints/best.pt",
+    } <= names
+    store = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / "mlflow_tiny"
+    assert (store / run_id / "artifacts" / "checkpoints" / "best.pt").is_file()
+
+
+def test_switched_off_tracking_writes_no_mlflow_store(data_root: Path, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    config = make_config(data_root, tmp_path / "runs", uri, "tracking.mlflow=false")
+    run_dir = run_experiment(config, quiet=True)
+    assert not (run_dir / "mlflow.json").exists()
+    assert not (tmp_path / "mlruns.db").exists()
+    assert not (tmp_path / "mlartifacts").exists()
+
+
+def test_resumed_run_continues_the_same_mlflow_run(data_root: Path, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    first = make_config(data_root, tmp_path / "runs", uri, "training.num_epochs=2")
+    run_dir = run_experiment(first, quiet=True)
+    run_id = read_run_file(run_dir)["run_id"]  # type: ignore[index]
+    more = make_config(data_root, tmp_path / "runs", uri, "training.num_epochs=4")
+    assert run_experiment(more, resume=run_dir, quiet=True) == run_dir
+    client = MlflowClient(uri)
+    assert read_run_file(run_dir)["run_id"] == run_id  # type: ignore[index]
+    assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
+    steps = [m.step for m in client.get_metric_history(run_id, "valid/ndcg_at_10")]
+    assert steps == [1, 2, 3, 4]
+    assert client.get_run(run_id).info.status == "FINISHED"

@@ -1,0 +1,154 @@
+"""`ltr tune` on tiny synthetic data with real Optuna and MLflow SQLite stores in tmp."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from ltr.config import load_config
+from ltr.experiments.tune import run_study
+from ltr.training import run_experiment
+
+SPACE = {
+    "training.learning_rate": {"type": "loguniform", "low": 1e-3, "high": 1e-1},
+    "model.hidden_dims": {"type": "categorical", "choices": [[4], [8, 4]]},
+    "model.dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
+}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LTR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ltr.data.synthetic import write_synthetic
+
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic(root, n_queries=30, n_features=8, seed=0, max_docs=10)
+    return root
+
+
+def raw_config(root: Path, out: Path, *, mlflow_uri: str | None = None) -> dict[str, Any]:
+    return {
+        "experiment": {"name": "tiny_tune"},
+        "data": {"root": str(root)},
+        "model": {"name": "mlp", "hidden_dims": [8]},
+        "training": {"num_epochs": 2, "batch_size": 8, "device": "cpu"},
+        "tracking": {
+            "output_dir": str(out),
+            "tensorboard": False,
+            "mlflow": mlflow_uri is not None,
+            "mlflow_uri": mlflow_uri,
+        },
+        "tune": {"pruner": "none", "seed": 0, "space": SPACE},
+    }
+
+
+def study_trials(out: Path, name: str = "tiny_tune") -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'optuna.db'}").trials
+
+
+@pytest.fixture(scope="module")
+def finished_study(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("study")
+    uri = f"sqlite:///{tmp / 'mlruns.db'}"
+    config = load_config(base=raw_config(data_root, tmp / "out", mlflow_uri=uri))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LTR_CACHE_DIR", str(tmp / "cache"))
+        result = run_study(config, trials=3, quiet=True)
+    return {"result": result, "out": tmp / "out", "uri": uri}
+
+
+def test_study_runs_n_trials_and_writes_its_outputs(finished_study: dict[str, Any]) -> None:
+    result, out = finished_study["result"], finished_study["out"]
+    assert result.n_complete == 3
+    assert [t.state.name for t in study_trials(out)] == ["COMPLETE"] * 3
+    folder = out / "tune-tiny_tune"
+    for name in ("best_config.yaml", "trials.csv", "trials.json", "optimization_history.png"):
+        assert (folder / name).is_file(), name
+    assert (folder / "param_importances.png").is_file()
+    records = json.loads((folder / "trials.json").read_text())
+    assert [r["number"] for r in records] == [0, 1, 2]
+    assert all(Path(r["run_dir"]).parent == folder / "trials" for r in records)
+
+
+def test_best_config_loads_and_trains(finished_study: dict[str, Any], tmp_path: Path) -> None:
+    result = finished_study["result"]
+    best = load_config(result.best_config, ["tracking.mlflow=false", "training.num_epochs=1"])
+    assert best.tune is None
+    raw = yaml.safe_load(result.best_config.read_text())
+    best_trial = study_trials(finished_study["out"])[result.best_trial]
+    assert raw["training"]["learning_rate"] == best_trial.params["training.learning_rate"]
+    assert json.dumps(raw["model"]["hidden_dims"]) == best_trial.params["model.hidden_dims"]
+    retrained = run_experiment(
+        load_config(base={**best.resolved(), "tracking": {"output_dir": str(tmp_path)}}),
+        quiet=True,
+    )
+    assert (retrained / "metrics.json").is_file()
+
+
+def test_each_trial_is_a_child_run_of_the_study_run(finished_study: dict[str, Any]) -> None:
+    client = MlflowClient(finished_study["uri"])
+    experiment = client.get_experiment_by_name("tiny_tune")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.info.run_name == "study-tiny_tune"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert sorted(r.info.run_name for r in children) == ["trial-0", "trial-1", "trial-2"]
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"best_config.yaml", "trials.csv", "optimization_history.png"} <= artifacts
+
+
+def test_interrupted_study_resumes_and_completes(data_root: Path, tmp_path: Path) -> None:
+    config = load_config(base=raw_config(data_root, tmp_path / "out"))
+    first = run_study(config, trials=3, timeout_seconds=0.01, quiet=True)  # stops after 1 trial
+    assert first.n_complete == 1
+    second = run_study(config, trials=3, quiet=True)
+    assert second.n_complete == 3  # N is the study's total: 2 more, not 3
+    assert [t.number for t in study_trials(tmp_path / "out")] == [0, 1, 2]
+
+
+def tune_command(config: Path, trials: int) -> list[str]:
+    return [sys.executable, "-m", "ltr", "tune", "--config", str(config), "--trials", str(trials)]
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study(data_root: Path, tmp_path: Path) -> None:
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(raw_config(data_root, tmp_path / "out")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [
+        subprocess.Popen(
+            tune_command(config, 6), env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    outputs = [worker.communicate(timeout=240) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err.decode()
+    ran = [
+        {
+            int(line.split()[1].rstrip(":"))
+            for line in err.decode().splitlines()
+            if line.startswith("Trial ")
+        }
+        for _, err in outputs
+    ]
+    trials = study_trials(tmp_path / "out")
+    assert ran[0] and ran[1] and not ran[0] & ran[1]  # both worked, never on the same trial
+    assert ran[0] | ran[1] == {t.number for t in trials}
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert 6 <= len(trials) <= 7  # N is the study's total; each worker may overshoot by one

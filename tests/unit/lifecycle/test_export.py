@@ -1,0 +1,215 @@
+"""ONNX export of trained runs: parity per scorer, dynamic shapes, metadata, card, atomicity."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from ltr.config import load_config
+from ltr.data.synthetic import write_synthetic
+from ltr.errors import BundleError, ExportError
+from ltr.lifecycle import export as export_module
+from ltr.lifecycle import validate
+from ltr.lifecycle.bundle import verify_bundle
+from ltr.lifecycle.export import ExportReport, export_bundle, load_source
+from ltr.lifecycle.validate import make_session, run_session
+from ltr.training import run_experiment
+
+N_FEATURES = 10
+# scorer, normalization, model params: every scorer, global and query-level normalizers
+RUNS = {
+    "linear": ("linear", "minmax", {}),
+    "mlp": ("mlp", "standard", {"hidden_dims": [16, 8]}),
+    "mlp_query": ("mlp", "query_zscore", {"hidden_dims": [16]}),
+    "transformer": (
+        "transformer",
+        "standard",
+        {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_feedforward": 32},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("export")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LTR_CACHE_DIR", str(root / "cache"))
+        write_synthetic(root / "data", n_queries=40, n_features=N_FEATURES, seed=2, max_docs=15)
+        yield root
+
+
+def train_run(root: Path, key: str) -> Path:
+    name, normalization, params = RUNS[key]
+    config = {
+        "experiment": {"name": key},
+        "data": {"root": str(root / "data"), "normalization": normalization},
+        "model": {"name": name, **params},
+        "loss": {"name": "listnet"},
+        "training": {"num_epochs": 2, "batch_size": 8, "device": "cpu"},
+        "tracking": {"output_dir": str(root / "runs"), "tensorboard": False, "mlflow": False},
+    }
+    path = root / f"{key}.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return run_experiment(load_config(path, []), quiet=True)
+
+
+@pytest.fixture(scope="module")
+def exported(workdir: Path) -> dict[str, tuple[Path, ExportReport]]:
+    """One trained run and one float32 bundle per entry of RUNS."""
+    out: dict[str, tuple[Path, ExportReport]] = {}
+    for key in RUNS:
+        run_dir = train_run(workdir, key)
+        out[key] = (run_dir, export_bundle(run_dir, workdir / "bundles" / key, version="1.2.3"))
+    return out
+
+
+@pytest.mark.parametrize("key", sorted(RUNS))
+def test_every_scorer_exports_with_parity(
+    exported: dict[str, tuple[Path, ExportReport]], key: str
+) -> None:
+    _, report = exported[key]
+
+    parity = report.parity
+    assert parity.passed and parity.max_abs_diff <= 1e-5
+    assert all(case.reordered_queries == 0 for case in parity.cases)
+    assert [case.documents for case in parity.cases[1:]] == [3, 19, 267, 2667]
+    assert parity.metrics_torch == parity.metrics_onnx
+    onnx.checker.check_model(str(report.output / "model.onnx"))
+
+
+@pytest.mark.parametrize("key", sorted(RUNS))
+def test_mask_is_an_input_only_where_scores_need_it(
+    exported: dict[str, tuple[Path, ExportReport]], key: str
+) -> None:
+    _, report = exported[key]
+
+    names = [spec["name"] for spec in report.inputs]
+    assert names == (["features", "mask"] if key in ("mlp_query", "transformer") else ["features"])
+    assert report.inputs[0] == {
+        "name": "features",
+        "dtype": "float32",
+        "shape": ["batch", "list_len", N_FEATURES],
+    }
+    assert report.metadata["outputs"] == [
+        {"name": "scores", "dtype": "float32", "shape": ["batch", "list_len"]}
+    ]
+
+
+@pytest.mark.parametrize("key", sorted(RUNS))
+@pytest.mark.parametrize(("batch", "list_len"), [(1, 1), (3, 7), (1, 1000), (3, 1000)])
+def test_graph_takes_any_batch_and_list_length(
+    exported: dict[str, tuple[Path, ExportReport]], key: str, batch: int, list_len: int
+) -> None:
+    run_dir, report = exported[key]
+    rng = np.random.default_rng(batch * list_len)
+    features = rng.uniform(0, 1, (batch, list_len, N_FEATURES)).astype(np.float32)
+    mask = np.ones((batch, list_len), dtype=bool)
+    mask[-1, max(1, list_len // 2) :] = False  # the last list is half padding
+
+    scores = run_session(make_session(report.output / "model.onnx"), features, mask)
+    with torch.inference_mode():
+        expected = load_source(run_dir).reference()(torch.tensor(features), torch.tensor(mask))
+
+    assert scores.shape == (batch, list_len)
+    np.testing.assert_allclose(scores[mask], expected.numpy()[mask], rtol=0, atol=1e-5)
+
+
+def test_metadata_describes_the_bundle(exported: dict[str, tuple[Path, ExportReport]]) -> None:
+    run_dir, report = exported["mlp"]
+
+    metadata = verify_bundle(report.output).metadata
+    run_metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert sorted(metadata["files"]) == ["model.onnx", "model_card.md", "preprocessor.json"]
+    assert metadata["version"] == "1.2.3" and metadata["n_features"] == N_FEATURES
+    assert metadata["feature_names"] == [f"feature_{i}" for i in range(1, N_FEATURES + 1)]
+    assert metadata["source_run"] == str(run_dir.resolve())
+    assert metadata["source"]["checkpoint"] == str(run_dir.resolve() / "checkpoints" / "best.pt")
+    assert metadata["experiment"] == "mlp"
+    assert metadata["metrics"] == run_metrics
+    assert metadata["normalization"] == {
+        "kind": "standard",
+        "in_graph": True,
+        "folded_into_first_layer": True,
+        "file": "preprocessor.json",
+    }
+    assert metadata["onnx"]["precision"] == "float32" and metadata["onnx"]["opset"] >= 17
+    assert metadata["parity"]["passed"] and metadata["parity"]["max_abs_diff"] <= 1e-5
+    assert [row["list_size"] for row in metadata["latency"]["rows"]] == [10, 100, 1000]
+    assert set(metadata["versions"]) == {"ltr", "python", "torch", "onnx", "onnxruntime"}
+    preprocessor = json.loads((report.output / "preprocessor.json").read_text(encoding="utf-8"))
+    assert preprocessor["kind"] == "standard" and len(preprocessor["statistics"]["mean"]) == 10
+
+
+def test_model_card_reports_use_metrics_parity_and_limits(
+    exported: dict[str, tuple[Path, ExportReport]],
+) -> None:
+    run_dir, report = exported["transformer"]
+
+    card = (report.output / "model_card.md").read_text(encoding="utf-8")
+    test_ndcg = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["test"]
+    for heading in ("Intended use", "Data", "Metrics", "Training", "Export", "Limitations"):
+        assert f"## {heading}" in card
+    assert f"| ndcg@10 | {test_ndcg['ndcg@10']:.4f} |" in card
+    assert "- `mask`: bool `[batch, list_len]`" in card
+    assert "rankings identical: True" in card
+    assert "square of the list length" in card
+
+
+def test_broken_graph_fails_parity_and_writes_nothing(
+    exported: dict[str, tuple[Path, ExportReport]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run_dir, _ = exported["linear"]
+    real_run = validate.run_session
+    monkeypatch.setattr(validate, "run_session", lambda *a: real_run(*a) + np.float32(1e-3))
+
+    with pytest.raises(ExportError, match=r"ONNX parity check failed .*no bundle written: .*1e-05"):
+        export_bundle(run_dir, tmp_path / "bundle")
+    assert list(tmp_path.iterdir()) == []  # no bundle, no temp folder
+
+
+def test_int8_variant_is_refused_when_ndcg_moves_too_much(
+    exported: dict[str, tuple[Path, ExportReport]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run_dir, _ = exported["linear"]
+    monkeypatch.setattr(export_module, "INT8_MAX_NDCG_MOVE", -1.0)  # any move is too much
+
+    with pytest.raises(ExportError, match=r"int8 variant refused: its test ndcg@10 moves by"):
+        export_bundle(run_dir, tmp_path / "bundle", quantize="int8")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_variant_ships_with_its_gate_figures(
+    exported: dict[str, tuple[Path, ExportReport]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run_dir, _ = exported["mlp"]
+    monkeypatch.setattr(export_module, "INT8_MAX_NDCG_MOVE", 1.0)  # tiny test file: noisy NDCG
+
+    report = export_bundle(run_dir, tmp_path / "bundle", quantize="int8")
+
+    quantization = report.metadata["quantization"]
+    assert report.precision == "int8" and report.metadata["onnx"]["precision"] == "int8"
+    assert quantization["move"] == pytest.approx(quantization["int8"] - quantization["float32"])
+    assert 0 <= quantization["queries_same_order"] <= quantization["queries"]
+    ops = {node.op_type for node in onnx.load(str(report.output / "model.onnx")).graph.node}
+    assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops
+
+
+def test_existing_bundle_is_refused_before_any_work(
+    exported: dict[str, tuple[Path, ExportReport]],
+) -> None:
+    run_dir, report = exported["linear"]
+
+    with pytest.raises(BundleError, match="already exists; a bundle is never overwritten"):
+        export_bundle(run_dir, report.output)

@@ -1,0 +1,139 @@
+"""Parity and latency checks of ONNX graphs, on hand-built graphs (no torch export needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from onnx import TensorProto, helper
+from torch import Tensor, nn
+
+from ltr.data.synthetic import make_synthetic
+from ltr.lifecycle.validate import (
+    format_latency_table,
+    latency_line,
+    make_session,
+    measure_latency,
+    ranking_violations,
+    validate_parity,
+)
+
+N_FEATURES = 7
+
+
+def linear_onnx(weight: np.ndarray, bias: float) -> bytes:
+    """``scores = features @ weight + bias``, features ``[batch, list_len, F]``."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["features", "weight"], ["projected"]),
+            helper.make_node("Add", ["projected", "bias"], ["shifted"]),
+            helper.make_node("Squeeze", ["shifted", "axes"], ["scores"]),
+        ],
+        "linear",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["b", "l", N_FEATURES])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["b", "l"])],
+        [
+            helper.make_tensor("weight", TensorProto.FLOAT, [N_FEATURES, 1], weight.tolist()),
+            helper.make_tensor("bias", TensorProto.FLOAT, [1], [bias]),
+            helper.make_tensor("axes", TensorProto.INT64, [1], [-1]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return bytes(model.SerializeToString())
+
+
+class Reference(nn.Module):
+    def __init__(self, weight: np.ndarray, bias: float) -> None:
+        super().__init__()
+        self.weight = torch.tensor(weight, dtype=torch.float32)
+        self.bias = bias
+
+    def forward(self, features: Tensor, mask: Tensor) -> Tensor:
+        return features @ self.weight + self.bias
+
+
+@pytest.fixture(scope="module")
+def weight() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal(N_FEATURES).astype(np.float32)
+
+
+def test_same_function_passes_parity_on_file_and_random_slates(weight: np.ndarray) -> None:
+    data = make_synthetic(n_queries=20, n_features=N_FEATURES, seed=1, max_docs=12)
+    session = make_session(linear_onnx(weight, 0.5))
+
+    report = validate_parity(
+        session, Reference(weight, 0.5), n_features=N_FEATURES, data=data, list_sizes=(1, 7, 100)
+    )
+
+    assert report.passed, report.problems
+    assert [case.name for case in report.cases] == [
+        "test file",
+        "random slates of 1 documents",
+        "random slates of 7 documents",
+        "random slates of 100 documents",
+    ]
+    assert report.cases[0].documents == data.n_docs
+    assert report.max_abs_diff <= 1e-5
+    assert report.metrics_torch == report.metrics_onnx
+    assert report.to_dict()["rankings_identical"] is True
+
+
+def test_offset_graph_fails_parity_naming_the_rule(weight: np.ndarray) -> None:
+    session = make_session(linear_onnx(weight, 0.5 + 1e-3))
+
+    report = validate_parity(session, Reference(weight, 0.5), n_features=N_FEATURES)
+
+    assert not report.passed
+    assert "random slates of 1 documents: max |onnx - torch| must be <= 1e-05; got 0.001" in (
+        report.problems[0]
+    )
+
+
+def test_reversed_graph_fails_rankings_and_metrics(weight: np.ndarray) -> None:
+    data = make_synthetic(n_queries=20, n_features=N_FEATURES, seed=1, max_docs=12)
+    session = make_session(linear_onnx(-weight, 0.0))
+
+    report = validate_parity(session, Reference(weight, 0.0), n_features=N_FEATURES, data=data)
+
+    assert any("queries are ordered differently" in p for p in report.problems)
+    assert any(p.startswith("test file: ndcg@10 must match torch") for p in report.problems)
+
+
+def test_ranking_rule_lets_near_ties_swap_but_not_separated_pairs() -> None:
+    torch_scores = np.array([[1.0, 1.0 + 5e-7, 0.0], [1.0, 0.5, 0.0]])
+    onnx_scores = np.array([[1.0, 1.0 - 1e-7, 0.0], [0.4, 0.5, 0.0]])  # q0 tie swap, q1 real swap
+    mask = np.ones((2, 3), dtype=bool)
+
+    violations = ranking_violations(torch_scores, onnx_scores, mask, tie_tolerance=1e-6)
+
+    assert violations.tolist() == [0, 1]
+
+
+def test_ranking_rule_ignores_padding() -> None:
+    torch_scores = np.array([[2.0, 1.0, 9.0]])
+    onnx_scores = np.array([[2.0, 1.0, -9.0]])
+    mask = np.array([[True, True, False]])
+
+    assert ranking_violations(torch_scores, onnx_scores, mask, 1e-6).tolist() == [0]
+
+
+def test_latency_rows_cover_every_size_and_thread_count(weight: np.ndarray) -> None:
+    rows = measure_latency(
+        linear_onnx(weight, 0.0),
+        Reference(weight, 0.0),
+        n_features=N_FEATURES,
+        list_sizes=(1, 10),
+        threads=(1, 2),
+        matmul_weights=[weight[:, None]],
+        seconds=0.05,
+        rounds=2,
+    )
+
+    assert [(row.list_size, row.threads) for row in rows] == [(1, 1), (10, 1), (1, 2), (10, 2)]
+    assert all(row.onnx_p50_us > 0 and row.matmul_p50_us is not None for row in rows)
+    assert all(row.rankings_identical and row.max_abs_diff <= 1e-5 for row in rows)
+    assert "ONNX Runtime p50" in latency_line(rows[0]) and "rankings identical" in latency_line(
+        rows[0]
+    )
+    assert format_latency_table(rows).count("\n") == len(rows) + 1
