@@ -146,6 +146,7 @@ def test_two_gloo_processes_match_each_other_and_one_process(tmp_path: Path) -> 
         "checkpoints/last.pt",
         "config.yaml",
         "metrics.json",
+        "mlflow.json",  # rank 0 alone talks to MLflow
         "preprocessor.json",
         "test_per_query.tsv",
         "training_history.json",
