@@ -35,6 +35,7 @@ def make_config(root: Path, out: Path, uri: str, *overrides: str) -> ExperimentC
         "model": {"name": "mlp", "hidden_dims": [8]},
         "training": {"num_epochs": 3, "batch_size": 8, "device": "cpu"},
         "tracking": {"output_dir": str(out), "tensorboard": False, "mlflow_uri": uri},
+        "promotion": {"min_metrics": {"ndcg@10": 0.0}},  # a key MLflow would refuse as is
     }
     return load_config(base=base, overrides=overrides)
 
@@ -64,6 +65,7 @@ def test_params_are_the_resolved_config_with_dotted_keys(tracked: tuple[Path, st
     assert params["model.hidden_dims"] == "[8]"
     assert params["model.activation"] == "relu"  # the scorer's defaults are spelled out
     assert params["experiment.name"] == "mlflow_tiny"
+    assert params["promotion.min_metrics.ndcg_at_10"] == "0.0"  # same name mapping as metrics
 
 
 def test_every_epoch_is_in_the_metric_history(tracked: tuple[Path, str]) -> None:

@@ -248,7 +248,12 @@ class MLflowTracker:
         from mlflow.entities import Param
 
         existing = self.client.get_run(self.run_id).data.params
-        flat = {k: v for k, v in _flatten(params).items() if k not in existing}
+        # keys can hold metric names (promotion.min_metrics.ndcg@10): same mapping as metrics
+        flat = {
+            key: value
+            for key, value in ((mlflow_metric_name(k), v) for k, v in _flatten(params).items())
+            if key not in existing
+        }
         entries = [Param(key, _param_text(value)) for key, value in flat.items()]
         for chunk in _chunks(entries, _PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=chunk)
