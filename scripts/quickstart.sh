@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on built-in data, from a fresh clone: install into .venv, make synthetic data,
-# inspect it, train a ranker, score the test file offline, evaluate it, and compare it with
-# the no-training baselines.
+# inspect it, train a ranker, score the test file offline, evaluate it, compare it with the
+# no-training baselines, and export it to an ONNX bundle (parity and latency checked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +22,5 @@ step ltr predict --model "$run" --data "$out/data/test.txt" --out "$out/test.sco
 step ltr evaluate --data "$out/data/test.txt" --scores "$out/test.scores"
 step ltr evaluate --data "$out/data/test.txt" --scores "$out/test.scores" --preset letor
 step ltr baselines --train "$out/data/train.txt" --test "$out/data/test.txt" --model "$run"
+rm -rf "$out/bundle"  # a re-run exports afresh; export never overwrites a bundle
+step ltr export --model "$run" --output "$out/bundle" --version 1.0.0

@@ -31,9 +31,12 @@ def test_quickstart_runs_every_step_on_synthetic_data(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    for step in ("data synth", "data inspect", "train", "predict", "evaluate", "baselines"):
+    steps = ("data synth", "data inspect", "train", "predict", "evaluate", "baselines", "export")
+    for step in steps:
         assert f"$ ltr {step}" in out
     assert "(best single feature on train)" in out and "ideal (labels as scores)" in out
+    assert "rankings identical" in out and "ONNX Runtime p50" in out  # parity + latency lines
+    assert (tmp_path / "qs" / "bundle" / "model.onnx").is_file()
     (run_dir,) = (tmp_path / "qs" / "experiments").iterdir()
     assert f"model: {run_dir.name}" in out
     # the trained model must clear the best single feature on the held-out test file
