@@ -43,6 +43,7 @@ __all__ = [
     "TrainingConfig",
     "TuneConfig",
     "apply_overrides",
+    "dotted_items",
     "load_config",
 ]
 
@@ -391,6 +392,21 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
             node = child
         node[leaf] = yaml.safe_load(text) if text.strip() else None
     return result
+
+
+def dotted_items(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections flattened to the keys ``--set`` takes; an empty mapping stays a value.
+
+    >>> dotted_items({"training": {"seed": 0, "scheduler": {"name": "none"}}, "loss": {}})
+    {'training.seed': 0, 'training.scheduler.name': 'none', 'loss': {}}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(dotted_items(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

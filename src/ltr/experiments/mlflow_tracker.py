@@ -52,6 +52,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ltr.config import dotted_items
 from ltr.errors import ConfigError
 from ltr.experiments.tracking import Run, RunStopped
 
@@ -251,7 +252,7 @@ class MLflowTracker:
         # keys can hold metric names (promotion.min_metrics.ndcg@10): same mapping as metrics
         flat = {
             key: value
-            for key, value in ((mlflow_metric_name(k), v) for k, v in _flatten(params).items())
+            for key, value in ((mlflow_metric_name(k), v) for k, v in dotted_items(params).items())
             if key not in existing
         }
         entries = [Param(key, _param_text(value)) for key, value in flat.items()]
@@ -340,16 +341,6 @@ def _sqlite_path(uri: str) -> Path | None:
         return None
     path = uri.removeprefix("sqlite:///").split("?", 1)[0]
     return None if path in ("", ":memory:") else Path(path)
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _param_text(value: Any) -> str:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from ltr.config import DataConfig, EvaluationConfig, ExperimentConfig, load_config
+from ltr.config import DataConfig, EvaluationConfig, ExperimentConfig, dotted_items, load_config
 from ltr.data.dataset import QueryDataset, split_by_query
 from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
@@ -370,7 +370,7 @@ def load_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> Exper
 
 def _check_resumable(run_dir: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
     """Refuse to resume with a config that changes more than :data:`RESUMABLE_CHANGES`."""
-    before, after = _flatten(stored), _flatten(wanted)
+    before, after = dotted_items(stored), dotted_items(wanted)
     changed = [
         key
         for key in sorted(set(before) | set(after))
@@ -381,13 +381,3 @@ def _check_resumable(run_dir: Path, stored: Mapping[str, Any], wanted: Mapping[s
             f"cannot resume {run_dir}: the config differs from the run's in {', '.join(changed)}; "
             f"only {', '.join(RESUMABLE_CHANGES)} may change"
         )
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
