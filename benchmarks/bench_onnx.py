@@ -25,7 +25,8 @@ from ltr.config import load_config
 from ltr.data.synthetic import write_synthetic
 from ltr.errors import ExportError
 from ltr.lifecycle.export import export_bundle
-from ltr.lifecycle.validate import LatencyRow, benchmark_latency, latency_line
+from ltr.lifecycle.latency import LatencyRow, benchmark_latency, latency_line
+from ltr.lifecycle.quantize import QuantizationReport
 from ltr.training import run_experiment
 
 
@@ -51,9 +52,23 @@ def table_rows(label: str, rows: list[LatencyRow]) -> list[str]:
         out.append(
             f"| {label} | {row.list_size:,} | {row.threads} | {row.torch_p50_us:,.0f} | "
             f"{row.onnx_p50_us:,.0f} | {row.onnx_p99_us:,.0f} | {row.speedup:.2f}x | {floor} | "
-            f"{ratio} | {row.max_abs_diff:.0e} |"
+            f"{ratio} | {row.max_abs_diff:.1e} |"
         )
     return out
+
+
+def gate_row(n_features: int, q: QuantizationReport, rows: list[LatencyRow]) -> str:
+    at_100 = {row.threads: row for row in rows if row.list_size == 100}
+    speed = ", ".join(
+        f"{t} thr {row.torch_p50_us:,.0f} -> {row.onnx_p50_us:,.0f} us ({row.speedup:.2f}x)"
+        for t, row in sorted(at_100.items())
+    )
+    verdict = "shipped" if q.passed else "refused"
+    return (
+        f"| {n_features} | {q.float32:.4f} | {q.int8:.4f} | {q.move:+.4f} | {verdict} | "
+        f"{q.queries_same_order}/{q.queries} ({q.queries_same_order / q.queries:.0%}) | "
+        f"{q.kendall_tau:.4f} | {q.max_abs_diff:.1e} | {speed or 'n/a'} |"
+    )
 
 
 def main() -> None:
@@ -68,7 +83,12 @@ def main() -> None:
         "| matmul floor p50 (us) | ORT / floor | max abs diff |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    gates = []
+    gates = [
+        "| features | NDCG@10 float32 | NDCG@10 int8 | move (limit 0.002) | gate | queries in "
+        "float32's order | mean Kendall tau | max abs diff | 100 docs: eager -> int8 p50 |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---|",
+    ]
+    refused = []
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         os.environ.setdefault("LTR_CACHE_DIR", str(Path(tmp) / "cache"))
         for n_features in (int(f) for f in args.features.split(",")):
@@ -80,26 +100,20 @@ def main() -> None:
                 try:
                     report = export_bundle(run_dir, out, quantize=quantize)  # type: ignore[arg-type]
                 except ExportError as error:
-                    gates.append(f"- {n_features} features, {precision}: refused: {error}")
+                    refused.append(f"- {n_features} features, {precision}: refused: {error}")
                     continue
-                if report.quantization is not None:
-                    q = report.quantization
-                    gates.append(
-                        f"- {n_features} features, int8: test NDCG@10 {q.float32:.4f} -> "
-                        f"{q.int8:.4f} ({q.move:+.4f}, limit {q.max_move}); "
-                        f"{q.queries_same_order}/{q.queries} queries in the same order as "
-                        f"float32; max |int8 - float32| {q.max_abs_diff:.1e}"
-                    )
                 latency = benchmark_latency(out, threads=threads, seconds=args.seconds)
                 label = f"MLP {n_features}f {precision}"
                 lines += table_rows(label, latency.rows)
+                if report.quantization is not None:
+                    gates.append(gate_row(n_features, report.quantization, latency.rows))
                 for row in latency.rows:
                     print(f"{label}: {latency_line(row)}", file=sys.stderr)
     print(f"`python benchmarks/bench_onnx.py --features {args.features} --threads "
           f"{args.threads} --seconds {args.seconds}`\n")  # fmt: skip
     print("\n".join(lines))
-    print("\nint8 gate (ltr export --quantize int8):\n")
-    print("\n".join(gates))
+    print("\nint8 gate (ltr export --quantize int8; test file of the synthetic run):\n")
+    print("\n".join(gates + refused))
 
 
 if __name__ == "__main__":

@@ -1,38 +1,40 @@
 """Ranking quality on LETOR 4.0 MQ2008: every ltr loss (MLP scorer) against LightGBM lambdarank.
 
-Protocol (5 folds; the test file of a fold is never used to choose anything)::
+Protocol (5 folds; the test file of a fold is never used to choose anything; it is declared and
+printed before any run starts)::
 
-    .venv/bin/python benchmarks/bench_quality.py --data-dir ../shared/data [--folds 1,2,3,4,5]
-        [--seeds 2] [--jobs 2] [--transformer] [--quick] [--out-dir DIR]
+    .venv/bin/python benchmarks/bench_quality.py --data-dir ../shared/data [--jobs 2]
+        [--points 10] [--lgb-points 16] [--top 2] [--seeds 3] [--transformer] [--out-dir DIR]
 
-1. Tuning. Each loss trains every point of a small grid (:data:`GRID`: learning rate, width,
-   dropout, batch size) on every fold with seed 0, through ``ltr.training.run_experiment``
-   (early stopping on the fold's vali NDCG@10, default convention, patience 10, at most 100
-   epochs). A loss keeps the grid point with the highest *validation* NDCG@10 (of the best
-   epoch), averaged over folds. LightGBM ``lambdarank`` gets a grid of the same size
-   (:data:`LGB_GRID`: num_leaves x min_data_in_leaf, learning rate 0.05, early stopping on its
-   own vali NDCG@10 with 100 rounds of patience, which orders models exactly as ltr's default
-   convention does) and the same selection rule, with ltr's vali NDCG@10 of its predictions at
-   the best iteration. With ``--transformer`` the context-aware scorer is trained with the loss
-   that won on vali (one grid point, :data:`TRANSFORMER_GRID`).
-   The grids are small on purpose: 2 cores, about half an hour for the whole script.
-2. Final numbers. Each winner trains ``--seeds`` seeds per fold (the seed-0 tuning run is
-   reused). Test metrics of a fold are averaged over seeds; tables show mean ± std (ddof=1) of
-   those per-fold values over folds. LightGBM gets the same seeds (its ``seed`` drives
-   feature_fraction sampling).
-3. Evaluation. Every model's test scores (MLP: ``Predictor.load(run).score(test)``; LightGBM:
-   ``Booster.predict``) go through ``ltr.evaluation.evaluate_scores``: the default convention
-   (gain exp2, no_relevant=zero), ``no_relevant=one`` (LightGBM's own) and the ``letor`` preset
-   (Eval-Score-4.0.pl). Score ties keep file order, as in LightGBM and the LETOR script; GBDT
-   predictions have many ties, so the JSON records how many test documents share a score.
+1. Stage 1, coarse random search (seed 0, all folds). Every loss trains ``--points`` points:
+   P0 is the shipped default (:data:`BASE_CONFIG`), P1.. are drawn from :data:`SPACE` with a
+   fixed generator (:data:`SEARCH_SEED`); the shared knobs of point Pi are the same for every
+   loss (common random numbers; Latin-hypercube design), the loss's own parameters (:data:`LOSS_SPACE`) are drawn from a
+   generator seeded by the loss name. Training goes through ``ltr.training.run_experiment``:
+   early stopping on the fold's vali NDCG@10 (default convention), at most :data:`MAX_EPOCHS`
+   epochs, patience :func:`patience_for` (longer for small learning rates). The score of a point
+   is its validation NDCG@10 (best epoch) averaged over folds. LightGBM ``lambdarank`` gets the
+   same treatment over its standard knobs (:data:`LGB_SPACE`, ``--lgb-points`` points, L0 = the
+   previous round's choice), early stopping on its own vali NDCG@10 (which orders models as
+   ltr's default convention does), scored with ltr's vali NDCG@10 at the best iteration.
+2. Stage 2, re-evaluation: the ``--top`` points of each model by stage-1 score train seeds
+   1..``--seeds``-1 as well; each model keeps the point with the highest validation NDCG@10
+   averaged over folds and seeds. With ``--transformer`` the context-aware scorer is trained
+   with the loss that won stage 2 on vali (:data:`TRANSFORMER_GRID`), same two stages.
+3. Final numbers: the kept point's ``--seeds`` runs per fold; test metrics of a fold are
+   averaged over seeds; tables show mean ± std (ddof=1) of those per-fold values over folds,
+   and paired per-fold differences (mean ± std over folds) against LightGBM and against the
+   best single feature. Evaluation goes through ``ltr.evaluation.evaluate_scores``: the default
+   convention (gain exp2, no_relevant=zero), ``no_relevant=one`` (LightGBM's own) and the
+   ``letor`` preset (Eval-Score-4.0.pl). Score ties keep file order.
 4. Baseline: the best single feature (and direction) by NDCG@10 on each fold's *train* file.
-5. The overall "best ltr configuration" is the loss with the highest mean *validation* NDCG@10;
-   its test numbers are what the verdict compares with LightGBM.
+5. "The best ltr configuration" is the model (loss, or transformer) with the highest stage-2
+   validation NDCG@10; its test numbers are what the verdict compares with LightGBM.
 
-Writes ``benchmarks/results/quality_mq2008.json`` (every run, the grid, the selections) and the
-winners as ``configs/experiments/mq2008_<loss>.yaml``; ``--quick`` (one fold, two grid points,
-few epochs) writes neither. With ``--out-dir`` a rerun reuses the finished runs it finds there
-(same job name = same loss, grid point, fold and seed).
+Writes ``benchmarks/results/quality_mq2008.json`` (every run, the search space, the points, the
+selections) and the winners as ``configs/experiments/mq2008_<loss>.yaml``; ``--quick`` (one fold,
+two points, few epochs) writes neither. With ``--out-dir`` a rerun reuses the finished runs it
+finds there (same job name = same model, point, fold and seed).
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -73,14 +76,20 @@ LOSSES = [
 ]
 DEFAULT_METRICS = ["ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr"]
 COLUMNS = [*DEFAULT_METRICS, "ndcg@10[one]", "ndcg@10[letor]"]
+CONVENTIONS = [
+    ("ndcg@10", "default (exp2, no_relevant=zero)"),
+    ("ndcg@10[one]", "no_relevant=one (LightGBM)"),
+    ("ndcg@10[letor]", "letor preset"),
+]
 
-# The base every grid point overrides: the shipped defaults, early stopping on vali NDCG@10.
+# The base every point overrides: the shipped defaults, early stopping on vali NDCG@10.
+MAX_EPOCHS = 60
 BASE_CONFIG: dict[str, Any] = {
     "data": {"normalization": "standard"},
     "model": {"name": "mlp", "hidden_dims": [256, 128], "dropout": 0.1, "activation": "relu"},
     "training": {
         "batch_size": 32,
-        "num_epochs": 100,
+        "num_epochs": MAX_EPOCHS,
         "optimizer": "adamw",
         "learning_rate": 1e-3,
         "weight_decay": 0.0,
@@ -91,43 +100,139 @@ BASE_CONFIG: dict[str, Any] = {
     },
     "evaluation": {"metrics": ["ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr"]},
 }
-# One grid for every loss (loss parameters stay at their defaults): id -> overrides of BASE.
-GRID: dict[str, list[str]] = {
-    "A": [],  # the shipped default: lr 1e-3, [256, 128], dropout 0.1, batch 32
-    "B": ["training.learning_rate=3e-4"],
-    "C": ["training.learning_rate=1e-4"],
-    "D": ["training.learning_rate=3e-4", "model.dropout=0.3"],
-    "E": ["training.learning_rate=3e-4", "model.hidden_dims=[64]"],
-    "F": ["training.learning_rate=3e-4", "training.batch_size=8"],
-    "G": ["training.learning_rate=3e-3"],
+SEARCH_SEED = 20240607
+# Shared MLP knobs: dotted config key -> choices (drawn uniformly, independently). None = omit.
+SPACE: dict[str, list[Any]] = {
+    "training.learning_rate": [1e-4, 3e-4, 1e-3, 3e-3],
+    "model.hidden_dims": [[64], [128, 64], [256, 128]],
+    "model.dropout": [0.0, 0.1, 0.3, 0.5],
+    "training.weight_decay": [0.0, 1e-4, 1e-3, 1e-2],
+    "training.batch_size": [8, 16, 32, 64],
+    "data.normalization": ["standard", "none", "query_zscore"],
+    "data.max_list_length": [None, 40],  # with data.list_sampling=sample (the default)
+    "training.scheduler.name": ["none", "plateau"],  # plateau: x0.5 after 3 flat epochs
+}
+# Each loss's own parameters (defaults in brackets in the report); None = the loss's default.
+LOSS_SPACE: dict[str, dict[str, list[Any]]] = {
+    "mse": {},
+    "ranknet": {"loss.params.sigma": [0.5, 1.0, 2.0]},
+    "lambdarank": {"loss.params.sigma": [0.5, 1.0, 2.0], "loss.params.k": [None, 10]},
+    "ndcgloss2pp": {"loss.params.sigma": [0.5, 1.0, 2.0], "loss.params.mu": [2.0, 5.0, 10.0, 20.0]},
+    "listnet": {},
+    "listmle": {},
+    "approx_ndcg": {"loss.params.alpha": [1.0, 3.0, 10.0, 30.0]},
+    "neural_ndcg": {"loss.params.tau": [0.3, 1.0, 3.0], "loss.params.k": [None, 10]},
 }
 TRANSFORMER_BASE: list[str] = [
     "model={name: transformer, d_model: 64, n_heads: 4, n_layers: 2, dim_feedforward: 128, "
     "dropout: 0.1, activation: gelu}",
 ]
-TRANSFORMER_GRID: dict[str, list[str]] = {"T1": ["training.learning_rate=5e-4"]}
+TRANSFORMER_GRID: dict[str, dict[str, Any]] = {
+    "T1": {"training.learning_rate": 5e-4},
+    "T2": {"training.learning_rate": 3e-4, "model.dropout": 0.3, "training.weight_decay": 1e-3},
+}
 LGB_FIXED: dict[str, Any] = {
     "objective": "lambdarank",
     "metric": "ndcg",
     "ndcg_eval_at": [10],
-    "learning_rate": 0.05,
-    "feature_fraction": 0.8,
     "min_sum_hessian_in_leaf": 1e-3,
     "num_threads": 1,
     "deterministic": True,
     "force_row_wise": True,
     "verbosity": -1,
 }
-LGB_GRID: dict[str, dict[str, Any]] = {
-    "L1": {"num_leaves": 7, "min_data_in_leaf": 20},
-    "L2": {"num_leaves": 15, "min_data_in_leaf": 20},
-    "L3": {"num_leaves": 31, "min_data_in_leaf": 20},
-    "L4": {"num_leaves": 15, "min_data_in_leaf": 50},
-    "L5": {"num_leaves": 7, "min_data_in_leaf": 50},
-    "L6": {"num_leaves": 31, "min_data_in_leaf": 50},
-    "L7": {"num_leaves": 63, "min_data_in_leaf": 20},
+LGB_SPACE: dict[str, list[Any]] = {
+    "num_leaves": [7, 15, 31, 63],
+    "min_data_in_leaf": [5, 10, 20, 50, 100],
+    "learning_rate": [0.02, 0.05, 0.1],
+    "feature_fraction": [0.5, 0.7, 0.9, 1.0],
+    "bagging_fraction": [0.7, 0.9, 1.0],  # bagging_freq 1 when < 1
+    "lambda_l2": [0.0, 1.0, 10.0],
+}
+LGB_ANCHOR = {  # the previous round's choice
+    "num_leaves": 7,
+    "min_data_in_leaf": 20,
+    "learning_rate": 0.05,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 1.0,
+    "lambda_l2": 0.0,
 }
 LGB_ROUNDS, LGB_PATIENCE = 2000, 100
+
+
+def patience_for(lr: float) -> int:
+    """Early-stopping patience (epochs): 10 at lr >= 1e-3, 20 below (slower progress)."""
+    return 10 if lr >= 1e-3 else 20
+
+
+def _design(rng: np.random.Generator, space: dict[str, list[Any]], n: int) -> list[dict]:
+    """``n`` random points, Latin-hypercube style: per knob, every choice appears equally often
+    (up to one), in an independent random order; so a 4-choice knob gets every value at least
+    twice in 9 points, which plain independent draws do not guarantee."""
+    columns = {}
+    for key, choices in space.items():
+        reps = -(-n // len(choices))
+        pool = [choices[i % len(choices)] for i in rng.permutation(len(choices) * reps)]
+        columns[key] = pool[:n]
+    return [{k: columns[k][i] for k in space} for i in range(n)]
+
+
+def mlp_points(loss: str, n: int) -> dict[str, dict[str, Any]]:
+    """P0 = the shipped default; P1.. random. Shared knobs identical across losses."""
+    shared = _design(np.random.default_rng(SEARCH_SEED), SPACE, n - 1)
+    own_rng = np.random.default_rng([SEARCH_SEED, zlib.crc32(loss.encode())])
+    own = _design(own_rng, LOSS_SPACE[loss], n - 1)
+    points: dict[str, dict[str, Any]] = {"P0": {}}
+    for i in range(1, n):
+        points[f"P{i}"] = {**shared[i - 1], **own[i - 1]}
+    return points
+
+
+def lgb_points(n: int) -> dict[str, dict[str, Any]]:
+    points = {"L0": dict(LGB_ANCHOR)}
+    for i, d in enumerate(_design(np.random.default_rng([SEARCH_SEED, 7]), LGB_SPACE, n - 1)):
+        points[f"L{i + 1}"] = d
+    return points
+
+
+def lgb_params(point: dict[str, Any]) -> dict[str, Any]:
+    params = dict(point)
+    if params.get("bagging_fraction", 1.0) < 1.0:
+        params["bagging_freq"] = 1
+    return params
+
+
+def to_overrides(point: dict[str, Any]) -> list[str]:
+    """``--set`` overrides of a point (None = keep the default); patience follows the lr."""
+    out = []
+    for key, value in point.items():
+        if value is not None:
+            out.append(f"{key}={json.dumps(value)}")
+    lr = point.get("training.learning_rate", BASE_CONFIG["training"]["learning_rate"])
+    out.append(f"training.early_stopping_patience={patience_for(lr)}")
+    return out
+
+
+def describe(point: dict[str, Any]) -> str:
+    if not point:
+        return "shipped default (lr 1e-3, [256, 128], dropout 0.1, wd 0, batch 32, standard)"
+    short = {
+        "training.learning_rate": "lr",
+        "model.hidden_dims": "dims",
+        "model.dropout": "drop",
+        "training.weight_decay": "wd",
+        "training.batch_size": "batch",
+        "data.normalization": "norm",
+        "data.max_list_length": "maxlist",
+        "training.scheduler.name": "sched",
+    }
+    parts = []
+    for k, v in point.items():
+        if v is None and not k.startswith("data.max"):
+            continue
+        name = short.get(k, k.replace("loss.params.", ""))
+        parts.append(f"{name}={json.dumps(v) if isinstance(v, list) else v}")
+    return ", ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,6 +306,7 @@ def train_mlp_job(job: dict[str, Any]) -> dict[str, Any]:
         f"training.seed={job['seed']}",
         f"tracking.output_dir={job['out_dir']}",
         "tracking.tensorboard=false",
+        "tracking.mlflow=false",  # no MLflow store in the working directory, and faster
         "training.num_threads=1",
         f"experiment.name={job['name']}",
     ]
@@ -238,7 +344,7 @@ def train_lightgbm_job(job: dict[str, Any]) -> dict[str, Any]:
     train = _data(files["train"])
     vali = _data(files["vali"], train.n_features)
     test = _data(files["test"], train.n_features)
-    params = {**LGB_FIXED, **LGB_GRID[job["point"]], "seed": job["seed"]}
+    params = {**LGB_FIXED, **job["params"], "seed": job["seed"]}
     dtrain = lgb.Dataset(train.features, train.labels, group=train.list_lengths)
     dvali = lgb.Dataset(vali.features, vali.labels, group=vali.list_lengths, reference=dtrain)
     booster = lgb.train(
@@ -262,66 +368,6 @@ def train_lightgbm_job(job: dict[str, Any]) -> dict[str, Any]:
         "test_docs": test.n_docs,
         "seconds": time.perf_counter() - started,
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Orchestration
-# --------------------------------------------------------------------------------------------
-
-
-def run_jobs(
-    pool: ProcessPoolExecutor, fn: Callable[[dict[str, Any]], dict[str, Any]], jobs: list[dict]
-) -> list[dict[str, Any]]:
-    results = list(pool.map(fn, jobs))
-    return results
-
-
-def mlp_jobs(
-    args: argparse.Namespace, loss: str, point: str, overrides: list[str], seeds: Sequence[int]
-) -> list[dict[str, Any]]:
-    kind = "transformer" if point.startswith("T") else "mlp"
-    return [
-        {
-            "kind": kind,
-            "loss": loss,
-            "point": point,
-            "fold": fold,
-            "seed": seed,
-            "overrides": [f"loss.name={loss}", *overrides, *args.extra_overrides],
-            "data_dir": str(args.data_dir),
-            "out_dir": str(args.out_dir),
-            "name": f"{kind}_{loss}_{point}_f{fold}_s{seed}",
-        }
-        for fold in args.folds
-        for seed in seeds
-    ]
-
-
-def lgb_jobs(args: argparse.Namespace, point: str, seeds: Sequence[int]) -> list[dict[str, Any]]:
-    return [
-        {
-            "kind": "lightgbm",
-            "loss": "lightgbm",
-            "point": point,
-            "fold": fold,
-            "seed": seed,
-            "data_dir": str(args.data_dir),
-            "rounds": args.lgb_rounds,
-            "patience": LGB_PATIENCE,
-        }
-        for fold in args.folds
-        for seed in seeds
-    ]
-
-
-def select(records: list[dict[str, Any]]) -> tuple[str, dict[str, float]]:
-    """The grid point with the highest mean validation NDCG@10 over folds (seed 0 runs)."""
-    by_point: dict[str, list[float]] = {}
-    for r in records:
-        if r["seed"] == 0:
-            by_point.setdefault(r["point"], []).append(r["valid_ndcg@10"])
-    means = {p: float(np.mean(v)) for p, v in by_point.items()}
-    return max(means, key=lambda p: (means[p], -ord(p[-1]))), means
 
 
 def summarize(records: list[dict[str, Any]], folds: Sequence[int]) -> dict[str, Any]:
@@ -361,30 +407,6 @@ def single_feature(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def write_config(loss: str, point: str, overrides: list[str], note: str, path: Path) -> None:
-    from ltr.config import load_config
-
-    config = load_config(
-        base=BASE_CONFIG,
-        overrides=[
-            f"loss.name={loss}",
-            *overrides,
-            "data.root=../shared/data/mq2008/Fold1",
-            f"experiment.name=mq2008_{loss}",
-            f"experiment.description=MLP + {loss} tuned on MQ2008 vali (grid point {point})",
-        ],
-    )
-    raw = config.resolved()
-    raw["tracking"] = {"output_dir": "experiments", "tensorboard": True}
-    header = (
-        f"# MQ2008, {loss}: grid point {point} of benchmarks/bench_quality.py, chosen by mean "
-        f"validation NDCG@10\n# over the 5 folds (never by test). {note}\n"
-        "# Reproduce one fold: ltr train --config "
-        f"configs/experiments/mq2008_{loss}.yaml --set data.root=../shared/data/mq2008/Fold1\n"
-    )
-    path.write_text(header + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-
-
 def fmt(summary: dict[str, Any], key: str) -> str:
     return f"{summary['mean'][key]:.4f} ± {summary['std'][key]:.4f}"
 
@@ -402,15 +424,167 @@ def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def grid_table(selections: dict[str, dict[str, Any]], points: Sequence[str]) -> str:
-    lines = ["| model | " + " | ".join(points) + " | chosen |", "|" + "---|" * (len(points) + 2)]
-    for name, sel in selections.items():
-        cells = []
-        for p in points:
-            value = sel["vali_means"].get(p)
-            text = "" if value is None else f"{value:.4f}"
-            cells.append(f"**{text}**" if p == sel["point"] else text)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {sel['point']} |")
+# --------------------------------------------------------------------------------------------
+# Orchestration
+# --------------------------------------------------------------------------------------------
+
+
+def run_jobs(pool: ProcessPoolExecutor, jobs: list[dict[str, Any]], label: str) -> list[dict]:
+    """Run ``jobs`` (longest expected first), printing progress; results in job order."""
+    if not jobs:
+        return []
+    t0 = time.perf_counter()
+    futures = {pool.submit(_dispatch, j): i for i, j in enumerate(jobs)}
+    results: list[Any] = [None] * len(jobs)
+    for n, fut in enumerate(as_completed(futures), 1):
+        results[futures[fut]] = fut.result()
+        if n % 40 == 0 or n == len(jobs):
+            print(f"  {label}: {n}/{len(jobs)} runs, {time.perf_counter() - t0:.0f} s", flush=True)
+    return results
+
+
+def _cost(job: dict[str, Any]) -> float:
+    """A rough relative cost, to start the longest jobs first."""
+    if job["kind"] == "lightgbm":
+        return 0.5
+    lr = job["point_def"].get("training.learning_rate", 1e-3)
+    batch = job["point_def"].get("training.batch_size", 32)
+    heavy = 3.0 if job["kind"] == "transformer" or job["loss"] == "neural_ndcg" else 1.0
+    return heavy * (1e-3 / lr) ** 0.7 * (32 / batch) ** 0.5
+
+
+def mlp_jobs(
+    args: argparse.Namespace,
+    loss: str,
+    point: str,
+    point_def: dict[str, Any],
+    seeds: Sequence[int],
+    kind: str = "mlp",
+) -> list[dict[str, Any]]:
+    base = TRANSFORMER_BASE if kind == "transformer" else []
+    return [
+        {
+            "kind": kind,
+            "loss": loss,
+            "point": point,
+            "point_def": point_def,
+            "fold": fold,
+            "seed": seed,
+            "overrides": [f"loss.name={loss}", *base, *to_overrides(point_def), *args.extra],
+            "data_dir": str(args.data_dir),
+            "out_dir": str(args.out_dir),
+            "name": f"{kind}_{loss}_{point}_f{fold}_s{seed}",
+        }
+        for fold in args.folds
+        for seed in seeds
+    ]
+
+
+def lgb_jobs(
+    args: argparse.Namespace, point: str, point_def: dict[str, Any], seeds: Sequence[int]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": "lightgbm",
+            "loss": "lightgbm",
+            "point": point,
+            "point_def": point_def,
+            "params": lgb_params(point_def),
+            "fold": fold,
+            "seed": seed,
+            "data_dir": str(args.data_dir),
+            "rounds": args.lgb_rounds,
+            "patience": LGB_PATIENCE,
+        }
+        for fold in args.folds
+        for seed in seeds
+    ]
+
+
+def vali_means(records: list[dict[str, Any]], seeds: Sequence[int]) -> dict[str, float]:
+    """Point -> validation NDCG@10 averaged over folds (and over ``seeds``), complete points only."""
+    by_point: dict[str, dict[int, list[float]]] = {}
+    for r in records:
+        if r["seed"] in seeds:
+            by_point.setdefault(r["point"], {}).setdefault(r["seed"], []).append(r["valid_ndcg@10"])
+    return {
+        p: float(np.mean([np.mean(v) for v in per_seed.values()]))
+        for p, per_seed in by_point.items()
+        if set(per_seed) == set(seeds)
+    }
+
+
+def ranked(means: dict[str, float]) -> list[str]:
+    """Points by decreasing score; ties broken by point number (earlier first)."""
+    return sorted(means, key=lambda p: (-means[p], int(p[1:])))
+
+
+def write_config(name: str, sel: dict[str, Any], note: str, path: Path) -> None:
+    from ltr.config import load_config
+
+    loss = sel["loss"]
+    base = TRANSFORMER_BASE if sel["kind"] == "transformer" else []
+    config = load_config(
+        base=BASE_CONFIG,
+        overrides=[
+            f"loss.name={loss}",
+            *base,
+            *to_overrides(sel["point_def"]),
+            "data.root=../shared/data/mq2008/Fold1",
+            f"experiment.name=mq2008_{name}",
+            f"experiment.description={sel['kind']} + {loss} tuned on MQ2008 vali "
+            f"(point {sel['point']})",
+        ],
+    )
+    raw = config.resolved()
+    raw["tracking"] = {"output_dir": "experiments", "tensorboard": True}
+    header = (
+        f"# MQ2008, {name}: point {sel['point']} ({describe(sel['point_def'])}) of\n"
+        "# benchmarks/bench_quality.py, chosen by validation NDCG@10 averaged over the 5 folds\n"
+        f"# and {len(sel['seeds'])} seeds (never by test). {note}\n"
+        "# Reproduce one fold: ltr train --config "
+        f"configs/experiments/mq2008_{name}.yaml --set data.root=../shared/data/mq2008/Fold1\n"
+    )
+    path.write_text(header + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+
+
+def paired(a: dict[str, Any], b: dict[str, Any], key: str) -> tuple[float, float, float]:
+    """Mean and std (ddof=1) over folds of a - b, and the paired t statistic."""
+    diff = np.subtract(a["per_fold"][key], b["per_fold"][key])
+    spread = float(np.std(diff, ddof=1)) if diff.size > 1 else 0.0
+    t = float(diff.mean() / (spread / np.sqrt(diff.size))) if spread > 0 else float("nan")
+    return float(diff.mean()), spread, t
+
+
+def protocol_text(args: argparse.Namespace, losses: list[str]) -> str:
+    lines = [
+        "## Protocol (declared before any run; test numbers never select anything)",
+        "",
+        f"- Folds {args.folds}; selection metric: validation NDCG@10 (default convention, best "
+        "epoch / best iteration), averaged over folds.",
+        f"- Stage 1: {args.points} points per loss, seed 0. P0 = shipped default; P1..P"
+        f"{args.points - 1} random from the space below, Latin-hypercube style (each choice of "
+        f"a knob equally often; generator seed {SEARCH_SEED}); the shared knobs of Pi are the "
+        "same for every loss.",
+        f"- Stage 2: the top {args.top} points of every model by stage 1 also train seeds "
+        f"1..{args.seeds - 1}; each model keeps the point with the best validation NDCG@10 "
+        f"averaged over folds and {args.seeds} seeds. Final test numbers = that point's "
+        f"{args.seeds} seeds (mean over seeds per fold, then mean ± std over folds).",
+        f"- LightGBM lambdarank: {args.lgb_points} points (L0 = previous round's choice) from "
+        f"its space, same two stages, seeds drive feature/bagging sampling; {LGB_ROUNDS} rounds, "
+        f"early stopping {LGB_PATIENCE} rounds on its vali NDCG@10.",
+        "- Transformer (if enabled): with the loss that wins stage 2, points "
+        + ", ".join(f"{k}={v}" for k, v in TRANSFORMER_GRID.items())
+        + ", same stages.",
+        "- Best ltr configuration = the model with the best stage-2 validation NDCG@10.",
+        f"- MLP training: at most {MAX_EPOCHS} epochs, early stopping on vali NDCG@10, patience "
+        "10 (lr >= 1e-3) or 20 (lr < 1e-3); AdamW, grad clip 5.",
+        "- MLP space (shared): " + json.dumps(SPACE),
+        "- Loss parameters: "
+        + "; ".join(f"{k}: {json.dumps(v)}" for k, v in LOSS_SPACE.items() if k in losses and v),
+        "- LightGBM space: " + json.dumps(LGB_SPACE) + "; fixed " + json.dumps(LGB_FIXED),
+        "- Baseline: best single feature (and direction) by NDCG@10 on each fold's train file.",
+    ]
     return "\n".join(lines)
 
 
@@ -418,11 +592,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument("--folds", default="1,2,3,4,5")
-    parser.add_argument("--seeds", type=int, default=2, help="seeds per fold for the winners")
+    parser.add_argument("--points", type=int, default=10, help="stage-1 points per loss")
+    parser.add_argument("--lgb-points", type=int, default=16, help="stage-1 LightGBM points")
+    parser.add_argument("--top", type=int, default=2, help="points per model re-run in stage 2")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per fold in stage 2")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (1 thread each)")
     parser.add_argument("--losses", default=",".join(LOSSES))
-    parser.add_argument("--grid", default=",".join(GRID), help="MLP grid points to try")
-    parser.add_argument("--lgb-grid", default=",".join(LGB_GRID), help="LightGBM grid points")
     parser.add_argument("--transformer", action="store_true", help="add the transformer scorer")
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 fold, few epochs")
     parser.add_argument("--out-dir", type=Path, default=None, help="run dirs (default: temp)")
@@ -432,17 +607,12 @@ def main() -> None:
     started = time.perf_counter()
     args.folds = [int(f) for f in args.folds.split(",")]
     losses = args.losses.split(",")
-    grid = {p: GRID[p] for p in args.grid.split(",")}
-    lgb_grid = {p: LGB_GRID[p] for p in args.lgb_grid.split(",")}
-    seeds = list(range(args.seeds))
-    args.extra_overrides, args.lgb_rounds = [], LGB_ROUNDS
+    args.extra, args.lgb_rounds = [], LGB_ROUNDS
     if args.quick:
-        args.folds = args.folds[:1]
-        grid = {p: grid[p] for p in list(grid)[:2]}
-        lgb_grid = {p: lgb_grid[p] for p in list(lgb_grid)[:2]}
-        seeds = [0]
-        args.extra_overrides = ["training.num_epochs=3"]
+        args.folds, args.points, args.lgb_points, args.top, args.seeds = args.folds[:1], 2, 2, 1, 2
+        args.extra = ["training.num_epochs=3"]
         args.lgb_rounds = 30
+    seeds = list(range(args.seeds))
     temp = None
     if args.out_dir is None:
         temp = tempfile.TemporaryDirectory(prefix="bench_quality_")
@@ -450,69 +620,91 @@ def main() -> None:
     args.data_dir = args.data_dir.resolve()
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     print(f"$ {command}\n", flush=True)
+    print(protocol_text(args, losses) + "\n", flush=True)
+
+    points = {loss: mlp_points(loss, args.points) for loss in losses}
+    points["lightgbm"] = lgb_points(args.lgb_points)
     records: list[dict[str, Any]] = []
-    selections: dict[str, dict[str, Any]] = {}
+    sel: dict[str, dict[str, Any]] = {}  # model name -> selection
+    timing: dict[str, float] = {}
+
+    def jobs_for(name: str, point: str, run_seeds: Sequence[int]) -> list[dict[str, Any]]:
+        if name == "lightgbm":
+            return lgb_jobs(args, point, points[name][point], run_seeds)
+        if name.startswith("transformer+"):
+            loss = name.split("+", 1)[1]
+            return mlp_jobs(args, loss, point, points[name][point], run_seeds, "transformer")
+        return mlp_jobs(args, name, point, points[name][point], run_seeds)
+
+    def model_records(name: str) -> list[dict[str, Any]]:
+        if name == "lightgbm":
+            return [r for r in records if r["kind"] == "lightgbm"]
+        if name.startswith("transformer+"):
+            loss = name.split("+", 1)[1]
+            return [r for r in records if r["kind"] == "transformer" and r["loss"] == loss]
+        return [r for r in records if r["kind"] == "mlp" and r["loss"] == name]
+
+    def two_stages(pool: ProcessPoolExecutor, names: list[str], label: str) -> None:
+        t0 = time.perf_counter()
+        stage1 = [j for n in names for p in points[n] for j in jobs_for(n, p, [0])]
+        records.extend(run_jobs(pool, sorted(stage1, key=_cost, reverse=True), f"{label} stage 1"))
+        timing[f"{label} stage 1"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        stage2 = []
+        for n in names:
+            s1 = vali_means(model_records(n), [0])
+            sel[n] = {"stage1": s1, "top": ranked(s1)[: args.top]}
+            stage2 += [j for p in sel[n]["top"] for j in jobs_for(n, p, seeds[1:])]
+        records.extend(run_jobs(pool, sorted(stage2, key=_cost, reverse=True), f"{label} stage 2"))
+        timing[f"{label} stage 2"] = time.perf_counter() - t0
+        for n in names:
+            s2 = vali_means(model_records(n), seeds)
+            s2 = {p: v for p, v in s2.items() if p in sel[n]["top"]}
+            point = ranked(s2)[0]
+            kind = (
+                "lightgbm"
+                if n == "lightgbm"
+                else ("transformer" if n.startswith("transformer+") else "mlp")
+            )
+            sel[n].update(
+                stage2=s2,
+                point=point,
+                point_def=points[n][point],
+                kind=kind,
+                loss=n.split("+", 1)[1] if kind == "transformer" else n,
+                seeds=seeds,
+            )
+
     ctx = get_context("spawn")
     with ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_init_worker) as pool:
-        # 1. tuning: every grid point, every fold, seed 0
-        tune_jobs = [
-            j for loss in losses for p, o in grid.items() for j in mlp_jobs(args, loss, p, o, [0])
-        ]
-        tune_jobs += [j for p in lgb_grid for j in lgb_jobs(args, p, [0])]
-        t0 = time.perf_counter()
-        tuned = list(pool.map(_dispatch, tune_jobs))
-        records += tuned
-        print(f"tuning: {len(tune_jobs)} runs in {time.perf_counter() - t0:.0f} s", flush=True)
-        for name in [*losses, "lightgbm"]:
-            point, means = select([r for r in tuned if r["loss"] == name])
-            selections[name] = {"point": point, "vali_means": means}
-        # 2. the transformer with the loss that won on vali
-        best_loss = max(losses, key=lambda n: selections[n]["vali_means"][selections[n]["point"]])
+        two_stages(pool, [*losses, "lightgbm"], "MLP + LightGBM")
+        best_loss = max(losses, key=lambda n: sel[n]["stage2"][sel[n]["point"]])
         if args.transformer:
-            t_jobs = [
-                j
-                for p, o in TRANSFORMER_GRID.items()
-                for j in mlp_jobs(args, best_loss, p, [*TRANSFORMER_BASE, *o], [0])
-            ]
-            t_records = list(pool.map(_dispatch, t_jobs))
-            records += t_records
-            point, means = select(t_records)
-            selections[f"transformer+{best_loss}"] = {"point": point, "vali_means": means}
-        # 3. extra seeds for each winner
-        extra = [s for s in seeds if s != 0]
-        final_jobs: list[dict[str, Any]] = []
-        for name, sel in selections.items():
-            if name == "lightgbm":
-                final_jobs += lgb_jobs(args, sel["point"], extra)
-            elif name.startswith("transformer+"):
-                over = [*TRANSFORMER_BASE, *TRANSFORMER_GRID[sel["point"]]]
-                final_jobs += mlp_jobs(args, best_loss, sel["point"], over, extra)
-            else:
-                final_jobs += mlp_jobs(args, name, sel["point"], grid[sel["point"]], extra)
-        t0 = time.perf_counter()
-        records += list(pool.map(_dispatch, final_jobs))
-        print(f"final seeds: {len(final_jobs)} runs in {time.perf_counter() - t0:.0f} s")
+            tname = f"transformer+{best_loss}"
+            points[tname] = {p: dict(d) for p, d in TRANSFORMER_GRID.items()}
+            saved_top = args.top
+            args.top = min(args.top, len(TRANSFORMER_GRID))
+            two_stages(pool, [tname], "transformer")
+            args.top = saved_top
 
     def winner_records(name: str) -> list[dict[str, Any]]:
-        sel = selections[name]
-        kind = "transformer" if name.startswith("transformer+") else None
-        loss = best_loss if kind else name
-        return [r for r in records if r["loss"] == loss and r["point"] == sel["point"]]
+        return [r for r in model_records(name) if r["point"] == sel[name]["point"]]
 
-    summaries = {name: summarize(winner_records(name), args.folds) for name in selections}
+    summaries = {name: summarize(winner_records(name), args.folds) for name in sel}
     baseline = single_feature(args)
     wall = time.perf_counter() - started
 
     # ---- report
-    neural = [n for n in selections if n != "lightgbm"]
-    best_name = max(neural, key=lambda n: summaries[n]["mean"]["valid_ndcg@10"])
-    rows = [(f"MLP + {n}" if "+" not in n else n, summaries[n]) for n in neural]
-    rows.append(("LightGBM lambdarank", summaries["lightgbm"]))
+    neural = [n for n in sel if n != "lightgbm"]
+    best_name = max(neural, key=lambda n: sel[n]["stage2"][sel[n]["point"]])
+    label = {n: (f"MLP + {n}" if n in losses else n) for n in neural}
+    label["lightgbm"] = "LightGBM lambdarank"
+    rows = [(f"{label[n]} ({sel[n]['point']})", summaries[n]) for n in neural]
+    rows.append((f"LightGBM lambdarank ({sel['lightgbm']['point']})", summaries["lightgbm"]))
     rows.append(("best single feature (train)", baseline))
-    n_seeds = len(seeds)
     print(
-        f"\n### MQ2008, {len(args.folds)} folds: test metrics, mean ± std over folds "
-        f"(each fold: mean of {n_seeds} seed(s))\n"
+        f"\n### MQ2008, {len(args.folds)} folds: test metrics of the selected points, mean ± std "
+        f"over folds (each fold: mean of {len(seeds)} seeds)\n"
     )
     print(
         "Default convention: gain exp2, no_relevant=zero, ties in file order. "
@@ -520,64 +712,132 @@ def main() -> None:
         "vali = validation NDCG@10 of the best epoch (the selection criterion).\n"
     )
     print(table(rows))
-    print("\n### Tuning grid: mean validation NDCG@10 over folds, seed 0 (chosen in bold)\n")
+
+    lgb = summaries["lightgbm"]
     print(
-        "MLP base: " + json.dumps(BASE_CONFIG["model"]) + ", " + json.dumps(BASE_CONFIG["training"])
+        "\n### Paired per-fold test differences (model − reference; mean ± std over folds, "
+        "ddof=1; t = paired t statistic, 4 df)\n"
     )
-    for p, o in grid.items():
-        print(f"- {p}: {', '.join(o) or 'base'}")
-    print(grid_table({n: s for n, s in selections.items() if n in losses}, list(grid)))
-    print(f"\nLightGBM fixed: {json.dumps(LGB_FIXED)}")
-    print(f"rounds {args.lgb_rounds}, early-stopping patience {LGB_PATIENCE} rounds")
-    for p, o in lgb_grid.items():
-        print(f"- {p}: {json.dumps(o)}")
-    print(grid_table({"lightgbm": selections["lightgbm"]}, list(lgb_grid)))
+    head = "| model | vs | " + " | ".join(lab.split(" (")[0] for _, lab in CONVENTIONS) + " |"
+    print(head + "\n|" + "---|" * (2 + len(CONVENTIONS)))
+    for n in neural:
+        for ref_name, ref in (("LightGBM", lgb), ("single feature", baseline)):
+            cells = []
+            for key, _ in CONVENTIONS:
+                m, s, t = paired(summaries[n], ref, key)
+                cells.append(f"{m:+.4f} ± {s:.4f} (t={t:+.1f})")
+            print(f"| {label[n]} | {ref_name} | " + " | ".join(cells) + " |")
+    cells = []
+    for key, _ in CONVENTIONS:
+        m, s, t = paired(lgb, baseline, key)
+        cells.append(f"{m:+.4f} ± {s:.4f} (t={t:+.1f})")
+    print("| LightGBM lambdarank | single feature | " + " | ".join(cells) + " |")
+
+    print("\n### Stage 1: validation NDCG@10, mean over folds, seed 0 (top points in bold)\n")
+    print("Shared MLP points (the same for every loss; + each loss's own parameters below):")
+    shared = mlp_points(losses[0], args.points)
+    for p, d in shared.items():
+        print(f"- {p}: " + describe({k: v for k, v in d.items() if k in SPACE}))
+    for loss in losses:
+        own = [
+            f"{p}: {describe({k: v for k, v in d.items() if k not in SPACE})}"
+            for p, d in points[loss].items()
+            if any(k not in SPACE for k in d)
+        ]
+        if own:
+            print(f"- {loss} parameters: " + "; ".join(own))
+    pts = [f"P{i}" for i in range(args.points)]
+    lines = ["| model | " + " | ".join(pts) + " |", "|" + "---|" * (len(pts) + 1)]
+    for n in losses:
+        cells = []
+        for p in pts:
+            v = sel[n]["stage1"].get(p)
+            text = "" if v is None else f"{v:.4f}"
+            cells.append(f"**{text}**" if p in sel[n]["top"] else text)
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+    print("\nLightGBM points:")
+    for p, d in points["lightgbm"].items():
+        print(f"- {p}: {json.dumps(d)}")
+    lpts = list(points["lightgbm"])
+    lines = ["| model | " + " | ".join(lpts) + " |", "|" + "---|" * (len(lpts) + 1)]
+    cells = []
+    for p in lpts:
+        v = sel["lightgbm"]["stage1"].get(p)
+        text = "" if v is None else f"{v:.4f}"
+        cells.append(f"**{text}**" if p in sel["lightgbm"]["top"] else text)
+    lines.append("| lightgbm | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
     if args.transformer:
-        print(f"\nTransformer ({'; '.join(TRANSFORMER_BASE)}) with {best_loss}:")
-        for p, o in TRANSFORMER_GRID.items():
-            print(f"- {p}: {', '.join(o)}")
-        name = f"transformer+{best_loss}"
-        print(grid_table({name: selections[name]}, list(TRANSFORMER_GRID)))
+        tname = f"transformer+{best_loss}"
+        print(f"\nTransformer ({'; '.join(TRANSFORMER_BASE)}) with {best_loss} (won stage 2):")
+        for p, d in points[tname].items():
+            s1 = sel[tname]["stage1"].get(p)
+            print(f"- {p}: {describe(d)}: stage 1 vali {s1:.4f}")
+
+    print(
+        f"\n### Stage 2: top {args.top} per model, validation NDCG@10 mean over folds: "
+        f"seed 0 | mean of {len(seeds)} seeds (kept point in bold)\n"
+    )
+    print("| model | candidates | kept |\n|---|---|---|")
+    for n in sel:
+        cells = []
+        for p in sel[n]["top"]:
+            text = f"{p}: {sel[n]['stage1'][p]:.4f} | {sel[n]['stage2'][p]:.4f}"
+            cells.append(f"**{text}**" if p == sel[n]["point"] else text)
+        print(f"| {label[n]} | " + "; ".join(cells) + f" | {sel[n]['point']} |")
+    print("\nKept points:")
+    for n in sel:
+        d = sel[n]["point_def"]
+        print(
+            f"- {label[n]}: {sel[n]['point']} = {json.dumps(d) if n == 'lightgbm' else describe(d)}"
+        )
+
     print(f"\nBest single feature per fold (chosen on train): {', '.join(baseline['features'])}")
-    ties = [
-        r
-        for r in records
-        if r["kind"] == "lightgbm" and r["point"] == selections["lightgbm"]["point"]
-    ]
+    ties = winner_records("lightgbm")
     tied = sum(r["test_tied_docs"] for r in ties) / len(ties)
     docs = sum(r["test_docs"] for r in ties) / len(ties)
     print(f"LightGBM test predictions: {tied:.0f} of {docs:.0f} documents per fold share a score")
+    epochs = {n: float(np.mean([r["best_epoch"] for r in winner_records(n)])) for n in neural}
+    print(
+        "Mean best epoch of the kept points: "
+        + ", ".join(f"{n} {e:.1f}" for n, e in epochs.items())
+        + f"; LightGBM mean best iteration "
+        f"{np.mean([r['best_iteration'] for r in ties]):.0f}"
+    )
 
     print("\n### Verdicts\n")
-    lgb = summaries["lightgbm"]
     best = summaries[best_name]
     print(
-        f"Best ltr configuration by mean vali NDCG@10: {best_name} "
-        f"(vali {best['mean']['valid_ndcg@10']:.4f} vs LightGBM {lgb['mean']['valid_ndcg@10']:.4f})"
+        f"Best ltr configuration by validation NDCG@10 (stage 2): {label[best_name]} "
+        f"{sel[best_name]['point']} (vali {sel[best_name]['stage2'][sel[best_name]['point']]:.4f}"
+        f" vs LightGBM {sel['lightgbm']['stage2'][sel['lightgbm']['point']]:.4f})"
     )
-    for key, label in [
-        ("ndcg@10", "default (exp2, no_relevant=zero)"),
-        ("ndcg@10[one]", "no_relevant=one (LightGBM)"),
-        ("ndcg@10[letor]", "letor preset"),
-    ]:
+    print("\nTarget 1: the best ltr configuration's test NDCG@10 >= LightGBM's, every convention")
+    for key, text in CONVENTIONS:
         ok = best["mean"][key] >= lgb["mean"][key]
+        m, s, t = paired(best, lgb, key)
+        noise = "within noise" if abs(m) < s else "outside 1 paired std"
         print(
-            f"- {'PASS' if ok else 'FAIL'}: {best_name} test NDCG@10 {best['mean'][key]:.4f} "
-            f"{'>=' if ok else '<'} LightGBM {lgb['mean'][key]:.4f} under {label}"
+            f"- {'PASS' if ok else 'FAIL'}: {best['mean'][key]:.4f} {'>=' if ok else '<'} "
+            f"{lgb['mean'][key]:.4f} under {text}; paired diff {m:+.4f} ± {s:.4f} "
+            f"(t={t:+.1f}, {noise})"
         )
-    for name in neural:
-        bad = [
-            k
-            for k in ("ndcg@10", "ndcg@10[one]", "ndcg@10[letor]")
-            if summaries[name]["mean"][k] <= baseline["mean"][k]
-        ]
+    print("\nTarget 2: every loss beats the best single feature (test NDCG@10, every convention)")
+    for n in neural:
+        bad = [k for k, _ in CONVENTIONS if summaries[n]["mean"][k] <= baseline["mean"][k]]
+        diffs = ", ".join(
+            f"{k} {summaries[n]['mean'][k] - baseline['mean'][k]:+.4f}" for k, _ in CONVENTIONS
+        )
         verdict = "PASS" if not bad else "FAIL (" + ", ".join(bad) + ")"
-        print(
-            f"- {verdict}: {name} test NDCG@10 {summaries[name]['mean']['ndcg@10']:.4f} vs best "
-            f"single feature {baseline['mean']['ndcg@10']:.4f}"
-        )
+        print(f"- {verdict}: {label[n]}: {diffs}")
+    n_runs = len(records)
+    run_seconds = sum(r["seconds"] for r in records)
     print(
-        f"\nWall time: {wall:.0f} s ({len(records)} training runs, {args.jobs} workers x 1 thread)"
+        f"\nWall time: {wall:.0f} s ({n_runs} training runs, {run_seconds:.0f} worker-seconds, "
+        f"{args.jobs} workers x 1 thread; "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timing.items())
+        + ")"
     )
 
     if not args.quick:
@@ -585,14 +845,19 @@ def main() -> None:
         out = {
             "command": command,
             "wall_seconds": wall,
+            "timing_seconds": timing,
             "folds": args.folds,
             "seeds": seeds,
+            "protocol": protocol_text(args, losses),
             "base_config": BASE_CONFIG,
-            "grid": grid,
+            "search_seed": SEARCH_SEED,
+            "space": SPACE,
+            "loss_space": LOSS_SPACE,
+            "points": points,
             "lightgbm_fixed": LGB_FIXED,
-            "lightgbm_grid": lgb_grid,
-            "transformer_grid": TRANSFORMER_GRID if args.transformer else None,
-            "selections": selections,
+            "lightgbm_space": LGB_SPACE,
+            "transformer_base": TRANSFORMER_BASE if args.transformer else None,
+            "selections": sel,
             "best_by_vali": best_name,
             "summaries": summaries,
             "best_single_feature": baseline,
@@ -601,16 +866,15 @@ def main() -> None:
         path = args.results / "quality_mq2008.json"
         path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
         print(f"Raw results: {path.relative_to(_ROOT)}")
-        for name in losses:
-            sel = selections[name]
+        for name in neural:
+            file_name = name.replace("+", "_")
+            s = sel[name]
             note = (
-                f"Mean vali NDCG@10 {sel['vali_means'][sel['point']]:.4f}; "
+                f"Vali NDCG@10 {s['stage2'][s['point']]:.4f}; "
                 f"test {fmt(summaries[name], 'ndcg@10')} over folds."
             )
-            write_config(
-                name, sel["point"], grid[sel["point"]], note, args.configs / f"mq2008_{name}.yaml"
-            )
-        print(f"Configs: {args.configs.relative_to(_ROOT)}/mq2008_<loss>.yaml")
+            write_config(file_name, s, note, args.configs / f"mq2008_{file_name}.yaml")
+        print(f"Configs: {args.configs.relative_to(_ROOT)}/mq2008_<model>.yaml")
     if temp is not None:
         temp.cleanup()
 

@@ -51,6 +51,7 @@ def test_export_then_benchmark_then_refuse_overwrite(
                    "2.0.0", env=env)  # fmt: skip
     assert exported.returncode == 0, exported.stderr
     assert f"wrote {bundle} (version 2.0.0, float32" in exported.stdout
+    assert "\ninputs: features float32 [batch, list_len, 8]\n" in exported.stdout
     assert "parity: max |diff|" in exported.stdout and "rankings identical" in exported.stdout
     assert verify_bundle(bundle).version == "2.0.0"
 

@@ -34,7 +34,7 @@ def export(
 ) -> None:
     """Export a trained model to an ONNX bundle; checks parity with PyTorch or writes nothing."""
     from ltr.lifecycle.export import export_bundle
-    from ltr.lifecycle.validate import latency_line
+    from ltr.lifecycle.latency import latency_line
 
     report = export_bundle(
         model,
@@ -45,7 +45,7 @@ def export(
         test_data=test_data,
     )
     parity = report.parity
-    inputs = ", ".join(
+    inputs = "; ".join(
         f"{spec['name']} {spec['dtype']} [{', '.join(map(str, spec['shape']))}]"
         for spec in report.inputs
     )
@@ -60,11 +60,12 @@ def export(
         q = report.quantization
         lines.append(
             f"int8: test {q.metric} {q.float32:.4f} -> {q.int8:.4f} ({q.move:+.4f}); "
-            f"{q.queries_same_order}/{q.queries} queries in the same order"
+            f"{q.queries_same_order}/{q.queries} queries in the same order, mean Kendall tau "
+            f"{q.kendall_tau:.4f}"
         )
     lines += [latency_line(row) for row in report.latency]
-    for line in lines:
-        stdout.print(line, highlight=False, soft_wrap=True)
+    for line in lines:  # markup=False: rich would take "[batch, list_len, 46]" for a style tag
+        stdout.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -93,7 +94,7 @@ def benchmark_onnx(
     as_json: JsonOpt = False,
 ) -> None:
     """PyTorch eager vs ONNX Runtime latency (p50/p99) per slate size and thread count."""
-    from ltr.lifecycle.validate import benchmark_latency, format_latency_table, latency_line
+    from ltr.lifecycle.latency import benchmark_latency, format_latency_table, latency_line
 
     if seconds <= 0:
         raise ConfigError(f"--seconds: must be > 0; got {seconds}")
@@ -107,7 +108,7 @@ def benchmark_onnx(
     if as_json:
         print_json({"bundle": str(report.bundle), "rows": [row.to_dict() for row in report.rows]})
         return
-    stdout.print(f"{report.bundle} ({report.precision})", highlight=False)
-    stdout.print(format_latency_table(report.rows), highlight=False, soft_wrap=True)
+    stdout.print(f"{report.bundle} ({report.precision})", markup=False, highlight=False)
+    stdout.print(format_latency_table(report.rows), markup=False, highlight=False, soft_wrap=True)
     for row in report.rows:
-        stdout.print(latency_line(row), highlight=False, soft_wrap=True)
+        stdout.print(latency_line(row), markup=False, highlight=False, soft_wrap=True)

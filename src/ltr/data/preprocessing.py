@@ -163,8 +163,22 @@ class Normalizer:
             )
         return self
 
-    def _affine(self) -> tuple[np.ndarray, np.ndarray]:
-        """float64 ``(shift, inv_scale)`` ``[n_features]`` with ``y = (x - shift) * inv_scale``."""
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted global transform as ``y = (x - shift) * inv_scale``, per feature.
+
+        For ``log1p_standard``, ``x`` is the signed log of the raw feature. ONNX export uses this
+        to fold ``inv_scale`` into the scorer's first layer.
+
+        Returns:
+            float64 ``(shift, inv_scale)``, each ``[n_features]``; ``inv_scale`` is 0 for a
+            constant feature.
+
+        Raises:
+            LtrError: not a global kind (``standard``, ``minmax``, ``log1p_standard``), or not
+                fitted.
+        """
+        if self.kind not in _STATISTICS or not self.is_fitted:
+            raise LtrError(f"a fitted global normalizer has an affine form; this is {self!r}")
         if self.kind == "minmax":
             low, high = self.statistics["min"], self.statistics["max"]
             return low, _reciprocal(high - low)
@@ -209,7 +223,7 @@ class Normalizer:
             return _normalize_per_query(x, np.asarray(query_offsets), self.kind)
         if self.kind == "log1p_standard":
             x = _signed_log1p(x)
-        shift, inv_scale = self._affine()
+        shift, inv_scale = self.affine()
         out: np.ndarray = ((x - shift) * inv_scale).astype(np.float32)
         return out
 
@@ -316,7 +330,7 @@ class Normalizer:
         if self.kind in _STATISTICS:
             if not self.is_fitted:
                 raise LtrError(f"a {self.kind!r} normalizer must be fitted before to_module()")
-            shift, inv_scale = self._affine()
+            shift, inv_scale = self.affine()
             return NormalizerModule(self.kind, shift, inv_scale)
         return NormalizerModule(self.kind)
 

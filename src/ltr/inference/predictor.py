@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -20,9 +20,13 @@ from torch import nn
 from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
 from ltr.data.runs import write_scores, write_trec_run
-from ltr.errors import ConfigError, LtrError
-from ltr.models import build_model
-from ltr.training.checkpoint import check_feature_count, checkpoint_file, load_checkpoint
+from ltr.errors import ConfigError
+from ltr.training.checkpoint import (
+    check_feature_count,
+    checkpoint_file,
+    load_checkpoint,
+    restore_scorer,
+)
 from ltr.training.trainer import score_data
 
 __all__ = ["OutputFormat", "Predictor", "predict_file"]
@@ -59,22 +63,13 @@ class Predictor:
         """
         path = checkpoint_file(model_path)
         checkpoint = load_checkpoint(path)
-        config, normalizer = checkpoint["config"], checkpoint["normalizer"]
-        if not isinstance(config, dict) or "model" not in config or normalizer is None:
-            raise LtrError(f"{path}: the checkpoint lacks its config or normalizer")
-        params: dict[str, Any] = dict(config["model"])
-        name = params.pop("name")
-        model = build_model(name, int(checkpoint["n_features"]), **params)
-        try:
-            model.load_state_dict(checkpoint["model"])
-        except RuntimeError as error:
-            raise LtrError(f"{path}: the weights do not fit a {name} scorer: {error}") from None
-        model.to(device).eval()
+        model, normalizer = restore_scorer(path, checkpoint)
+        model.to(device)
         return cls(
             model=model,
-            normalizer=Normalizer.from_dict(normalizer, source=str(path)),
+            normalizer=normalizer,
             n_features=int(checkpoint["n_features"]),
-            batch_size=int(config.get("training", {}).get("batch_size", 64)),
+            batch_size=int(checkpoint["config"].get("training", {}).get("batch_size", 64)),
             source=path,
         )
 

@@ -14,10 +14,9 @@
    ``metadata.json`` and ``model_card.md``. A version is never overwritten; the default version
    is the latest validated one of that name with minor + 1 (``1.0.0`` first).
 4. **Register** the version in the MLflow Model Registry under the same name and point the alias
-   ``validated`` at it (MLflow deprecated stages for aliases), tagged ``ltr.model_id`` and
-   ``ltr.version``. The source is the run's logged checkpoint when the run was tracked
-   (``mlflow.json``), else the validated folder. Without MLflow installed the step is skipped
-   and ``metadata.json`` says so.
+   ``validated`` at it (:mod:`ltr.lifecycle.mlflow_registry`). Without MLflow installed the
+   step is skipped and ``metadata.json`` says so. ``model_card.md`` comes from
+   :mod:`ltr.lifecycle.model_card`.
 
 ``metadata.json`` layout::
 
@@ -42,11 +41,9 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -61,20 +58,20 @@ from ltr.config import ExperimentConfig, PromotionConfig
 from ltr.errors import DataNotFoundError, LtrError, PromotionRefused
 from ltr.lifecycle.bundle import file_sha256, fsync_dir, move_dir, parse_version
 from ltr.lifecycle.gates import Baseline, GateResult, evaluate_gate, read_per_query
+from ltr.lifecycle.mlflow_registry import registered, tracking_uri_of
+from ltr.lifecycle.model_card import render_model_card
+from ltr.lifecycle.provenance import code_revision, describe_file, is_synthetic
 
 __all__ = [
     "CONVENTION_PRESETS",
     "STATUS_VALIDATED",
-    "VALIDATED_ALIAS",
     "ValidatedModel",
     "latest_validated",
     "list_validated",
     "next_version",
     "promote_to_validated",
-    "render_model_card",
 ]
 
-VALIDATED_ALIAS = "validated"
 STATUS_VALIDATED = "ready_for_production"
 CONVENTION_PRESETS = ("letor", "lightgbm", "trec_eval")
 METADATA_FILE = "metadata.json"
@@ -231,7 +228,7 @@ def promote_to_validated(
         "conventions": _conventions(report),
         "validated_at": (now or datetime.now(timezone.utc)).isoformat(timespec="milliseconds"),
         "status": STATUS_VALIDATED,
-        **_code_revision(),
+        **code_revision(),
         "data": data,
         "training": _training_summary(config, report),
         "gate": gate.to_dict(),
@@ -239,8 +236,8 @@ def promote_to_validated(
     root.mkdir(parents=True, exist_ok=True)
     with _staging(root, model_id) as staging:
         metadata["files"] = _copy_run_files(run_dir, staging)
-        uri = tracking_uri or _tracking_uri(metadata["mlflow"], config.tracking.mlflow_uri)
-        with _registered(uri, metadata, source_dir=target, enabled=register) as registry:
+        uri = tracking_uri or tracking_uri_of(metadata["mlflow"], config.tracking.mlflow_uri)
+        with registered(uri, metadata, source_dir=target, enabled=register) as registry:
             metadata["registry"] = registry
             atomic_write_json(staging / METADATA_FILE, metadata)
             atomic_write_text(staging / MODEL_CARD_FILE, render_model_card(metadata))
@@ -332,60 +329,14 @@ def _rescore(
     for preset in CONVENTION_PRESETS:
         metrics[preset] = evaluate_scores(test, scores, names, preset=preset).means
     data: dict[str, Any] = {
-        split: None if path is None else _describe_file(path, predictor.n_features)
+        split: None if path is None else describe_file(path, predictor.n_features)
         for split, path in (("train", paths.train), ("valid", paths.valid), ("test", paths.test))
     }
     data["test"]["queries_without_relevant"] = int(
         np.count_nonzero(np.maximum.reduceat(test.labels, test.query_offsets[:-1]) < 1)
     )
-    data["synthetic"] = _is_synthetic(paths.train)
+    data["synthetic"] = is_synthetic(paths.train)
     return metrics, data
-
-
-def _describe_file(path: Path, n_features: int) -> dict[str, Any]:
-    from ltr.data.letor import load_letor
-
-    data = load_letor(path, n_features=n_features)  # cached after the first read
-    return {
-        "path": str(path.resolve()),
-        "sha256": file_sha256(path),
-        "queries": data.n_queries,
-        "documents": data.n_docs,
-    }
-
-
-def _is_synthetic(train_path: Path) -> bool:
-    """True when the data folder was written by :func:`ltr.data.synthetic.write_synthetic`."""
-    info = train_path.parent / "info.json"
-    try:
-        generator = json.loads(info.read_text(encoding="utf-8")).get("generator")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return bool(generator == "ltr.data.synthetic")
-
-
-def _code_revision() -> dict[str, Any]:
-    """``git rev-parse HEAD`` of the ltr source tree and whether it has local changes."""
-    source = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(source), *args],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=True,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip()
-
-    revision = git("rev-parse", "HEAD")
-    if revision is None:
-        return {"code_revision": None, "code_dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"code_revision": revision, "code_dirty": None if status is None else bool(status)}
 
 
 def _training_summary(config: ExperimentConfig, report: Mapping[str, Any]) -> dict[str, Any]:
@@ -444,249 +395,3 @@ def _mlflow_run(run_dir: Path) -> dict[str, Any]:
         return {"mlflow_run_id": None, "mlflow": None}
     tracked = json.loads(path.read_text(encoding="utf-8"))
     return {"mlflow_run_id": tracked.get("run_id"), "mlflow": tracked}
-
-
-# ---------------------------------------------------------------------------------------------
-# MLflow Model Registry.
-
-
-def _tracking_uri(mlflow_run: Mapping[str, Any] | None, configured: str | None) -> str:
-    """The run's store (``mlflow.json``), else ``tracking.mlflow_uri``, the environment, default."""
-    from ltr.experiments.mlflow_tracker import resolve_tracking_uri
-
-    if mlflow_run and mlflow_run.get("tracking_uri"):
-        return str(mlflow_run["tracking_uri"])
-    return resolve_tracking_uri(configured)  # a relative SQLite path becomes absolute
-
-
-@contextlib.contextmanager
-def _registered(
-    uri: str, metadata: Mapping[str, Any], *, source_dir: Path, enabled: bool
-) -> Iterator[Any]:
-    """Register the version and set the alias; undo the version if the body fails.
-
-    Yields the ``registry`` entry of ``metadata.json``.
-    """
-    if not enabled:
-        yield {"skipped": "registration turned off (register=False)"}
-        return
-    if importlib.util.find_spec("mlflow") is None:
-        yield {"skipped": "mlflow is not installed (pip install 'ltr[tracking]')"}
-        return
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    name = str(metadata["name"])
-    try:
-        if not client.search_registered_models(filter_string=f"name = '{name}'"):
-            client.create_registered_model(name, description="ltr ranking model")
-        source, run_id = _source(client, metadata, source_dir)
-        tags = {"ltr.model_id": str(metadata["model_id"]), "ltr.version": str(metadata["version"])}
-        version = client.create_model_version(
-            name, source, run_id=run_id, tags=tags, description=_description(metadata)
-        )
-        client.set_registered_model_alias(name, VALIDATED_ALIAS, version.version)
-    except MlflowException as error:
-        raise LtrError(f"MLflow registry at {uri}: {error.message}; nothing written") from None
-    try:
-        yield {
-            "tracking_uri": uri,
-            "name": name,
-            "version": int(version.version),
-            "alias": VALIDATED_ALIAS,
-            "source": source,
-        }
-    except BaseException:
-        with contextlib.suppress(MlflowException):  # the folder was not written: undo
-            client.delete_model_version(name, version.version)
-        raise
-
-
-def _source(client: Any, metadata: Mapping[str, Any], source_dir: Path) -> tuple[str, str | None]:
-    """The run's logged ``checkpoints/best.pt`` when there is one, else the validated folder."""
-    run_id = metadata.get("mlflow_run_id")
-    if run_id:
-        with contextlib.suppress(Exception):  # a deleted run or store: fall back to the folder
-            logged = {entry.path for entry in client.list_artifacts(run_id, "checkpoints")}
-            if "checkpoints/best.pt" in logged:
-                return f"runs:/{run_id}/checkpoints/best.pt", str(run_id)
-    return source_dir.resolve().as_uri(), None
-
-
-def _description(metadata: Mapping[str, Any]) -> str:
-    default = metadata["metrics"]["default"]
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in default.items() if "[" not in k)
-    return f"{metadata['model_id']} from run {metadata['experiment_id']}; test {shown}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Model card.
-
-
-def render_model_card(metadata: Mapping[str, Any]) -> str:
-    """``model_card.md`` of a validated model, from its ``metadata.json`` alone.
-
-    Sections: intended use, data, metrics (one column per convention), training configuration,
-    promotion gate, limitations.
-    """
-    sections = [
-        _card_header(metadata),
-        _card_intended_use(metadata),
-        _card_data(metadata),
-        _card_metrics(metadata),
-        _card_training(metadata),
-        _card_gate(metadata),
-        _card_limitations(metadata),
-    ]
-    return "\n\n".join(sections) + "\n"
-
-
-def _card_header(m: Mapping[str, Any]) -> str:
-    revision = m.get("code_revision") or "unknown (not a git checkout)"
-    if m.get("code_dirty"):
-        revision += " (with uncommitted changes)"
-    return "\n".join(
-        [
-            f"# Model card: {m['model_id']}",
-            "",
-            f"- **Status:** {m['status']} (validated {m['validated_at']})",
-            f"- **Registered name / version:** {m['name']} / {m['version']}",
-            f"- **Source run:** `{m['experiment_id']}` ({m['run_dir']})",
-            f"- **MLflow run:** {m.get('mlflow_run_id') or 'none (run not tracked)'}",
-            f"- **Code revision:** {revision}",
-        ]
-    )
-
-
-def _card_intended_use(m: Mapping[str, Any]) -> str:
-    t = m["training"]
-    return "\n".join(
-        [
-            "## Intended use",
-            "",
-            f"Re-ranks the candidate documents of a query: the `{t['model']['name']}` scorer gives "
-            "each document a score from its feature vector, and documents are sorted by it. "
-            "Inputs must have the same features, in the same order, as the training data "
-            "below; the fitted normalizer (`preprocessor.json`) is applied before scoring. "
-            "Offline scoring: `ltr predict`; serving: `ltr promote RUN --to production` "
-            "exports an ONNX bundle.",
-            "",
-            "Not intended for data with other features or another label scale, for retrieval "
-            "from a full collection (it only re-orders given candidates), or for decisions "
-            "about individuals.",
-        ]
-    )
-
-
-def _card_data(m: Mapping[str, Any]) -> str:
-    lines = [
-        "## Data",
-        "",
-        "| split | file | queries | documents | sha256 |",
-        "|---|---|---:|---:|---|",
-    ]
-    for split in ("train", "valid", "test"):
-        info = m["data"].get(split)
-        if info is None:
-            lines.append(f"| {split} | (none: validated on a split of train) | | | |")
-        else:
-            lines.append(
-                f"| {split} | `{info['path']}` | {info['queries']} | {info['documents']} "
-                f"| `{info['sha256']}` |"
-            )
-    return "\n".join(lines)
-
-
-def _card_metrics(m: Mapping[str, Any]) -> str:
-    metrics, conventions = m["metrics"], m["conventions"]
-    columns = list(metrics)
-    names = sorted({name for column in columns for name in metrics[column]}, key=_metric_order)
-    lines = [
-        "## Metrics (test set)",
-        "",
-        "| metric | " + " | ".join(columns) + " |",
-        "|---|" + "---:|" * len(columns),
-    ]
-    for name in names:
-        cells = [_number(metrics[column].get(name)) for column in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Conventions (`ltr.metrics`):", ""]
-    for column in columns:
-        shown = ", ".join(f"{k}={v}" for k, v in conventions.get(column, {}).items())
-        lines.append(f"- **{column}**: {shown}")
-    return "\n".join(lines)
-
-
-def _card_training(m: Mapping[str, Any]) -> str:
-    t = m["training"]
-    model = ", ".join(f"{k}={v}" for k, v in t["model"].items() if k != "name")
-    loss = ", ".join(f"{k}={v}" for k, v in t["loss"].get("params", {}).items())
-    valid = t.get("valid") or {}
-    valid_shown = ", ".join(f"{k} {_number(v)}" for k, v in valid.items() if "[" not in k)
-    return "\n".join(
-        [
-            "## Training configuration",
-            "",
-            f"- **Model:** {t['model']['name']} ({model or 'defaults'})",
-            f"- **Loss:** {t['loss']['name']} ({loss or 'defaults'})",
-            f"- **Optimizer:** {t['optimizer']}, learning rate {t['learning_rate']}, "
-            f"weight decay {t['weight_decay']}, batch {t['batch_size']} queries",
-            f"- **Epochs:** {t['epochs']} of at most {t['max_epochs']}; best epoch "
-            f"{t['best_epoch']} by validation {t['early_stopping_metric']}"
-            + (" (stopped early)" if t.get("stopped_early") else ""),
-            f"- **Validation at the best epoch:** {valid_shown or 'n/a'}",
-            f"- **Features:** normalization {t['normalization']}, max list length "
-            f"{t['max_list_length']}; seed {t['seed']}",
-        ]
-    )
-
-
-def _card_gate(m: Mapping[str, Any]) -> str:
-    lines = ["## Promotion gate", ""]
-    checks = m["gate"]["checks"]
-    if not checks:
-        lines.append("No checks configured (`promotion:` has no floors and no comparison).")
-    for check in checks:
-        lines.append(f"- {'passed' if check['passed'] else 'FAILED'}: {check['message']}")
-    return "\n".join(lines)
-
-
-def _card_limitations(m: Mapping[str, Any]) -> str:
-    data, t = m["data"], m["training"]
-    test = data["test"]
-    empty = test.get("queries_without_relevant", 0)
-    lines = [
-        "## Limitations",
-        "",
-        f"- The test set has {test['queries']} queries; differences of a few thousandths "
-        "between models are usually within noise (see the gate's paired test).",
-        f"- {empty} of {test['queries']} test queries have no relevant document. Their NDCG is "
-        "a convention: 0 by default (trec_eval), 1 under LightGBM's; the `ndcg@10[no_relevant"
-        "=...]` rows show how far this moves the figure. Compare only numbers computed under "
-        "the same convention.",
-        "- LETOR-style data (e.g. MQ2007/MQ2008) is small, with judged candidates from one "
-        "retrieval system and many ties; the figures say little about other collections or "
-        "unjudged documents.",
-    ]
-    if t.get("valid_from_train"):
-        lines.append(
-            "- There was no validation file: model selection used a split of the training queries."
-        )
-    if data.get("synthetic"):
-        lines.append(
-            "- Trained and tested on synthetic data (`ltr data synth`): the figures say nothing "
-            "about real queries."
-        )
-    return "\n".join(lines)
-
-
-def _metric_order(name: str) -> tuple[str, int, str]:
-    """``ndcg@1 < ndcg@3 < ndcg@10 < ndcg@10[...] < map < mrr``: by metric, cutoff, variant."""
-    base, _, variant = name.partition("[")
-    metric, _, k = base.partition("@")
-    return ("" if metric == "ndcg" else metric, int(k) if k.isdigit() else 0, variant)
-
-
-def _number(value: Any) -> str:
-    return "" if value is None else f"{value:.4f}"

@@ -28,10 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ltr import __version__
 from ltr._fs import atomic_path
+from ltr.data.preprocessing import Normalizer
 from ltr.errors import DataNotFoundError, LtrError, ShapeError
+from ltr.models import build_model
 
 __all__ = [
     "FORMAT",
@@ -39,6 +42,7 @@ __all__ = [
     "check_feature_count",
     "checkpoint_file",
     "load_checkpoint",
+    "restore_scorer",
     "save_checkpoint",
 ]
 
@@ -129,3 +133,23 @@ def _reason(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     unpickler = [line for line in lines if line.startswith("WeightsUnpickler error")]
     return (unpickler or lines or [type(error).__name__])[0]
+
+
+def restore_scorer(path: Path, checkpoint: Mapping[str, Any]) -> tuple[nn.Module, Normalizer]:
+    """The scorer (weights loaded, eval mode) and the normalizer ``checkpoint`` was saved with.
+
+    Raises:
+        LtrError: the checkpoint (read from ``path``) lacks its config or normalizer, or its
+            weights do not fit the scorer its config names.
+    """
+    config, normalizer = checkpoint["config"], checkpoint["normalizer"]
+    if not isinstance(config, dict) or "model" not in config or normalizer is None:
+        raise LtrError(f"{path}: the checkpoint lacks its config or normalizer")
+    params: dict[str, Any] = dict(config["model"])
+    name = params.pop("name")
+    scorer = build_model(name, int(checkpoint["n_features"]), **params)
+    try:
+        scorer.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise LtrError(f"{path}: the weights do not fit a {name} scorer: {error}") from None
+    return scorer.eval(), Normalizer.from_dict(normalizer, source=str(path))

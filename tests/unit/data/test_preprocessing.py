@@ -80,6 +80,26 @@ def test_log1p_standard_z_scores_the_signed_log(train: LetorData) -> None:
     np.testing.assert_allclose(out[:, 0], expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["standard", "minmax", "log1p_standard"])
+def test_affine_form_reproduces_the_transform(kind: str, train: LetorData) -> None:
+    normalizer = Normalizer(kind).fit(train)
+    x = train.features.astype(np.float64)
+    if kind == "log1p_standard":
+        x = np.sign(x) * np.log1p(np.abs(x))
+
+    shift, inv_scale = normalizer.affine()
+
+    assert shift.dtype == inv_scale.dtype == np.float64 and inv_scale[CONSTANT_COLUMN] == 0
+    np.testing.assert_allclose((x - shift) * inv_scale, normalizer.transform(train.features),
+                               rtol=1e-6, atol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["none", "query_zscore"])
+def test_affine_form_exists_for_fitted_global_kinds_only(kind: str, train: LetorData) -> None:
+    with pytest.raises(LtrError, match="a fitted global normalizer has an affine form"):
+        Normalizer(kind).fit(train).affine()
+
+
 def test_query_minmax_spans_zero_to_one_within_each_query(train: LetorData) -> None:
     out = Normalizer("query_minmax").fit(train).transform(train.features, train.query_offsets)
     for query in per_query(out[:, 0], train.query_offsets):

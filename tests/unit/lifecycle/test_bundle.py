@@ -230,7 +230,10 @@ def test_read_without_verify_skips_hashing_but_not_metadata_checks(bundle_dir: P
         read_bundle(bundle_dir)
 
 
-@pytest.mark.parametrize("module", ["ltr.lifecycle.bundle", "ltr.lifecycle.store", "ltr.lifecycle"])
+@pytest.mark.parametrize(
+    "module",
+    ["ltr.lifecycle.bundle", "ltr.lifecycle.store", "ltr.lifecycle.model_card", "ltr.lifecycle"],
+)
 def test_lifecycle_core_imports_without_torch(module: str) -> None:
     code = f"import sys, {module}; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

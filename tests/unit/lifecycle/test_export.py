@@ -14,11 +14,11 @@ import torch
 from ltr.config import load_config
 from ltr.data.synthetic import write_synthetic
 from ltr.errors import BundleError, ExportError
-from ltr.lifecycle import export as export_module
-from ltr.lifecycle import validate
+from ltr.lifecycle import parity, quantize
 from ltr.lifecycle.bundle import verify_bundle
-from ltr.lifecycle.export import ExportReport, export_bundle, load_source
-from ltr.lifecycle.validate import make_session, run_session
+from ltr.lifecycle.export import ExportReport, export_bundle
+from ltr.lifecycle.runtime import make_session, run_session
+from ltr.lifecycle.source import load_source
 from ltr.training import run_experiment
 
 N_FEATURES = 10
@@ -167,8 +167,8 @@ def test_broken_graph_fails_parity_and_writes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run_dir, _ = exported["linear"]
-    real_run = validate.run_session
-    monkeypatch.setattr(validate, "run_session", lambda *a: real_run(*a) + np.float32(1e-3))
+    real_run = parity.run_session
+    monkeypatch.setattr(parity, "run_session", lambda *a: real_run(*a) + np.float32(1e-3))
 
     with pytest.raises(ExportError, match=r"ONNX parity check failed .*no bundle written: .*1e-05"):
         export_bundle(run_dir, tmp_path / "bundle")
@@ -181,7 +181,7 @@ def test_int8_variant_is_refused_when_ndcg_moves_too_much(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run_dir, _ = exported["linear"]
-    monkeypatch.setattr(export_module, "INT8_MAX_NDCG_MOVE", -1.0)  # any move is too much
+    monkeypatch.setattr(quantize, "INT8_MAX_NDCG_MOVE", -1.0)  # any move is too much
 
     with pytest.raises(ExportError, match=r"int8 variant refused: its test ndcg@10 moves by"):
         export_bundle(run_dir, tmp_path / "bundle", quantize="int8")
@@ -194,7 +194,7 @@ def test_int8_variant_ships_with_its_gate_figures(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run_dir, _ = exported["mlp"]
-    monkeypatch.setattr(export_module, "INT8_MAX_NDCG_MOVE", 1.0)  # tiny test file: noisy NDCG
+    monkeypatch.setattr(quantize, "INT8_MAX_NDCG_MOVE", 1.0)  # tiny test file: noisy NDCG
 
     report = export_bundle(run_dir, tmp_path / "bundle", quantize="int8")
 
@@ -202,8 +202,22 @@ def test_int8_variant_ships_with_its_gate_figures(
     assert report.precision == "int8" and report.metadata["onnx"]["precision"] == "int8"
     assert quantization["move"] == pytest.approx(quantization["int8"] - quantization["float32"])
     assert 0 <= quantization["queries_same_order"] <= quantization["queries"]
+    assert -1 <= quantization["kendall_tau"] <= 1
     ops = {node.op_type for node in onnx.load(str(report.output / "model.onnx")).graph.node}
     assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops
+
+
+def test_int8_keeps_the_first_matrix_product_in_float32(
+    exported: dict[str, tuple[Path, ExportReport]],
+) -> None:
+    _, report = exported["mlp"]  # hidden_dims [16, 8]: three matrix products
+
+    int8 = onnx.load_from_string(
+        quantize.quantize_int8((report.output / "model.onnx").read_bytes())
+    )
+
+    products = [node.op_type for node in int8.graph.node if "MatMul" in node.op_type]
+    assert products == ["MatMul", "MatMulInteger", "MatMulInteger"]
 
 
 def test_existing_bundle_is_refused_before_any_work(

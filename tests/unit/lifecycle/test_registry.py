@@ -19,12 +19,12 @@ import pytest
 from ltr.config import PromotionConfig, load_config
 from ltr.errors import PromotionRefused
 from ltr.lifecycle.gates import Baseline, PerQueryTable, evaluate_gate
+from ltr.lifecycle.model_card import render_model_card
 from ltr.lifecycle.registry import (
     latest_validated,
     list_validated,
     next_version,
     promote_to_validated,
-    render_model_card,
 )
 from ltr.training import run_experiment
 

@@ -9,14 +9,9 @@ from onnx import TensorProto, helper
 from torch import Tensor, nn
 
 from ltr.data.synthetic import make_synthetic
-from ltr.lifecycle.validate import (
-    format_latency_table,
-    latency_line,
-    make_session,
-    measure_latency,
-    ranking_violations,
-    validate_parity,
-)
+from ltr.lifecycle.latency import format_latency_table, latency_line, measure_latency
+from ltr.lifecycle.parity import ranking_violations, validate_parity
+from ltr.lifecycle.runtime import make_session
 
 N_FEATURES = 7
 
@@ -85,8 +80,9 @@ def test_offset_graph_fails_parity_naming_the_rule(weight: np.ndarray) -> None:
     report = validate_parity(session, Reference(weight, 0.5), n_features=N_FEATURES)
 
     assert not report.passed
-    assert "random slates of 1 documents: max |onnx - torch| must be <= 1e-05; got 0.001" in (
-        report.problems[0]
+    assert (
+        "random slates of 1 documents: max |onnx - torch| must be <= 1e-05; got 0.001"
+        in (report.problems[0])
     )
 
 

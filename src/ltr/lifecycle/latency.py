@@ -1,0 +1,291 @@
+"""Latency of an exported graph next to PyTorch eager and the bare matrix products.
+
+**Latency** (:func:`measure_latency`, :func:`benchmark_latency`): one slate of one query with
+``N`` documents, called many times after a warm-up; PyTorch eager, ONNX Runtime and the bare
+matrix products are interleaved in rounds so a noisy neighbour hits all three alike, and p50/p99
+come from every call of every round. ONNX Runtime runs with ``ORT_ENABLE_ALL``,
+``intra_op_num_threads = threads``, one inter-op thread and sequential execution; torch gets
+``torch.set_num_threads(threads)``. The **matrix-product floor** is the float32 chain
+``x [N, F] @ W1.T @ W2.T @ ... @ w_out.T`` of the scorer's Linear weights in NumPy at the same
+thread count (``threadpoolctl``), without biases, activations or normalization: the arithmetic
+no runtime can skip. It exists for scorers made of Linear layers only (linear, mlp).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from ltr.lifecycle.parity import ranking_violations
+from ltr.lifecycle.runtime import has_mask_input, make_session, run_session, run_torch
+
+__all__ = [
+    "LatencyReport",
+    "LatencyRow",
+    "benchmark_latency",
+    "format_latency_table",
+    "latency_line",
+    "measure_latency",
+]
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    """Per-call latency of one slate (1 query x ``list_size`` documents), in microseconds."""
+
+    list_size: int
+    threads: int
+    torch_p50_us: float
+    torch_p99_us: float
+    onnx_p50_us: float
+    onnx_p99_us: float
+    matmul_p50_us: float | None
+    max_abs_diff: float
+    rankings_identical: bool
+    calls: int
+
+    @property
+    def speedup(self) -> float:
+        """PyTorch p50 / ONNX Runtime p50 (above 1: ONNX Runtime is faster)."""
+        return self.torch_p50_us / self.onnx_p50_us
+
+    @property
+    def matmul_ratio(self) -> float | None:
+        """ONNX Runtime p50 / bare matrix products p50 (1.0 = at the floor)."""
+        return None if self.matmul_p50_us is None else self.onnx_p50_us / self.matmul_p50_us
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "speedup": self.speedup, "matmul_ratio": self.matmul_ratio}
+
+
+@dataclass(frozen=True)
+class LatencyReport:
+    """:func:`benchmark_latency`'s rows and what was measured."""
+
+    bundle: Path
+    precision: str
+    rows: list[LatencyRow]
+
+
+def measure_latency(
+    model: bytes | Path,
+    reference: nn.Module,
+    *,
+    n_features: int,
+    list_sizes: Sequence[int] = (10, 100, 1000),
+    threads: Sequence[int] = (1,),
+    matmul_weights: Sequence[np.ndarray] | None = None,
+    seconds: float = 1.0,
+    rounds: int = 5,
+    seed: int = 0,
+) -> list[LatencyRow]:
+    """Time PyTorch eager, ONNX Runtime and the matrix-product floor (module docstring).
+
+    Args:
+        model: the ONNX graph.
+        reference: PyTorch eager normalizer + scorer, eval mode.
+        n_features: feature count.
+        list_sizes: documents of the one-query slate.
+        threads: thread counts to measure, each with its own session.
+        matmul_weights: float32 ``[in, out]`` matrices chained by the floor; None skips it.
+        seconds: rough time budget per engine, list size and thread count (warm-up included).
+        rounds: interleaved rounds; p50/p99 pool every call of every round.
+        seed: of the random features (N(0, 1)).
+
+    Returns:
+        One row per (thread count, list size).
+    """
+    rng = np.random.default_rng(seed)
+    rows: list[LatencyRow] = []
+    previous_threads = torch.get_num_threads()
+    try:
+        for n_threads in threads:
+            torch.set_num_threads(n_threads)
+            session = make_session(model, threads=n_threads)
+            for size in list_sizes:
+                features = rng.standard_normal((1, size, n_features)).astype(np.float32)
+                rows.append(
+                    _time_one(
+                        session, reference, features, n_threads, matmul_weights, seconds, rounds
+                    )
+                )
+    finally:
+        torch.set_num_threads(previous_threads)
+    return rows
+
+
+def _time_one(
+    session: ort.InferenceSession,
+    reference: nn.Module,
+    features: np.ndarray,
+    n_threads: int,
+    matmul_weights: Sequence[np.ndarray] | None,
+    seconds: float,
+    rounds: int,
+) -> LatencyRow:
+    mask = np.ones(features.shape[:2], dtype=bool)
+    x, m = torch.from_numpy(features), torch.from_numpy(mask)
+    feeds = {"features": features}
+    if has_mask_input(session):
+        feeds["mask"] = mask
+    flat = features.reshape(-1, features.shape[-1])
+
+    def eager() -> None:
+        with torch.inference_mode():
+            reference(x, m)
+
+    def onnx() -> None:
+        session.run(["scores"], feeds)
+
+    calls: dict[str, Callable[[], object]] = {"torch": eager, "onnx": onnx}
+    if matmul_weights is not None:
+        calls["matmul"] = lambda: _chain(flat, matmul_weights)
+    with _blas_threads(n_threads):
+        times = _interleaved(calls, seconds, rounds)
+    t, o = run_torch(reference, features, mask), run_session(session, features, mask)
+    p50 = {name: float(np.percentile(values, 50)) for name, values in times.items()}
+    p99 = {name: float(np.percentile(values, 99)) for name, values in times.items()}
+    return LatencyRow(
+        list_size=int(features.shape[1]),
+        threads=n_threads,
+        torch_p50_us=p50["torch"],
+        torch_p99_us=p99["torch"],
+        onnx_p50_us=p50["onnx"],
+        onnx_p99_us=p99["onnx"],
+        matmul_p50_us=p50.get("matmul"),
+        max_abs_diff=float(np.abs(t.astype(np.float64) - o).max()),
+        rankings_identical=not ranking_violations(t, o, mask, 1e-6).any(),
+        calls=len(times["onnx"]),
+    )
+
+
+def _chain(x: np.ndarray, weights: Sequence[np.ndarray]) -> np.ndarray:
+    for weight in weights:
+        x = x @ weight
+    return x
+
+
+def _interleaved(
+    calls: Mapping[str, Callable[[], object]], seconds: float, rounds: int
+) -> dict[str, np.ndarray]:
+    """Per-call microseconds of each callable, timed in alternating blocks."""
+    per_block: dict[str, int] = {}
+    for name, call in calls.items():  # warm-up, which also sizes the blocks
+        start = time.perf_counter()
+        done = 0
+        while done < 5 or time.perf_counter() - start < 0.1 * seconds:
+            call()
+            done += 1
+        each = (time.perf_counter() - start) / done
+        per_block[name] = max(5, int(0.9 * seconds / rounds / each))
+    samples: dict[str, list[int]] = {name: [] for name in calls}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection in the middle of one engine's block would bias it
+    try:
+        for _ in range(rounds):
+            for name, call in calls.items():
+                out = samples[name]
+                for _ in range(per_block[name]):
+                    start_ns = time.perf_counter_ns()
+                    call()
+                    out.append(time.perf_counter_ns() - start_ns)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {name: np.asarray(values, dtype=np.float64) / 1e3 for name, values in samples.items()}
+
+
+@contextlib.contextmanager
+def _blas_threads(n_threads: int) -> Iterator[None]:
+    """NumPy's BLAS at ``n_threads`` (threadpoolctl), so the floor uses the same cores."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the floor then runs at BLAS's default thread count
+        yield
+        return
+    with threadpool_limits(limits=n_threads, user_api="blas"):
+        yield
+
+
+def benchmark_latency(
+    bundle: str | Path,
+    *,
+    list_sizes: Sequence[int] = (10, 100, 1000),
+    threads: Sequence[int] = (1, 2),
+    checkpoint: str | Path | None = None,
+    seconds: float = 2.0,
+    rounds: int = 7,
+) -> LatencyReport:
+    """PyTorch eager vs ONNX Runtime on a bundle, per slate size and thread count.
+
+    Args:
+        bundle: a bundle folder written by :func:`ltr.lifecycle.export.export_bundle`.
+        list_sizes: documents per one-query slate.
+        threads: thread counts.
+        checkpoint: the PyTorch model to compare with; default: the bundle's source
+            checkpoint (``metadata.json`` ``source.checkpoint``).
+        seconds, rounds: as in :func:`measure_latency`.
+
+    Raises:
+        BundleError: the bundle fails verification.
+        DataNotFoundError: the source checkpoint is gone (give ``checkpoint``).
+    """
+    from ltr.lifecycle.bundle import read_bundle
+    from ltr.lifecycle.onnx_graph import matmul_chain
+    from ltr.lifecycle.source import load_source
+
+    verified = read_bundle(Path(bundle))
+    source = load_source(checkpoint or verified.metadata["source"]["checkpoint"])
+    rows = measure_latency(
+        verified.onnx_path,
+        source.reference(),
+        n_features=verified.n_features,
+        list_sizes=list_sizes,
+        threads=threads,
+        matmul_weights=matmul_chain(source.scorer),
+        seconds=seconds,
+        rounds=rounds,
+    )
+    precision = str(verified.metadata.get("onnx", {}).get("precision", "float32"))
+    return LatencyReport(bundle=verified.path, precision=precision, rows=rows)
+
+
+def latency_line(row: LatencyRow) -> str:
+    """``PyTorch p50 152us / ONNX Runtime p50 75us (2.0x faster) / max |diff| 3.1e-07 / ...``."""
+    faster = f"{row.speedup:.1f}x faster" if row.speedup >= 1 else f"{1 / row.speedup:.1f}x slower"
+    floor = "" if row.matmul_ratio is None else f" / {row.matmul_ratio:.2f}x matmul floor"
+    rankings = "rankings identical" if row.rankings_identical else "rankings DIFFER"
+    return (
+        f"{row.list_size} docs, {row.threads} thread(s): PyTorch p50 {row.torch_p50_us:,.0f}us / "
+        f"ONNX Runtime p50 {row.onnx_p50_us:,.0f}us ({faster}){floor} / "
+        f"max |diff| {row.max_abs_diff:.1e} / {rankings}"
+    )
+
+
+def format_latency_table(rows: Sequence[LatencyRow]) -> str:
+    """A markdown table of the rows (microseconds; ratios measured in one process)."""
+    lines = [
+        "| docs | threads | PyTorch p50 / p99 (us) | ONNX Runtime p50 / p99 (us) | speed-up "
+        "| matmul floor p50 (us) | ORT / floor | max abs diff | rankings |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        floor = "n/a" if row.matmul_p50_us is None else f"{row.matmul_p50_us:,.0f}"
+        ratio = "n/a" if row.matmul_ratio is None else f"{row.matmul_ratio:.2f}x"
+        lines.append(
+            f"| {row.list_size:,} | {row.threads} | {row.torch_p50_us:,.0f} / "
+            f"{row.torch_p99_us:,.0f} | {row.onnx_p50_us:,.0f} / {row.onnx_p99_us:,.0f} | "
+            f"{row.speedup:.2f}x | {floor} | {ratio} | {row.max_abs_diff:.1e} | "
+            f"{'identical' if row.rankings_identical else 'DIFFER'} |"
+        )
+    return "\n".join(lines)

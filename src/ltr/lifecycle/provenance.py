@@ -1,0 +1,62 @@
+"""Where a validated model came from: its data files and the code that trained it.
+
+Torch-free facts for ``metadata.json``: a data file's path, sha256 and size in queries and
+documents, whether a data folder is synthetic, and the git revision of the ltr source tree.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ltr.lifecycle.bundle import file_sha256
+
+__all__ = ["code_revision", "describe_file", "is_synthetic"]
+
+
+def describe_file(path: Path, n_features: int) -> dict[str, Any]:
+    from ltr.data.letor import load_letor
+
+    data = load_letor(path, n_features=n_features)  # cached after the first read
+    return {
+        "path": str(path.resolve()),
+        "sha256": file_sha256(path),
+        "queries": data.n_queries,
+        "documents": data.n_docs,
+    }
+
+
+def is_synthetic(train_path: Path) -> bool:
+    """True when the data folder was written by :func:`ltr.data.synthetic.write_synthetic`."""
+    info = train_path.parent / "info.json"
+    try:
+        generator = json.loads(info.read_text(encoding="utf-8")).get("generator")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(generator == "ltr.data.synthetic")
+
+
+def code_revision() -> dict[str, Any]:
+    """``git rev-parse HEAD`` of the ltr source tree and whether it has local changes."""
+    source = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(source), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    revision = git("rev-parse", "HEAD")
+    if revision is None:
+        return {"code_revision": None, "code_dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"code_revision": revision, "code_dirty": None if status is None else bool(status)}

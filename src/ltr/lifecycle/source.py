@@ -1,0 +1,117 @@
+"""A trained run as export needs it: the scorer, its normalizer, and the eager reference.
+
+:func:`load_source` rebuilds both from a checkpoint; :meth:`Source.reference` is the PyTorch
+eager model (normalizer module, then scorer, float32, eval mode) that every parity and latency
+figure compares ONNX Runtime with.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from ltr.data.preprocessing import Normalizer
+from ltr.models import ContextAwareScorer
+from ltr.training.checkpoint import checkpoint_file, load_checkpoint, restore_scorer
+
+__all__ = ["RankingModule", "Source", "load_source"]
+
+_TEST_FILES = ("test.txt", "test.txt.gz")
+
+
+class RankingModule(nn.Module):
+    """PyTorch eager reference: the normalizer module, then the scorer (both float32, eval).
+
+    ``forward(features [B, L, F], mask [B, L]) -> scores [B, L]`` on raw features.
+    """
+
+    def __init__(self, normalizer: nn.Module, scorer: nn.Module) -> None:
+        super().__init__()
+        self.normalizer, self.scorer = normalizer, scorer
+
+    def forward(self, features: Tensor, mask: Tensor) -> Tensor:
+        scores: Tensor = self.scorer(self.normalizer(features, mask), mask)
+        return scores
+
+
+@dataclass
+class Source:
+    """A trained model as export needs it (:func:`load_source`).
+
+    Attributes:
+        checkpoint: the checkpoint file.
+        run_dir: its run directory, when it sits in ``<run>/checkpoints/``.
+        payload: the checkpoint dict.
+        scorer: the scorer, eval mode.
+        normalizer: the training set's normalizer.
+        n_features: the scorer's feature count.
+    """
+
+    checkpoint: Path
+    run_dir: Path | None
+    payload: dict[str, Any] = field(repr=False)
+    scorer: nn.Module = field(repr=False)
+    normalizer: Normalizer
+    n_features: int
+
+    @property
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = self.payload["config"]
+        return config
+
+    @property
+    def uses_mask(self) -> bool:
+        """True when scores depend on the other documents of a list (graph has ``mask``)."""
+        return isinstance(self.scorer, ContextAwareScorer) or self.normalizer.per_query
+
+    def conventions(self) -> dict[str, Any]:
+        """The run's metric conventions (``gain``, ``no_relevant``) as configured."""
+        evaluation = self.config.get("evaluation", {})
+        return {key: evaluation[key] for key in ("gain", "no_relevant") if key in evaluation}
+
+    def reference(self) -> RankingModule:
+        """PyTorch eager normalizer + scorer, the model parity compares with."""
+        return RankingModule(self.normalizer.to_module(), self.scorer).eval()
+
+    def run_metrics(self) -> dict[str, Any] | None:
+        """The run's ``metrics.json``, when there is one."""
+        path = None if self.run_dir is None else self.run_dir / "metrics.json"
+        if path is None or not path.is_file():
+            return None
+        metrics: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return metrics
+
+    def test_file(self) -> Path | None:
+        """The run's test file from its config (``data.test``, else ``data.root``'s test.txt)."""
+        data = self.config.get("data", {})
+        if data.get("test"):
+            return Path(data["test"])
+        if data.get("root"):
+            root = Path(data["root"])
+            return next((root / name for name in _TEST_FILES if (root / name).is_file()), None)
+        return None
+
+
+def load_source(model: str | Path) -> Source:
+    """Rebuild the scorer and normalizer of a run directory (``checkpoints/best.pt``) or a .pt.
+
+    Raises:
+        DataNotFoundError: no such run directory or file.
+        LtrError: a corrupt checkpoint or one without its config and normalizer.
+    """
+    path = checkpoint_file(model)
+    payload = load_checkpoint(path)
+    scorer, normalizer = restore_scorer(path, payload)
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
+    return Source(
+        checkpoint=path.resolve(),
+        run_dir=None if run_dir is None else run_dir.resolve(),
+        payload=payload,
+        scorer=scorer,
+        normalizer=normalizer,
+        n_features=int(payload["n_features"]),
+    )
