@@ -14,9 +14,9 @@ Cases (each in its own subprocess, so one case's memory peak cannot hide in anot
   the number of queries.
 
 What one epoch is: the body of ``ltr.training.trainer.train``'s batch loop over the whole
-training set, without validation or checkpoints (the trainer does not expose its step, so the six
-lines are repeated here verbatim: forward, loss, ``zero_grad``, ``backward``, gradient clipping at
-5.0, ``optimizer.step``), fed by the library's ``QueryDataset.loader`` (shuffled, bucketed by
+training set with the trainer's own ``train_step`` (forward, loss, ``zero_grad``, ``backward``,
+gradient clipping at 5.0, ``optimizer.step``), without validation or checkpoints, fed by the
+library's ``QueryDataset.loader`` (shuffled, bucketed by
 length, as ``run_experiment`` builds it), with ``build_model``, ``build_loss`` and
 ``make_optimizer`` (AdamW, lr 1e-3). Features are standard-normalized first, as in training. One
 warm-up epoch, then the median of ``--epochs`` timed epochs. Peak RSS is
@@ -57,7 +57,6 @@ def _max_rss_mib() -> float:
 def run_case(case: dict[str, Any], data_dir: Path, epochs: int) -> dict[str, Any]:
     """Time ``epochs`` training epochs (after one warm-up) of one case in this process."""
     import torch
-    from torch import nn
 
     from ltr.config import TrainingConfig
     from ltr.data.dataset import QueryDataset
@@ -67,6 +66,7 @@ def run_case(case: dict[str, Any], data_dir: Path, epochs: int) -> dict[str, Any
     from ltr.losses import build_loss
     from ltr.models import build_model
     from ltr.training import make_optimizer
+    from ltr.training.trainer import train_step
 
     torch.set_num_threads(case["threads"])
     if case["data"] == "mq2008":
@@ -90,14 +90,8 @@ def run_case(case: dict[str, Any], data_dir: Path, epochs: int) -> dict[str, Any
         loader.set_epoch(index)
         started = time.perf_counter()
         running = torch.zeros(())
-        for batch in loader:  # the trainer's step, verbatim
-            loss = loss_fn(model(batch.features, batch.mask), batch.labels, batch.mask)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            running += loss.detach()
+        for batch in loader:  # the trainer's own step
+            running += train_step(model, loss_fn, optimizer, batch, cfg.grad_clip)
         float(running)  # the trainer reads the epoch loss once
         return time.perf_counter() - started
 

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from torch import nn
+from torch import Tensor, nn
 
 from ltr.config import EvaluationConfig, SchedulerConfig, TrainingConfig
-from ltr.data.dataset import BatchLoader, QueryDataset
+from ltr.data.dataset import Batch, BatchLoader, QueryDataset
 from ltr.data.letor import LetorData
 from ltr.errors import LtrError
 from ltr.evaluation import Evaluation, evaluate_scores
@@ -213,14 +213,8 @@ def train(
         running = torch.zeros((), device=device)
         with _progress(console, len(loaders.train), f"Epoch {epoch + 1}/{cfg.num_epochs}") as tick:
             for batch in loaders.train:
-                batch = batch.to(device)
-                loss = loss_fn(net(batch.features, batch.mask), batch.labels, batch.mask)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch 2.13 stubs
-                if cfg.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                running += loss.detach()  # stays a tensor: .item() would sync every batch
+                loss = train_step(net, loss_fn, optimizer, batch.to(device), cfg.grad_clip)
+                running += loss  # stays a tensor: .item() would sync every batch
                 tick()
         train_loss = dist.average(float(running) / max(len(loaders.train), 1))
         if not math.isfinite(train_loss):
@@ -277,6 +271,23 @@ def train(
         history=state.history,
         best_checkpoint=run.checkpoint_path("best"),
     )
+
+
+def train_step(
+    net: nn.Module,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    grad_clip: float | None,
+) -> Tensor:
+    """One optimizer step on ``batch``; returns the detached loss (no host sync)."""
+    loss = loss_fn(net(batch.features, batch.mask), batch.labels, batch.mask)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch 2.13 stubs
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach()
 
 
 # --------------------------------------------------------------------------------------------
