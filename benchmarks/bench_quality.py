@@ -8,13 +8,14 @@ printed before any run starts)::
 
 1. Stage 1, coarse random search (seed 0, all folds). Every loss trains ``--points`` points:
    P0 is the shipped default (:data:`BASE_CONFIG`), P1.. are drawn from :data:`SPACE` with a
-   fixed generator (:data:`SEARCH_SEED`); the shared knobs of point Pi are the same for every
-   loss (common random numbers; Latin-hypercube design), the loss's own parameters (:data:`LOSS_SPACE`) are drawn from a
-   generator seeded by the loss name. Training goes through ``ltr.training.run_experiment``:
-   early stopping on the fold's vali NDCG@10 (default convention), at most :data:`MAX_EPOCHS`
-   epochs, patience :func:`patience_for` (longer for small learning rates). The score of a point
-   is its validation NDCG@10 (best epoch) averaged over folds. LightGBM ``lambdarank`` gets the
-   same treatment over its standard knobs (:data:`LGB_SPACE`, ``--lgb-points`` points, L0 = the
+   fixed generator (:data:`SEARCH_SEED`) in a Latin-hypercube design (each choice of a knob
+   equally often); the shared knobs of point Pi are the same for every loss (common random
+   numbers), the loss's own parameters (:data:`LOSS_SPACE`) come from a generator seeded by
+   the loss name. Training goes through ``ltr.training.run_experiment``: early stopping on the
+   fold's vali NDCG@10 (default convention), at most :data:`MAX_EPOCHS` epochs, patience
+   :func:`patience_for` (longer for small learning rates). The score of a point is its
+   validation NDCG@10 (best epoch) averaged over folds. LightGBM ``lambdarank`` gets the same
+   treatment over its standard knobs (:data:`LGB_SPACE`, ``--lgb-points`` points, L0 = the
    previous round's choice), early stopping on its own vali NDCG@10 (which orders models as
    ltr's default convention does), scored with ltr's vali NDCG@10 at the best iteration.
 2. Stage 2, re-evaluation: the ``--top`` points of each model by stage-1 score train seeds
@@ -502,7 +503,7 @@ def lgb_jobs(
 
 
 def vali_means(records: list[dict[str, Any]], seeds: Sequence[int]) -> dict[str, float]:
-    """Point -> validation NDCG@10 averaged over folds (and over ``seeds``), complete points only."""
+    """Point -> validation NDCG@10 averaged over folds (and ``seeds``); complete points only."""
     by_point: dict[str, dict[int, list[float]]] = {}
     for r in records:
         if r["seed"] in seeds:
