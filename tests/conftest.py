@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: where the real data sets live."""
+"""Fixtures shared by every test: where the real data sets live, and where runs may write."""
 
 from __future__ import annotations
 
@@ -27,11 +27,13 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _private_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Runs (and `ltr` subprocesses, which inherit the environment) log MLflow to a temporary
-    SQLite store, never to ``mlruns.db`` in the working directory; tests needing their own
-    store set ``tracking.mlflow_uri``, which wins over the environment."""
+    SQLite store, never to ``mlruns.db`` in the working directory, and cache parsed data in a
+    temporary folder, never in ``~/.cache/ltr``; tests needing their own MLflow store set
+    ``tracking.mlflow_uri``, which wins over the environment."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlruns.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("LTR_CACHE_DIR", str(tmp_path_factory.mktemp("ltr-cache")))
         yield

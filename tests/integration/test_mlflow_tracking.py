@@ -14,11 +14,6 @@ from ltr.experiments.mlflow_tracker import read_run_file
 from ltr.training import run_experiment
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LTR_CACHE_DIR", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ltr.data.synthetic import write_synthetic

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from ltr.config import load_config
 from ltr.data.letor import load_letor
 from ltr.data.runs import read_scores
@@ -19,11 +17,6 @@ from ltr.inference import predict_file
 from ltr.training import load_run_config, run_experiment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LTR_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def test_default_config_trains_resumes_and_predicts(tmp_path: Path) -> None:
