@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 venv=${LTR_VENV:-.venv}
 out=${LTR_QUICKSTART_DIR:-quickstart}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e . 2> >(grep -v "is ignored: it is neither" >&2)
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[tracking,export]" 2> >(grep -v "is ignored: it is neither" >&2)
 export PATH="$(cd "$venv/bin" && pwd):$PATH"
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
