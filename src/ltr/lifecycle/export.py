@@ -146,6 +146,7 @@ def export_bundle(
         matmul_weights=matmul_chain(source.scorer),
         seconds=0.3,
         rounds=3,
+        data=data,
     )
     precision = "float32" if quantize is None else "int8"
     metadata = _metadata(

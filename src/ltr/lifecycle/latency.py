@@ -26,6 +26,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from ltr.data.letor import LetorData
 from ltr.lifecycle.parity import ranking_violations
 from ltr.lifecycle.runtime import has_mask_input, make_session, run_session, run_torch
 
@@ -88,6 +89,7 @@ def measure_latency(
     seconds: float = 1.0,
     rounds: int = 5,
     seed: int = 0,
+    data: LetorData | None = None,
 ) -> list[LatencyRow]:
     """Time PyTorch eager, ONNX Runtime and the matrix-product floor (module docstring).
 
@@ -100,7 +102,9 @@ def measure_latency(
         matmul_weights: float32 ``[in, out]`` matrices chained by the floor; None skips it.
         seconds: rough time budget per engine, list size and thread count (warm-up included).
         rounds: interleaved rounds; p50/p99 pool every call of every round.
-        seed: of the random features (N(0, 1)).
+        seed: of the random slates.
+        data: raw documents to draw the slates from (so the max |diff| column speaks of
+            realistic inputs, as parity does); None draws N(0, 1) features.
 
     Returns:
         One row per (thread count, list size).
@@ -113,7 +117,7 @@ def measure_latency(
             torch.set_num_threads(n_threads)
             session = make_session(model, threads=n_threads)
             for size in list_sizes:
-                features = rng.standard_normal((1, size, n_features)).astype(np.float32)
+                features = _slate(rng, size, n_features, data)
                 rows.append(
                     _time_one(
                         session, reference, features, n_threads, matmul_weights, seconds, rounds
@@ -289,3 +293,13 @@ def format_latency_table(rows: Sequence[LatencyRow]) -> str:
             f"{'identical' if row.rankings_identical else 'DIFFER'} |"
         )
     return "\n".join(lines)
+
+
+def _slate(
+    rng: np.random.Generator, size: int, n_features: int, data: LetorData | None
+) -> np.ndarray:
+    """``float32 [1, size, F]``: random rows of ``data``, or N(0, 1) features without it."""
+    if data is not None and data.n_docs:
+        rows = rng.integers(0, data.n_docs, size=(1, size))
+        return np.asarray(data.features, dtype=np.float32)[rows]
+    return rng.standard_normal((1, size, n_features)).astype(np.float32)
