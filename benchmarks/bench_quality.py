@@ -64,17 +64,9 @@ sys.path.insert(0, str(_ROOT / "src"))
 from ltr.baselines import best_single_feature  # noqa: E402
 from ltr.data.letor import LetorData, load_letor  # noqa: E402
 from ltr.evaluation import evaluate_scores  # noqa: E402
+from ltr.losses import LOSSES as LOSS_REGISTRY  # noqa: E402
 
-LOSSES = [
-    "mse",
-    "ranknet",
-    "lambdarank",
-    "ndcgloss2pp",
-    "listnet",
-    "listmle",
-    "approx_ndcg",
-    "neural_ndcg",
-]
+LOSSES = list(LOSS_REGISTRY)  # every registered loss, in registry order
 DEFAULT_METRICS = ["ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr"]
 COLUMNS = [*DEFAULT_METRICS, "ndcg@10[one]", "ndcg@10[letor]"]
 CONVENTIONS = [

@@ -113,3 +113,14 @@ def test_config_is_frozen(config_file: Path) -> None:
     config = load_config(config_file)
     with pytest.raises(ValueError, match="frozen"):
         config.training.seed = 3  # type: ignore[misc]
+
+
+def test_config_names_every_registered_loss_and_model() -> None:
+    from typing import get_args
+
+    from ltr.config import LossName, ModelName
+    from ltr.losses import LOSSES
+    from ltr.models import MODELS
+
+    assert get_args(LossName) == tuple(LOSSES)
+    assert get_args(ModelName) == tuple(MODELS)
