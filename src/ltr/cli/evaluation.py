@@ -92,8 +92,7 @@ def baselines(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Random, best-single-feature (chosen on train) and ideal rankings of a test file,
-    beside any trained models given with --model."""
+    """Score no-training baselines (random, best single feature, ideal) beside trained models."""
     from ltr.baselines import evaluate_baselines
     from ltr.data.letor import load_letor
     from ltr.evaluation import evaluate_scores
