@@ -7,38 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from ltr.lifecycle.bundle import write_bundle
 from ltr.lifecycle.store import ModelStore
+from support.onnx_models import linear_onnx
 
 N_FEATURES = 3
-
-
-def linear_onnx(n_features: int) -> bytes:
-    """A real scorer without torch: ``scores[b, l] = sum of features[b, l, :]``."""
-    weight = helper.make_tensor("weight", TensorProto.FLOAT, [n_features, 1], [1.0] * n_features)
-    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [-1])
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["features", "weight"], ["projected"]),
-            helper.make_node("Squeeze", ["projected", "axes"], ["scores"]),
-        ],
-        "linear_scorer",
-        [
-            helper.make_tensor_value_info(
-                "features", TensorProto.FLOAT, ["batch", "list_len", n_features]
-            )
-        ],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "list_len"])],
-        initializer=[weight, axes],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
 
 
 def ltr(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -58,7 +33,9 @@ def store(tmp_path: Path) -> ModelStore:
             "source_run": f"experiments/run-{i}",
             "metrics": {"test": {"ndcg@10": 0.41 + i / 10}},
         }
-        store.add(lambda out, m=metadata: write_bundle(out, {"model.onnx": linear_onnx(3)}, m))
+        store.add(
+            lambda out, m=metadata: write_bundle(out, {"model.onnx": linear_onnx([1.0] * 3)}, m)
+        )
         store.set_current(version)
     return store
 

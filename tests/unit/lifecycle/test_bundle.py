@@ -8,10 +8,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
 
 from ltr.errors import BundleError, ConfigError
 from ltr.lifecycle import bundle as bundle_module
@@ -21,28 +19,9 @@ from ltr.lifecycle.bundle import (
     verify_bundle,
     write_bundle,
 )
+from support.onnx_models import linear_onnx
 
 N_FEATURES = 4
-
-
-def linear_onnx(weights: list[float]) -> bytes:
-    """A real scorer without torch: ``scores[b, l] = features[b, l, :] @ weights``."""
-    weight = helper.make_tensor("weight", TensorProto.FLOAT, [len(weights), 1], weights)
-    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [-1])
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["features", "weight"], ["projected"]),
-            helper.make_node("Squeeze", ["projected", "axes"], ["scores"]),
-        ],
-        "linear_scorer",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", "list_len", 4])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "list_len"])],
-        initializer=[weight, axes],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # onnxruntime reads IR 8 everywhere it is installed
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
 
 
 def bundle_files(weights: list[float] | None = None) -> dict[str, bytes]:

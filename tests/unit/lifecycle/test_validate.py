@@ -5,37 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from onnx import TensorProto, helper
 from torch import Tensor, nn
 
 from ltr.data.synthetic import make_synthetic
 from ltr.lifecycle.latency import format_latency_table, latency_line, measure_latency
 from ltr.lifecycle.parity import ranking_violations, validate_parity
 from ltr.lifecycle.runtime import make_session
+from support.onnx_models import linear_onnx
 
 N_FEATURES = 7
-
-
-def linear_onnx(weight: np.ndarray, bias: float) -> bytes:
-    """``scores = features @ weight + bias``, features ``[batch, list_len, F]``."""
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["features", "weight"], ["projected"]),
-            helper.make_node("Add", ["projected", "bias"], ["shifted"]),
-            helper.make_node("Squeeze", ["shifted", "axes"], ["scores"]),
-        ],
-        "linear",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["b", "l", N_FEATURES])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["b", "l"])],
-        [
-            helper.make_tensor("weight", TensorProto.FLOAT, [N_FEATURES, 1], weight.tolist()),
-            helper.make_tensor("bias", TensorProto.FLOAT, [1], [bias]),
-            helper.make_tensor("axes", TensorProto.INT64, [1], [-1]),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    return bytes(model.SerializeToString())
 
 
 class Reference(nn.Module):
@@ -55,7 +33,7 @@ def weight() -> np.ndarray:
 
 def test_same_function_passes_parity_on_file_and_random_slates(weight: np.ndarray) -> None:
     data = make_synthetic(n_queries=20, n_features=N_FEATURES, seed=1, max_docs=12)
-    session = make_session(linear_onnx(weight, 0.5))
+    session = make_session(linear_onnx(weight.tolist(), 0.5))
 
     report = validate_parity(
         session, Reference(weight, 0.5), n_features=N_FEATURES, data=data, list_sizes=(1, 7, 100)
@@ -75,7 +53,7 @@ def test_same_function_passes_parity_on_file_and_random_slates(weight: np.ndarra
 
 
 def test_offset_graph_fails_parity_naming_the_rule(weight: np.ndarray) -> None:
-    session = make_session(linear_onnx(weight, 0.5 + 1e-3))
+    session = make_session(linear_onnx(weight.tolist(), 0.5 + 1e-3))
 
     report = validate_parity(session, Reference(weight, 0.5), n_features=N_FEATURES)
 
@@ -88,7 +66,7 @@ def test_offset_graph_fails_parity_naming_the_rule(weight: np.ndarray) -> None:
 
 def test_reversed_graph_fails_rankings_and_metrics(weight: np.ndarray) -> None:
     data = make_synthetic(n_queries=20, n_features=N_FEATURES, seed=1, max_docs=12)
-    session = make_session(linear_onnx(-weight, 0.0))
+    session = make_session(linear_onnx((-weight).tolist()))
 
     report = validate_parity(session, Reference(weight, 0.0), n_features=N_FEATURES, data=data)
 
@@ -116,7 +94,7 @@ def test_ranking_rule_ignores_padding() -> None:
 
 def test_latency_rows_cover_every_size_and_thread_count(weight: np.ndarray) -> None:
     rows = measure_latency(
-        linear_onnx(weight, 0.0),
+        linear_onnx(weight.tolist()),
         Reference(weight, 0.0),
         n_features=N_FEATURES,
         list_sizes=(1, 10),
