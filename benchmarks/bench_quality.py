@@ -4,7 +4,8 @@ Protocol (5 folds; the test file of a fold is never used to choose anything; it 
 printed before any run starts)::
 
     .venv/bin/python benchmarks/bench_quality.py --data-dir ../shared/data [--jobs 2]
-        [--points 10] [--lgb-points 16] [--top 2] [--seeds 3] [--transformer] [--out-dir DIR]
+        [--points 10] [--lgb-points 16] [--top 2] [--seeds 3] [--ensemble 5] [--transformer]
+        [--out-dir DIR]
 
 1. Stage 1, coarse random search (seed 0, all folds). Every loss trains ``--points`` points:
    P0 is the shipped default (:data:`BASE_CONFIG`), P1.. are drawn from :data:`SPACE` with a
@@ -31,6 +32,11 @@ printed before any run starts)::
 4. Baseline: the best single feature (and direction) by NDCG@10 on each fold's *train* file.
 5. "The best ltr configuration" is the model (loss, or transformer) with the highest stage-2
    validation NDCG@10; its test numbers are what the verdict compares with LightGBM.
+6. Round 3, seed ensembles (``--ensemble K``, default 5; 0 skips it): each kept point also
+   trains seeds ``--seeds``..K-1, and per fold its K runs become one model with ``ltr ensemble``
+   (the mean of their scores); LightGBM's K boosters are averaged the same way. The best ltr
+   ensemble is chosen on vali (NDCG@10 averaged over the default and letor conventions) and
+   compared with LightGBM's K-seed average (equal budget) and with the single LightGBM model.
 
 Writes ``benchmarks/results/quality_mq2008.json`` (every run, the search space, the points, the
 selections) and the winners as ``configs/experiments/mq2008_<loss>.yaml``; ``--quick`` (one fold,
@@ -351,27 +357,77 @@ def train_lightgbm_job(job: dict[str, Any]) -> dict[str, Any]:
     best = booster.best_iteration or booster.current_iteration()
     vali_scores = np.asarray(booster.predict(vali.features, num_iteration=best), dtype=np.float64)
     test_scores = np.asarray(booster.predict(test.features, num_iteration=best), dtype=np.float64)
+    scores_file = Path(job["out_dir"]) / "lightgbm_scores" / f"{job['name']}.npz"
+    scores_file.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(scores_file, vali=vali_scores, test=test_scores)  # for the seed ensembles
     return {
         **{k: job[k] for k in ("kind", "loss", "point", "fold", "seed")},
         "valid_ndcg@10": evaluate_scores(vali, vali_scores, ["ndcg@10"]).means["ndcg@10"],
         "valid_ndcg@10_lightgbm": float(booster.best_score["vali"]["ndcg@10"]),
         "test": _test_metrics(test, test_scores),
         "best_iteration": best,
+        "scores_file": str(scores_file),
         "test_tied_docs": _tied_docs(test, test_scores),
         "test_docs": test.n_docs,
         "seconds": time.perf_counter() - started,
     }
 
 
+def ensemble_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Average the kept point's seeds on one fold; vali (both conventions) and test metrics.
+
+    ltr models go through ``ltr ensemble`` (:func:`ltr.training.ensemble.build_ensemble`) and
+    are scored by the resulting run, as a user would; LightGBM averages its boosters' saved
+    predictions (same mean of raw scores).
+    """
+    from ltr.inference import Predictor
+    from ltr.training.ensemble import build_ensemble
+
+    started = time.perf_counter()
+    files = _fold_files(Path(job["data_dir"]), job["fold"])
+    train = _data(files["train"])
+    vali = _data(files["vali"], train.n_features)
+    test = _data(files["test"], train.n_features)
+    if job["kind"] == "lightgbm":
+        saved = [np.load(path) for path in job["members"]]
+        vali_scores = np.mean([z["vali"] for z in saved], axis=0)
+        test_scores = np.mean([z["test"] for z in saved], axis=0)
+    else:
+        out = Path(job["out_dir"]) / "ensembles"
+        done = [d for d in out.glob(f"*-{job['name']}") if (d / "metrics.json").is_file()]
+        run_dir = done[0] if done else None
+        if run_dir is None:
+            run_dir = build_ensemble(job["members"], name=job["name"], output_dir=out, quiet=True)
+        predictor = Predictor.load(run_dir)
+        vali_scores, test_scores = predictor.score(vali), predictor.score(test)
+    return {
+        **{k: job[k] for k in ("kind", "loss", "point", "fold")},
+        "seed": f"ensemble of {len(job['members'])}",
+        "valid_ndcg@10": evaluate_scores(vali, vali_scores, ["ndcg@10"]).means["ndcg@10"],
+        "valid_ndcg@10[letor]": evaluate_scores(
+            vali, vali_scores, ["ndcg@10"], preset="letor"
+        ).means["ndcg@10"],
+        "test": _test_metrics(test, test_scores),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def selection_score(summary: dict[str, Any]) -> float:
+    """Round 3's criterion: vali NDCG@10 averaged over the default and letor conventions."""
+    return (summary["mean"]["valid_ndcg@10"] + summary["mean"]["valid_ndcg@10[letor]"]) / 2
+
+
 def summarize(records: list[dict[str, Any]], folds: Sequence[int]) -> dict[str, Any]:
     """Per fold: the mean over seeds; then mean and std (ddof=1) of those over folds."""
     keys = [*COLUMNS, "ndcg@10[skip]", "map[letor]"]
-    per_fold: dict[str, list[float]] = {k: [] for k in [*keys, "valid_ndcg@10"]}
+    valid_keys = [k for k in ("valid_ndcg@10", "valid_ndcg@10[letor]") if k in records[0]]
+    per_fold: dict[str, list[float]] = {k: [] for k in [*keys, *valid_keys]}
     for fold in folds:
         runs = [r for r in records if r["fold"] == fold]
         for k in keys:
             per_fold[k].append(float(np.mean([r["test"][k] for r in runs])))
-        per_fold["valid_ndcg@10"].append(float(np.mean([r["valid_ndcg@10"] for r in runs])))
+        for k in valid_keys:
+            per_fold[k].append(float(np.mean([r[k] for r in runs])))
     return {
         "per_fold": per_fold,
         "mean": {k: float(np.mean(v)) for k, v in per_fold.items()},
@@ -488,6 +544,8 @@ def lgb_jobs(
             "data_dir": str(args.data_dir),
             "rounds": args.lgb_rounds,
             "patience": LGB_PATIENCE,
+            "out_dir": str(args.out_dir),
+            "name": f"lightgbm_{point}_f{fold}_s{seed}",
         }
         for fold in args.folds
         for seed in seeds
@@ -578,7 +636,83 @@ def protocol_text(args: argparse.Namespace, losses: list[str]) -> str:
         "- LightGBM space: " + json.dumps(LGB_SPACE) + "; fixed " + json.dumps(LGB_FIXED),
         "- Baseline: best single feature (and direction) by NDCG@10 on each fold's train file.",
     ]
+    if args.ensemble:
+        k = args.ensemble
+        lines += [
+            f"- Round 3 (seed ensembles): every kept point also trains seeds {args.seeds}.."
+            f"{k - 1}; per fold, its {k} seeds are averaged (ltr models through `ltr ensemble`, "
+            f"the mean of raw scores; LightGBM: the mean of its {k} boosters' predictions). The "
+            "best ltr ensemble is the one with the highest validation criterion: the mean over "
+            "folds of the ensemble's vali NDCG@10 averaged over the default and letor "
+            "conventions (the target covers both). The target is judged against LightGBM "
+            f"averaged over {k} seeds (equal budget); the single LightGBM model (mean over the "
+            f"same {k} seeds' runs) is shown beside it. Single-model rows above use all {k} seeds.",
+        ]
     return "\n".join(lines)
+
+
+def round3_report(
+    args: argparse.Namespace,
+    sel: dict[str, dict[str, Any]],
+    label: dict[str, str],
+    neural: list[str],
+    singles: dict[str, dict[str, Any]],
+    ensembles: dict[str, dict[str, Any]],
+    best: str,
+    baseline: dict[str, Any],
+) -> None:
+    """Round 3's tables and verdicts: seed ensembles against LightGBM, single and averaged."""
+    k = args.ensemble
+    print(
+        f"\n### Round 3: {k}-seed ensembles of the kept points, test metrics, mean ± std over "
+        "folds\n"
+    )
+    print(
+        "vali = the ensemble's validation NDCG@10 (default | letor preset); the selection "
+        "criterion is their mean. Single-model rows: the mean over the same seeds' runs.\n"
+    )
+    head = (
+        "| model | vali ndcg@10 default / letor | ndcg@1 | ndcg@5 | ndcg@10 | map | mrr | "
+        "ndcg@10 no_relevant=one | ndcg@10 letor |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for n in [*neural, "lightgbm"]:
+        e = ensembles[n]
+        vali = f"{e['mean']['valid_ndcg@10']:.4f} / {e['mean']['valid_ndcg@10[letor]']:.4f}"
+        cells = " | ".join(fmt(e, c) for c in COLUMNS)
+        lines.append(f"| {label[n]} ({sel[n]['point']}), {k} seeds averaged | {vali} | {cells} |")
+    cells = " | ".join(fmt(singles["lightgbm"], c) for c in COLUMNS)
+    lines.append(f"| LightGBM lambdarank, single model (mean of {k} seeds) | – | {cells} |")
+    cells = " | ".join(fmt(baseline, c) for c in COLUMNS)
+    lines.append(f"| best single feature (train) | – | {cells} |")
+    print("\n".join(lines))
+
+    references = [
+        (f"LightGBM {k}-seed average", ensembles["lightgbm"]),
+        ("LightGBM single model", singles["lightgbm"]),
+    ]
+    print(f"\nBest ltr ensemble by the validation criterion: {label[best]} ({sel[best]['point']})")
+    print(
+        "\nTarget 1 (round 3): the best ltr ensemble's test NDCG@10 >= LightGBM's, every "
+        "convention; judged against the equal-budget reference (LightGBM averaged over as many "
+        "seeds), the single LightGBM model shown beside it"
+    )
+    for ref_label, ref in references:
+        for key, text in CONVENTIONS:
+            mine, theirs = ensembles[best]["mean"][key], ref["mean"][key]
+            m, sd, t = paired(ensembles[best], ref, key)
+            verdict = "PASS" if mine >= theirs else "FAIL"
+            print(
+                f"- vs {ref_label}, {text}: {verdict}: {mine:.4f} {'>=' if mine >= theirs else '<'}"
+                f" {theirs:.4f}; paired diff {m:+.4f} ± {sd:.4f} (t={t:+.1f})"
+            )
+    print("\nTarget 2 (round 3): every loss's ensemble beats the best single feature")
+    for n in neural:
+        diffs = {c: ensembles[n]["mean"][c] - baseline["mean"][c] for c, _ in CONVENTIONS}
+        bad = [c for c, d in diffs.items() if d <= 0]
+        verdict = "PASS" if not bad else "FAIL (" + ", ".join(bad) + ")"
+        shown = ", ".join(f"{c} {d:+.4f}" for c, d in diffs.items())
+        print(f"- {verdict}: {label[n]}: {shown}")
 
 
 def main() -> None:
@@ -589,6 +723,9 @@ def main() -> None:
     parser.add_argument("--lgb-points", type=int, default=16, help="stage-1 LightGBM points")
     parser.add_argument("--top", type=int, default=2, help="points per model re-run in stage 2")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per fold in stage 2")
+    parser.add_argument(
+        "--ensemble", type=int, default=5, help="seeds averaged per kept point (0 = no round 3)"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (1 thread each)")
     parser.add_argument("--losses", default=",".join(LOSSES))
     parser.add_argument("--transformer", action="store_true", help="add the transformer scorer")
@@ -603,9 +740,11 @@ def main() -> None:
     args.extra, args.lgb_rounds = [], LGB_ROUNDS
     if args.quick:
         args.folds, args.points, args.lgb_points, args.top, args.seeds = args.folds[:1], 2, 2, 1, 2
+        args.ensemble = min(args.ensemble, 3)
         args.extra = ["training.num_epochs=3"]
         args.lgb_rounds = 30
     seeds = list(range(args.seeds))
+    final_seeds = list(range(max(args.seeds, args.ensemble)))  # seeds of the kept points
     temp = None
     if args.out_dir is None:
         temp = tempfile.TemporaryDirectory(prefix="bench_quality_")
@@ -680,8 +819,35 @@ def main() -> None:
             two_stages(pool, [tname], "transformer")
             args.top = saved_top
 
-    def winner_records(name: str) -> list[dict[str, Any]]:
-        return [r for r in model_records(name) if r["point"] == sel[name]["point"]]
+        def winner_records(name: str) -> list[dict[str, Any]]:
+            return [r for r in model_records(name) if r["point"] == sel[name]["point"]]
+
+        ens_records: list[dict[str, Any]] = []
+        if args.ensemble:  # round 3: more seeds of every kept point, then their average
+            t0 = time.perf_counter()
+            more = [j for n in sel for j in jobs_for(n, sel[n]["point"], final_seeds[args.seeds :])]
+            records.extend(run_jobs(pool, sorted(more, key=_cost, reverse=True), "stage 3 seeds"))
+            ens_jobs = []
+            for n in sel:
+                for fold in args.folds:
+                    members = sorted(
+                        (r for r in winner_records(n) if r["fold"] == fold),
+                        key=lambda r: r["seed"],
+                    )[: args.ensemble]
+                    ens_jobs.append(
+                        {
+                            "task": "ensemble",
+                            **{k: sel[n][k] for k in ("kind", "loss", "point")},
+                            "fold": fold,
+                            "data_dir": str(args.data_dir),
+                            "out_dir": str(args.out_dir),
+                            "name": f"ens_{n.replace('+', '_')}_{sel[n]['point']}_f{fold}_k"
+                            f"{len(members)}",
+                            "members": [r.get("run_dir") or r["scores_file"] for r in members],
+                        }
+                    )
+            ens_records = run_jobs(pool, ens_jobs, "stage 3 ensembles")
+            timing["stage 3 (seeds + ensembles)"] = time.perf_counter() - t0
 
     summaries = {name: summarize(winner_records(name), args.folds) for name in sel}
     baseline = single_feature(args)
@@ -697,7 +863,7 @@ def main() -> None:
     rows.append(("best single feature (train)", baseline))
     print(
         f"\n### MQ2008, {len(args.folds)} folds: test metrics of the selected points, mean ± std "
-        f"over folds (each fold: mean of {len(seeds)} seeds)\n"
+        f"over folds (each fold: mean of {len(final_seeds)} seeds)\n"
     )
     print(
         "Default convention: gain exp2, no_relevant=zero, ties in file order. "
@@ -824,6 +990,22 @@ def main() -> None:
         )
         verdict = "PASS" if not bad else "FAIL (" + ", ".join(bad) + ")"
         print(f"- {verdict}: {label[n]}: {diffs}")
+    ens_summaries: dict[str, dict[str, Any]] = {}
+    best_ens = None
+    if ens_records:
+        ens_summaries = {
+            n: summarize(
+                [
+                    r
+                    for r in ens_records
+                    if (r["kind"], r["loss"]) == (sel[n]["kind"], sel[n]["loss"])
+                ],
+                args.folds,
+            )
+            for n in sel
+        }
+        best_ens = max(neural, key=lambda n: selection_score(ens_summaries[n]))
+        round3_report(args, sel, label, neural, summaries, ens_summaries, best_ens, baseline)
     n_runs = len(records)
     run_seconds = sum(r["seconds"] for r in records)
     print(
@@ -854,7 +1036,13 @@ def main() -> None:
             "best_by_vali": best_name,
             "summaries": summaries,
             "best_single_feature": baseline,
-            "runs": [{k: v for k, v in r.items() if k != "run_dir"} for r in records],
+            "ensemble_size": args.ensemble,
+            "ensembles": ens_records,
+            "ensemble_summaries": ens_summaries,
+            "best_ensemble_by_vali": best_ens,
+            "runs": [
+                {k: v for k, v in r.items() if k not in ("run_dir", "scores_file")} for r in records
+            ],
         }
         path = args.results / "quality_mq2008.json"
         path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
@@ -873,6 +1061,8 @@ def main() -> None:
 
 
 def _dispatch(job: dict[str, Any]) -> dict[str, Any]:
+    if job.get("task") == "ensemble":
+        return ensemble_job(job)
     if job["kind"] == "lightgbm":
         return train_lightgbm_job(job)
     return train_mlp_job(job)

@@ -57,7 +57,7 @@ LossName = Literal[
     "approx_ndcg",
     "neural_ndcg",
 ]
-ModelName = Literal["linear", "mlp", "transformer"]
+ModelName = Literal["linear", "mlp", "transformer", "ensemble"]
 Normalization = Literal[
     "none", "standard", "minmax", "log1p_standard", "query_minmax", "query_zscore"
 ]
@@ -157,6 +157,7 @@ class TrainingConfig(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     grad_clip: float | None = Field(5.0, gt=0)
+    feature_noise: float = Field(0.0, ge=0)  # std of Gaussian noise on normalized train features
     early_stopping_patience: int = Field(10, ge=0)
     early_stopping_metric: str = "ndcg@10"
     bucket_by_length: bool = True

@@ -1,4 +1,4 @@
-"""`ltr train` and `ltr predict`."""
+"""`ltr train`, `ltr ensemble` and `ltr predict`."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def train(
         Path | None, typer.Option("--config", help="Experiment YAML (e.g. configs/default.yaml).")
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Scorer: linear|mlp|transformer.")
+        str | None, typer.Option("--model", help="Scorer: linear|mlp|transformer|ensemble.")
     ] = None,
     loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. lambdarank.")] = None,
     overrides: Annotated[
@@ -60,6 +60,35 @@ def train(
         experiment = load_config(config, sets)
     # under torchrun, one process of a DDP job (the environment says which)
     run_experiment(experiment, resume=resume, quiet=quiet, dist=Distributed.from_env())
+
+
+def ensemble(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Two or more run directories (or checkpoint .pt files).")
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Experiment name (default <first>_ensemble<k>).")
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", help="Where the run goes (default: the first run's)."),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option("--weights", help="Comma-separated weights, one per run.")
+    ] = None,
+) -> None:
+    """Average the scores of trained runs (e.g. one config, several seeds) into a new run."""
+    from ltr.training.ensemble import build_ensemble
+
+    parsed = None
+    if weights is not None:
+        try:
+            parsed = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--weights: give numbers separated by commas; got {weights!r}"
+            ) from None
+    build_ensemble(runs, name=name, output_dir=output_dir, weights=parsed)
 
 
 def predict(

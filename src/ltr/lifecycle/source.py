@@ -15,7 +15,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ltr.data.preprocessing import Normalizer
-from ltr.models import ContextAwareScorer
+from ltr.models import uses_context
 from ltr.training.checkpoint import checkpoint_file, load_checkpoint, restore_scorer
 
 __all__ = ["RankingModule", "Source", "load_source"]
@@ -66,7 +66,7 @@ class Source:
     @property
     def uses_mask(self) -> bool:
         """True when scores depend on the other documents of a list (graph has ``mask``)."""
-        return isinstance(self.scorer, ContextAwareScorer) or self.normalizer.per_query
+        return uses_context(self.scorer) or self.normalizer.per_query
 
     def conventions(self) -> dict[str, Any]:
         """The run's metric conventions (``gain``, ``no_relevant``) as configured."""

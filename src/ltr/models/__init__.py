@@ -12,17 +12,32 @@ from typing import Any
 from torch import nn
 
 from ltr.errors import ConfigError
+from ltr.models.ensemble import EnsembleScorer
 from ltr.models.linear import LinearScorer
 from ltr.models.mlp import MLPScorer
 from ltr.models.transformer import ContextAwareScorer
 
-__all__ = ["MODELS", "ContextAwareScorer", "LinearScorer", "MLPScorer", "build_model"]
+__all__ = [
+    "MODELS",
+    "ContextAwareScorer",
+    "EnsembleScorer",
+    "LinearScorer",
+    "MLPScorer",
+    "build_model",
+    "uses_context",
+]
 
 MODELS: dict[str, type[nn.Module]] = {
     "linear": LinearScorer,
     "mlp": MLPScorer,
     "transformer": ContextAwareScorer,
+    "ensemble": EnsembleScorer,
 }
+
+
+def uses_context(scorer: nn.Module) -> bool:
+    """True when a document's score depends on the other documents of its list."""
+    return any(isinstance(module, ContextAwareScorer) for module in scorer.modules())
 
 
 def build_model(name: str, n_features: int, **params: Any) -> nn.Module:

@@ -14,6 +14,9 @@ SMALL = {  # fast configurations of every registered scorer
     "linear": {},
     "mlp": {"hidden_dims": (16, 8), "dropout": 0.1},
     "transformer": {"d_model": 16, "n_heads": 2, "n_layers": 2, "dim_feedforward": 32},
+    "ensemble": {
+        "members": [{"name": "mlp", "hidden_dims": [8], "dropout": 0.1}, {"name": "linear"}]
+    },
 }
 VARIANTS = [(name, SMALL[name]) for name in sorted(MODELS)] + [
     ("mlp", {"hidden_dims": (16,), "norm": "batch", "activation": "gelu"}),

@@ -28,6 +28,9 @@ TINY_MODELS = {
     "linear": {},
     "mlp": {"hidden_dims": [8], "dropout": 0.1},
     "transformer": {"d_model": 8, "n_heads": 2, "n_layers": 1, "dim_feedforward": 16},
+    "ensemble": {
+        "members": [{"name": "mlp", "hidden_dims": [8], "dropout": 0.1}, {"name": "linear"}]
+    },
 }
 
 

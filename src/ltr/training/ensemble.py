@@ -1,0 +1,240 @@
+"""``ltr ensemble``: one run directory whose scorer averages the scores of finished runs.
+
+The usual recipe is a seed ensemble: train one config with several ``training.seed`` values,
+then average. :func:`build_ensemble` checks that the members can be averaged (same feature
+count, same fitted normalizer, same data settings), builds an
+:class:`~ltr.models.EnsembleScorer` from their best checkpoints, and writes a run directory
+laid out like ``ltr train``'s, so ``ltr predict``, ``ltr compare``, ``ltr export`` and
+``ltr promote`` take it as they take a trained run:
+
+- ``config.yaml``: the first member's config with ``model: {name: ensemble, members: [...]}``
+  (each member's ``model`` section) and the ensemble's experiment name;
+- ``checkpoints/best.pt``: the ensemble's weights (epoch 0, no optimizer state);
+- ``metrics.json``: validation and test metrics of the averaged scores, with the same keys as a
+  trained run, plus ``members`` (each member's run, checkpoint sha256, seed and numbers);
+- ``test_per_query.tsv`` and ``preprocessor.json`` as a trained run writes them, and an empty
+  ``training_history.json`` (no epochs were trained to build it).
+
+Validation numbers need a validation file: members that validated on a split of the training
+file with different seeds saw different splits, so the ensemble would be validated partly on
+its own training data; its ``valid`` is then ``null`` (with a warning), and the test numbers stand.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ltr.config import ExperimentConfig, dotted_items
+from ltr.data.preprocessing import Normalizer
+from ltr.errors import ConfigError, LtrError, ShapeError
+from ltr.evaluation import evaluate_scores
+from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow
+from ltr.experiments.tracking import Run
+from ltr.models import EnsembleScorer
+from ltr.training.checkpoint import checkpoint_file, load_checkpoint
+from ltr.training.experiment import load_splits, report_test_metrics
+from ltr.training.trainer import score_data
+
+__all__ = ["build_ensemble"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_ensemble(
+    members: Sequence[str | Path],
+    *,
+    name: str | None = None,
+    output_dir: str | Path | None = None,
+    weights: Sequence[float] | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Average the scorers of ``members`` (run directories or checkpoints) into a new run.
+
+    Args:
+        members: at least two run directories (their ``checkpoints/best.pt``) or ``.pt`` files.
+        name: experiment name of the new run (default ``<first member's name>_ensemble<k>``).
+        output_dir: where the run directory goes (default: the first member's
+            ``tracking.output_dir``).
+        weights: one weight per member (default equal).
+        quiet: print nothing.
+
+    Returns:
+        The new run directory.
+
+    Raises:
+        ConfigError: fewer than two members, members trained on different data settings or
+            normalized differently, or bad weights.
+        ShapeError: members built for different feature counts.
+        DataNotFoundError, LtrError: a member that is not a readable run or checkpoint.
+    """
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    if len(members) < 2:
+        raise ConfigError(f"an ensemble needs at least 2 members; got {len(members)}")
+    paths = [checkpoint_file(member) for member in members]
+    payloads = [load_checkpoint(path) for path in paths]
+    _check_compatible(paths, payloads)
+    first = payloads[0]["config"]
+    raw = copy.deepcopy(first)
+    raw["model"] = {
+        "name": "ensemble",
+        "members": [payload["config"]["model"] for payload in payloads],
+        **({} if weights is None else {"weights": [float(w) for w in weights]}),
+    }
+    raw["experiment"] = {
+        **raw.get("experiment", {}),
+        "name": name or f"{first['experiment']['name']}_ensemble{len(paths)}",
+        "description": f"mean of the scores of {len(paths)} runs",
+    }
+    if output_dir is not None:
+        raw["tracking"] = {**raw.get("tracking", {}), "output_dir": str(output_dir)}
+    config = ExperimentConfig.model_validate(raw)
+    n_features = int(payloads[0]["n_features"])
+    scorer = EnsembleScorer(n_features, config.model.params["members"], weights)
+    for index, (member, payload) in enumerate(zip(scorer.members, payloads, strict=True)):
+        try:
+            member.load_state_dict(payload["model"])
+        except RuntimeError as error:
+            raise LtrError(f"{paths[index]}: the weights do not fit its config: {error}") from None
+    scorer.eval()
+
+    normalizer = Normalizer.from_dict(payloads[0]["normalizer"], source=str(paths[0]))
+    splits = load_splits(config.data, seed=config.training.seed)
+    seeds = {int(payload["config"]["training"]["seed"]) for payload in payloads}
+    batch_size = config.training.batch_size
+    valid: dict[str, float] | None = None
+    if splits.valid_from_train and len(seeds) > 1:
+        logger.warning(
+            "no validation numbers: the members validated on different seeded splits of the "
+            "training file; give data.valid to validate an ensemble"
+        )
+    else:
+        valid_data = normalizer.transform_data(splits.valid)
+        names = list(
+            dict.fromkeys([*config.evaluation.metrics, config.training.early_stopping_metric])
+        )
+        valid = dict(
+            evaluate_scores(
+                valid_data,
+                score_data(scorer, valid_data, batch_size=batch_size),
+                names,
+                gain=config.evaluation.gain,
+                no_relevant=config.evaluation.no_relevant,
+            ).means
+        )
+    report: dict[str, Any] = {
+        "best_epoch": None,
+        "epochs": 0,
+        "stopped_early": False,
+        "early_stopping_metric": config.training.early_stopping_metric,
+        "valid": valid,
+        "valid_from_train": splits.valid_from_train,
+        "conventions": {
+            "gain": config.evaluation.gain,
+            "no_relevant": config.evaluation.no_relevant,
+        },
+        "test": None,
+        "members": [
+            _member_record(path, payload) for path, payload in zip(paths, payloads, strict=True)
+        ],
+    }
+    meta = {
+        "config": config.resolved(),
+        "normalizer": normalizer.to_dict(),
+        "n_features": n_features,
+    }
+    with Run.create(config.tracking.output_dir, config.experiment.name, tensorboard=False) as run:
+        attach_mlflow(run, config)
+        run.write_text("config.yaml", config.to_yaml())
+        run.write_json("preprocessor.json", normalizer.to_dict())
+        run.write_json("training_history.json", [])  # nothing trained here; `ltr compare` reads it
+        run.log_params(config.resolved())
+        run.save_checkpoint("best", _checkpoint(scorer, meta))
+        if splits.test is not None:
+            test_data = normalizer.transform_data(splits.test)
+            scores = score_data(scorer, test_data, batch_size=batch_size)
+            report["test"], per_query = report_test_metrics(test_data, scores, config.evaluation)
+            report["test_queries"] = test_data.n_queries
+            run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
+        run.write_json("metrics.json", report)
+        final = {f"best/valid/{k}": v for k, v in (valid or {}).items()}
+        final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
+        run.log_metrics(final, 0)
+        run.log_artifacts(RUN_ARTIFACTS)
+    console.print(f"Ensemble of {len(paths)} runs: {run.dir}", highlight=False)
+    for part, values in (("Validation", valid), ("Test", report["test"])):
+        if values:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in values.items() if "[" not in k)
+            console.print(f"{part}: {shown}", highlight=False)
+    return run.dir
+
+
+def _check_compatible(paths: Sequence[Path], payloads: Sequence[dict[str, Any]]) -> None:
+    """Members must read the same features the same way: feature count, normalizer, data."""
+    reference, first = payloads[0], paths[0]
+    for path, payload in zip(paths[1:], payloads[1:], strict=True):
+        if int(payload["n_features"]) != int(reference["n_features"]):
+            raise ShapeError(
+                f"{path} scores {payload['n_features']} features; {first} scores "
+                f"{reference['n_features']}"
+            )
+        data, expected = (
+            dotted_items({"data": p["config"].get("data", {})}) for p in (payload, reference)
+        )
+        differing = sorted(
+            key for key in set(data) | set(expected) if data.get(key) != expected.get(key)
+        )
+        if differing:
+            raise ConfigError(
+                f"{path} was trained with other data settings than {first} "
+                f"({', '.join(differing)}); ensemble members must share their data section"
+            )
+        if payload["normalizer"] != reference["normalizer"]:
+            raise ConfigError(
+                f"{path} normalizes features differently from {first}; ensemble members must "
+                "share the fitted normalizer (same data.normalization and training data)"
+            )
+        if payload["config"]["model"].get("name") == "ensemble":
+            raise ConfigError(f"{path} is an ensemble already; ensembles do not nest")
+    if reference["config"]["model"].get("name") == "ensemble":
+        raise ConfigError(f"{first} is an ensemble already; ensembles do not nest")
+
+
+def _member_record(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
+    state = payload.get("state") or {}
+    return {
+        "run_dir": None if run_dir is None else str(run_dir.resolve()),
+        "checkpoint": str(path.resolve()),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "model": payload["config"]["model"].get("name"),
+        "loss": payload["config"].get("loss", {}).get("name"),
+        "seed": payload["config"]["training"]["seed"],
+        "best_epoch": state.get("best_epoch"),
+        "best_value": state.get("best_value"),
+    }
+
+
+def _checkpoint(scorer: EnsembleScorer, meta: dict[str, Any]) -> dict[str, Any]:
+    """An ltr checkpoint of the untrained-as-such ensemble: epoch 0, no optimizer state."""
+    return {
+        "epoch": 0,
+        "model": scorer.state_dict(),
+        "optimizer": None,
+        "scheduler": None,
+        "state": {
+            "best_epoch": None,
+            "best_value": None,
+            "epochs_since_best": 0,
+            "stopped_early": False,
+            "history": [],
+        },
+        "rng": None,
+        **meta,
+    }
