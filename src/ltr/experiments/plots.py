@@ -66,7 +66,8 @@ def plot_training_curves(
     Runs trained with different losses have losses on unrelated scales and signs (MSE vs
     ListNet's cross entropy vs ApproxNDCG's negative NDCG); the left panel then shows each run's
     change since its first epoch, in percent of that epoch's magnitude (down = the loss fell),
-    and says so on its axis. A run whose history lacks ``valid_<metric>`` has no line on the right.
+    and says so on its axis. A run whose history lacks ``valid_<metric>`` has no line on the right;
+    a run without epochs (``ltr ensemble``) shows its validation value as a dashed level.
 
     Returns:
         ``path``, written atomically.
@@ -81,6 +82,10 @@ def plot_training_curves(
                 losses = [100.0 * (value - losses[0]) / abs(losses[0]) for value in losses]
             loss_ax.plot(epochs, losses, label=_label(run), **_line_style(i))
             values = [_num(record.get(f"valid_{metric}")) for record in run.history]
+            untrained = (run.report.get("valid") or {}).get(metric)
+            if not run.history and untrained is not None:  # an ensemble: one value, no epochs
+                valid_ax.axhline(_num(untrained), linestyle="--", color=_color(i), linewidth=2.0)
+                continue
             if all(math.isnan(v) for v in values):
                 continue
             valid_ax.plot(epochs, values, **_line_style(i))

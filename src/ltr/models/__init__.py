@@ -61,7 +61,10 @@ def build_model(name: str, n_features: int, **params: Any) -> nn.Module:
             f"model.{unknown}: {name} has no parameter {unknown!r}; "
             f"valid: {', '.join(valid) or '(none)'}"
         )
-    signature.bind(n_features, **params)
+    try:
+        signature.bind(n_features, **params)
+    except TypeError as error:  # a required parameter left out, e.g. an ensemble's members
+        raise ConfigError(f"model: {name}: {error}") from None
     if isinstance(n_features, bool) or int(n_features) != n_features or n_features < 1:
         raise ConfigError(f"n_features must be a positive integer; got {n_features!r}")
     return cls(int(n_features), **params)

@@ -11,6 +11,7 @@ of raw scores assumes comparable score scales, which members trained with the sa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -70,9 +71,9 @@ def _normalized(weights: Sequence[float] | None, count: int) -> Tensor:
     values = [float(w) for w in weights]
     if len(values) != count:
         raise ConfigError(f"model.weights: {len(values)} weights for {count} members")
-    if any(not w >= 0 for w in values) or sum(values) <= 0:
+    if any(not 0 <= w < math.inf for w in values) or sum(values) <= 0:  # NaN fails too
         raise ConfigError(
-            f"model.weights: need non-negative weights with a positive sum; got {values}"
+            f"model.weights: need finite, non-negative weights with a positive sum; got {values}"
         )
     total = sum(values)
     return torch.tensor([w / total for w in values])

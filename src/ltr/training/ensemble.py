@@ -31,7 +31,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ltr.config import ExperimentConfig, dotted_items
+from ltr.config import dotted_items, load_config
 from ltr.data.preprocessing import Normalizer
 from ltr.errors import ConfigError, LtrError, ShapeError
 from ltr.evaluation import evaluate_scores
@@ -94,7 +94,7 @@ def build_ensemble(
     }
     if output_dir is not None:
         raw["tracking"] = {**raw.get("tracking", {}), "output_dir": str(output_dir)}
-    config = ExperimentConfig.model_validate(raw)
+    config = load_config(base=raw)  # a bad --name is a ConfigError, not a pydantic traceback
     n_features = int(payloads[0]["n_features"])
     scorer = EnsembleScorer(n_features, config.model.params["members"], weights)
     for index, (member, payload) in enumerate(zip(scorer.members, payloads, strict=True)):
@@ -198,7 +198,9 @@ def _check_compatible(paths: Sequence[Path], payloads: Sequence[dict[str, Any]])
         if payload["normalizer"] != reference["normalizer"]:
             raise ConfigError(
                 f"{path} normalizes features differently from {first}; ensemble members must "
-                "share the fitted normalizer (same data.normalization and training data)"
+                "share the fitted normalizer (same data.normalization and training data; without "
+                "a validation file each training.seed fits it on its own split of the training "
+                "file: give data.valid)"
             )
         if payload["config"]["model"].get("name") == "ensemble":
             raise ConfigError(f"{path} is an ensemble already; ensembles do not nest")

@@ -32,6 +32,16 @@ RUNS = {
         "standard",
         {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_feedforward": 32},
     ),
+    "ensemble": (  # trained as one scorer; a transformer member puts `mask` in the graph
+        "ensemble",
+        "standard",
+        {
+            "members": [
+                {"name": "mlp", "hidden_dims": [8]},
+                {"name": "transformer", "d_model": 8, "n_heads": 2, "n_layers": 1},
+            ]
+        },
+    ),
 }
 
 
@@ -90,7 +100,8 @@ def test_mask_is_an_input_only_where_scores_need_it(
     _, report = exported[key]
 
     names = [spec["name"] for spec in report.inputs]
-    assert names == (["features", "mask"] if key in ("mlp_query", "transformer") else ["features"])
+    context = ("mlp_query", "transformer", "ensemble")
+    assert names == (["features", "mask"] if key in context else ["features"])
     assert report.inputs[0] == {
         "name": "features",
         "dtype": "float32",

@@ -1,0 +1,301 @@
+"""`ltr ensemble` on real runs: the run it writes, its numbers, what it refuses, the CLI, export."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ltr.cli import app
+from ltr.config import load_config
+from ltr.data.letor import load_letor
+from ltr.data.runs import read_scores
+from ltr.data.synthetic import write_synthetic
+from ltr.errors import ConfigError, ShapeError
+from ltr.evaluation import evaluate_scores
+from ltr.inference import Predictor
+from ltr.lifecycle.export import export_bundle
+from ltr.training import run_experiment
+from ltr.training.ensemble import build_ensemble
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+N_FEATURES = 8
+SEEDS = (0, 1, 2)
+
+
+def train(root: Path, data: Path | dict[str, str], *overrides: str) -> Path:
+    """A 2-epoch run of configs/default.yaml (small MLP) on a data root or explicit files."""
+    if isinstance(data, Path):
+        where = [f"data.root={data}"]
+    else:  # explicit files; the default's data.root (quickstart/data) must go
+        where = ["data.root=null", *(f"data.{split}={path}" for split, path in data.items())]
+    config = load_config(
+        REPO_ROOT / "configs" / "default.yaml",
+        [
+            *where,
+            f"tracking.output_dir={root / 'runs'}",
+            "model.hidden_dims=[8]",
+            "training.num_epochs=2",
+            "training.batch_size=8",
+            "training.device=cpu",
+            "tracking.tensorboard=false",
+            "tracking.mlflow=false",
+            *overrides,
+        ],
+    )
+    return run_experiment(config, quiet=True)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def ndcg10(data_file: Path, scores: np.ndarray) -> float:
+    return float(evaluate_scores(load_letor(data_file), scores, ["ndcg@10"]).means["ndcg@10"])
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("ensemble")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LTR_CACHE_DIR", str(path / "cache"))
+        write_synthetic(path / "data", n_queries=40, n_features=N_FEATURES, seed=5, max_docs=12)
+        yield path
+
+
+@pytest.fixture(scope="module")
+def members(root: Path) -> list[Path]:
+    """Three seeds of one config on data with a validation file."""
+    return [
+        train(root, root / "data", f"training.seed={s}", f"experiment.name=s{s}") for s in SEEDS
+    ]
+
+
+@pytest.fixture(scope="module")
+def ensemble(root: Path, members: list[Path]) -> Path:
+    return build_ensemble(members, output_dir=root / "ensembles", quiet=True)
+
+
+def test_run_dir_holds_a_loadable_config_and_checkpoint(
+    ensemble: Path, members: list[Path]
+) -> None:
+    assert ensemble.parent.name == "ensembles" and ensemble.name.endswith("-s0_ensemble3")
+    config = load_config(ensemble / "config.yaml")
+    assert config.model.name == "ensemble" and config.experiment.name == "s0_ensemble3"
+    member_models = [load_config(m / "config.yaml").model.model_dump() for m in members]
+    assert config.model.params["members"] == member_models
+    assert config.model.params["weights"] is None
+
+    checkpoint = torch.load(ensemble / "checkpoints" / "best.pt", weights_only=True)
+    assert checkpoint["epoch"] == 0 and checkpoint["optimizer"] is None
+    assert checkpoint["n_features"] == N_FEATURES
+    assert checkpoint["model"]["weights"].tolist() == pytest.approx([1 / 3] * 3)
+    member_state = torch.load(members[1] / "checkpoints" / "best.pt", weights_only=True)["model"]
+    for key, value in member_state.items():
+        assert torch.equal(checkpoint["model"][f"members.1.{key}"], value)
+
+    assert read_json(ensemble / "preprocessor.json") == read_json(members[0] / "preprocessor.json")
+    assert read_json(ensemble / "training_history.json") == []
+
+
+def test_test_metrics_are_those_of_the_predictor_and_of_the_members_mean(
+    root: Path, ensemble: Path, members: list[Path]
+) -> None:
+    test_file = root / "data" / "test.txt"
+    test = load_letor(test_file)
+    report = read_json(ensemble / "metrics.json")
+
+    scores = Predictor.load(ensemble).score(test)
+    assert ndcg10(test_file, scores) == report["test"]["ndcg@10"]
+    assert report["test_queries"] == test.n_queries
+
+    mean = np.mean([Predictor.load(m).score(test) for m in members], axis=0)
+    np.testing.assert_allclose(scores, mean, rtol=0, atol=1e-6)
+    assert ndcg10(test_file, mean) == pytest.approx(report["test"]["ndcg@10"], abs=1e-6)
+
+
+def test_validation_numbers_come_from_the_validation_file(
+    root: Path, ensemble: Path, members: list[Path]
+) -> None:
+    report = read_json(ensemble / "metrics.json")
+    assert report["valid_from_train"] is False
+    assert {"ndcg@1", "ndcg@10", "map", "mrr"} <= set(report["valid"])
+    assert all(math.isfinite(v) for v in report["valid"].values())
+    valid_file = root / "data" / "vali.txt"
+    scores = Predictor.load(ensemble).score(load_letor(valid_file))
+    assert ndcg10(valid_file, scores) == pytest.approx(report["valid"]["ndcg@10"], abs=1e-12)
+    assert (report["best_epoch"], report["epochs"], report["stopped_early"]) == (None, 0, False)
+    records = report["members"]
+    assert [r["seed"] for r in records] == list(SEEDS)
+    assert [r["run_dir"] for r in records] == [str(m.resolve()) for m in members]
+    assert all(r["model"] == "mlp" and len(r["sha256"]) == 64 for r in records)
+
+
+@pytest.fixture(scope="module")
+def train_test_only(root: Path) -> dict[str, str]:
+    """Data without a validation file: members validate on seeded splits of train.txt."""
+    return {"train": str(root / "data" / "train.txt"), "test": str(root / "data" / "test.txt")}
+
+
+def test_no_validation_file_and_different_seeds_leave_valid_empty(
+    root: Path, train_test_only: dict[str, str]
+) -> None:
+    out = root / "no_valid"
+    per_query = "data.normalization=query_zscore"  # nothing fitted: the seeds share it
+    seeded = [train(out, train_test_only, per_query, f"training.seed={s}") for s in (0, 1)]
+
+    report = read_json(build_ensemble(seeded, output_dir=out / "ens", quiet=True) / "metrics.json")
+    assert report["valid"] is None and report["valid_from_train"] is True
+    assert math.isfinite(report["test"]["ndcg@10"])
+
+
+def test_members_of_one_seeded_split_validate_the_ensemble_on_it(
+    root: Path, train_test_only: dict[str, str], tmp_path: Path
+) -> None:
+    out = root / "same_split"
+    first = train(out, train_test_only, "training.seed=0")
+    second = train(out, train_test_only, "training.seed=0", "model.hidden_dims=[4]")
+
+    report = read_json(
+        build_ensemble([first, second], output_dir=tmp_path, quiet=True) / "metrics.json"
+    )
+    assert report["valid_from_train"] is True and math.isfinite(report["valid"]["ndcg@10"])
+
+
+def test_seeds_that_fitted_the_normalizer_on_different_splits_are_refused(
+    root: Path, train_test_only: dict[str, str], tmp_path: Path
+) -> None:
+    out = root / "fitted_per_seed"
+    seeded = [train(out, train_test_only, f"training.seed={s}") for s in (0, 1)]  # standard
+    with pytest.raises(ConfigError, match=r"normalizes features differently.*give data\.valid"):
+        build_ensemble(seeded, output_dir=tmp_path, quiet=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_members_normalized_differently_are_refused(
+    root: Path, members: list[Path], tmp_path: Path
+) -> None:
+    minmax = train(root, root / "data", "data.normalization=minmax")
+    with pytest.raises(ConfigError, match=r"data\.normalization"):
+        build_ensemble([members[0], minmax], output_dir=tmp_path, quiet=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_members_with_different_feature_counts_are_refused(
+    root: Path, members: list[Path], tmp_path: Path
+) -> None:
+    write_synthetic(root / "wide", n_queries=20, n_features=N_FEATURES + 2, seed=5, max_docs=12)
+    wide = train(root, root / "wide")
+    with pytest.raises(
+        ShapeError, match=rf"scores {N_FEATURES + 2} features; .* scores {N_FEATURES}"
+    ):
+        build_ensemble([members[0], wide], output_dir=tmp_path, quiet=True)
+
+
+@pytest.mark.parametrize(
+    ("count", "weights", "name", "message"),
+    [
+        (1, None, None, r"at least 2 members; got 1"),
+        (0, None, None, r"at least 2 members; got 0"),
+        (2, [1.0], None, r"model\.weights: 1 weights for 2 members"),
+        (2, [1.0, -1.0], None, r"model\.weights: need finite, non-negative"),
+        (2, None, "not a name", r"experiment\.name"),
+    ],
+)
+def test_bad_requests_are_config_errors_that_write_nothing(
+    members: list[Path], tmp_path: Path, count: int, weights, name, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_ensemble(members[:count], name=name, weights=weights, output_dir=tmp_path, quiet=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_ensemble_is_not_a_member(ensemble: Path, members: list[Path], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ensembles do not nest"):
+        build_ensemble([members[0], ensemble], output_dir=tmp_path, quiet=True)
+
+
+def test_predict_then_evaluate_reproduces_the_test_metrics(
+    root: Path, ensemble: Path, tmp_path: Path
+) -> None:
+    runner, scores = CliRunner(), tmp_path / "scores.txt"
+    test_file = root / "data" / "test.txt"
+    predicted = runner.invoke(
+        app, ["predict", "--model", str(ensemble), "--data", str(test_file), "--out", str(scores)]
+    )
+    assert predicted.exit_code == 0, predicted.output
+    evaluated = runner.invoke(
+        app, ["evaluate", "--data", str(test_file), "--scores", str(scores), "--json"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    means = json.loads(evaluated.stdout)
+    assert means["ndcg@10"] == read_json(ensemble / "metrics.json")["test"]["ndcg@10"]
+    assert len(read_scores(scores)) == load_letor(test_file).n_docs
+
+
+def test_compare_takes_trained_and_ensemble_runs_together(
+    ensemble: Path, members: list[Path]
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["compare", *map(str, [*members, ensemble]), "--format", "json", "--resamples", "200"],
+    )
+    assert result.exit_code == 0, result.output
+    rows = {row["id"]: row for row in json.loads(result.stdout)["runs"]}
+    assert [row["model"] for row in rows.values()] == ["mlp", "mlp", "mlp", "ensemble"]
+    row = rows[ensemble.name]
+    assert row["test"]["ndcg@10"] == read_json(ensemble / "metrics.json")["test"]["ndcg@10"]
+    assert (row["best_epoch"], row["epochs"]) == (None, 0)
+    assert row["vs_baseline"] is not None  # paired per query against the first member
+
+
+def test_ensemble_command_writes_a_weighted_run(members: list[Path], tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            *("ensemble", *map(str, members)),
+            *("--name", "first_only", "--output-dir", str(tmp_path), "--weights", "1,0,0"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (run_dir,) = tmp_path.iterdir()
+    assert run_dir.name.endswith("-first_only") and str(run_dir) in result.stderr
+    assert "Test: ndcg@1=" in result.stderr
+    assert load_config(run_dir / "config.yaml").model.params["weights"] == [1.0, 0.0, 0.0]
+    # all weight on the first member: the ensemble ranks exactly as that member does
+    test = read_json(run_dir / "metrics.json")["test"]
+    assert test == pytest.approx(read_json(members[0] / "metrics.json")["test"], abs=1e-12)
+
+
+def test_ensemble_command_reports_a_bad_weight_in_one_line(
+    members: list[Path], tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "ltr", "ensemble", *map(str, members[:2])),
+            *("--output-dir", str(tmp_path), "--weights", "1,abc"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == "error: --weights: give numbers separated by commas; got '1,abc'\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_of_an_ensemble_run_passes_parity(ensemble: Path, tmp_path: Path) -> None:
+    report = export_bundle(ensemble, tmp_path / "bundle")
+    assert report.parity.passed and report.parity.max_abs_diff <= 1e-5
+    assert report.metadata["metrics"] == read_json(ensemble / "metrics.json")
+    assert [spec["name"] for spec in report.inputs] == ["features"]  # mlp members: no mask
