@@ -67,6 +67,7 @@ def train_candidate(job: dict[str, Any]) -> np.ndarray:
         *job["extra"],
         f"data.train={fold / 'train.txt.gz'}",  # no data.valid: a seeded 20% split validates
         f"training.seed={job['seed']}",
+        f"data.split_seed={job['seed']}",  # each seed its own split, as LightGBM's below
         f"tracking.output_dir={job['out_dir']}",
         "tracking.tensorboard=false",
         "tracking.mlflow=false",

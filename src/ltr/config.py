@@ -77,7 +77,9 @@ class DataConfig(_Strict):
 
     Give ``root`` (a fold folder holding ``train``, ``vali`` and ``test`` as ``.txt`` or
     ``.txt.gz``) or explicit paths; explicit paths win over ``root``. Without a validation file,
-    ``valid_fraction`` of the training queries (seeded split by query) validate; the test file is
+    ``valid_fraction`` of the training queries (split by query, seeded with ``split_seed``, not
+    ``training.seed``: every seed of a config validates on the same queries, so seed runs compare
+    and average) validate; the test file is
     never used for model selection.
     """
 
@@ -89,6 +91,7 @@ class DataConfig(_Strict):
     max_list_length: int | None = Field(None, ge=1)
     list_sampling: Literal["truncate", "sample"] = "sample"
     valid_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = 0
 
     @model_validator(mode="after")
     def _needs_training_data(self) -> DataConfig:

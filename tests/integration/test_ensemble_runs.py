@@ -26,6 +26,7 @@ from ltr.inference import Predictor
 from ltr.lifecycle.export import export_bundle
 from ltr.training import run_experiment
 from ltr.training.ensemble import build_ensemble
+from ltr.training.experiment import load_splits
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 N_FEATURES = 8
@@ -146,38 +147,32 @@ def train_test_only(root: Path) -> dict[str, str]:
     return {"train": str(root / "data" / "train.txt"), "test": str(root / "data" / "test.txt")}
 
 
-def test_no_validation_file_and_different_seeds_leave_valid_empty(
-    root: Path, train_test_only: dict[str, str]
+def test_seeds_without_a_validation_file_share_the_split_and_validate_the_ensemble_on_it(
+    root: Path, train_test_only: dict[str, str], tmp_path: Path
 ) -> None:
     out = root / "no_valid"
-    per_query = "data.normalization=query_zscore"  # nothing fitted: the seeds share it
-    seeded = [train(out, train_test_only, per_query, f"training.seed={s}") for s in (0, 1)]
-
-    report = read_json(build_ensemble(seeded, output_dir=out / "ens", quiet=True) / "metrics.json")
-    assert report["valid"] is None and report["valid_from_train"] is True
-    assert math.isfinite(report["test"]["ndcg@10"])
-
-
-def test_members_of_one_seeded_split_validate_the_ensemble_on_it(
-    root: Path, train_test_only: dict[str, str], tmp_path: Path
-) -> None:
-    out = root / "same_split"
-    first = train(out, train_test_only, "training.seed=0")
-    second = train(out, train_test_only, "training.seed=0", "model.hidden_dims=[4]")
-
-    report = read_json(
-        build_ensemble([first, second], output_dir=tmp_path, quiet=True) / "metrics.json"
-    )
-    assert report["valid_from_train"] is True and math.isfinite(report["valid"]["ndcg@10"])
-
-
-def test_seeds_that_fitted_the_normalizer_on_different_splits_are_refused(
-    root: Path, train_test_only: dict[str, str], tmp_path: Path
-) -> None:
-    out = root / "fitted_per_seed"
     seeded = [train(out, train_test_only, f"training.seed={s}") for s in (0, 1)]  # standard
-    with pytest.raises(ConfigError, match=r"normalizes features differently.*give data\.valid"):
-        build_ensemble(seeded, output_dir=tmp_path, quiet=True)
+    member_splits = [read_json(run / "metrics.json")["valid"]["ndcg@10"] for run in seeded]
+    assert member_splits[0] != member_splits[1]  # different models, one validation split
+
+    ensemble = build_ensemble(seeded, output_dir=tmp_path, quiet=True)
+    report = read_json(ensemble / "metrics.json")
+    config = load_config(ensemble / "config.yaml")
+    splits = load_splits(config.data)
+    expected = evaluate_scores(
+        splits.valid, Predictor.load(ensemble).score(splits.valid), ["ndcg@10"]
+    ).means["ndcg@10"]
+    assert report["valid_from_train"] is True
+    assert report["valid"]["ndcg@10"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_members_split_with_different_split_seeds_are_refused(
+    root: Path, train_test_only: dict[str, str], tmp_path: Path
+) -> None:
+    out = root / "split_seeds"
+    split = [train(out, train_test_only, f"data.split_seed={s}") for s in (0, 1)]
+    with pytest.raises(ConfigError, match=r"other data settings.*data\.split_seed"):
+        build_ensemble(split, output_dir=tmp_path, quiet=True)
     assert list(tmp_path.iterdir()) == []
 
 

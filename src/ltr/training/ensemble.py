@@ -15,16 +15,14 @@ laid out like ``ltr train``'s, so ``ltr predict``, ``ltr compare``, ``ltr export
 - ``test_per_query.tsv`` and ``preprocessor.json`` as a trained run writes them, and an empty
   ``training_history.json`` (no epochs were trained to build it).
 
-Validation numbers need a validation file: members that validated on a split of the training
-file with different seeds saw different splits, so the ensemble would be validated partly on
-its own training data; its ``valid`` is then ``null`` (with a warning), and the test numbers stand.
+Members share their data section, so without a validation file they validated on the same
+split of the training file (``data.split_seed``), and so does the ensemble.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,8 +41,6 @@ from ltr.training.experiment import load_splits, report_test_metrics
 from ltr.training.trainer import score_data
 
 __all__ = ["build_ensemble"]
-
-logger = logging.getLogger(__name__)
 
 
 def build_ensemble(
@@ -105,29 +101,19 @@ def build_ensemble(
     scorer.eval()
 
     normalizer = Normalizer.from_dict(payloads[0]["normalizer"], source=str(paths[0]))
-    splits = load_splits(config.data, seed=config.training.seed)
-    seeds = {int(payload["config"]["training"]["seed"]) for payload in payloads}
+    splits = load_splits(config.data)
     batch_size = config.training.batch_size
-    valid: dict[str, float] | None = None
-    if splits.valid_from_train and len(seeds) > 1:
-        logger.warning(
-            "no validation numbers: the members validated on different seeded splits of the "
-            "training file; give data.valid to validate an ensemble"
-        )
-    else:
-        valid_data = normalizer.transform_data(splits.valid)
-        names = list(
-            dict.fromkeys([*config.evaluation.metrics, config.training.early_stopping_metric])
-        )
-        valid = dict(
-            evaluate_scores(
-                valid_data,
-                score_data(scorer, valid_data, batch_size=batch_size),
-                names,
-                gain=config.evaluation.gain,
-                no_relevant=config.evaluation.no_relevant,
-            ).means
-        )
+    valid_data = normalizer.transform_data(splits.valid)
+    names = list(dict.fromkeys([*config.evaluation.metrics, config.training.early_stopping_metric]))
+    valid = dict(
+        evaluate_scores(
+            valid_data,
+            score_data(scorer, valid_data, batch_size=batch_size),
+            names,
+            gain=config.evaluation.gain,
+            no_relevant=config.evaluation.no_relevant,
+        ).means
+    )
     report: dict[str, Any] = {
         "best_epoch": None,
         "epochs": 0,
@@ -198,9 +184,7 @@ def _check_compatible(paths: Sequence[Path], payloads: Sequence[dict[str, Any]])
         if payload["normalizer"] != reference["normalizer"]:
             raise ConfigError(
                 f"{path} normalizes features differently from {first}; ensemble members must "
-                "share the fitted normalizer (same data.normalization and training data; without "
-                "a validation file each training.seed fits it on its own split of the training "
-                "file: give data.valid)"
+                "share the fitted normalizer (same data.normalization and training data)"
             )
         if payload["config"]["model"].get("name") == "ensemble":
             raise ConfigError(f"{path} is an ensemble already; ensembles do not nest")

@@ -5,7 +5,7 @@
 1. Find the data (:func:`resolve_data_paths`): explicit ``data.train/valid/test`` paths win over
    the files in ``data.root`` (``train``, ``vali`` or ``valid``, ``test``; ``.txt`` or
    ``.txt.gz``). Without a validation file, ``data.valid_fraction`` of the training queries
-   (split by query, seeded with ``training.seed``) validate; the test file is never used to pick
+   (split by query, seeded with ``data.split_seed``) validate; the test file is never used to pick
    a model. Without a test file the run reports validation numbers only.
 2. Fit the normalizer on the training queries only; transform train, validation and test once.
 3. Seed torch with ``training.seed``, build the scorer and the loss, create the run directory
@@ -169,7 +169,7 @@ def _run(
         run = Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
         checkpoint = load_checkpoint(run.checkpoint_path("last"))
         _check_resumable(resume, checkpoint["config"], config.resolved())
-    splits = load_splits(config.data, seed=training.seed, console=console)
+    splits = load_splits(config.data, console=console)
     if checkpoint is not None:
         check_feature_count(checkpoint, splits.train.n_features, "the training data")
         normalizer = Normalizer.from_dict(checkpoint["normalizer"], source=str(resume))
@@ -319,7 +319,7 @@ def resolve_data_paths(cfg: DataConfig) -> DataPaths:
     return DataPaths(train=train_path, valid=found["valid"], test=found["test"])
 
 
-def load_splits(cfg: DataConfig, *, seed: int, console: Console | None = None) -> Splits:
+def load_splits(cfg: DataConfig, *, console: Console | None = None) -> Splits:
     """Read the data of :func:`resolve_data_paths`; split train by query if there is no valid.
 
     Validation and test files are read with the training file's feature count.
@@ -331,10 +331,11 @@ def load_splits(cfg: DataConfig, *, seed: int, console: Console | None = None) -
     if paths.valid is not None:
         valid = load_letor(paths.valid, n_features=width)
         return Splits(train_data, valid, test, valid_from_train=False)
-    train_part, valid = split_by_query(train_data, cfg.valid_fraction, seed=seed)
+    train_part, valid = split_by_query(train_data, cfg.valid_fraction, seed=cfg.split_seed)
     message = (
         f"No validation file: validating on {valid.n_queries} of {train_data.n_queries} training "
-        f"queries (data.valid_fraction={cfg.valid_fraction}, split by query, seed {seed})"
+        f"queries (data.valid_fraction={cfg.valid_fraction}, split by query, "
+        f"data.split_seed={cfg.split_seed})"
     )
     logger.info(message)
     if console is not None:

@@ -332,7 +332,7 @@ def test_without_validation_file_train_queries_validate(data_root: Path, tmp_pat
     shutil.copy(data_root / "train.txt", root / "train.txt")
     shutil.copy(data_root / "test.txt", root / "test.txt")
     config = make_config(root, tmp_path / "runs", "training.num_epochs=1")
-    splits = load_splits(config.data, seed=config.training.seed)
+    splits = load_splits(config.data)
     full = load_letor(root / "train.txt")
     valid_ids, train_ids = set(splits.valid.query_ids), set(splits.train.query_ids)
     assert splits.valid_from_train and not valid_ids & train_ids
