@@ -32,13 +32,12 @@ from rich.console import Console
 from ltr.config import dotted_items, load_config
 from ltr.data.preprocessing import Normalizer
 from ltr.errors import ConfigError, LtrError, ShapeError
-from ltr.evaluation import evaluate_scores
 from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow
 from ltr.experiments.tracking import Run
 from ltr.models import EnsembleScorer
 from ltr.training.checkpoint import checkpoint_file, load_checkpoint
 from ltr.training.experiment import load_splits, report_test_metrics
-from ltr.training.trainer import score_data
+from ltr.training.trainer import evaluate_model, score_data
 
 __all__ = ["build_ensemble"]
 
@@ -105,14 +104,12 @@ def build_ensemble(
     batch_size = config.training.batch_size
     valid_data = normalizer.transform_data(splits.valid)
     names = list(dict.fromkeys([*config.evaluation.metrics, config.training.early_stopping_metric]))
+    conventions: dict[str, Any] = {
+        "gain": config.evaluation.gain,
+        "no_relevant": config.evaluation.no_relevant,
+    }
     valid = dict(
-        evaluate_scores(
-            valid_data,
-            score_data(scorer, valid_data, batch_size=batch_size),
-            names,
-            gain=config.evaluation.gain,
-            no_relevant=config.evaluation.no_relevant,
-        ).means
+        evaluate_model(scorer, valid_data, names, batch_size=batch_size, **conventions).means
     )
     report: dict[str, Any] = {
         "best_epoch": None,
@@ -121,10 +118,7 @@ def build_ensemble(
         "early_stopping_metric": config.training.early_stopping_metric,
         "valid": valid,
         "valid_from_train": splits.valid_from_train,
-        "conventions": {
-            "gain": config.evaluation.gain,
-            "no_relevant": config.evaluation.no_relevant,
-        },
+        "conventions": conventions,
         "test": None,
         "members": [
             _member_record(path, payload) for path, payload in zip(paths, payloads, strict=True)
