@@ -24,6 +24,7 @@ from ltr.errors import ConfigError, ShapeError
 from ltr.evaluation import evaluate_scores
 from ltr.inference import Predictor
 from ltr.lifecycle.export import export_bundle
+from ltr.lifecycle.registry import promote_to_validated
 from ltr.training import run_experiment
 from ltr.training.ensemble import build_ensemble
 from ltr.training.experiment import load_splits
@@ -294,3 +295,16 @@ def test_export_of_an_ensemble_run_passes_parity(ensemble: Path, tmp_path: Path)
     assert report.parity.passed and report.parity.max_abs_diff <= 1e-5
     assert report.metadata["metrics"] == read_json(ensemble / "metrics.json")
     assert [spec["name"] for spec in report.inputs] == ["features"]  # mlp members: no mask
+
+
+def test_promote_to_validated_describes_the_ensemble_in_its_model_card(
+    ensemble: Path, tmp_path: Path
+) -> None:
+    model = promote_to_validated(ensemble, validated_dir=tmp_path / "validated", register=False)
+    card = (model.path / "model_card.md").read_text(encoding="utf-8")
+    report = read_json(ensemble / "metrics.json")
+    assert f"the mean score of {len(SEEDS)} trained runs" in card
+    assert "Epochs:" not in card  # nothing was trained to build it
+    assert model.metadata["metrics"]["default"]["ndcg@10"] == pytest.approx(
+        report["test"]["ndcg@10"]
+    )

@@ -220,6 +220,7 @@ def _metrics(
 
 def _training(t: Mapping[str, Any]) -> str:
     loss = t.get("loss") or {}
+    loss_shown = f"{loss.get('name')} ({_pairs(loss.get('params') or {}) or 'defaults'})"
     valid = t.get("valid") or {}
     valid_shown = ", ".join(f"{k} {_number(v)}" for k, v in valid.items() if "[" not in k)
     epochs = f"{t.get('epochs')}" + (
@@ -229,15 +230,27 @@ def _training(t: Mapping[str, Any]) -> str:
         "## Training configuration",
         "",
         f"- **Model:** {t.get('model')} ({_pairs(t.get('model_params') or {}) or 'defaults'})",
-        f"- **Loss:** {loss.get('name')} ({_pairs(loss.get('params') or {}) or 'defaults'})",
-        f"- **Optimizer:** {t.get('optimizer')}, learning rate {t.get('learning_rate')}, "
-        f"weight decay {t.get('weight_decay')}, batch {t.get('batch_size')} queries",
-        f"- **Epochs:** {epochs}; best epoch {t.get('best_epoch')} by validation "
-        f"{t.get('early_stopping_metric')}"
-        + (" (stopped early)" if t.get("stopped_early") else ""),
     ]
-    if valid_shown:
-        lines.append(f"- **Validation at the best epoch:** {valid_shown}")
+    members = (t.get("model_params") or {}).get("members")
+    if t.get("model") == "ensemble" and members:  # built by `ltr ensemble`, not trained
+        lines.append(
+            f"- **Ensemble:** the mean score of {len(members)} trained runs (`ltr ensemble`; "
+            "each member's run and checkpoint sha256 are in the source run's metrics.json), "
+            f"trained with {loss_shown}"
+        )
+        if valid_shown:
+            lines.append(f"- **Validation:** {valid_shown}")
+    else:
+        lines += [
+            f"- **Loss:** {loss_shown}",
+            f"- **Optimizer:** {t.get('optimizer')}, learning rate {t.get('learning_rate')}, "
+            f"weight decay {t.get('weight_decay')}, batch {t.get('batch_size')} queries",
+            f"- **Epochs:** {epochs}; best epoch {t.get('best_epoch')} by validation "
+            f"{t.get('early_stopping_metric')}"
+            + (" (stopped early)" if t.get("stopped_early") else ""),
+        ]
+        if valid_shown:
+            lines.append(f"- **Validation at the best epoch:** {valid_shown}")
     lines.append(
         f"- **Features:** normalization {t.get('normalization')}, max list length "
         f"{t.get('max_list_length')}; seed {t.get('seed')}"
