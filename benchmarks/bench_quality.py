@@ -291,6 +291,11 @@ def _tied_docs(data: LetorData, scores: np.ndarray) -> int:
     return int((counts[inverse.ravel()] > 1).sum())
 
 
+def finished_run(out_dir: Path, name: str) -> Path | None:
+    """A run named ``name`` that an earlier invocation with this --out-dir finished, if any."""
+    return next((d for d in out_dir.glob(f"*-{name}") if (d / "metrics.json").is_file()), None)
+
+
 def train_mlp_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one config on one fold with one seed; test metrics of the best epoch."""
     from ltr.config import load_config
@@ -309,12 +314,8 @@ def train_mlp_job(job: dict[str, Any]) -> dict[str, Any]:
         "training.num_threads=1",
         f"experiment.name={job['name']}",
     ]
-    done = [
-        d for d in Path(job["out_dir"]).glob(f"*-{job['name']}") if (d / "metrics.json").is_file()
-    ]
-    if done:  # the same job finished in an earlier invocation with this --out-dir
-        run_dir = done[0]
-    else:
+    run_dir = finished_run(Path(job["out_dir"]), job["name"])
+    if run_dir is None:
         run_dir = run_experiment(load_config(base=BASE_CONFIG, overrides=overrides), quiet=True)
     report = json.loads((run_dir / "metrics.json").read_text())
     train = _data(files["train"])
@@ -394,8 +395,7 @@ def ensemble_job(job: dict[str, Any]) -> dict[str, Any]:
         test_scores = np.mean([z["test"] for z in saved], axis=0)
     else:
         out = Path(job["out_dir"]) / "ensembles"
-        done = [d for d in out.glob(f"*-{job['name']}") if (d / "metrics.json").is_file()]
-        run_dir = done[0] if done else None
+        run_dir = finished_run(out, job["name"])
         if run_dir is None:
             run_dir = build_ensemble(job["members"], name=job["name"], output_dir=out, quiet=True)
         predictor = Predictor.load(run_dir)

@@ -37,7 +37,7 @@ from ltr.experiments.tracking import Run
 from ltr.models import EnsembleScorer
 from ltr.training.checkpoint import checkpoint_file, load_checkpoint
 from ltr.training.experiment import load_splits, report_test_metrics
-from ltr.training.trainer import evaluate_model, score_data
+from ltr.training.trainer import evaluate_model, score_data, validation_metrics
 
 __all__ = ["build_ensemble"]
 
@@ -103,7 +103,7 @@ def build_ensemble(
     splits = load_splits(config.data)
     batch_size = config.training.batch_size
     valid_data = normalizer.transform_data(splits.valid)
-    names = list(dict.fromkeys([*config.evaluation.metrics, config.training.early_stopping_metric]))
+    names = validation_metrics(config.evaluation, config.training)
     conventions: dict[str, Any] = {
         "gain": config.evaluation.gain,
         "no_relevant": config.evaluation.no_relevant,

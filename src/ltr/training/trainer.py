@@ -63,6 +63,7 @@ __all__ = [
     "make_scheduler",
     "score_data",
     "train",
+    "validation_metrics",
 ]
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
@@ -192,7 +193,7 @@ def train(
         LtrError: the training loss became NaN or infinite.
     """
     evaluation = evaluation or EvaluationConfig()
-    metrics = list(dict.fromkeys([*evaluation.metrics, cfg.early_stopping_metric]))
+    metrics = validation_metrics(evaluation, cfg)
     conventions = {"gain": evaluation.gain, "no_relevant": evaluation.no_relevant}
     meta = {"config": None, "normalizer": None, "n_features": None, **(meta or {})}
     dist = dist or Distributed()
@@ -273,6 +274,11 @@ def train(
         history=state.history,
         best_checkpoint=run.checkpoint_path("best"),
     )
+
+
+def validation_metrics(evaluation: EvaluationConfig, training: TrainingConfig) -> list[str]:
+    """The metrics validation reports: ``evaluation.metrics`` plus the early-stopping metric."""
+    return list(dict.fromkeys([*evaluation.metrics, training.early_stopping_metric]))
 
 
 def train_step(
