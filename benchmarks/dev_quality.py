@@ -8,20 +8,37 @@ LightGBM gets the same split (its early stopping on the 20%) for a like-for-like
 
     .venv/bin/python benchmarks/dev_quality.py --data-dir ../shared/data \\
         --candidate listmle:P9 --candidate ranknet:P3 \\
-        --candidate "ranknet:P3:data.max_list_length=null" [--seeds 5] [--jobs 2] [--out-dir DIR]
+        --candidate "ranknet:P3:data.max_list_length=null" [--blend "listmle:P9+ranknet:P3"] \\
+        [--seeds 5] [--lgb-seeds 5] [--jobs 2] [--out-dir DIR]
 
 A candidate is ``LOSS:POINT[:key=value,...]``: a loss, one of ``bench_quality``'s shared points
-(``P0``..``P9``, with that loss's own parameters), and optional config overrides. Reported per
-candidate, mean over folds: vali NDCG@10 under the default convention and the letor preset, for
-single models (mean over seeds) and for the seed average (``ltr ensemble``'s mean of scores),
-split by list length (queries with < 10 and >= 10 documents, where the letor preset differs),
-and the paired per-fold difference to LightGBM (``bench_quality``'s kept point L0).
+(``P0``..``P9``, with that loss's own parameters), and optional config overrides (a comma inside
+``[...]`` or ``{...}`` belongs to the value). Reported per candidate, mean over folds: vali NDCG@10
+under the default convention and the letor preset, for single models (mean over seeds) and for the
+seed average (``ltr ensemble``'s mean of scores), split by list length (queries with < 10 and >= 10
+documents, where the letor preset differs), and the paired per-fold difference to LightGBM
+(``bench_quality``'s kept point L0). A row gives the best single feature (chosen on the training
+file, as ``bench_quality`` does) for the "every loss beats the best single feature" target.
+
+A blend (``--blend A+B+...``, each part a candidate) averages every seed of every part: models
+trained with different losses, which err less alike than seeds of one loss. Each member's scores
+are divided by their standard deviation over its own training file first (losses leave scores
+on different scales; a fixed per-member factor, as ``ltr ensemble --weights`` can carry). Its
+"single" row is the blend of seed 0 of each part. Compare a blend of N models with LightGBM
+averaged over as many seeds (``--lgb-seeds``); the table prints LightGBM's average over
+``--lgb-seeds`` seeds as a row of its own.
+
+With ``--out-dir`` every job's scores are kept (``scores/``) and reused by later invocations
+with the same candidate, fold and seed, so blends of earlier candidates cost nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
+import re
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -48,12 +65,16 @@ LONG = 10  # the letor preset scores NDCG@10 only on lists this long
 
 def parse_candidate(text: str) -> dict[str, Any]:
     loss, point, *rest = text.split(":", 2)
-    extra = [kv for kv in rest[0].split(",") if kv] if rest else []
+    extra = [kv for kv in re.split(r",(?![^\[{]*[\]}])", rest[0]) if kv] if rest else []
     return {"label": text, "loss": loss, "point": point, "extra": extra}
 
 
 def train_candidate(job: dict[str, Any]) -> np.ndarray:
-    """Vali scores of one candidate on one fold and seed (early stopping on a train split)."""
+    """Scores of one candidate on one fold and seed (early stopping on a train split).
+
+    Returns ``[vali scores, training-file scores]`` concatenated (the latter give each model's
+    score scale for blends).
+    """
     from ltr.config import load_config
     from ltr.data.letor import load_letor
     from ltr.inference import Predictor
@@ -75,7 +96,10 @@ def train_candidate(job: dict[str, Any]) -> np.ndarray:
         f"experiment.name=dev_f{job['fold']}_s{job['seed']}",
     ]
     run_dir = run_experiment(load_config(base=BASE_CONFIG, overrides=overrides), quiet=True)
-    return Predictor.load(run_dir).score(load_letor(fold / "vali.txt.gz"))
+    predictor = Predictor.load(run_dir)
+    return np.concatenate(
+        [predictor.score(load_letor(fold / name)) for name in ("vali.txt.gz", "train.txt.gz")]
+    )
 
 
 def train_lightgbm(job: dict[str, Any]) -> np.ndarray:
@@ -97,18 +121,47 @@ def train_lightgbm(job: dict[str, Any]) -> np.ndarray:
         valid_sets=[dstop],
         callbacks=[lgb.early_stopping(100, verbose=False)],
     )
-    return np.asarray(booster.predict(vali.features, num_iteration=booster.best_iteration))
+    whole = load_letor(fold / "train.txt.gz")
+    return np.concatenate(
+        [booster.predict(d.features, num_iteration=booster.best_iteration) for d in (vali, whole)]
+    )
 
 
 def _dispatch(job: dict[str, Any]) -> np.ndarray:
-    return train_lightgbm(job) if job["loss"] == "lightgbm" else train_candidate(job)
+    cache = Path(job["out_dir"]) / "scores" / f"{_job_key(job)}.npy"
+    if cache.exists():
+        return np.asarray(np.load(cache), dtype=np.float64)
+    scores = train_lightgbm(job) if job["loss"] == "lightgbm" else train_candidate(job)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(".tmp.npy")
+    np.save(partial, np.asarray(scores, dtype=np.float64))
+    partial.replace(cache)
+    return scores
+
+
+def _job_key(job: dict[str, Any]) -> str:
+    """A file name for one job's scores: what was trained, on which fold, with which seed."""
+    what = json.dumps([job["loss"], job["point"], job["extra"], job["fold"], job["seed"]])
+    return hashlib.sha1(what.encode()).hexdigest()[:16]
+
+
+def _split_scores(scores: np.ndarray, n_vali: int) -> np.ndarray:
+    """Vali scores over the standard deviation of the training-file scores (the member's scale)."""
+    scale = float(np.std(scores[n_vali:]))
+    return scores[:n_vali] / (scale if scale > 0 else 1.0)
+
+
+@functools.cache
+def _vali(data_dir: Path, fold: int) -> Any:
+    from ltr.data.letor import load_letor
+
+    return load_letor(data_dir / "mq2008" / f"Fold{fold}" / "vali.txt.gz")
 
 
 def vali_metrics(data_dir: Path, fold: int, scores: np.ndarray) -> dict[str, float]:
-    from ltr.data.letor import load_letor
     from ltr.evaluation import evaluate_scores
 
-    vali = load_letor(data_dir / "mq2008" / f"Fold{fold}" / "vali.txt.gz")
+    vali = _vali(data_dir, fold)
     default = evaluate_scores(vali, scores, ["ndcg@10"]).per_query["ndcg@10"]
     letor = evaluate_scores(vali, scores, ["ndcg@10"], preset="letor").means["ndcg@10"]
     long = vali.list_lengths >= LONG
@@ -120,11 +173,22 @@ def vali_metrics(data_dir: Path, fold: int, scores: np.ndarray) -> dict[str, flo
     }
 
 
+def _best_feature_scores(data_dir: Path, fold: int) -> np.ndarray:
+    """Vali scores of the fold's best single feature, chosen on its whole training file."""
+    from ltr.baselines import best_single_feature
+    from ltr.data.letor import load_letor
+
+    train = load_letor(data_dir / "mq2008" / f"Fold{fold}" / "train.txt.gz")
+    return best_single_feature(train, "ndcg@10").scores(_vali(data_dir, fold))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--candidate", action="append", required=True, type=parse_candidate)
+    parser.add_argument("--candidate", action="append", default=[], type=parse_candidate)
+    parser.add_argument("--blend", action="append", default=[], help="A+B+...: candidates")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--lgb-seeds", type=int, default=None, help="default: --seeds")
     parser.add_argument("--folds", default="1,2,3,4,5")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out-dir", type=Path, default=None)
@@ -132,44 +196,99 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
     folds = [int(f) for f in args.folds.split(",")]
+    lgb_seeds = max(args.seeds, args.lgb_seeds or args.seeds)
+    blends = [[parse_candidate(part) for part in b.split("+")] for b in args.blend]
+    candidates = {c["label"]: c for c in [*args.candidate, *(p for b in blends for p in b)]}
+    if not candidates:
+        parser.error("give at least one --candidate or --blend")
     temp = tempfile.TemporaryDirectory(prefix="dev_quality_") if args.out_dir is None else None
     out_dir = Path(temp.name) if temp is not None else args.out_dir
-    models = [{"label": "LightGBM L0", "loss": "lightgbm", "point": "L0", "extra": []}]
-    models += args.candidate
+    lgb: dict[str, Any] = {"label": "LightGBM L0", "loss": "lightgbm", "point": "L0", "extra": []}
     jobs = [
         {**m, "fold": f, "seed": s, "data_dir": str(data_dir), "out_dir": str(out_dir)}
-        for m in models
+        for m, n_seeds in [(lgb, lgb_seeds), *((c, args.seeds) for c in candidates.values())]
         for f in folds
-        for s in range(args.seeds)
+        for s in range(n_seeds)
     ]
     with ProcessPoolExecutor(
         args.jobs, mp_context=get_context("spawn"), initializer=_init_worker
     ) as pool:
         scores = list(pool.map(_dispatch, jobs))
-    table: dict[str, dict[str, list[dict[str, float]]]] = {}
-    for m in models:
-        single, averaged = [], []
+
+    def runs(label: str, fold: int, n_seeds: int, scaled: bool = False) -> list[np.ndarray]:
+        n_vali = len(_vali(data_dir, fold).labels)
+        found = [
+            s
+            for j, s in zip(jobs, scores, strict=True)
+            if j["label"] == label and j["fold"] == fold and j["seed"] < n_seeds
+        ]
+        return [_split_scores(s, n_vali) if scaled else s[:n_vali] for s in found]
+
+    def per_fold(members: list[str], n_seeds: int, scaled: bool) -> list[dict[str, float]]:
+        return [
+            vali_metrics(
+                data_dir,
+                f,
+                np.mean([r for m in members for r in runs(m, f, n_seeds, scaled)], axis=0),
+            )
+            for f in folds
+        ]
+
+    def single(label: str) -> list[dict[str, float]]:
+        out = []
         for f in folds:
-            runs = [s for j, s in zip(jobs, scores, strict=True) if j["label"] == m["label"]
-                    and j["fold"] == f]  # fmt: skip
-            per_seed = [vali_metrics(data_dir, f, s) for s in runs]
-            single.append({k: float(np.mean([p[k] for p in per_seed])) for k in per_seed[0]})
-            averaged.append(vali_metrics(data_dir, f, np.mean(runs, axis=0)))
-        table[m["label"]] = {"single": single, "average": averaged}
-    keys = list(table["LightGBM L0"]["single"][0])
-    print(f"vali NDCG@10, mean over folds {folds}; {args.seeds} seeds; never the test files\n")
+            each = [vali_metrics(data_dir, f, r) for r in runs(label, f, args.seeds)]
+            out.append({k: float(np.mean([e[k] for e in each])) for k in each[0]})
+        return out
+
+    lgb_average = {n: per_fold([lgb["label"]], n, False) for n in range(1, lgb_seeds + 1)}
+    feature_rows = [vali_metrics(data_dir, f, _best_feature_scores(data_dir, f)) for f in folds]
+    # (row name, per-fold metrics, models per fold); each row is judged against LightGBM
+    # averaged over as many seeds (up to --lgb-seeds)
+    rows: list[tuple[str, list[dict[str, float]], int]] = [
+        ("LightGBM L0 (single)", single(lgb["label"]), 1),
+        *(
+            (f"LightGBM L0 ({n}-seed average)", lgb_average[n], n)
+            for n in sorted({args.seeds, lgb_seeds})
+            if n > 1
+        ),
+    ]
+    rows.append(("best single feature (train file)", feature_rows, 1))
+    for label in (c["label"] for c in args.candidate):
+        rows.append((f"{label} (single)", single(label), 1))
+        rows.append(
+            (
+                f"{label} ({args.seeds}-seed average)",
+                per_fold([label], args.seeds, False),
+                args.seeds,
+            )
+        )
+    for parts in blends:
+        labels = [p["label"] for p in parts]
+        name = " + ".join(labels)
+        rows.append((f"blend {name} (seed 0)", per_fold(labels, 1, True), len(labels)))
+        rows.append(
+            (
+                f"blend {name} ({args.seeds} seeds each)",
+                per_fold(labels, args.seeds, True),
+                len(labels) * args.seeds,
+            )
+        )
+    keys = list(rows[0][1][0])
+    print(f"vali NDCG@10, mean over folds {folds}; {args.seeds} seeds; never the test files")
+    print("Δ: paired per-fold difference to LightGBM averaged over as many seeds as the row has")
+    print(f"models (at most {lgb_seeds}), mean ± std over folds\n")
     print("| model | " + " | ".join(keys) + " | Δ ndcg@10 vs LightGBM | Δ letor vs LightGBM |")
     print("|" + "---|" * (len(keys) + 3))
-    for label, rows in table.items():
-        for kind in ("single", "average"):
-            ref = table["LightGBM L0"][kind]
-            cells = [f"{np.mean([r[k] for r in rows[kind]]):.4f}" for k in keys]
-            for k in ("ndcg@10", "ndcg@10[letor]"):
-                d = np.subtract([r[k] for r in rows[kind]], [r[k] for r in ref])
-                cells.append(f"{d.mean():+.4f} ± {d.std(ddof=1) if d.size > 1 else 0:.4f}")
-            name = f"{label} ({'single' if kind == 'single' else f'{args.seeds}-seed average'})"
-            print(f"| {name} | " + " | ".join(cells) + " |")
+    for name, folds_metrics, n_models in rows:
+        ref = lgb_average[min(n_models, lgb_seeds)] if n_models > 1 else rows[0][1]
+        cells = [f"{np.mean([r[k] for r in folds_metrics]):.4f}" for k in keys]
+        for k in ("ndcg@10", "ndcg@10[letor]"):
+            d = np.subtract([r[k] for r in folds_metrics], [r[k] for r in ref])
+            cells.append(f"{d.mean():+.4f} ± {d.std(ddof=1) if d.size > 1 else 0:.4f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
     if args.json is not None:
+        table = {name: folds_metrics for name, folds_metrics, _ in rows}
         args.json.write_text(json.dumps({"command": sys.argv, "table": table}, indent=1) + "\n")
     if temp is not None:
         temp.cleanup()

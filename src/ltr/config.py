@@ -161,6 +161,7 @@ class TrainingConfig(_Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     grad_clip: float | None = Field(5.0, gt=0)
     feature_noise: float = Field(0.0, ge=0)  # std of Gaussian noise on normalized train features
+    weight_averaging: float | None = Field(None, gt=0, lt=1)  # EMA decay per step; None = off
     early_stopping_patience: int = Field(10, ge=0)
     early_stopping_metric: str = "ndcg@10"
     bucket_by_length: bool = True

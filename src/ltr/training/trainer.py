@@ -27,6 +27,7 @@ Conventions:
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -204,6 +205,9 @@ def train(
     state = TrainState()
     if resume_from is not None:
         state = _restore(resume_from, model, optimizer, scheduler)
+    averaged = None if cfg.weight_averaging is None else WeightAverage(model, cfg.weight_averaging)
+    if resume_from is not None and averaged is not None:
+        averaged.load_state_dict(resume_from["averaged"])
     net = dist.wrap(model, device)  # DDP in a distributed job: it trains; `model` is saved
     first_epoch = cfg.num_epochs if state.stopped_early else state.epoch
     for epoch in range(first_epoch, cfg.num_epochs):
@@ -217,6 +221,8 @@ def train(
                 loss = train_step(
                     net, loss_fn, optimizer, batch.to(device), cfg.grad_clip, cfg.feature_noise
                 )
+                if averaged is not None:
+                    averaged.update(model)
                 running += loss  # stays a tensor: .item() would sync every batch
                 tick()
         train_loss = dist.average(float(running) / max(len(loaders.train), 1))
@@ -225,8 +231,9 @@ def train(
                 f"training diverged: the mean training loss of epoch {epoch + 1} is {train_loss}; "
                 "lower training.learning_rate or set training.grad_clip"
             )
+        scorer = model if averaged is None else averaged.model  # what validates is what is saved
         valid = evaluate_model(
-            model,
+            scorer,
             loaders.valid,
             metrics,
             batch_size=cfg.batch_size,
@@ -249,7 +256,7 @@ def train(
         )
         scalars = {"train/loss": train_loss, "train/lr": lr}
         run.log_metrics({**scalars, **{f"valid/{k}": v for k, v in valid.items()}}, epoch + 1)
-        checkpoint = _checkpoint(model, optimizer, scheduler, state, meta)
+        checkpoint = _checkpoint(model, optimizer, scheduler, state, meta, averaged)
         run.save_checkpoint("last", checkpoint)
         if improved:  # same atomic writer: a crash never leaves half a best.pt
             run.save_checkpoint("best", checkpoint)
@@ -468,12 +475,23 @@ def _checkpoint(
     scheduler: Scheduler | None,
     state: TrainState,
     meta: Mapping[str, Any],
+    averaged: WeightAverage | None = None,
 ) -> dict[str, Any]:
-    """The checkpoint dict (layout in :mod:`ltr.training.checkpoint`)."""
+    """The checkpoint dict (layout in :mod:`ltr.training.checkpoint`).
+
+    With weight averaging, ``model`` holds the averaged weights (what validated, what predicts)
+    and ``trained`` the optimizer's own, from which a resumed run continues.
+    """
+    extra = (
+        {}
+        if averaged is None
+        else {"trained": model.state_dict(), "averaged": averaged.state_dict()}
+    )
     return {
         **meta,
+        **extra,
         "epoch": state.epoch,
-        "model": model.state_dict(),
+        "model": model.state_dict() if averaged is None else averaged.model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "state": state.to_dict(),
@@ -488,7 +506,7 @@ def _restore(
     scheduler: Scheduler | None,
 ) -> TrainState:
     """Load weights, optimizer, schedule and RNG from ``checkpoint``; return its state."""
-    model.load_state_dict(checkpoint["model"])
+    model.load_state_dict(checkpoint.get("trained", checkpoint["model"]))
     optimizer.load_state_dict(checkpoint["optimizer"])
     if (scheduler is None) != (checkpoint["scheduler"] is None):
         raise LtrError("the checkpoint was written with another training.scheduler")
@@ -496,6 +514,36 @@ def _restore(
         scheduler.load_state_dict(checkpoint["scheduler"])
     _set_rng_state(checkpoint["rng"])
     return TrainState.from_dict(checkpoint["state"])
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights, updated after every optimizer step.
+
+    ``decay`` d per step: the average is d * average + (1 - d) * weights, so it spans roughly
+    1 / (1 - d) recent steps. Buffers (batch-norm statistics) are copied, not averaged.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))  # warm-up: no stale start
+        for mine, theirs in zip(self.model.parameters(), model.parameters(), strict=True):
+            mine.lerp_(theirs.detach(), 1.0 - decay)
+        for buffer, source in zip(self.model.buffers(), model.buffers(), strict=True):
+            buffer.copy_(source)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "model": self.model.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        self.model.load_state_dict(state["model"])
 
 
 def _rng_state() -> dict[str, Any]:

@@ -1,0 +1,135 @@
+"""training.weight_averaging: a moving average of the weights validates, is saved, predicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from ltr.config import load_config
+from ltr.data.letor import load_letor
+from ltr.data.preprocessing import Normalizer
+from ltr.data.synthetic import write_synthetic
+from ltr.errors import ConfigError
+from ltr.models import build_model
+from ltr.training import run_experiment
+from ltr.training.checkpoint import load_checkpoint
+from ltr.training.trainer import WeightAverage, evaluate_model
+
+N_FEATURES = 8
+
+
+def test_update_is_the_warmed_up_exponential_average() -> None:
+    torch.manual_seed(0)
+    model = build_model("linear", N_FEATURES)
+    average = WeightAverage(model, decay=0.9)
+    expected = [p.detach().clone() for p in model.parameters()]
+    for step in range(1, 31):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter))
+        average.update(model)
+        decay = min(0.9, (1 + step) / (10 + step))
+        expected = [
+            decay * old + (1 - decay) * new.detach()
+            for old, new in zip(expected, model.parameters(), strict=True)
+        ]
+    for got, want in zip(average.model.parameters(), expected, strict=True):
+        torch.testing.assert_close(got, want)
+    assert not any(p.requires_grad for p in average.model.parameters())
+    assert average.steps == 30
+
+
+def test_buffers_are_copied_not_averaged() -> None:
+    model = build_model("mlp", N_FEATURES, hidden_dims=[4], norm="batch")
+    average = WeightAverage(model, decay=0.99)
+    with torch.no_grad():
+        for buffer in model.buffers():
+            buffer.fill_(3.0)
+    average.update(model)
+    for buffer in average.model.buffers():
+        assert torch.all(buffer == 3.0)
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.1"])
+def test_decay_outside_zero_one_is_rejected_naming_the_field(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"training\.weight_averaging"):
+        load_config(
+            base={"data": {"train": "t.txt"}}, overrides=[f"training.weight_averaging={value}"]
+        )
+
+
+def test_weight_averaging_is_off_by_default() -> None:
+    assert load_config(base={"data": {"train": "t.txt"}}).training.weight_averaging is None
+
+
+# --------------------------------------------------------------------------------------------
+# Through run_experiment: what is saved, what validates, and resuming
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("averaging_data")
+    write_synthetic(root, n_queries=40, n_features=N_FEATURES, seed=0, max_docs=12)
+    return root
+
+
+def run(root: Path, out: Path, *overrides: str, resume: Path | None = None) -> Path:
+    base: dict[str, Any] = {
+        "experiment": {"name": "averaging"},
+        "data": {"root": str(root)},
+        "model": {"name": "mlp", "hidden_dims": [8], "dropout": 0.1},
+        "loss": {"name": "listnet"},
+        "training": {
+            "num_epochs": 4,
+            "batch_size": 8,
+            "device": "cpu",
+            "learning_rate": 0.01,
+            "weight_averaging": 0.9,
+        },
+        "tracking": {"output_dir": str(out), "tensorboard": False, "mlflow": False},
+    }
+    config = load_config(base=base, overrides=overrides)
+    return run_experiment(config, resume=resume, quiet=True)
+
+
+def test_best_checkpoint_holds_the_averaged_weights_that_validated(
+    data_root: Path, tmp_path: Path
+) -> None:
+    run_dir = run(data_root, tmp_path)
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert set(best["averaged"]["model"]) == set(best["model"])
+    assert all(torch.equal(best["averaged"]["model"][k], v) for k, v in best["model"].items())
+    assert not all(torch.equal(best["trained"][k], v) for k, v in best["model"].items())
+
+    model = build_model("mlp", N_FEATURES, hidden_dims=[8], dropout=0.1)
+    model.load_state_dict(best["model"])
+    model.eval()
+    normalizer = Normalizer.from_dict(best["normalizer"])
+    valid = normalizer.transform_data(load_letor(data_root / "vali.txt"))
+    value = evaluate_model(model, valid, ["ndcg@10"], batch_size=8).means["ndcg@10"]
+    history = json.loads((run_dir / "training_history.json").read_text())
+    assert value == pytest.approx(history[best["state"]["best_epoch"] - 1]["valid_ndcg@10"])
+
+
+def test_without_averaging_the_checkpoint_has_one_set_of_weights(
+    data_root: Path, tmp_path: Path
+) -> None:
+    best = load_checkpoint(run(data_root, tmp_path, "training.weight_averaging=null")
+                           / "checkpoints" / "best.pt")  # fmt: skip
+    assert "trained" not in best and "averaged" not in best
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(data_root: Path, tmp_path: Path) -> None:
+    whole = load_checkpoint(run(data_root, tmp_path / "whole") / "checkpoints" / "last.pt")
+    first = run(data_root, tmp_path / "parts", "training.num_epochs=2")
+    resumed = load_checkpoint(run(data_root, tmp_path / "parts", resume=first)
+                              / "checkpoints" / "last.pt")  # fmt: skip
+    assert resumed["epoch"] == whole["epoch"] == 4
+    for key in ("model", "trained"):
+        assert all(torch.equal(resumed[key][k], v) for k, v in whole[key].items()), key
+    assert resumed["averaged"]["steps"] == whole["averaged"]["steps"]
