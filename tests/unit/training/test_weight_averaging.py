@@ -116,12 +116,16 @@ def test_best_checkpoint_holds_the_averaged_weights_that_validated(
     assert value == pytest.approx(history[best["state"]["best_epoch"] - 1]["valid_ndcg@10"])
 
 
-def test_without_averaging_the_checkpoint_has_one_set_of_weights(
-    data_root: Path, tmp_path: Path
-) -> None:
-    best = load_checkpoint(run(data_root, tmp_path, "training.weight_averaging=null")
-                           / "checkpoints" / "best.pt")  # fmt: skip
-    assert "trained" not in best and "averaged" not in best
+def test_averaging_leaves_the_trained_weights_alone(data_root: Path, tmp_path: Path) -> None:
+    averaged = load_checkpoint(run(data_root, tmp_path / "on") / "checkpoints" / "last.pt")
+    plain = load_checkpoint(
+        run(data_root, tmp_path / "off", "training.weight_averaging=null")
+        / "checkpoints"
+        / "last.pt"
+    )
+    assert "trained" not in plain and "averaged" not in plain
+    assert all(torch.equal(averaged["trained"][k], v) for k, v in plain["model"].items())
+    assert not all(torch.equal(averaged["model"][k], v) for k, v in plain["model"].items())
 
 
 def test_resumed_run_ends_like_an_uninterrupted_one(data_root: Path, tmp_path: Path) -> None:
