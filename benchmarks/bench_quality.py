@@ -408,8 +408,38 @@ def ensemble_job(job: dict[str, Any]) -> dict[str, Any]:
             vali, vali_scores, ["ndcg@10"], preset="letor"
         ).means["ndcg@10"],
         "test": _test_metrics(test, test_scores),
+        "test_per_query": _per_query(test, test_scores),
         "seconds": time.perf_counter() - started,
     }
+
+
+def _per_query(test: LetorData, scores: np.ndarray) -> dict[str, list[float]]:
+    """Each test query's NDCG@10 under the verdicts' conventions, in file order."""
+    presets: dict[str, dict[str, Any]] = {
+        "ndcg@10": {},
+        "ndcg@10[one]": {"no_relevant": "one"},
+        "ndcg@10[letor]": {"preset": "letor"},
+    }
+    return {
+        key: evaluate_scores(test, scores, ["ndcg@10"], **kw).per_query["ndcg@10"].tolist()
+        for key, kw in presets.items()
+    }
+
+
+def pooled(
+    a: list[dict[str, Any]], b: list[dict[str, Any]], key: str, draws: int = 10_000
+) -> tuple[int, float, float, float]:
+    """Paired per-query a - b over every fold's test queries: count, mean, 95% bootstrap CI.
+
+    Every MQ2008 query is in exactly one test fold, so this pools the whole dataset; queries,
+    not folds, are resampled (seeded), which narrows the interval but ignores fold effects.
+    """
+    by_fold = {r["fold"]: r["test_per_query"][key] for r in b}
+    diff = np.concatenate([np.subtract(r["test_per_query"][key], by_fold[r["fold"]]) for r in a])
+    rng = np.random.default_rng(0)
+    means = diff[rng.integers(0, diff.size, size=(draws, diff.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return diff.size, float(diff.mean()), float(low), float(high)
 
 
 def selection_score(summary: dict[str, Any]) -> float:
@@ -660,6 +690,7 @@ def round3_report(
     ensembles: dict[str, dict[str, Any]],
     best: str,
     baseline: dict[str, Any],
+    records: dict[str, list[dict[str, Any]]],
 ) -> None:
     """Round 3's tables and verdicts: seed ensembles against LightGBM, single and averaged."""
     k = args.ensemble
@@ -706,6 +737,12 @@ def round3_report(
                 f"- vs {ref_label}, {text}: {verdict}: {mine:.4f} {'>=' if mine >= theirs else '<'}"
                 f" {theirs:.4f}; paired diff {m:+.4f} ± {sd:.4f} (t={t:+.1f})"
             )
+            if ref is ensembles["lightgbm"]:
+                count, diff, low, high = pooled(records[best], records["lightgbm"], key)
+                print(
+                    f"  - per query, pooled over the {count} test queries: {diff:+.4f}, "
+                    f"95% bootstrap interval [{low:+.4f}, {high:+.4f}]"
+                )
     print("\nTarget 2 (round 3): every loss's ensemble beats the best single feature")
     for n in neural:
         diffs = {c: ensembles[n]["mean"][c] - baseline["mean"][c] for c, _ in CONVENTIONS}
@@ -993,19 +1030,17 @@ def main() -> None:
     ens_summaries: dict[str, dict[str, Any]] = {}
     best_ens = None
     if ens_records:
-        ens_summaries = {
-            n: summarize(
-                [
-                    r
-                    for r in ens_records
-                    if (r["kind"], r["loss"]) == (sel[n]["kind"], sel[n]["loss"])
-                ],
-                args.folds,
-            )
+        by_model = {
+            n: [
+                r for r in ens_records if (r["kind"], r["loss"]) == (sel[n]["kind"], sel[n]["loss"])
+            ]
             for n in sel
         }
+        ens_summaries = {n: summarize(by_model[n], args.folds) for n in sel}
         best_ens = max(neural, key=lambda n: selection_score(ens_summaries[n]))
-        round3_report(args, sel, label, neural, summaries, ens_summaries, best_ens, baseline)
+        round3_report(
+            args, sel, label, neural, summaries, ens_summaries, best_ens, baseline, by_model
+        )
     n_runs = len(records)
     run_seconds = sum(r["seconds"] for r in records)
     print(
@@ -1037,7 +1072,9 @@ def main() -> None:
             "summaries": summaries,
             "best_single_feature": baseline,
             "ensemble_size": args.ensemble,
-            "ensembles": ens_records,
+            "ensembles": [  # per-query values only feed the pooled intervals printed above
+                {k: v for k, v in r.items() if k != "test_per_query"} for r in ens_records
+            ],
             "ensemble_summaries": ens_summaries,
             "best_ensemble_by_vali": best_ens,
             "runs": [
