@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -12,15 +11,13 @@ from torch import nn
 
 from ltr.config import load_config
 from ltr.data.dataset import Batch, QueryDataset
-from ltr.data.synthetic import make_synthetic, write_synthetic
+from ltr.data.synthetic import make_synthetic
 from ltr.errors import ConfigError
 from ltr.losses import build_loss
 from ltr.models import build_model
-from ltr.training import run_experiment
 from ltr.training.checkpoint import load_checkpoint
 from ltr.training.trainer import train_step
-
-N_FEATURES = 8
+from support.tiny_runs import N_FEATURES, tiny_run, write_tiny_data
 
 
 def padded_batch() -> Batch:
@@ -124,22 +121,7 @@ def test_noise_defaults_to_zero() -> None:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("noise_data")
-    write_synthetic(root, n_queries=40, n_features=N_FEATURES, seed=0, max_docs=12)
-    return root
-
-
-def run(root: Path, out: Path, *overrides: str, resume: Path | None = None) -> Path:
-    base: dict[str, Any] = {
-        "experiment": {"name": "noise"},
-        "data": {"root": str(root)},
-        "model": {"name": "mlp", "hidden_dims": [8], "dropout": 0.1},
-        "loss": {"name": "listnet"},
-        "training": {"num_epochs": 3, "batch_size": 8, "device": "cpu"},
-        "tracking": {"output_dir": str(out), "tensorboard": False, "mlflow": False},
-    }
-    config = load_config(base=base, overrides=overrides)
-    return run_experiment(config, resume=resume, quiet=True)
+    return write_tiny_data(tmp_path_factory.mktemp("noise_data"))
 
 
 def last_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -149,10 +131,10 @@ def last_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_resumed_noisy_run_ends_like_an_uninterrupted_one(data_root: Path, tmp_path: Path) -> None:
     noisy = "training.feature_noise=0.1"
-    whole = run(data_root, tmp_path / "whole", noisy)
-    clean = run(data_root, tmp_path / "clean")
-    first = run(data_root, tmp_path / "parts", noisy, "training.num_epochs=2")
-    resumed = run(data_root, tmp_path / "parts", noisy, resume=first)
+    whole = tiny_run(data_root, tmp_path / "whole", noisy)
+    clean = tiny_run(data_root, tmp_path / "clean")
+    first = tiny_run(data_root, tmp_path / "parts", noisy, "training.num_epochs=2")
+    resumed = tiny_run(data_root, tmp_path / "parts", noisy, resume=first)
 
     assert resumed == first
     expected, got = last_weights(whole), last_weights(resumed)

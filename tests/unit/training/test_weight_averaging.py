@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -12,14 +11,11 @@ import torch
 from ltr.config import load_config
 from ltr.data.letor import load_letor
 from ltr.data.preprocessing import Normalizer
-from ltr.data.synthetic import write_synthetic
 from ltr.errors import ConfigError
 from ltr.models import build_model
-from ltr.training import run_experiment
 from ltr.training.checkpoint import load_checkpoint
 from ltr.training.trainer import WeightAverage, evaluate_model
-
-N_FEATURES = 8
+from support.tiny_runs import N_FEATURES, tiny_run, write_tiny_data
 
 
 def test_update_is_the_warmed_up_exponential_average() -> None:
@@ -73,28 +69,13 @@ def test_weight_averaging_is_off_by_default() -> None:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("averaging_data")
-    write_synthetic(root, n_queries=40, n_features=N_FEATURES, seed=0, max_docs=12)
-    return root
+    return write_tiny_data(tmp_path_factory.mktemp("averaging_data"))
 
 
 def run(root: Path, out: Path, *overrides: str, resume: Path | None = None) -> Path:
-    base: dict[str, Any] = {
-        "experiment": {"name": "averaging"},
-        "data": {"root": str(root)},
-        "model": {"name": "mlp", "hidden_dims": [8], "dropout": 0.1},
-        "loss": {"name": "listnet"},
-        "training": {
-            "num_epochs": 4,
-            "batch_size": 8,
-            "device": "cpu",
-            "learning_rate": 0.01,
-            "weight_averaging": 0.9,
-        },
-        "tracking": {"output_dir": str(out), "tensorboard": False, "mlflow": False},
-    }
-    config = load_config(base=base, overrides=overrides)
-    return run_experiment(config, resume=resume, quiet=True)
+    """4 epochs at a learning rate that moves the weights, averaged with decay 0.9."""
+    training = {"num_epochs": 4, "learning_rate": 0.01, "weight_averaging": 0.9}
+    return tiny_run(root, out, *overrides, training=training, resume=resume)
 
 
 def test_best_checkpoint_holds_the_averaged_weights_that_validated(
