@@ -8,7 +8,7 @@ A checkpoint is what :func:`torch.save` writes for a dict with these keys (``FOR
     model, optimizer           state dicts (model: the averaged weights when
                                training.weight_averaging is on, what validated and predicts)
     trained, averaged          with weight averaging only: the optimizer's own weights and
-                               {"steps", "model"} of the average, for --resume
+                               the number of steps averaged so far, for --resume
     scheduler                  state dict, or None without a scheduler
     state                      best_epoch, best_value, epochs_since_best, stopped_early, history
     rng                        {"torch": CPU generator state, "cuda": [per-device states]}

@@ -203,11 +203,9 @@ def train(
     optimizer = make_optimizer(cfg, model.parameters())
     scheduler = make_scheduler(cfg.scheduler, optimizer, cfg.num_epochs)
     state = TrainState()
-    if resume_from is not None:
-        state = _restore(resume_from, model, optimizer, scheduler)
     averaged = None if cfg.weight_averaging is None else WeightAverage(model, cfg.weight_averaging)
-    if resume_from is not None and averaged is not None:
-        averaged.load_state_dict(resume_from["averaged"])
+    if resume_from is not None:
+        state = _restore(resume_from, model, optimizer, scheduler, averaged)
     net = dist.wrap(model, device)  # DDP in a distributed job: it trains; `model` is saved
     first_epoch = cfg.num_epochs if state.stopped_early else state.epoch
     for epoch in range(first_epoch, cfg.num_epochs):
@@ -482,11 +480,7 @@ def _checkpoint(
     With weight averaging, ``model`` holds the averaged weights (what validated, what predicts)
     and ``trained`` the optimizer's own, from which a resumed run continues.
     """
-    extra = (
-        {}
-        if averaged is None
-        else {"trained": model.state_dict(), "averaged": averaged.state_dict()}
-    )
+    extra = {} if averaged is None else {"trained": model.state_dict(), "averaged": averaged.steps}
     return {
         **meta,
         **extra,
@@ -504,9 +498,17 @@ def _restore(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: Scheduler | None,
+    averaged: WeightAverage | None = None,
 ) -> TrainState:
-    """Load weights, optimizer, schedule and RNG from ``checkpoint``; return its state."""
-    model.load_state_dict(checkpoint.get("trained", checkpoint["model"]))
+    """Load weights (and their average), optimizer, schedule and RNG; return the run's state."""
+    if (averaged is None) != ("averaged" not in checkpoint):
+        raise LtrError("the checkpoint was written with another training.weight_averaging")
+    if averaged is None:
+        model.load_state_dict(checkpoint["model"])
+    else:
+        model.load_state_dict(checkpoint["trained"])
+        averaged.model.load_state_dict(checkpoint["model"])
+        averaged.steps = int(checkpoint["averaged"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     if (scheduler is None) != (checkpoint["scheduler"] is None):
         raise LtrError("the checkpoint was written with another training.scheduler")
@@ -537,13 +539,6 @@ class WeightAverage:
             mine.lerp_(theirs.detach(), 1.0 - decay)
         for buffer, source in zip(self.model.buffers(), model.buffers(), strict=True):
             buffer.copy_(source)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "model": self.model.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.steps = int(state["steps"])
-        self.model.load_state_dict(state["model"])
 
 
 def _rng_state() -> dict[str, Any]:

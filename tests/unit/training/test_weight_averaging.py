@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from ltr.config import load_config
 from ltr.data.letor import load_letor
 from ltr.data.preprocessing import Normalizer
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, LtrError
 from ltr.models import build_model
 from ltr.training.checkpoint import load_checkpoint
 from ltr.training.trainer import WeightAverage, evaluate_model
@@ -83,9 +84,10 @@ def test_best_checkpoint_holds_the_averaged_weights_that_validated(
 ) -> None:
     run_dir = run(data_root, tmp_path)
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    assert set(best["averaged"]["model"]) == set(best["model"])
-    assert all(torch.equal(best["averaged"]["model"][k], v) for k, v in best["model"].items())
+    assert set(best["trained"]) == set(best["model"])
     assert not all(torch.equal(best["trained"][k], v) for k, v in best["model"].items())
+    batches = math.ceil(load_letor(data_root / "train.txt").n_queries / 8)  # batch_size 8
+    assert best["averaged"] == best["epoch"] * batches  # one update per optimizer step
 
     model = build_model("mlp", N_FEATURES, hidden_dims=[8], dropout=0.1)
     model.load_state_dict(best["model"])
@@ -117,4 +119,12 @@ def test_resumed_run_ends_like_an_uninterrupted_one(data_root: Path, tmp_path: P
     assert resumed["epoch"] == whole["epoch"] == 4
     for key in ("model", "trained"):
         assert all(torch.equal(resumed[key][k], v) for k, v in whole[key].items()), key
-    assert resumed["averaged"]["steps"] == whole["averaged"]["steps"]
+    assert resumed["averaged"] == whole["averaged"]
+
+
+def test_resuming_with_another_averaging_setting_is_refused(
+    data_root: Path, tmp_path: Path
+) -> None:
+    first = run(data_root, tmp_path, "training.num_epochs=2")
+    with pytest.raises(LtrError, match=r"training\.weight_averaging"):
+        run(data_root, tmp_path, "training.weight_averaging=null", resume=first)
