@@ -20,6 +20,12 @@ documents, where the letor preset differs), and the paired per-fold difference t
 (``bench_quality``'s kept point L0). A row gives the best single feature (chosen on the training
 file, as ``bench_quality`` does) for the "every loss beats the best single feature" target.
 
+An extra ``ple=B`` (not a config key) trains that candidate on piecewise-linear encoded
+features (Gorishniy et al. 2022, "On Embeddings for Numerical Features in Tabular Deep
+Learning"): each feature becomes B columns, one per quantile bin of the fold's training file,
+holding how far the value has passed through that bin. It is the MLP's answer to the thresholds
+trees split on; the encoded files are written once into ``--out-dir``.
+
 A blend (``--blend A+B+...``, each part a candidate) averages every seed of every part: models
 trained with different losses, which err less alike than seeds of one loss. Each member's scores
 are divided by their standard deviation over its own training file first (losses leave scores
@@ -66,7 +72,47 @@ LONG = 10  # the letor preset scores NDCG@10 only on lists this long
 def parse_candidate(text: str) -> dict[str, Any]:
     loss, point, *rest = text.split(":", 2)
     extra = [kv for kv in re.split(r",(?![^\[{]*[\]}])", rest[0]) if kv] if rest else []
-    return {"label": text, "loss": loss, "point": point, "extra": extra}
+    bins = [int(kv.removeprefix("ple=")) for kv in extra if kv.startswith("ple=")]
+    return {"label": text, "loss": loss, "point": point, "extra": extra, "ple": max(bins or [0])}
+
+
+def piecewise_linear(features: np.ndarray, edges: list[np.ndarray], bins: int) -> np.ndarray:
+    """Piecewise-linear encoding (Gorishniy et al. 2022): ``bins`` columns per feature.
+
+    Column t of feature f is 0 below edge t, 1 above edge t + 1 and linear in between, so a
+    value becomes the fraction of each quantile bin it has passed; features with fewer distinct
+    edges get zero columns to fill up to ``bins``.
+    """
+    columns = []
+    for f, edge in enumerate(edges):
+        low, high = edge[:-1], edge[1:]
+        columns.append(np.clip((features[:, f : f + 1] - low) / (high - low), 0.0, 1.0))
+        columns.append(np.zeros((features.shape[0], bins - low.size)))
+    return np.hstack(columns).astype(np.float32)
+
+
+def write_encoded(data_dir: Path, fold: int, bins: int, out: Path) -> None:
+    """The fold's train and vali files, piecewise-linear encoded on train's quantiles."""
+    import dataclasses
+
+    from ltr.data.letor import load_letor, write_letor
+
+    target = out / "mq2008" / f"Fold{fold}"
+    if (target / "vali.txt.gz").exists():
+        return
+    source = data_dir / "mq2008" / f"Fold{fold}"
+    train = load_letor(source / "train.txt.gz")
+    edges = []
+    for column in train.features.T.astype(np.float64):
+        edge = np.unique(np.quantile(column, np.linspace(0.0, 1.0, bins + 1)))
+        edges.append(edge if edge.size > 1 else np.array([edge[0], edge[0] + 1.0]))
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("train.txt.gz", "vali.txt.gz"):  # vali last: its presence marks a finished fold
+        data = train if name == "train.txt.gz" else load_letor(source / name)
+        encoded = piecewise_linear(data.features.astype(np.float64), edges, bins)
+        partial = target / f"partial-{name}"
+        write_letor(partial, dataclasses.replace(data, features=encoded))
+        partial.replace(target / name)
 
 
 def train_candidate(job: dict[str, Any]) -> np.ndarray:
@@ -80,12 +126,13 @@ def train_candidate(job: dict[str, Any]) -> np.ndarray:
     from ltr.inference import Predictor
     from ltr.training import run_experiment
 
-    fold = Path(job["data_dir"]) / "mq2008" / f"Fold{job['fold']}"
+    root = Path(job["out_dir"]) / f"ple{job['ple']}" if job["ple"] else Path(job["data_dir"])
+    fold = root / "mq2008" / f"Fold{job['fold']}"
     point = mlp_points(job["loss"], 10)[job["point"]]
     overrides = [
         f"loss.name={job['loss']}",
         *to_overrides(point),
-        *job["extra"],
+        *(kv for kv in job["extra"] if not kv.startswith("ple=")),
         f"data.train={fold / 'train.txt.gz'}",  # no data.valid: a seeded 20% split validates
         f"training.seed={job['seed']}",
         f"data.split_seed={job['seed']}",  # each seed its own split, as LightGBM's below
@@ -203,7 +250,16 @@ def main() -> None:
         parser.error("give at least one --candidate or --blend")
     temp = tempfile.TemporaryDirectory(prefix="dev_quality_") if args.out_dir is None else None
     out_dir = Path(temp.name) if temp is not None else args.out_dir
-    lgb: dict[str, Any] = {"label": "LightGBM L0", "loss": "lightgbm", "point": "L0", "extra": []}
+    lgb: dict[str, Any] = {
+        "label": "LightGBM L0",
+        "loss": "lightgbm",
+        "point": "L0",
+        "extra": [],
+        "ple": 0,
+    }
+    for bins in sorted({c["ple"] for c in candidates.values()} - {0}):
+        for f in folds:
+            write_encoded(data_dir, f, bins, out_dir / f"ple{bins}")
     jobs = [
         {**m, "fold": f, "seed": s, "data_dir": str(data_dir), "out_dir": str(out_dir)}
         for m, n_seeds in [(lgb, lgb_seeds), *((c, args.seeds) for c in candidates.values())]
