@@ -150,14 +150,16 @@ def train_candidate(job: dict[str, Any]) -> np.ndarray:
 
 
 def train_lightgbm(job: dict[str, Any]) -> np.ndarray:
-    """LightGBM's vali scores, early stopping on the same 80/20 split of the training file."""
+    """LightGBM's scores of vali and of the whole training file (as :func:`train_candidate`),
+    early stopping on the same 80/20 split of the training file."""
     import lightgbm as lgb
 
     from ltr.data.dataset import split_by_query
     from ltr.data.letor import load_letor
 
     fold = Path(job["data_dir"]) / "mq2008" / f"Fold{job['fold']}"
-    train, stop = split_by_query(load_letor(fold / "train.txt.gz"), 0.2, seed=job["seed"])
+    whole = load_letor(fold / "train.txt.gz")
+    train, stop = split_by_query(whole, 0.2, seed=job["seed"])
     vali = load_letor(fold / "vali.txt.gz", n_features=train.n_features)
     dtrain = lgb.Dataset(train.features, train.labels, group=train.list_lengths)
     dstop = lgb.Dataset(stop.features, stop.labels, group=stop.list_lengths, reference=dtrain)
@@ -168,7 +170,6 @@ def train_lightgbm(job: dict[str, Any]) -> np.ndarray:
         valid_sets=[dstop],
         callbacks=[lgb.early_stopping(100, verbose=False)],
     )
-    whole = load_letor(fold / "train.txt.gz")
     return np.concatenate(
         [booster.predict(d.features, num_iteration=booster.best_iteration) for d in (vali, whole)]
     )
