@@ -308,3 +308,17 @@ def test_promote_to_validated_describes_the_ensemble_in_its_model_card(
     assert model.metadata["metrics"]["default"]["ndcg@10"] == pytest.approx(
         report["test"]["ndcg@10"]
     )
+
+
+def test_members_with_and_without_encoded_inputs_average_and_export(
+    root: Path, members: list[Path], tmp_path: Path
+) -> None:
+    encoded = train(root, root / "data", "model.piecewise_bins=4", "experiment.name=ple")
+    mixed = build_ensemble([members[0], encoded], output_dir=tmp_path, quiet=True)
+    test = load_letor(root / "data" / "test.txt")
+
+    scores = Predictor.load(mixed).score(test)
+
+    mean = np.mean([Predictor.load(m).score(test) for m in (members[0], encoded)], axis=0)
+    np.testing.assert_allclose(scores, mean, rtol=0, atol=1e-6)
+    assert export_bundle(mixed, tmp_path / "bundle").parity.passed

@@ -99,6 +99,8 @@ def _first_linear(scorer: nn.Module) -> nn.Linear | None:
     if isinstance(scorer, LinearScorer):
         return scorer.linear
     if isinstance(scorer, MLPScorer):
+        if scorer.encoding is not None:  # the first layer sees encoded columns, not features
+            return None
         first = scorer.linears[0] if len(scorer.linears) else scorer.output
         return first if isinstance(first, nn.Linear) else None
     if isinstance(scorer, ContextAwareScorer):
@@ -111,9 +113,9 @@ def matmul_chain(scorer: nn.Module) -> list[np.ndarray] | None:
     """float32 ``[in, out]`` weights of a linear or MLP scorer, in order (the latency floor)."""
     if isinstance(scorer, LinearScorer):
         layers = [scorer.linear]
-    elif isinstance(scorer, MLPScorer):
+    elif isinstance(scorer, MLPScorer) and scorer.encoding is None:
         layers = [*scorer.linears, scorer.output]
-    else:
+    else:  # context-aware, ensemble or encoded inputs: no plain chain of products
         return None
     return [
         np.ascontiguousarray(layer.weight.detach().numpy().T, dtype=np.float32)

@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from ltr.errors import ConfigError
+from ltr.models.encoding import PiecewiseLinearEncoding, fit_input_encodings
 from ltr.models.ensemble import EnsembleScorer
 from ltr.models.linear import LinearScorer
 from ltr.models.mlp import MLPScorer
@@ -23,7 +24,9 @@ __all__ = [
     "EnsembleScorer",
     "LinearScorer",
     "MLPScorer",
+    "PiecewiseLinearEncoding",
     "build_model",
+    "fit_input_encodings",
     "uses_context",
 ]
 

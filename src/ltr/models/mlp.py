@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ltr.errors import ConfigError
+from ltr.models.encoding import PiecewiseLinearEncoding
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -78,9 +79,13 @@ class MLPScorer(nn.Module):
         dropout: dropout probability after each hidden activation.
         activation: one of :data:`ACTIVATIONS`.
         norm: None, ``"batch"`` (masked batch norm) or ``"layer"`` (per-document layer norm).
+        piecewise_bins: None, or encode each input feature piecewise-linearly over this many
+            quantile bins of the training data before the first layer
+            (:class:`~ltr.models.encoding.PiecewiseLinearEncoding`; the trainer fits it).
 
     Raises:
-        ConfigError: unknown activation or norm, negative width, dropout outside [0, 1).
+        ConfigError: unknown activation or norm, negative width, dropout outside [0, 1),
+            fewer than 2 bins.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class MLPScorer(nn.Module):
         dropout: float = 0.1,
         activation: str = "relu",
         norm: str | None = None,
+        piecewise_bins: int | None = None,
     ) -> None:
         super().__init__()
         if norm is not None and norm not in NORMS:
@@ -101,10 +107,13 @@ class MLPScorer(nn.Module):
         if any(int(width) < 1 for width in hidden_dims):
             raise ConfigError(f"model.hidden_dims: widths must be >= 1; got {list(hidden_dims)}")
         make_activation(activation)  # fail early, before building layers
+        self.encoding = (
+            None if piecewise_bins is None else PiecewiseLinearEncoding(n_features, piecewise_bins)
+        )
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.blocks = nn.ModuleList()  # activation + dropout
-        width = n_features
+        width = n_features if self.encoding is None else self.encoding.n_outputs
         for hidden in (int(h) for h in hidden_dims):
             self.linears.append(nn.Linear(width, hidden))
             if norm == "batch":
@@ -119,7 +128,7 @@ class MLPScorer(nn.Module):
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
         """Scores ``[B, L]`` from ``features [B, L, F]`` and ``mask [B, L]``."""
-        x = features
+        x = features if self.encoding is None else self.encoding(features)
         for linear, norm, block in zip(self.linears, self.norms, self.blocks, strict=True):
             x = linear(x)
             x = norm(x, mask) if isinstance(norm, MaskedBatchNorm) else norm(x)

@@ -46,7 +46,7 @@ from ltr.evaluation import evaluate_scores
 from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow
 from ltr.experiments.tracking import Run, Tracker
 from ltr.losses import build_loss
-from ltr.models import build_model
+from ltr.models import build_model, fit_input_encodings
 from ltr.training.checkpoint import check_feature_count, load_checkpoint
 from ltr.training.distributed import Distributed, per_rank_batch_size, process_group, shard_loader
 from ltr.training.trainer import Loaders, score_data, train
@@ -180,6 +180,7 @@ def _run(
 
     torch.manual_seed(training.seed)  # on every rank: the weights start identical
     model = build_model(config.model.name, train_data.n_features, **config.model.params)
+    fit_input_encodings(model, train_data.features)  # the same on every rank: all of train
     loss_fn = build_loss(config.loss.name, config.loss.params)
     dataset = QueryDataset(
         train_data,

@@ -27,6 +27,8 @@ RUNS = {
     "linear": ("linear", "minmax", {}),
     "mlp": ("mlp", "standard", {"hidden_dims": [16, 8]}),
     "mlp_query": ("mlp", "query_zscore", {"hidden_dims": [16]}),
+    # encoded inputs: the first layer sees bins, so the normalization stays in the graph
+    "mlp_piecewise": ("mlp", "standard", {"hidden_dims": [16], "piecewise_bins": 4}),
     "transformer": (
         "transformer",
         "standard",
@@ -155,6 +157,16 @@ def test_metadata_describes_the_bundle(exported: dict[str, tuple[Path, ExportRep
     assert set(metadata["versions"]) == {"ltr", "python", "torch", "onnx", "onnxruntime"}
     preprocessor = json.loads((report.output / "preprocessor.json").read_text(encoding="utf-8"))
     assert preprocessor["kind"] == "standard" and len(preprocessor["statistics"]["mean"]) == 10
+
+
+def test_encoded_inputs_keep_the_normalization_unfolded(
+    exported: dict[str, tuple[Path, ExportReport]],
+) -> None:
+    _, report = exported["mlp_piecewise"]
+
+    normalization = verify_bundle(report.output).metadata["normalization"]
+    assert normalization["in_graph"] and not normalization["folded_into_first_layer"]
+    assert report.parity.passed
 
 
 def test_model_card_reports_use_metrics_parity_and_limits(
