@@ -206,19 +206,40 @@ def _vali(data_dir: Path, fold: int) -> Any:
     return load_letor(data_dir / "mq2008" / f"Fold{fold}" / "vali.txt.gz")
 
 
-def vali_metrics(data_dir: Path, fold: int, scores: np.ndarray) -> dict[str, float]:
+def vali_metrics(data_dir: Path, fold: int, scores: np.ndarray) -> dict[str, Any]:
+    """Means over the fold's vali queries, and (key ``per_query``) each query's two NDCG@10s."""
     from ltr.evaluation import evaluate_scores
 
     vali = _vali(data_dir, fold)
     default = evaluate_scores(vali, scores, ["ndcg@10"]).per_query["ndcg@10"]
-    letor = evaluate_scores(vali, scores, ["ndcg@10"], preset="letor").means["ndcg@10"]
+    letor = evaluate_scores(vali, scores, ["ndcg@10"], preset="letor").per_query["ndcg@10"]
     long = vali.list_lengths >= LONG
     return {
         "ndcg@10": float(default.mean()),
-        "ndcg@10[letor]": float(letor),
+        "ndcg@10[letor]": float(letor.mean()),
         "ndcg@10 short lists": float(default[~long].mean()),
         "ndcg@10 long lists": float(default[long].mean()),
+        "per_query": {"ndcg@10": default, "ndcg@10[letor]": letor},
     }
+
+
+def pooled_difference(
+    rows: list[dict[str, Any]], reference: list[dict[str, Any]], key: str, draws: int = 10_000
+) -> tuple[float, float, float]:
+    """Paired per-query difference pooled over the folds' vali queries: mean, 95% bootstrap CI.
+
+    Each MQ2008 query is in exactly one vali fold, so this pools the whole dataset; resampling
+    queries (seeded) ignores fold effects, so the interval is somewhat narrow.
+    """
+    diff = np.concatenate(
+        [
+            r["per_query"][key] - ref["per_query"][key]
+            for r, ref in zip(rows, reference, strict=True)
+        ]
+    )
+    means = diff[np.random.default_rng(0).integers(0, diff.size, (draws, diff.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(low), float(high)
 
 
 def _best_feature_scores(data_dir: Path, fold: int) -> np.ndarray:
@@ -295,7 +316,11 @@ def main() -> None:
         out = []
         for f in folds:
             each = [vali_metrics(data_dir, f, r) for r in runs(label, f, args.seeds)]
-            out.append({k: float(np.mean([e[k] for e in each])) for k in each[0]})
+            mean = {k: float(np.mean([e[k] for e in each])) for k in each[0] if k != "per_query"}
+            mean["per_query"] = {  # each query's mean over the seeds
+                k: np.mean([e["per_query"][k] for e in each], axis=0) for k in each[0]["per_query"]
+            }
+            out.append(mean)
         return out
 
     lgb_average = {n: per_fold([lgb["label"]], n, False) for n in range(1, lgb_seeds + 1)}
@@ -331,21 +356,30 @@ def main() -> None:
                 len(labels) * args.seeds,
             )
         )
-    keys = list(rows[0][1][0])
+    keys = [k for k in rows[0][1][0] if k != "per_query"]
+    compared = ("ndcg@10", "ndcg@10[letor]")
     print(f"vali NDCG@10, mean over folds {folds}; {args.seeds} seeds; never the test files")
     print("Δ: paired per-fold difference to LightGBM averaged over as many seeds as the row has")
-    print(f"models (at most {lgb_seeds}), mean ± std over folds\n")
-    print("| model | " + " | ".join(keys) + " | Δ ndcg@10 vs LightGBM | Δ letor vs LightGBM |")
-    print("|" + "---|" * (len(keys) + 3))
+    print(f"models (at most {lgb_seeds}), mean ± std over folds; pooled: the paired per-query")
+    print("difference over every fold's vali queries with its 95% bootstrap interval\n")
+    headers = [f"Δ {k} vs LightGBM" for k in compared] + [f"pooled Δ {k}" for k in compared]
+    print("| model | " + " | ".join([*keys, *headers]) + " |")
+    print("|" + "---|" * (len(keys) + len(headers) + 1))
     for name, folds_metrics, n_models in rows:
         ref = lgb_average[min(n_models, lgb_seeds)] if n_models > 1 else rows[0][1]
         cells = [f"{np.mean([r[k] for r in folds_metrics]):.4f}" for k in keys]
-        for k in ("ndcg@10", "ndcg@10[letor]"):
+        for k in compared:
             d = np.subtract([r[k] for r in folds_metrics], [r[k] for r in ref])
             cells.append(f"{d.mean():+.4f} ± {d.std(ddof=1) if d.size > 1 else 0:.4f}")
+        for k in compared:
+            mean, low, high = pooled_difference(folds_metrics, ref, k)
+            cells.append(f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]")
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.json is not None:
-        table = {name: folds_metrics for name, folds_metrics, _ in rows}
+        table = {
+            name: [{k: v for k, v in r.items() if k != "per_query"} for r in folds_metrics]
+            for name, folds_metrics, _ in rows
+        }
         args.json.write_text(json.dumps({"command": sys.argv, "table": table}, indent=1) + "\n")
     if temp is not None:
         temp.cleanup()
