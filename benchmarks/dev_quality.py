@@ -16,8 +16,9 @@ A candidate is ``LOSS:POINT[:key=value,...]``: a loss, one of ``bench_quality``'
 ``[...]`` or ``{...}`` belongs to the value). Reported per candidate, mean over folds: vali NDCG@10
 under the default convention and the letor preset, for single models (mean over seeds) and for the
 seed average (``ltr ensemble``'s mean of scores), split by list length (queries with < 10 and >= 10
-documents, where the letor preset differs), and the paired per-fold difference to LightGBM
-(``bench_quality``'s kept point L0). A row gives the best single feature (chosen on the training
+documents, where the letor preset differs), and the paired difference to LightGBM
+(``bench_quality``'s kept point L0), per fold and pooled over every fold's queries with a
+bootstrap interval. A row gives the best single feature (chosen on the training
 file, as ``bench_quality`` does) for the "every loss beats the best single feature" target.
 
 An extra ``ple=B`` (not a config key) trains that candidate on piecewise-linear encoded
