@@ -104,6 +104,8 @@ def _first_linear(scorer: nn.Module) -> nn.Linear | None:
         first = scorer.linears[0] if len(scorer.linears) else scorer.output
         return first if isinstance(first, nn.Linear) else None
     if isinstance(scorer, ContextAwareScorer):
+        if scorer.encoding is not None:
+            return None
         first = scorer.input[0]
         return first if isinstance(first, nn.Linear) else None
     return None

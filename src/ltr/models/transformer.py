@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ltr.errors import ConfigError
+from ltr.models.encoding import PiecewiseLinearEncoding
 from ltr.models.mlp import make_activation
 
 
@@ -29,9 +30,13 @@ class ContextAwareScorer(nn.Module):
         dim_feedforward: hidden width of each block's feed-forward part.
         dropout: dropout in the encoder blocks.
         activation: ``"relu"`` or ``"gelu"`` inside the blocks; also after the input projection.
+        piecewise_bins: None, or encode each input feature piecewise-linearly over this many
+            quantile bins of the training data before the input projection
+            (:class:`~ltr.models.encoding.PiecewiseLinearEncoding`; the trainer fits it).
 
     Raises:
-        ConfigError: ``d_model`` not divisible by ``n_heads``, a size below 1, unknown activation.
+        ConfigError: ``d_model`` not divisible by ``n_heads``, a size below 1, unknown
+            activation, fewer than 2 bins.
     """
 
     def __init__(
@@ -43,6 +48,7 @@ class ContextAwareScorer(nn.Module):
         dim_feedforward: int = 256,
         dropout: float = 0.1,
         activation: str = "gelu",
+        piecewise_bins: int | None = None,
     ) -> None:
         super().__init__()
         for name, value in [
@@ -59,7 +65,11 @@ class ContextAwareScorer(nn.Module):
             )
         if activation not in ("relu", "gelu"):
             raise ConfigError(f"model.activation: must be 'relu' or 'gelu'; got {activation!r}")
-        self.input = nn.Sequential(nn.Linear(n_features, d_model), make_activation(activation))
+        self.encoding = (
+            None if piecewise_bins is None else PiecewiseLinearEncoding(n_features, piecewise_bins)
+        )
+        width = n_features if self.encoding is None else self.encoding.n_outputs
+        self.input = nn.Sequential(nn.Linear(width, d_model), make_activation(activation))
         layer = nn.TransformerEncoderLayer(
             d_model,
             n_heads,
@@ -80,6 +90,7 @@ class ContextAwareScorer(nn.Module):
         # A list with no real document would make every attention row -inf (NaN); let such a
         # list attend to all its (padded) documents instead, which keeps its scores finite.
         ignore = ~mask & mask.any(dim=-1, keepdim=True)
-        x = self.encoder(self.input(features), src_key_padding_mask=ignore)
+        x = features if self.encoding is None else self.encoding(features)
+        x = self.encoder(self.input(x), src_key_padding_mask=ignore)
         scores: Tensor = self.output(x)
         return scores.squeeze(-1)

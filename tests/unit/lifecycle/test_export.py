@@ -29,6 +29,11 @@ RUNS = {
     "mlp_query": ("mlp", "query_zscore", {"hidden_dims": [16]}),
     # encoded inputs: the first layer sees bins, so the normalization stays in the graph
     "mlp_piecewise": ("mlp", "standard", {"hidden_dims": [16], "piecewise_bins": 4}),
+    "transformer_piecewise": (
+        "transformer",
+        "standard",
+        {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_feedforward": 32, "piecewise_bins": 4},
+    ),
     "transformer": (
         "transformer",
         "standard",
@@ -102,7 +107,7 @@ def test_mask_is_an_input_only_where_scores_need_it(
     _, report = exported[key]
 
     names = [spec["name"] for spec in report.inputs]
-    context = ("mlp_query", "transformer", "ensemble")
+    context = ("mlp_query", "transformer", "transformer_piecewise", "ensemble")
     assert names == (["features", "mask"] if key in context else ["features"])
     assert report.inputs[0] == {
         "name": "features",
@@ -159,10 +164,11 @@ def test_metadata_describes_the_bundle(exported: dict[str, tuple[Path, ExportRep
     assert preprocessor["kind"] == "standard" and len(preprocessor["statistics"]["mean"]) == 10
 
 
+@pytest.mark.parametrize("key", ["mlp_piecewise", "transformer_piecewise"])
 def test_encoded_inputs_keep_the_normalization_unfolded(
-    exported: dict[str, tuple[Path, ExportReport]],
+    exported: dict[str, tuple[Path, ExportReport]], key: str
 ) -> None:
-    _, report = exported["mlp_piecewise"]
+    _, report = exported[key]
 
     normalization = verify_bundle(report.output).metadata["normalization"]
     assert normalization["in_graph"] and not normalization["folded_into_first_layer"]

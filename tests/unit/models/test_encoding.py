@@ -105,11 +105,19 @@ def test_mlp_feeds_every_encoded_column_to_its_first_layer() -> None:
     assert mlp.encoding is not None and mlp.encoding.low.grad is None  # edges are not learned
 
 
-def test_fitted_edges_travel_in_the_state_dict() -> None:
+SCORERS = {
+    "mlp": {"hidden_dims": [4]},
+    "transformer": {"d_model": 8, "n_heads": 2, "n_layers": 1, "dim_feedforward": 16},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCORERS))
+def test_fitted_edges_travel_in_the_state_dict(name: str) -> None:
     torch.manual_seed(0)
-    fitted = build_model("mlp", 3, hidden_dims=[4], piecewise_bins=3)
+    fitted = build_model(name, 3, piecewise_bins=3, **SCORERS[name])
     fit_input_encodings(fitted, np.random.default_rng(1).exponential(size=(100, 3)))
-    rebuilt = build_model("mlp", 3, hidden_dims=[4], piecewise_bins=3)
+    assert fitted.encoding is not None and fitted.encoding.inv_width.abs().sum() > 0
+    rebuilt = build_model(name, 3, piecewise_bins=3, **SCORERS[name])
     rebuilt.load_state_dict(fitted.state_dict())
     fitted.eval(), rebuilt.eval()  # no dropout
     features, mask = torch.rand(2, 6, 3) * 4, torch.ones(2, 6, dtype=torch.bool)
