@@ -66,7 +66,7 @@ class PiecewiseLinearEncoding(nn.Module):
 
     def fit(self, features: np.ndarray) -> None:
         """Set the bin edges from training features ``[n_docs, n_features]`` (no padding)."""
-        x = np.asarray(features, dtype=np.float64)
+        x = np.asarray(features)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ShapeError(
                 f"piecewise-linear encoding of {self.n_features} features: expected "
@@ -74,13 +74,14 @@ class PiecewiseLinearEncoding(nn.Module):
             )
         if x.shape[0] == 0:
             raise LtrError("piecewise-linear encoding needs at least one training document")
-        quantiles = np.quantile(x, np.linspace(0.0, 1.0, self.bins + 1), axis=0)  # [bins+1, F]
+        levels = np.linspace(0.0, 1.0, self.bins + 1)
         low = np.zeros((self.n_features, self.bins))
         inv_width = np.zeros((self.n_features, self.bins))
         tiny = np.finfo(np.float32).tiny
-        for f in range(self.n_features):
+        for f in range(self.n_features):  # one float64 column at a time: memory stays small
+            quantiles = np.quantile(x[:, f].astype(np.float64), levels)
             # edges distinct in float32, the graph's precision, so every width is invertible
-            edges = np.unique(quantiles[:, f].astype(np.float32)).astype(np.float64)
+            edges = np.unique(quantiles.astype(np.float32)).astype(np.float64)
             edges = edges[np.concatenate([[True], np.diff(edges) >= tiny])]
             used = edges.size - 1  # 0 for a constant feature: all its columns stay 0
             low[f, :used] = edges[:-1]
