@@ -96,16 +96,14 @@ class _FeaturesAndMask(_GraphModule):
 
 def _first_linear(scorer: nn.Module) -> nn.Linear | None:
     """The Linear layer that sees the normalized features first, if the scorer has one."""
+    if getattr(scorer, "encoding", None) is not None:  # it sees encoded columns, not features
+        return None
     if isinstance(scorer, LinearScorer):
         return scorer.linear
     if isinstance(scorer, MLPScorer):
-        if scorer.encoding is not None:  # the first layer sees encoded columns, not features
-            return None
         first = scorer.linears[0] if len(scorer.linears) else scorer.output
         return first if isinstance(first, nn.Linear) else None
     if isinstance(scorer, ContextAwareScorer):
-        if scorer.encoding is not None:
-            return None
         first = scorer.input[0]
         return first if isinstance(first, nn.Linear) else None
     return None

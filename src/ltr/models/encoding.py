@@ -50,9 +50,9 @@ class PiecewiseLinearEncoding(nn.Module):
 
     def __init__(self, n_features: int, bins: int) -> None:
         super().__init__()
-        if isinstance(bins, bool) or int(bins) != bins or bins < 2:
+        if not isinstance(bins, int) or isinstance(bins, bool) or bins < 2:
             raise ConfigError(f"model.piecewise_bins: must be an integer >= 2; got {bins!r}")
-        self.n_features, self.bins = int(n_features), int(bins)
+        self.n_features, self.bins = int(n_features), bins
         # column (f, t) = clip((x_f - low[f, t]) * inv_width[f, t], 0, 1); inv_width 0 = unused
         self.register_buffer("low", torch.zeros(self.n_features, self.bins))
         self.register_buffer("inv_width", torch.zeros(self.n_features, self.bins))

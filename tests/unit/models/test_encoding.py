@@ -79,7 +79,7 @@ def test_the_encoding_is_continuous_and_nondecreasing_in_the_value() -> None:
     assert np.abs(steps).max() < 0.05  # no jumps: a fine grid moves every column a little
 
 
-@pytest.mark.parametrize("bins", [1, 0, 2.5, True, "8"])
+@pytest.mark.parametrize("bins", [1, 0, 2.5, True, "8", [8]])
 def test_bad_bin_counts_name_the_field(bins: object) -> None:
     with pytest.raises(ConfigError, match=r"model\.piecewise_bins"):
         build_model("mlp", 4, piecewise_bins=bins)
