@@ -436,10 +436,15 @@ def pooled(
     """
     by_fold = {r["fold"]: r["test_per_query"][key] for r in b}
     diff = np.concatenate([np.subtract(r["test_per_query"][key], by_fold[r["fold"]]) for r in a])
+    return diff.size, *mean_with_interval(diff, draws)
+
+
+def mean_with_interval(diff: np.ndarray, draws: int = 10_000) -> tuple[float, float, float]:
+    """Mean of per-query differences and its 95% bootstrap interval (queries resampled, seed 0)."""
     rng = np.random.default_rng(0)
     means = diff[rng.integers(0, diff.size, size=(draws, diff.size))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
-    return diff.size, float(diff.mean()), float(low), float(high)
+    return float(diff.mean()), float(low), float(high)
 
 
 def selection_score(summary: dict[str, Any]) -> float:

@@ -63,6 +63,7 @@ from bench_quality import (
     LGB_FIXED,
     _init_worker,
     lgb_params,
+    mean_with_interval,
     mlp_points,
     to_overrides,
 )
@@ -238,9 +239,7 @@ def pooled_difference(
             for r, ref in zip(rows, reference, strict=True)
         ]
     )
-    means = diff[np.random.default_rng(0).integers(0, diff.size, (draws, diff.size))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(diff.mean()), float(low), float(high)
+    return mean_with_interval(diff, draws)
 
 
 def _best_feature_scores(data_dir: Path, fold: int) -> np.ndarray:
