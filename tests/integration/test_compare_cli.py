@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ltr.config import load_config
-from ltr.data.synthetic import write_synthetic
 from ltr.training import run_experiment
+from support.tiny_runs import write_tiny_data
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,24 +30,20 @@ def run_ltr(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three tiny real runs on one synthetic data set (different losses and seeds)."""
     root = tmp_path_factory.mktemp("compare_cli")
-    write_synthetic(root / "data", n_queries=40, n_features=8, seed=5, max_docs=12)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LTR_CACHE_DIR", str(root / "cache"))
-        for loss, seed in [("ranknet", 0), ("listnet", 1), ("approx_ndcg", 2)]:
-            overrides = [
-                f"data.root={root / 'data'}",
-                f"tracking.output_dir={root / 'runs'}",
-                f"experiment.name={loss}",
-                f"loss.name={loss}",
-                f"training.seed={seed}",
-                "training.num_epochs=3",
-                "model.hidden_dims=[8]",
-                "training.device=cpu",
-                "tracking.tensorboard=false",
-            ]
-            run_experiment(
-                load_config(REPO_ROOT / "configs" / "default.yaml", overrides), quiet=True
-            )
+    data = write_tiny_data(root / "data", seed=5)
+    for loss, seed in [("ranknet", 0), ("listnet", 1), ("approx_ndcg", 2)]:
+        overrides = [
+            f"data.root={data}",
+            f"tracking.output_dir={root / 'runs'}",
+            f"experiment.name={loss}",
+            f"loss.name={loss}",
+            f"training.seed={seed}",
+            "training.num_epochs=3",
+            "model.hidden_dims=[8]",
+            "training.device=cpu",
+            "tracking.tensorboard=false",
+        ]
+        run_experiment(load_config(REPO_ROOT / "configs" / "default.yaml", overrides), quiet=True)
     return root / "runs"
 
 

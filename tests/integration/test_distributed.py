@@ -124,7 +124,7 @@ def test_two_gloo_processes_match_each_other_and_one_process(tmp_path: Path) -> 
         *sets,
         *("--set", f"tracking.output_dir={tmp_path / 'runs'}"),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "LTR_CACHE_DIR": str(tmp_path / "cache")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         command, capture_output=True, text=True, env=env, timeout=120, check=False
     )

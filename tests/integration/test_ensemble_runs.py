@@ -6,7 +6,6 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from ltr.cli import app
 from ltr.config import load_config
 from ltr.data.letor import load_letor
 from ltr.data.runs import read_scores
-from ltr.data.synthetic import write_synthetic
 from ltr.errors import ConfigError, ShapeError
 from ltr.evaluation import evaluate_scores
 from ltr.inference import Predictor
@@ -28,6 +26,7 @@ from ltr.lifecycle.registry import promote_to_validated
 from ltr.training import run_experiment
 from ltr.training.ensemble import build_ensemble
 from ltr.training.experiment import load_splits
+from support.tiny_runs import write_tiny_data
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 N_FEATURES = 8
@@ -66,12 +65,10 @@ def ndcg10(data_file: Path, scores: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ensemble")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LTR_CACHE_DIR", str(path / "cache"))
-        write_synthetic(path / "data", n_queries=40, n_features=N_FEATURES, seed=5, max_docs=12)
-        yield path
+    write_tiny_data(path / "data", n_features=N_FEATURES, seed=5)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +186,7 @@ def test_members_normalized_differently_are_refused(
 def test_members_with_different_feature_counts_are_refused(
     root: Path, members: list[Path], tmp_path: Path
 ) -> None:
-    write_synthetic(root / "wide", n_queries=20, n_features=N_FEATURES + 2, seed=5, max_docs=12)
+    write_tiny_data(root / "wide", n_queries=20, n_features=N_FEATURES + 2, seed=5)
     wide = train(root, root / "wide")
     with pytest.raises(
         ShapeError, match=rf"scores {N_FEATURES + 2} features; .* scores {N_FEATURES}"

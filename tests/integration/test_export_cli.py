@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ltr.config import load_config
-from ltr.data.synthetic import write_synthetic
 from ltr.lifecycle.bundle import verify_bundle
 from ltr.training import run_experiment
+from support.tiny_runs import write_tiny_data
 
 
 def ltr(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -23,17 +23,16 @@ def ltr(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "LTR_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"}
+def env() -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200"}
 
 
 @pytest.fixture
-def run_dir(tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LTR_CACHE_DIR", env["LTR_CACHE_DIR"])
-    write_synthetic(tmp_path / "data", n_queries=30, n_features=8, seed=3, max_docs=12)
+def run_dir(tmp_path: Path) -> Path:
+    data = write_tiny_data(tmp_path / "data", n_queries=30, seed=3)
     config = {
         "experiment": {"name": "cli-export"},
-        "data": {"root": str(tmp_path / "data")},
+        "data": {"root": str(data)},
         "model": {"name": "mlp", "hidden_dims": [16]},
         "training": {"num_epochs": 1, "batch_size": 8, "device": "cpu"},
         "tracking": {"output_dir": str(tmp_path / "runs"), "tensorboard": False, "mlflow": False},

@@ -12,15 +12,12 @@ from mlflow.tracking import MlflowClient
 from ltr.config import ExperimentConfig, load_config
 from ltr.experiments.mlflow_tracker import read_run_file
 from ltr.training import run_experiment
+from support.tiny_runs import write_tiny_data
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ltr.data.synthetic import write_synthetic
-
-    root = tmp_path_factory.mktemp("data")
-    write_synthetic(root, n_queries=40, n_features=8, seed=0, max_docs=12)
-    return root
+    return write_tiny_data(tmp_path_factory.mktemp("data"))
 
 
 def make_config(root: Path, out: Path, uri: str, *overrides: str) -> ExperimentConfig:

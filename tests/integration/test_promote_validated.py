@@ -14,6 +14,7 @@ import pytest
 from ltr.config import load_config
 from ltr.lifecycle.registry import promote_to_validated
 from ltr.training import run_experiment
+from support.tiny_runs import write_tiny_data
 
 pytestmark = [
     pytest.mark.slow,
@@ -33,11 +34,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ltr.data.synthetic import write_synthetic
-
-    root = tmp_path_factory.mktemp("data")
-    write_synthetic(root, n_queries=40, n_features=10, seed=0, max_docs=20)
-    return root
+    return write_tiny_data(tmp_path_factory.mktemp("data"), n_features=10, max_docs=20)
 
 
 def train_run(root: Path, out: Path, *overrides: str) -> Path:

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from ltr.config import load_config
 from ltr.experiments.tune import run_study
 from ltr.training import run_experiment
+from support.tiny_runs import write_tiny_data
 
 SPACE = {
     "training.learning_rate": {"type": "loguniform", "low": 1e-3, "high": 1e-1},
@@ -27,11 +28,7 @@ SPACE = {
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ltr.data.synthetic import write_synthetic
-
-    root = tmp_path_factory.mktemp("data")
-    write_synthetic(root, n_queries=30, n_features=8, seed=0, max_docs=10)
-    return root
+    return write_tiny_data(tmp_path_factory.mktemp("data"), n_queries=30, max_docs=10)
 
 
 def raw_config(root: Path, out: Path, *, mlflow_uri: str | None = None) -> dict[str, Any]:
@@ -59,9 +56,7 @@ def finished_study(data_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
     tmp = tmp_path_factory.mktemp("study")
     uri = f"sqlite:///{tmp / 'mlruns.db'}"
     config = load_config(base=raw_config(data_root, tmp / "out", mlflow_uri=uri))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LTR_CACHE_DIR", str(tmp / "cache"))
-        result = run_study(config, trials=3, quiet=True)
+    result = run_study(config, trials=3, quiet=True)
     return {"result": result, "out": tmp / "out", "uri": uri}
 
 

@@ -12,9 +12,20 @@ from ltr.training import run_experiment
 N_FEATURES = 8
 
 
-def write_tiny_data(root: Path) -> Path:
-    """40 synthetic queries of up to 12 documents (train/vali/test files) under ``root``."""
-    write_synthetic(root, n_queries=40, n_features=N_FEATURES, seed=0, max_docs=12)
+def write_tiny_data(
+    root: Path,
+    *,
+    n_queries: int = 40,
+    n_features: int = N_FEATURES,
+    seed: int = 0,
+    max_docs: int = 12,
+    **options: Any,
+) -> Path:
+    """Synthetic train/vali/test files under ``root``, by default 40 queries of up to 12
+    documents (``options``: more ``write_synthetic`` arguments, e.g. ``splits``); ``root``."""
+    write_synthetic(
+        root, n_queries=n_queries, n_features=n_features, seed=seed, max_docs=max_docs, **options
+    )
     return root
 
 

@@ -11,11 +11,12 @@ import pytest
 from ltr.config import load_config
 from ltr.data.letor import load_letor, write_letor
 from ltr.data.runs import read_scores, read_trec_run
-from ltr.data.synthetic import make_synthetic, write_synthetic
+from ltr.data.synthetic import make_synthetic
 from ltr.errors import ConfigError, DataNotFoundError, LtrError, ShapeError
 from ltr.evaluation import evaluate_scores
 from ltr.inference import Predictor, predict_file
 from ltr.training import run_experiment
+from support.tiny_runs import write_tiny_data
 
 METRICS = ["ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr"]
 
@@ -23,8 +24,7 @@ METRICS = ["ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(data root, run directory) of a short transformer run."""
-    root = tmp_path_factory.mktemp("data")
-    write_synthetic(root, n_queries=40, n_features=9, seed=1, max_docs=15)
+    root = write_tiny_data(tmp_path_factory.mktemp("data"), n_features=9, seed=1, max_docs=15)
     config = load_config(
         base={
             "data": {"root": str(root), "normalization": "log1p_standard"},
@@ -33,9 +33,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             "tracking": {"output_dir": str(root / "runs"), "tensorboard": False},
         }
     )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LTR_CACHE_DIR", str(root / "cache"))
-        return root, run_experiment(config, quiet=True)
+    return root, run_experiment(config, quiet=True)
 
 
 def test_predicted_scores_reproduce_the_test_metrics_exactly(

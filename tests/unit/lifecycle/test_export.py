@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,6 @@ import pytest
 import torch
 
 from ltr.config import load_config
-from ltr.data.synthetic import write_synthetic
 from ltr.errors import BundleError, ExportError
 from ltr.lifecycle import parity, quantize
 from ltr.lifecycle.bundle import verify_bundle
@@ -20,6 +18,7 @@ from ltr.lifecycle.export import ExportReport, export_bundle
 from ltr.lifecycle.runtime import make_session, run_session
 from ltr.lifecycle.source import load_source
 from ltr.training import run_experiment
+from support.tiny_runs import write_tiny_data
 
 N_FEATURES = 10
 # scorer, normalization, model params: every scorer, global and query-level normalizers
@@ -53,12 +52,10 @@ RUNS = {
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("export")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LTR_CACHE_DIR", str(root / "cache"))
-        write_synthetic(root / "data", n_queries=40, n_features=N_FEATURES, seed=2, max_docs=15)
-        yield root
+    write_tiny_data(root / "data", n_features=N_FEATURES, seed=2, max_docs=15)
+    return root
 
 
 def train_run(root: Path, key: str) -> Path:

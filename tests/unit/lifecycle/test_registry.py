@@ -27,6 +27,7 @@ from ltr.lifecycle.registry import (
     promote_to_validated,
 )
 from ltr.training import run_experiment
+from support.tiny_runs import write_tiny_data
 
 NAME = "tiny"
 CARD_SECTIONS = (
@@ -39,19 +40,16 @@ CARD_SECTIONS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LTR_CACHE_DIR", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ltr.data.synthetic import write_synthetic
-
-    root = tmp_path_factory.mktemp("data")
     # 60 test queries: enough for a paired test to tell a trained model from an untrained one
-    write_synthetic(root, n_queries=120, n_features=10, seed=0, max_docs=20, splits=(0.4, 0.1, 0.5))
-    return root
+    return write_tiny_data(
+        tmp_path_factory.mktemp("data"),
+        n_queries=120,
+        n_features=10,
+        max_docs=20,
+        splits=(0.4, 0.1, 0.5),
+    )
 
 
 def train_run(root: Path, out: Path, *overrides: str) -> Path:

@@ -28,17 +28,16 @@ from ltr.training import Distributed, load_run_config, run_experiment
 from ltr.training.checkpoint import FORMAT, VERSION, load_checkpoint
 from ltr.training.experiment import load_splits
 from ltr.training.trainer import score_data
+from support.tiny_runs import write_tiny_data
 
 BATCH_SIZE = 8
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ltr.data.synthetic import write_synthetic
-
-    root = tmp_path_factory.mktemp("data")
-    write_synthetic(root, n_queries=60, n_features=10, seed=0, max_docs=20)
-    return root
+    return write_tiny_data(
+        tmp_path_factory.mktemp("data"), n_queries=60, n_features=10, max_docs=20
+    )
 
 
 def make_config(root: Path, out: Path, *overrides: str) -> ExperimentConfig:
@@ -86,9 +85,7 @@ def step_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "training.scheduler={name: step, step_size: 1, gamma: 0.7}",
         "tracking.tensorboard=true",
     )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LTR_CACHE_DIR", str(out / "cache"))
-        return run_experiment(config, quiet=True)
+    return run_experiment(config, quiet=True)
 
 
 def test_run_directory_holds_every_artifact(step_run: Path) -> None:
