@@ -112,6 +112,8 @@ def allrank_call(name: str, slates: Slates) -> LossCall:
 
 
 def ltr_params(name: str, sinkhorn_iters: int) -> dict[str, Any]:
+    if name in ("ranknet", "lambdarank", "ndcgloss2pp"):
+        return {"reduction": "pairs"}  # allRank's mean over pairs; see NOTES
     if name == "approx_ndcg":
         return {"alpha": APPROX_ALPHA}
     if name == "neural_ndcg":
@@ -278,6 +280,9 @@ NOTES = f"""
 Pairs and settings (ltr <-> allRank 1.4.3); everything not listed is the same definition:
 - target: 1.5x for the LambdaRank family (ranknet, lambdarank, ndcgloss2pp: ltr builds all three
   on one pairwise function), 1.0x for the others; ratio = allRank ms / ltr ms (medians).
+- ranknet, lambdarank, ndcgloss2pp run with reduction="pairs" (mean over the batch's pairs), the
+  reduction allRank offers as "mean". ltr's default, "queries", divides the same sum by the number
+  of queries instead, from the same per-query pair counts: the same work.
 - ranknet <-> rankNet: mean over pairs y_i > y_j of log(1 + e^-(s_i - s_j)) on both sides.
 - lambdarank <-> lambdaLoss(weighing_scheme="lambdaRank_scheme", reduction="mean",
   reduction_log="natural"): allRank's defaults are a sum with log2; mean + natural log is ltr's

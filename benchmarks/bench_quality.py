@@ -5,7 +5,7 @@ printed before any run starts)::
 
     .venv/bin/python benchmarks/bench_quality.py --data-dir ../shared/data [--jobs 2]
         [--points 10] [--lgb-points 16] [--top 2] [--seeds 3] [--ensemble 5] [--transformer]
-        [--out-dir DIR]
+        [--pairwise-reduction queries|pairs] [--out-dir DIR]
 
 1. Stage 1, coarse random search (seed 0, all folds). Every loss trains ``--points`` points:
    P0 is the shipped default (:data:`BASE_CONFIG`), P1.. are drawn from :data:`SPACE` with a
@@ -37,6 +37,11 @@ printed before any run starts)::
    (the mean of their scores); LightGBM's K boosters are averaged the same way. The best ltr
    ensemble is chosen on vali (NDCG@10 averaged over the default and letor conventions) and
    compared with LightGBM's K-seed average (equal budget) and with the single LightGBM model.
+
+7. The pairwise losses (RankNet, LambdaRank, NDCG-Loss2++) train with
+   ``loss.params.reduction`` = ``--pairwise-reduction``: ``queries`` (the losses' default since
+   session 5, round 4) or ``pairs`` (their default before, which rounds 1-3 used). Their job
+   names carry ``-queries`` for the former, so one ``--out-dir`` keeps both sets of runs.
 
 Writes ``benchmarks/results/quality_mq2008.json`` (every run, the search space, the points, the
 selections) and the winners as ``configs/experiments/mq2008_<loss>.yaml``; ``--quick`` (one fold,
@@ -73,6 +78,7 @@ from ltr.evaluation import evaluate_scores  # noqa: E402
 from ltr.losses import LOSSES as LOSS_REGISTRY  # noqa: E402
 
 LOSSES = list(LOSS_REGISTRY)  # every registered loss, in registry order
+PAIRWISE = ("ranknet", "lambdarank", "ndcgloss2pp")  # losses with a `reduction` parameter
 DEFAULT_METRICS = ["ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr"]
 COLUMNS = [*DEFAULT_METRICS, "ndcg@10[one]", "ndcg@10[letor]"]
 CONVENTIONS = [
@@ -232,6 +238,17 @@ def describe(point: dict[str, Any]) -> str:
         name = short.get(k, k.replace("loss.params.", ""))
         parts.append(f"{name}={json.dumps(v) if isinstance(v, list) else v}")
     return ", ".join(parts)
+
+
+def loss_overrides(loss: str, reduction: str) -> list[str]:
+    """The loss of a job: its name, and for a pairwise loss the reduction of its pairs."""
+    return [f"loss.name={loss}", *([f"loss.params.reduction={reduction}"] * (loss in PAIRWISE))]
+
+
+def loss_tag(loss: str, reduction: str) -> str:
+    """Job-name suffix: ``-queries`` for a pairwise loss reduced per query, else empty (rounds
+    1-3's names, so their finished runs are found again)."""
+    return "-queries" if loss in PAIRWISE and reduction == "queries" else ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -546,6 +563,7 @@ def mlp_jobs(
     kind: str = "mlp",
 ) -> list[dict[str, Any]]:
     base = TRANSFORMER_BASE if kind == "transformer" else []
+    tag = loss_tag(loss, args.pairwise_reduction)
     return [
         {
             "kind": kind,
@@ -554,10 +572,15 @@ def mlp_jobs(
             "point_def": point_def,
             "fold": fold,
             "seed": seed,
-            "overrides": [f"loss.name={loss}", *base, *to_overrides(point_def), *args.extra],
+            "overrides": [
+                *loss_overrides(loss, args.pairwise_reduction),
+                *base,
+                *to_overrides(point_def),
+                *args.extra,
+            ],
             "data_dir": str(args.data_dir),
             "out_dir": str(args.out_dir),
-            "name": f"{kind}_{loss}_{point}_f{fold}_s{seed}",
+            "name": f"{kind}_{loss}{tag}_{point}_f{fold}_s{seed}",
         }
         for fold in args.folds
         for seed in seeds
@@ -605,7 +628,7 @@ def ranked(means: dict[str, float]) -> list[str]:
     return sorted(means, key=lambda p: (-means[p], int(p[1:])))
 
 
-def write_config(name: str, sel: dict[str, Any], note: str, path: Path) -> None:
+def write_config(name: str, sel: dict[str, Any], note: str, path: Path, reduction: str) -> None:
     from ltr.config import load_config
 
     loss = sel["loss"]
@@ -613,7 +636,7 @@ def write_config(name: str, sel: dict[str, Any], note: str, path: Path) -> None:
     config = load_config(
         base=BASE_CONFIG,
         overrides=[
-            f"loss.name={loss}",
+            *loss_overrides(loss, reduction),
             *base,
             *to_overrides(sel["point_def"]),
             "data.root=../shared/data/mq2008/Fold1",
@@ -663,6 +686,8 @@ def protocol_text(args: argparse.Namespace, losses: list[str]) -> str:
         + ", ".join(f"{k}={v}" for k, v in TRANSFORMER_GRID.items())
         + ", same stages.",
         "- Best ltr configuration = the model with the best stage-2 validation NDCG@10.",
+        f"- Pairwise losses ({', '.join(PAIRWISE)}): loss.params.reduction="
+        f"{args.pairwise_reduction}.",
         f"- MLP training: at most {MAX_EPOCHS} epochs, early stopping on vali NDCG@10, patience "
         "10 (lr >= 1e-3) or 20 (lr < 1e-3); AdamW, grad clip 5.",
         "- MLP space (shared): " + json.dumps(SPACE),
@@ -700,8 +725,8 @@ def round3_report(
     """Round 3's tables and verdicts: seed ensembles against LightGBM, single and averaged."""
     k = args.ensemble
     print(
-        f"\n### Round 3: {k}-seed ensembles of the kept points, test metrics, mean ± std over "
-        "folds\n"
+        f"\n### Seed ensembles: {k} seeds of each kept point averaged, test metrics, mean ± std "
+        "over folds\n"
     )
     print(
         "vali = the ensemble's validation NDCG@10 (default | letor preset); the selection "
@@ -729,7 +754,7 @@ def round3_report(
     ]
     print(f"\nBest ltr ensemble by the validation criterion: {label[best]} ({sel[best]['point']})")
     print(
-        "\nTarget 1 (round 3): the best ltr ensemble's test NDCG@10 >= LightGBM's, every "
+        "\nTarget 1 (seed ensembles): the best ltr ensemble's test NDCG@10 >= LightGBM's, every "
         "convention; judged against the equal-budget reference (LightGBM averaged over as many "
         "seeds), the single LightGBM model shown beside it"
     )
@@ -748,7 +773,7 @@ def round3_report(
                     f"  - per query, pooled over the {count} test queries: {diff:+.4f}, "
                     f"95% bootstrap interval [{low:+.4f}, {high:+.4f}]"
                 )
-    print("\nTarget 2 (round 3): every loss's ensemble beats the best single feature")
+    print("\nTarget 2 (seed ensembles): every loss's ensemble beats the best single feature")
     for n in neural:
         diffs = {c: ensembles[n]["mean"][c] - baseline["mean"][c] for c, _ in CONVENTIONS}
         bad = [c for c, d in diffs.items() if d <= 0]
@@ -771,6 +796,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (1 thread each)")
     parser.add_argument("--losses", default=",".join(LOSSES))
     parser.add_argument("--transformer", action="store_true", help="add the transformer scorer")
+    parser.add_argument(
+        "--pairwise-reduction",
+        choices=("queries", "pairs"),
+        default="queries",
+        help="loss.params.reduction of ranknet, lambdarank, ndcgloss2pp (rounds 1-3: pairs)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 fold, few epochs")
     parser.add_argument("--out-dir", type=Path, default=None, help="run dirs (default: temp)")
     parser.add_argument("--results", type=Path, default=_ROOT / "benchmarks/results")
@@ -883,8 +914,9 @@ def main() -> None:
                             "fold": fold,
                             "data_dir": str(args.data_dir),
                             "out_dir": str(args.out_dir),
-                            "name": f"ens_{n.replace('+', '_')}_{sel[n]['point']}_f{fold}_k"
-                            f"{len(members)}",
+                            "name": f"ens_{n.replace('+', '_')}"
+                            f"{loss_tag(sel[n]['loss'], args.pairwise_reduction)}_"
+                            f"{sel[n]['point']}_f{fold}_k{len(members)}",
                             "members": [r.get("run_dir") or r["scores_file"] for r in members],
                         }
                     )
@@ -899,6 +931,9 @@ def main() -> None:
     neural = [n for n in sel if n != "lightgbm"]
     best_name = max(neural, key=lambda n: sel[n]["stage2"][sel[n]["point"]])
     label = {n: (f"MLP + {n}" if n in losses else n) for n in neural}
+    for n in neural:
+        if sel[n]["loss"] in PAIRWISE:
+            label[n] += f" [{args.pairwise_reduction}]"
     label["lightgbm"] = "LightGBM lambdarank"
     rows = [(f"{label[n]} ({sel[n]['point']})", summaries[n]) for n in neural]
     rows.append((f"LightGBM lambdarank ({sel['lightgbm']['point']})", summaries["lightgbm"]))
@@ -1096,7 +1131,8 @@ def main() -> None:
                 f"Vali NDCG@10 {s['stage2'][s['point']]:.4f}; "
                 f"test {fmt(summaries[name], 'ndcg@10')} over folds."
             )
-            write_config(file_name, s, note, args.configs / f"mq2008_{file_name}.yaml")
+            path = args.configs / f"mq2008_{file_name}.yaml"
+            write_config(file_name, s, note, path, args.pairwise_reduction)
         print(f"Configs: {args.configs.relative_to(_ROOT)}/mq2008_<model>.yaml")
     if temp is not None:
         temp.cleanup()

@@ -37,6 +37,12 @@ averaged over as many seeds (``--lgb-seeds``); the table prints LightGBM's avera
 
 With ``--out-dir`` every job's scores are kept (``scores/``) and reused by later invocations
 with the same candidate, fold and seed, so blends of earlier candidates cost nothing.
+
+The pairwise losses (``ranknet``, ``lambdarank``, ``ndcgloss2pp``) reduce their pairs per query
+by default since session 5 (``loss.params.reduction=queries``); the tables of earlier sessions
+were measured with ``reduction=pairs``, which a candidate can still set. A pairwise job that
+leaves the reduction to the default is cached under a key of its own, never under an earlier
+session's.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from bench_quality import (
     BASE_CONFIG,
     LGB_ANCHOR,
     LGB_FIXED,
+    PAIRWISE,
     _init_worker,
     lgb_params,
     mean_with_interval,
@@ -191,7 +198,10 @@ def _dispatch(job: dict[str, Any]) -> np.ndarray:
 
 def _job_key(job: dict[str, Any]) -> str:
     """A file name for one job's scores: what was trained, on which fold, with which seed."""
-    what = json.dumps([job["loss"], job["point"], job["extra"], job["fold"], job["seed"]])
+    parts = [job["loss"], job["point"], job["extra"], job["fold"], job["seed"]]
+    if job["loss"] in PAIRWISE and not any("reduction=" in kv for kv in job["extra"]):
+        parts.append("reduction=queries")  # the default changed in session 5: a new key
+    what = json.dumps(parts)
     return hashlib.sha1(what.encode()).hexdigest()[:16]
 
 

@@ -131,6 +131,7 @@ class LossConfig(_Strict):
         if "name" in info.data:  # else the name itself failed and is reported
             name = info.data["name"]
             _check_params(name, LOSSES[name], params, skip=("scores", "labels", "mask"))
+            _probe_loss(LOSSES[name], params)
         return params
 
 
@@ -435,6 +436,23 @@ def _check_params(
     for key in params:
         if key not in valid:
             raise ValueError(f"{key!r} is not a parameter of {owner}; valid: {', '.join(valid)}")
+
+
+def _probe_loss(fn: Callable[..., Any], params: Mapping[str, Any]) -> None:
+    """Call the loss once on a two-document query, so that a bad parameter value (``sigma: 0``)
+    fails when the config is read, naming ``loss.params``, rather than at the first batch."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # ListMLE's random ties must not move the seed
+        try:
+            fn(
+                torch.zeros(1, 2),
+                torch.tensor([[1.0, 0.0]]),
+                torch.ones(1, 2, dtype=torch.bool),
+                **params,
+            )
+        except TypeError as error:  # e.g. a string where a number belongs
+            raise ValueError(f"a parameter has a value of the wrong type: {error}") from None
 
 
 def _defaults(fn: Callable[..., Any], *, skip: tuple[str, ...]) -> dict[str, Any]:

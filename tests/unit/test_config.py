@@ -71,6 +71,19 @@ def test_resolved_yaml_loads_back_to_the_same_config(config_file: Path, tmp_path
             "loss.params.sigmaa=1",
             r"exp\.yaml: loss\.params: 'sigmaa' is not a parameter of lambdarank",
         ),
+        (
+            "loss.params.sigma=0",
+            r"exp\.yaml: loss\.params: sigma must be greater than 0; got 0",
+        ),
+        (
+            "loss.params.reduction=sum",
+            r"exp\.yaml: loss\.params: reduction must be 'queries' or 'pairs'; got 'sum'",
+        ),
+        (
+            "loss.params.k=ten",
+            r"exp\.yaml: loss\.params: k must be a positive integer or None; got 'ten'",
+        ),
+        ("loss.params.sigma=abc", r"exp\.yaml: loss\.params: .*wrong type"),
         ("loss.name=lambda", r"exp\.yaml: loss\.name: Input should be 'mse', 'ranknet'"),
         ("evaluation.metrics=[ndcg@0]", r"exp\.yaml: evaluation\.metrics"),
         ("training.scheduler.name=linear", r"exp\.yaml: training\.scheduler\.name: "),

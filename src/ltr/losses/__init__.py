@@ -72,7 +72,7 @@ def build_loss(name: str, params: Mapping[str, Any] | None = None) -> LossFn:
     ...     build_loss("ranknet", {"sigm": 2.0})
     ... except ConfigError as error:
     ...     print(error)
-    loss.params.sigm: ranknet has no parameter 'sigm'; valid: pair_weight, sigma
+    loss.params.sigm: ranknet has no parameter 'sigm'; valid: pair_weight, reduction, sigma
     """
     params = dict(params or {})
     if name not in LOSSES:

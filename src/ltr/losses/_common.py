@@ -47,7 +47,7 @@ def require_positive(name: str, value: float) -> None:
 
 def check_k(k: int | None) -> None:
     """Raise :class:`ConfigError` unless ``k`` is None or a positive integer."""
-    if k is not None and (isinstance(k, bool) or int(k) != k or k < 1):
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise ConfigError(f"k must be a positive integer or None; got {k!r}")
 
 

@@ -5,16 +5,26 @@ RankNet weighs every pair 1, LambdaRank by the |ΔNDCG| of swapping the pair, ND
 LambdaLoss bound. Weights depend on the current ranking only through ``argsort`` (piecewise
 constant in the scores), so they are computed without gradient, as in the papers.
 
-Reduction: the weighted pair losses are averaged over the valid pairs of the whole batch (pairs
-``(i, j)`` of real documents with ``y_i > y_j``), so LambdaRank with all weights 1 is RankNet. A
-batch without a valid pair (all-equal labels, all padding) gives 0.0 with zero gradient.
+Reduction (``reduction``), over the valid pairs ``(i, j)`` of real documents with ``y_i > y_j``:
+
+- ``"queries"``: each query's weighted pair losses are summed and the sums averaged over the
+  queries that have a valid pair. A query's weight grows with its pairs, as in LambdaMART
+  (LightGBM sums the lambdas of each query) and allRank's default ``reduction="sum"`` (divided
+  here by the number of queries, so the step size does not depend on the batch size).
+- ``"pairs"``: the weighted pair losses are averaged over all valid pairs of the batch
+  (allRank's ``reduction="mean"``). Then a batch of long lists, whose many pairs mostly carry
+  tiny |ΔNDCG| weights, takes a much smaller step than a batch of short lists, which
+  underweights long lists when batches group lists of similar length.
+
+Either way LambdaRank with all weights 1 is RankNet. A batch without a valid pair (all-equal
+labels, all padding) gives 0.0 with zero gradient.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +40,8 @@ from ltr.losses._common import (
     require_positive,
     score_ranks,
 )
+
+Reduction = Literal["queries", "pairs"]
 
 
 class PairWeight(Protocol):
@@ -48,31 +60,41 @@ def ranknet_loss(
     mask: Tensor,
     *,
     sigma: float = 1.0,
+    reduction: Reduction = "queries",
     pair_weight: PairWeight | None = None,
 ) -> Tensor:
     r"""RankNet (Burges et al., ICML 2005): logistic loss over pairs whose labels differ.
 
-    .. math:: \ell = \frac{1}{|P|} \sum_{(i, j) \in P} w_{ij} \log(1 + e^{-\sigma (s_i - s_j)}),
-              \quad P = \{(i, j) : y_i > y_j\}
+    .. math:: \ell_q = \sum_{(i, j) \in P_q} w_{ij} \log(1 + e^{-\sigma (s_i - s_j)}),
+              \quad P_q = \{(i, j) : y_i > y_j\}
 
-    with :math:`w_{ij} = 1` unless ``pair_weight`` is given (that is how LambdaRank and
-    NDCG-Loss2++ are built on this function).
+    averaged over the queries with a pair (``reduction="queries"``), or
+    :math:`\sum_q \ell_q / \sum_q |P_q|` (``"pairs"``); :math:`w_{ij} = 1` unless
+    ``pair_weight`` is given (that is how LambdaRank and NDCG-Loss2++ are built on this
+    function).
 
     Args:
         scores: ``[queries, list_len]`` model outputs.
         labels: ``[queries, list_len]`` graded relevance, 0 = not relevant.
         mask: ``[queries, list_len]`` True for real documents, False for padding.
         sigma: slope of the logistic.
+        reduction: ``"queries"`` (per-query sums, averaged over queries) or ``"pairs"`` (mean
+            over the batch's pairs); see the module docstring.
         pair_weight: optional weights of the pairs, computed without gradient.
 
     Returns:
-        Scalar tensor: mean over valid pairs in the batch; 0.0 when there are none.
+        Scalar tensor; 0.0 when the batch has no valid pair.
+
+    Raises:
+        ConfigError: ``sigma`` is not positive or ``reduction`` is unknown.
 
     >>> ranknet_loss(torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]]),
-    ...              torch.ones(1, 3, dtype=torch.bool))
+    ...              torch.ones(1, 3, dtype=torch.bool), reduction="pairs")
     tensor(0.2201)
     """
     require_positive("sigma", sigma)
+    if reduction not in ("queries", "pairs"):
+        raise ConfigError(f"reduction must be 'queries' or 'pairs'; got {reduction!r}")
     scores, labels = prepare(scores, labels, mask)
     # Padding gets label -inf as the better document and +inf as the worse one, so one
     # comparison builds the pair mask: padding never forms a pair.
@@ -86,15 +108,15 @@ def ranknet_loss(
         with torch.no_grad():
             weights = pair_weight(scores.detach(), labels, mask).to(scores.dtype)
             weights.masked_fill_(better <= worse, 0.0)
-    n_pairs = _count_pairs(better.squeeze(-1), worse.squeeze(-2)).clamp(min=1)
+    pairs = _pairs_per_query(better.squeeze(-1), worse.squeeze(-2))
+    divisor = pairs.sum() if reduction == "pairs" else (pairs > 0).sum()
     total: Tensor = _WeightedPairLogistic.apply(scores, weights, sigma)  # type: ignore[no-untyped-call]
-    return total / n_pairs
+    return total / divisor.clamp(min=1).to(scores.dtype)
 
 
-def _count_pairs(better: Tensor, worse: Tensor) -> Tensor:
-    """Number of pairs with ``better_i > worse_j`` in the batch, in O(n log n) by binary search."""
-    below = torch.searchsorted(worse.sort(dim=-1).values, better.contiguous())
-    return below.sum().to(better.dtype)
+def _pairs_per_query(better: Tensor, worse: Tensor) -> Tensor:
+    """``[queries]`` counts of pairs with ``better_i > worse_j``, O(n log n) by binary search."""
+    return torch.searchsorted(worse.sort(dim=-1).values, better.contiguous()).sum(dim=-1)
 
 
 class _WeightedPairLogistic(torch.autograd.Function):
@@ -136,11 +158,17 @@ def _delta_ndcg(scores: Tensor, labels: Tensor, mask: Tensor, *, k: int | None) 
 
 
 def lambdarank_loss(
-    scores: Tensor, labels: Tensor, mask: Tensor, *, sigma: float = 1.0, k: int | None = None
+    scores: Tensor,
+    labels: Tensor,
+    mask: Tensor,
+    *,
+    sigma: float = 1.0,
+    k: int | None = None,
+    reduction: Reduction = "queries",
 ) -> Tensor:
     r"""LambdaRank (Burges et al., NIPS 2006): RankNet with pairs weighted by |ΔNDCG|.
 
-    .. math:: \ell = \frac{1}{|P|} \sum_{(i, j) \in P} |\Delta \mathrm{NDCG@k}_{ij}|
+    .. math:: \ell_q = \sum_{(i, j) \in P_q} |\Delta \mathrm{NDCG@k}_{ij}|
               \log(1 + e^{-\sigma (s_i - s_j)}),
               \quad |\Delta \mathrm{NDCG@k}_{ij}| = \frac{|G_i - G_j|\,|D_i - D_j|}{\mathrm{IDCG@k}}
 
@@ -155,18 +183,21 @@ def lambdarank_loss(
         mask: ``[queries, list_len]`` True for real documents, False for padding.
         sigma: slope of the logistic.
         k: NDCG truncation for the weights; None = whole list. Pairs ranked both below ``k``
-            get weight 0 (and still count in the mean).
+            get weight 0 (and still count for ``reduction="pairs"``).
+        reduction: as in :func:`ranknet_loss`; the per-query sums of ``"queries"`` are
+            LambdaMART's.
 
     Returns:
-        Scalar tensor: mean over valid pairs in the batch; 0.0 when there are none.
+        Scalar tensor: :math:`\ell_q` reduced as ``reduction`` says; 0.0 when there are no
+        valid pairs.
 
     >>> lambdarank_loss(torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([[2.0, 1.0, 0.0]]),
-    ...                 torch.ones(1, 3, dtype=torch.bool))
+    ...                 torch.ones(1, 3, dtype=torch.bool), reduction="pairs")
     tensor(0.3690)
     """
     check_k(k)
     weight = functools.partial(_delta_ndcg, k=k)
-    return ranknet_loss(scores, labels, mask, sigma=sigma, pair_weight=weight)
+    return ranknet_loss(scores, labels, mask, sigma=sigma, reduction=reduction, pair_weight=weight)
 
 
 def _lambdaloss_weight(scores: Tensor, labels: Tensor, mask: Tensor, *, mu: float) -> Tensor:
@@ -195,11 +226,17 @@ def _lambdaloss_weight(scores: Tensor, labels: Tensor, mask: Tensor, *, mu: floa
 
 
 def ndcgloss2pp_loss(
-    scores: Tensor, labels: Tensor, mask: Tensor, *, sigma: float = 1.0, mu: float = 10.0
+    scores: Tensor,
+    labels: Tensor,
+    mask: Tensor,
+    *,
+    sigma: float = 1.0,
+    mu: float = 10.0,
+    reduction: Reduction = "queries",
 ) -> Tensor:
     r"""NDCG-Loss2++ of the LambdaLoss framework (Wang et al., CIKM 2018, eq. 13).
 
-    .. math:: \ell = \frac{1}{|P|} \sum_{(i, j) \in P} (\rho_{ij} + \mu \delta_{ij})
+    .. math:: \ell_q = \sum_{(i, j) \in P_q} (\rho_{ij} + \mu \delta_{ij})
               |G_i - G_j| \log_2(1 + e^{-\sigma (s_i - s_j)})
 
     with :math:`G = (2^y - 1) / \mathrm{IDCG}`, :math:`D(r) = \log_2(1 + r)`,
@@ -214,15 +251,17 @@ def ndcgloss2pp_loss(
         mask: ``[queries, list_len]`` True for real documents, False for padding.
         sigma: slope of the logistic.
         mu: weight of the NDCG-Loss2 term against the LambdaRank term.
+        reduction: as in :func:`ranknet_loss` (the paper sums over each query's pairs).
 
     Returns:
-        Scalar tensor: mean over valid pairs in the batch; 0.0 when there are none.
+        Scalar tensor: :math:`\ell_q` reduced as ``reduction`` says; 0.0 when there are no
+        valid pairs.
 
     >>> ndcgloss2pp_loss(torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([[2.0, 1.0, 0.0]]),
-    ...                  torch.ones(1, 3, dtype=torch.bool))
+    ...                  torch.ones(1, 3, dtype=torch.bool), reduction="pairs")
     tensor(3.5646)
     """
     if not mu >= 0:
         raise ConfigError(f"mu must be at least 0; got {mu!r}")
     weight = functools.partial(_lambdaloss_weight, mu=mu)
-    return ranknet_loss(scores, labels, mask, sigma=sigma, pair_weight=weight)
+    return ranknet_loss(scores, labels, mask, sigma=sigma, reduction=reduction, pair_weight=weight)

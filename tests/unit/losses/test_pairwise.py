@@ -38,11 +38,13 @@ def real(q: int) -> list[int]:
     return [i for i in range(SCORES.shape[1]) if MASK[q, i]]
 
 
-def pairwise_reference(scores: Tensor, weight_of, sigma: float) -> Tensor:
-    """sum over pairs (i, j) with y_i > y_j of w_ij log(1 + e^{-sigma (s_i - s_j)}) / #pairs."""
-    total, count = scores.new_zeros(()), 0
+def pairwise_reference(scores: Tensor, weight_of, sigma: float, reduction: str) -> Tensor:
+    """Each query's sum over pairs (i, j) with y_i > y_j of w_ij log(1 + e^{-sigma (s_i - s_j)});
+    averaged over queries ("queries") or divided by the batch's number of pairs ("pairs")."""
+    sums, counts = [], []
     for q in range(scores.shape[0]):
         docs = real(q)
+        total, count = scores.new_zeros(()), 0
         for i in docs:
             for j in docs:
                 if LABELS[q, i] > LABELS[q, j]:
@@ -51,7 +53,11 @@ def pairwise_reference(scores: Tensor, weight_of, sigma: float) -> Tensor:
                         torch.exp(-sigma * (scores[q, i] - scores[q, j]))
                     )
                     count += 1
-    return total / count
+        sums.append(total)
+        counts.append(count)
+    if reduction == "pairs":
+        return sum(sums) / sum(counts)
+    return sum(sums) / sum(1 for c in counts if c > 0)
 
 
 def swap_delta_ndcg(q: int, docs: list[int], i: int, j: int, k: int | None) -> float:
@@ -89,28 +95,90 @@ def assert_matches_reference(loss_fn, reference) -> None:
     torch.testing.assert_close(grad, ref_grad)
 
 
+REDUCTIONS = ["queries", "pairs"]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("sigma", [1.0, 2.5])
-def test_ranknet_matches_double_loop_over_pairs(sigma: float) -> None:
+def test_ranknet_matches_double_loop_over_pairs(sigma: float, reduction: str) -> None:
     assert_matches_reference(
-        lambda s, y, m: ranknet_loss(s, y, m, sigma=sigma),
-        lambda s: pairwise_reference(s, lambda q, docs, i, j: 1.0, sigma),
+        lambda s, y, m: ranknet_loss(s, y, m, sigma=sigma, reduction=reduction),
+        lambda s: pairwise_reference(s, lambda q, docs, i, j: 1.0, sigma, reduction),
     )
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("k", [None, 2])
-def test_lambdarank_matches_pairs_weighted_by_swapped_ndcg(k: int | None) -> None:
+def test_lambdarank_matches_pairs_weighted_by_swapped_ndcg(k: int | None, reduction: str) -> None:
     assert_matches_reference(
-        lambda s, y, m: lambdarank_loss(s, y, m, sigma=1.5, k=k),
-        lambda s: pairwise_reference(s, lambda q, d, i, j: swap_delta_ndcg(q, d, i, j, k), 1.5),
+        lambda s, y, m: lambdarank_loss(s, y, m, sigma=1.5, k=k, reduction=reduction),
+        lambda s: pairwise_reference(
+            s, lambda q, d, i, j: swap_delta_ndcg(q, d, i, j, k), 1.5, reduction
+        ),
     )
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("mu", [0.0, 10.0])
-def test_ndcgloss2pp_matches_per_pair_loop(mu: float) -> None:
+def test_ndcgloss2pp_matches_per_pair_loop(mu: float, reduction: str) -> None:
     assert_matches_reference(
-        lambda s, y, m: ndcgloss2pp_loss(s, y, m, mu=mu),
-        lambda s: pairwise_reference(s, lambda q, d, i, j: lambdaloss_weight(q, d, i, j, mu), 1.0),
+        lambda s, y, m: ndcgloss2pp_loss(s, y, m, mu=mu, reduction=reduction),
+        lambda s: pairwise_reference(
+            s, lambda q, d, i, j: lambdaloss_weight(q, d, i, j, mu), 1.0, reduction
+        ),
     )
+
+
+PAIRWISE = [ranknet_loss, lambdarank_loss, ndcgloss2pp_loss]
+
+
+def uneven_batch() -> tuple[Tensor, Tensor, Tensor]:
+    """A long list with many pairs, a short one, and one without a pair (equal labels)."""
+    generator = torch.Generator().manual_seed(11)
+    scores = torch.randn(3, 12, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 3, (3, 12), generator=generator).double()
+    labels[0, :2] = torch.tensor([2.0, 0.0])
+    labels[1, :3] = torch.tensor([1.0, 0.0, 0.0])
+    labels[2] = 1.0
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[1, 3:] = False
+    return scores, labels, mask
+
+
+@pytest.mark.parametrize("loss", PAIRWISE)
+def test_queries_reduction_averages_each_querys_own_loss(loss) -> None:
+    scores, labels, mask = uneven_batch()
+    alone = [loss(scores[q : q + 1], labels[q : q + 1], mask[q : q + 1]) for q in range(3)]
+    assert alone[2].item() == 0.0  # no pair: not counted in the mean
+    torch.testing.assert_close(loss(scores, labels, mask), (alone[0] + alone[1]) / 2)
+
+
+@pytest.mark.parametrize("loss", PAIRWISE)
+def test_pairs_reduction_weighs_queries_by_their_number_of_pairs(loss) -> None:
+    scores, labels, mask = uneven_batch()
+    alone = [
+        loss(scores[q : q + 1], labels[q : q + 1], mask[q : q + 1], reduction="pairs")
+        for q in range(2)
+    ]
+    pairs = [int((labels[q, mask[q]][:, None] > labels[q, mask[q]][None, :]).sum()) for q in (0, 1)]
+    expected = (alone[0] * pairs[0] + alone[1] * pairs[1]) / sum(pairs)
+    assert pairs[0] > 5 * pairs[1]  # the long list dominates this mean, not the other
+    torch.testing.assert_close(loss(scores, labels, mask, reduction="pairs"), expected)
+
+
+@pytest.mark.parametrize("loss", PAIRWISE)
+def test_pairs_reduction_ignores_padding_and_passes_gradcheck(loss) -> None:
+    scores, labels, mask = uneven_batch()
+    padded = (
+        torch.cat([scores, torch.full((3, 2), 1e6, dtype=torch.float64)], dim=1),
+        torch.cat([labels, torch.full((3, 2), 9.0, dtype=torch.float64)], dim=1),
+        torch.cat([mask, torch.zeros(3, 2, dtype=torch.bool)], dim=1),
+    )
+    torch.testing.assert_close(
+        loss(*padded, reduction="pairs"), loss(scores, labels, mask, reduction="pairs")
+    )
+    leaf = scores.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda s: loss(s, labels, mask, reduction="pairs"), (leaf,))
 
 
 def test_lambdarank_with_unit_weights_is_ranknet() -> None:
@@ -140,6 +208,10 @@ def test_pair_weights_receive_no_gradient() -> None:
         (lambda: ranknet_loss(SCORES, LABELS, MASK, sigma=0.0), r"sigma must be greater than 0"),
         (lambda: lambdarank_loss(SCORES, LABELS, MASK, k=0), r"k must be a positive integer"),
         (lambda: ndcgloss2pp_loss(SCORES, LABELS, MASK, mu=-1.0), r"mu must be at least 0"),
+        (
+            lambda: lambdarank_loss(SCORES, LABELS, MASK, reduction="sum"),
+            r"reduction must be 'queries' or 'pairs'; got 'sum'",
+        ),
     ],
 )
 def test_invalid_parameters_raise_config_error(call, message: str) -> None:
