@@ -10,11 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ltr.config import load_config
-from ltr.training import run_experiment
-from support.tiny_runs import write_tiny_data
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from support.tiny_runs import tiny_run, write_tiny_data
 
 
 def run_ltr(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -32,18 +28,13 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("compare_cli")
     data = write_tiny_data(root / "data", seed=5)
     for loss, seed in [("ranknet", 0), ("listnet", 1), ("approx_ndcg", 2)]:
-        overrides = [
-            f"data.root={data}",
-            f"tracking.output_dir={root / 'runs'}",
+        tiny_run(
+            data,
+            root / "runs",
             f"experiment.name={loss}",
             f"loss.name={loss}",
-            f"training.seed={seed}",
-            "training.num_epochs=3",
-            "model.hidden_dims=[8]",
-            "training.device=cpu",
-            "tracking.tensorboard=false",
-        ]
-        run_experiment(load_config(REPO_ROOT / "configs" / "default.yaml", overrides), quiet=True)
+            training={"seed": seed},
+        )
     return root / "runs"
 
 

@@ -9,14 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ltr.config import load_config
 from ltr.errors import ConfigError, DataNotFoundError
 from ltr.experiments.compare import RunRecord, compare_runs, load_run, scan_runs
 from ltr.experiments.plots import curves_path, plot_test_metrics, plot_training_curves
-from ltr.training import run_experiment
-from support.tiny_runs import write_tiny_data
+from support.tiny_runs import tiny_run, write_tiny_data
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -26,18 +23,13 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("compare")
     data = write_tiny_data(root / "data", seed=4)
     for loss, seed, epochs in [("lambdarank", 0, 3), ("listnet", 1, 2), ("mse", 2, 3)]:
-        overrides = [
-            f"data.root={data}",
-            f"tracking.output_dir={root / 'runs'}",
+        tiny_run(
+            data,
+            root / "runs",
             f"experiment.name={loss}",
             f"loss.name={loss}",
-            f"training.seed={seed}",
-            f"training.num_epochs={epochs}",
-            "model.hidden_dims=[8]",
-            "training.device=cpu",
-            "tracking.tensorboard=false",
-        ]
-        run_experiment(load_config(REPO_ROOT / "configs" / "default.yaml", overrides), quiet=True)
+            training={"seed": seed, "num_epochs": epochs},
+        )
     return root / "runs"
 
 
