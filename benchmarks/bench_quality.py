@@ -242,7 +242,10 @@ def describe(point: dict[str, Any]) -> str:
 
 def loss_overrides(loss: str, reduction: str) -> list[str]:
     """The loss of a job: its name, and for a pairwise loss the reduction of its pairs."""
-    return [f"loss.name={loss}", *([f"loss.params.reduction={reduction}"] * (loss in PAIRWISE))]
+    overrides = [f"loss.name={loss}"]
+    if loss in PAIRWISE:
+        overrides.append(f"loss.params.reduction={reduction}")
+    return overrides
 
 
 def loss_tag(loss: str, reduction: str) -> str:

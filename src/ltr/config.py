@@ -439,20 +439,20 @@ def _check_params(
 
 
 def _probe_loss(fn: Callable[..., Any], params: Mapping[str, Any]) -> None:
-    """Call the loss once on a two-document query, so that a bad parameter value (``sigma: 0``)
-    fails when the config is read, naming ``loss.params``, rather than at the first batch."""
+    """Call the loss on a two-document query, so that a bad parameter value (``sigma: 0``) fails
+    when the config is read, naming ``loss.params``, rather than at the first batch."""
     import torch
 
+    batch = (torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), torch.ones(1, 2, dtype=torch.bool))
     with torch.random.fork_rng(devices=[]):  # ListMLE's random ties must not move the seed
-        try:
-            fn(
-                torch.zeros(1, 2),
-                torch.tensor([[1.0, 0.0]]),
-                torch.ones(1, 2, dtype=torch.bool),
-                **params,
-            )
-        except TypeError as error:  # e.g. a string where a number belongs
-            raise ValueError(f"a parameter has a value of the wrong type: {error}") from None
+        for key, value in params.items():  # one at a time, so a wrong type names its key
+            try:
+                fn(*batch, **{key: value})
+            except TypeError as error:  # e.g. a string where a number belongs
+                raise ValueError(
+                    f"{key} has a value of the wrong type ({value!r}): {error}"
+                ) from None
+        fn(*batch, **params)
 
 
 def _defaults(fn: Callable[..., Any], *, skip: tuple[str, ...]) -> dict[str, Any]:

@@ -83,7 +83,10 @@ def test_resolved_yaml_loads_back_to_the_same_config(config_file: Path, tmp_path
             "loss.params.k=ten",
             r"exp\.yaml: loss\.params: k must be a positive integer or None; got 'ten'",
         ),
-        ("loss.params.sigma=abc", r"exp\.yaml: loss\.params: .*wrong type"),
+        (
+            "loss.params.sigma=abc",
+            r"exp\.yaml: loss\.params: sigma has a value of the wrong type \('abc'\)",
+        ),
         ("loss.name=lambda", r"exp\.yaml: loss\.name: Input should be 'mse', 'ranknet'"),
         ("evaluation.metrics=[ndcg@0]", r"exp\.yaml: evaluation\.metrics"),
         ("training.scheduler.name=linear", r"exp\.yaml: training\.scheduler\.name: "),
@@ -137,3 +140,13 @@ def test_config_names_every_registered_loss_and_model() -> None:
 
     assert get_args(LossName) == tuple(LOSSES)
     assert get_args(ModelName) == tuple(MODELS)
+
+
+def test_checking_loss_parameters_leaves_the_random_stream_alone(config_file: Path) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    load_config(config_file, ["loss={name: listmle, params: {ties: random}}"])  # probed: randperm
+    assert torch.equal(torch.rand(3), expected)
