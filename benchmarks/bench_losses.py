@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import statistics
 import sys
 import time
@@ -112,7 +113,7 @@ def allrank_call(name: str, slates: Slates) -> LossCall:
 
 
 def ltr_params(name: str, sinkhorn_iters: int) -> dict[str, Any]:
-    if name in ("ranknet", "lambdarank", "ndcgloss2pp"):
+    if "reduction" in inspect.signature(LOSSES[name]).parameters:  # the pairwise losses
         return {"reduction": "pairs"}  # allRank's mean over pairs; see NOTES
     if name == "approx_ndcg":
         return {"alpha": APPROX_ALPHA}

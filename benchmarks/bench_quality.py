@@ -52,6 +52,7 @@ finds there (same job name = same model, point, fold and seed).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import shlex
@@ -78,7 +79,9 @@ from ltr.evaluation import evaluate_scores  # noqa: E402
 from ltr.losses import LOSSES as LOSS_REGISTRY  # noqa: E402
 
 LOSSES = list(LOSS_REGISTRY)  # every registered loss, in registry order
-PAIRWISE = ("ranknet", "lambdarank", "ndcgloss2pp")  # losses with a `reduction` parameter
+PAIRWISE = tuple(  # the losses with a `reduction` of their pairs
+    name for name, fn in LOSS_REGISTRY.items() if "reduction" in inspect.signature(fn).parameters
+)
 DEFAULT_METRICS = ["ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr"]
 COLUMNS = [*DEFAULT_METRICS, "ndcg@10[one]", "ndcg@10[letor]"]
 CONVENTIONS = [
@@ -714,7 +717,7 @@ def protocol_text(args: argparse.Namespace, losses: list[str]) -> str:
     return "\n".join(lines)
 
 
-def round3_report(
+def ensemble_report(
     args: argparse.Namespace,
     sel: dict[str, dict[str, Any]],
     label: dict[str, str],
@@ -725,7 +728,8 @@ def round3_report(
     baseline: dict[str, Any],
     records: dict[str, list[dict[str, Any]]],
 ) -> None:
-    """Round 3's tables and verdicts: seed ensembles against LightGBM, single and averaged."""
+    """The seed-ensemble round's tables and verdicts (rounds 3 and 4): against LightGBM, single
+    and averaged, and against the best single feature."""
     k = args.ensemble
     print(
         f"\n### Seed ensembles: {k} seeds of each kept point averaged, test metrics, mean ± std "
@@ -1081,7 +1085,7 @@ def main() -> None:
         }
         ens_summaries = {n: summarize(by_model[n], args.folds) for n in sel}
         best_ens = max(neural, key=lambda n: selection_score(ens_summaries[n]))
-        round3_report(
+        ensemble_report(
             args, sel, label, neural, summaries, ens_summaries, best_ens, baseline, by_model
         )
     n_runs = len(records)
