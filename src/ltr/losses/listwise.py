@@ -11,7 +11,7 @@ NDCG-based losses use gain ``2**label - 1`` and discount ``1 / log2(rank + 1)``.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -140,7 +140,7 @@ def listmle_loss(
     ...              torch.ones(1, 2, dtype=torch.bool))
     tensor(1.3133)
     """
-    if ties not in ("random", "first"):
+    if ties not in get_args(Ties):
         raise ConfigError(f"ties must be 'random' or 'first'; got {ties!r}")
     check_shapes(scores, labels, mask)
     key = torch.where(mask, labels.to(scores.dtype), math.inf)  # padding sorts last

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +93,7 @@ def ranknet_loss(
     tensor(0.2201)
     """
     require_positive("sigma", sigma)
-    if reduction not in ("queries", "pairs"):
+    if reduction not in get_args(Reduction):
         raise ConfigError(f"reduction must be 'queries' or 'pairs'; got {reduction!r}")
     scores, labels = prepare(scores, labels, mask)
     # Padding gets label -inf as the better document and +inf as the worse one, so one
