@@ -5,7 +5,7 @@ printed before any run starts)::
 
     .venv/bin/python benchmarks/bench_quality.py --data-dir ../shared/data [--jobs 2]
         [--points 10] [--lgb-points 16] [--top 2] [--seeds 3] [--ensemble 5] [--transformer]
-        [--pairwise-reduction queries|pairs] [--out-dir DIR]
+        [--pairwise-reduction queries|pairs] [--list-ranks] [--out-dir DIR]
 
 1. Stage 1, coarse random search (seed 0, all folds). Every loss trains ``--points`` points:
    P0 is the shipped default (:data:`BASE_CONFIG`), P1.. are drawn from :data:`SPACE` with a
@@ -42,6 +42,9 @@ printed before any run starts)::
    ``loss.params.reduction`` = ``--pairwise-reduction``: ``queries`` (the losses' default since
    session 5, round 4) or ``pairs`` (their default before, which rounds 1-3 used). Their job
    names carry ``-queries`` for the former, so one ``--out-dir`` keeps both sets of runs.
+8. ``--list-ranks`` (round 5): every MLP also sees, for each feature, its percentile rank within
+   its list (``model.list_ranks=true``, :class:`ltr.models.ListPercentileRanks`); those jobs are
+   named with ``-ranks``. LightGBM and the transformer are unchanged.
 
 Writes ``benchmarks/results/quality_mq2008.json`` (every run, the search space, the points, the
 selections) and the winners as ``configs/experiments/mq2008_<loss>.yaml``; ``--quick`` (one fold,
@@ -255,6 +258,19 @@ def loss_tag(loss: str, reduction: str) -> str:
     """Job-name suffix: ``-queries`` for a pairwise loss reduced per query, else empty (rounds
     1-3's names, so their finished runs are found again)."""
     return "-queries" if loss in PAIRWISE and reduction == "queries" else ""
+
+
+def job_tag(args: argparse.Namespace, loss: str, kind: str) -> str:
+    """:func:`loss_tag`, plus ``-ranks`` for MLPs given list ranks (round 5, ``--list-ranks``)."""
+    ranks = "-ranks" if kind == "mlp" and args.list_ranks else ""
+    return loss_tag(loss, args.pairwise_reduction) + ranks
+
+
+def model_overrides(args: argparse.Namespace, kind: str) -> list[str]:
+    """Overrides of the scorer that hold for every point: the transformer, or MLP list ranks."""
+    if kind == "transformer":
+        return TRANSFORMER_BASE
+    return ["model.list_ranks=true"] if args.list_ranks else []
 
 
 # --------------------------------------------------------------------------------------------
@@ -568,8 +584,6 @@ def mlp_jobs(
     seeds: Sequence[int],
     kind: str = "mlp",
 ) -> list[dict[str, Any]]:
-    base = TRANSFORMER_BASE if kind == "transformer" else []
-    tag = loss_tag(loss, args.pairwise_reduction)
     return [
         {
             "kind": kind,
@@ -580,13 +594,13 @@ def mlp_jobs(
             "seed": seed,
             "overrides": [
                 *loss_overrides(loss, args.pairwise_reduction),
-                *base,
+                *model_overrides(args, kind),
                 *to_overrides(point_def),
                 *args.extra,
             ],
             "data_dir": str(args.data_dir),
             "out_dir": str(args.out_dir),
-            "name": f"{kind}_{loss}{tag}_{point}_f{fold}_s{seed}",
+            "name": f"{kind}_{loss}{job_tag(args, loss, kind)}_{point}_f{fold}_s{seed}",
         }
         for fold in args.folds
         for seed in seeds
@@ -634,16 +648,17 @@ def ranked(means: dict[str, float]) -> list[str]:
     return sorted(means, key=lambda p: (-means[p], int(p[1:])))
 
 
-def write_config(name: str, sel: dict[str, Any], note: str, path: Path, reduction: str) -> None:
+def write_config(
+    name: str, sel: dict[str, Any], note: str, path: Path, args: argparse.Namespace
+) -> None:
     from ltr.config import load_config
 
     loss = sel["loss"]
-    base = TRANSFORMER_BASE if sel["kind"] == "transformer" else []
     config = load_config(
         base=BASE_CONFIG,
         overrides=[
-            *loss_overrides(loss, reduction),
-            *base,
+            *loss_overrides(loss, args.pairwise_reduction),
+            *model_overrides(args, sel["kind"]),
             *to_overrides(sel["point_def"]),
             "data.root=../shared/data/mq2008/Fold1",
             f"experiment.name=mq2008_{name}",
@@ -694,6 +709,12 @@ def protocol_text(args: argparse.Namespace, losses: list[str]) -> str:
         "- Best ltr configuration = the model with the best stage-2 validation NDCG@10.",
         f"- Pairwise losses ({', '.join(PAIRWISE)}): loss.params.reduction="
         f"{args.pairwise_reduction}.",
+        "- MLP inputs: "
+        + (
+            "the features and each one's percentile rank within its list (model.list_ranks=true)."
+            if args.list_ranks
+            else "the features."
+        ),
         f"- MLP training: at most {MAX_EPOCHS} epochs, early stopping on vali NDCG@10, patience "
         "10 (lr >= 1e-3) or 20 (lr < 1e-3); AdamW, grad clip 5.",
         "- MLP space (shared): " + json.dumps(SPACE),
@@ -809,6 +830,11 @@ def main() -> None:
         default="queries",
         help="loss.params.reduction of ranknet, lambdarank, ndcgloss2pp (rounds 1-3: pairs)",
     )
+    parser.add_argument(
+        "--list-ranks",
+        action="store_true",
+        help="MLPs also see each feature's rank within its list (model.list_ranks; round 5)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 fold, few epochs")
     parser.add_argument("--out-dir", type=Path, default=None, help="run dirs (default: temp)")
     parser.add_argument("--results", type=Path, default=_ROOT / "benchmarks/results")
@@ -922,7 +948,7 @@ def main() -> None:
                             "data_dir": str(args.data_dir),
                             "out_dir": str(args.out_dir),
                             "name": f"ens_{n.replace('+', '_')}"
-                            f"{loss_tag(sel[n]['loss'], args.pairwise_reduction)}_"
+                            f"{job_tag(args, sel[n]['loss'], sel[n]['kind'])}_"
                             f"{sel[n]['point']}_f{fold}_k{len(members)}",
                             "members": [r.get("run_dir") or r["scores_file"] for r in members],
                         }
@@ -941,6 +967,8 @@ def main() -> None:
     for n in neural:
         if sel[n]["loss"] in PAIRWISE:
             label[n] += f" [{args.pairwise_reduction}]"
+        if args.list_ranks and sel[n]["kind"] == "mlp":
+            label[n] += " [list ranks]"
     label["lightgbm"] = "LightGBM lambdarank"
     rows = [(f"{label[n]} ({sel[n]['point']})", summaries[n]) for n in neural]
     rows.append((f"LightGBM lambdarank ({sel['lightgbm']['point']})", summaries["lightgbm"]))
@@ -1139,7 +1167,7 @@ def main() -> None:
                 f"test {fmt(summaries[name], 'ndcg@10')} over folds."
             )
             path = args.configs / f"mq2008_{file_name}.yaml"
-            write_config(file_name, s, note, path, args.pairwise_reduction)
+            write_config(file_name, s, note, path, args)
         print(f"Configs: {args.configs.relative_to(_ROOT)}/mq2008_<model>.yaml")
     if temp is not None:
         temp.cleanup()

@@ -27,6 +27,11 @@ Learning"): each feature becomes B columns, one per quantile bin of the fold's t
 holding how far the value has passed through that bin. It is the MLP's answer to the thresholds
 trees split on; the encoded files are written once into ``--out-dir``.
 
+An extra ``fsub=F`` (not a config key) trains each seed on its own seeded random fraction F of
+the features, the others zeroed in its train and vali files (the random subspace method, Ho
+1998): seed averages then mix members that differ in what they see, as LightGBM's trees do
+with ``feature_fraction``.
+
 A blend (``--blend A+B+...``, each part a candidate) averages every seed of every part: models
 trained with different losses, which err less alike than seeds of one loss. Each member's scores
 are divided by their standard deviation over its own training file first (losses leave scores
@@ -51,6 +56,7 @@ import argparse
 import functools
 import hashlib
 import json
+import os
 import re
 import sys
 import tempfile
@@ -82,7 +88,17 @@ def parse_candidate(text: str) -> dict[str, Any]:
     loss, point, *rest = text.split(":", 2)
     extra = [kv for kv in re.split(r",(?![^\[{]*[\]}])", rest[0]) if kv] if rest else []
     bins = [int(kv.removeprefix("ple=")) for kv in extra if kv.startswith("ple=")]
-    return {"label": text, "loss": loss, "point": point, "extra": extra, "ple": max(bins or [0])}
+    kept = [float(kv.removeprefix("fsub=")) for kv in extra if kv.startswith("fsub=")]
+    if bins and kept:
+        raise SystemExit(f"{text}: ple= and fsub= do not combine")
+    return {
+        "label": text,
+        "loss": loss,
+        "point": point,
+        "extra": extra,
+        "ple": max(bins or [0]),
+        "fsub": min(kept or [1.0]),
+    }
 
 
 def piecewise_linear(features: np.ndarray, edges: list[np.ndarray], bins: int) -> np.ndarray:
@@ -124,6 +140,35 @@ def write_encoded(data_dir: Path, fold: int, bins: int, out: Path) -> None:
         partial.replace(target / name)
 
 
+def write_subspace(data_dir: Path, fold: int, seed: int, kept: float, out: Path) -> Path:
+    """The fold's train and vali files with a seeded random ``1 - kept`` of the features zeroed.
+
+    The random subspace method (Ho 1998): each ensemble member sees its own feature subset, the
+    network's counterpart of LightGBM's per-tree ``feature_fraction``. Returns the data root.
+    """
+    import dataclasses
+
+    from ltr.data.letor import load_letor, write_letor
+
+    root = out / f"fsub{kept}" / f"s{seed}"
+    target = root / "mq2008" / f"Fold{fold}"
+    if (target / "vali.txt.gz").exists():
+        return root
+    source = data_dir / "mq2008" / f"Fold{fold}"
+    train = load_letor(source / "train.txt.gz")
+    n = train.n_features
+    rng = np.random.default_rng([seed, fold, 11])
+    mask = np.zeros(n, dtype=np.float32)
+    mask[rng.permutation(n)[: round(kept * n)]] = 1.0
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("train.txt.gz", "vali.txt.gz"):  # vali last: its presence marks a finished fold
+        data = train if name == "train.txt.gz" else load_letor(source / name, n_features=n)
+        partial = target / f"partial-{os.getpid()}-{name}"  # candidates may share a subspace
+        write_letor(partial, dataclasses.replace(data, features=data.features * mask))
+        partial.replace(target / name)
+    return root
+
+
 def train_candidate(job: dict[str, Any]) -> np.ndarray:
     """Scores of one candidate on one fold and seed (early stopping on a train split).
 
@@ -136,12 +181,14 @@ def train_candidate(job: dict[str, Any]) -> np.ndarray:
     from ltr.training import run_experiment
 
     root = Path(job["out_dir"]) / f"ple{job['ple']}" if job["ple"] else Path(job["data_dir"])
+    if job["fsub"] < 1.0:
+        root = write_subspace(root, job["fold"], job["seed"], job["fsub"], Path(job["out_dir"]))
     fold = root / "mq2008" / f"Fold{job['fold']}"
     point = mlp_points(job["loss"], 10)[job["point"]]
     overrides = [
         f"loss.name={job['loss']}",
         *to_overrides(point),
-        *(kv for kv in job["extra"] if not kv.startswith("ple=")),
+        *(kv for kv in job["extra"] if not kv.startswith(("ple=", "fsub="))),
         f"data.train={fold / 'train.txt.gz'}",  # no data.valid: a seeded 20% split validates
         f"training.seed={job['seed']}",
         f"data.split_seed={job['seed']}",  # each seed its own split, as LightGBM's below
@@ -288,6 +335,7 @@ def main() -> None:
         "point": "L0",
         "extra": [],
         "ple": 0,
+        "fsub": 1.0,
     }
     for bins in sorted({c["ple"] for c in candidates.values()} - {0}):
         for f in folds:

@@ -38,11 +38,13 @@ import logging
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
 import torch
+from onnxscript import INT64
+from onnxscript import opset18 as op
 from torch import Tensor, nn
 
 from ltr import __version__
@@ -98,6 +100,8 @@ def _first_linear(scorer: nn.Module) -> nn.Linear | None:
     """The Linear layer that sees the normalized features first, if the scorer has one."""
     if getattr(scorer, "encoding", None) is not None:  # it sees encoded columns, not features
         return None
+    if getattr(scorer, "ranks", None) is not None:  # it also sees list ranks of the features
+        return None
     if isinstance(scorer, LinearScorer):
         return scorer.linear
     if isinstance(scorer, MLPScorer):
@@ -113,9 +117,9 @@ def matmul_chain(scorer: nn.Module) -> list[np.ndarray] | None:
     """float32 ``[in, out]`` weights of a linear or MLP scorer, in order (the latency floor)."""
     if isinstance(scorer, LinearScorer):
         layers = [scorer.linear]
-    elif isinstance(scorer, MLPScorer) and scorer.encoding is None:
+    elif isinstance(scorer, MLPScorer) and scorer.encoding is None and scorer.ranks is None:
         layers = [*scorer.linears, scorer.output]
-    else:  # context-aware, ensemble or encoded inputs: no plain chain of products
+    else:  # context, ensemble or encoded inputs: no plain chain of products
         return None
     return [
         np.ascontiguousarray(layer.weight.detach().numpy().T, dtype=np.float32)
@@ -166,6 +170,20 @@ class OnnxGraph:
     normalization_folded: bool
 
 
+def _stable_sort(
+    values: Any, stable: bool | None = None, dim: int = -1, descending: bool = False
+) -> tuple[Any, Any]:
+    """``aten.sort.stable`` (list ranks sort with it) as ONNX ``TopK`` over the whole axis.
+
+    The exporter has no translation for the stable overload; ``TopK`` is one, since the ONNX
+    spec orders equal values by index, lower first, in either direction.
+    """
+    axis = cast(INT64, op.Constant(value_ints=[dim]))
+    size = op.Gather(op.Shape(values), axis, axis=0)  # [1]: the whole axis
+    sorted_values, indices = op.TopK(values, size, axis=dim, largest=descending, sorted=True)
+    return sorted_values, indices
+
+
 def export_onnx(source: Source, *, opset: int | None = None) -> OnnxGraph:
     """Export normalizer + scorer as one ONNX graph with dynamic batch and list length.
 
@@ -193,6 +211,7 @@ def export_onnx(source: Source, *, opset: int | None = None) -> OnnxGraph:
                 input_names=names,
                 output_names=["scores"],
                 opset_version=opset,
+                custom_translation_table={torch.ops.aten.sort.stable: _stable_sort},
                 optimize=True,
                 verbose=False,
             )

@@ -15,6 +15,7 @@ from ltr.errors import ConfigError
 from ltr.models.encoding import PiecewiseLinearEncoding, fit_input_encodings
 from ltr.models.ensemble import EnsembleScorer
 from ltr.models.linear import LinearScorer
+from ltr.models.list_ranks import ListPercentileRanks
 from ltr.models.mlp import MLPScorer
 from ltr.models.transformer import ContextAwareScorer
 
@@ -23,6 +24,7 @@ __all__ = [
     "ContextAwareScorer",
     "EnsembleScorer",
     "LinearScorer",
+    "ListPercentileRanks",
     "MLPScorer",
     "PiecewiseLinearEncoding",
     "build_model",
@@ -40,7 +42,8 @@ MODELS: dict[str, type[nn.Module]] = {
 
 def uses_context(scorer: nn.Module) -> bool:
     """True when a document's score depends on the other documents of its list."""
-    return any(isinstance(module, ContextAwareScorer) for module in scorer.modules())
+    context = (ContextAwareScorer, ListPercentileRanks)
+    return any(isinstance(module, context) for module in scorer.modules())
 
 
 def build_model(name: str, n_features: int, **params: Any) -> nn.Module:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ltr.errors import ConfigError
 from ltr.models.encoding import PiecewiseLinearEncoding
+from ltr.models.list_ranks import ListPercentileRanks
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -71,7 +72,8 @@ class MLPScorer(nn.Module):
 
     Each hidden block is ``Linear -> norm -> activation -> dropout``. A document's score
     depends on its own features only (batch norm uses statistics of real documents in training
-    and fixed running statistics in evaluation).
+    and fixed running statistics in evaluation), unless ``list_ranks`` adds where each of its
+    feature values ranks within its list.
 
     Args:
         n_features: length of each document's feature vector.
@@ -82,10 +84,12 @@ class MLPScorer(nn.Module):
         piecewise_bins: None, or encode each input feature piecewise-linearly over this many
             quantile bins of the training data before the first layer
             (:class:`~ltr.models.encoding.PiecewiseLinearEncoding`; the trainer fits it).
+        list_ranks: also feed each feature's percentile rank among the real documents of the
+            list (:class:`~ltr.models.list_ranks.ListPercentileRanks`), ``F`` more inputs.
 
     Raises:
         ConfigError: unknown activation or norm, negative width, dropout outside [0, 1),
-            fewer than 2 bins.
+            fewer than 2 bins, a ``list_ranks`` that is not true or false.
     """
 
     def __init__(
@@ -96,8 +100,11 @@ class MLPScorer(nn.Module):
         activation: str = "relu",
         norm: str | None = None,
         piecewise_bins: int | None = None,
+        list_ranks: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(list_ranks, bool):
+            raise ConfigError(f"model.list_ranks: must be true or false; got {list_ranks!r}")
         if norm is not None and norm not in NORMS:
             raise ConfigError(
                 f"model.norm: unknown norm {norm!r}; choose one of: None, batch, layer"
@@ -113,7 +120,9 @@ class MLPScorer(nn.Module):
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.blocks = nn.ModuleList()  # activation + dropout
+        self.ranks = ListPercentileRanks() if list_ranks else None
         width = n_features if self.encoding is None else self.encoding.n_outputs
+        width += n_features if list_ranks else 0
         for hidden in (int(h) for h in hidden_dims):
             self.linears.append(nn.Linear(width, hidden))
             if norm == "batch":
@@ -129,6 +138,8 @@ class MLPScorer(nn.Module):
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
         """Scores ``[B, L]`` from ``features [B, L, F]`` and ``mask [B, L]``."""
         x = features if self.encoding is None else self.encoding(features)
+        if self.ranks is not None:
+            x = torch.cat([x, self.ranks(features, mask)], dim=-1)
         for linear, norm, block in zip(self.linears, self.norms, self.blocks, strict=True):
             x = linear(x)
             x = norm(x, mask) if isinstance(norm, MaskedBatchNorm) else norm(x)

@@ -28,6 +28,8 @@ RUNS = {
     "mlp_query": ("mlp", "query_zscore", {"hidden_dims": [16]}),
     # encoded inputs: the first layer sees bins, so the normalization stays in the graph
     "mlp_piecewise": ("mlp", "standard", {"hidden_dims": [16], "piecewise_bins": 4}),
+    # list ranks: the graph compares the documents of a list, so it takes `mask`
+    "mlp_ranks": ("mlp", "standard", {"hidden_dims": [16], "list_ranks": True}),
     "transformer_piecewise": (
         "transformer",
         "standard",
@@ -104,7 +106,7 @@ def test_mask_is_an_input_only_where_scores_need_it(
     _, report = exported[key]
 
     names = [spec["name"] for spec in report.inputs]
-    context = ("mlp_query", "transformer", "transformer_piecewise", "ensemble")
+    context = ("mlp_query", "mlp_ranks", "transformer", "transformer_piecewise", "ensemble")
     assert names == (["features", "mask"] if key in context else ["features"])
     assert report.inputs[0] == {
         "name": "features",
@@ -135,6 +137,24 @@ def test_graph_takes_any_batch_and_list_length(
     np.testing.assert_allclose(scores[mask], expected.numpy()[mask], rtol=0, atol=1e-5)
 
 
+def test_list_ranks_graph_breaks_ties_as_pytorch_does(
+    exported: dict[str, tuple[Path, ExportReport]],
+) -> None:
+    # ranks rest on stable sorts; the graph's TopK must order equal values by index too
+    run_dir, report = exported["mlp_ranks"]
+    rng = np.random.default_rng(7)
+    features = rng.integers(0, 3, (4, 60, N_FEATURES)).astype(np.float32)  # mostly ties
+    mask = rng.random((4, 60)) > 0.2
+    mask[0] = False
+    mask[0, 5] = True  # a one-document list
+
+    scores = run_session(make_session(report.output / "model.onnx"), features, mask)
+    with torch.inference_mode():
+        expected = load_source(run_dir).reference()(torch.tensor(features), torch.tensor(mask))
+
+    np.testing.assert_allclose(scores[mask], expected.numpy()[mask], rtol=0, atol=1e-5)
+
+
 def test_metadata_describes_the_bundle(exported: dict[str, tuple[Path, ExportReport]]) -> None:
     run_dir, report = exported["mlp"]
 
@@ -161,8 +181,8 @@ def test_metadata_describes_the_bundle(exported: dict[str, tuple[Path, ExportRep
     assert preprocessor["kind"] == "standard" and len(preprocessor["statistics"]["mean"]) == 10
 
 
-@pytest.mark.parametrize("key", ["mlp_piecewise", "transformer_piecewise"])
-def test_encoded_inputs_keep_the_normalization_unfolded(
+@pytest.mark.parametrize("key", ["mlp_piecewise", "mlp_ranks", "transformer_piecewise"])
+def test_encoded_or_ranked_inputs_keep_the_normalization_unfolded(
     exported: dict[str, tuple[Path, ExportReport]], key: str
 ) -> None:
     _, report = exported[key]

@@ -21,8 +21,12 @@ SMALL = {  # fast configurations of every registered scorer
 VARIANTS = [(name, SMALL[name]) for name in sorted(MODELS)] + [
     ("mlp", {"hidden_dims": (16,), "norm": "batch", "activation": "gelu"}),
     ("mlp", {"hidden_dims": (16,), "norm": "layer", "activation": "tanh"}),
+    ("mlp", {"hidden_dims": (16,), "dropout": 0.1, "list_ranks": True}),
 ]
-IDS = [f"{name}-{params.get('norm', '')}" for name, params in VARIANTS]
+IDS = [
+    f"{name}-{params.get('norm', '')}{'-ranks' if params.get('list_ranks') else ''}"
+    for name, params in VARIANTS
+]
 
 
 def batch(queries: int, list_len: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,6 +147,7 @@ def test_unknown_parameter_is_named_with_the_valid_ones() -> None:
         ("mlp", {"activation": "swish"}, r"model\.activation: unknown activation 'swish'"),
         ("mlp", {"norm": "group"}, r"model\.norm: unknown norm 'group'"),
         ("mlp", {"dropout": 1.0}, r"model\.dropout: must be in \[0, 1\)"),
+        ("mlp", {"list_ranks": "yes"}, r"model\.list_ranks: must be true or false; got 'yes'"),
         ("transformer", {"d_model": 10, "n_heads": 4}, r"model\.n_heads: must divide d_model"),
         ("transformer", {"n_layers": 0}, r"model\.n_layers: must be >= 1"),
     ],
