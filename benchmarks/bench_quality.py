@@ -42,9 +42,10 @@ printed before any run starts)::
    ``loss.params.reduction`` = ``--pairwise-reduction``: ``queries`` (the losses' default since
    session 5, round 4) or ``pairs`` (their default before, which rounds 1-3 used). Their job
    names carry ``-queries`` for the former, so one ``--out-dir`` keeps both sets of runs.
-8. ``--list-ranks`` (round 5): every MLP also sees, for each feature, its percentile rank within
-   its list (``model.list_ranks=true``, :class:`ltr.models.ListPercentileRanks`); those jobs are
-   named with ``-ranks``. LightGBM and the transformer are unchanged.
+8. ``--list-ranks`` (round 5): every loss's stage-1 grid doubles. Point R<i> is P<i> with
+   ``model.list_ranks=true`` (the MLP also sees each feature's percentile rank within its list,
+   :class:`ltr.models.ListPercentileRanks`), so whether to use list ranks is chosen on vali
+   like every other knob. LightGBM and the transformer's grid are unchanged.
 
 Writes ``benchmarks/results/quality_mq2008.json`` (every run, the search space, the points, the
 selections) and the winners as ``configs/experiments/mq2008_<loss>.yaml``; ``--quick`` (one fold,
@@ -199,6 +200,11 @@ def mlp_points(loss: str, n: int) -> dict[str, dict[str, Any]]:
     return points
 
 
+def list_rank_twins(points: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Round 5: R<i> = P<i> with ``model.list_ranks`` on (each feature's rank within its list)."""
+    return {f"R{p[1:]}": {**d, "model.list_ranks": True} for p, d in points.items()}
+
+
 def lgb_points(n: int) -> dict[str, dict[str, Any]]:
     points = {"L0": dict(LGB_ANCHOR)}
     for i, d in enumerate(_design(np.random.default_rng([SEARCH_SEED, 7]), LGB_SPACE, n - 1)):
@@ -227,6 +233,8 @@ def to_overrides(point: dict[str, Any]) -> list[str]:
 def describe(point: dict[str, Any]) -> str:
     if not point:
         return "shipped default (lr 1e-3, [256, 128], dropout 0.1, wd 0, batch 32, standard)"
+    if point == {"model.list_ranks": True}:
+        return "shipped default, list ranks"
     short = {
         "training.learning_rate": "lr",
         "model.hidden_dims": "dims",
@@ -236,6 +244,7 @@ def describe(point: dict[str, Any]) -> str:
         "data.normalization": "norm",
         "data.max_list_length": "maxlist",
         "training.scheduler.name": "sched",
+        "model.list_ranks": "list_ranks",
     }
     parts = []
     for k, v in point.items():
@@ -258,19 +267,6 @@ def loss_tag(loss: str, reduction: str) -> str:
     """Job-name suffix: ``-queries`` for a pairwise loss reduced per query, else empty (rounds
     1-3's names, so their finished runs are found again)."""
     return "-queries" if loss in PAIRWISE and reduction == "queries" else ""
-
-
-def job_tag(args: argparse.Namespace, loss: str, kind: str) -> str:
-    """:func:`loss_tag`, plus ``-ranks`` for MLPs given list ranks (round 5, ``--list-ranks``)."""
-    ranks = "-ranks" if kind == "mlp" and args.list_ranks else ""
-    return loss_tag(loss, args.pairwise_reduction) + ranks
-
-
-def model_overrides(args: argparse.Namespace, kind: str) -> list[str]:
-    """Overrides of the scorer that hold for every point: the transformer, or MLP list ranks."""
-    if kind == "transformer":
-        return TRANSFORMER_BASE
-    return ["model.list_ranks=true"] if args.list_ranks else []
 
 
 # --------------------------------------------------------------------------------------------
@@ -584,6 +580,8 @@ def mlp_jobs(
     seeds: Sequence[int],
     kind: str = "mlp",
 ) -> list[dict[str, Any]]:
+    base = TRANSFORMER_BASE if kind == "transformer" else []
+    tag = loss_tag(loss, args.pairwise_reduction)
     return [
         {
             "kind": kind,
@@ -594,13 +592,13 @@ def mlp_jobs(
             "seed": seed,
             "overrides": [
                 *loss_overrides(loss, args.pairwise_reduction),
-                *model_overrides(args, kind),
+                *base,
                 *to_overrides(point_def),
                 *args.extra,
             ],
             "data_dir": str(args.data_dir),
             "out_dir": str(args.out_dir),
-            "name": f"{kind}_{loss}{job_tag(args, loss, kind)}_{point}_f{fold}_s{seed}",
+            "name": f"{kind}_{loss}{tag}_{point}_f{fold}_s{seed}",
         }
         for fold in args.folds
         for seed in seeds
@@ -648,17 +646,16 @@ def ranked(means: dict[str, float]) -> list[str]:
     return sorted(means, key=lambda p: (-means[p], int(p[1:])))
 
 
-def write_config(
-    name: str, sel: dict[str, Any], note: str, path: Path, args: argparse.Namespace
-) -> None:
+def write_config(name: str, sel: dict[str, Any], note: str, path: Path, reduction: str) -> None:
     from ltr.config import load_config
 
     loss = sel["loss"]
+    base = TRANSFORMER_BASE if sel["kind"] == "transformer" else []
     config = load_config(
         base=BASE_CONFIG,
         overrides=[
-            *loss_overrides(loss, args.pairwise_reduction),
-            *model_overrides(args, sel["kind"]),
+            *loss_overrides(loss, reduction),
+            *base,
             *to_overrides(sel["point_def"]),
             "data.root=../shared/data/mq2008/Fold1",
             f"experiment.name=mq2008_{name}",
@@ -709,11 +706,14 @@ def protocol_text(args: argparse.Namespace, losses: list[str]) -> str:
         "- Best ltr configuration = the model with the best stage-2 validation NDCG@10.",
         f"- Pairwise losses ({', '.join(PAIRWISE)}): loss.params.reduction="
         f"{args.pairwise_reduction}.",
-        "- MLP inputs: "
-        + (
-            "the features and each one's percentile rank within its list (model.list_ranks=true)."
+        *(
+            [
+                f"- List ranks: every loss also trains R0..R{args.points - 1}, its points "
+                f"P0..P{args.points - 1} with model.list_ranks=true; stage 1 ranks all "
+                f"{2 * args.points} points."
+            ]
             if args.list_ranks
-            else "the features."
+            else []
         ),
         f"- MLP training: at most {MAX_EPOCHS} epochs, early stopping on vali NDCG@10, patience "
         "10 (lr >= 1e-3) or 20 (lr < 1e-3); AdamW, grad clip 5.",
@@ -833,7 +833,7 @@ def main() -> None:
     parser.add_argument(
         "--list-ranks",
         action="store_true",
-        help="MLPs also see each feature's rank within its list (model.list_ranks; round 5)",
+        help="round 5: every loss also tries each point with model.list_ranks=true (R0..)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 fold, few epochs")
     parser.add_argument("--out-dir", type=Path, default=None, help="run dirs (default: temp)")
@@ -861,6 +861,8 @@ def main() -> None:
     print(protocol_text(args, losses) + "\n", flush=True)
 
     points = {loss: mlp_points(loss, args.points) for loss in losses}
+    if args.list_ranks:
+        points = {loss: {**p, **list_rank_twins(p)} for loss, p in points.items()}
     points["lightgbm"] = lgb_points(args.lgb_points)
     records: list[dict[str, Any]] = []
     sel: dict[str, dict[str, Any]] = {}  # model name -> selection
@@ -948,7 +950,7 @@ def main() -> None:
                             "data_dir": str(args.data_dir),
                             "out_dir": str(args.out_dir),
                             "name": f"ens_{n.replace('+', '_')}"
-                            f"{job_tag(args, sel[n]['loss'], sel[n]['kind'])}_"
+                            f"{loss_tag(sel[n]['loss'], args.pairwise_reduction)}_"
                             f"{sel[n]['point']}_f{fold}_k{len(members)}",
                             "members": [r.get("run_dir") or r["scores_file"] for r in members],
                         }
@@ -967,8 +969,6 @@ def main() -> None:
     for n in neural:
         if sel[n]["loss"] in PAIRWISE:
             label[n] += f" [{args.pairwise_reduction}]"
-        if args.list_ranks and sel[n]["kind"] == "mlp":
-            label[n] += " [list ranks]"
     label["lightgbm"] = "LightGBM lambdarank"
     rows = [(f"{label[n]} ({sel[n]['point']})", summaries[n]) for n in neural]
     rows.append((f"LightGBM lambdarank ({sel['lightgbm']['point']})", summaries["lightgbm"]))
@@ -1013,12 +1013,14 @@ def main() -> None:
         own = [
             f"{p}: {describe({k: v for k, v in d.items() if k not in SPACE})}"
             for p, d in points[loss].items()
-            if any(k not in SPACE for k in d)
+            if p.startswith("P") and any(k not in SPACE for k in d)
         ]
         if own:
             print(f"- {loss} parameters: " + "; ".join(own))
-    pts = [f"P{i}" for i in range(args.points)]
-    lines = ["| model | " + " | ".join(pts) + " |", "|" + "---|" * (len(pts) + 1)]
+    if args.list_ranks:
+        print("- R<i>: P<i> (with its loss parameters) and model.list_ranks=true")
+    pts = list(points[losses[0]])
+    lines = ["", "| model | " + " | ".join(pts) + " |", "|" + "---|" * (len(pts) + 1)]
     for n in losses:
         cells = []
         for p in pts:
@@ -1167,7 +1169,7 @@ def main() -> None:
                 f"test {fmt(summaries[name], 'ndcg@10')} over folds."
             )
             path = args.configs / f"mq2008_{file_name}.yaml"
-            write_config(file_name, s, note, path, args)
+            write_config(file_name, s, note, path, args.pairwise_reduction)
         print(f"Configs: {args.configs.relative_to(_ROOT)}/mq2008_<model>.yaml")
     if temp is not None:
         temp.cleanup()
