@@ -8,6 +8,8 @@ Cases (each in its own subprocess, so one case's memory peak cannot hide in anot
 
 - MQ2008 Fold1 ``train`` (471 queries, 9,630 documents, lists of 5 to 121), batch 32 queries,
   on 2 threads and, for a steadier figure, on 1 thread;
+- the first MQ2008 case and the synthetic batch of 16 again with ``model.list_ranks`` (each
+  feature's rank within its list as more inputs), what two sorts per list cost;
 - a synthetic set (``ltr.data.synthetic.make_synthetic``) of 200 queries with exactly 1,000
   documents each and 46 features, batches of 4, 16 and 32 queries: the pairwise LambdaRank
   tensors are ``[batch, 1000, 1000]``, so peak memory should grow with the batch size, not with
@@ -47,6 +49,9 @@ CASES: list[dict[str, Any]] = [
     {"data": "synthetic", "batch_size": 4, "threads": 2},
     {"data": "synthetic", "batch_size": 16, "threads": 2},
     {"data": "synthetic", "batch_size": 32, "threads": 2},
+    # the MLP also fed each feature's rank within its list (model.list_ranks): two sorts a list
+    {"data": "mq2008", "batch_size": 32, "threads": 2, "list_ranks": True},
+    {"data": "synthetic", "batch_size": 16, "threads": 2, "list_ranks": True},
 ]
 
 
@@ -77,7 +82,13 @@ def run_case(case: dict[str, Any], data_dir: Path, epochs: int) -> dict[str, Any
     del raw
     cfg = TrainingConfig(batch_size=case["batch_size"], learning_rate=1e-3, grad_clip=5.0)
     torch.manual_seed(0)
-    model = build_model("mlp", data.n_features, hidden_dims=HIDDEN, dropout=0.1)
+    model = build_model(
+        "mlp",
+        data.n_features,
+        hidden_dims=HIDDEN,
+        dropout=0.1,
+        list_ranks=case.get("list_ranks", False),
+    )
     loss_fn = build_loss("lambdarank")
     optimizer = make_optimizer(cfg, model.parameters())
     loader = QueryDataset(data).loader(
@@ -141,15 +152,16 @@ def main() -> None:
         f"every training query once; median of {args.epochs} epochs after 1 warm-up\n"
     )
     print(
-        "| data | queries x docs/list | batch | threads | s/epoch (median) | min-max | "
-        "queries/s | docs/s | RSS before training | peak RSS |"
+        "| data | list ranks | queries x docs/list | batch | threads | s/epoch (median) | "
+        "min-max | queries/s | docs/s | RSS before training | peak RSS |"
     )
-    print("|" + "---|" * 10)
+    print("|" + "---|" * 11)
     for r in results:
         shape = "471 x 5-121" if r["data"] == "mq2008" else f"{r['queries']} x {r['max_list']}"
         label = "MQ2008 Fold1 train" if r["data"] == "mq2008" else "synthetic"
         print(
-            f"| {label} | {shape} | {r['batch_size']} | {r['threads']} | "
+            f"| {label} | {'yes' if r.get('list_ranks') else 'no'} | {shape} | "
+            f"{r['batch_size']} | {r['threads']} | "
             f"{r['median_seconds']:.3f} | {min(r['epoch_seconds']):.3f}-"
             f"{max(r['epoch_seconds']):.3f} | {r['queries_per_second']:.0f} | "
             f"{r['docs_per_second']:.0f} | {r['rss_before_mib']:.0f} MiB | "
