@@ -3,9 +3,10 @@
 The graph: input ``features`` float32 ``[batch, list_len, n_features]`` (both leading axes
 dynamic), output ``scores`` float32 ``[batch, list_len]``, and a ``mask`` input (bool
 ``[batch, list_len]``, True = real document) only where the scores need one: the transformer
-(attention must skip padding) and the per-query normalizers (statistics over real documents).
-Linear and MLP scorers with a global normalizer score each document alone, so their graph has no
-mask; padded rows get scores that callers ignore. ``metadata.json`` lists the inputs.
+(attention must skip padding), an MLP with list ranks (ranks among real documents) and the
+per-query normalizers (statistics over real documents). Other linear and MLP scorers with a
+global normalizer score each document alone, so their graph has no mask; padded rows get scores
+that callers ignore. ``metadata.json`` lists the inputs.
 
 The fitted normalization is inside the graph. A global kind (``standard``, ``minmax``,
 ``log1p_standard``) is ``y = (x - shift) * inv_scale`` per feature after an optional signed log
