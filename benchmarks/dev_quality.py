@@ -60,10 +60,11 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -80,6 +81,9 @@ from bench_quality import (
     mlp_points,
     to_overrides,
 )
+
+if TYPE_CHECKING:
+    from ltr.data.letor import LetorData
 
 LONG = 10  # the letor preset scores NDCG@10 only on lists this long
 
@@ -116,11 +120,27 @@ def piecewise_linear(features: np.ndarray, edges: list[np.ndarray], bins: int) -
     return np.hstack(columns).astype(np.float32)
 
 
-def write_encoded(data_dir: Path, fold: int, bins: int, out: Path) -> None:
-    """The fold's train and vali files, piecewise-linear encoded on train's quantiles."""
+def _write_fold(
+    train: LetorData, source: Path, target: Path, features_of: Callable[[LetorData], np.ndarray]
+) -> None:
+    """The fold's train and vali files under ``target``, each with ``features_of(data)`` as its
+    features (``train`` is the fold's training file, already loaded by the caller)."""
     import dataclasses
 
     from ltr.data.letor import load_letor, write_letor
+
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("train.txt.gz", "vali.txt.gz"):  # vali last: its presence marks a finished fold
+        width = train.n_features
+        data = train if name == "train.txt.gz" else load_letor(source / name, n_features=width)
+        partial = target / f"partial-{os.getpid()}-{name}"  # candidates may share a fold
+        write_letor(partial, dataclasses.replace(data, features=features_of(data)))
+        partial.replace(target / name)
+
+
+def write_encoded(data_dir: Path, fold: int, bins: int, out: Path) -> None:
+    """The fold's train and vali files, piecewise-linear encoded on train's quantiles."""
+    from ltr.data.letor import load_letor
 
     target = out / "mq2008" / f"Fold{fold}"
     if (target / "vali.txt.gz").exists():
@@ -131,13 +151,11 @@ def write_encoded(data_dir: Path, fold: int, bins: int, out: Path) -> None:
     for column in train.features.T.astype(np.float64):
         edge = np.unique(np.quantile(column, np.linspace(0.0, 1.0, bins + 1)))
         edges.append(edge if edge.size > 1 else np.array([edge[0], edge[0] + 1.0]))
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("train.txt.gz", "vali.txt.gz"):  # vali last: its presence marks a finished fold
-        data = train if name == "train.txt.gz" else load_letor(source / name)
-        encoded = piecewise_linear(data.features.astype(np.float64), edges, bins)
-        partial = target / f"partial-{name}"
-        write_letor(partial, dataclasses.replace(data, features=encoded))
-        partial.replace(target / name)
+
+    def encode(data: LetorData) -> np.ndarray:
+        return piecewise_linear(data.features.astype(np.float64), edges, bins)
+
+    _write_fold(train, source, target, encode)
 
 
 def write_subspace(data_dir: Path, fold: int, seed: int, kept: float, out: Path) -> Path:
@@ -146,9 +164,7 @@ def write_subspace(data_dir: Path, fold: int, seed: int, kept: float, out: Path)
     The random subspace method (Ho 1998): each ensemble member sees its own feature subset, the
     network's counterpart of LightGBM's per-tree ``feature_fraction``. Returns the data root.
     """
-    import dataclasses
-
-    from ltr.data.letor import load_letor, write_letor
+    from ltr.data.letor import load_letor
 
     root = out / f"fsub{kept}" / f"s{seed}"
     target = root / "mq2008" / f"Fold{fold}"
@@ -156,16 +172,10 @@ def write_subspace(data_dir: Path, fold: int, seed: int, kept: float, out: Path)
         return root
     source = data_dir / "mq2008" / f"Fold{fold}"
     train = load_letor(source / "train.txt.gz")
-    n = train.n_features
     rng = np.random.default_rng([seed, fold, 11])
-    mask = np.zeros(n, dtype=np.float32)
-    mask[rng.permutation(n)[: round(kept * n)]] = 1.0
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("train.txt.gz", "vali.txt.gz"):  # vali last: its presence marks a finished fold
-        data = train if name == "train.txt.gz" else load_letor(source / name, n_features=n)
-        partial = target / f"partial-{os.getpid()}-{name}"  # candidates may share a subspace
-        write_letor(partial, dataclasses.replace(data, features=data.features * mask))
-        partial.replace(target / name)
+    mask = np.zeros(train.n_features, dtype=np.float32)
+    mask[rng.permutation(train.n_features)[: round(kept * train.n_features)]] = 1.0
+    _write_fold(train, source, target, lambda d: d.features * mask)
     return root
 
 
