@@ -18,10 +18,11 @@ Conventions:
 - Padded rows (``mask`` False) neither count nor get a rank: their columns are 0.
 - Ranks are invariant to increasing per-feature transforms, so they are the same on raw and on
   normalized features (per-query normalizations included). Features must be finite.
-- Two stable sorts per list, O(L log L) (16 lists of 1,000 documents and 46 features: about
-  0.1 s on one core; pairwise comparisons took 5 s): a value's position in the ascending order
-  plus its position counted from the end of the descending order is twice its average rank,
-  because both sorts break ties by document index.
+- Two stable sorts per list, O(L log L) rather than the O(L^2) of comparing every pair: a
+  value's position in the ascending order plus its position counted from the end of the
+  descending order is twice its average rank, because both sorts break ties by document index.
+  Training MLP + LambdaRank on 1,000-document lists takes 7% longer with them (BENCHMARKS.md,
+  "Training").
 """
 
 from __future__ import annotations
