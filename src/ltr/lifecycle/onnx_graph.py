@@ -99,9 +99,8 @@ class _FeaturesAndMask(_GraphModule):
 
 def _first_linear(scorer: nn.Module) -> nn.Linear | None:
     """The Linear layer that sees the normalized features first, if the scorer has one."""
-    if getattr(scorer, "encoding", None) is not None:  # it sees encoded columns, not features
-        return None
-    if getattr(scorer, "ranks", None) is not None:  # it also sees list ranks of the features
+    # encoded columns or added list ranks: the first layer does not see the plain features
+    if any(getattr(scorer, name, None) is not None for name in ("encoding", "ranks")):
         return None
     if isinstance(scorer, LinearScorer):
         return scorer.linear
@@ -118,7 +117,7 @@ def matmul_chain(scorer: nn.Module) -> list[np.ndarray] | None:
     """float32 ``[in, out]`` weights of a linear or MLP scorer, in order (the latency floor)."""
     if isinstance(scorer, LinearScorer):
         layers = [scorer.linear]
-    elif isinstance(scorer, MLPScorer) and scorer.encoding is None and scorer.ranks is None:
+    elif isinstance(scorer, MLPScorer) and _first_linear(scorer) is not None:
         layers = [*scorer.linears, scorer.output]
     else:  # context, ensemble or encoded inputs: no plain chain of products
         return None
