@@ -5,7 +5,8 @@ worst of its list, and neither can the trees of gradient boosting. Appending, fo
 the document's percentile rank among the real documents of its list gives an MLP that context
 for ``F`` more inputs, without attention. On MQ2008 vali it lifted NDCG@10 of lists with 10 or
 more documents by 0.003 to 0.014 for ListMLE, RankNet and LambdaRank (BENCHMARKS.md, "Session
-6").
+6"), and it lifts the context-aware scorer too ("Session 7"); both take it as ``list_ranks``
+(:mod:`ltr.models.inputs`).
 
 Conventions:
 

@@ -8,8 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ltr.errors import ConfigError
-from ltr.models.encoding import PiecewiseLinearEncoding
-from ltr.models.list_ranks import ListPercentileRanks
+from ltr.models.inputs import document_inputs, input_modules
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -103,8 +102,6 @@ class MLPScorer(nn.Module):
         list_ranks: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(list_ranks, bool):
-            raise ConfigError(f"model.list_ranks: must be true or false; got {list_ranks!r}")
         if norm is not None and norm not in NORMS:
             raise ConfigError(
                 f"model.norm: unknown norm {norm!r}; choose one of: None, batch, layer"
@@ -114,15 +111,10 @@ class MLPScorer(nn.Module):
         if any(int(width) < 1 for width in hidden_dims):
             raise ConfigError(f"model.hidden_dims: widths must be >= 1; got {list(hidden_dims)}")
         make_activation(activation)  # fail early, before building layers
-        self.encoding = (
-            None if piecewise_bins is None else PiecewiseLinearEncoding(n_features, piecewise_bins)
-        )
+        self.encoding, self.ranks, width = input_modules(n_features, piecewise_bins, list_ranks)
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.blocks = nn.ModuleList()  # activation + dropout
-        self.ranks = ListPercentileRanks() if list_ranks else None
-        width = n_features if self.encoding is None else self.encoding.n_outputs
-        width += n_features if list_ranks else 0
         for hidden in (int(h) for h in hidden_dims):
             self.linears.append(nn.Linear(width, hidden))
             if norm == "batch":
@@ -137,9 +129,7 @@ class MLPScorer(nn.Module):
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
         """Scores ``[B, L]`` from ``features [B, L, F]`` and ``mask [B, L]``."""
-        x = features if self.encoding is None else self.encoding(features)
-        if self.ranks is not None:
-            x = torch.cat([x, self.ranks(features, mask)], dim=-1)
+        x = document_inputs(features, mask, self.encoding, self.ranks)
         for linear, norm, block in zip(self.linears, self.norms, self.blocks, strict=True):
             x = linear(x)
             x = norm(x, mask) if isinstance(norm, MaskedBatchNorm) else norm(x)

@@ -40,6 +40,11 @@ RUNS = {
         "standard",
         {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_feedforward": 32},
     ),
+    "transformer_ranks": (
+        "transformer",
+        "standard",
+        {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_feedforward": 32, "list_ranks": True},
+    ),
     "ensemble": (  # trained as one scorer; a transformer member puts `mask` in the graph
         "ensemble",
         "standard",
@@ -106,7 +111,14 @@ def test_mask_is_an_input_only_where_scores_need_it(
     _, report = exported[key]
 
     names = [spec["name"] for spec in report.inputs]
-    context = ("mlp_query", "mlp_ranks", "transformer", "transformer_piecewise", "ensemble")
+    context = (
+        "mlp_query",
+        "mlp_ranks",
+        "transformer",
+        "transformer_piecewise",
+        "transformer_ranks",
+        "ensemble",
+    )
     assert names == (["features", "mask"] if key in context else ["features"])
     assert report.inputs[0] == {
         "name": "features",
@@ -137,11 +149,12 @@ def test_graph_takes_any_batch_and_list_length(
     np.testing.assert_allclose(scores[mask], expected.numpy()[mask], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("key", ["mlp_ranks", "transformer_ranks"])
 def test_list_ranks_graph_breaks_ties_as_pytorch_does(
-    exported: dict[str, tuple[Path, ExportReport]],
+    exported: dict[str, tuple[Path, ExportReport]], key: str
 ) -> None:
     # ranks rest on stable sorts; the graph's TopK must order equal values by index too
-    run_dir, report = exported["mlp_ranks"]
+    run_dir, report = exported[key]
     rng = np.random.default_rng(7)
     features = rng.integers(0, 3, (4, 60, N_FEATURES)).astype(np.float32)  # mostly ties
     mask = rng.random((4, 60)) > 0.2
@@ -181,7 +194,9 @@ def test_metadata_describes_the_bundle(exported: dict[str, tuple[Path, ExportRep
     assert preprocessor["kind"] == "standard" and len(preprocessor["statistics"]["mean"]) == 10
 
 
-@pytest.mark.parametrize("key", ["mlp_piecewise", "mlp_ranks", "transformer_piecewise"])
+@pytest.mark.parametrize(
+    "key", ["mlp_piecewise", "mlp_ranks", "transformer_piecewise", "transformer_ranks"]
+)
 def test_encoded_or_ranked_inputs_keep_the_normalization_unfolded(
     exported: dict[str, tuple[Path, ExportReport]], key: str
 ) -> None:

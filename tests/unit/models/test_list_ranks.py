@@ -1,4 +1,4 @@
-"""Within-list percentile ranks: against scipy's rankdata, masks, invariances, the MLP option."""
+"""Within-list percentile ranks: against scipy's rankdata, masks, invariances, the scorer option."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy.stats import rankdata
 
-from ltr.models import ListPercentileRanks, build_model, uses_context
+from ltr.models import ListPercentileRanks, build_model, fit_input_encodings, uses_context
+from ltr.models.inputs import document_inputs
 
 RANKS = ListPercentileRanks()
 
@@ -97,3 +98,25 @@ def test_mlp_with_list_ranks_scores_a_document_by_its_list() -> None:
         assert not torch.allclose(ranked(features, mask)[0, 0], ranked(changed, mask)[0, 0])
     assert ranked.linears[0].in_features == 6
     assert uses_context(ranked) and not uses_context(plain)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("mlp", {"hidden_dims": [8]}),
+        ("transformer", {"d_model": 8, "n_heads": 2, "n_layers": 1, "dim_feedforward": 16}),
+    ],
+)
+def test_scorers_read_their_encoded_features_then_the_ranks(name: str, params) -> None:
+    scorer = build_model(name, 3, piecewise_bins=4, list_ranks=True, **params).eval()
+    fit_input_encodings(scorer, np.random.default_rng(0).normal(size=(200, 3)))
+    features = torch.randn(2, 6, 3)
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+
+    inputs = document_inputs(features, mask, scorer.encoding, scorer.ranks)
+
+    first = scorer.linears[0] if name == "mlp" else scorer.input[0]
+    assert first.in_features == inputs.shape[-1] == 3 * 4 + 3
+    assert torch.equal(inputs[..., :12], scorer.encoding(features))
+    assert torch.equal(inputs[..., 12:], RANKS(features, mask))
+    assert uses_context(scorer)

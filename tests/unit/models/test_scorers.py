@@ -22,6 +22,7 @@ VARIANTS = [(name, SMALL[name]) for name in sorted(MODELS)] + [
     ("mlp", {"hidden_dims": (16,), "norm": "batch", "activation": "gelu"}),
     ("mlp", {"hidden_dims": (16,), "norm": "layer", "activation": "tanh"}),
     ("mlp", {"hidden_dims": (16,), "dropout": 0.1, "list_ranks": True}),
+    ("transformer", {**SMALL["transformer"], "list_ranks": True}),
 ]
 IDS = [
     f"{name}-{params.get('norm', '')}{'-ranks' if params.get('list_ranks') else ''}"
@@ -150,6 +151,7 @@ def test_unknown_parameter_is_named_with_the_valid_ones() -> None:
         ("mlp", {"list_ranks": "yes"}, r"model\.list_ranks: must be true or false; got 'yes'"),
         ("transformer", {"d_model": 10, "n_heads": 4}, r"model\.n_heads: must divide d_model"),
         ("transformer", {"n_layers": 0}, r"model\.n_layers: must be >= 1"),
+        ("transformer", {"list_ranks": 1}, r"model\.list_ranks: must be true or false; got 1"),
     ],
 )
 def test_invalid_values_raise_config_error(name: str, params, message: str) -> None:
