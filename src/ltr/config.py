@@ -6,11 +6,15 @@ lives here; the scorer's and the loss's own parameters are checked against their
 (their defaults live with them and are filled into the resolved config). Any field can be
 overridden from the command line with ``--set training.learning_rate=3e-4``: overrides are
 applied to the raw YAML before validation, so they obey the same rules as the file.
+``ltr train --model NAME`` / ``--loss NAME`` switch the scorer or the loss of a file before the
+overrides, keeping the parameters the new one takes (:func:`switch_components`), so one
+experiment file serves every scorer and loss.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +31,8 @@ from pydantic import (
 )
 
 from ltr.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DataConfig",
@@ -45,6 +51,7 @@ __all__ = [
     "apply_overrides",
     "dotted_items",
     "load_config",
+    "switch_components",
 ]
 
 LossName = Literal[
@@ -357,8 +364,11 @@ def load_config(
     overrides: Iterable[str] = (),
     *,
     base: Mapping[str, Any] | None = None,
+    model: str | None = None,
+    loss: str | None = None,
 ) -> ExperimentConfig:
-    """Read a YAML experiment (or start from ``base``), apply ``key=value`` overrides, validate.
+    """Read a YAML experiment (or start from ``base``), switch the scorer or loss to ``model`` /
+    ``loss`` if given (:func:`switch_components`), apply ``key=value`` overrides, validate.
 
     Raises:
         ConfigError: ``<file>: <dotted.field>: <problem>`` for the first invalid field.
@@ -367,7 +377,7 @@ def load_config(
     raw: dict[str, Any] = dict(base or {})
     if path is not None:
         raw = _read_yaml(Path(path))
-    raw = apply_overrides(raw, overrides)
+    raw = apply_overrides(switch_components(raw, model=model, loss=loss), overrides)
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as error:
@@ -376,6 +386,51 @@ def load_config(
         raise ConfigError(f"{source}: {field}: {_clean(first['msg'])}") from None
     except ConfigError as error:  # raised by a validator that knows the field (model., loss.)
         raise ConfigError(f"{source}: {error}") from None
+
+
+def switch_components(
+    raw: Mapping[str, Any], *, model: str | None = None, loss: str | None = None
+) -> dict[str, Any]:
+    """A copy of ``raw`` whose scorer is ``model`` and whose loss is ``loss`` (None: unchanged).
+
+    A component that changes keeps only the parameters the new one takes; the others are
+    dropped with a logged warning naming them. An unknown name is left for validation to report.
+
+    >>> switch_components({"model": {"name": "mlp", "hidden_dims": [8], "dropout": 0.2}},
+    ...                   model="transformer")
+    {'model': {'name': 'transformer', 'dropout': 0.2}}
+    """
+    from ltr.losses import LOSSES
+    from ltr.models import MODELS
+
+    result = _deep_copy(raw)
+    section = result.get("model") or {}
+    if model is not None and isinstance(section, dict):  # else validation names the section
+        old = section.pop("name", ModelConfig.model_fields["name"].default)
+        if old != model and model in MODELS:
+            section = _kept("model", old, model, section, MODELS[model], prefix="model.")
+        result["model"] = {"name": model, **section}
+    section = result.get("loss") or {}
+    if loss is not None and isinstance(section, dict):
+        old = section.get("name", LossConfig.model_fields["name"].default)
+        params = section.get("params")
+        if old != loss and loss in LOSSES and isinstance(params, dict):
+            section["params"] = _kept(
+                "loss", old, loss, params, LOSSES[loss], prefix="loss.params."
+            )
+        result["loss"] = {**section, "name": loss}
+    return result
+
+
+def _kept(
+    what: str, old: str, new: str, params: dict[str, Any], fn: Callable[..., Any], *, prefix: str
+) -> dict[str, Any]:
+    """The entries of ``params`` that ``fn`` takes; a warning names the others."""
+    takes = inspect.signature(fn).parameters
+    dropped = ", ".join(f"{prefix}{key}" for key in params if key not in takes)
+    if dropped:
+        logger.warning("%s %s -> %s: dropped %s (not taken by %s)", what, old, new, dropped, new)
+    return {key: value for key, value in params.items() if key in takes}
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

@@ -78,3 +78,28 @@ def test_ltr_train_command_writes_a_run(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / "metrics.json").is_file()
+
+
+def test_model_and_loss_options_switch_an_experiment_file(tmp_path: Path) -> None:
+    write_synthetic(tmp_path / "data", n_queries=30, n_features=10, seed=4, max_docs=10)
+    experiment = REPO_ROOT / "configs" / "experiments" / "exp003_lambdarank.yaml"  # MLP, sigma
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "ltr", "train", "--config", str(experiment)),
+            *("--model", "transformer", "--loss", "listnet"),
+            *("--set", f"data.root={tmp_path / 'data'}"),
+            *("--set", f"tracking.output_dir={tmp_path / 'runs'}"),
+            *("--set", "tracking.mlflow=false", "--set", "training.num_epochs=1"),
+            *("--set", "model.d_model=8", "--set", "model.n_heads=2", "--quiet"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "model.hidden_dims" in result.stderr and "loss.params.sigma" in result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    config = load_run_config(run_dir)
+    assert (config.model.name, config.loss.name) == ("transformer", "listnet")
+    assert "hidden_dims" not in config.model.params and config.loss.params == {}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ltr.config import ExperimentConfig, apply_overrides, load_config
+from ltr.config import ExperimentConfig, apply_overrides, load_config, switch_components
 from ltr.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -150,3 +151,49 @@ def test_checking_loss_parameters_leaves_the_random_stream_alone(config_file: Pa
     torch.manual_seed(0)
     load_config(config_file, ["loss={name: listmle, params: {ties: random}}"])  # probed: randperm
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_switching_the_scorer_keeps_what_the_new_one_takes(
+    config_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="ltr.config"):
+        config = load_config(config_file, ["model.dropout=0.2"], model="transformer")
+
+    assert config.model.name == "transformer"
+    assert config.model.params == {"dropout": 0.2}  # hidden_dims is the MLP's
+    assert "model.hidden_dims" in caplog.text and "transformer" in caplog.text
+
+
+def test_switching_the_loss_keeps_the_parameters_both_take(
+    config_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="ltr.config"):
+        kept = load_config(config_file, loss="ndcgloss2pp")  # sigma: a parameter of both
+        dropped = load_config(config_file, loss="listnet")
+
+    assert (kept.loss.name, kept.loss.params) == ("ndcgloss2pp", {"sigma": 2.0})
+    assert (dropped.loss.name, dropped.loss.params) == ("listnet", {})
+    assert caplog.text.count("loss.params.sigma") == 1
+
+
+def test_naming_the_configured_scorer_or_loss_changes_nothing(config_file: Path) -> None:
+    raw = yaml.safe_load(config_file.read_text())
+
+    assert switch_components(raw, model="mlp", loss="lambdarank") == raw
+    assert switch_components({}, model="linear", loss="listmle") == {
+        "model": {"name": "linear"},
+        "loss": {"name": "listmle"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "switch", "message"),
+    [  # an explicit --set is checked against the new scorer; unknown names are reported
+        (["model.hidden_dims=[8]"], {"model": "transformer"}, r"exp\.yaml: model: 'hidden_dims'"),
+        ([], {"model": "gbdt"}, r"exp\.yaml: model\.name: Input should be 'linear'"),
+        ([], {"loss": "softmax"}, r"exp\.yaml: loss\.name: Input should be 'mse'"),
+    ],
+)
+def test_a_switch_still_validates(config_file: Path, overrides, switch, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(config_file, overrides, **switch)

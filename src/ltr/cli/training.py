@@ -45,19 +45,17 @@ def train(
     from ltr.config import load_config
     from ltr.training import Distributed, load_run_config, run_experiment
 
-    shortcuts = {"model.name": model, "loss.name": loss, "training.device": device}
-    sets = [
-        *(overrides or []),
-        *(f"{k}={option_value(v)}" for k, v in shortcuts.items() if v is not None),
-    ]
+    sets = [*(overrides or []), *([f"training.device={option_value(device)}"] if device else [])]
     if resume is not None:
         if config is not None:
             raise ConfigError("--resume continues a run with its own config.yaml; drop --config")
+        shortcuts = {"model.name": model, "loss.name": loss}
+        sets += [f"{key}={value}" for key, value in shortcuts.items() if value is not None]
         experiment = load_run_config(resume, sets)
     elif config is None:
         raise ConfigError("give --config FILE (e.g. configs/default.yaml) or --resume RUN_DIR")
-    else:
-        experiment = load_config(config, sets)
+    else:  # --model / --loss switch the file's scorer / loss, keeping what the new one takes
+        experiment = load_config(config, sets, model=model, loss=loss)
     # under torchrun, one process of a DDP job (the environment says which)
     run_experiment(experiment, resume=resume, quiet=quiet, dist=Distributed.from_env())
 
