@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from ltr.errors import ConfigError
+
 
 def _read_umask() -> int:
     """The process's umask; reading it means setting it, so this runs once, at import."""
@@ -30,8 +32,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
 
     For writers that insist on opening the file themselves (``np.savez``, ``torch.save``).
+
+    Raises:
+        ConfigError: ``path`` is an existing directory (checked before any temp file exists).
     """
     path = Path(path)
+    if path.is_dir():  # os.replace would fail only after the whole write, naming the temp file
+        raise ConfigError(f"{path} is a directory; the output must be a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would have given

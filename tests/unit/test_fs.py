@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ltr._fs import atomic_open, atomic_write_json, atomic_write_text
+from ltr.errors import ConfigError
 
 
 def test_atomic_write_replaces_the_whole_file(tmp_path: Path) -> None:
@@ -34,3 +35,11 @@ def test_written_files_get_the_mode_open_would_give(tmp_path: Path) -> None:
     mode = stat.S_IMODE((tmp_path / "m.json").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
     assert mode & stat.S_IRGRP  # not mkstemp's private 0600 (under the usual umask 022)
+
+
+def test_writing_over_a_directory_names_it_and_leaves_no_temp(tmp_path: Path) -> None:
+    (tmp_path / "plots").mkdir()
+    with pytest.raises(ConfigError, match=r"plots is a directory; the output must be a file"):
+        atomic_write_text(tmp_path / "plots", "x")
+    assert [p.name for p in tmp_path.iterdir()] == ["plots"]
+    assert list((tmp_path / "plots").iterdir()) == []
