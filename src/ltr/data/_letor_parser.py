@@ -14,9 +14,11 @@ and chunk temporaries are dropped as soon as they are used.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal, NamedTuple
@@ -190,15 +192,37 @@ def _decoded(ids: np.ndarray) -> np.ndarray:
     return np.array([i.decode("utf-8", errors="replace") for i in ids.tolist()], dtype=str)
 
 
-def open_binary(path: Path) -> IO[bytes] | gzip.GzipFile:
-    """The file's bytes, decompressed when it starts with the gzip magic."""
+@contextlib.contextmanager
+def open_binary(path: Path) -> Iterator[IO[bytes] | gzip.GzipFile]:
+    """The file's bytes, decompressed when it starts with the gzip magic.
+
+    A damaged gzip stream only shows while it is read, so the decompressor's errors raised
+    inside the ``with`` block become a :class:`DataFormatError` naming the file.
+    """
+    if path.is_dir():
+        raise DataNotFoundError(f"{path} is a directory; expected a data file")
     if not path.is_file():
         raise DataNotFoundError(f"data file not found: {path}")
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
-    if magic == _GZIP_MAGIC:
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+        handle.seek(0)
+        if magic != _GZIP_MAGIC:
+            if path.name.endswith(".gz"):  # else it would parse as text and fail on binary junk
+                raise DataFormatError(
+                    path,
+                    None,
+                    f"the name ends with .gz but the file is not gzip; it starts with {magic!r}, "
+                    f"not {_GZIP_MAGIC!r}",
+                )
+            yield handle
+            return
+        try:
+            with gzip.GzipFile(fileobj=handle, mode="rb") as unzipped:
+                yield unzipped
+        except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+            raise DataFormatError(
+                path, None, f"truncated or corrupt gzip file ({error})"
+            ) from error
 
 
 def _iter_chunks(handle: IO[bytes] | gzip.GzipFile, size: int) -> Iterator[tuple[int, bytes]]:
@@ -227,7 +251,7 @@ def _text_bytes(path: Path) -> int:
     """
     text_bytes = path.stat().st_size
     with open(path, "rb") as handle:
-        if handle.read(2) == _GZIP_MAGIC:
+        if handle.read(2) == _GZIP_MAGIC and text_bytes > 4:  # a shorter file is reported later
             handle.seek(-4, os.SEEK_END)  # gzip's trailer: uncompressed size modulo 2**32
             text_bytes = max(text_bytes, int.from_bytes(handle.read(4), "little"))
     return text_bytes

@@ -6,7 +6,8 @@ A LETOR line is ``<label> qid:<query id> <index>:<value> ... # comment``. Conven
 - the lines of one query are contiguous; queries keep file order;
 - ``#docid = X`` in the comment gives the document id (MQ2007/MQ2008 carry one on every line);
 - blank lines and comment-only lines are skipped, but still count for line numbers in errors;
-- plain text or gzip (detected by the magic bytes), LF or CRLF line endings;
+- plain text or gzip (detected by the magic bytes; a name ending in ``.gz`` must be gzip),
+  LF or CRLF line endings;
 - the LightGBM layout has no ``qid:``; a ``<data>.query`` file holds the size of each query.
 
 Values are parsed as float64 and then rounded to float32, as scikit-learn's reader does. The
@@ -93,8 +94,9 @@ def read_letor(path: str | Path, *, n_features: int | None = None) -> LetorData:
         ``#docid = X`` comments or None.
 
     Raises:
-        DataNotFoundError: the file does not exist.
-        DataFormatError: the first bad line, as ``path:line: problem``.
+        DataNotFoundError: the file does not exist or is a directory.
+        DataFormatError: the first bad line, as ``path:line: problem``; a truncated or corrupt
+            gzip file, as ``path: problem``.
     """
     path = Path(path)
     _check_n_features(n_features)

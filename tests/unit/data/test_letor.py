@@ -305,6 +305,71 @@ def test_missing_file_raises_data_not_found(tmp_path: Path) -> None:
         read_letor(tmp_path / "nope.txt")
 
 
+def test_directory_given_as_data_file_says_it_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "syn").mkdir()
+    with pytest.raises(DataNotFoundError, match=r"syn is a directory; expected a data file"):
+        load_letor(tmp_path / "syn", use_cache=False)
+
+
+def truncated_gzip(tmp_path: Path, value: bytes = b"0.5") -> Path:
+    """Gzip of many lines cut mid-stream: the first lines decompress, then the stream ends."""
+    text = b"".join(b"1 qid:%d 1:%s 2:%d\n" % (i // 5, value, i) for i in range(3000))
+    path = tmp_path / "train.txt.gz"
+    path.write_bytes(gzip.compress(text, mtime=0)[:3000])
+    return path
+
+
+def _damaged(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / "train.txt.gz"
+    if kind == "cut":
+        return truncated_gzip(tmp_path)
+    if kind == "garbage":
+        path.write_bytes(b"\x1f\x8bgarbagegarbage")  # a gzip magic, then no valid header
+    elif kind == "bad_deflate":
+        path.write_bytes(b"\x1f\x8b\x08\x00garbagegarbage")
+    elif kind == "magic_only":
+        path.write_bytes(b"\x1f\x8b")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["cut", "garbage", "bad_deflate", "magic_only"])
+def test_corrupt_gzip_is_a_data_format_error_naming_the_file(tmp_path: Path, kind: str) -> None:
+    path = _damaged(tmp_path, kind)
+    with pytest.raises(DataFormatError, match=r"^\S*train\.txt\.gz: truncated or corrupt gzip"):
+        read_letor(path)
+
+
+@pytest.mark.parametrize("value", [b"0.5", b"0.5#c"])  # vectorized, line-by-line parser
+def test_truncated_gzip_fails_the_same_on_either_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: bytes
+) -> None:
+    monkeypatch.setattr(_letor_parser, "_CHUNK_BYTES", 256)  # chunks parse before the cut
+    with pytest.raises(DataFormatError, match=r"train\.txt\.gz: truncated or corrupt gzip"):
+        read_letor(truncated_gzip(tmp_path, value))
+
+
+def test_corrupt_gzip_through_the_cache_writes_no_entry(tmp_path: Path) -> None:
+    path = truncated_gzip(tmp_path)
+    with pytest.raises(DataFormatError, match=r"train\.txt\.gz: truncated or corrupt gzip"):
+        load_letor(path, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_corrupt_gzip_query_file_is_a_data_format_error(tmp_path: Path) -> None:
+    path = write(tmp_path, b"1 1:0.5\n0 2:1\n", "rank.train")
+    query_path = tmp_path / "rank.train.query.gz"
+    query_path.write_bytes(gzip.compress(b"2\n" * 2000)[:40])
+    with pytest.raises(DataFormatError, match=r"rank\.train\.query\.gz: truncated or corrupt"):
+        read_lightgbm(path, query_path)
+
+
+def test_file_named_gz_that_is_not_gzip_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "train.txt.gz"
+    path.write_bytes(GOOD)
+    with pytest.raises(DataFormatError, match=r"train\.txt\.gz: the name ends with \.gz but the"):
+        load_letor(path, use_cache=False)
+
+
 def test_load_letor_without_qid_or_query_file_reports_missing_qid(tmp_path: Path) -> None:
     path = write(tmp_path, b"# c\n1 1:0.5\n")
     with pytest.raises(DataFormatError, match=r"train\.txt:2: missing qid:"):
