@@ -573,11 +573,11 @@ def _parse_line(
     tokens: list[bytes], layout: Layout, n_features: int | None, path: Path
 ) -> tuple[float, str | None, dict[int, float]]:
     """``(label, qid or None, {index: value})`` of one line's tokens."""
+    problem = label_problem(tokens[0])
+    if problem is not None:
+        raise _LineError(problem)
     label = to_float(tokens[0])
-    if label is None:
-        raise _LineError(f"the label must be a number; got {_text(tokens[0])!r}")
-    if not (np.isfinite(label) and label >= 0):
-        raise _LineError(f"the label must be a finite number >= 0; got {_text(tokens[0])}")
+    assert label is not None  # label_problem found none
     qid = None
     pairs = tokens[1:]
     if layout == "letor":
@@ -593,6 +593,16 @@ def _parse_line(
             )
         features[index] = value
     return label, qid, features
+
+
+def label_problem(token: bytes) -> str | None:
+    """What is wrong with a label token, or None when it is a valid label."""
+    label = to_float(token)
+    if label is None:
+        return f"the label must be a number; got {_text(token)!r}"
+    if not (np.isfinite(label) and label >= 0):
+        return f"the label must be a finite number >= 0; got {_text(token)}"
+    return None
 
 
 def _parse_pair(token: bytes, layout: Layout, n_features: int | None) -> tuple[int, float]:

@@ -25,7 +25,7 @@ from typing import IO
 import numpy as np
 
 from ltr._fs import atomic_open
-from ltr.data._letor_parser import Layout, missing_qid, open_binary, read_rows
+from ltr.data._letor_parser import Layout, label_problem, missing_qid, open_binary, read_rows
 from ltr.errors import DataFormatError, DataNotFoundError
 
 __all__ = [
@@ -266,6 +266,9 @@ def _detect_query_path(path: Path) -> Path | None:
         return None
     query_path = default_query_path(path)
     if query_path is None:
+        problem = label_problem(tokens[0])
+        if problem is not None:  # not ranking data at all: a missing qid would mislead
+            raise DataFormatError(path, number, problem)
         got = tokens[1].decode(errors="replace") if len(tokens) > 1 else "nothing"
         raise DataFormatError(path, number, missing_qid(got, path))
     return query_path

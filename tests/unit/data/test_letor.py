@@ -376,6 +376,12 @@ def test_load_letor_without_qid_or_query_file_reports_missing_qid(tmp_path: Path
         load_letor(path, use_cache=False)
 
 
+def test_load_letor_reports_a_first_line_that_is_not_ranking_data(tmp_path: Path) -> None:
+    path = write(tmp_path, b"# c\ngarbage\n")
+    with pytest.raises(DataFormatError, match=r"train\.txt:2: the label must be a number; got 'g"):
+        load_letor(path, use_cache=False)
+
+
 def test_first_error_wins_over_a_later_one(tmp_path: Path) -> None:
     path = write(tmp_path, HEAD + b"1 qid:1 1:x\n1 qid:1 0:1\n")
     with pytest.raises(DataFormatError, match=r"train\.txt:3: "):
