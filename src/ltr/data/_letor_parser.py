@@ -34,6 +34,7 @@ _CHUNK_BYTES = 4 << 20  # big enough to amortize numpy call overhead, small enou
 _DOC_ID = re.compile(rb"#[^\n]*?\bdocid[ \t]*=[ \t]*([^\s#]+)")
 _MAX_INDEX = 1_000_000  # features are stored dense; a bigger index is almost surely a typo
 _GZIP_MAGIC = b"\x1f\x8b"
+_FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # the smallest float64 that rounds to inf in float32
 
 # --------------------------------------------------------------------------------------------
 # Reading: chunks, the query tracker, assembling blocks
@@ -451,6 +452,8 @@ def _place_features(
     """``float32 [rows, width]`` with every value at its index; None if a check fails."""
     if not (np.isfinite(labels).all() and (labels >= 0).all() and np.isfinite(values).all()):
         return None
+    if (labels >= _FLOAT32_OVERFLOW).any() or (np.abs(values) >= _FLOAT32_OVERFLOW).any():
+        return None  # float32 would store inf; the line parser names the line
     rows = pairs_per_row.shape[0]
     if _is_dense(indices, pairs_per_row, n_features):  # every row lists 1..width in order
         return values.reshape(rows, -1).astype(np.float32)
@@ -602,6 +605,8 @@ def label_problem(token: bytes) -> str | None:
         return f"the label must be a number; got {_text(token)!r}"
     if not (np.isfinite(label) and label >= 0):
         return f"the label must be a finite number >= 0; got {_text(token)}"
+    if label >= _FLOAT32_OVERFLOW:
+        return f"the label must fit in float32 (below 3.4e38); got {_text(token)}"
     return None
 
 
@@ -636,6 +641,11 @@ def _parse_pair(token: bytes, layout: Layout, n_features: int | None) -> tuple[i
         )
     if not np.isfinite(value):
         raise _LineError(f"the value of feature {index} must be finite; got {_text(value_text)}")
+    if abs(value) >= _FLOAT32_OVERFLOW:
+        raise _LineError(
+            f"the value of feature {index} must fit in float32 (magnitude below 3.4e38); "
+            f"got {_text(value_text)}"
+        )
     return index, value
 
 

@@ -273,6 +273,9 @@ BAD_LINES = [
     (b"1 qid:1 1:nan", r"train\.txt:3: the value of feature 1 must be finite; got nan"),
     (b"1 qid:1 1:-inf", r"train\.txt:3: the value of feature 1 must be finite; got -inf"),
     (b"-1 qid:1 1:0.5", r"train\.txt:3: the label must be a finite number >= 0; got -1"),
+    (b"1 qid:1 1:1e40", r"train\.txt:3: the value of feature 1 must fit in float32 .*; got 1e40"),
+    (b"1 qid:1 1:-3.4028236e38", r"train\.txt:3: the value of feature 1 must fit in float32"),
+    (b"1e40 qid:1 1:0.5", r"train\.txt:3: the label must fit in float32 .*; got 1e40"),
     (b"0 qid:2 1:1\n1 qid:1 1:0.5", r"train\.txt:4: .*contiguous; qid:1 was first seen on line 1"),
 ]
 
@@ -284,6 +287,17 @@ def test_reader_names_file_and_line_of_a_bad_line(
     path = write(tmp_path, HEAD + line + b"\n" + HEAD)
     with pytest.raises(DataFormatError, match=message):
         read_letor(path)
+
+
+def test_both_parsers_leave_float32_overflow_to_the_line_error(tmp_path: Path) -> None:
+    edge = b"1 qid:1 1:3.40282356e38 2:-3.40282356e38\n"  # rounds to float32's largest, not inf
+    fast = _letor_parser._parse_chunk_fast(edge, 1, "letor", None)
+    tracker = _letor_parser._QueryTracker(tmp_path / "x.txt")
+    slow = _letor_parser._parse_chunk_slow(edge, 1, "letor", None, tmp_path / "x.txt", tracker)
+    largest = np.finfo(np.float32).max
+    assert fast is not None and fast.features.tolist() == slow.features.tolist()
+    assert slow.features.tolist() == [[largest, -largest]]
+    assert _letor_parser._parse_chunk_fast(b"1 qid:1 1:3.4028236e38\n", 1, "letor", None) is None
 
 
 def test_index_beyond_declared_n_features_is_an_error(tmp_path: Path) -> None:
