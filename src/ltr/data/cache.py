@@ -35,7 +35,9 @@ from ltr.data.letor import LetorData
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # bump when the stored arrays or their meaning change (2: CRC-32 in meta)
+# Bump when the stored arrays or their meaning change, or when the reader starts rejecting
+# input it used to accept (2: CRC-32 in meta; 3: no inf from float32 overflow, .gz is gzip).
+FORMAT_VERSION = 3
 
 
 def default_cache_dir() -> Path:

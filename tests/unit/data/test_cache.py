@@ -11,6 +11,7 @@ import pytest
 from ltr.data import cache
 from ltr.data.cache import cache_path, cached_parse, default_cache_dir
 from ltr.data.letor import LetorData, load_letor, read_letor
+from ltr.errors import DataFormatError
 
 TEXT = b"2 qid:10 1:0.5 2:1.25 #docid = A\n0 qid:10 1:0 2:3 #docid = B\n1 qid:7 2:1\n"
 
@@ -137,3 +138,19 @@ def test_format_version_change_invalidates(
     monkeypatch.setattr(cache, "FORMAT_VERSION", cache.FORMAT_VERSION + 1)
     cached_parse(source, parse, cache_dir=tmp_path / "cache")
     assert parse.calls == 2
+
+
+def test_entries_of_a_reader_that_stored_overflow_as_inf_are_not_served(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"1 qid:1 1:1e40\n")
+    key_extra = "layout=letor;n_features=None"  # what load_letor uses for this file
+    target = cache_path([path], cache_dir=tmp_path / "cache", key_extra=key_extra)
+    inf_data = LetorData(
+        features=np.array([[np.inf]], np.float32),
+        labels=np.ones(1, np.float32),
+        query_ids=np.array(["1"]),
+        query_offsets=np.array([0, 1], np.int64),
+    )
+    cache.save(target, inf_data, {**cache._meta([path], key_extra), "version": 2})
+    with pytest.raises(DataFormatError, match=r"big\.txt:1: .* must fit in float32"):
+        load_letor(path, cache_dir=tmp_path / "cache")
