@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -26,6 +29,9 @@ from ltr.cli._common import (
 )
 from ltr.errors import ConfigError
 
+if TYPE_CHECKING:
+    from ltr.data.runs import MatchedRun
+
 
 def evaluate(
     data: Annotated[Path, typer.Option("--data", help="The judged LETOR file.")],
@@ -47,21 +53,22 @@ def evaluate(
     """Evaluate a ranking (scores or a TREC run) against a judged data file."""
     from ltr.data.letor import load_letor
     from ltr.data.runs import read_scores, read_trec_run
-    from ltr.evaluation import evaluate_scores
+    from ltr.evaluation import evaluate_run, evaluate_scores
 
     if (scores is None) == (run is None):
         raise ConfigError("give exactly one of --scores FILE or --run FILE")
-    judged = load_letor(data)
-    if scores is not None:
-        values = read_scores(scores, expected=judged.n_docs)
-    else:
-        assert run is not None
-        values, missing = read_trec_run(run, judged)
-        if missing:
-            warn(f"{missing} judged documents are not in {run}; they rank last")
     names = metric_names(metrics)
     conventions = conventions_from(gain, no_relevant, preset)
-    result = evaluate_scores(judged, values, names, **conventions)
+    judged = load_letor(data)
+    with _metric_warnings_as_lines():
+        if scores is not None:
+            values = read_scores(scores, expected=judged.n_docs)
+            result = evaluate_scores(judged, values, names, **conventions)
+        else:
+            assert run is not None
+            matched = read_trec_run(run, judged, data_path=data)
+            _warn_about_run(run, data, matched)
+            result = evaluate_run(matched, names, **conventions)
     if per_query is not None:
         write_per_query(per_query, result.query_ids, result.per_query)
     if as_json:
@@ -76,6 +83,33 @@ def evaluate(
         table.add_column(name, justify="right")
     table.add_row(*(fmt(result.means[name]) for name in names))
     stdout.print(table)
+
+
+def _warn_about_run(run: Path, data: Path, matched: MatchedRun) -> None:
+    """What trec_eval does silently, said once: the rules are in ltr.data.runs."""
+    if matched.n_unjudged:
+        warn(f"{matched.n_unjudged} documents of {run} are not judged in {data}; non-relevant")
+    if matched.n_missing:
+        warn(f"{matched.n_missing} judged documents are not in {run}; not retrieved")
+    if matched.n_queries_absent:
+        warn(f"{matched.n_queries_absent} queries of {data} are not in {run}; they score 0")
+    if matched.n_queries_unjudged:
+        warn(f"{matched.n_queries_unjudged} queries of {run} are not in {data}; left out")
+
+
+@contextmanager
+def _metric_warnings_as_lines() -> Iterator[None]:
+    """A CutoffWarning becomes one `warning:` line, not Python's two lines with a source line."""
+    from ltr.metrics import CutoffWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CutoffWarning)
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught if w.category is CutoffWarning):
+        warn(message)
+    for w in caught:
+        if w.category is not CutoffWarning:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def baselines(
