@@ -13,6 +13,7 @@ import pytest
 
 from ltr.data.letor import LetorData, read_letor, write_letor
 from ltr.data.runs import write_scores, write_trec_run
+from ltr.data.synthetic import make_synthetic
 from ltr.evaluation import evaluate_scores
 
 
@@ -214,3 +215,25 @@ def test_baselines_ideal_row_is_the_ceiling(judged: Path) -> None:
     ideal = rows.pop("ideal (labels as scores)")["ndcg@10"]
     assert ideal == pytest.approx(2 / 3)  # one of three queries has no relevant document
     assert all(row["ndcg@10"] <= ideal for row in rows.values())
+
+
+def test_baselines_refuses_test_file_with_more_features(judged: Path, tmp_path: Path) -> None:
+    wide = tmp_path / "wide.txt"
+    write_letor(wide, make_synthetic(n_queries=3, n_features=12, seed=0))
+    result = run_ltr("baselines", "--train", judged, "--test", wide)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: --train and --test must share the feature set; {judged} has 5 features, "
+        f"{wide} has 12"
+    )
+
+
+def test_baselines_rejects_a_model_given_twice(judged: Path, tmp_path: Path) -> None:
+    model = tmp_path / "run"
+    result = run_ltr(
+        "baselines", "--train", judged, "--test", judged, "--model", model, "--model", model
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == f"error: --model: each model may be given once; got {model} twice"
+    )

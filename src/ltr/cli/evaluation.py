@@ -27,7 +27,7 @@ from ltr.cli._common import (
     warn,
     write_per_query,
 )
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, ShapeError
 
 if TYPE_CHECKING:
     from ltr.data.runs import MatchedRun
@@ -133,16 +133,31 @@ def baselines(
 
     names = metric_names(metrics)
     conventions = conventions_from(gain, no_relevant, preset)
+    if models and len(set(models)) < len(models):
+        twice = next(path for path in models if models.count(path) > 1)
+        raise ConfigError(f"--model: each model may be given once; got {twice} twice")
+    train_data = load_letor(train)
     test_data = load_letor(test)
-    rows = evaluate_baselines(load_letor(train), test_data, names, seed=seed, **conventions)
-    if models:
-        from ltr.inference import Predictor
+    # A sparse test file may name fewer features than train; more means another feature set.
+    if test_data.n_features > train_data.n_features:
+        raise ShapeError(
+            f"--train and --test must share the feature set; {train} has "
+            f"{train_data.n_features} features, {test} has {test_data.n_features}"
+        )
+    if test_data.n_features < train_data.n_features:
+        test_data = load_letor(test, n_features=train_data.n_features)
+    with _metric_warnings_as_lines():
+        rows = evaluate_baselines(train_data, test_data, names, seed=seed, **conventions)
+        if models:
+            from ltr.inference import Predictor
 
-        ideal = rows.popitem()  # the ceiling stays the last row
-        for path in models:
-            scores = Predictor.load(path).score(test_data)
-            rows[f"model: {path.name}"] = evaluate_scores(test_data, scores, names, **conventions)
-        rows.update([ideal])
+            ideal = rows.popitem()  # the ceiling stays the last row
+            for path in models:
+                scores = Predictor.load(path).score(test_data, source=str(test))
+                rows[f"model: {path.name}"] = evaluate_scores(
+                    test_data, scores, names, **conventions
+                )
+            rows.update([ideal])
     if as_json:
         print_json({label: evaluation.means for label, evaluation in rows.items()})
         return
