@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ltr.data.letor import LetorData
+from ltr.errors import ShapeError
 from ltr.evaluation import Evaluation, evaluate_scores
 
 
@@ -75,7 +76,15 @@ def evaluate_baselines(
 
     Returns:
         Row label -> evaluation, in display order.
+
+    Raises:
+        ShapeError: ``train`` and ``test`` have different feature counts.
     """
+    if train.n_features != test.n_features:
+        raise ShapeError(
+            f"train and test must share the feature set; got {train.n_features} and "
+            f"{test.n_features} features"
+        )
     feature = best_single_feature(train, selection_metric, **conventions)
     rankings = {
         f"random (seed {seed})": random_scores(test, seed),

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ltr.data.letor import LetorData
+from ltr.data.runs import MatchedRun
 from ltr.errors import ShapeError
 from ltr.metrics import per_query_metrics
 
@@ -75,12 +76,32 @@ def evaluate_scores(
             f"one score per document is needed; got shape {scores.shape} "
             f"for {data.n_docs} documents"
         )
+    return _evaluate(scores, data.labels, data.query_offsets, data.query_ids, metrics, conventions)
+
+
+def evaluate_run(run: MatchedRun, metrics: Sequence[str], **conventions: Any) -> Evaluation:
+    """Score a TREC run matched by :func:`ltr.data.runs.read_trec_run`, query by query.
+
+    The run's own ranking is evaluated, as trec_eval does (rules in :mod:`ltr.data.runs`):
+    unjudged documents count as non-relevant, judged documents it misses are not retrieved.
+    """
+    return _evaluate(run.scores, run.labels, run.query_offsets, run.query_ids, metrics, conventions)
+
+
+def _evaluate(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    query_offsets: np.ndarray,
+    query_ids: np.ndarray,
+    metrics: Sequence[str],
+    conventions: dict[str, Any],
+) -> Evaluation:
     # -inf marks unretrieved documents (TREC runs); padding must still sort below them.
-    padded_scores = pad_per_query(scores, data.query_offsets)
-    labels = pad_per_query(data.labels.astype(np.float64), data.query_offsets)
-    mask = padding_mask(data.query_offsets)
-    values = per_query_metrics(padded_scores, labels, mask, metrics, **conventions)
-    return Evaluation(per_query=values, query_ids=data.query_ids)
+    padded_scores = pad_per_query(scores, query_offsets)
+    padded_labels = pad_per_query(labels.astype(np.float64), query_offsets)
+    mask = padding_mask(query_offsets)
+    values = per_query_metrics(padded_scores, padded_labels, mask, metrics, **conventions)
+    return Evaluation(per_query=values, query_ids=query_ids)
 
 
 def _nanmean(values: np.ndarray) -> float:

@@ -16,6 +16,9 @@ Conventions (keyword-only; the anchor each value reproduces):
 - Ties in ``scores`` keep input order (a stable descending sort), as LightGBM
   (``std::stable_sort``) and the LETOR 4.0 script (Perl's mergesort) do; one helper ranks for
   every metric.
+- A score of ``-inf`` means *not retrieved* (trec_eval's rule for a judged document missing
+  from a run): the document holds no rank, so it adds nothing to DCG, precision or reciprocal
+  rank, but it still counts in the ideal DCG and the number of relevant documents.
 - ``gain`` (NDCG, DCG): ``"exp2"`` = :math:`2^{rel} - 1` (default: LETOR script, LightGBM, ranx
   ``ndcg_burges``, allRank, TF-Ranking) or ``"linear"`` = :math:`rel` (trec_eval ``ndcg_cut``,
   ranx ``ndcg``, scikit-learn ``ndcg_score``).
@@ -277,11 +280,14 @@ class _Ranked:
                 stacklevel=stacklevel + 1,
             )
         self.order = ops.rank_order(scores, self.mask, self.cut)
+        # -inf = not retrieved (a judged document missing from a TREC run): it sorts last and
+        # holds no rank, but still counts in the ideal DCG and the number of relevant documents.
+        self.retrieved = self.mask & (scores > -math.inf)
         self.positions = ops.const(np.arange(1.0, self.cut + 1.0), like=self.labels)
 
     def ranked(self, values: Any) -> Any:
         """``values`` ``[queries, list_len]`` in ranked order, top ``cut`` positions."""
-        return self.ops.take(values, self.order)
+        return self.ops.take(self.ops.where(self.retrieved, values, 0.0), self.order)
 
     def relevant(self, relevance_threshold: float) -> Any:
         """Float 0/1 ``[queries, list_len]``: real documents with a label at the threshold."""
@@ -534,7 +540,7 @@ def precision(
     .. math:: \mathrm{P@k} = \frac{1}{k} \sum_{p=1}^{\min(k, n)} rel_p
 
     Positions past the end of a short list count as non-relevant; without ``k`` the divisor
-    is the list's length ``n``.
+    is the number of retrieved documents ``n``.
 
     Args:
         scores: ``[queries, list_len]`` model outputs, higher ranks first.
@@ -550,7 +556,7 @@ def precision(
     """
     r = _Ranked(scores, labels, mask, k, stacklevel=2)
     ops, rel = r.ops, r.relevant(relevance_threshold)
-    divisor = ops.maximum(ops.sum(ops.as_float(r.mask, rel)), 1.0) if k is None else float(k)
+    divisor = ops.maximum(ops.sum(ops.as_float(r.retrieved, rel)), 1.0) if k is None else float(k)
     result: ArrayT = r.finish(ops.sum(r.ranked(rel)) / divisor, ops.any(rel > 0), no_relevant)
     return result
 

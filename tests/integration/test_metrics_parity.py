@@ -9,6 +9,7 @@ here are deliberately naive (a Python loop per query) so they share no code with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -281,3 +282,19 @@ def test_readme_precision_of_file_order_is_reproduced(fold1_test: LetorData) -> 
     means = compute_metrics(*padded(fold1_test, tied_scores(fold1_test)), names, preset="letor")
 
     assert [round(means[name], 4) for name in names] == README_PRECISION
+
+
+def test_readme_python_api_example_prints_its_numbers(shared_data: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Python API", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    promised = re.search(
+        r"result\.means +# \{'ndcg@10': ([\d.]+)\.\.\., 'map': ([\d.]+)\.\.\.", code
+    )
+    assert promised is not None, "the example no longer shows result.means"
+    namespace: dict[str, object] = {}
+    exec(code.replace("../shared/data", str(shared_data)), namespace)  # the example as written
+
+    means = namespace["result"].means  # type: ignore[attr-defined]
+    for name, digits in zip(("ndcg@10", "map"), promised.groups(), strict=True):
+        assert f"{means[name]:.10f}".startswith(digits), (name, means[name], digits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from ltr.data.letor import LetorData, read_letor, write_letor
 from ltr.data.runs import write_scores, write_trec_run
+from ltr.data.synthetic import make_synthetic
 from ltr.evaluation import evaluate_scores
 
 
@@ -75,16 +77,61 @@ def test_evaluate_run_file_gives_same_numbers_as_score_file(judged: Path, tmp_pa
     assert json.loads(by_run.stdout) == json.loads(by_scores.stdout)
 
 
-def test_evaluate_ranks_documents_missing_from_run_last(judged: Path, tmp_path: Path) -> None:
-    (tmp_path / "run.txt").write_text("q1 Q0 d3 1 5.0 t\n")  # the only doc of q1 with label 0
+def test_evaluate_run_counts_missing_judged_documents_as_not_retrieved(
+    judged: Path, tmp_path: Path
+) -> None:
+    # q1: d3 (label 0) and an unjudged doc; q2 absent; q3: d7 (label 3) of 3 relevant
+    (tmp_path / "run.txt").write_text("q1 Q0 d3 1 5.0 t\nq1 Q0 new 2 4.0 t\nq3 Q0 d7 1 1.0 t\n")
     result = run_ltr(
-        "evaluate", "--data", judged, "--run", tmp_path / "run.txt", "--metrics", "mrr", "--json"
+        "evaluate",
+        "--data",
+        judged,
+        "--run",
+        tmp_path / "run.txt",
+        "--metrics",
+        "mrr,map",
+        "--json",
     )
     assert result.returncode == 0, result.stderr
-    assert "judged documents are not in" in result.stderr
-    # q1: d3 (label 0) first, then d0 (label 2) in file order -> RR 1/2; q2: none; q3: file order
-    # puts d5 (0), d6 (0), d7 (3) -> RR 1/3.
-    assert json.loads(result.stdout)["mrr"] == pytest.approx((1 / 2 + 0 + 1 / 3) / 3)
+    assert json.loads(result.stdout) == pytest.approx({"mrr": 1 / 3, "map": 1 / 9})
+    assert result.stderr.splitlines() == [
+        f"warning: 1 documents of {tmp_path / 'run.txt'} are not judged in {judged}; non-relevant",
+        f"warning: 9 judged documents are not in {tmp_path / 'run.txt'}; not retrieved",
+        f"warning: 1 queries of {judged} are not in {tmp_path / 'run.txt'}; they score 0",
+    ]
+
+
+def test_evaluate_refuses_run_that_matches_no_judged_document(judged: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run.txt"
+    run.write_text("q7 Q0 d0 1 5.0 t\n")  # d0 is judged for q1, not q7
+    result = run_ltr("evaluate", "--data", judged, "--run", run)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: {run}: no (qid, docid) of the run is judged in {judged}; "
+        "check that both files use the same query and document ids"
+    )
+
+
+def test_evaluate_reads_gzipped_score_file(judged: Path, tmp_path: Path) -> None:
+    write_scores(tmp_path / "scores.txt", np.arange(11, dtype=float))
+    zipped = tmp_path / "scores.txt.gz"
+    zipped.write_bytes(gzip.compress((tmp_path / "scores.txt").read_bytes()))
+    plain = run_ltr("evaluate", "--data", judged, "--scores", tmp_path / "scores.txt", "--json")
+    result = run_ltr("evaluate", "--data", judged, "--scores", zipped, "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == plain.stdout
+
+
+def test_evaluate_shows_cutoff_warning_as_one_line(judged: Path, tmp_path: Path) -> None:
+    write_scores(tmp_path / "scores.txt", np.arange(11, dtype=float))
+    result = run_ltr(
+        "evaluate", "--data", judged, "--scores", tmp_path / "scores.txt", "--metrics", "p@50"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: k=50 is larger than every list in the batch (the longest has 6 documents); "
+        "check the cutoff"
+    ]
 
 
 def test_evaluate_writes_per_query_tsv(judged: Path, tmp_path: Path) -> None:
@@ -168,3 +215,25 @@ def test_baselines_ideal_row_is_the_ceiling(judged: Path) -> None:
     ideal = rows.pop("ideal (labels as scores)")["ndcg@10"]
     assert ideal == pytest.approx(2 / 3)  # one of three queries has no relevant document
     assert all(row["ndcg@10"] <= ideal for row in rows.values())
+
+
+def test_baselines_refuses_test_file_with_more_features(judged: Path, tmp_path: Path) -> None:
+    wide = tmp_path / "wide.txt"
+    write_letor(wide, make_synthetic(n_queries=3, n_features=12, seed=0))
+    result = run_ltr("baselines", "--train", judged, "--test", wide)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: --train and --test must share the feature set; {judged} has 5 features, "
+        f"{wide} has 12"
+    )
+
+
+def test_baselines_rejects_a_model_given_twice(judged: Path, tmp_path: Path) -> None:
+    model = tmp_path / "run"
+    result = run_ltr(
+        "baselines", "--train", judged, "--test", judged, "--model", model, "--model", model
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == f"error: --model: each model may be given once; got {model} twice"
+    )

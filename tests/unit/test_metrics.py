@@ -133,6 +133,23 @@ def test_ties_keep_input_order() -> None:
     assert reciprocal_rank(scores[:, ::-1], labels[:, ::-1], mask)[0] == 1.0
 
 
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_minus_inf_score_is_not_retrieved_but_counts_as_relevant(as_tensor: bool) -> None:
+    # trec_eval on a run listing only the label-0 document: nothing relevant retrieved
+    scores, labels, mask = one_query([1.0, -math.inf], [0, 1])
+    if as_tensor:
+        scores, labels, mask = (torch.as_tensor(x) for x in (scores, labels, mask))
+    values = per_query_metrics(scores, labels, mask, ["ndcg", "map", "mrr", "recall@2", "p"])
+
+    assert {name: float(v[0]) for name, v in values.items()} == {
+        "ndcg": 0.0,
+        "map": 0.0,
+        "mrr": 0.0,
+        "recall@2": 0.0,
+        "p": 0.0,
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Conventions and edge cases.
 

@@ -122,4 +122,4 @@ def _nan_to_none(obj: Any) -> Any:
 
 
 def warn(message: str) -> None:
-    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False)
+    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -24,7 +27,10 @@ from ltr.cli._common import (
     warn,
     write_per_query,
 )
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, ShapeError
+
+if TYPE_CHECKING:
+    from ltr.data.runs import MatchedRun
 
 
 def evaluate(
@@ -47,21 +53,22 @@ def evaluate(
     """Evaluate a ranking (scores or a TREC run) against a judged data file."""
     from ltr.data.letor import load_letor
     from ltr.data.runs import read_scores, read_trec_run
-    from ltr.evaluation import evaluate_scores
+    from ltr.evaluation import evaluate_run, evaluate_scores
 
     if (scores is None) == (run is None):
         raise ConfigError("give exactly one of --scores FILE or --run FILE")
-    judged = load_letor(data)
-    if scores is not None:
-        values = read_scores(scores, expected=judged.n_docs)
-    else:
-        assert run is not None
-        values, missing = read_trec_run(run, judged)
-        if missing:
-            warn(f"{missing} judged documents are not in {run}; they rank last")
     names = metric_names(metrics)
     conventions = conventions_from(gain, no_relevant, preset)
-    result = evaluate_scores(judged, values, names, **conventions)
+    judged = load_letor(data)
+    with _metric_warnings_as_lines():
+        if scores is not None:
+            values = read_scores(scores, expected=judged.n_docs)
+            result = evaluate_scores(judged, values, names, **conventions)
+        else:
+            assert run is not None
+            matched = read_trec_run(run, judged, data_path=data)
+            _warn_about_run(run, data, matched)
+            result = evaluate_run(matched, names, **conventions)
     if per_query is not None:
         write_per_query(per_query, result.query_ids, result.per_query)
     if as_json:
@@ -76,6 +83,33 @@ def evaluate(
         table.add_column(name, justify="right")
     table.add_row(*(fmt(result.means[name]) for name in names))
     stdout.print(table)
+
+
+def _warn_about_run(run: Path, data: Path, matched: MatchedRun) -> None:
+    """What trec_eval does silently, said once: the rules are in ltr.data.runs."""
+    if matched.n_unjudged:
+        warn(f"{matched.n_unjudged} documents of {run} are not judged in {data}; non-relevant")
+    if matched.n_missing:
+        warn(f"{matched.n_missing} judged documents are not in {run}; not retrieved")
+    if matched.n_queries_absent:
+        warn(f"{matched.n_queries_absent} queries of {data} are not in {run}; they score 0")
+    if matched.n_queries_unjudged:
+        warn(f"{matched.n_queries_unjudged} queries of {run} are not in {data}; left out")
+
+
+@contextmanager
+def _metric_warnings_as_lines() -> Iterator[None]:
+    """A CutoffWarning becomes one `warning:` line, not Python's two lines with a source line."""
+    from ltr.metrics import CutoffWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CutoffWarning)
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught if w.category is CutoffWarning):
+        warn(message)
+    for w in caught:
+        if w.category is not CutoffWarning:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def baselines(
@@ -99,16 +133,31 @@ def baselines(
 
     names = metric_names(metrics)
     conventions = conventions_from(gain, no_relevant, preset)
+    if models and len(set(models)) < len(models):
+        twice = next(path for path in models if models.count(path) > 1)
+        raise ConfigError(f"--model: each model may be given once; got {twice} twice")
+    train_data = load_letor(train)
     test_data = load_letor(test)
-    rows = evaluate_baselines(load_letor(train), test_data, names, seed=seed, **conventions)
-    if models:
-        from ltr.inference import Predictor
+    # A sparse test file may name fewer features than train; more means another feature set.
+    if test_data.n_features > train_data.n_features:
+        raise ShapeError(
+            f"--train and --test must share the feature set; {train} has "
+            f"{train_data.n_features} features, {test} has {test_data.n_features}"
+        )
+    if test_data.n_features < train_data.n_features:
+        test_data = load_letor(test, n_features=train_data.n_features)
+    with _metric_warnings_as_lines():
+        rows = evaluate_baselines(train_data, test_data, names, seed=seed, **conventions)
+        if models:
+            from ltr.inference import Predictor
 
-        ideal = rows.popitem()  # the ceiling stays the last row
-        for path in models:
-            scores = Predictor.load(path).score(test_data)
-            rows[f"model: {path.name}"] = evaluate_scores(test_data, scores, names, **conventions)
-        rows.update([ideal])
+            ideal = rows.popitem()  # the ceiling stays the last row
+            for path in models:
+                scores = Predictor.load(path).score(test_data, source=str(test))
+                rows[f"model: {path.name}"] = evaluate_scores(
+                    test_data, scores, names, **conventions
+                )
+            rows.update([ideal])
     if as_json:
         print_json({label: evaluation.means for label, evaluation in rows.items()})
         return

@@ -121,5 +121,5 @@ def predict_file(
         write_scores(out, scores)
     else:
         tag = Path(model_path).name if Path(model_path).is_dir() else Path(model_path).stem
-        write_trec_run(out, data, scores, tag=tag.replace(" ", "_") or "ltr")
+        write_trec_run(out, data, scores, tag=tag.replace(" ", "_") or "ltr", data_path=data_path)
     return out

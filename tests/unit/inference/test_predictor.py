@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,8 @@ from ltr.config import load_config
 from ltr.data.letor import load_letor, write_letor
 from ltr.data.runs import read_scores, read_trec_run
 from ltr.data.synthetic import make_synthetic
-from ltr.errors import ConfigError, DataNotFoundError, LtrError, ShapeError
-from ltr.evaluation import evaluate_scores
+from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError, ShapeError
+from ltr.evaluation import evaluate_run, evaluate_scores
 from ltr.inference import Predictor, predict_file
 from ltr.training import run_experiment
 from support.tiny_runs import write_tiny_data
@@ -53,12 +54,23 @@ def test_trec_run_evaluates_to_the_same_numbers(trained: tuple[Path, Path], tmp_
     scores_file = predict_file(run_dir, root / "test.txt", tmp_path / "scores.txt")
     run_file = predict_file(run_dir, root / "test.txt", tmp_path / "run.trec", fmt="trec")
     test = load_letor(root / "test.txt")
-    from_run, missing = read_trec_run(run_file, test)
-    assert missing == 0
+    matched = read_trec_run(run_file, test)
+    assert (matched.n_missing, matched.n_unjudged) == (0, 0)
     first = run_file.read_text(encoding="utf-8").splitlines()[0].split()
     assert first[1] == "Q0" and first[3] == "1" and first[5] == run_dir.name
     expected = evaluate_scores(test, read_scores(scores_file), METRICS).means
-    assert evaluate_scores(test, from_run, METRICS).means == expected
+    assert evaluate_run(matched, METRICS).means == expected
+
+
+def test_trec_output_needs_doc_ids_and_suggests_scores(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, run_dir = trained
+    plain = tmp_path / "plain.txt"
+    write_letor(plain, replace(make_synthetic(n_queries=2, n_features=9, seed=0), doc_ids=None))
+    with pytest.raises(DataFormatError, match=r"plain\.txt: .*'#docid =' .*use --format scores$"):
+        predict_file(run_dir, plain, tmp_path / "run.trec", fmt="trec")
+    assert not (tmp_path / "run.trec").exists()
 
 
 def test_a_checkpoint_file_works_like_its_run_directory(
