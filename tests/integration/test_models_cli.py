@@ -116,7 +116,9 @@ def test_promote_to_production_refuses_a_folder_that_is_no_run(tmp_path: Path) -
     (tmp_path / "run").mkdir()
     result = ltr("promote", "run", "--to", "production", cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr == "error: run run has no metrics.json; promote a finished `ltr train` run\n"
+    assert (
+        result.stderr == "error: run run has no metrics.json; promote a finished `ltr train` run\n"
+    )
     assert not (tmp_path / "models").exists()
 
 
