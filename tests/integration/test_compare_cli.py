@@ -111,3 +111,12 @@ def test_compare_refuses_runs_tested_on_different_queries(runs_dir: Path, tmp_pa
 def test_compare_needs_runs_or_all() -> None:
     result = run_ltr("compare")
     assert result.returncode == 1 and "give run directories, or --all" in result.stderr
+
+
+def test_compare_plot_without_extension_writes_pngs_in_new_folders(
+    runs_dir: Path, tmp_path: Path
+) -> None:
+    plot = tmp_path / "newdir" / "sub" / "cmp"
+    result = run_ltr("compare", "--all", "--dir", runs_dir, "--resamples", "100", "--plot", plot)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in plot.parent.iterdir()) == ["cmp-curves.png", "cmp.png"]

@@ -112,15 +112,14 @@ def test_show_of_a_bad_version_exits_1_with_the_rule(store: ModelStore) -> None:
     assert result.stderr == "error: version must look like X.Y.Z (e.g. 1.2.0); got 'latest'\n"
 
 
-def test_promote_refuses_an_existing_version_before_exporting(
-    store: ModelStore, tmp_path: Path
-) -> None:
+def test_promote_to_production_refuses_a_folder_that_is_no_run(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
-    args = ["promote", "run", "--to", "production", "--version", "1.1.0"]
-    result = ltr(*args, cwd=tmp_path)
+    result = ltr("promote", "run", "--to", "production", cwd=tmp_path)
     assert result.returncode == 1
-    assert "--version: 1.1.0 exists already in models" in result.stderr
-    assert "next free: 1.2.0" in result.stderr
+    assert (
+        result.stderr == "error: run run has no metrics.json; promote a finished `ltr train` run\n"
+    )
+    assert not (tmp_path / "models").exists()
 
 
 def test_promote_needs_to_option(tmp_path: Path) -> None:
@@ -143,10 +142,11 @@ def test_promote_to_validated_without_the_registry_says_so(tmp_path: Path) -> No
     assert result.stderr.startswith("error: promotion to validated is not available yet")
 
 
-@pytest.mark.slow  # trains a run, then exports it twice: ~1 min on 2 cores
-def test_promote_to_production_exports_adds_and_switches(tmp_path: Path) -> None:
-    from ltr.config import load_config
+@pytest.mark.slow  # trains a run, validates it twice, exports it twice: ~1 min on 2 cores
+def test_promote_to_production_publishes_validated_versions_only(tmp_path: Path) -> None:
+    from ltr.config import PromotionConfig, load_config
     from ltr.data.synthetic import write_synthetic
+    from ltr.lifecycle.registry import promote_to_validated
     from ltr.training import run_experiment
 
     write_synthetic(tmp_path / "data", n_queries=30, n_features=8, seed=4, max_docs=10)
@@ -156,13 +156,33 @@ def test_promote_to_production_exports_adds_and_switches(tmp_path: Path) -> None
         "model.hidden_dims=[8]",
         "training.num_epochs=1",
         "training.device=cpu",
+        "tracking.mlflow=false",
     ]
     repo = Path(__file__).resolve().parents[2]
     run_dir = run_experiment(load_config(repo / "configs" / "default.yaml", overrides), quiet=True)
 
+    unvalidated = ltr("promote", str(run_dir), "--to", "production", cwd=tmp_path)
+    assert unvalidated.returncode == 1
+    assert unvalidated.stderr == (
+        f"error: run {run_dir} is not validated; run `ltr promote {run_dir} --to validated` first\n"
+    )
+    assert not (tmp_path / "models").exists()
+
+    def validate(version: str) -> None:  # the gate passes: no floors, no rival
+        gate = PromotionConfig(compare_to_validated=False)
+        promote_to_validated(
+            run_dir, version=version, promotion=gate, validated_dir=tmp_path / "validated",
+            register=False,
+        )  # fmt: skip
+
+    validate("1.0.0")
     first = ltr("promote", str(run_dir), "--to", "production", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines()[-1] == "models/current: none -> 1.0.0"
+    again = ltr("promote", str(run_dir), "--to", "production", cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stderr.startswith("error: version 1.0.0 (default_v1.0.0) exists already in")
+    validate("1.1.0")
     second = ltr("promote", str(run_dir), "--to", "production", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert second.stdout.splitlines()[-1] == "models/current: 1.0.0 -> 1.1.0"

@@ -111,6 +111,18 @@ def test_interrupted_study_resumes_and_completes(data_root: Path, tmp_path: Path
     assert [t.number for t in study_trials(tmp_path / "out")] == [0, 1, 2]
 
 
+def test_a_study_refuses_to_resume_on_other_data(data_root: Path, tmp_path: Path) -> None:
+    from ltr.errors import ConfigError
+
+    run_study(load_config(base=raw_config(data_root, tmp_path / "out")), trials=1, quiet=True)
+    other = write_tiny_data(tmp_path / "other", n_queries=30, max_docs=10, seed=5)
+    config = load_config(base=raw_config(other, tmp_path / "out"))
+
+    with pytest.raises(ConfigError, match=r"ran with other fixed settings: data\.root \("):
+        run_study(config, trials=2, quiet=True)
+    assert len(study_trials(tmp_path / "out")) == 1  # no trial on the other data
+
+
 def tune_command(config: Path, trials: int) -> list[str]:
     return [sys.executable, "-m", "ltr", "tune", "--config", str(config), "--trials", str(trials)]
 

@@ -237,3 +237,34 @@ def test_baselines_rejects_a_model_given_twice(judged: Path, tmp_path: Path) -> 
     assert (
         result.stderr.strip() == f"error: --model: each model may be given once; got {model} twice"
     )
+
+
+def test_version_prints_the_version_and_exits_0() -> None:
+    from ltr import __version__
+
+    result = run_ltr("--version")
+    assert (result.returncode, result.stdout) == (0, f"ltr {__version__}\n")
+
+
+def test_synth_into_an_existing_file_is_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    result = run_ltr("data", "synth", "--out", tmp_path / "afile")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {tmp_path / 'afile'} exists and is not a folder;")
+
+
+def test_synth_refuses_a_negative_seed_as_usage_error(tmp_path: Path) -> None:
+    result = run_ltr("data", "synth", "--out", tmp_path / "d", "--seed", "-5")
+    assert result.returncode == 2
+    assert "--seed" in result.stderr
+
+
+def test_synth_minimum_query_count_is_the_one_the_split_allows(tmp_path: Path) -> None:
+    from ltr.cli.data import MIN_QUERIES as CLI_MIN
+    from ltr.data.synthetic import MIN_QUERIES
+
+    too_few = run_ltr("data", "synth", "--out", tmp_path / "a", "--queries", MIN_QUERIES - 1)
+    enough = run_ltr("data", "synth", "--out", tmp_path / "b", "--queries", MIN_QUERIES)
+    assert CLI_MIN == MIN_QUERIES
+    assert too_few.returncode == 2 and "--queries" in too_few.stderr
+    assert enough.returncode == 0, enough.stderr

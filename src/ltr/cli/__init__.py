@@ -44,15 +44,24 @@ app.command("export")(export.export)
 app.command("benchmark-onnx")(export.benchmark_onnx)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        stdout.print(f"ltr {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        # eager: handled while parsing, before click asks for the missing command
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     _state["debug"] = debug
-    if version:
-        stdout.print(f"ltr {__version__}")
-        raise typer.Exit()
 
 
 def main() -> None:

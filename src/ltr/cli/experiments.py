@@ -197,6 +197,8 @@ def _with_baseline(
 def _write_plots(comparison: Comparison, path: Path) -> list[Path]:
     from ltr.experiments.plots import curves_path, plot_test_metrics, plot_training_curves
 
+    if not path.suffix:  # --plot cmp means cmp.png, as the help says FILE.png
+        path = path.with_name(f"{path.name}.png")
     return [
         plot_test_metrics(comparison.runs, path, metrics=comparison.metrics),
         plot_training_curves(comparison.runs, curves_path(path), metric=comparison.metric),

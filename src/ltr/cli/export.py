@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +22,8 @@ def export(
     output: Annotated[Path, typer.Option("--output", help="The bundle folder to create.")],
     version: Annotated[str, typer.Option("--version", help="Bundle version X.Y.Z.")] = "1.0.0",
     opset: Annotated[
-        int | None, typer.Option("--opset", help="ONNX opset (default: the exporter's).")
+        int | None,
+        typer.Option("--opset", help="ONNX opset, 18 or later (default: the exporter's)."),
     ] = None,
     quantize: Annotated[
         Quantize | None,
@@ -94,10 +96,10 @@ def benchmark_onnx(
     as_json: JsonOpt = False,
 ) -> None:
     """PyTorch eager vs ONNX Runtime latency (p50/p99) per slate size and thread count."""
-    from ltr.lifecycle.latency import benchmark_latency, format_latency_table, latency_line
+    from ltr.lifecycle.latency import benchmark_latency, format_latency_table
 
-    if seconds <= 0:
-        raise ConfigError(f"--seconds: must be > 0; got {seconds}")
+    if not 0 < seconds < math.inf:  # NaN fails both comparisons; inf would never stop
+        raise ConfigError(f"--seconds: must be a finite number > 0; got {seconds}")
     report = benchmark_latency(
         model,
         list_sizes=_int_list(list_sizes, "--list-sizes"),
@@ -109,6 +111,5 @@ def benchmark_onnx(
         print_json({"bundle": str(report.bundle), "rows": [row.to_dict() for row in report.rows]})
         return
     stdout.print(f"{report.bundle} ({report.precision})", markup=False, highlight=False)
+    # the table only: the same figures again as lines would double the output
     stdout.print(format_latency_table(report.rows), markup=False, highlight=False, soft_wrap=True)
-    for row in report.rows:
-        stdout.print(latency_line(row), markup=False, highlight=False, soft_wrap=True)

@@ -150,14 +150,20 @@ def rollback(store: StoreOpt = Path("models")) -> None:
 
 def promote(
     run: Annotated[Path, typer.Argument(help="The run directory (experiments/<id>).")],
-    to: Annotated[Stage, typer.Option("--to", help="validated|production.")],
+    to: Annotated[
+        Stage, typer.Option("--to", help="validated, then production (validated runs only).")
+    ],
     version: Annotated[
         str | None,
-        typer.Option("--version", help="X.Y.Z; default: the store's highest with minor + 1."),
+        typer.Option(
+            "--version",
+            help="X.Y.Z. validated: default the name's highest with minor + 1; production: "
+            "which of the run's validated versions (default: its highest).",
+        ),
     ] = None,
     store: StoreOpt = Path("models"),
 ) -> None:
-    """Promote a run: mark it validated, or export it into the store and make it live."""
+    """Promote a run: gate and mark it validated, or export a validated run and make it live."""
     from ltr.lifecycle.bundle import parse_version
 
     if version is not None:
@@ -175,8 +181,7 @@ def _promote_to_validated(run: Path, version: str | None) -> None:
         if isinstance(error, ModuleNotFoundError) and error.name != "ltr.lifecycle.registry":
             raise  # a dependency of the registry is missing: say which
         raise ConfigError(
-            "promotion to validated is not available yet (ltr.lifecycle.registry is missing); "
-            "use --to production"
+            "promotion to validated is not available yet (ltr.lifecycle.registry is missing)"
         ) from None
     validated = promote_to_validated(run, version=version)
     stdout.print(f"{run}: validated as version {validated.version}", highlight=False)
@@ -184,32 +189,25 @@ def _promote_to_validated(run: Path, version: str | None) -> None:
 
 
 def _promote_to_production(run: Path, version: str | None, store: Path) -> None:
+    from ltr.lifecycle.export import export_bundle
+    from ltr.lifecycle.registry import validated_version_of
     from ltr.lifecycle.store import CURRENT_FILE, ModelStore
 
-    if not run.exists():
-        raise ConfigError(f"RUN: {run} does not exist; give a run directory (experiments/<id>)")
+    validated = validated_version_of(run, version)  # refuses a run that skipped the gate
+    version = validated.version  # the live version is the validated one, never a new number
     model_store = ModelStore(store)
-    version = version or model_store.next_version()
     if version in model_store.versions():
         raise ConfigError(
-            f"--version: {version} exists already in {store}; versions are never overwritten "
-            f"(next free: {model_store.next_version()})"
+            f"version {version} ({validated.model_id}) exists already in {store}; versions are "
+            "never overwritten (`ltr models list` shows what it holds)"
         )
-    try:
-        from ltr.lifecycle.export import export_bundle
-    except ModuleNotFoundError as error:
-        if error.name != "ltr.lifecycle.export":
-            raise
-        raise ConfigError(
-            "promotion to production needs ltr.lifecycle.export, which is not available yet"
-        ) from None
 
     def build(output: Path) -> None:
         export_bundle(model=run, output=output, version=version)
 
     bundle = model_store.add(build, version)
     previous = model_store.set_current(version)
-    stdout.print(f"exported {run} to {bundle.path}", highlight=False)
+    stdout.print(f"exported {run} ({validated.model_id}) to {bundle.path}", highlight=False)
     stdout.print(f"{store / CURRENT_FILE}: {previous or 'none'} -> {version}", highlight=False)
 
 

@@ -39,10 +39,18 @@ from ltr.data.dataset import subset_queries
 from ltr.data.letor import LetorData, write_letor
 from ltr.errors import ConfigError
 
-__all__ = ["MIN_FEATURES", "latent_relevance", "make_synthetic", "write_synthetic"]
+__all__ = [
+    "MIN_FEATURES",
+    "MIN_QUERIES",
+    "latent_relevance",
+    "make_synthetic",
+    "write_synthetic",
+]
 
 GENERATOR_VERSION = 1
 MIN_FEATURES = 7
+# the fewest queries the default 0.6/0.2/0.2 split deals at least one of to every split
+MIN_QUERIES = 4
 # global quantiles of the latent score where labels 1, 2, 3, 4 start
 _LABEL_QUANTILES = (0.62, 0.82, 0.93, 0.98)
 # make_synthetic arguments that write_synthetic passes through **params
@@ -133,6 +141,8 @@ def make_synthetic(
             f"got n_queries={n_queries}, n_features={n_features}, min_docs={min_docs}, "
             f"max_docs={max_docs}"
         )
+    if seed < 0:  # numpy's generators take non-negative seeds only
+        raise ConfigError(f"seed must be >= 0; got {seed}")
     if difficulty_std < 0 or noise_std < 0:
         raise ConfigError(
             f"difficulty_std and noise_std must be >= 0; got {difficulty_std}, {noise_std}"
@@ -228,12 +238,14 @@ def write_synthetic(
             f"unknown make_synthetic parameter(s) {unknown}; expected some of "
             f"{sorted(_EXTRA_PARAMETERS)}"
         )
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder; give a folder for the data files")
     sizes = _split_sizes(n_queries, splits)
     arguments = {"n_queries": n_queries, "n_features": n_features, "seed": seed, **params}
     data = make_synthetic(**arguments)
     order = np.random.default_rng((seed, 1)).permutation(n_queries)
     bounds = np.cumsum([0, *sizes])
-    out = Path(out_dir)
     paths: dict[str, Path] = {}
     info: dict[str, Any] = {
         "generator": "ltr.data.synthetic",

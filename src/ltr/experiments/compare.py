@@ -18,8 +18,11 @@ Choices:
   not comparable either, so :func:`compare_runs` refuses them (:class:`ConfigError` naming both
   runs and example query ids) rather than testing on the intersection. Query order may differ:
   values are matched by query id.
-- Runs evaluated under different metric conventions (gain, no-relevant policy) are compared, with
-  a note: MAP and MRR do not depend on them, NDCG does.
+- **Same no-relevant policy or nothing.** ``evaluation.no_relevant`` (zero, one, skip) sets the
+  value of a query without a relevant document in NDCG, MAP and MRR alike, and ``skip`` drops
+  such queries from the paired tests; runs evaluated under different policies are refused
+  (:class:`ConfigError` naming the runs and their policies). Runs that differ only in NDCG's
+  gain (exp2, linear) are compared with a note: MAP and MRR do not depend on the gain.
 """
 
 from __future__ import annotations
@@ -91,6 +94,11 @@ class RunRecord:
 
     @property
     def loss(self) -> str:
+        """The training loss; an ensemble's members' losses, ``+``-joined when they differ."""
+        members = self.report.get("members")
+        if members:  # an ensemble's config.yaml holds its first member's loss only
+            losses = dict.fromkeys(str(member.get("loss") or "?") for member in members)
+            return "+".join(losses)
         return str(self.config.get("loss", {}).get("name", "?"))
 
     @property
@@ -269,8 +277,8 @@ def compare_runs(
         n_resamples, seed: of the randomization test and its bootstrap interval.
 
     Raises:
-        ConfigError: no run, a bad baseline index, a metric some run lacks, or runs tested on
-            different queries.
+        ConfigError: no run, a bad baseline index, a metric some run lacks, runs tested on
+            different queries, or runs evaluated under different no-relevant policies.
     """
     if not runs:
         raise ConfigError("nothing to compare: give at least one run")
@@ -278,6 +286,7 @@ def compare_runs(
         raise ConfigError(f"baseline index must be in 0..{len(runs) - 1}; got {baseline}")
     names = list(dict.fromkeys([*metrics, metric]))
     _check_metrics(runs, names)
+    _check_no_relevant(runs)
     base = runs[baseline]
     aligned = {run.run_id: _aligned_values(run, base, metric) for run in runs}
     others = [run for run in runs if run is not base]
@@ -362,12 +371,27 @@ def _aligned_values(run: RunRecord, base: RunRecord, metric: str) -> NDArray[np.
     return reordered
 
 
+def _check_no_relevant(runs: Sequence[RunRecord]) -> None:
+    """Refuse runs whose no-relevant policies differ: every metric, and the paired queries, do."""
+    # "zero" is the default of ltr.config.EvaluationConfig: a run that records none used it
+    policies = {run.run_id: run.conventions.get("no_relevant", "zero") for run in runs}
+    if len(set(policies.values())) > 1:
+        described = ", ".join(f"{run_id} (no_relevant={p})" for run_id, p in policies.items())
+        raise ConfigError(
+            f"runs evaluated under different evaluation.no_relevant cannot be compared: "
+            f"{described}; NDCG, MAP and MRR all depend on it: compare runs evaluated alike"
+        )
+
+
 def _convention_notes(runs: Sequence[RunRecord]) -> list[str]:
     seen = {json.dumps(run.conventions, sort_keys=True) for run in runs}
     if len(seen) <= 1:
         return []
     described = "; ".join(f"{run.run_id}: {run.conventions}" for run in runs)
-    return [f"runs use different metric conventions, so NDCG values differ in meaning: {described}"]
+    return [
+        "runs use different NDCG gains, so NDCG values differ in meaning (MAP and MRR do not "
+        f"depend on the gain): {described}"
+    ]
 
 
 def _test_dict(test: BaselineTest) -> dict[str, Any]:

@@ -60,6 +60,7 @@ __all__ = [
     "GRACE_PERIOD_SECONDS",
     "TuneResult",
     "default_storage",
+    "fixed_config",
     "run_study",
     "trial_config",
 ]
@@ -70,6 +71,9 @@ HEARTBEAT_SECONDS = 30
 GRACE_PERIOD_SECONDS = 120  # a RUNNING trial silent this long belongs to a dead process
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 PARENT_ATTR = "mlflow_parent"  # study user attribute: {"tracking_uri", "run_id"}
+FIXED_ATTR = "fixed_config"  # study user attribute: {dotted field: value} trials share
+# where outputs go and what runs them, not what a trial learns: workers may differ in these
+_UNFIXED = ("tracking", "training.device")
 
 
 @dataclass(frozen=True)
@@ -127,8 +131,9 @@ def run_study(
         quiet: no per-trial lines.
 
     Raises:
-        ConfigError: no ``tune`` section, a value of the space the config refuses, or a
-            ``tune.metric`` that validation does not compute.
+        ConfigError: no ``tune`` section, a value of the space the config refuses, a
+            ``tune.metric`` that validation does not compute, or an existing study of that
+            name run with other fixed settings (data, epochs, ...: see :func:`fixed_config`).
     """
     tune = _check_tune(config)
     metric = tune.metric or config.training.early_stopping_metric
@@ -137,6 +142,7 @@ def run_study(
     storage = storage or default_storage(config.tracking.output_dir)
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
     study, created = _open_study(storage, name, tune, config.training.num_epochs)
+    _check_fixed_config(study, fixed_config(config), storage)
     parent = _parent_run(study, created, config, storage)
     done = _count(study, FINISHED)
     console.print(
@@ -176,6 +182,53 @@ def trial_config(
     if output_dir is not None:
         raw["tracking"]["output_dir"] = str(output_dir)
     return load_config(base=raw)
+
+
+def fixed_config(config: ExperimentConfig) -> dict[str, Any]:
+    """What every trial of the study shares: the config as ``{dotted field: value}``.
+
+    Everything but the searched fields (``tune.space``), the outputs (``tracking``) and the
+    device; a study resumed or joined with other values would rank trials that trained on other
+    data or settings side by side.
+    """
+    assert config.tune is not None
+    searched = tuple(config.tune.space)
+    flat = _flatten(json.loads(json.dumps(config.resolved(), default=str)))
+    return {
+        key: value
+        for key, value in flat.items()
+        if not any(key == k or key.startswith(f"{k}.") for k in (*searched, *_UNFIXED))
+        and not key.startswith("tune.space.")  # the space is in the study's trials
+    }
+
+
+def _flatten(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_fixed_config(study: optuna.Study, fixed: dict[str, Any], storage: str) -> None:
+    """Record the study's fixed config on first use; refuse to continue it with another."""
+    recorded = study.user_attrs.get(FIXED_ATTR)
+    if recorded is None:  # a new study, or one from before fingerprints
+        study.set_user_attr(FIXED_ATTR, fixed)
+        return
+    differ = sorted(key for key in {*recorded, *fixed} if recorded.get(key) != fixed.get(key))
+    if differ:
+        shown = ", ".join(
+            f"{key} ({fixed.get(key)!r} here, {recorded.get(key)!r} in the study)"
+            for key in differ[:5]
+        )
+        more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
+        raise ConfigError(
+            f"study {study.study_name!r} in {_safe_url(storage)} ran with other fixed settings: "
+            f"{shown}{more}; give another --study name, or the study's settings back"
+        )
 
 
 # --------------------------------------------------------------------------------------------

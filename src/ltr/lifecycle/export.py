@@ -35,7 +35,7 @@ from ltr.lifecycle.bundle import (
 )
 from ltr.lifecycle.latency import LatencyRow, measure_latency
 from ltr.lifecycle.model_card import render_model_card
-from ltr.lifecycle.onnx_graph import OnnxGraph, export_onnx, matmul_chain
+from ltr.lifecycle.onnx_graph import OnnxGraph, check_opset, export_onnx, matmul_chain
 from ltr.lifecycle.parity import ParityReport, validate_parity
 from ltr.lifecycle.quantize import QuantizationReport, quantization_gate, quantize_int8
 from ltr.lifecycle.runtime import make_session
@@ -89,7 +89,8 @@ def export_bundle(
         model: a run directory (its ``checkpoints/best.pt``) or a checkpoint file.
         output: the bundle folder to create; must not exist.
         version: the bundle's ``X.Y.Z``.
-        opset: ONNX opset; None takes the exporter's default.
+        opset: ONNX opset (:data:`~ltr.lifecycle.onnx_graph.MIN_OPSET` up to the onnx
+            package's newest); None takes the exporter's default.
         quantize: ``"int8"`` ships ONNX Runtime's dynamic int8 quantization of the graph,
             only if its test NDCG@10 is within
             :data:`ltr.lifecycle.quantize.INT8_MAX_NDCG_MOVE` of float32's.
@@ -99,7 +100,7 @@ def export_bundle(
         :class:`ExportReport`.
 
     Raises:
-        ConfigError: a bad ``version`` or ``quantize``.
+        ConfigError: a bad ``version``, ``opset`` or ``quantize``.
         BundleError: ``output`` exists.
         DataNotFoundError: no model, or no test file (give ``test_data``).
         ExportError: the export, parity or the int8 gate failed; nothing was written.
@@ -110,6 +111,7 @@ def export_bundle(
         raise ConfigError(f"--quantize: must be int8 (or left out); got {quantize!r}")
     if output.exists():
         raise BundleError(f"bundle {output} already exists; a bundle is never overwritten")
+    check_opset(opset)  # before loading anything
     source = load_source(model)
     data_path = _test_data_path(source, test_data)
     data = load_letor(data_path, n_features=source.n_features)
@@ -117,7 +119,13 @@ def export_bundle(
 
     graph = export_onnx(source, opset=opset)
     reference = source.reference()
-    session = make_session(graph.model)
+    try:
+        session = make_session(graph.model)
+    except Exception as error:  # onnxruntime raises its own untyped errors
+        raise ExportError(
+            f"ONNX Runtime cannot load the opset {graph.opset} graph; no bundle written "
+            f"(try a lower --opset): {error}"
+        ) from error
     parity = validate_parity(
         session, reference, n_features=source.n_features, data=data, conventions=conventions
     )

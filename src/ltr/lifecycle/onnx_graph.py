@@ -50,11 +50,15 @@ from torch import Tensor, nn
 
 from ltr import __version__
 from ltr.data.preprocessing import NormalizerModule
-from ltr.errors import ExportError
+from ltr.errors import ConfigError, ExportError
 from ltr.lifecycle.source import Source
 from ltr.models import ContextAwareScorer, LinearScorer, MLPScorer
 
-__all__ = ["OnnxGraph", "export_onnx", "matmul_chain"]
+__all__ = ["MIN_OPSET", "OnnxGraph", "check_opset", "export_onnx", "matmul_chain"]
+
+# torch's dynamo exporter writes opset 18; an older opset goes through a best-effort converter
+# that keeps 18 when it cannot convert (asked for 7, one gets 18 without a word)
+MIN_OPSET = 18
 
 _GLOBAL_KINDS = ("standard", "minmax", "log1p_standard")
 
@@ -184,12 +188,22 @@ def _stable_sort(
     return sorted_values, indices
 
 
+def check_opset(opset: int | None) -> None:
+    """Refuse an opset the exporter cannot write (None: the exporter's default)."""
+    newest = onnx.defs.onnx_opset_version()  # the onnx package knows no later opset
+    if opset is not None and not MIN_OPSET <= opset <= newest:
+        raise ConfigError(f"--opset: must be between {MIN_OPSET} and {newest}; got {opset}")
+
+
 def export_onnx(source: Source, *, opset: int | None = None) -> OnnxGraph:
     """Export normalizer + scorer as one ONNX graph with dynamic batch and list length.
 
     Raises:
-        ExportError: the exporter fails or ``onnx.checker`` rejects the graph.
+        ConfigError: ``opset`` is outside :data:`MIN_OPSET` .. the onnx package's newest.
+        ExportError: the exporter fails, ``onnx.checker`` rejects the graph, or the graph has
+            another opset than the one asked for.
     """
+    check_opset(opset)
     module, folded = _graph_module(source)
     features = torch.zeros(2, 3, source.n_features)
     axes = {0: "batch", 1: "list_len"}
@@ -221,11 +235,17 @@ def export_onnx(source: Source, *, opset: int | None = None) -> OnnxGraph:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as error:  # the exporter raises many types; all mean "no graph"
         raise ExportError(f"exporting {source.checkpoint} to ONNX failed: {error}") from error
+    written = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if opset is not None and written != opset:
+        raise ExportError(
+            f"--opset: asked for opset {opset}, the exporter wrote {written}; no bundle written "
+            f"(leave --opset out for the exporter's default)"
+        )
     return OnnxGraph(
         model=proto.SerializeToString(),
         inputs=[_value_info(value) for value in proto.graph.input],
         outputs=[_value_info(value) for value in proto.graph.output],
-        opset=next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+        opset=written,
         normalization_folded=folded,
     )
 

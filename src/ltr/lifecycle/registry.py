@@ -70,6 +70,7 @@ __all__ = [
     "list_validated",
     "next_version",
     "promote_to_validated",
+    "validated_version_of",
 ]
 
 STATUS_VALIDATED = "ready_for_production"
@@ -244,6 +245,54 @@ def promote_to_validated(
             fsync_dir(staging)
             move_dir(staging, target)
     return ValidatedModel(target, metadata)
+
+
+def validated_version_of(
+    run: str | Path, version: str | None = None, *, validated_dir: str | Path | None = None
+) -> ValidatedModel:
+    """The validated model of ``run`` that ``ltr promote RUN --to production`` publishes.
+
+    Production takes validated runs only (experiments -> validated -> production), so a run
+    never goes live without passing its gate, and the live version is the validated one.
+
+    Args:
+        run: the run directory.
+        version: one of the run's validated versions; default: the highest.
+        validated_dir: where validated models live; default: the run's
+            ``promotion.validated_dir``.
+
+    Raises:
+        PromotionRefused: the run has no validated version (or not ``version``), or its
+            checkpoint is not the one that was validated.
+        DataNotFoundError: the run directory or one of its files is missing.
+    """
+    run_dir = Path(run).resolve()
+    config, _ = _read_run(run_dir)
+    promotion = config.promotion
+    name = promotion.registry_name or config.experiment.name
+    root = validated_dir if validated_dir is not None else promotion.validated_dir
+    models = [
+        model
+        for model in list_validated(root, name)
+        if model.metadata.get("run_dir") == str(run_dir)
+    ]
+    if not models:
+        raise PromotionRefused(
+            f"run {run} is not validated; run `ltr promote {run} --to validated` first"
+        )
+    chosen = next((m for m in models if m.version == version), None) if version else models[-1]
+    if chosen is None:
+        versions = ", ".join(model.version for model in models)
+        raise PromotionRefused(
+            f"run {run}: --version {version} is not one of its validated versions ({versions})"
+        )
+    # export reads the run's checkpoint: it must be the very one the gate passed
+    if file_sha256(run_dir / "checkpoints" / "best.pt") != chosen.metadata["files"]["best.pt"]:
+        raise PromotionRefused(
+            f"run {run}: checkpoints/best.pt changed since it was validated as "
+            f"{chosen.model_id}; validate it again"
+        )
+    return chosen
 
 
 # ---------------------------------------------------------------------------------------------

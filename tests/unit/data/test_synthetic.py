@@ -11,7 +11,13 @@ import pytest
 
 from ltr.data.dataset import pad_slates
 from ltr.data.letor import LetorData, read_letor
-from ltr.data.synthetic import MIN_FEATURES, latent_relevance, make_synthetic, write_synthetic
+from ltr.data.synthetic import (
+    MIN_FEATURES,
+    MIN_QUERIES,
+    latent_relevance,
+    make_synthetic,
+    write_synthetic,
+)
 from ltr.errors import ConfigError
 
 
@@ -164,3 +170,15 @@ def test_write_synthetic_rejects_splits_that_do_not_sum_to_one(tmp_path: Path) -
     with pytest.raises(ConfigError, match="summing to 1; got"):
         write_synthetic(tmp_path, splits=(0.5, 0.2, 0.2))
     assert not tmp_path.joinpath("train.txt").exists()
+
+
+def test_negative_seed_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"seed must be >= 0; got -5"):
+        make_synthetic(seed=-5)
+
+
+def test_min_queries_gives_every_split_a_query(tmp_path: Path) -> None:
+    paths = write_synthetic(tmp_path, n_queries=MIN_QUERIES, n_features=MIN_FEATURES)
+    assert all(read_letor(paths[name]).n_queries >= 1 for name in ("train", "vali", "test"))
+    with pytest.raises(ConfigError, match="every split needs at least one query"):
+        write_synthetic(tmp_path / "b", n_queries=MIN_QUERIES - 1, n_features=MIN_FEATURES)

@@ -133,7 +133,38 @@ def test_compare_notes_different_metric_conventions(runs: list[RunRecord], tmp_p
     report["conventions"]["gain"] = "linear"
     (linear / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
     comparison = compare_runs([runs[0], load_run(linear)], n_resamples=500)
-    assert len(comparison.notes) == 1 and "different metric conventions" in comparison.notes[0]
+    assert len(comparison.notes) == 1 and "different NDCG gains" in comparison.notes[0]
+
+
+def test_compare_refuses_runs_of_different_no_relevant_policies(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    skip = copy_run(runs[1], tmp_path)
+    report = json.loads((skip / "metrics.json").read_text(encoding="utf-8"))
+    report["conventions"]["no_relevant"] = "skip"
+    (skip / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
+
+    with pytest.raises(
+        ConfigError, match=r"different evaluation\.no_relevant cannot be compared: "
+    ):
+        compare_runs([runs[0], load_run(skip)], n_resamples=500)
+    with pytest.raises(ConfigError, match=rf"{runs[0].run_id} \(no_relevant=zero\), .* \(no_r"):
+        compare_runs([runs[0], load_run(skip)], n_resamples=500)
+
+
+@pytest.mark.parametrize(
+    ("losses", "shown"),
+    [(["lambdarank", "listnet", "lambdarank"], "lambdarank+listnet"), (["mse", "mse"], "mse")],
+)
+def test_an_ensemble_shows_its_members_losses(
+    runs: list[RunRecord], tmp_path: Path, losses: list[str], shown: str
+) -> None:
+    ensemble = copy_run(runs[0], tmp_path)  # config.yaml: the first member's loss
+    report = json.loads((ensemble / "metrics.json").read_text(encoding="utf-8"))
+    report["members"] = [{"model": "mlp", "loss": loss} for loss in losses]
+    (ensemble / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
+
+    assert load_run(ensemble).loss == shown
 
 
 def test_comparison_as_json_is_strict_json(runs: list[RunRecord]) -> None:

@@ -11,7 +11,14 @@ import pytest
 from ltr.config import ExperimentConfig, load_config
 from ltr.errors import ConfigError
 from ltr.experiments.tracking import RunStopped
-from ltr.experiments.tune import TrialPruned, _check_tune, _PruningReporter, trial_config
+from ltr.experiments.tune import (
+    TrialPruned,
+    _check_fixed_config,
+    _check_tune,
+    _PruningReporter,
+    fixed_config,
+    trial_config,
+)
 
 
 def make_config(tmp_path: Path, space: dict[str, Any], **tune: Any) -> ExperimentConfig:
@@ -89,3 +96,39 @@ def test_pruning_reporter_lets_a_good_trial_go_on() -> None:
     study.tell(first, 0.5)
     reporter = _PruningReporter(study.ask(), "valid/ndcg@10")
     reporter.log_metrics({"valid/ndcg@10": 0.8}, 1)  # no exception
+
+
+LR_SPACE = {"training.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}
+
+
+def test_fixed_config_leaves_out_searched_fields_and_outputs(tmp_path: Path) -> None:
+    fixed = fixed_config(make_config(tmp_path, LR_SPACE))
+    assert fixed["data.root"] == str(tmp_path)
+    assert "training.num_epochs" in fixed and "model.hidden_dims" in fixed
+    assert "training.learning_rate" not in fixed
+    assert not [key for key in fixed if key.startswith(("tracking.", "tune.space."))]
+
+
+def test_a_study_refuses_other_fixed_settings_naming_the_fields(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="s", direction="maximize")  # in memory, real
+    _check_fixed_config(study, fixed_config(make_config(tmp_path, LR_SPACE)), "sqlite:///x.db")
+    other = make_config(tmp_path / "syn5", LR_SPACE).resolved()
+    other["training"]["num_epochs"] = 3
+    other_fixed = fixed_config(load_config(base=other))
+
+    with pytest.raises(
+        ConfigError, match=r"^study 's' in sqlite:///x\.db ran with other fixed"
+    ) as e:
+        _check_fixed_config(study, other_fixed, "sqlite:///x.db")
+    assert f"data.root ({str(tmp_path / 'syn5')!r} here, {str(tmp_path)!r} in the study)" in str(
+        e.value
+    )
+    assert "training.num_epochs (3 here, " in str(e.value)
+
+
+def test_a_study_continues_with_the_same_fixed_settings(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="s", direction="maximize")
+    fixed = fixed_config(make_config(tmp_path, LR_SPACE))
+    _check_fixed_config(study, fixed, "sqlite:///x.db")
+    _check_fixed_config(study, fixed, "sqlite:///x.db")  # no error
+    assert study.user_attrs["fixed_config"] == fixed

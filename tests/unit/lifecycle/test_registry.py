@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from ltr.lifecycle.registry import (
     list_validated,
     next_version,
     promote_to_validated,
+    validated_version_of,
 )
 from ltr.training import run_experiment
 from support.tiny_runs import write_tiny_data
@@ -266,6 +268,42 @@ def table(query_ids: list[str], values: list[float]) -> PerQueryTable:
 
 
 CONVENTIONS = {"gain": "exp2", "no_relevant": "zero"}
+
+
+def test_production_refuses_a_run_that_was_never_validated(
+    strong_run: Path, weak_run: Path, validated: Path
+) -> None:
+    promote(strong_run, validated)  # another run's validation does not count
+
+    with pytest.raises(PromotionRefused, match=r"is not validated; run `ltr promote .* first$"):
+        validated_version_of(weak_run, validated_dir=validated)
+
+
+def test_production_takes_the_runs_highest_validated_version(
+    strong_run: Path, validated: Path
+) -> None:
+    gate = PromotionConfig(compare_to_validated=False)  # the same model twice
+    promote(strong_run, validated, version="1.0.0", promotion=gate)
+    promote(strong_run, validated, version="1.3.0", promotion=gate)
+
+    assert validated_version_of(strong_run, validated_dir=validated).version == "1.3.0"
+    chosen = validated_version_of(strong_run, "1.0.0", validated_dir=validated)
+    assert chosen.model_id == f"{NAME}_v1.0.0"
+    with pytest.raises(PromotionRefused, match=r"--version 1\.1\.0 is not one of its validated"):
+        validated_version_of(strong_run, "1.1.0", validated_dir=validated)
+
+
+def test_production_refuses_a_checkpoint_changed_since_validation(
+    strong_run: Path, tmp_path: Path, validated: Path
+) -> None:
+    run = tmp_path / strong_run.name
+    shutil.copytree(strong_run, run)
+    promote(run, validated)
+    with open(run / "checkpoints" / "best.pt", "ab") as handle:
+        handle.write(b"retrained")
+
+    with pytest.raises(PromotionRefused, match=r"best\.pt changed since it was validated as"):
+        validated_version_of(run, validated_dir=validated)
 
 
 def test_gate_pairs_queries_by_id_whatever_their_order() -> None:
