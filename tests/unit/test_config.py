@@ -74,20 +74,28 @@ def test_resolved_yaml_loads_back_to_the_same_config(config_file: Path, tmp_path
         ),
         (
             "loss.params.sigma=0",
-            r"exp\.yaml: loss\.params: sigma must be greater than 0; got 0",
+            r"exp\.yaml: loss\.params\.sigma: must be greater than 0; got 0",
         ),
         (
             "loss.params.reduction=sum",
-            r"exp\.yaml: loss\.params: reduction must be 'queries' or 'pairs'; got 'sum'",
+            r"exp\.yaml: loss\.params\.reduction: must be 'queries' or 'pairs'; got 'sum'",
         ),
         (
             "loss.params.k=ten",
-            r"exp\.yaml: loss\.params: k must be a positive integer or None; got 'ten'",
+            r"exp\.yaml: loss\.params\.k: must be a positive integer or None; got 'ten'",
         ),
         (
             "loss.params.sigma=abc",
-            r"exp\.yaml: loss\.params: sigma has a value of the wrong type \('abc'\)",
+            r"exp\.yaml: loss\.params\.sigma: has a value of the wrong type \('abc'\)",
         ),
+        # scorer parameters are checked when the config is read, not after the data loads
+        ("model.hidden_dims=8", r"exp\.yaml: model\.hidden_dims: must be a list of integer"),
+        ("model.hidden_dims=null", r"exp\.yaml: model\.hidden_dims: must be a list of"),
+        ("model.hidden_dims=[a]", r"exp\.yaml: model\.hidden_dims: must be a list of"),
+        ("model.hidden_dims=[8.5]", r"exp\.yaml: model\.hidden_dims: must be a list of"),
+        ("model.dropout=abc", r"exp\.yaml: model\.dropout: must be in \[0, 1\); got 'abc'"),
+        ("model.dropout=[1]", r"exp\.yaml: model\.dropout: must be in \[0, 1\); got \[1\]"),
+        ("model.activation=5", r"exp\.yaml: model\.activation: "),
         ("loss.name=lambda", r"exp\.yaml: loss\.name: Input should be 'mse', 'ranknet'"),
         ("evaluation.metrics=[ndcg@0]", r"exp\.yaml: evaluation\.metrics"),
         ("training.scheduler.name=linear", r"exp\.yaml: training\.scheduler\.name: "),
@@ -191,6 +199,9 @@ def test_naming_the_configured_scorer_or_loss_changes_nothing(config_file: Path)
     [  # an explicit --set is checked against the new scorer; unknown names are reported
         (["model.hidden_dims=[8]"], {"model": "transformer"}, r"exp\.yaml: model: 'hidden_dims'"),
         ([], {"model": "gbdt"}, r"exp\.yaml: model\.name: Input should be 'linear'"),
+        (["model.d_model=abc"], {"model": "transformer"}, r"exp\.yaml: model\.d_model: "),
+        (["model.d_model=6"], {"model": "transformer"}, r"exp\.yaml: model\.n_heads: must"),
+        ([], {"model": "ensemble"}, r"exp\.yaml: model\.members: required"),
         ([], {"loss": "softmax"}, r"exp\.yaml: loss\.name: Input should be 'mse'"),
     ],
 )
