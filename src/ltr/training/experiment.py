@@ -37,7 +37,14 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from ltr.config import DataConfig, EvaluationConfig, ExperimentConfig, dotted_items, load_config
+from ltr.config import (
+    DataConfig,
+    EvaluationConfig,
+    ExperimentConfig,
+    TrainingConfig,
+    dotted_items,
+    load_config,
+)
 from ltr.data.dataset import QueryDataset, split_by_query
 from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
@@ -130,8 +137,9 @@ def run_experiment(
 
     Raises:
         DataNotFoundError: a data file or the data root is missing.
-        ConfigError: a resumed run with a different config; a distributed job whose
-            ``training.batch_size`` is not divisible by the number of processes.
+        ConfigError: a resumed run with a different config or no epoch left to train (its
+            ``num_epochs`` done, or stopped early and the patience not raised); a distributed
+            job whose ``training.batch_size`` is not divisible by the number of processes.
         LtrError: a missing or corrupt checkpoint, training divergence.
     """
     dist = dist or Distributed()
@@ -165,10 +173,10 @@ def _run(
     if training.num_threads is not None:
         torch.set_num_threads(training.num_threads)
     checkpoint = None
-    if resume is not None:
-        run = Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
-        checkpoint = load_checkpoint(run.checkpoint_path("last"))
+    if resume is not None:  # every check before a file of the run (or TensorBoard's) is written
+        checkpoint = load_checkpoint(Run.open(resume, tensorboard=False).checkpoint_path("last"))
         _check_resumable(resume, checkpoint["config"], config.resolved())
+        _check_epochs_left(checkpoint, training)
     splits = load_splits(config.data, console=console)
     if checkpoint is not None:
         check_feature_count(checkpoint, splits.train.n_features, "the training data")
@@ -202,6 +210,8 @@ def _run(
             tensorboard=config.tracking.tensorboard,
         )
         run.dir = Path(dist.broadcast_object(str(run.dir)))  # rank 0 named and created it
+    else:
+        run = Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
     with run:
         attach_mlflow(run, config, tags=mlflow_tags)
         run.trackers.extend(trackers)
@@ -368,6 +378,23 @@ def load_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> Exper
     if not path.is_file():
         raise DataNotFoundError(f"{run_dir} has no config.yaml; is it a run directory?")
     return load_config(path, overrides)
+
+
+def _check_epochs_left(checkpoint: Mapping[str, Any], training: TrainingConfig) -> None:
+    """Refuse a resume that would train no epoch (and so must not rewrite the run's files)."""
+    state = checkpoint["state"]
+    done, since_best = state["epoch"], state["epochs_since_best"]
+    if state["stopped_early"] and since_best > training.early_stopping_patience:
+        old = checkpoint["config"]["training"]["early_stopping_patience"]
+        raise ConfigError(
+            f"run stopped early at epoch {done} (best {state['best_epoch']}) with patience {old}; "
+            f"raise training.early_stopping_patience to {since_best} or more to continue"
+        )
+    if done >= training.num_epochs:
+        raise ConfigError(
+            f"already trained {done} epochs; training.num_epochs={training.num_epochs} leaves "
+            f"none to train; raise training.num_epochs to continue"
+        )
 
 
 def _check_resumable(run_dir: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:

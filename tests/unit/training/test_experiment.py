@@ -251,6 +251,51 @@ def test_resume_refuses_a_config_that_changes_the_model(step_run: Path, data_roo
         run_experiment(config, resume=step_run, quiet=True)
 
 
+@pytest.fixture
+def stopped_run(data_root: Path, tmp_path: Path) -> Path:
+    """A run stopped early at epoch 2 (best 1, patience 0): a tiny rate leaves NDCG unchanged."""
+    config = make_config(
+        data_root,
+        tmp_path,
+        "training.num_epochs=6",
+        "training.early_stopping_patience=0",
+        "training.learning_rate=1e-12",
+    )
+    run_dir = run_experiment(config, quiet=True)
+    assert read_json(run_dir / "metrics.json")["epochs"] == 2
+    return run_dir
+
+
+def test_resume_of_an_early_stopped_run_without_more_patience_is_refused(
+    stopped_run: Path,
+) -> None:
+    before = {p: p.read_bytes() for p in stopped_run.rglob("*") if p.is_file()}
+    config = load_run_config(stopped_run, ["training.num_epochs=8"])
+    message = r"stopped early at epoch 2 \(best 1\) with patience 0; raise training\.early_stop"
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(config, resume=stopped_run, quiet=True)
+    assert {p: p.read_bytes() for p in stopped_run.rglob("*") if p.is_file()} == before
+
+
+def test_resume_of_an_early_stopped_run_with_more_patience_trains_on(stopped_run: Path) -> None:
+    more = ["training.early_stopping_patience=2"]
+    run_experiment(load_run_config(stopped_run, more), resume=stopped_run, quiet=True)
+    assert len(read_json(stopped_run / "training_history.json")) == 4  # 3 epochs past best 1
+    assert (
+        yaml.safe_load((stopped_run / "config.yaml").read_text())["training"][
+            "early_stopping_patience"
+        ]
+        == 2
+    )
+
+
+def test_resume_of_a_finished_run_without_more_epochs_is_refused(step_run: Path) -> None:
+    config_yaml = (step_run / "config.yaml").read_bytes()
+    with pytest.raises(ConfigError, match=r"already trained 4 epochs; training\.num_epochs=4"):
+        run_experiment(load_run_config(step_run), resume=step_run, quiet=True)
+    assert (step_run / "config.yaml").read_bytes() == config_yaml
+
+
 def test_resume_of_a_directory_without_checkpoint_is_a_clear_error(
     data_root: Path, tmp_path: Path
 ) -> None:
