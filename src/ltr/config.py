@@ -112,6 +112,14 @@ class DataConfig(_Strict):
             raise ValueError("give data.root (a fold folder) or data.train (a file)")
         return self
 
+    def absolute(self) -> DataConfig:
+        """The same section with its paths resolved, so a run records the files it trained on
+        (and resumes from any working directory)."""
+        paths = {key: getattr(self, key) for key in ("root", "train", "valid", "test")}
+        return self.model_copy(
+            update={key: path.resolve() for key, path in paths.items() if path is not None}
+        )
+
 
 class ModelConfig(BaseModel):
     """``name`` picks the scorer; every other key is a parameter of its constructor."""

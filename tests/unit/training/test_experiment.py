@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -294,6 +295,37 @@ def test_resume_of_a_finished_run_without_more_epochs_is_refused(step_run: Path)
     with pytest.raises(ConfigError, match=r"already trained 4 epochs; training\.num_epochs=4"):
         run_experiment(load_run_config(step_run), resume=step_run, quiet=True)
     assert (step_run / "config.yaml").read_bytes() == config_yaml
+
+
+def test_run_records_absolute_data_paths_and_resumes_from_another_folder(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    relative = os.path.relpath(data_root)
+    config = make_config(Path(relative), tmp_path, "training.num_epochs=1")
+    run_dir = run_experiment(config, quiet=True)
+    stored = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["root"]
+    assert stored == str(data_root.resolve())
+    monkeypatch.chdir(tmp_path)  # elsewhere: the stored root still finds the data
+    run_experiment(load_run_config(run_dir, ["training.num_epochs=2"]), resume=run_dir, quiet=True)
+    # the same folder spelled another way is no config change
+    same = f"data.root={data_root / '..' / data_root.name}"
+    more = load_run_config(run_dir, ["training.num_epochs=3", same])
+    run_experiment(more, resume=run_dir, quiet=True)
+    assert read_json(run_dir / "metrics.json")["epochs"] == 3
+
+
+def test_resume_without_the_run_data_does_not_suggest_making_data(
+    data_root: Path, tmp_path: Path
+) -> None:
+    data = shutil.copytree(data_root, tmp_path / "data")
+    run_dir = run_experiment(make_config(data, tmp_path, "training.num_epochs=1"), quiet=True)
+    shutil.rmtree(data)
+    config = load_run_config(run_dir, ["training.num_epochs=2"])
+    with pytest.raises(DataNotFoundError, match=r"is not a folder; a resumed run reads") as error:
+        run_experiment(config, resume=run_dir, quiet=True)
+    assert "synth" not in str(error.value)
 
 
 def test_resume_of_a_directory_without_checkpoint_is_a_clear_error(
