@@ -74,12 +74,12 @@ def build_ensemble(
         raise ConfigError(f"an ensemble needs at least 2 members; got {len(members)}")
     paths = [checkpoint_file(member) for member in members]
     seen: dict[Path, str | Path] = {}
-    for member, path in zip(members, paths, strict=True):
+    for given, path in zip(members, paths, strict=True):
         if path.resolve() in seen:  # the same weights twice would only reweight them
             raise ConfigError(
-                f"{member} is given twice (also as {seen[path.resolve()]}); give distinct runs"
+                f"{given} is given twice (also as {seen[path.resolve()]}); give distinct runs"
             )
-        seen[path.resolve()] = member
+        seen[path.resolve()] = given
     payloads = [load_checkpoint(path) for path in paths]
     _check_compatible(paths, payloads)
     first = payloads[0]["config"]
