@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,30 @@ def test_baselines_ideal_row_is_the_ceiling(judged: Path) -> None:
     ideal = rows.pop("ideal (labels as scores)")["ndcg@10"]
     assert ideal == pytest.approx(2 / 3)  # one of three queries has no relevant document
     assert all(row["ndcg@10"] <= ideal for row in rows.values())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--resume", "some/run", "--loss", "listnet"], "own config.yaml; drop --loss"),
+        (["--resume", "some/run", "--model", "linear"], "own config.yaml; drop --model"),
+        (["--config", "c.yaml", "--model", "ensemble"], "from trained runs with ltr ensemble"),
+    ],
+)
+def test_train_refuses_options_that_do_not_apply_in_one_line(args: list[str], message: str) -> None:
+    result = run_ltr("train", *args)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_train_help_names_the_scorers_it_trains_and_what_quiet_hides() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ltr.cli", "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200", "TERM": "dumb"},
+    )
+    assert "linear|mlp|transformer (ensembles: ltr ensemble)" in result.stdout
+    assert "no epoch, run-directory or test lines" in result.stdout
