@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,21 @@ def test_data_with_another_feature_count_names_both_counts(
     write_letor(other, make_synthetic(n_queries=3, n_features=12, seed=0))
     with pytest.raises(ShapeError, match=r"trained on 9 features; .*wide\.txt has 12"):
         predict_file(run_dir, other, tmp_path / "scores.txt")
+
+
+def test_sparse_file_without_the_last_features_is_scored_like_training_reads_it(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    root, run_dir = trained
+    test = load_letor(root / "test.txt")
+    narrow = tmp_path / "narrow.txt"  # feature 9 left out: 0 for every document
+    write_letor(narrow, replace(test, features=test.features[:, :8]))
+    zeroed = tmp_path / "zeroed.txt"
+    test.features[:, 8] = 0.0
+    write_letor(zeroed, test)
+    got = read_scores(predict_file(run_dir, narrow, tmp_path / "narrow_scores.txt"))
+    expected = read_scores(predict_file(run_dir, zeroed, tmp_path / "zeroed_scores.txt"))
+    assert np.array_equal(got, expected)
 
 
 def test_missing_and_corrupt_checkpoints_are_clear_errors(
