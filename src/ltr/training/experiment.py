@@ -350,6 +350,8 @@ def load_splits(
     train_data = load_letor(paths.train)
     width = train_data.n_features
     test = None if paths.test is None else load_letor(paths.test, n_features=width)
+    if test is None:  # with or without a validation file
+        logger.warning("no test file: metrics.json will hold validation numbers only")
     if paths.valid is not None:
         valid = load_letor(paths.valid, n_features=width)
         return Splits(train_data, valid, test, valid_from_train=False)
@@ -362,8 +364,6 @@ def load_splits(
     logger.info(message)
     if console is not None:
         console.print(message, highlight=False)
-    if test is None:
-        logger.warning("no test file: metrics.json will hold validation numbers only")
     return Splits(train_part, valid, test, valid_from_train=True)
 
 

@@ -417,6 +417,17 @@ def test_without_validation_file_train_queries_validate(data_root: Path, tmp_pat
     assert read_json(run_dir / "metrics.json")["valid_from_train"] is True
 
 
+@pytest.mark.parametrize("files", [("train.txt",), ("train.txt", "vali.txt")])
+def test_missing_test_file_is_noticed_with_or_without_validation_file(
+    data_root: Path, tmp_path: Path, files: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in files:
+        shutil.copy(data_root / name, tmp_path / name)
+    splits = load_splits(make_config(tmp_path, tmp_path / "runs").data)
+    assert splits.test is None
+    assert "no test file: metrics.json will hold validation numbers only" in caplog.text
+
+
 def test_explicit_paths_win_over_the_root_and_valid_txt_is_accepted(
     data_root: Path, tmp_path: Path
 ) -> None:
