@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ltr.config import ExperimentConfig, apply_overrides, load_config, switch_components
+from ltr.config import (
+    ExperimentConfig,
+    apply_overrides,
+    dotted_items,
+    load_config,
+    switch_components,
+)
 from ltr.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +35,20 @@ def config_file(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_configs_validate(path: Path) -> None:
     assert isinstance(load_config(path), ExperimentConfig)
+
+
+def test_default_yaml_spells_out_every_field() -> None:
+    path = REPO_ROOT / "configs" / "default.yaml"
+    written = dotted_items(yaml.safe_load(path.read_text(encoding="utf-8")))
+    defaults = dotted_items(load_config(base={"data": {"root": "d"}}).resolved())
+    # loss.params: {} stands for the chosen loss's own defaults, which differ per loss
+    assert set(written) - {"loss.params"} == {
+        k for k in defaults if not k.startswith("loss.params.")
+    }
+    chosen = ("experiment.", "data.root")  # the file's own choices; everything else is a default
+    assert {k: v for k, v in written.items() if k in defaults and not k.startswith(chosen)} == {
+        k: defaults[k] for k in written if k in defaults and not k.startswith(chosen)
+    }
 
 
 def test_overrides_apply_before_validation(config_file: Path) -> None:
