@@ -34,6 +34,8 @@ from ltr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+_PROBE_FEATURES = 3  # the feature count scorers are built for while a config is checked
+
 __all__ = [
     "DataConfig",
     "EvaluationConfig",
@@ -68,6 +70,10 @@ ModelName = Literal["linear", "mlp", "transformer", "ensemble"]
 Normalization = Literal[
     "none", "standard", "minmax", "log1p_standard", "query_minmax", "query_zscore"
 ]
+
+
+class _NamedFieldError(ValueError):
+    """A validator's error whose message starts with the dotted field it is about."""
 
 
 class _Strict(BaseModel):
@@ -106,6 +112,14 @@ class DataConfig(_Strict):
             raise ValueError("give data.root (a fold folder) or data.train (a file)")
         return self
 
+    def absolute(self) -> DataConfig:
+        """The same section with its paths resolved, so a run records the files it trained on
+        (and resumes from any working directory)."""
+        paths = {key: getattr(self, key) for key in ("root", "train", "valid", "test")}
+        return self.model_copy(
+            update={key: path.resolve() for key, path in paths.items() if path is not None}
+        )
+
 
 class ModelConfig(BaseModel):
     """``name`` picks the scorer; every other key is a parameter of its constructor."""
@@ -119,6 +133,7 @@ class ModelConfig(BaseModel):
         from ltr.models import MODELS
 
         _check_params(self.name, MODELS[self.name], self.params, skip=("n_features",))
+        _probe_model(MODELS[self.name], self.params)
         return self
 
     @property
@@ -382,6 +397,9 @@ def load_config(
         return ExperimentConfig.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, _NamedFieldError):  # names a parameter, deeper than pydantic's loc
+            raise ConfigError(f"{source}: {cause}") from None
         field = ".".join(str(part) for part in first["loc"]) or "(top level)"
         raise ConfigError(f"{source}: {field}: {_clean(first['msg'])}") from None
     except ConfigError as error:  # raised by a validator that knows the field (model., loss.)
@@ -495,19 +513,49 @@ def _check_params(
 
 def _probe_loss(fn: Callable[..., Any], params: Mapping[str, Any]) -> None:
     """Call the loss on a two-document query, so that a bad parameter value (``sigma: 0``) fails
-    when the config is read, naming ``loss.params``, rather than at the first batch."""
+    when the config is read, naming ``loss.params.<key>``, rather than at the first batch."""
     import torch
 
     batch = (torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), torch.ones(1, 2, dtype=torch.bool))
     with torch.random.fork_rng(devices=[]):  # ListMLE's random ties must not move the seed
-        for key, value in params.items():  # one at a time, so a wrong type names its key
+        for key, value in params.items():  # one at a time, so the message names the key
             try:
                 fn(*batch, **{key: value})
             except TypeError as error:  # e.g. a string where a number belongs
-                raise ValueError(
-                    f"{key} has a value of the wrong type ({value!r}): {error}"
+                raise _NamedFieldError(
+                    f"loss.params.{key}: has a value of the wrong type ({value!r}): {error}"
                 ) from None
+            except ValueError as error:  # the loss's own check: "sigma must be greater than 0"
+                problem = str(error).removeprefix(f"{key} ")
+                raise _NamedFieldError(f"loss.params.{key}: {problem}") from None
         fn(*batch, **params)
+
+
+def _probe_model(cls: Callable[..., Any], params: Mapping[str, Any]) -> None:
+    """Build the scorer for a few features, so that a bad parameter value (``dropout: abc``)
+    fails when the config is read, naming ``model.<key>``, rather than after the data loads."""
+    import torch
+
+    signature = inspect.signature(cls).parameters
+    needed = [k for k, p in signature.items() if p.default is inspect.Parameter.empty]
+    missing = next((key for key in needed[1:] if key not in params), None)  # [0]: n_features
+    if missing is not None:
+        raise _NamedFieldError(f"model.{missing}: required by this scorer")
+    required = {key: params[key] for key in needed[1:]}  # an ensemble's members: every probe
+    with torch.random.fork_rng(devices=[]):  # building draws initial weights
+        for key, value in params.items():  # one at a time, so the message names the key
+            try:
+                cls(_PROBE_FEATURES, **{**required, key: value})
+            except ConfigError as error:  # the scorer's own check names its field
+                raise _NamedFieldError(str(error)) from None
+            except (TypeError, ValueError) as error:  # e.g. a string where a number belongs
+                raise _NamedFieldError(f"model.{key}: invalid value {value!r}: {error}") from None
+        try:
+            cls(_PROBE_FEATURES, **params)
+        except ConfigError as error:  # a combination, e.g. n_heads that do not divide d_model
+            raise _NamedFieldError(str(error)) from None
+        except (TypeError, ValueError) as error:
+            raise _NamedFieldError(f"model: {error}") from None
 
 
 def _defaults(fn: Callable[..., Any], *, skip: tuple[str, ...]) -> dict[str, Any]:

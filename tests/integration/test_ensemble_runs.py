@@ -212,6 +212,13 @@ def test_bad_requests_are_config_errors_that_write_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_member_given_twice_is_refused(members: list[Path], tmp_path: Path) -> None:
+    twice = [members[0], members[1], members[0] / "checkpoints" / "best.pt"]
+    with pytest.raises(ConfigError, match=r"best\.pt is given twice \(also as .*s0\); give"):
+        build_ensemble(twice, output_dir=tmp_path, quiet=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_ensemble_is_not_a_member(ensemble: Path, members: list[Path], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="ensembles do not nest"):
         build_ensemble([members[0], ensemble], output_dir=tmp_path, quiet=True)

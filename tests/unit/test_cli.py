@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -268,3 +269,30 @@ def test_synth_minimum_query_count_is_the_one_the_split_allows(tmp_path: Path) -
     assert CLI_MIN == MIN_QUERIES
     assert too_few.returncode == 2 and "--queries" in too_few.stderr
     assert enough.returncode == 0, enough.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--resume", "some/run", "--loss", "listnet"], "own config.yaml; drop --loss"),
+        (["--resume", "some/run", "--model", "linear"], "own config.yaml; drop --model"),
+        (["--config", "c.yaml", "--model", "ensemble"], "from trained runs with ltr ensemble"),
+    ],
+)
+def test_train_refuses_options_that_do_not_apply_in_one_line(args: list[str], message: str) -> None:
+    result = run_ltr("train", *args)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_train_help_names_the_scorers_it_trains_and_what_quiet_hides() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ltr.cli", "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200", "TERM": "dumb"},
+    )
+    assert "linear|mlp|transformer (ensembles: ltr ensemble)" in result.stdout
+    assert "no epoch, run-directory or test lines" in result.stdout

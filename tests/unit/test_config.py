@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ltr.config import ExperimentConfig, apply_overrides, load_config, switch_components
+from ltr.config import (
+    ExperimentConfig,
+    apply_overrides,
+    dotted_items,
+    load_config,
+    switch_components,
+)
 from ltr.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +35,20 @@ def config_file(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_configs_validate(path: Path) -> None:
     assert isinstance(load_config(path), ExperimentConfig)
+
+
+def test_default_yaml_spells_out_every_field() -> None:
+    path = REPO_ROOT / "configs" / "default.yaml"
+    written = dotted_items(yaml.safe_load(path.read_text(encoding="utf-8")))
+    defaults = dotted_items(load_config(base={"data": {"root": "d"}}).resolved())
+    # loss.params: {} stands for the chosen loss's own defaults, which differ per loss
+    assert set(written) - {"loss.params"} == {
+        k for k in defaults if not k.startswith("loss.params.")
+    }
+    chosen = ("experiment.", "data.root")  # the file's own choices; everything else is a default
+    assert {k: v for k, v in written.items() if k in defaults and not k.startswith(chosen)} == {
+        k: defaults[k] for k in written if k in defaults and not k.startswith(chosen)
+    }
 
 
 def test_overrides_apply_before_validation(config_file: Path) -> None:
@@ -74,20 +94,28 @@ def test_resolved_yaml_loads_back_to_the_same_config(config_file: Path, tmp_path
         ),
         (
             "loss.params.sigma=0",
-            r"exp\.yaml: loss\.params: sigma must be greater than 0; got 0",
+            r"exp\.yaml: loss\.params\.sigma: must be greater than 0; got 0",
         ),
         (
             "loss.params.reduction=sum",
-            r"exp\.yaml: loss\.params: reduction must be 'queries' or 'pairs'; got 'sum'",
+            r"exp\.yaml: loss\.params\.reduction: must be 'queries' or 'pairs'; got 'sum'",
         ),
         (
             "loss.params.k=ten",
-            r"exp\.yaml: loss\.params: k must be a positive integer or None; got 'ten'",
+            r"exp\.yaml: loss\.params\.k: must be a positive integer or None; got 'ten'",
         ),
         (
             "loss.params.sigma=abc",
-            r"exp\.yaml: loss\.params: sigma has a value of the wrong type \('abc'\)",
+            r"exp\.yaml: loss\.params\.sigma: has a value of the wrong type \('abc'\)",
         ),
+        # scorer parameters are checked when the config is read, not after the data loads
+        ("model.hidden_dims=8", r"exp\.yaml: model\.hidden_dims: must be a list of integer"),
+        ("model.hidden_dims=null", r"exp\.yaml: model\.hidden_dims: must be a list of"),
+        ("model.hidden_dims=[a]", r"exp\.yaml: model\.hidden_dims: must be a list of"),
+        ("model.hidden_dims=[8.5]", r"exp\.yaml: model\.hidden_dims: must be a list of"),
+        ("model.dropout=abc", r"exp\.yaml: model\.dropout: must be in \[0, 1\); got 'abc'"),
+        ("model.dropout=[1]", r"exp\.yaml: model\.dropout: must be in \[0, 1\); got \[1\]"),
+        ("model.activation=5", r"exp\.yaml: model\.activation: "),
         ("loss.name=lambda", r"exp\.yaml: loss\.name: Input should be 'mse', 'ranknet'"),
         ("evaluation.metrics=[ndcg@0]", r"exp\.yaml: evaluation\.metrics"),
         ("training.scheduler.name=linear", r"exp\.yaml: training\.scheduler\.name: "),
@@ -191,6 +219,9 @@ def test_naming_the_configured_scorer_or_loss_changes_nothing(config_file: Path)
     [  # an explicit --set is checked against the new scorer; unknown names are reported
         (["model.hidden_dims=[8]"], {"model": "transformer"}, r"exp\.yaml: model: 'hidden_dims'"),
         ([], {"model": "gbdt"}, r"exp\.yaml: model\.name: Input should be 'linear'"),
+        (["model.d_model=abc"], {"model": "transformer"}, r"exp\.yaml: model\.d_model: "),
+        (["model.d_model=6"], {"model": "transformer"}, r"exp\.yaml: model\.n_heads: must"),
+        ([], {"model": "ensemble"}, r"exp\.yaml: model\.members: required"),
         ([], {"loss": "softmax"}, r"exp\.yaml: loss\.name: Input should be 'mse'"),
     ],
 )

@@ -28,7 +28,8 @@ def train(
         Path | None, typer.Option("--config", help="Experiment YAML (e.g. configs/default.yaml).")
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Scorer: linear|mlp|transformer|ensemble.")
+        str | None,
+        typer.Option("--model", help="Scorer: linear|mlp|transformer (ensembles: ltr ensemble)."),
     ] = None,
     loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. lambdarank.")] = None,
     overrides: Annotated[
@@ -39,18 +40,28 @@ def train(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this run from its last.pt.")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No per-epoch lines.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", help="Print only errors: no epoch, run-directory or test lines."),
+    ] = False,
 ) -> None:
     """Train a scorer; writes a run directory with checkpoints, history and test metrics."""
     from ltr.config import load_config
     from ltr.training import Distributed, load_run_config, run_experiment
 
     sets = [*(overrides or []), *([f"training.device={option_value(device)}"] if device else [])]
+    if model == "ensemble":  # it averages trained runs; there is nothing to train
+        raise ConfigError("--model ensemble: build ensembles from trained runs with ltr ensemble")
     if resume is not None:
-        if config is not None:
-            raise ConfigError("--resume continues a run with its own config.yaml; drop --config")
-        shortcuts = {"model.name": model, "loss.name": loss}
-        sets += [f"{key}={value}" for key, value in shortcuts.items() if value is not None]
+        given = [
+            name
+            for name, value in (("--config", config), ("--model", model), ("--loss", loss))
+            if value is not None
+        ]
+        if given:  # a resumed run keeps its scorer and loss
+            raise ConfigError(
+                f"--resume continues a run with its own config.yaml; drop {', '.join(given)}"
+            )
         experiment = load_run_config(resume, sets)
     elif config is None:
         raise ConfigError("give --config FILE (e.g. configs/default.yaml) or --resume RUN_DIR")

@@ -108,13 +108,16 @@ def predict_file(
 
     Raises:
         ConfigError: an unknown ``fmt``.
-        ShapeError: the file's feature count differs from the model's.
+        ShapeError: the file has more features than the model (fewer are fine: a sparse file
+            leaves out features that are 0).
         DataNotFoundError, LtrError: a missing or unreadable model or data file.
     """
     if fmt not in ("scores", "trec"):
         raise ConfigError(f"format must be 'scores' or 'trec'; got {fmt!r}")
     predictor = Predictor.load(model_path, device=device)
     data = load_letor(data_path)
+    if data.n_features < predictor.n_features:  # a sparse file may leave out the last features
+        data = load_letor(data_path, n_features=predictor.n_features)  # (0), as training reads it
     scores = predictor.score(data, source=str(data_path))
     out = Path(out_path)
     if fmt == "scores":

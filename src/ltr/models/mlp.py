@@ -32,6 +32,13 @@ def make_activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+def _is_widths(value: object) -> bool:
+    """A list of integer layer widths >= 1 (8.5 is refused, not truncated)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        return False
+    return all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value)
+
+
 class MaskedBatchNorm(nn.Module):
     """Batch normalization over the real documents of a ``[B, L, C]`` batch only.
 
@@ -106,10 +113,13 @@ class MLPScorer(nn.Module):
             raise ConfigError(
                 f"model.norm: unknown norm {norm!r}; choose one of: None, batch, layer"
             )
-        if not 0.0 <= dropout < 1.0:
+        number = isinstance(dropout, (int, float)) and not isinstance(dropout, bool)
+        if not (number and 0 <= dropout < 1):
             raise ConfigError(f"model.dropout: must be in [0, 1); got {dropout!r}")
-        if any(int(width) < 1 for width in hidden_dims):
-            raise ConfigError(f"model.hidden_dims: widths must be >= 1; got {list(hidden_dims)}")
+        if not _is_widths(hidden_dims):
+            raise ConfigError(
+                f"model.hidden_dims: must be a list of integer widths >= 1; got {hidden_dims!r}"
+            )
         make_activation(activation)  # fail early, before building layers
         self.encoding, self.ranks, width = input_modules(n_features, piecewise_bins, list_ranks)
         self.linears = nn.ModuleList()

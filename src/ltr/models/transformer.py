@@ -62,8 +62,8 @@ class ContextAwareScorer(nn.Module):
             ("n_layers", n_layers),
             ("dim_feedforward", dim_feedforward),
         ]:
-            if value < 1:
-                raise ConfigError(f"model.{name}: must be >= 1; got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"model.{name}: must be an integer >= 1; got {value!r}")
         if d_model % n_heads:
             raise ConfigError(
                 f"model.n_heads: must divide d_model; got d_model={d_model}, n_heads={n_heads}"

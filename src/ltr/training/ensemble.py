@@ -36,7 +36,7 @@ from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow
 from ltr.experiments.tracking import Run
 from ltr.models import EnsembleScorer
 from ltr.training.checkpoint import checkpoint_file, load_checkpoint
-from ltr.training.experiment import load_splits, report_test_metrics
+from ltr.training.experiment import load_splits, report_test_metrics, same_paths
 from ltr.training.trainer import evaluate_model, score_data, validation_metrics
 
 __all__ = ["build_ensemble"]
@@ -64,8 +64,8 @@ def build_ensemble(
         The new run directory.
 
     Raises:
-        ConfigError: fewer than two members, members trained on different data settings or
-            normalized differently, or bad weights.
+        ConfigError: fewer than two members, a member given twice, members trained on
+            different data settings or normalized differently, or bad weights.
         ShapeError: members built for different feature counts.
         DataNotFoundError, LtrError: a member that is not a readable run or checkpoint.
     """
@@ -73,6 +73,13 @@ def build_ensemble(
     if len(members) < 2:
         raise ConfigError(f"an ensemble needs at least 2 members; got {len(members)}")
     paths = [checkpoint_file(member) for member in members]
+    seen: dict[Path, str | Path] = {}
+    for given, path in zip(members, paths, strict=True):
+        if path.resolve() in seen:  # the same weights twice would only reweight them
+            raise ConfigError(
+                f"{given} is given twice (also as {seen[path.resolve()]}); give distinct runs"
+            )
+        seen[path.resolve()] = given
     payloads = [load_checkpoint(path) for path in paths]
     _check_compatible(paths, payloads)
     first = payloads[0]["config"]
@@ -90,6 +97,7 @@ def build_ensemble(
     if output_dir is not None:
         raw["tracking"] = {**raw.get("tracking", {}), "output_dir": str(output_dir)}
     config = load_config(base=raw)  # a bad --name is a ConfigError, not a pydantic traceback
+    config = config.model_copy(update={"data": config.data.absolute()})  # members' may be relative
     n_features = int(payloads[0]["n_features"])
     scorer = EnsembleScorer(n_features, config.model.params["members"], weights)
     for index, (member, payload) in enumerate(zip(scorer.members, payloads, strict=True)):
@@ -165,7 +173,8 @@ def _check_compatible(paths: Sequence[Path], payloads: Sequence[dict[str, Any]])
                 f"{reference['n_features']}"
             )
         data, expected = (
-            dotted_items({"data": p["config"].get("data", {})}) for p in (payload, reference)
+            same_paths(dotted_items({"data": p["config"].get("data", {})}))
+            for p in (payload, reference)
         )
         differing = sorted(
             key for key in set(data) | set(expected) if data.get(key) != expected.get(key)

@@ -37,7 +37,14 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from ltr.config import DataConfig, EvaluationConfig, ExperimentConfig, dotted_items, load_config
+from ltr.config import (
+    DataConfig,
+    EvaluationConfig,
+    ExperimentConfig,
+    TrainingConfig,
+    dotted_items,
+    load_config,
+)
 from ltr.data.dataset import QueryDataset, split_by_query
 from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
@@ -61,6 +68,7 @@ __all__ = [
     "resolve_data_paths",
     "resolve_device",
     "run_experiment",
+    "same_paths",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,6 +81,7 @@ FILE_NAMES = {
 # always in metrics.json, whatever evaluation.metrics lists
 TEST_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr")
 NO_RELEVANT_POLICIES = ("zero", "one", "skip")
+DATA_PATHS = ("data.root", "data.train", "data.valid", "data.test")
 # fields a resumed run may change; anything else must match the run's config.yaml
 RESUMABLE_CHANGES = (
     "training.num_epochs",
@@ -130,8 +139,9 @@ def run_experiment(
 
     Raises:
         DataNotFoundError: a data file or the data root is missing.
-        ConfigError: a resumed run with a different config; a distributed job whose
-            ``training.batch_size`` is not divisible by the number of processes.
+        ConfigError: a resumed run with a different config or no epoch left to train (its
+            ``num_epochs`` done, or stopped early and the patience not raised); a distributed
+            job whose ``training.batch_size`` is not divisible by the number of processes.
         LtrError: a missing or corrupt checkpoint, training divergence.
     """
     dist = dist or Distributed()
@@ -161,15 +171,16 @@ def _run(
 ) -> Path:
     """:func:`run_experiment` inside the process group."""
     console = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    config = config.model_copy(update={"data": config.data.absolute()})  # what config.yaml holds
     training = config.training
     if training.num_threads is not None:
         torch.set_num_threads(training.num_threads)
     checkpoint = None
-    if resume is not None:
-        run = Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
-        checkpoint = load_checkpoint(run.checkpoint_path("last"))
+    if resume is not None:  # every check before a file of the run (or TensorBoard's) is written
+        checkpoint = load_checkpoint(Run.open(resume, tensorboard=False).checkpoint_path("last"))
         _check_resumable(resume, checkpoint["config"], config.resolved())
-    splits = load_splits(config.data, console=console)
+        _check_epochs_left(checkpoint, training)
+    splits = load_splits(config.data, console=console, resuming=resume is not None)
     if checkpoint is not None:
         check_feature_count(checkpoint, splits.train.n_features, "the training data")
         normalizer = Normalizer.from_dict(checkpoint["normalizer"], source=str(resume))
@@ -202,6 +213,8 @@ def _run(
             tensorboard=config.tracking.tensorboard,
         )
         run.dir = Path(dist.broadcast_object(str(run.dir)))  # rank 0 named and created it
+    else:
+        run = Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
     with run:
         attach_mlflow(run, config, tags=mlflow_tags)
         run.trackers.extend(trackers)
@@ -286,8 +299,11 @@ def report_test_metrics(
     return means, per_query
 
 
-def resolve_data_paths(cfg: DataConfig) -> DataPaths:
+def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
     """Training, validation and test files: explicit paths first, then the files in ``root``.
+
+    ``resuming``: the data belongs to an existing run, so a missing folder is not a hint to
+    create data.
 
     Raises:
         DataNotFoundError: a named file, the root, or the training file in it is missing.
@@ -295,10 +311,13 @@ def resolve_data_paths(cfg: DataConfig) -> DataPaths:
     found: dict[str, Path | None] = {}
     root = cfg.root
     if root is not None and not root.is_dir():
-        raise DataNotFoundError(
-            f"data.root {root} is not a folder; create synthetic data with "
-            f"`ltr data synth --out {root}` or point data.root at a LETOR fold"
+        hint = (
+            "a resumed run reads the data it was trained on; restore that folder"
+            if resuming
+            else f"create synthetic data with `ltr data synth --out {root}` or point data.root "
+            "at a LETOR fold"
         )
+        raise DataNotFoundError(f"data.root {root} is not a folder; {hint}")
     for split in ("train", "valid", "test"):
         explicit: Path | None = getattr(cfg, split)
         if explicit is not None:
@@ -320,15 +339,19 @@ def resolve_data_paths(cfg: DataConfig) -> DataPaths:
     return DataPaths(train=train_path, valid=found["valid"], test=found["test"])
 
 
-def load_splits(cfg: DataConfig, *, console: Console | None = None) -> Splits:
+def load_splits(
+    cfg: DataConfig, *, console: Console | None = None, resuming: bool = False
+) -> Splits:
     """Read the data of :func:`resolve_data_paths`; split train by query if there is no valid.
 
     Validation and test files are read with the training file's feature count.
     """
-    paths = resolve_data_paths(cfg)
+    paths = resolve_data_paths(cfg, resuming=resuming)
     train_data = load_letor(paths.train)
     width = train_data.n_features
     test = None if paths.test is None else load_letor(paths.test, n_features=width)
+    if test is None:  # with or without a validation file
+        logger.warning("no test file: metrics.json will hold validation numbers only")
     if paths.valid is not None:
         valid = load_letor(paths.valid, n_features=width)
         return Splits(train_data, valid, test, valid_from_train=False)
@@ -341,8 +364,6 @@ def load_splits(cfg: DataConfig, *, console: Console | None = None) -> Splits:
     logger.info(message)
     if console is not None:
         console.print(message, highlight=False)
-    if test is None:
-        logger.warning("no test file: metrics.json will hold validation numbers only")
     return Splits(train_part, valid, test, valid_from_train=True)
 
 
@@ -370,9 +391,36 @@ def load_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> Exper
     return load_config(path, overrides)
 
 
+def _check_epochs_left(checkpoint: Mapping[str, Any], training: TrainingConfig) -> None:
+    """Refuse a resume that would train no epoch (and so must not rewrite the run's files)."""
+    state = checkpoint["state"]
+    done, since_best = state["epoch"], state["epochs_since_best"]
+    if state["stopped_early"] and since_best > training.early_stopping_patience:
+        old = checkpoint["config"]["training"]["early_stopping_patience"]
+        raise ConfigError(
+            f"run stopped early at epoch {done} (best {state['best_epoch']}) with patience {old}; "
+            f"raise training.early_stopping_patience to {since_best} or more to continue"
+        )
+    if done >= training.num_epochs:
+        raise ConfigError(
+            f"already trained {done} epochs; training.num_epochs={training.num_epochs} leaves "
+            f"none to train; raise training.num_epochs to continue"
+        )
+
+
+def same_paths(items: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted config items with the data paths resolved, to compare runs made in other folders
+    (runs before paths were stored absolute hold them relative to where they were trained)."""
+    return {
+        key: str(Path(value).resolve()) if key in DATA_PATHS and value is not None else value
+        for key, value in items.items()
+    }
+
+
 def _check_resumable(run_dir: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
-    """Refuse to resume with a config that changes more than :data:`RESUMABLE_CHANGES`."""
-    before, after = dotted_items(stored), dotted_items(wanted)
+    """Refuse to resume with a config that changes more than :data:`RESUMABLE_CHANGES`; a data
+    path may be spelled differently if it resolves to the same file or folder."""
+    before, after = same_paths(dotted_items(stored)), same_paths(dotted_items(wanted))
     changed = [
         key
         for key in sorted(set(before) | set(after))

@@ -93,7 +93,8 @@ class TrainState:
         best_epoch: 1-based epoch with the best validation value (None before the first).
         best_value: that value.
         epochs_since_best: epochs completed since the best one.
-        stopped_early: patience ran out; a resumed run does not train further.
+        stopped_early: patience ran out; a resumed run trains further only with a patience
+            of at least ``epochs_since_best``.
         history: one record per completed epoch (see :func:`train`).
     """
 
@@ -206,6 +207,8 @@ def train(
     averaged = None if cfg.weight_averaging is None else WeightAverage(model, cfg.weight_averaging)
     if resume_from is not None:
         state = _restore(resume_from, model, optimizer, scheduler, averaged)
+        if state.stopped_early and state.epochs_since_best <= cfg.early_stopping_patience:
+            state.stopped_early = False  # resumed with more patience: training goes on
     net = dist.wrap(model, device)  # DDP in a distributed job: it trains; `model` is saved
     first_epoch = cfg.num_epochs if state.stopped_early else state.epoch
     for epoch in range(first_epoch, cfg.num_epochs):

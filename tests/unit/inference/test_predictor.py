@@ -92,6 +92,21 @@ def test_data_with_another_feature_count_names_both_counts(
         predict_file(run_dir, other, tmp_path / "scores.txt")
 
 
+def test_sparse_file_without_the_last_features_is_scored_like_training_reads_it(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    root, run_dir = trained
+    test = load_letor(root / "test.txt")
+    narrow = tmp_path / "narrow.txt"  # feature 9 left out: 0 for every document
+    write_letor(narrow, replace(test, features=test.features[:, :8]))
+    zeroed = tmp_path / "zeroed.txt"
+    test.features[:, 8] = 0.0
+    write_letor(zeroed, test)
+    got = read_scores(predict_file(run_dir, narrow, tmp_path / "narrow_scores.txt"))
+    expected = read_scores(predict_file(run_dir, zeroed, tmp_path / "zeroed_scores.txt"))
+    assert np.array_equal(got, expected)
+
+
 def test_missing_and_corrupt_checkpoints_are_clear_errors(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:

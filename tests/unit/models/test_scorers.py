@@ -150,7 +150,11 @@ def test_unknown_parameter_is_named_with_the_valid_ones() -> None:
         ("mlp", {"dropout": 1.0}, r"model\.dropout: must be in \[0, 1\)"),
         ("mlp", {"list_ranks": "yes"}, r"model\.list_ranks: must be true or false; got 'yes'"),
         ("transformer", {"d_model": 10, "n_heads": 4}, r"model\.n_heads: must divide d_model"),
-        ("transformer", {"n_layers": 0}, r"model\.n_layers: must be >= 1"),
+        ("transformer", {"n_layers": 0}, r"model\.n_layers: must be an integer >= 1"),
+        ("transformer", {"d_model": "abc"}, r"model\.d_model: must be an integer >= 1"),
+        ("mlp", {"hidden_dims": [8.5]}, r"model\.hidden_dims: must be a list of integer"),
+        ("mlp", {"hidden_dims": 8}, r"model\.hidden_dims: must be a list of integer"),
+        ("mlp", {"dropout": "abc"}, r"model\.dropout: must be in \[0, 1\); got 'abc'"),
         ("transformer", {"list_ranks": 1}, r"model\.list_ranks: must be true or false; got 1"),
     ],
 )

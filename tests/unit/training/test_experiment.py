@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -251,6 +252,82 @@ def test_resume_refuses_a_config_that_changes_the_model(step_run: Path, data_roo
         run_experiment(config, resume=step_run, quiet=True)
 
 
+@pytest.fixture
+def stopped_run(data_root: Path, tmp_path: Path) -> Path:
+    """A run stopped early at epoch 2 (best 1, patience 0): a tiny rate leaves NDCG unchanged."""
+    config = make_config(
+        data_root,
+        tmp_path,
+        "training.num_epochs=6",
+        "training.early_stopping_patience=0",
+        "training.learning_rate=1e-12",
+    )
+    run_dir = run_experiment(config, quiet=True)
+    assert read_json(run_dir / "metrics.json")["epochs"] == 2
+    return run_dir
+
+
+def test_resume_of_an_early_stopped_run_without_more_patience_is_refused(
+    stopped_run: Path,
+) -> None:
+    before = {p: p.read_bytes() for p in stopped_run.rglob("*") if p.is_file()}
+    config = load_run_config(stopped_run, ["training.num_epochs=8"])
+    message = r"stopped early at epoch 2 \(best 1\) with patience 0; raise training\.early_stop"
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(config, resume=stopped_run, quiet=True)
+    assert {p: p.read_bytes() for p in stopped_run.rglob("*") if p.is_file()} == before
+
+
+def test_resume_of_an_early_stopped_run_with_more_patience_trains_on(stopped_run: Path) -> None:
+    more = ["training.early_stopping_patience=2"]
+    run_experiment(load_run_config(stopped_run, more), resume=stopped_run, quiet=True)
+    assert len(read_json(stopped_run / "training_history.json")) == 4  # 3 epochs past best 1
+    assert (
+        yaml.safe_load((stopped_run / "config.yaml").read_text())["training"][
+            "early_stopping_patience"
+        ]
+        == 2
+    )
+
+
+def test_resume_of_a_finished_run_without_more_epochs_is_refused(step_run: Path) -> None:
+    config_yaml = (step_run / "config.yaml").read_bytes()
+    with pytest.raises(ConfigError, match=r"already trained 4 epochs; training\.num_epochs=4"):
+        run_experiment(load_run_config(step_run), resume=step_run, quiet=True)
+    assert (step_run / "config.yaml").read_bytes() == config_yaml
+
+
+def test_run_records_absolute_data_paths_and_resumes_from_another_folder(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    relative = os.path.relpath(data_root)
+    config = make_config(Path(relative), tmp_path, "training.num_epochs=1")
+    run_dir = run_experiment(config, quiet=True)
+    stored = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["root"]
+    assert stored == str(data_root.resolve())
+    monkeypatch.chdir(tmp_path)  # elsewhere: the stored root still finds the data
+    run_experiment(load_run_config(run_dir, ["training.num_epochs=2"]), resume=run_dir, quiet=True)
+    # the same folder spelled another way is no config change
+    same = f"data.root={data_root / '..' / data_root.name}"
+    more = load_run_config(run_dir, ["training.num_epochs=3", same])
+    run_experiment(more, resume=run_dir, quiet=True)
+    assert read_json(run_dir / "metrics.json")["epochs"] == 3
+
+
+def test_resume_without_the_run_data_does_not_suggest_making_data(
+    data_root: Path, tmp_path: Path
+) -> None:
+    data = shutil.copytree(data_root, tmp_path / "data")
+    run_dir = run_experiment(make_config(data, tmp_path, "training.num_epochs=1"), quiet=True)
+    shutil.rmtree(data)
+    config = load_run_config(run_dir, ["training.num_epochs=2"])
+    with pytest.raises(DataNotFoundError, match=r"is not a folder; a resumed run reads") as error:
+        run_experiment(config, resume=run_dir, quiet=True)
+    assert "synth" not in str(error.value)
+
+
 def test_resume_of_a_directory_without_checkpoint_is_a_clear_error(
     data_root: Path, tmp_path: Path
 ) -> None:
@@ -338,6 +415,17 @@ def test_without_validation_file_train_queries_validate(data_root: Path, tmp_pat
     assert len(valid_ids) == round(0.2 * full.n_queries)
     run_dir = run_experiment(config, quiet=True)
     assert read_json(run_dir / "metrics.json")["valid_from_train"] is True
+
+
+@pytest.mark.parametrize("files", [("train.txt",), ("train.txt", "vali.txt")])
+def test_missing_test_file_is_noticed_with_or_without_validation_file(
+    data_root: Path, tmp_path: Path, files: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in files:
+        shutil.copy(data_root / name, tmp_path / name)
+    splits = load_splits(make_config(tmp_path, tmp_path / "runs").data)
+    assert splits.test is None
+    assert "no test file: metrics.json will hold validation numbers only" in caplog.text
 
 
 def test_explicit_paths_win_over_the_root_and_valid_txt_is_accepted(
