@@ -219,6 +219,19 @@ def test_a_member_given_twice_is_refused(members: list[Path], tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_ensemble_lands_beside_its_first_run_from_any_folder(
+    root: Path, members: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(root)
+    relative = train(root, root / "data", "tracking.output_dir=relative_runs").resolve()
+    monkeypatch.chdir(tmp_path)  # elsewhere, where relative_runs/ does not exist
+
+    built = build_ensemble([relative, members[1]], name="beside", quiet=True)
+
+    assert built.parent == relative.parent == root / "relative_runs"
+    assert not (tmp_path / "relative_runs").exists()
+
+
 def test_an_ensemble_is_not_a_member(ensemble: Path, members: list[Path], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="ensembles do not nest"):
         build_ensemble([members[0], ensemble], output_dir=tmp_path, quiet=True)

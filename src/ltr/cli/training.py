@@ -80,7 +80,7 @@ def ensemble(
     ] = None,
     output_dir: Annotated[
         Path | None,
-        typer.Option("--output-dir", help="Where the run goes (default: the first run's)."),
+        typer.Option("--output-dir", help="Where the run goes (default: beside the first run)."),
     ] = None,
     weights: Annotated[
         str | None, typer.Option("--weights", help="Comma-separated weights, one per run.")

@@ -55,8 +55,8 @@ def build_ensemble(
     Args:
         members: at least two run directories (their ``checkpoints/best.pt``) or ``.pt`` files.
         name: experiment name of the new run (default ``<first member's name>_ensemble<k>``).
-        output_dir: where the run directory goes (default: the first member's
-            ``tracking.output_dir``).
+        output_dir: where the run directory goes (default: beside the first member's run
+            directory, or its ``tracking.output_dir`` when it is a bare checkpoint).
         weights: one weight per member (default equal).
         quiet: print nothing.
 
@@ -94,6 +94,9 @@ def build_ensemble(
         "name": name or f"{first['experiment']['name']}_ensemble{len(paths)}",
         "description": f"mean of the scores of {len(paths)} runs",
     }
+    if output_dir is None and paths[0].parent.name == "checkpoints":
+        # beside the first run, wherever this runs from (its output_dir may be relative)
+        output_dir = paths[0].resolve().parent.parent.parent
     if output_dir is not None:
         raw["tracking"] = {**raw.get("tracking", {}), "output_dir": str(output_dir)}
     config = load_config(base=raw)  # a bad --name is a ConfigError, not a pydantic traceback
