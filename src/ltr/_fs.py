@@ -27,6 +27,13 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def refuse_directory(path: str | Path) -> None:
+    """Raise :class:`ConfigError` when an output ``path`` is an existing directory; commands
+    call it before their work, so a typo costs no computation."""
+    if Path(path).is_dir():
+        raise ConfigError(f"{path} is a directory; the output must be a file path")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
@@ -37,8 +44,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         ConfigError: ``path`` is an existing directory (checked before any temp file exists).
     """
     path = Path(path)
-    if path.is_dir():  # os.replace would fail only after the whole write, naming the temp file
-        raise ConfigError(f"{path} is a directory; the output must be a file path")
+    refuse_directory(path)  # os.replace would fail only after the whole write
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would have given

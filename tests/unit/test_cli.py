@@ -135,6 +135,17 @@ def test_evaluate_shows_cutoff_warning_as_one_line(judged: Path, tmp_path: Path)
     ]
 
 
+def test_evaluate_refuses_a_per_query_directory_before_reading_anything(tmp_path: Path) -> None:
+    result = run_ltr(
+        *("evaluate", "--data", tmp_path / "absent.txt", "--scores", tmp_path / "absent.scores"),
+        *("--per-query", tmp_path),
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == f"error: {tmp_path} is a directory; the output must be a file path"
+    )
+
+
 def test_evaluate_writes_per_query_tsv(judged: Path, tmp_path: Path) -> None:
     scores = tmp_path / "scores.txt"
     write_scores(scores, np.arange(11, dtype=float))

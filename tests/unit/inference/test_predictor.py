@@ -123,3 +123,9 @@ def test_unknown_format_is_refused(trained: tuple[Path, Path], tmp_path: Path) -
     root, run_dir = trained
     with pytest.raises(ConfigError, match="'scores' or 'trec'"):
         predict_file(run_dir, root / "test.txt", tmp_path / "x", fmt="csv")  # type: ignore[arg-type]
+
+
+def test_an_output_directory_is_refused_before_any_work(tmp_path: Path) -> None:
+    # neither the model nor the data exists: the directory check must come first
+    with pytest.raises(ConfigError, match=r"is a directory; the output must be a file path"):
+        predict_file(tmp_path / "no_run", tmp_path / "no_data.txt", tmp_path)
