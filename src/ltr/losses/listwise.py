@@ -74,28 +74,30 @@ class _PlackettLuceNLL(torch.autograd.Function):
 
     ``order[q]`` lists the columns of query q in *ascending* order of the target permutation with
     padding last (``padding`` marks those sorted positions), so the Plackett-Luce denominators
-    are prefix sums of ``x = scores.gather(-1, order)``. Works in float64 (exp only underflows
-    for score gaps above ~745) on ``[q, n]`` tensors; the saved gradient, already scattered back
-    to the input's columns, is ``w_q (-1 + e^{x_p} sum_{k >= p} 1 / T_k)`` per real position p.
-    Gathering inside (rather than through autograd) leaves one product for the backward pass.
+    are prefix sums of ``exp(x)``, ``x = scores.gather(-1, order)``. Both the log-denominators
+    and the gradient's sums of their reciprocals are taken in log space (``logcumsumexp``), in
+    float64: a plain prefix sum of ``exp(x - max)`` underflows once scores in a list are ~700
+    apart, and the loss then came out large and its gradient pointed the wrong way. The saved
+    gradient, already scattered back to the input's columns, is
+    ``w_q (-1 + e^{x_p} sum_{k >= p} 1 / T_k)`` per real position p. Gathering inside (rather
+    than through autograd) leaves one product for the backward pass.
     """
 
     @staticmethod
     def forward(
         ctx: Any, scores: Tensor, order: Tensor, padding: Tensor, weights: Tensor
     ) -> Tensor:
-        # Padding gets the most negative finite value: exp(...) = 0 in every prefix sum, and an
-        # all-padding row stays finite (its weight is 0).
+        # Padding gets the most negative finite value: it adds nothing to a real prefix (padding
+        # is last), and an all-padding row stays finite (its weight is 0).
         x = scores.gather(-1, order).double().masked_fill_(padding, torch.finfo(torch.float64).min)
-        x.sub_(x.amax(dim=-1, keepdim=True))  # <= 0 at real positions
-        exps = x.exp()
-        # Real prefixes hold their own exp(x_k) > 0; the clamp only guards gaps beyond ~745.
-        tails = exps.cumsum(dim=-1).clamp_(min=torch.finfo(torch.float64).tiny)
-        per_position = tails.log().sub_(x).masked_fill_(padding, 0.0)
+        log_tails = x.logcumsumexp(dim=-1)  # log T_k, T_k = sum_{l <= k} e^{x_l}
+        per_position = (log_tails - x).masked_fill_(padding, 0.0)
         total = per_position.sum(dim=-1) @ weights
-        inverse = tails.reciprocal_().masked_fill_(padding, 0.0)
-        later = inverse.flip(-1).cumsum(dim=-1).flip(-1)  # sum over k >= p of 1 / T_k
-        grad = exps.mul_(later).sub_(1.0).masked_fill_(padding, 0.0).mul_(weights.unsqueeze(-1))
+        # log sum_{k >= p} 1 / T_k over real k; each e^{x_p} / T_k <= 1, so exp stays in range
+        inverse = log_tails.neg().masked_fill_(padding, -math.inf)
+        later = inverse.flip(-1).logcumsumexp(dim=-1).flip(-1)
+        grad = x.add_(later).exp_().sub_(1.0).masked_fill_(padding, 0.0)
+        grad.mul_(weights.unsqueeze(-1))
         # `order` is a permutation of every row's columns, so the scatter writes every entry.
         ctx.save_for_backward(torch.empty_like(scores).scatter_(-1, order, grad.to(scores.dtype)))
         return total.to(scores.dtype)

@@ -132,6 +132,27 @@ def test_listmle_matches_explicit_product_over_positions(ties: str) -> None:
     assert_matches_reference(lambda s, y, m: listmle_loss(s, y, m, ties=ties), listmle_reference)
 
 
+@pytest.mark.parametrize("gap", [50.0, 1_000.0, 1e5])
+@pytest.mark.parametrize("direction", [1.0, -1.0])  # lists in label order, or reversed
+def test_listmle_stays_exact_when_scores_are_far_apart(gap: float, direction: float) -> None:
+    # a plain prefix sum of exp(score - max) underflows past ~700 and gave a wrong loss and
+    # gradient; the reference sums in log space per position
+    labels = torch.tensor([[0.0, 1.0, 2.0, 3.0]], dtype=torch.float64)
+    scores = direction * gap * torch.tensor([[-1.0, 0.0, 0.5, 1.0]], dtype=torch.float64)
+    scores.requires_grad_()
+    mask = torch.ones(1, 4, dtype=torch.bool)
+
+    loss = listmle_loss(scores, labels, mask)
+    (grad,) = torch.autograd.grad(loss, scores)
+    reference_scores = scores.detach().clone().requires_grad_()
+    order = reference_scores[0].flip(0)  # descending label
+    reference = sum(torch.logsumexp(order[k:], 0) - order[k] for k in range(4))
+    (reference_grad,) = torch.autograd.grad(reference, reference_scores)
+
+    torch.testing.assert_close(loss, reference)
+    torch.testing.assert_close(grad, reference_grad)
+
+
 @pytest.mark.parametrize("alpha", [1.0, 10.0])
 def test_approx_ndcg_matches_per_document_rank_sums(alpha: float) -> None:
     assert_matches_reference(
