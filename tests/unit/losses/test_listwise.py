@@ -153,6 +153,29 @@ def test_listmle_stays_exact_when_scores_are_far_apart(gap: float, direction: fl
     torch.testing.assert_close(grad, reference_grad)
 
 
+def test_listmle_mixes_narrow_and_wide_lists_in_one_batch() -> None:
+    # narrow rows take the prefix-sum path, wide ones the log-space path; the batch must equal
+    # the mean of the rows' references, padding included
+    scores = torch.tensor(
+        [[3.0, -2.0, 0.5, 0.0], [-900.0, 0.0, 800.0, 0.0]], dtype=torch.float64
+    ).requires_grad_()
+    labels = torch.tensor([[0.0, 1.0, 2.0, 0.0], [2.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, False], [True, True, True, False]])
+
+    loss = listmle_loss(scores, labels, mask)
+    (grad,) = torch.autograd.grad(loss, scores)
+    reference_scores = scores.detach().clone().requires_grad_()
+    reference = 0.0
+    for q in range(2):
+        order = sorted(range(3), key=lambda d: -labels[q, d].item())
+        ranked = reference_scores[q, order]
+        reference = reference + sum(torch.logsumexp(ranked[k:], 0) - ranked[k] for k in range(3))
+    (reference_grad,) = torch.autograd.grad(reference / 2, reference_scores)
+
+    torch.testing.assert_close(loss, reference / 2)
+    torch.testing.assert_close(grad, reference_grad)
+
+
 @pytest.mark.parametrize("alpha", [1.0, 10.0])
 def test_approx_ndcg_matches_per_document_rank_sums(alpha: float) -> None:
     assert_matches_reference(
