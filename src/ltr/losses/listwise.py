@@ -69,7 +69,7 @@ def listnet_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     return target.reshape(-1) @ log_probs.reshape(-1)
 
 
-_EXP_SAFE = 600.0  # score gaps up to this keep every prefix sum of exp(x - max) normal
+_EXP_FLOOR = math.exp(-600.0)  # prefix sums of exp(x - max) above this are exact enough
 
 
 class _PlackettLuceNLL(torch.autograd.Function):
@@ -82,10 +82,10 @@ class _PlackettLuceNLL(torch.autograd.Function):
     ``w_q (-1 + e^{x_p} sum_{k >= p} 1 / T_k)`` per real position p. Gathering inside (rather
     than through autograd) leaves one product for the backward pass.
 
-    Rows whose real scores lie within :data:`_EXP_SAFE` of their maximum use plain prefix sums
-    of ``exp(x - max)``; wider rows are redone in log space (``logcumsumexp``, ~3x slower),
-    because there the prefix sums underflow and the loss came out large with a gradient that
-    pointed the wrong way.
+    Rows whose prefix sums of ``exp(x - max)`` stay above :data:`_EXP_FLOOR` (scores within
+    ~600 of the row's maximum) use them; wider rows are redone in log space (``logcumsumexp``,
+    ~3x slower), because there the prefix sums underflow and the loss came out large with a
+    gradient that pointed the wrong way.
     """
 
     @staticmethod
@@ -96,8 +96,15 @@ class _PlackettLuceNLL(torch.autograd.Function):
         # all-padding row stays finite (its weight is 0).
         x = scores.gather(-1, order).double().masked_fill_(padding, torch.finfo(torch.float64).min)
         x.sub_(x.amax(dim=-1, keepdim=True))  # <= 0 at real positions
-        per_position, grad = _prefix_sum_terms(x, padding)
-        wide = x.masked_fill(padding, 0.0).amin(dim=-1) < -_EXP_SAFE
+        exps = x.exp()
+        tails = exps.cumsum(dim=-1)
+        # prefix sums only grow: the first (a real document's, or 1 for an all-padding row) is
+        # the smallest, so one column says whether a row needs log space
+        wide = tails[:, 0] < _EXP_FLOOR
+        per_position = tails.log().sub_(x).masked_fill_(padding, 0.0)
+        inverse = tails.reciprocal_().masked_fill_(padding, 0.0)
+        later = inverse.flip(-1).cumsum(dim=-1).flip(-1)  # sum over k >= p of 1 / T_k
+        grad = exps.mul_(later).sub_(1.0).masked_fill_(padding, 0.0)
         if wide.any():
             per_position[wide], grad[wide] = _log_space_terms(x[wide], padding[wide])
         total = per_position.sum(dim=-1) @ weights
@@ -112,18 +119,9 @@ class _PlackettLuceNLL(torch.autograd.Function):
         return grad_total * grad, None, None, None
 
 
-def _prefix_sum_terms(x: Tensor, padding: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-position NLL terms and unweighted gradients of max-shifted rows, from prefix sums."""
-    exps = x.exp()
-    tails = exps.cumsum(dim=-1)  # real prefixes hold their own exp(x_k) >= e^-600
-    per_position = tails.log().sub_(x).masked_fill_(padding, 0.0)
-    inverse = tails.reciprocal_().masked_fill_(padding, 0.0)
-    later = inverse.flip(-1).cumsum(dim=-1).flip(-1)  # sum over k >= p of 1 / T_k
-    return per_position, exps.mul_(later).sub_(1.0).masked_fill_(padding, 0.0)
-
-
 def _log_space_terms(x: Tensor, padding: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`_prefix_sum_terms` for rows of any score gap, every sum taken in log space."""
+    """Per-position NLL terms and unweighted gradients of max-shifted rows of any score gap,
+    every sum taken in log space."""
     log_tails = x.logcumsumexp(dim=-1)
     per_position = (log_tails - x).masked_fill_(padding, 0.0)
     inverse = log_tails.neg().masked_fill_(padding, -math.inf)
