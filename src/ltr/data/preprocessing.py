@@ -130,10 +130,14 @@ class Normalizer:
         Args:
             data: training data, ``features [n_docs, n_features]``; at least one document for the
                 global kinds.
+
+        Raises:
+            ShapeError: features that are not ``[n_docs, n_features]`` or not finite.
         """
         features = np.asarray(data.features)
         if features.ndim != 2:
             raise ShapeError(f"features must be [n_docs, n_features]; got {features.shape}")
+        _check_finite(features)
         self.n_features = int(features.shape[1])
         self.statistics = {}
         if self.kind not in _STATISTICS:
@@ -250,8 +254,8 @@ class Normalizer:
             source: name used in error messages (a file path).
 
         Raises:
-            ConfigError: a wrong format or version, an unknown kind, or statistics that do not
-                match the kind or ``n_features``.
+            ConfigError: a wrong format or version, an unknown kind, statistics that do not
+                match the kind or ``n_features``, a negative std, or a max below its min.
         """
         if not isinstance(obj, dict):
             raise ConfigError(f"{source}: expected a JSON object; got {type(obj).__name__}")
@@ -289,6 +293,7 @@ class Normalizer:
             if not all(_is_finite_number(v) for v in values):
                 raise ConfigError(f"{source}: statistics.{name} must hold finite numbers only")
             normalizer.statistics[name] = np.array(values, dtype=np.float64)
+        _check_statistics(normalizer.statistics, source)
         normalizer.n_features = n_features
         return normalizer
 
@@ -333,6 +338,33 @@ class Normalizer:
             shift, inv_scale = self.affine()
             return NormalizerModule(self.kind, shift, inv_scale)
         return NormalizerModule(self.kind)
+
+
+def _check_statistics(statistics: dict[str, np.ndarray], source: str) -> None:
+    """A negative std or max below min cannot come from fit: the file was edited or corrupted."""
+    if "std" in statistics and (bad := np.flatnonzero(statistics["std"] < 0)).size:
+        raise ConfigError(
+            f"{source}: statistics.std must be non-negative; feature {bad[0] + 1} has "
+            f"{statistics['std'][bad[0]]}"
+        )
+    if "min" in statistics and (bad := np.flatnonzero(statistics["max"] < statistics["min"])).size:
+        low, high = statistics["min"][bad[0]], statistics["max"][bad[0]]
+        raise ConfigError(
+            f"{source}: statistics.max must be >= statistics.min; feature {bad[0] + 1} has "
+            f"min {low} and max {high}"
+        )
+
+
+def _check_finite(features: np.ndarray) -> None:
+    """NaN or inf would poison the statistics (and cannot be saved as JSON)."""
+    finite = np.isfinite(features)
+    if not finite.all():
+        column = int(np.flatnonzero(~finite.all(axis=0))[0])
+        doc = int(np.flatnonzero(~finite[:, column])[0])
+        raise ShapeError(
+            f"features must be finite to fit a normalizer; feature {column + 1} (LETOR id) "
+            f"holds {features[doc, column]} at document index {doc}"
+        )
 
 
 def _is_finite_number(value: object) -> bool:
