@@ -363,8 +363,8 @@ def neural_ndcg_loss(
         sinkhorn_iters: number of Sinkhorn rounds (0 = the row-stochastic NeuralSort matrix).
 
     Returns:
-        Scalar tensor: minus the mean relaxed NDCG over informative queries; 0.0 when there are
-        none.
+        Scalar tensor of the scores' dtype (computed in float32 for float16 and bfloat16): minus
+        the mean relaxed NDCG over informative queries; 0.0 when there are none.
 
     >>> neural_ndcg_loss(torch.tensor([[3.0, 2.0, 1.0]]), torch.tensor([[2.0, 1.0, 0.0]]),
     ...                  torch.ones(1, 3, dtype=torch.bool))
@@ -381,6 +381,10 @@ def neural_ndcg_loss(
     check_shapes(scores, labels, mask)
     if scores.shape[-1] == 0:
         return no_documents_loss(scores)
+    out_dtype = scores.dtype
+    if out_dtype in (torch.float16, torch.bfloat16):
+        # (m + 1 - 2i) s and its exp overflow float16 (max 65504) for large scores or lists
+        scores = scores.float()
     scores, labels = prepare(scores, labels, mask)
     n_real = mask.sum(dim=-1, keepdim=True).to(scores.dtype)  # m, [q, 1]
     position = torch.arange(scores.shape[-1], device=scores.device, dtype=scores.dtype)
@@ -395,4 +399,4 @@ def neural_ndcg_loss(
         scores, spread, slope, cross, gains, discounts, tau, int(sinkhorn_iters)
     )
     keep = varied_queries(labels, mask)
-    return -mean_over(dcg / ideal_dcg(gains, k).clamp(min=1e-12), keep)
+    return -mean_over(dcg / ideal_dcg(gains, k).clamp(min=1e-12), keep).to(out_dtype)
