@@ -147,6 +147,20 @@ def test_a_zip_that_is_not_a_checkpoint_is_refused_without_unpickling_advice(
     assert "safe_globals" not in str(error.value)
 
 
+def test_an_unknown_device_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^device must be cpu, cuda, cuda:N or auto; got 'gpu'$"):
+        Predictor.load(tmp_path, device="gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without cuda")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda")])
+def test_cuda_on_a_machine_without_it_is_a_config_error(
+    device: str | torch.device, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match=r"^device: cuda is not available here; use cpu or auto$"):
+        Predictor.load(tmp_path, device=device)
+
+
 def test_unknown_format_is_refused(trained: tuple[Path, Path], tmp_path: Path) -> None:
     root, run_dir = trained
     with pytest.raises(ConfigError, match="'scores' or 'trec'"):
