@@ -336,8 +336,8 @@ class Normalizer:
             if not self.is_fitted:
                 raise LtrError(f"a {self.kind!r} normalizer must be fitted before to_module()")
             shift, inv_scale = self.affine()
-            return NormalizerModule(self.kind, shift, inv_scale)
-        return NormalizerModule(self.kind)
+            return NormalizerModule(self.kind, shift, inv_scale, n_features=self.n_features)
+        return NormalizerModule(self.kind, n_features=self.n_features)
 
 
 def _check_statistics(statistics: dict[str, np.ndarray], source: str) -> None:
@@ -409,13 +409,20 @@ class NormalizerModule(nn.Module):
         kind: one of :data:`NORMALIZER_KINDS`.
         shift: float64 ``[F]`` subtracted by the global kinds.
         inv_scale: float64 ``[F]`` multiplier of the global kinds (0 for constant features).
+        n_features: the fitted feature count ``F``; None accepts any width.
     """
 
     def __init__(
-        self, kind: str, shift: np.ndarray | None = None, inv_scale: np.ndarray | None = None
+        self,
+        kind: str,
+        shift: np.ndarray | None = None,
+        inv_scale: np.ndarray | None = None,
+        *,
+        n_features: int | None = None,
     ) -> None:
         super().__init__()
         self.kind = _check_kind(kind, "normalization")
+        self.n_features = n_features
         self.shift: torch.Tensor | None
         self.inv_scale: torch.Tensor | None
         if kind in _STATISTICS:
@@ -430,6 +437,11 @@ class NormalizerModule(nn.Module):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Normalize ``features [B, L, F]``; ``mask [B, L]`` marks real documents (None = all)."""
+        # F is static when exported, so this check is plain Python at trace time, not a graph op
+        if self.n_features is not None and features.shape[-1] != self.n_features:
+            raise ShapeError(
+                f"the normalizer was fitted on {self.n_features} features; got {features.shape[-1]}"
+            )
         x = features.to(torch.float32)
         real = torch.ones_like(x[..., :1], dtype=torch.bool) if mask is None else mask.unsqueeze(-1)
         if self.kind == "none":

@@ -328,6 +328,13 @@ def test_module_output_ignores_padding_and_zeroes_it(kind: str, train: LetorData
     assert not dirty[~mask].any()
 
 
+@pytest.mark.parametrize("kind", NORMALIZER_KINDS)
+def test_module_rejects_another_feature_count(kind: str, train: LetorData) -> None:
+    module = Normalizer(kind).fit(train).to_module()
+    with pytest.raises(ShapeError, match=r"^the normalizer was fitted on 5 features; got 4$"):
+        module(torch.zeros(2, 3, 4), torch.ones(2, 3, dtype=torch.bool))
+
+
 def test_module_without_mask_treats_every_position_as_a_document(train: LetorData) -> None:
     module = Normalizer("query_minmax").fit(train).to_module()
     features = torch.tensor([[[1.0] * 5, [3.0] * 5]])
