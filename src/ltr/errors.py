@@ -12,6 +12,7 @@ so generic handlers (``except ValueError``) keep working::
     ├── ExportError(LtrError, RuntimeError)        an ONNX export fails a check; nothing written
     ├── PromotionRefused(LtrError)                 a run fails the promotion gate
     └── ShapeError(LtrError, ValueError)           arrays handed to a public function disagree
+                                                   or hold values it cannot use (NaN scores)
 """
 
 from __future__ import annotations
@@ -53,4 +54,4 @@ class PromotionRefused(LtrError):
 
 
 class ShapeError(LtrError, ValueError):
-    """Arrays passed to a public function have shapes or dtypes that do not fit together."""
+    """Arrays passed to a public function do not fit together or hold values it cannot use."""

@@ -69,7 +69,12 @@ def evaluate_scores(
         scores: ``[n_docs]`` one score per document, aligned with ``data``'s rows.
         metrics: metric names understood by :func:`ltr.metrics.parse_metric_name`.
         **conventions: ``preset`` and the metric conventions (``gain``, ``no_relevant``, ...).
+
+    Raises:
+        ShapeError: not one score per document, or a score is NaN.
     """
+    if hasattr(scores, "detach"):  # a torch tensor, perhaps requiring grad or on a GPU
+        scores = scores.detach().cpu()
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (data.n_docs,):
         raise ShapeError(

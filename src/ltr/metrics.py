@@ -42,10 +42,13 @@ Conventions (keyword-only; the anchor each value reproduces):
   documents (default: trec_eval ``map_cut_k``, ranx ``map@k``) or ``"min_relevant_k"`` =
   ``min(#relevant, k)`` (LightGBM ``map@k``). Without ``k`` both give trec_eval's ``map``.
 - ``max_label`` (ERR): the grade whose stop probability is :math:`1 - 2^{-max\_label}`
-  (default 4, ``MAX_JUDGMENT`` of TREC's ``gdeval.pl``); labels must not exceed it.
+  (default 4, ``MAX_JUDGMENT`` of TREC's ``gdeval.pl``); it must be positive and labels must
+  not exceed it.
 - Precision@k divides by ``k`` even when a list is shorter (missing positions count as
-  non-relevant), as trec_eval ``P_k``, ranx and the LETOR script do. Labels are expected to be
-  non-negative.
+  non-relevant), as trec_eval ``P_k``, ranx and the LETOR script do.
+
+Real documents need labels >= 0 and scores that are not NaN (only ``-inf`` has a meaning);
+otherwise every metric raises :class:`~ltr.errors.ShapeError`. Padding may hold anything.
 
 :data:`PRESETS` bundles these for ``"letor"``, ``"lightgbm"`` and ``"trec_eval"``;
 :func:`compute_metrics` reads report names such as ``"ndcg@10"`` or ``"map"``.
@@ -171,6 +174,9 @@ class _NumpyOps:
     def longest(self, mask: Any) -> int:
         return int(mask.sum(axis=-1).max(initial=0))
 
+    def isnan(self, x: Any) -> Any:
+        return np.isnan(x)
+
 
 class _TorchOps:
     def __init__(self) -> None:
@@ -234,6 +240,9 @@ class _TorchOps:
     def longest(self, mask: Any) -> int:
         return int(mask.sum(-1).max()) if mask.numel() else 0
 
+    def isnan(self, x: Any) -> Any:
+        return self.torch.isnan(x)
+
 
 _Ops = _NumpyOps | _TorchOps
 
@@ -269,6 +278,7 @@ class _Ranked:
         # padded labels become 0 before any arithmetic (2^label of junk may overflow)
         self.labels = ops.where(self.mask, ops.prepare(labels, "float"), 0.0)
         scores = ops.prepare(scores, "float")
+        _check_values(ops, scores, self.labels, self.mask)
         list_len = self.mask.shape[-1]
         self.k = k
         self.cut = list_len if k is None else min(k, list_len)
@@ -325,6 +335,23 @@ def _backend(scores: Any, labels: Any, mask: Any) -> _Ops:
         got = ", ".join(str(x.device) for x in (scores, labels, mask))
         raise ShapeError(f"scores, labels and mask must be on one device; got {got}")
     return ops
+
+
+def _check_values(ops: _Ops, scores: Any, labels: Any, mask: Any) -> None:
+    """Real documents need a score that is not NaN and a label >= 0; padding may hold anything."""
+    nan_scores = mask & ops.isnan(scores)
+    negative = labels < 0  # padded labels are already 0
+    if not bool((nan_scores | negative).any()):  # one reduction (and sync) on the valid path
+        return
+    if n_nan := int(nan_scores.sum()):
+        raise ShapeError(
+            "scores of real documents must not be NaN (-inf means not retrieved); "
+            f"scores hold NaN at {n_nan} real documents"
+        )
+    raise ShapeError(
+        "labels must be non-negative; labels hold negative values at "
+        f"{int(negative.sum())} real documents"
+    )
 
 
 def _check_cutoff(k: int | None) -> None:
@@ -621,13 +648,24 @@ def err(
     Returns:
         ``[queries]`` values in [0, 1], same array type (and device) as ``scores``.
 
+    Raises:
+        ConfigError: ``max_label`` is not a positive number.
+        ShapeError: a real document's label exceeds ``max_label``.
+
     >>> scores, labels = np.array([[3.0, 2.0, 1.0]]), np.array([[0.0, 1.0, 2.0]])
     >>> err(scores, labels, np.ones((1, 3), bool), max_label=2).round(4)
     array([0.3125])
     """
     _check_number("max_label", max_label)
+    if max_label <= 0:
+        raise ConfigError(f"max_label must be positive; got {max_label!r}")
     r = _Ranked(scores, labels, mask, k, stacklevel=2)
     ops = r.ops
+    if n_above := int((r.labels > max_label).sum()):  # a stop chance above 1 is no probability
+        raise ShapeError(
+            f"labels must not exceed max_label={max_label}; "
+            f"labels exceed it at {n_above} real documents"
+        )
     stop = (ops.exp2(r.labels) - 1.0) / 2.0**max_label  # chance the user stops at a document
     ranked = r.ranked(stop)
     reach = ops.exclusive_cumprod(1.0 - ranked)  # chance the user gets to each position

@@ -285,6 +285,44 @@ def test_mixing_numpy_and_torch_raises_shape_error() -> None:
         ndcg(torch.zeros(1, 3), np.zeros((1, 3)), np.ones((1, 3), bool))
 
 
+@pytest.mark.parametrize("as_tensor", [False, True])
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_nan_score_of_a_real_document_raises_shape_error(name: str, as_tensor: bool) -> None:
+    scores, labels, mask = one_query([1.0, math.nan, 2.0, 0.0], [0, 1, 2, 0])
+    if as_tensor:
+        scores, labels, mask = (torch.as_tensor(x) for x in (scores, labels, mask))
+    with pytest.raises(ShapeError, match=r"scores hold NaN at 1 real documents"):
+        METRICS[name](scores, labels, mask)
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_negative_label_of_a_real_document_raises_shape_error(name: str, as_tensor: bool) -> None:
+    scores, labels, mask = one_query([2.0, 1.0], [-5.0, 1.0])
+    if as_tensor:
+        scores, labels, mask = (torch.as_tensor(x) for x in (scores, labels, mask))
+    with pytest.raises(ShapeError, match=r"labels must be non-negative; .* at 1 real documents"):
+        METRICS[name](scores, labels, mask)
+
+
+def test_nan_scores_and_negative_labels_in_padding_are_ignored() -> None:
+    scores, labels, _ = one_query([2.0, 1.0, math.nan], [0.0, 1.0, -5.0])
+    mask = np.array([[True, True, False]])
+
+    assert ndcg(scores, labels, mask)[0] == pytest.approx(1 / LOG2_3)
+
+
+def test_err_label_above_max_label_raises_shape_error() -> None:
+    with pytest.raises(ShapeError, match=r"must not exceed max_label=4; .* at 3 real documents"):
+        err(*one_query([4, 3, 2, 1], [5, 5, 5, 0]))
+
+
+@pytest.mark.parametrize("max_label", [0, -1.0])
+def test_err_non_positive_max_label_raises_config_error(max_label: float) -> None:
+    with pytest.raises(ConfigError, match=r"max_label must be positive; got"):
+        err(*one_query([2, 1], [0, 1]), max_label=max_label)
+
+
 @pytest.mark.parametrize("k", [0, -1, 2.5, True])
 def test_bad_cutoff_raises_config_error(k: object) -> None:
     with pytest.raises(ConfigError, match=r"k must be a positive integer or None; got"):
@@ -412,8 +450,8 @@ def test_padding_changes_nothing(seed: int, extra: int, k: int | None) -> None:
     rng = np.random.default_rng(seed)
     width = scores.shape[1] + extra
     slots = np.sort(rng.permutation(width)[: scores.shape[1]])  # real columns, order kept
-    wild_scores = rng.choice([1e30, -1e30, np.inf, -np.inf, 0.0], (scores.shape[0], width))
-    wild_labels = rng.choice([0.0, 4.0, 1e6], (scores.shape[0], width))
+    wild_scores = rng.choice([1e30, -1e30, np.inf, -np.inf, np.nan, 0.0], (scores.shape[0], width))
+    wild_labels = rng.choice([0.0, 4.0, 1e6, -5.0], (scores.shape[0], width))
     big_mask = np.zeros((scores.shape[0], width), bool)
     wild_scores[:, slots], wild_labels[:, slots], big_mask[:, slots] = scores, labels, mask
 

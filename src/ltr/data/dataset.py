@@ -344,7 +344,13 @@ class QueryDataset:
         return np.sort(self.query_indices[by_length[rank::world_size]])
 
     def num_batches(self, batch_size: int, *, drop_last: bool = False) -> int:
-        """How many batches one epoch yields."""
+        """How many batches one epoch yields.
+
+        Raises:
+            ConfigError: ``batch_size`` below 1, as :meth:`batch_indices`.
+        """
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1; got {batch_size}")
         full, rest = divmod(len(self), batch_size)
         return full + int(rest > 0 and not drop_last)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from ltr._fs import atomic_open
 from ltr.data._letor_parser import Layout, label_problem, missing_qid, open_binary, read_rows
-from ltr.errors import DataFormatError, DataNotFoundError
+from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 
 __all__ = [
     "Layout",
@@ -94,6 +94,7 @@ def read_letor(path: str | Path, *, n_features: int | None = None) -> LetorData:
         ``#docid = X`` comments or None.
 
     Raises:
+        ConfigError: ``n_features`` below 1.
         DataNotFoundError: the file does not exist or is a directory.
         DataFormatError: the first bad line, as ``path:line: problem``; a truncated or corrupt
             gzip file, as ``path: problem``.
@@ -122,6 +123,7 @@ def read_lightgbm(
         :class:`LetorData` whose query ids are ``"0", "1", ...`` in order.
 
     Raises:
+        ConfigError: ``n_features`` below 1.
         DataNotFoundError: the data or query file does not exist.
         DataFormatError: a bad line, or query sizes that do not sum to the number of rows.
     """
@@ -181,6 +183,7 @@ def load_letor(
         :class:`LetorData`, as :func:`read_letor` or :func:`read_lightgbm` return it.
 
     Raises:
+        ConfigError: ``n_features`` below 1.
         DataNotFoundError: the file does not exist.
         DataFormatError: the first bad line; ``missing qid:`` when a line has no qid and
             there is no query file.
@@ -285,7 +288,9 @@ def _first_data_line(path: Path) -> tuple[int, list[bytes]] | None:
 
 def _check_n_features(n_features: int | None) -> None:
     if n_features is not None and n_features < 1:
-        raise ValueError(f"n_features must be at least 1; got {n_features}")
+        raise ConfigError(
+            f"n_features must be at least 1 (or None: the widest line); got {n_features}"
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -130,10 +130,14 @@ class Normalizer:
         Args:
             data: training data, ``features [n_docs, n_features]``; at least one document for the
                 global kinds.
+
+        Raises:
+            ShapeError: features that are not ``[n_docs, n_features]`` or not finite.
         """
         features = np.asarray(data.features)
         if features.ndim != 2:
             raise ShapeError(f"features must be [n_docs, n_features]; got {features.shape}")
+        _check_finite(features)
         self.n_features = int(features.shape[1])
         self.statistics = {}
         if self.kind not in _STATISTICS:
@@ -250,8 +254,8 @@ class Normalizer:
             source: name used in error messages (a file path).
 
         Raises:
-            ConfigError: a wrong format or version, an unknown kind, or statistics that do not
-                match the kind or ``n_features``.
+            ConfigError: a wrong format or version, an unknown kind, statistics that do not
+                match the kind or ``n_features``, a negative std, or a max below its min.
         """
         if not isinstance(obj, dict):
             raise ConfigError(f"{source}: expected a JSON object; got {type(obj).__name__}")
@@ -289,6 +293,7 @@ class Normalizer:
             if not all(_is_finite_number(v) for v in values):
                 raise ConfigError(f"{source}: statistics.{name} must hold finite numbers only")
             normalizer.statistics[name] = np.array(values, dtype=np.float64)
+        _check_statistics(normalizer.statistics, source)
         normalizer.n_features = n_features
         return normalizer
 
@@ -331,8 +336,35 @@ class Normalizer:
             if not self.is_fitted:
                 raise LtrError(f"a {self.kind!r} normalizer must be fitted before to_module()")
             shift, inv_scale = self.affine()
-            return NormalizerModule(self.kind, shift, inv_scale)
-        return NormalizerModule(self.kind)
+            return NormalizerModule(self.kind, shift, inv_scale, n_features=self.n_features)
+        return NormalizerModule(self.kind, n_features=self.n_features)
+
+
+def _check_statistics(statistics: dict[str, np.ndarray], source: str) -> None:
+    """A negative std or max below min cannot come from fit: the file was edited or corrupted."""
+    if "std" in statistics and (bad := np.flatnonzero(statistics["std"] < 0)).size:
+        raise ConfigError(
+            f"{source}: statistics.std must be non-negative; feature {bad[0] + 1} has "
+            f"{statistics['std'][bad[0]]}"
+        )
+    if "min" in statistics and (bad := np.flatnonzero(statistics["max"] < statistics["min"])).size:
+        low, high = statistics["min"][bad[0]], statistics["max"][bad[0]]
+        raise ConfigError(
+            f"{source}: statistics.max must be >= statistics.min; feature {bad[0] + 1} has "
+            f"min {low} and max {high}"
+        )
+
+
+def _check_finite(features: np.ndarray) -> None:
+    """NaN or inf would poison the statistics (and cannot be saved as JSON)."""
+    finite = np.isfinite(features)
+    if not finite.all():
+        column = int(np.flatnonzero(~finite.all(axis=0))[0])
+        doc = int(np.flatnonzero(~finite[:, column])[0])
+        raise ShapeError(
+            f"features must be finite to fit a normalizer; feature {column + 1} (LETOR id) "
+            f"holds {features[doc, column]} at document index {doc}"
+        )
 
 
 def _is_finite_number(value: object) -> bool:
@@ -377,13 +409,20 @@ class NormalizerModule(nn.Module):
         kind: one of :data:`NORMALIZER_KINDS`.
         shift: float64 ``[F]`` subtracted by the global kinds.
         inv_scale: float64 ``[F]`` multiplier of the global kinds (0 for constant features).
+        n_features: the fitted feature count ``F``; None accepts any width.
     """
 
     def __init__(
-        self, kind: str, shift: np.ndarray | None = None, inv_scale: np.ndarray | None = None
+        self,
+        kind: str,
+        shift: np.ndarray | None = None,
+        inv_scale: np.ndarray | None = None,
+        *,
+        n_features: int | None = None,
     ) -> None:
         super().__init__()
         self.kind = _check_kind(kind, "normalization")
+        self.n_features = n_features
         self.shift: torch.Tensor | None
         self.inv_scale: torch.Tensor | None
         if kind in _STATISTICS:
@@ -398,6 +437,11 @@ class NormalizerModule(nn.Module):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Normalize ``features [B, L, F]``; ``mask [B, L]`` marks real documents (None = all)."""
+        # F is static when exported, so this check is plain Python at trace time, not a graph op
+        if self.n_features is not None and features.shape[-1] != self.n_features:
+            raise ShapeError(
+                f"the normalizer was fitted on {self.n_features} features; got {features.shape[-1]}"
+            )
         x = features.to(torch.float32)
         real = torch.ones_like(x[..., :1], dtype=torch.bool) if mask is None else mask.unsqueeze(-1)
         if self.kind == "none":

@@ -28,6 +28,7 @@ from ltr.training.checkpoint import (
     load_checkpoint,
     restore_scorer,
 )
+from ltr.training.experiment import resolve_device
 from ltr.training.trainer import score_data
 
 __all__ = ["OutputFormat", "Predictor", "predict_file"]
@@ -59,13 +60,15 @@ class Predictor:
         """Rebuild the scorer of a run directory (its ``checkpoints/best.pt``) or a ``.pt`` file.
 
         Raises:
+            ConfigError: ``device`` is not a device name, or names an unavailable cuda.
             DataNotFoundError: no such run directory or file.
             LtrError: a corrupt checkpoint, or one without the config it was trained with.
         """
+        target = resolve_device(device, field="device")  # before the (slow) checkpoint load
         path = checkpoint_file(model_path)
         checkpoint = load_checkpoint(path)
         model, normalizer = restore_scorer(path, checkpoint)
-        model.to(device)
+        model.to(target)
         return cls(
             model=model,
             normalizer=normalizer,

@@ -39,6 +39,14 @@ def prepare(scores: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tenso
     return scores.masked_fill(~mask, 0.0), labels.to(scores.dtype).masked_fill(~mask, 0.0)
 
 
+def no_documents_loss(scores: Tensor) -> Tensor:
+    """0.0 for a zero-width batch (``list_len == 0``), still a graph node so backward works.
+
+    The listwise losses reduce over the list (``amax``), which has no value on an empty axis.
+    """
+    return scores.sum()
+
+
 def require_positive(name: str, value: float) -> None:
     """Raise :class:`ConfigError` unless ``value > 0`` (a loss parameter such as ``sigma``)."""
     if not value > 0:

@@ -23,6 +23,7 @@ from ltr.losses._common import (
     exp2_gain,
     ideal_dcg,
     mean_over,
+    no_documents_loss,
     prepare,
     rank_discounts,
     require_positive,
@@ -54,6 +55,8 @@ def listnet_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     tensor(0.5822)
     """
     check_shapes(scores, labels, mask)
+    if scores.shape[-1] == 0:
+        return no_documents_loss(scores)
     # Padding gets the most negative finite value rather than -inf: probability exp(min - max)
     # = 0 exactly, and an all-padding row stays finite (its weight is 0).
     lowest = torch.finfo(scores.dtype).min
@@ -167,6 +170,8 @@ def listmle_loss(
     if ties not in get_args(Ties):
         raise ConfigError(f"ties must be 'random' or 'first'; got {ties!r}")
     check_shapes(scores, labels, mask)
+    if scores.shape[-1] == 0:
+        return no_documents_loss(scores)
     key = torch.where(mask, labels.to(scores.dtype), math.inf)  # padding sorts last
     n = key.shape[-1]
     # The likelihood needs the label order descending; sorting ascending makes its
@@ -213,6 +218,9 @@ def approx_ndcg_loss(
     tensor(-1.0000)
     """
     require_positive("alpha", alpha)
+    check_shapes(scores, labels, mask)
+    if scores.shape[-1] == 0:
+        return no_documents_loss(scores)
     scores, labels = prepare(scores, labels, mask)
     gains = exp2_gain(labels)
     approx_ranks: Tensor = _ApproxRanks.apply(scores, mask, alpha)  # type: ignore[no-untyped-call]
@@ -377,8 +385,8 @@ def neural_ndcg_loss(
         sinkhorn_iters: number of Sinkhorn rounds (0 = the row-stochastic NeuralSort matrix).
 
     Returns:
-        Scalar tensor: minus the mean relaxed NDCG over informative queries; 0.0 when there are
-        none.
+        Scalar tensor of the scores' dtype (computed in float32 for float16 and bfloat16): minus
+        the mean relaxed NDCG over informative queries; 0.0 when there are none.
 
     >>> neural_ndcg_loss(torch.tensor([[3.0, 2.0, 1.0]]), torch.tensor([[2.0, 1.0, 0.0]]),
     ...                  torch.ones(1, 3, dtype=torch.bool))
@@ -392,6 +400,13 @@ def neural_ndcg_loss(
         or (sinkhorn_iters < 0)
     ):
         raise ConfigError(f"sinkhorn_iters must be an integer >= 0; got {sinkhorn_iters!r}")
+    check_shapes(scores, labels, mask)
+    if scores.shape[-1] == 0:
+        return no_documents_loss(scores)
+    out_dtype = scores.dtype
+    if out_dtype in (torch.float16, torch.bfloat16):
+        # (m + 1 - 2i) s and its exp overflow float16 (max 65504) for large scores or lists
+        scores = scores.float()
     scores, labels = prepare(scores, labels, mask)
     n_real = mask.sum(dim=-1, keepdim=True).to(scores.dtype)  # m, [q, 1]
     position = torch.arange(scores.shape[-1], device=scores.device, dtype=scores.dtype)
@@ -406,4 +421,4 @@ def neural_ndcg_loss(
         scores, spread, slope, cross, gains, discounts, tau, int(sinkhorn_iters)
     )
     keep = varied_queries(labels, mask)
-    return -mean_over(dcg / ideal_dcg(gains, k).clamp(min=1e-12), keep)
+    return -mean_over(dcg / ideal_dcg(gains, k).clamp(min=1e-12), keep).to(out_dtype)

@@ -81,6 +81,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip; anything else is not ours
+        raise LtrError(
+            f"{path}: not a readable ltr checkpoint (not a zip archive as torch.save writes; "
+            "truncated or another kind of file)"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
@@ -132,10 +137,15 @@ def check_feature_count(checkpoint: Mapping[str, Any], n_features: int, source: 
 
 
 def _reason(error: BaseException) -> str:
-    """The informative line of a loading error (torch's weights-only errors are paragraphs)."""
+    """The informative line of a loading error (torch's weights-only errors are paragraphs).
+
+    torch's advice to retry with ``weights_only=False`` or to allowlist a global is dropped:
+    ltr never unpickles a checkpoint beyond weights-only types (it could run code).
+    """
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [line for line in lines if "weights_only" not in line]
     unpickler = [line for line in lines if line.startswith("WeightsUnpickler error")]
-    return (unpickler or lines or [type(error).__name__])[0]
+    return (unpickler or lines or [type(error).__name__])[0].split(" Please use ")[0]
 
 
 def restore_scorer(path: Path, checkpoint: Mapping[str, Any]) -> tuple[nn.Module, Normalizer]:

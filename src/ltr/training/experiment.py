@@ -367,17 +367,25 @@ def load_splits(
     return Splits(train_part, valid, test, valid_from_train=True)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device, field: str = "training.device") -> torch.device:
     """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` must be available.
 
+    Args:
+        name: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (or any torch device).
+        field: what the error messages call the value.
+
     Raises:
-        ConfigError: ``cuda`` asked for but not available.
+        ConfigError: not a device name, or ``cuda`` asked for but not available.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("training.device: cuda is not available here; use cpu or auto")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):  # torch's message lists every backend it knows
+        raise ConfigError(f"{field} must be cpu, cuda, cuda:N or auto; got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{field}: cuda is not available here; use cpu or auto")
+    return device
 
 
 def load_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:

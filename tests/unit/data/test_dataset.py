@@ -156,6 +156,12 @@ def test_drop_last_drops_only_a_short_final_batch() -> None:
     assert dataset.num_batches(4, drop_last=True) == 2 and dataset.num_batches(4) == 3
 
 
+def test_num_batches_of_batch_size_zero_is_a_config_error_like_batch_indices() -> None:
+    dataset = QueryDataset(make_data(np.full(10, 2)))
+    with pytest.raises(ConfigError, match=r"batch_size must be at least 1; got 0"):
+        dataset.num_batches(0)
+
+
 def padding_fraction(dataset: QueryDataset, **kwargs: object) -> float:
     """Padded share of all slate positions over one epoch."""
     lengths = dataset.data.list_lengths

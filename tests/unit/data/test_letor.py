@@ -10,7 +10,7 @@ import pytest
 
 from ltr.data import _letor_parser
 from ltr.data.letor import LetorData, load_letor, read_letor, read_lightgbm, write_letor
-from ltr.errors import DataFormatError, DataNotFoundError
+from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 
 GOOD = b"2 qid:10 1:0.5 2:1.25 #docid = A\n0 qid:10 1:0 2:3 #docid = B\n"
 
@@ -114,6 +114,12 @@ def test_reader_accepts_a_last_line_without_newline(tmp_path: Path) -> None:
 
 def test_declared_n_features_sets_the_width(tmp_path: Path) -> None:
     assert read_letor(write(tmp_path, GOOD), n_features=5).features.shape == (2, 5)
+
+
+@pytest.mark.parametrize("reader", [read_letor, load_letor])
+def test_n_features_below_one_is_a_config_error(reader: object, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"n_features must be at least 1 .*; got 0"):
+        reader(write(tmp_path, GOOD), n_features=0)  # type: ignore[operator]
 
 
 def test_one_document_queries_and_a_query_of_ten_thousand(tmp_path: Path) -> None:

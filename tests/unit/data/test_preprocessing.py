@@ -233,6 +233,38 @@ def test_load_rejects_a_feature_count_other_than_the_data(train: LetorData, tmp_
         Normalizer.load(path, n_features=46)
 
 
+@pytest.mark.parametrize("kind", NORMALIZER_KINDS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_fit_rejects_non_finite_features_naming_the_first_letor_feature(
+    kind: str, bad: float, train: LetorData
+) -> None:
+    features = train.features.copy()
+    features[7, 4], features[2, 1] = np.nan, bad
+    data = LetorData(features, train.labels, train.query_ids, train.query_offsets)
+    with pytest.raises(
+        ShapeError, match=rf"feature 2 \(LETOR id\) holds {bad} at document index 2"
+    ):
+        Normalizer(kind).fit(data)
+
+
+def test_load_rejects_a_negative_std(train: LetorData, tmp_path: Path) -> None:
+    obj = Normalizer("standard").fit(train).to_dict()
+    obj["statistics"]["std"][2] = -1.0
+    (tmp_path / "n.json").write_text(json.dumps(obj))
+    with pytest.raises(
+        ConfigError, match=r"n\.json: statistics\.std must be non-negative; feature 3 has -1\.0"
+    ):
+        Normalizer.load(tmp_path / "n.json")
+
+
+def test_load_rejects_a_max_below_the_min(train: LetorData, tmp_path: Path) -> None:
+    obj = Normalizer("minmax").fit(train).to_dict()
+    obj["statistics"]["max"][0] = obj["statistics"]["min"][0] - 1.0
+    (tmp_path / "n.json").write_text(json.dumps(obj))
+    with pytest.raises(ConfigError, match=r"statistics\.max must be >= statistics\.min; feature 1"):
+        Normalizer.load(tmp_path / "n.json")
+
+
 def test_load_reports_invalid_json_with_its_path(tmp_path: Path) -> None:
     (tmp_path / "n.json").write_text("{not json")
     with pytest.raises(ConfigError, match=r"n\.json: not valid JSON"):
@@ -294,6 +326,13 @@ def test_module_output_ignores_padding_and_zeroes_it(kind: str, train: LetorData
         clean, dirty = module(features, mask), module(junk, mask)
     assert torch.equal(clean, dirty)
     assert not dirty[~mask].any()
+
+
+@pytest.mark.parametrize("kind", NORMALIZER_KINDS)
+def test_module_rejects_another_feature_count(kind: str, train: LetorData) -> None:
+    module = Normalizer(kind).fit(train).to_module()
+    with pytest.raises(ShapeError, match=r"^the normalizer was fitted on 5 features; got 4$"):
+        module(torch.zeros(2, 3, 4), torch.ones(2, 3, dtype=torch.bool))
 
 
 def test_module_without_mask_treats_every_position_as_a_document(train: LetorData) -> None:

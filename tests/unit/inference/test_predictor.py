@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ltr.config import load_config
 from ltr.data.letor import load_letor, write_letor
@@ -117,6 +119,46 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(
     broken.write_bytes(b"\x00" * 64)
     with pytest.raises(LtrError, match="not a readable ltr checkpoint"):
         Predictor.load(broken)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"hello\n", b"2 qid:1 1:0.5 2:0.3 #docid = a\n0 qid:1 1:0.1 2:0.9\n"],
+    ids=["text", "letor"],
+)
+def test_a_file_that_is_not_a_checkpoint_is_refused_without_unpickling_advice(
+    content: bytes, tmp_path: Path
+) -> None:
+    path = tmp_path / "data.txt"
+    path.write_bytes(content)
+    with pytest.raises(LtrError, match=r"data\.txt: not a readable ltr checkpoint") as error:
+        Predictor.load(path)
+    assert "weights_only" not in str(error.value)
+
+
+def test_a_zip_that_is_not_a_checkpoint_is_refused_without_unpickling_advice(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"when": datetime.date(2024, 1, 1)}, path)  # not a weights-only type
+    with pytest.raises(LtrError, match=r"other\.pt: not a readable ltr checkpoint") as error:
+        Predictor.load(path)
+    assert "Unsupported global: GLOBAL datetime.date" in str(error.value)
+    assert "safe_globals" not in str(error.value)
+
+
+def test_an_unknown_device_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^device must be cpu, cuda, cuda:N or auto; got 'gpu'$"):
+        Predictor.load(tmp_path, device="gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without cuda")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda")])
+def test_cuda_on_a_machine_without_it_is_a_config_error(
+    device: str | torch.device, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match=r"^device: cuda is not available here; use cpu or auto$"):
+        Predictor.load(tmp_path, device=device)
 
 
 def test_unknown_format_is_refused(trained: tuple[Path, Path], tmp_path: Path) -> None:

@@ -113,6 +113,19 @@ def test_batch_of_only_padding_gives_zero_loss_and_gradient(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("shape", [(2, 0), (0, 3)])
+def test_batch_without_documents_gives_zero_loss_and_gradient(
+    name: str, shape: tuple[int, int]
+) -> None:
+    scores, labels = torch.zeros(shape, dtype=torch.float64), torch.zeros(shape)
+    loss, grad = loss_and_grad(
+        loss_fn(name), (scores, labels, torch.zeros(shape, dtype=torch.bool))
+    )
+    assert loss.item() == 0.0
+    assert grad.shape == shape
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_gradients_pass_gradcheck_in_float64(name: str) -> None:
     scores, labels, mask = random_batch(queries=2, list_len=5, seed=5)
     scores.requires_grad_()

@@ -194,6 +194,23 @@ def test_neural_ndcg_matches_loop_neural_sort_and_sinkhorn(
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_neural_ndcg_of_half_inputs_with_large_scores_matches_float32(dtype: torch.dtype) -> None:
+    generator = torch.Generator().manual_seed(0)
+    scores = (torch.randn(4, 50, generator=generator) * 1000).to(dtype).requires_grad_()
+    labels = torch.randint(0, 5, (4, 50), generator=generator).to(dtype)
+    mask = torch.ones(4, 50, dtype=torch.bool)
+    loss = neural_ndcg_loss(scores, labels, mask)
+    (grad,) = torch.autograd.grad(loss, scores)
+    wide = scores.detach().float().requires_grad_()
+    wide_loss = neural_ndcg_loss(wide, labels.float(), mask)
+    (wide_grad,) = torch.autograd.grad(wide_loss, wide)
+
+    assert loss.dtype == grad.dtype == dtype
+    torch.testing.assert_close(loss.float(), wide_loss, rtol=1e-2, atol=1e-3)
+    torch.testing.assert_close(grad.float(), wide_grad.to(dtype).float())
+
+
 def test_listmle_random_ties_follow_the_generator() -> None:
     scores = torch.tensor([[3.0, 1.0, 0.0, -2.0]])
     labels = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
