@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ltr.config import ExperimentConfig, load_config
+from ltr.errors import ConfigError
 from ltr.experiments.mlflow_tracker import read_run_file
 from ltr.training import run_experiment
 from support.tiny_runs import write_tiny_data
@@ -122,3 +127,35 @@ def test_resumed_run_continues_the_same_mlflow_run(data_root: Path, tmp_path: Pa
     steps = [m.step for m in client.get_metric_history(run_id, "valid/ndcg_at_10")]
     assert steps == [1, 2, 3, 4]
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def unreachable_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize(
+    ("store", "cause"),
+    [
+        ("sqlite:///{tmp}/data/train.txt/x.db", r"File exists"),
+        ("sqlite:///{tmp}/not_a_database.db", r"file is not a database"),
+        ("http://127.0.0.1:{port}", r"no MLflow server answers"),
+    ],
+)
+def test_an_unusable_store_fails_in_one_line_before_the_run_directory(
+    data_root: Path, tmp_path: Path, store: str, cause: str
+) -> None:
+    shutil.copytree(data_root, tmp_path / "data")
+    (tmp_path / "not_a_database.db").write_text("not a database\n")
+    uri = store.format(tmp=tmp_path, port=unreachable_port())
+    config = make_config(tmp_path / "data", tmp_path / "runs", uri)
+
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=rf"^tracking\.mlflow_uri {re.escape(uri)}: .*{cause}"):
+        run_experiment(config, quiet=True)
+
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "runs").exists()

@@ -99,6 +99,17 @@ def test_rollback_switches_back_and_says_so(store: ModelStore) -> None:
     assert (store.root / "current").read_text() == "1.0.0\n"
 
 
+def test_rollback_repairs_a_corrupt_pointer_from_the_history(store: ModelStore) -> None:
+    (store.root / "current").write_text("garbage\n")
+
+    result = ltr("models", "rollback", cwd=store.root.parent)
+
+    assert result.returncode == 0, result.stderr
+    assert "must name a version X.Y.Z; got 'garbage'" in result.stderr  # warned, not fatal
+    assert result.stdout.strip() == "models/current: ? -> 1.0.0"
+    assert (store.root / "current").read_text() == "1.0.0\n"
+
+
 def test_rollback_with_nothing_before_exits_1(store: ModelStore) -> None:
     assert ltr("models", "rollback", cwd=store.root.parent).returncode == 0
     result = ltr("models", "rollback", cwd=store.root.parent)
@@ -180,12 +191,16 @@ def test_promote_to_production_publishes_validated_versions_only(tmp_path: Path)
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines()[-1] == "models/current: none -> 1.0.0"
     again = ltr("promote", str(run_dir), "--to", "production", cwd=tmp_path)
-    assert again.returncode == 1
-    assert again.stderr.startswith("error: version 1.0.0 (default_v1.0.0) exists already in")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "models/current: 1.0.0 is live already"
     validate("1.1.0")
     second = ltr("promote", str(run_dir), "--to", "production", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert second.stdout.splitlines()[-1] == "models/current: 1.0.0 -> 1.1.0"
+    assert ltr("models", "rollback", cwd=tmp_path).returncode == 0
+    forward = ltr("promote", str(run_dir), "--to", "production", cwd=tmp_path)
+    assert forward.returncode == 0, forward.stderr  # rolls forward: no second export
+    assert forward.stdout.strip() == "models/current: 1.0.0 -> 1.1.0 (stored already)"
 
     store = ModelStore(tmp_path / "models")
     live = store.load_current()

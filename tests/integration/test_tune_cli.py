@@ -111,6 +111,21 @@ def test_interrupted_study_resumes_and_completes(data_root: Path, tmp_path: Path
     assert [t.number for t in study_trials(tmp_path / "out")] == [0, 1, 2]
 
 
+def test_best_config_names_the_data_by_absolute_path(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(data_root.parent)
+    raw = raw_config(Path(data_root.name), tmp_path / "out")
+    raw["tune"]["space"] = {"model.dropout": SPACE["model.dropout"]}
+    raw["training"]["num_epochs"] = 1
+
+    result = run_study(load_config(base=raw), trials=1, quiet=True)
+
+    assert result.best_config is not None
+    best = yaml.safe_load(result.best_config.read_text(encoding="utf-8"))
+    assert best["data"]["root"] == str(data_root.resolve())
+
+
 def test_a_study_refuses_to_resume_on_other_data(data_root: Path, tmp_path: Path) -> None:
     from ltr.errors import ConfigError
 

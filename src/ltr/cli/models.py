@@ -143,9 +143,9 @@ def rollback(store: StoreOpt = Path("models")) -> None:
     from ltr.lifecycle.store import CURRENT_FILE, ModelStore
 
     model_store = ModelStore(store)
-    previous = model_store.current()
+    previous = _current_or_warn(model_store)  # a corrupt pointer: rollback goes by the history
     version = model_store.rollback()
-    stdout.print(f"{store / CURRENT_FILE}: {previous} -> {version}", highlight=False)
+    stdout.print(f"{store / CURRENT_FILE}: {previous or '?'} -> {version}", highlight=False)
 
 
 def promote(
@@ -196,11 +196,9 @@ def _promote_to_production(run: Path, version: str | None, store: Path) -> None:
     validated = validated_version_of(run, version)  # refuses a run that skipped the gate
     version = validated.version  # the live version is the validated one, never a new number
     model_store = ModelStore(store)
-    if version in model_store.versions():
-        raise ConfigError(
-            f"version {version} ({validated.model_id}) exists already in {store}; versions are "
-            "never overwritten (`ltr models list` shows what it holds)"
-        )
+    if version in model_store.versions():  # e.g. after a rollback: roll forward to it again
+        _switch_to_stored(model_store, validated, store)
+        return
 
     def build(output: Path) -> None:
         export_bundle(model=run, output=output, version=version)
@@ -209,6 +207,28 @@ def _promote_to_production(run: Path, version: str | None, store: Path) -> None:
     previous = model_store.set_current(version)
     stdout.print(f"exported {run} ({validated.model_id}) to {bundle.path}", highlight=False)
     stdout.print(f"{store / CURRENT_FILE}: {previous or 'none'} -> {version}", highlight=False)
+
+
+def _switch_to_stored(model_store: Any, validated: Any, store: Path) -> None:
+    """Make a stored version live again if it is the validated model; never overwrite it."""
+    from ltr.lifecycle.store import CURRENT_FILE
+
+    version = validated.version
+    bundle = model_store.show(version)  # verifies every checksum of the stored bundle
+    if bundle.source_run != validated.metadata["run_dir"]:
+        raise ConfigError(
+            f"version {version} in {store} was exported from {bundle.source_run}, not from "
+            f"{validated.model_id}'s run {validated.metadata['run_dir']}; versions are never "
+            "overwritten (`ltr models list` shows what it holds)"
+        )
+    previous = model_store.set_current(version)
+    if previous == version:
+        stdout.print(f"{store / CURRENT_FILE}: {version} is live already", highlight=False)
+    else:
+        stdout.print(
+            f"{store / CURRENT_FILE}: {previous or 'none'} -> {version} (stored already)",
+            highlight=False,
+        )
 
 
 def _current_or_warn(model_store: Any) -> str | None:

@@ -17,7 +17,9 @@ Choices:
   tested on different query sets were tested on different data, and then their mean metrics are
   not comparable either, so :func:`compare_runs` refuses them (:class:`ConfigError` naming both
   runs and example query ids) rather than testing on the intersection. Query order may differ:
-  values are matched by query id.
+  values are matched by query id. Same query ids are not enough: the runs' test files (from
+  their ``config.yaml``) must have the same sha256, so a relabelled copy of ``test.txt`` is
+  refused too; a test file that no longer exists cannot be checked and gets a note.
 - **Same no-relevant policy or nothing.** ``evaluation.no_relevant`` (zero, one, skip) sets the
   value of a query without a relevant document in NDCG, MAP and MRR alike, and ``skip`` drops
   such queries from the paired tests; runs evaluated under different policies are refused
@@ -27,6 +29,7 @@ Choices:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -63,6 +66,9 @@ __all__ = [
 ]
 
 RUN_FILES = ("config.yaml", "training_history.json", "metrics.json", "test_per_query.tsv")
+# the test file names ltr.training.experiment.FILE_NAMES looks for in data.root (importing it
+# would import torch)
+_TEST_FILE_NAMES = ("test.txt", "test.txt.gz")
 DEFAULT_METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr")
 
 
@@ -114,6 +120,17 @@ class RunRecord:
     @property
     def conventions(self) -> dict[str, Any]:
         return dict(self.report.get("conventions") or {})
+
+    @property
+    def test_file(self) -> Path | None:
+        """The test file of ``config.yaml`` (``data.test``, else the one in ``data.root``);
+        None when it names none that exists."""
+        data = self.config.get("data") or {}
+        if data.get("test"):
+            return Path(data["test"])
+        root = data.get("root")
+        found = (Path(root) / name for name in _TEST_FILE_NAMES) if root else iter(())
+        return next((path for path in found if path.is_file()), None)
 
     def mean(self, metric: str) -> float:
         """The test mean of ``metric``: ``metrics.json`` if it has it, else from the queries."""
@@ -287,6 +304,7 @@ def compare_runs(
     names = list(dict.fromkeys([*metrics, metric]))
     _check_metrics(runs, names)
     _check_no_relevant(runs)
+    file_notes = _check_test_files(runs)
     base = runs[baseline]
     aligned = {run.run_id: _aligned_values(run, base, metric) for run in runs}
     others = [run for run in runs if run is not base]
@@ -321,7 +339,7 @@ def compare_runs(
         n_queries=len(base.query_ids),
         n_resamples=n_resamples,
         seed=seed,
-        notes=_convention_notes(runs),
+        notes=file_notes + _convention_notes(runs),
     )
 
 
@@ -369,6 +387,49 @@ def _aligned_values(run: RunRecord, base: RunRecord, metric: str) -> NDArray[np.
     order = np.array([position[qid] for qid in base.query_ids.tolist()])
     reordered: NDArray[np.float64] = run.per_query[metric][order]
     return reordered
+
+
+def _check_test_files(runs: Sequence[RunRecord]) -> list[str]:
+    """Refuse runs tested on different files (by sha256); notes on files that cannot be read.
+
+    Query ids alone do not identify a test set: a relabelled copy of test.txt has the same ones.
+    """
+    digests: dict[str, str] = {}
+    by_path: dict[Path, str] = {}  # runs of one data folder: read the file once
+    notes = []
+    for run in runs:
+        path = run.test_file
+        if path is None or not path.is_file():
+            missing = "its data.root holds none" if path is None else f"{path} is missing"
+            notes.append(
+                f"cannot check that {run.run_id} was tested on the same file as the others: "
+                f"its test file is not there ({missing})"
+            )
+            continue
+        resolved = path.resolve()
+        if resolved not in by_path:
+            by_path[resolved] = _sha256(resolved)
+        digests[run.run_id] = by_path[resolved]
+    if len(set(digests.values())) > 1:
+        described = ", ".join(
+            f"{run.run_id} ({run.test_file}, sha256 {digests[run.run_id][:12]})"
+            for run in runs
+            if run.run_id in digests
+        )
+        raise ConfigError(
+            f"runs were tested on different test files: {described}; a paired comparison needs "
+            "the same test set: compare runs tested on the same test file"
+        )
+    return notes
+
+
+def _sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _check_no_relevant(runs: Sequence[RunRecord]) -> None:

@@ -35,11 +35,15 @@ by :func:`ltr_metric_name`. The mapping is exact for every name ltr produces (th
 none of ``_at_``, ``_eq_`` or ``.``).
 
 MLflow is imported lazily (it takes seconds), only when a run starts with tracking on. Without
-it installed (the ``tracking`` extra), runs go on without MLflow after one warning.
+it installed (the ``tracking`` extra), runs go on without MLflow after one warning. A store
+that cannot be opened (a SQLite path under a file, a file that is no database, a server that
+does not answer within :data:`PROBE_TIMEOUT_SECONDS`) is a :class:`ConfigError` naming the URI,
+raised by :func:`check_mlflow` before ``ltr train`` creates the run directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -47,8 +51,10 @@ import logging
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +73,7 @@ __all__ = [
     "RUN_FILE",
     "MLflowTracker",
     "attach_mlflow",
+    "check_mlflow",
     "ltr_metric_name",
     "mlflow_available",
     "mlflow_metric_name",
@@ -91,6 +98,9 @@ _NAME_TOKENS = (("@", "_at_"), ("=", "_eq_"))
 _MAX_PARAM_VALUE = 6000  # MLflow's limit on a parameter value's length
 _PARAMS_PER_BATCH = 100  # MLflow's limits per log_batch call
 _METRICS_PER_BATCH = 1000
+# an MLflow server that does not answer this fast is unreachable: MLflow's own client retries
+# for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT) before failing
+PROBE_TIMEOUT_SECONDS = 5.0
 
 
 def mlflow_available() -> bool:
@@ -148,6 +158,22 @@ def read_run_file(run_dir: str | Path) -> dict[str, str] | None:
         return None
     info: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
     return info
+
+
+def check_mlflow(config: ExperimentConfig, *, rank: int = 0) -> None:
+    """Open the MLflow store a new run of ``config`` will log to, and its experiment.
+
+    Called before the run directory exists, so a bad store leaves nothing behind. Does nothing
+    on ranks other than 0, with ``tracking.mlflow: false`` or without mlflow installed.
+
+    Raises:
+        ConfigError: ``tracking.mlflow_uri <uri>: <cause>`` when the store cannot be used.
+    """
+    if rank != 0 or not config.tracking.mlflow or not mlflow_available():
+        return
+    uri = resolve_tracking_uri(config.tracking.mlflow_uri)
+    with _store_errors(uri):
+        get_or_create_experiment(_client(uri), uri, config.experiment.name)
 
 
 def attach_mlflow(
@@ -218,17 +244,27 @@ class MLflowTracker:
         run_name: str,
         tags: Mapping[str, str] | None = None,
     ) -> MLflowTracker:
-        """A new MLflow run in ``experiment_name`` (created when missing)."""
-        client = _client(tracking_uri)
-        experiment_id = get_or_create_experiment(client, tracking_uri, experiment_name)
-        created = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
+        """A new MLflow run in ``experiment_name`` (created when missing).
+
+        Raises:
+            ConfigError: the store cannot be used (``tracking.mlflow_uri <uri>: <cause>``).
+        """
+        with _store_errors(tracking_uri):
+            client = _client(tracking_uri)
+            experiment_id = get_or_create_experiment(client, tracking_uri, experiment_name)
+            created = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
         return cls(client, tracking_uri, experiment_id, created.info.run_id)
 
     @classmethod
     def reopen(cls, tracking_uri: str, experiment_id: str, run_id: str) -> MLflowTracker:
-        """An existing MLflow run, marked running again."""
-        client = _client(tracking_uri)
-        client.update_run(run_id, status="RUNNING")
+        """An existing MLflow run, marked running again.
+
+        Raises:
+            ConfigError: the store cannot be used (``mlflow.json tracking_uri <uri>: <cause>``).
+        """
+        with _store_errors(tracking_uri, source="mlflow.json tracking_uri"):
+            client = _client(tracking_uri)
+            client.update_run(run_id, status="RUNNING")
         return cls(client, tracking_uri, experiment_id, run_id)
 
     @property
@@ -320,6 +356,36 @@ def get_or_create_experiment(client: MlflowClient, tracking_uri: str, name: str)
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
     raise AssertionError(f"experiment {name!r} neither exists nor can be created")
+
+
+@contextlib.contextmanager
+def _store_errors(uri: str, source: str = "tracking.mlflow_uri") -> Iterator[None]:
+    """Turn a store that cannot be opened into one line naming it (MLflow, SQLAlchemy and OS
+    errors alike); an unreachable server fails after a short probe, not minutes of retries."""
+    try:
+        _probe_server(uri)
+        yield
+    except ConfigError:
+        raise
+    except Exception as error:
+        lines = str(error).strip().splitlines()  # SQLAlchemy appends the SQL and a link
+        cause = lines[0] if lines else type(error).__name__
+        raise ConfigError(f"{source} {uri}: {cause}") from error
+
+
+def _probe_server(uri: str) -> None:
+    """Raise OSError when an ``http(s)://`` store does not answer at all; any HTTP status
+    (even 401 or 404) means a server is there."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri, timeout=PROBE_TIMEOUT_SECONDS):
+            pass
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, TimeoutError) as error:
+        reason = getattr(error, "reason", error)
+        raise OSError(f"no MLflow server answers ({reason})") from None
 
 
 def _client(tracking_uri: str) -> MlflowClient:

@@ -136,6 +136,8 @@ def run_study(
             name run with other fixed settings (data, epochs, ...: see :func:`fixed_config`).
     """
     tune = _check_tune(config)
+    # trials, the study's fixed settings and best_config.yaml name the data from any folder
+    config = config.model_copy(update={"data": config.data.absolute()})
     metric = tune.metric or config.training.early_stopping_metric
     name = study_name or config.experiment.name
     out_dir = Path(config.tracking.output_dir) / f"tune-{name}"
@@ -189,10 +191,12 @@ def fixed_config(config: ExperimentConfig) -> dict[str, Any]:
 
     Everything but the searched fields (``tune.space``), the outputs (``tracking``) and the
     device; a study resumed or joined with other values would rank trials that trained on other
-    data or settings side by side.
+    data or settings side by side. Data paths are absolute: ``syn`` means another folder in
+    another working directory.
     """
     assert config.tune is not None
     searched = tuple(config.tune.space)
+    config = config.model_copy(update={"data": config.data.absolute()})
     flat = _flatten(json.loads(json.dumps(config.resolved(), default=str)))
     return {
         key: value
@@ -214,11 +218,15 @@ def _flatten(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _check_fixed_config(study: optuna.Study, fixed: dict[str, Any], storage: str) -> None:
     """Record the study's fixed config on first use; refuse to continue it with another."""
+    from ltr.training.experiment import same_paths  # training imports experiments
+
     recorded = study.user_attrs.get(FIXED_ATTR)
     if recorded is None:  # a new study, or one from before fingerprints
         study.set_user_attr(FIXED_ATTR, fixed)
         return
-    differ = sorted(key for key in {*recorded, *fixed} if recorded.get(key) != fixed.get(key))
+    # a study recorded before data paths were absolute holds them relative to where it ran
+    before, now = same_paths(recorded), same_paths(fixed)
+    differ = sorted(key for key in {*before, *now} if before.get(key) != now.get(key))
     if differ:
         shown = ", ".join(
             f"{key} ({fixed.get(key)!r} here, {recorded.get(key)!r} in the study)"

@@ -11,7 +11,8 @@ it never scores anything itself. Checks, in order (``promotion:`` in the config,
   least ``min_improvement`` and, unless ``significance`` is null, the two-sided paired test
   (:mod:`ltr.experiments.significance`) must give ``p < alpha`` with a positive difference.
   Without a validated model of the same name the check passes (the first version). Different
-  query ids or different metric conventions cannot be paired: that is an error, not a pass.
+  test files (by sha256: a relabelled copy has the same query ids), different query ids or
+  different metric conventions cannot be paired: that is an error, not a pass.
 
 Every check is evaluated (no short-circuit), so a refusal lists all that failed.
 """
@@ -67,11 +68,14 @@ class Baseline:
         model_id: ``<name>_v<version>``.
         per_query: its ``test_per_query.tsv``.
         conventions: the metric conventions its per-query values were computed under.
+        test_file: its test file's ``{path, sha256}`` (``metadata.json`` data.test); None when
+            unknown.
     """
 
     model_id: str
     per_query: PerQueryTable
     conventions: Mapping[str, Any]
+    test_file: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,8 @@ def evaluate_gate(
     conventions: Mapping[str, Any],
     promotion: PromotionConfig,
     baseline: Baseline | None,
+    *,
+    test_file: Mapping[str, Any] | None = None,
 ) -> GateResult:
     """Run every check of ``promotion`` on a run's test numbers; see the module docstring.
 
@@ -146,13 +152,16 @@ def evaluate_gate(
         promotion: the gate.
         baseline: the current validated model of the same name, or None (none yet, or
             ``compare_to_validated`` is off).
+        test_file: the run's test file, ``{path, sha256}``; None when unknown.
 
     Raises:
-        PromotionRefused: the run and the baseline cannot be paired (other test queries or
-            conventions), or ``promotion.metric`` is not among the per-query values.
+        PromotionRefused: the run and the baseline cannot be paired (other test files, test
+            queries or conventions), or ``promotion.metric`` is not among the per-query values.
     """
     checks = [_floor(name, floor, test_metrics) for name, floor in promotion.min_metrics.items()]
     if promotion.compare_to_validated:
+        if baseline is not None:
+            _check_same_test_file(test_file, baseline)
         checks.append(_improvement(per_query, conventions, promotion, baseline))
     return GateResult(checks)
 
@@ -216,6 +225,18 @@ def _improvement(
 
 
 _TEST_NAMES = {"randomization": "randomization test", "t": "paired t-test"}
+
+
+def _check_same_test_file(test_file: Mapping[str, Any] | None, baseline: Baseline) -> None:
+    """Refuse a baseline tested on other data: same query ids do not make the same test set."""
+    ours, theirs = test_file or {}, baseline.test_file or {}
+    if ours.get("sha256") and theirs.get("sha256") and ours["sha256"] != theirs["sha256"]:
+        raise PromotionRefused(
+            f"cannot compare with validated {baseline.model_id}: the test files differ (the "
+            f"run's {ours.get('path')} has sha256 {ours['sha256'][:12]}, {baseline.model_id}'s "
+            f"{theirs.get('path')} {theirs['sha256'][:12]}); a paired comparison needs the same "
+            "test set: compare on the same test file"
+        )
 
 
 def _aligned(query_ids: np.ndarray, baseline: Baseline) -> dict[str, np.ndarray]:

@@ -216,7 +216,7 @@ def promote_to_validated(
             f"run {run_dir.name}: has no test metrics (trained without a test file); "
             "the gate needs them"
         )
-    gate = _check_gate(run_dir, report, promotion, root, name)
+    gate = _check_gate(run_dir, config, report, promotion, root, name)
     metrics, data = _rescore(run_dir, config, test_metrics)
     metadata: dict[str, Any] = {
         "model_id": model_id,
@@ -315,7 +315,12 @@ def _read_run(run_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
 
 
 def _check_gate(
-    run_dir: Path, report: Mapping[str, Any], promotion: PromotionConfig, root: Path, name: str
+    run_dir: Path,
+    config: ExperimentConfig,
+    report: Mapping[str, Any],
+    promotion: PromotionConfig,
+    root: Path,
+    name: str,
 ) -> GateResult:
     baseline = None
     if promotion.compare_to_validated:
@@ -325,6 +330,7 @@ def _check_gate(
                 model_id=current.model_id,
                 per_query=read_per_query(current.path / "test_per_query.tsv"),
                 conventions=current.metadata["conventions"]["default"],
+                test_file=(current.metadata.get("data") or {}).get("test"),
             )
     gate = evaluate_gate(
         report["test"],
@@ -332,10 +338,19 @@ def _check_gate(
         _conventions(report)["default"],
         promotion,
         baseline,
+        test_file=None if baseline is None else _test_file(config),
     )
     if not gate.passed:
         raise PromotionRefused(gate.refusal(run_dir.name))
     return gate
+
+
+def _test_file(config: ExperimentConfig) -> dict[str, str] | None:
+    """The run's test file as ``metadata.json`` records it (path, sha256); None without one."""
+    from ltr.training.experiment import resolve_data_paths
+
+    test = resolve_data_paths(config.data).test
+    return None if test is None else {"path": str(test.resolve()), "sha256": file_sha256(test)}
 
 
 def _conventions(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

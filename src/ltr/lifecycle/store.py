@@ -264,13 +264,17 @@ class ModelStore:
     def rollback(self) -> str:
         """Make the previously live version live again; returns it.
 
-        Successive rollbacks walk further back (1.2.0 -> 1.1.0 -> 1.0.0).
+        Successive rollbacks walk further back (1.2.0 -> 1.1.0 -> 1.0.0). A corrupt pointer
+        is repaired: the history's last live version is taken as the current one.
 
         Raises:
             BundleError: there is no previous live version, or its bundle fails verification.
         """
         with self._lock():
-            current = self.current()
+            try:
+                current = self.current()
+            except BundleError:  # a corrupt pointer: the history knows what was live
+                current = None
             live = self._live_stack(current)
             if len(live) < 2:
                 why = (

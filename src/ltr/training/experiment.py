@@ -50,7 +50,7 @@ from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
 from ltr.errors import ConfigError, DataNotFoundError
 from ltr.evaluation import evaluate_scores
-from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow
+from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_mlflow
 from ltr.experiments.tracking import Run, Tracker
 from ltr.losses import build_loss
 from ltr.models import build_model, fit_input_encodings
@@ -206,6 +206,7 @@ def _run(
         bucket_by_length=training.bucket_by_length,
     )
     if resume is None:
+        check_mlflow(config, rank=dist.rank)  # a bad store fails before the run dir exists
         run = Run.create(
             config.tracking.output_dir,
             config.experiment.name,

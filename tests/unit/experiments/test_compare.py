@@ -122,6 +122,36 @@ def test_compare_refuses_runs_tested_on_different_queries(
         compare_runs([runs[0], load_run(fewer)])
 
 
+def test_compare_refuses_runs_tested_on_a_relabelled_copy_of_the_test_file(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    data = Path(runs[1].config["data"]["root"])
+    copy = Path(shutil.copytree(data, tmp_path / "relabelled"))
+    lines = (copy / "test.txt").read_text(encoding="utf-8").splitlines()
+    flipped = [("1" if line[0] == "0" else "0") + line[1:] for line in lines]  # same query ids
+    (copy / "test.txt").write_text("\n".join(flipped) + "\n", encoding="utf-8")
+    other = copy_run(runs[1], tmp_path)
+    config = (other / "config.yaml").read_text(encoding="utf-8")
+    (other / "config.yaml").write_text(config.replace(str(data), str(copy)), encoding="utf-8")
+
+    with pytest.raises(ConfigError, match=r"tested on different test files: .*relabelled/test"):
+        compare_runs([runs[0], load_run(other)], n_resamples=500)
+
+
+def test_compare_notes_a_test_file_it_cannot_check(runs: list[RunRecord], tmp_path: Path) -> None:
+    moved = copy_run(runs[1], tmp_path)
+    config = (moved / "config.yaml").read_text(encoding="utf-8")
+    data = runs[1].config["data"]["root"]
+    (moved / "config.yaml").write_text(config.replace(data, str(tmp_path / "gone")), "utf-8")
+
+    comparison = compare_runs([runs[0], load_run(moved)], n_resamples=500)
+
+    assert comparison.notes == [
+        f"cannot check that {runs[1].run_id} was tested on the same file as the others: its "
+        "test file is not there (its data.root holds none)"
+    ]
+
+
 def test_compare_refuses_a_metric_a_run_lacks(runs: list[RunRecord]) -> None:
     with pytest.raises(ConfigError, match=r"has no per-query values of err@10; it has ndcg@1, "):
         compare_runs(runs, metric="err@10")

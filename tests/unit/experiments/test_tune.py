@@ -132,3 +132,29 @@ def test_a_study_continues_with_the_same_fixed_settings(tmp_path: Path) -> None:
     _check_fixed_config(study, fixed, "sqlite:///x.db")
     _check_fixed_config(study, fixed, "sqlite:///x.db")  # no error
     assert study.user_attrs["fixed_config"] == fixed
+
+
+def test_a_study_continues_with_its_data_spelled_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "syn").mkdir()
+    study = optuna.create_study(study_name="s", direction="maximize")
+    _check_fixed_config(study, fixed_config(make_config(Path("syn"), LR_SPACE)), "sqlite:///x.db")
+
+    _check_fixed_config(study, fixed_config(make_config(tmp_path / "syn", LR_SPACE)), "s.db")
+
+    assert study.user_attrs["fixed_config"]["data.root"] == str(tmp_path / "syn")
+
+
+def test_a_study_refuses_the_same_relative_data_path_in_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    study = optuna.create_study(study_name="s", direction="maximize")
+    monkeypatch.chdir(tmp_path / "a")
+    _check_fixed_config(study, fixed_config(make_config(Path("syn"), LR_SPACE)), "sqlite:///x.db")
+    monkeypatch.chdir(tmp_path / "b")  # another syn: another data set
+
+    with pytest.raises(ConfigError, match=r"ran with other fixed settings: data\.root \("):
+        _check_fixed_config(study, fixed_config(make_config(Path("syn"), LR_SPACE)), "s.db")

@@ -224,6 +224,29 @@ def test_same_quality_run_fails_the_significance_gate(strong_run: Path, validate
     assert [p.name for p in validated.iterdir()] == ["tiny_v1.0.0"]
 
 
+def relabelled_copy(data_root: Path, destination: Path) -> Path:
+    """``data_root`` with test.txt's labels shuffled: the same query ids, another test set."""
+    shutil.copytree(data_root, destination)
+    lines = (destination / "test.txt").read_text(encoding="utf-8").splitlines()
+    labels = np.random.default_rng(0).permutation([line.split(" ", 1)[0] for line in lines])
+    relabelled = [
+        f"{label} {line.split(' ', 1)[1]}" for label, line in zip(labels, lines, strict=True)
+    ]
+    (destination / "test.txt").write_text("\n".join(relabelled) + "\n", encoding="utf-8")
+    return destination
+
+
+def test_gate_refuses_a_run_tested_on_another_file_with_the_same_queries(
+    weak_run: Path, data_root: Path, tmp_path: Path, validated: Path
+) -> None:
+    promote(weak_run, validated)
+    other = train_run(relabelled_copy(data_root, tmp_path / "data"), tmp_path / "runs")
+
+    with pytest.raises(PromotionRefused, match=r"the test files differ \(the run's .*/data/test"):
+        promote(other, validated)
+    assert [p.name for p in validated.iterdir()] == ["tiny_v1.0.0"]
+
+
 def test_existing_version_is_refused(strong_run: Path, validated: Path) -> None:
     no_comparison = PromotionConfig(compare_to_validated=False)
     promote(strong_run, validated, version="2.0.0", promotion=no_comparison)
@@ -323,6 +346,18 @@ def test_gate_refuses_to_compare_different_test_sets() -> None:
 
     with pytest.raises(PromotionRefused, match=r"the test sets differ \(the run has 3 test "):
         evaluate_gate({}, run, CONVENTIONS, PromotionConfig(), baseline)
+
+
+def test_gate_refuses_a_baseline_of_another_test_file() -> None:
+    run = table(["a", "b"], [0.9, 0.8])
+    mine, theirs = (
+        {"path": "/d2/test.txt", "sha256": "2" * 64},
+        {"path": "/d/test.txt", "sha256": "1" * 64},
+    )
+    baseline = Baseline("m_v1.0.0", table(["a", "b"], [0.1, 0.2]), CONVENTIONS, theirs)
+
+    with pytest.raises(PromotionRefused, match=r"the test files differ \(the run's /d2/test\.txt "):
+        evaluate_gate({}, run, CONVENTIONS, PromotionConfig(), baseline, test_file=mine)
 
 
 def test_gate_refuses_to_compare_different_conventions() -> None:

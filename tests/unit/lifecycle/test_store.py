@@ -217,6 +217,18 @@ def test_rollback_walks_back_through_live_versions(store: ModelStore) -> None:
     assert store.current() == "1.0.0"
 
 
+def test_rollback_with_a_corrupt_pointer_goes_back_from_the_history(store: ModelStore) -> None:
+    fill(store, "1.0.0", "1.1.0")
+    store.set_current("1.0.0")
+    store.set_current("1.1.0")
+    (store.root / "current").write_text("garbage\n")
+
+    assert store.rollback() == "1.0.0"
+
+    assert store.current() == "1.0.0"
+    assert store.history()["live"] == ["1.0.0"]
+
+
 def test_rollback_with_one_live_version_is_a_clear_error(store: ModelStore) -> None:
     fill(store, "1.0.0")
     store.set_current("1.0.0")
