@@ -159,3 +159,29 @@ def test_an_unusable_store_fails_in_one_line_before_the_run_directory(
 
     assert time.monotonic() - started < 30
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_ensemble_on_an_unusable_store_fails_before_its_run_directory(
+    data_root: Path, tmp_path: Path
+) -> None:
+    from ltr.training.ensemble import build_ensemble
+
+    store = tmp_path / "mlruns.db"
+    config = make_config(
+        data_root, tmp_path / "runs", f"sqlite:///{store}", "training.num_epochs=1"
+    )
+    members = [
+        run_experiment(
+            config.model_copy(
+                update={"training": config.training.model_copy(update={"seed": seed})}
+            ),
+            quiet=True,
+        )
+        for seed in (0, 1)
+    ]
+    store.write_text("not a database any more\n")  # the members' store broke since
+
+    with pytest.raises(ConfigError, match=r"^tracking\.mlflow_uri .*file is not a database"):
+        build_ensemble(members, output_dir=tmp_path / "ensembles", quiet=True)
+
+    assert not (tmp_path / "ensembles").exists()

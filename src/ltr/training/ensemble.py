@@ -32,7 +32,7 @@ from rich.console import Console
 from ltr.config import dotted_items, load_config
 from ltr.data.preprocessing import Normalizer
 from ltr.errors import ConfigError, LtrError, ShapeError
-from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow
+from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_mlflow
 from ltr.experiments.tracking import Run
 from ltr.models import EnsembleScorer
 from ltr.training.checkpoint import checkpoint_file, load_checkpoint
@@ -140,6 +140,7 @@ def build_ensemble(
         "normalizer": normalizer.to_dict(),
         "n_features": n_features,
     }
+    check_mlflow(config)  # a bad store fails before the run directory exists
     with Run.create(config.tracking.output_dir, config.experiment.name, tensorboard=False) as run:
         attach_mlflow(run, config)
         run.write_text("config.yaml", config.to_yaml())
