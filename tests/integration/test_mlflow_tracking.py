@@ -167,13 +167,11 @@ def test_an_ensemble_on_an_unusable_store_fails_before_its_run_directory(
     from ltr.training.ensemble import build_ensemble
 
     store = tmp_path / "mlruns.db"
-    config = make_config(
-        data_root, tmp_path / "runs", f"sqlite:///{store}", "training.num_epochs=1"
-    )
+    uri = f"sqlite:///{store}"
     members = [
         run_experiment(
-            config.model_copy(
-                update={"training": config.training.model_copy(update={"seed": seed})}
+            make_config(
+                data_root, tmp_path / "runs", uri, "training.num_epochs=1", f"training.seed={seed}"
             ),
             quiet=True,
         )
