@@ -72,7 +72,10 @@ def listnet_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     return target.reshape(-1) @ log_probs.reshape(-1)
 
 
-_EXP_FLOOR = math.exp(-600.0)  # prefix sums of exp(x - max) above this are exact enough
+def _exp_floor(dtype: torch.dtype) -> float:
+    """Prefix sums of ``exp(x - max)`` above this are normal numbers with room to spare: their
+    reciprocals summed over a long list stay finite (e^-74 in float32, e^-602 in float64)."""
+    return float(torch.finfo(dtype).tiny ** 0.85)
 
 
 class _PlackettLuceNLL(torch.autograd.Function):
@@ -80,15 +83,16 @@ class _PlackettLuceNLL(torch.autograd.Function):
 
     ``order[q]`` lists the columns of query q in *ascending* order of the target permutation with
     padding last (``padding`` marks those sorted positions), so the Plackett-Luce denominators
-    are prefix sums of ``exp(x)``, ``x = scores.gather(-1, order)``, in float64. The saved
+    are prefix sums of ``exp(x)``, ``x = scores.gather(-1, order)``, in the scores' dtype (at
+    least float32). The saved
     gradient, already scattered back to the input's columns, is
     ``w_q (-1 + e^{x_p} sum_{k >= p} 1 / T_k)`` per real position p. Gathering inside (rather
     than through autograd) leaves one product for the backward pass.
 
-    Rows whose prefix sums of ``exp(x - max)`` stay above :data:`_EXP_FLOOR` (scores within
-    ~600 of the row's maximum) use them; wider rows are redone in log space (``logcumsumexp``,
-    ~3x slower), because there the prefix sums underflow and the loss came out large with a
-    gradient that pointed the wrong way.
+    Rows whose prefix sums of ``exp(x - max)`` stay above :func:`_exp_floor` (scores within
+    ~74 of the row's maximum in float32, ~600 in float64) use them; wider rows are redone in
+    log space (``logcumsumexp``, ~3x slower), because there the prefix sums underflow and the
+    loss came out large with a gradient that pointed the wrong way.
     """
 
     @staticmethod
@@ -97,18 +101,22 @@ class _PlackettLuceNLL(torch.autograd.Function):
     ) -> Tensor:
         # Padding gets the most negative finite value: exp(...) = 0 in every prefix sum, and an
         # all-padding row stays finite (its weight is 0).
-        x = scores.gather(-1, order).double().masked_fill_(padding, torch.finfo(torch.float64).min)
+        dtype = torch.promote_types(scores.dtype, torch.float32)
+        x = scores.gather(-1, order).to(dtype).masked_fill_(padding, torch.finfo(dtype).min)
         x.sub_(x.amax(dim=-1, keepdim=True))  # <= 0 at real positions
         exps = x.exp()
         tails = exps.cumsum(dim=-1)
         # prefix sums only grow: the first (a real document's, or 1 for an all-padding row) is
-        # the smallest, so one column says whether a row needs log space
-        wide = tails[:, 0] < _EXP_FLOOR
+        # the smallest, so one column says whether any row needs log space
+        first = tails[:, 0].clone()  # reciprocal_ below reuses tails
+        floor = _exp_floor(dtype)
+        redo = len(first) > 0 and float(first.min()) < floor
         per_position = tails.log().sub_(x).masked_fill_(padding, 0.0)
         inverse = tails.reciprocal_().masked_fill_(padding, 0.0)
         later = inverse.flip(-1).cumsum(dim=-1).flip(-1)  # sum over k >= p of 1 / T_k
         grad = exps.mul_(later).sub_(1.0).masked_fill_(padding, 0.0)
-        if wide.any():
+        if redo:
+            wide = first < floor
             per_position[wide], grad[wide] = _log_space_terms(x[wide], padding[wide])
         total = per_position.sum(dim=-1) @ weights
         grad.mul_(weights.unsqueeze(-1))
@@ -188,7 +196,7 @@ def listmle_loss(
     padding = ranked_key == math.inf
     # Informative query: its highest real label exceeds its lowest (the first, ascending).
     top = ranked_key.masked_fill(padding, -math.inf).amax(dim=-1)
-    keep = (top > ranked_key[:, 0]).double()  # float64 like the likelihood's sums
+    keep = (top > ranked_key[:, 0]).to(torch.promote_types(scores.dtype, torch.float32))
     weights = keep / keep.sum().clamp(min=1.0)
     total: Tensor = _PlackettLuceNLL.apply(scores, order, padding, weights)  # type: ignore[no-untyped-call]
     return total

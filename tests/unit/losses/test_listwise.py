@@ -134,11 +134,14 @@ def test_listmle_matches_explicit_product_over_positions(ties: str) -> None:
 
 @pytest.mark.parametrize("gap", [50.0, 1_000.0, 1e5])
 @pytest.mark.parametrize("direction", [1.0, -1.0])  # lists in label order, or reversed
-def test_listmle_stays_exact_when_scores_are_far_apart(gap: float, direction: float) -> None:
-    # a plain prefix sum of exp(score - max) underflows past ~700 and gave a wrong loss and
-    # gradient; the reference sums in log space per position
-    labels = torch.tensor([[0.0, 1.0, 2.0, 3.0]], dtype=torch.float64)
-    scores = direction * gap * torch.tensor([[-1.0, 0.0, 0.5, 1.0]], dtype=torch.float64)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_listmle_stays_exact_when_scores_are_far_apart(
+    gap: float, direction: float, dtype: torch.dtype
+) -> None:
+    # a plain prefix sum of exp(score - max) underflows past a gap of ~87 (float32) or ~700
+    # (float64) and gave a wrong loss and gradient; the reference sums in log space
+    labels = torch.tensor([[0.0, 1.0, 2.0, 3.0]], dtype=dtype)
+    scores = direction * gap * torch.tensor([[-1.0, 0.0, 0.5, 1.0]], dtype=dtype)
     scores.requires_grad_()
     mask = torch.ones(1, 4, dtype=torch.bool)
 
