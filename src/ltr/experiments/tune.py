@@ -51,7 +51,7 @@ import optuna
 from rich.console import Console
 
 from ltr._fs import atomic_path, atomic_write_json, atomic_write_text
-from ltr.config import ExperimentConfig, SearchDimension, TuneConfig, load_config
+from ltr.config import ExperimentConfig, SearchDimension, TuneConfig, dotted_items, load_config
 from ltr.errors import ConfigError, LtrError
 from ltr.experiments.mlflow_tracker import MLflowTracker, mlflow_available, resolve_tracking_uri
 from ltr.experiments.tracking import RunStopped
@@ -197,23 +197,13 @@ def fixed_config(config: ExperimentConfig) -> dict[str, Any]:
     assert config.tune is not None
     searched = tuple(config.tune.space)
     config = config.model_copy(update={"data": config.data.absolute()})
-    flat = _flatten(json.loads(json.dumps(config.resolved(), default=str)))
+    flat = dotted_items(json.loads(json.dumps(config.resolved(), default=str)))
     return {
         key: value
         for key, value in flat.items()
         if not any(key == k or key.startswith(f"{k}.") for k in (*searched, *_UNFIXED))
         and not key.startswith("tune.space.")  # the space is in the study's trials
     }
-
-
-def _flatten(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _check_fixed_config(study: optuna.Study, fixed: dict[str, Any], storage: str) -> None:
