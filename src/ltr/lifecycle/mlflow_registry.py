@@ -36,7 +36,11 @@ def tracking_uri_of(mlflow_run: Mapping[str, Any] | None, configured: str | None
 def registered(
     uri: str, metadata: Mapping[str, Any], *, source_dir: Path, enabled: bool
 ) -> Iterator[Any]:
-    """Register the version and set the alias; undo the version if the body fails.
+    """Register the version, run the body (which writes the validated folder), then move the
+    alias; undo the version if the body fails.
+
+    The alias moves last, so a promotion that loses a race for the folder never touches it
+    (deleting a version the alias named would drop the alias).
 
     Yields the ``registry`` entry of ``metadata.json``.
     """
@@ -59,7 +63,6 @@ def registered(
         version = client.create_model_version(
             name, source, run_id=run_id, tags=tags, description=_description(metadata)
         )
-        client.set_registered_model_alias(name, VALIDATED_ALIAS, version.version)
     except MlflowException as error:
         raise LtrError(f"MLflow registry at {uri}: {error.message}; nothing written") from None
     try:
@@ -74,6 +77,14 @@ def registered(
         with contextlib.suppress(MlflowException):  # the folder was not written: undo
             client.delete_model_version(name, version.version)
         raise
+    try:
+        client.set_registered_model_alias(name, VALIDATED_ALIAS, version.version)
+    except MlflowException as error:
+        raise LtrError(
+            f"MLflow registry at {uri}: the validated folder is written and version "
+            f"{version.version} registered, but alias {VALIDATED_ALIAS!r} did not move: "
+            f"{error.message}"
+        ) from None
 
 
 def _source(client: Any, metadata: Mapping[str, Any], source_dir: Path) -> tuple[str, str | None]:
