@@ -8,8 +8,9 @@ average with ``nanmean``, because a skipped query is NaN. Padding never counts: 
 rank below every real one and carry neither gain nor relevance.
 
 The math is written once against a tiny private backend (sort, gather, cumsum, ...) picked from
-the input type, so NumPy and torch give the same numbers; torch is imported only when a tensor
-arrives, and ``import ltr.metrics`` never imports it (serving relies on that).
+the input type, so NumPy and torch agree to ~1e-15 (only the summation order differs); torch is
+imported only when a tensor arrives, and ``import ltr.metrics`` never imports it (serving relies
+on that).
 
 Conventions (keyword-only; the anchor each value reproduces):
 
