@@ -22,7 +22,6 @@ Two layouts, both plain text, UTF-8, optionally gzipped (detected by the magic b
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from ltr._fs import atomic_open
+from ltr.data._letor_parser import open_binary
 from ltr.data.letor import LetorData
 from ltr.errors import DataFormatError, DataNotFoundError
-
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def read_scores(path: str | Path, expected: int | None = None) -> np.ndarray:
@@ -233,12 +231,8 @@ def _text_lines(path: Path, what: str) -> list[str]:
     """The file's lines, gunzipped when it starts with the gzip magic, decoded as UTF-8."""
     if not path.is_file():
         raise DataNotFoundError(f"{what} {path} does not exist")
-    raw = path.read_bytes()
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as error:
-            raise DataFormatError(path, None, f"the gzip stream is damaged ({error})") from None
+    with open_binary(path) as handle:  # the data files' reader: gzip by magic, damage named
+        raw = handle.read()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
