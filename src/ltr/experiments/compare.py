@@ -29,7 +29,6 @@ Choices:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -53,6 +52,7 @@ from ltr.experiments.significance import (
     win_tie_loss,
 )
 from ltr.experiments.tracking import json_safe
+from ltr.lifecycle.bundle import file_sha256
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -408,7 +408,7 @@ def _check_test_files(runs: Sequence[RunRecord]) -> list[str]:
             continue
         resolved = path.resolve()
         if resolved not in by_path:
-            by_path[resolved] = _sha256(resolved)
+            by_path[resolved] = file_sha256(resolved)
         digests[run.run_id] = by_path[resolved]
     if len(set(digests.values())) > 1:
         described = ", ".join(
@@ -421,15 +421,6 @@ def _check_test_files(runs: Sequence[RunRecord]) -> list[str]:
             "the same test set: compare runs tested on the same test file"
         )
     return notes
-
-
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_no_relevant(runs: Sequence[RunRecord]) -> None:
