@@ -340,9 +340,17 @@ def _backend(scores: Any, labels: Any, mask: Any) -> _Ops:
 
 def _check_values(ops: _Ops, scores: Any, labels: Any, mask: Any) -> None:
     """Real documents need a score that is not NaN and a label >= 0; padding may hold anything."""
+    if not all(mask.shape):
+        return
+    # Fast path, two reductions without temporaries: the sum is NaN only if some score is NaN
+    # (or +inf meets -inf, which the exact check below clears); padded labels are already 0.
+    with np.errstate(all="ignore"):  # padding may overflow the sum; only NaN matters here
+        total = float(scores.sum())
+    if not math.isnan(total) and float(labels.min()) >= 0:
+        return
     nan_scores = mask & ops.isnan(scores)
-    negative = labels < 0  # padded labels are already 0
-    if not bool((nan_scores | negative).any()):  # one reduction (and sync) on the valid path
+    negative = labels < 0
+    if not bool((nan_scores | negative).any()):  # NaN in padding only, or +inf and -inf
         return
     if n_nan := int(nan_scores.sum()):
         raise ShapeError(

@@ -312,6 +312,17 @@ def test_nan_scores_and_negative_labels_in_padding_are_ignored() -> None:
     assert ndcg(scores, labels, mask)[0] == pytest.approx(1 / LOG2_3)
 
 
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_plus_and_minus_inf_scores_are_not_nan(as_tensor: bool) -> None:
+    # their sum is NaN, which must not read as a NaN score
+    scores, labels, mask = one_query([math.inf, -math.inf, 0.0], [1.0, 2.0, 0.0])
+    if as_tensor:
+        scores, labels, mask = (torch.as_tensor(x) for x in (scores, labels, mask))
+
+    rank_1_gain, ideal = 1.0, 3.0 + 1.0 / LOG2_3  # -inf is not retrieved
+    assert float(ndcg(scores, labels, mask)[0]) == pytest.approx(rank_1_gain / ideal)
+
+
 def test_err_label_above_max_label_raises_shape_error() -> None:
     with pytest.raises(ShapeError, match=r"must not exceed max_label=4; .* at 3 real documents"):
         err(*one_query([4, 3, 2, 1], [5, 5, 5, 0]))
