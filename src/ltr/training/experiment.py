@@ -312,12 +312,18 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
     found: dict[str, Path | None] = {}
     root = cfg.root
     if root is not None and not root.is_dir():
-        hint = (
-            "a resumed run reads the data it was trained on; restore that folder"
-            if resuming
-            else f"create synthetic data with `ltr data synth --out {root}` or point data.root "
-            "at a LETOR fold"
-        )
+        if not resuming:
+            hint = (
+                f"create synthetic data with `ltr data synth --out {root}` or point data.root "
+                "at a LETOR fold"
+            )
+        elif root.is_absolute():
+            hint = "a resumed run reads the data it was trained on; restore that folder"
+        else:  # runs made before data paths were stored absolute
+            hint = (
+                f"a resumed run reads the data it was trained on, here relative to {Path.cwd()}; "
+                "resume from the folder the run was trained in"
+            )
         raise DataNotFoundError(f"data.root {root} is not a folder; {hint}")
     for split in ("train", "valid", "test"):
         explicit: Path | None = getattr(cfg, split)

@@ -328,6 +328,18 @@ def test_resume_without_the_run_data_does_not_suggest_making_data(
     assert "synth" not in str(error.value)
 
 
+def test_resume_with_a_relative_data_root_names_the_folder_it_was_read_from(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # runs made before data paths were stored absolute hold them relative to where they ran
+    data = make_config(data_root, tmp_path).data.model_copy(update={"root": Path("data")})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataNotFoundError, match=r"resume from the folder the run was trained in"):
+        experiment_module.resolve_data_paths(data, resuming=True)
+    with pytest.raises(DataNotFoundError, match=str(tmp_path)):
+        experiment_module.resolve_data_paths(data, resuming=True)
+
+
 def test_resume_of_a_directory_without_checkpoint_is_a_clear_error(
     data_root: Path, tmp_path: Path
 ) -> None:
