@@ -1,7 +1,8 @@
-"""Where a validated model came from: its data files and the code that trained it.
+"""Where a model came from: its data files and the code that trained it.
 
-Torch-free facts for ``metadata.json``: a data file's path, sha256 and size in queries and
-documents, whether a data folder is synthetic, and the git revision of the ltr source tree.
+Torch-free facts for ``metrics.json`` (``data``, written at training time) and ``metadata.json``:
+a data file's path, sha256 and size in queries and documents, whether a data folder is synthetic,
+and the git revision of the ltr source tree.
 """
 
 from __future__ import annotations
@@ -9,20 +10,32 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ltr.lifecycle.bundle import file_sha256
 
-__all__ = ["code_revision", "describe_file", "is_synthetic"]
+if TYPE_CHECKING:
+    from ltr.data.letor import LetorData
+
+__all__ = ["code_revision", "describe_data", "describe_file", "is_synthetic"]
 
 
-def describe_file(path: Path, n_features: int) -> dict[str, Any]:
+def describe_file(path: Path, n_features: int, *, sha256: str | None = None) -> dict[str, Any]:
+    """:func:`describe_data` of ``path`` read with ``n_features`` columns."""
     from ltr.data.letor import load_letor
 
     data = load_letor(path, n_features=n_features)  # cached after the first read
+    return describe_data(path, data, sha256=sha256)
+
+
+def describe_data(path: Path, data: LetorData, *, sha256: str | None = None) -> dict[str, Any]:
+    """``{path, sha256, queries, documents}`` of the file ``path``, already read as ``data``.
+
+    ``sha256``: the file's digest when the caller has it, so the file is not read again.
+    """
     return {
         "path": str(path.resolve()),
-        "sha256": file_sha256(path),
+        "sha256": sha256 or file_sha256(path),
         "queries": data.n_queries,
         "documents": data.n_docs,
     }

@@ -11,7 +11,8 @@ laid out like ``ltr train``'s, so ``ltr predict``, ``ltr compare``, ``ltr export
   (each member's ``model`` section) and the ensemble's experiment name;
 - ``checkpoints/best.pt``: the ensemble's weights (epoch 0, no optimizer state);
 - ``metrics.json``: validation and test metrics of the averaged scores, with the same keys as a
-  trained run, plus ``members`` (each member's run, checkpoint sha256, seed and numbers);
+  trained run (``data``: the files the ensemble read and scored), plus ``members`` (each
+  member's run, checkpoint sha256, seed and numbers);
 - ``test_per_query.tsv`` and ``preprocessor.json`` as a trained run writes them, and an empty
   ``training_history.json`` (no epochs were trained to build it).
 
@@ -111,7 +112,7 @@ def build_ensemble(
     scorer.eval()
 
     normalizer = Normalizer.from_dict(payloads[0]["normalizer"], source=str(paths[0]))
-    splits = load_splits(config.data)
+    splits = load_splits(config.data, record_files=True)
     batch_size = config.training.batch_size
     valid_data = normalizer.transform_data(splits.valid)
     names = validation_metrics(config.evaluation, config.training)
@@ -131,6 +132,7 @@ def build_ensemble(
         "valid_from_train": splits.valid_from_train,
         "conventions": conventions,
         "test": None,
+        "data": splits.files,
         "members": [
             _member_record(path, payload) for path, payload in zip(paths, payloads, strict=True)
         ],
