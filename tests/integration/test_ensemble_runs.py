@@ -137,7 +137,11 @@ def test_validation_numbers_come_from_the_validation_file(
     records = report["members"]
     assert [r["seed"] for r in records] == list(SEEDS)
     assert [r["run_dir"] for r in records] == [str(m.resolve()) for m in members]
-    assert all(r["model"] == "mlp" and len(r["sha256"]) == 64 for r in records)
+    assert all(r["model"] == "mlp" for r in records)
+    checkpoints = [member / "checkpoints" / "best.pt" for member in members]
+    assert [r["sha256"] for r in records] == [
+        hashlib.sha256(path.read_bytes()).hexdigest() for path in checkpoints
+    ]
 
 
 def test_ensemble_records_the_data_files_it_read_like_a_trained_run(

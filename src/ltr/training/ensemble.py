@@ -23,7 +23,6 @@ split of the training file (``data.split_seed``), and so does the ensemble.
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from ltr.data.preprocessing import Normalizer
 from ltr.errors import ConfigError, LtrError, ShapeError
 from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_mlflow
 from ltr.experiments.tracking import Run
+from ltr.lifecycle.bundle import file_sha256
 from ltr.models import EnsembleScorer
 from ltr.training.checkpoint import checkpoint_file, load_checkpoint
 from ltr.training.experiment import load_splits, report_test_metrics, same_paths
@@ -207,7 +207,7 @@ def _member_record(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_dir": None if run_dir is None else str(run_dir.resolve()),
         "checkpoint": str(path.resolve()),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": file_sha256(path),
         "model": payload["config"]["model"].get("name"),
         "loss": payload["config"].get("loss", {}).get("name"),
         "seed": payload["config"]["training"]["seed"],
