@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support.tiny_runs import tiny_run, write_tiny_data
+from support.tiny_runs import forget_data_files, relabel_in_place, tiny_run, write_tiny_data
 
 
 def run_ltr(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -120,3 +120,40 @@ def test_compare_plot_without_extension_writes_pngs_in_new_folders(
     result = run_ltr("compare", "--all", "--dir", runs_dir, "--resamples", "100", "--plot", plot)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in plot.parent.iterdir()) == ["cmp-curves.png", "cmp.png"]
+
+
+def test_compare_refuses_runs_around_an_in_place_edit_of_the_test_file(tmp_path: Path) -> None:
+    data = write_tiny_data(tmp_path / "data", seed=6)
+    before = tiny_run(data, tmp_path / "runs", "experiment.name=before")
+    relabel_in_place(data / "test.txt")  # same path, same query ids, one label changed
+    after = tiny_run(data, tmp_path / "runs", "experiment.name=after")
+    then, now = (
+        json.loads((run / "metrics.json").read_text())["data"]["test"]["sha256"][:12]
+        for run in (before, after)
+    )
+
+    result = run_ltr("compare", before, after)
+
+    assert result.returncode == 1
+    test_file = (data / "test.txt").resolve()
+    assert result.stderr == (
+        f"error: runs were tested on different test files: {before.name} ({test_file}, sha256 "
+        f"{then}), {after.name} ({test_file}, sha256 {now}); {before.name}'s test file "
+        f"{test_file} changed since the run read it (sha256 {then} then, {now} now); a paired "
+        "comparison needs the same test set: compare runs tested on the same test file\n"
+    )
+
+
+def test_compare_of_runs_from_before_still_works_with_a_note(
+    runs_dir: Path, tmp_path: Path
+) -> None:
+    old = [
+        forget_data_files(Path(shutil.copytree(runs_dir / name, tmp_path / name)))
+        for name in run_names(runs_dir)[:2]
+    ]
+
+    result = run_ltr("compare", *old, "--resamples", "100")
+
+    assert result.returncode == 0, result.stderr
+    for run in old:
+        assert f"{run.name} recorded no sha256 of its test file" in result.stderr

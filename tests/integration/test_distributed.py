@@ -38,6 +38,7 @@ from ltr.data.letor import load_letor
 from ltr.data.runs import read_scores
 from ltr.data.synthetic import write_synthetic
 from ltr.evaluation import evaluate_scores
+from ltr.lifecycle.bundle import file_sha256
 from ltr.models import build_model
 from ltr.training import run_experiment
 from ltr.training.checkpoint import load_checkpoint
@@ -156,6 +157,7 @@ def test_two_gloo_processes_match_each_other_and_one_process(tmp_path: Path) -> 
     assert all(torch.equal(last["model"][key], rank0[key]) for key in rank0)  # no "module."
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["epochs"] == 3 and metrics["test"] is not None
+    assert metrics["data"]["test"]["sha256"] == file_sha256(Path(info["test"]))  # rank 0's record
 
     # (3) the same as one process with the same global batch and seed
     config = load_config(

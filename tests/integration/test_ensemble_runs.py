@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import subprocess
@@ -136,7 +137,21 @@ def test_validation_numbers_come_from_the_validation_file(
     records = report["members"]
     assert [r["seed"] for r in records] == list(SEEDS)
     assert [r["run_dir"] for r in records] == [str(m.resolve()) for m in members]
-    assert all(r["model"] == "mlp" and len(r["sha256"]) == 64 for r in records)
+    assert all(r["model"] == "mlp" for r in records)
+    checkpoints = [member / "checkpoints" / "best.pt" for member in members]
+    assert [r["sha256"] for r in records] == [
+        hashlib.sha256(path.read_bytes()).hexdigest() for path in checkpoints
+    ]
+
+
+def test_ensemble_records_the_data_files_it_read_like_a_trained_run(
+    root: Path, ensemble: Path, members: list[Path]
+) -> None:
+    files = read_json(ensemble / "metrics.json")["data"]
+    assert files == read_json(members[0] / "metrics.json")["data"]
+    test_file = root / "data" / "test.txt"
+    assert files["test"]["path"] == str(test_file.resolve())
+    assert files["test"]["sha256"] == hashlib.sha256(test_file.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from ltr.config import load_config
 from ltr.lifecycle.registry import promote_to_validated
 from ltr.training import run_experiment
-from support.tiny_runs import write_tiny_data
+from support.tiny_runs import relabel_in_place, write_tiny_data
 
 pytestmark = [
     pytest.mark.slow,
@@ -125,3 +125,25 @@ def test_cli_refuses_a_failing_run_with_exit_1(data_root: Path, tmp_path: Path) 
         f"error: run {run.name}: ndcg@10 = {test['ndcg@10']:.3f} is below the gate 0.990\n"
     )
     assert not (tmp_path / "validated").exists()
+
+
+def test_cli_refuses_a_run_whose_test_file_was_edited_in_place_since(tmp_path: Path) -> None:
+    data = write_tiny_data(tmp_path / "data", n_features=10, max_docs=20)
+    before = train_run(data, tmp_path / "runs", "experiment.name=before")
+    relabel_in_place(data / "test.txt")  # same path, same query ids, one label changed
+    after = train_run(data, tmp_path / "runs", "experiment.name=after")
+    then, now = (
+        json.loads((run / "metrics.json").read_text())["data"]["test"]["sha256"][:12]
+        for run in (before, after)
+    )
+
+    passed = ltr("promote", str(after), "--to", "validated", cwd=tmp_path)
+    refused = ltr("promote", str(before), "--to", "validated", cwd=tmp_path)
+
+    assert passed.returncode == 0, passed.stderr
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"error: run {before.name}'s test file {(data / 'test.txt').resolve()} changed since the "
+        f"run read it (sha256 {then} then, {now} now); its metrics describe the file it read: "
+        "restore that file or train again\n"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,20 @@ def tiny_run(
         "tracking": {"output_dir": str(out), "tensorboard": False, "mlflow": False},
     }
     return run_experiment(load_config(base=base, overrides=overrides), resume=resume, quiet=True)
+
+
+def relabel_in_place(path: Path) -> None:
+    """Flip the label of the first document of a LETOR text file (0 <-> 1), in place: the same
+    path and query ids, other bytes."""
+    first, rest = path.read_text(encoding="utf-8").split("\n", 1)
+    label, features = first.split(" ", 1)
+    path.write_text(f"{1 if label == '0' else 0} {features}\n{rest}", encoding="utf-8")
+
+
+def forget_data_files(run_dir: Path) -> Path:
+    """Make ``run_dir`` look like a run from before metrics.json recorded its data files."""
+    path = run_dir / "metrics.json"
+    report = json.loads(path.read_text(encoding="utf-8"))
+    del report["data"]
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return run_dir

@@ -17,9 +17,13 @@ Choices:
   tested on different query sets were tested on different data, and then their mean metrics are
   not comparable either, so :func:`compare_runs` refuses them (:class:`ConfigError` naming both
   runs and example query ids) rather than testing on the intersection. Query order may differ:
-  values are matched by query id. Same query ids are not enough: the runs' test files (from
-  their ``config.yaml``) must have the same sha256, so a relabelled copy of ``test.txt`` is
-  refused too; a test file that no longer exists cannot be checked and gets a note.
+  values are matched by query id. Same query ids are not enough: the runs' test files must
+  have the same sha256, so a relabelled copy of ``test.txt`` is refused too. Each run's sha256
+  is the one its ``metrics.json`` recorded at training time (``data.test``), so a file edited
+  in place between two runs is caught; a recorded file that has changed since gets a note
+  naming both hashes. Runs from before ltr recorded hashes fall back to the test file of their
+  ``config.yaml`` as it is now (with a note); if that file no longer exists, a note says the
+  run could not be checked.
 - **Same no-relevant policy or nothing.** ``evaluation.no_relevant`` (zero, one, skip) sets the
   value of a query without a relevant document in NDCG, MAP and MRR alike, and ``skip`` drops
   such queries from the paired tests; runs evaluated under different policies are refused
@@ -53,6 +57,7 @@ from ltr.experiments.significance import (
 )
 from ltr.experiments.tracking import json_safe
 from ltr.lifecycle.bundle import file_sha256
+from ltr.lifecycle.provenance import file_changed, recorded_file
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -390,37 +395,65 @@ def _aligned_values(run: RunRecord, base: RunRecord, metric: str) -> NDArray[np.
 
 
 def _check_test_files(runs: Sequence[RunRecord]) -> list[str]:
-    """Refuse runs tested on different files (by sha256); notes on files that cannot be read.
+    """Refuse runs tested on different files (by sha256); notes on what could not be checked.
 
     Query ids alone do not identify a test set: a relabelled copy of test.txt has the same ones.
+    The sha256 a run recorded at training wins over the file at that path now, which may have
+    been edited since.
     """
-    digests: dict[str, str] = {}
-    by_path: dict[Path, str] = {}  # runs of one data folder: read the file once
-    notes = []
+    hashed: dict[Path, str] = {}  # runs of one data folder: read the file once
+    digests: dict[str, tuple[Path | None, str]] = {}
+    changed, notes = [], []
     for run in runs:
-        path = run.test_file
-        if path is None or not path.is_file():
-            missing = "its data.root holds none" if path is None else f"{path} is missing"
-            notes.append(
-                f"cannot check that {run.run_id} was tested on the same file as the others: "
-                f"its test file is not there ({missing})"
-            )
+        recorded = recorded_file(run.report, "test")
+        if recorded is None:
+            digest, note = _current_test_digest(run, hashed)
+            notes.append(note)
+            if digest is not None:
+                digests[run.run_id] = digest
             continue
-        resolved = path.resolve()
-        if resolved not in by_path:
-            by_path[resolved] = file_sha256(resolved)
-        digests[run.run_id] = by_path[resolved]
-    if len(set(digests.values())) > 1:
+        digests[run.run_id] = (Path(recorded["path"]), recorded["sha256"])
+        current = _sha256_now(Path(recorded["path"]), hashed)
+        if current is not None and current != recorded["sha256"]:
+            changed.append(file_changed(run.run_id, "test", recorded, current))
+    if len({sha256 for _, sha256 in digests.values()}) > 1:
         described = ", ".join(
-            f"{run.run_id} ({run.test_file}, sha256 {digests[run.run_id][:12]})"
-            for run in runs
-            if run.run_id in digests
+            f"{run_id} ({path}, sha256 {sha256[:12]})" for run_id, (path, sha256) in digests.items()
         )
+        since = "".join(f"; {change}" for change in changed)
         raise ConfigError(
-            f"runs were tested on different test files: {described}; a paired comparison needs "
-            "the same test set: compare runs tested on the same test file"
+            f"runs were tested on different test files: {described}{since}; a paired "
+            "comparison needs the same test set: compare runs tested on the same test file"
         )
-    return notes
+    return notes + [f"{change}; compared by the sha256 recorded at training" for change in changed]
+
+
+def _current_test_digest(
+    run: RunRecord, hashed: dict[Path, str]
+) -> tuple[tuple[Path, str] | None, str]:
+    """A run from before ltr recorded its files: the test file of its config as it is now."""
+    path = run.test_file
+    current = _sha256_now(path, hashed)
+    if path is None or current is None:
+        missing = "its data.root holds none" if path is None else f"{path} is missing"
+        return None, (
+            f"cannot check that {run.run_id} was tested on the same file as the others: it "
+            f"recorded no sha256 of its test file, and the file is not there ({missing})"
+        )
+    return (path, current), (
+        f"{run.run_id} recorded no sha256 of its test file (trained before ltr recorded them): "
+        f"checked with {path} as it is now"
+    )
+
+
+def _sha256_now(path: Path | None, hashed: dict[Path, str]) -> str | None:
+    """sha256 of the file at ``path`` now (memoized in ``hashed``); None when there is none."""
+    if path is None or not path.is_file():
+        return None
+    resolved = path.resolve()
+    if resolved not in hashed:
+        hashed[resolved] = file_sha256(resolved)
+    return hashed[resolved]
 
 
 def _check_no_relevant(runs: Sequence[RunRecord]) -> None:

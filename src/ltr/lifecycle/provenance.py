@@ -1,31 +1,70 @@
-"""Where a validated model came from: its data files and the code that trained it.
+"""Where a model came from: its data files and the code that trained it.
 
-Torch-free facts for ``metadata.json``: a data file's path, sha256 and size in queries and
-documents, whether a data folder is synthetic, and the git revision of the ltr source tree.
+Torch-free facts for ``metrics.json`` (``data``, written at training time) and ``metadata.json``:
+a data file's path, sha256 and size in queries and documents, whether a data folder is synthetic,
+and the git revision of the ltr source tree. A run's recorded sha256 is what later checks trust:
+the file at the same path may have been edited since.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ltr.lifecycle.bundle import file_sha256
 
-__all__ = ["code_revision", "describe_file", "is_synthetic"]
+if TYPE_CHECKING:
+    from ltr.data.letor import LetorData
+
+__all__ = [
+    "code_revision",
+    "describe_data",
+    "describe_file",
+    "file_changed",
+    "is_synthetic",
+    "recorded_file",
+]
 
 
-def describe_file(path: Path, n_features: int) -> dict[str, Any]:
+def describe_file(path: Path, n_features: int, *, sha256: str | None = None) -> dict[str, Any]:
+    """:func:`describe_data` of ``path`` read with ``n_features`` columns."""
     from ltr.data.letor import load_letor
 
     data = load_letor(path, n_features=n_features)  # cached after the first read
+    return describe_data(path, data, sha256=sha256)
+
+
+def describe_data(path: Path, data: LetorData, *, sha256: str | None = None) -> dict[str, Any]:
+    """``{path, sha256, queries, documents}`` of the file ``path``, already read as ``data``.
+
+    ``sha256``: the file's digest when the caller has it, so the file is not read again.
+    """
     return {
         "path": str(path.resolve()),
-        "sha256": file_sha256(path),
+        "sha256": sha256 or file_sha256(path),
         "queries": data.n_queries,
         "documents": data.n_docs,
     }
+
+
+def recorded_file(report: Mapping[str, Any], split: str) -> dict[str, Any] | None:
+    """The ``{path, sha256, ...}`` a run recorded for ``split`` (train, valid, test) in its
+    ``metrics.json``; None for runs made before ltr recorded them, or without such a file."""
+    record = (report.get("data") or {}).get(split)
+    if isinstance(record, dict) and isinstance(record.get("sha256"), str):
+        return record
+    return None
+
+
+def file_changed(run_id: str, split: str, record: Mapping[str, Any], sha256_now: str) -> str:
+    """What to say when the file a run recorded is not the file at that path now."""
+    return (
+        f"{run_id}'s {split} file {record['path']} changed since the run read it (sha256 "
+        f"{record['sha256'][:12]} then, {sha256_now[:12]} now)"
+    )
 
 
 def is_synthetic(train_path: Path) -> bool:

@@ -2,6 +2,10 @@
 
 ``ltr promote RUN --to validated [--version X.Y.Z]`` calls :func:`promote_to_validated`:
 
+0. **Data files**: each one the run recorded in ``metrics.json["data"]`` must still be the
+   file at that path (same sha256), else the run is refused naming the file and both hashes:
+   its numbers, and ``metadata.json``'s provenance, would describe other bytes. Each file is
+   hashed once; runs from before ltr recorded hashes take the files as they are now.
 1. **Gate** (:mod:`ltr.lifecycle.gates`) with the run's own ``promotion:`` section (or one
    passed in): floors on test metrics and, optionally, a significant improvement over the most
    recently validated version of the same name. A failing run raises
@@ -49,7 +53,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,7 +64,17 @@ from ltr.lifecycle.bundle import file_sha256, fsync_dir, move_dir, parse_version
 from ltr.lifecycle.gates import Baseline, GateResult, evaluate_gate, read_per_query
 from ltr.lifecycle.mlflow_registry import registered, tracking_uri_of
 from ltr.lifecycle.model_card import render_model_card
-from ltr.lifecycle.provenance import code_revision, describe_file, is_synthetic
+from ltr.lifecycle.provenance import (
+    code_revision,
+    describe_data,
+    describe_file,
+    file_changed,
+    is_synthetic,
+    recorded_file,
+)
+
+if TYPE_CHECKING:
+    from ltr.training.experiment import DataPaths  # imports torch: only where promotion runs
 
 __all__ = [
     "CONVENTION_PRESETS",
@@ -216,8 +230,15 @@ def promote_to_validated(
             f"run {run_dir.name}: has no test metrics (trained without a test file); "
             "the gate needs them"
         )
-    gate = _check_gate(run_dir, config, report, promotion, root, name)
-    metrics, data = _rescore(run_dir, config, test_metrics)
+    from ltr.training.experiment import resolve_data_paths  # imports torch: promotion only
+
+    paths = resolve_data_paths(config.data)
+    if paths.test is None:
+        raise DataNotFoundError(f"run {run_dir.name}: its config names no test file")
+    digests = _data_digests(run_dir, paths, report)
+    test_file = {"path": str(paths.test.resolve()), "sha256": digests["test"]}
+    gate = _check_gate(run_dir, report, promotion, root, name, test_file)
+    metrics, data = _rescore(run_dir, config, paths, digests, test_metrics)
     metadata: dict[str, Any] = {
         "model_id": model_id,
         "name": name,
@@ -316,11 +337,11 @@ def _read_run(run_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
 
 def _check_gate(
     run_dir: Path,
-    config: ExperimentConfig,
     report: Mapping[str, Any],
     promotion: PromotionConfig,
     root: Path,
     name: str,
+    test_file: Mapping[str, Any],
 ) -> GateResult:
     baseline = None
     if promotion.compare_to_validated:
@@ -338,19 +359,32 @@ def _check_gate(
         _conventions(report)["default"],
         promotion,
         baseline,
-        test_file=None if baseline is None else _test_file(config),
+        test_file=test_file,
     )
     if not gate.passed:
         raise PromotionRefused(gate.refusal(run_dir.name))
     return gate
 
 
-def _test_file(config: ExperimentConfig) -> dict[str, str] | None:
-    """The run's test file as ``metadata.json`` records it (path, sha256); None without one."""
-    from ltr.training.experiment import resolve_data_paths
+def _data_digests(
+    run_dir: Path, paths: DataPaths, report: Mapping[str, Any]
+) -> dict[str, str | None]:
+    """sha256 of each data file now, by split, each read once.
 
-    test = resolve_data_paths(config.data).test
-    return None if test is None else {"path": str(test.resolve()), "sha256": file_sha256(test)}
+    Raises:
+        PromotionRefused: a file differs from the one the run recorded at training.
+    """
+    digests: dict[str, str | None] = {}
+    for split in ("train", "valid", "test"):
+        path: Path | None = getattr(paths, split)
+        digests[split] = None if path is None else file_sha256(path)
+        recorded = recorded_file(report, split)
+        if recorded is not None and digests[split] != recorded["sha256"]:
+            raise PromotionRefused(
+                f"run {file_changed(run_dir.name, split, recorded, digests[split] or 'missing')}; "
+                "its metrics describe the file it read: restore that file or train again"
+            )
+    return digests
 
 
 def _conventions(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -365,17 +399,20 @@ def _conventions(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _rescore(
-    run_dir: Path, config: ExperimentConfig, test_metrics: Mapping[str, float]
+    run_dir: Path,
+    config: ExperimentConfig,
+    paths: DataPaths,
+    digests: Mapping[str, str | None],
+    test_metrics: Mapping[str, float],
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """Metrics under every preset, checked against metrics.json; the data files' facts."""
+    """Metrics under every preset, checked against metrics.json; the data files' facts
+    (``digests``: their sha256, from :func:`_data_digests`)."""
     from ltr.data.letor import load_letor
     from ltr.evaluation import evaluate_scores
     from ltr.inference import Predictor
-    from ltr.training.experiment import TEST_METRICS, resolve_data_paths
+    from ltr.training.experiment import TEST_METRICS
 
-    paths = resolve_data_paths(config.data)
-    if paths.test is None:
-        raise DataNotFoundError(f"run {run_dir.name}: its config names no test file")
+    assert paths.test is not None  # promote_to_validated refuses a run without one
     predictor = Predictor.load(run_dir)
     test = load_letor(paths.test, n_features=predictor.n_features)
     scores = predictor.score(test, source=str(paths.test))
@@ -392,10 +429,12 @@ def _rescore(
     metrics = {"default": dict(test_metrics)}
     for preset in CONVENTION_PRESETS:
         metrics[preset] = evaluate_scores(test, scores, names, preset=preset).means
+    width = predictor.n_features
     data: dict[str, Any] = {
-        split: None if path is None else describe_file(path, predictor.n_features)
-        for split, path in (("train", paths.train), ("valid", paths.valid), ("test", paths.test))
+        split: None if path is None else describe_file(path, width, sha256=digests[split])
+        for split, path in (("train", paths.train), ("valid", paths.valid))
     }
+    data["test"] = describe_data(paths.test, test, sha256=digests["test"])
     data["test"]["queries_without_relevant"] = int(
         np.count_nonzero(np.maximum.reduceat(test.labels, test.query_offsets[:-1]) < 1)
     )

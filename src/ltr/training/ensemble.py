@@ -11,7 +11,8 @@ laid out like ``ltr train``'s, so ``ltr predict``, ``ltr compare``, ``ltr export
   (each member's ``model`` section) and the ensemble's experiment name;
 - ``checkpoints/best.pt``: the ensemble's weights (epoch 0, no optimizer state);
 - ``metrics.json``: validation and test metrics of the averaged scores, with the same keys as a
-  trained run, plus ``members`` (each member's run, checkpoint sha256, seed and numbers);
+  trained run (``data``: the files the ensemble read and scored), plus ``members`` (each
+  member's run, checkpoint sha256, seed and numbers);
 - ``test_per_query.tsv`` and ``preprocessor.json`` as a trained run writes them, and an empty
   ``training_history.json`` (no epochs were trained to build it).
 
@@ -22,7 +23,6 @@ split of the training file (``data.split_seed``), and so does the ensemble.
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from ltr.data.preprocessing import Normalizer
 from ltr.errors import ConfigError, LtrError, ShapeError
 from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_mlflow
 from ltr.experiments.tracking import Run
+from ltr.lifecycle.bundle import file_sha256
 from ltr.models import EnsembleScorer
 from ltr.training.checkpoint import checkpoint_file, load_checkpoint
 from ltr.training.experiment import load_splits, report_test_metrics, same_paths
@@ -111,7 +112,7 @@ def build_ensemble(
     scorer.eval()
 
     normalizer = Normalizer.from_dict(payloads[0]["normalizer"], source=str(paths[0]))
-    splits = load_splits(config.data)
+    splits = load_splits(config.data, record_files=True)
     batch_size = config.training.batch_size
     valid_data = normalizer.transform_data(splits.valid)
     names = validation_metrics(config.evaluation, config.training)
@@ -131,6 +132,7 @@ def build_ensemble(
         "valid_from_train": splits.valid_from_train,
         "conventions": conventions,
         "test": None,
+        "data": splits.files,
         "members": [
             _member_record(path, payload) for path, payload in zip(paths, payloads, strict=True)
         ],
@@ -205,7 +207,7 @@ def _member_record(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_dir": None if run_dir is None else str(run_dir.resolve()),
         "checkpoint": str(path.resolve()),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": file_sha256(path),
         "model": payload["config"]["model"].get("name"),
         "loss": payload["config"].get("loss", {}).get("name"),
         "seed": payload["config"]["training"]["seed"],

@@ -12,7 +12,9 @@
    (or reopen it to resume), write ``config.yaml`` and ``preprocessor.json``.
 4. :func:`ltr.training.trainer.train`.
 5. Reload ``checkpoints/best.pt`` and score the whole test file: ``metrics.json`` and
-   ``test_per_query.tsv``.
+   ``test_per_query.tsv``. ``metrics.json["data"]`` records each data file's path, sha256,
+   queries and documents as read in step 1 (:func:`load_splits`), so later comparisons know
+   which bytes produced the numbers even if a file is edited in place.
 6. Mirror it all into MLflow (:mod:`ltr.experiments.mlflow_tracker`; ``tracking.mlflow``):
    per-epoch metrics as they come, then the best epoch's and the test numbers and the files.
 
@@ -52,6 +54,8 @@ from ltr.errors import ConfigError, DataNotFoundError
 from ltr.evaluation import evaluate_scores
 from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_mlflow
 from ltr.experiments.tracking import Run, Tracker
+from ltr.lifecycle.bundle import file_sha256
+from ltr.lifecycle.provenance import describe_data
 from ltr.losses import build_loss
 from ltr.models import build_model, fit_input_encodings
 from ltr.training.checkpoint import check_feature_count, load_checkpoint
@@ -104,12 +108,17 @@ class DataPaths:
 
 @dataclass(frozen=True)
 class Splits:
-    """The three data sets; ``valid`` is carved from train when there is no validation file."""
+    """The three data sets; ``valid`` is carved from train when there is no validation file.
+
+    ``files``: what ``metrics.json["data"]`` records (:func:`load_splits` with ``record_files``),
+    else None.
+    """
 
     train: LetorData
     valid: LetorData
     test: LetorData | None
     valid_from_train: bool
+    files: dict[str, Any] | None = None
 
 
 def run_experiment(
@@ -180,7 +189,9 @@ def _run(
         checkpoint = load_checkpoint(Run.open(resume, tensorboard=False).checkpoint_path("last"))
         _check_resumable(resume, checkpoint["config"], config.resolved())
         _check_epochs_left(checkpoint, training)
-    splits = load_splits(config.data, console=console, resuming=resume is not None)
+    splits = load_splits(
+        config.data, console=console, resuming=resume is not None, record_files=dist.is_main
+    )
     if checkpoint is not None:
         check_feature_count(checkpoint, splits.train.n_features, "the training data")
         normalizer = Normalizer.from_dict(checkpoint["normalizer"], source=str(resume))
@@ -262,6 +273,7 @@ def _run(
                 "no_relevant": config.evaluation.no_relevant,
             },
             "test": None,
+            "data": splits.files,
         }
         if test_data is not None:
             scores = score_data(model, test_data, batch_size=training.batch_size, device=device)
@@ -347,11 +359,17 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
 
 
 def load_splits(
-    cfg: DataConfig, *, console: Console | None = None, resuming: bool = False
+    cfg: DataConfig,
+    *,
+    console: Console | None = None,
+    resuming: bool = False,
+    record_files: bool = False,
 ) -> Splits:
     """Read the data of :func:`resolve_data_paths`; split train by query if there is no valid.
 
-    Validation and test files are read with the training file's feature count.
+    Validation and test files are read with the training file's feature count. With
+    ``record_files`` (the process that writes ``metrics.json``), :attr:`Splits.files` describes
+    each file read, right after reading it.
     """
     paths = resolve_data_paths(cfg, resuming=resuming)
     train_data = load_letor(paths.train)
@@ -359,10 +377,21 @@ def load_splits(
     test = None if paths.test is None else load_letor(paths.test, n_features=width)
     if test is None:  # with or without a validation file
         logger.warning("no test file: metrics.json will hold validation numbers only")
-    if paths.valid is not None:
-        valid = load_letor(paths.valid, n_features=width)
-        return Splits(train_data, valid, test, valid_from_train=False)
+    valid_file = None if paths.valid is None else load_letor(paths.valid, n_features=width)
+    files = None
+    if record_files:
+        files = _describe_files(paths, {"train": train_data, "valid": valid_file, "test": test})
+    if valid_file is not None:
+        return Splits(train_data, valid_file, test, valid_from_train=False, files=files)
     train_part, valid = split_by_query(train_data, cfg.valid_fraction, seed=cfg.split_seed)
+    if files is not None:  # no file of its own: say how it was carved from train
+        files["valid"] = {
+            "split_from": "train",
+            "valid_fraction": cfg.valid_fraction,
+            "split_seed": cfg.split_seed,
+            "queries": valid.n_queries,
+            "documents": valid.n_docs,
+        }
     message = (
         f"No validation file: validating on {valid.n_queries} of {train_data.n_queries} training "
         f"queries (data.valid_fraction={cfg.valid_fraction}, split by query, "
@@ -371,7 +400,24 @@ def load_splits(
     logger.info(message)
     if console is not None:
         console.print(message, highlight=False)
-    return Splits(train_part, valid, test, valid_from_train=True)
+    return Splits(train_part, valid, test, valid_from_train=True, files=files)
+
+
+def _describe_files(paths: DataPaths, read: Mapping[str, LetorData | None]) -> dict[str, Any]:
+    """``metrics.json["data"]``: :func:`describe_data` of each split's file, None for a split
+    without one; each file is hashed once, even when it serves two splits."""
+    digests: dict[Path, str] = {}
+    files: dict[str, Any] = {}
+    for split, data in read.items():
+        path: Path | None = getattr(paths, split)
+        if path is None or data is None:
+            files[split] = None
+            continue
+        resolved = path.resolve()
+        if resolved not in digests:
+            digests[resolved] = file_sha256(resolved)
+        files[split] = describe_data(path, data, sha256=digests[resolved])
+    return files
 
 
 def resolve_device(name: str | torch.device, field: str = "training.device") -> torch.device:

@@ -12,7 +12,7 @@ import pytest
 from ltr.errors import ConfigError, DataNotFoundError
 from ltr.experiments.compare import RunRecord, compare_runs, load_run, scan_runs
 from ltr.experiments.plots import curves_path, plot_test_metrics, plot_training_curves
-from support.tiny_runs import tiny_run, write_tiny_data
+from support.tiny_runs import forget_data_files, relabel_in_place, tiny_run, write_tiny_data
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -122,7 +122,7 @@ def test_compare_refuses_runs_tested_on_different_queries(
         compare_runs([runs[0], load_run(fewer)])
 
 
-def test_compare_refuses_runs_tested_on_a_relabelled_copy_of_the_test_file(
+def test_compare_refuses_a_run_from_before_tested_on_a_relabelled_copy_of_the_test_file(
     runs: list[RunRecord], tmp_path: Path
 ) -> None:
     data = Path(runs[1].config["data"]["root"])
@@ -130,7 +130,7 @@ def test_compare_refuses_runs_tested_on_a_relabelled_copy_of_the_test_file(
     lines = (copy / "test.txt").read_text(encoding="utf-8").splitlines()
     flipped = [("1" if line[0] == "0" else "0") + line[1:] for line in lines]  # same query ids
     (copy / "test.txt").write_text("\n".join(flipped) + "\n", encoding="utf-8")
-    other = copy_run(runs[1], tmp_path)
+    other = forget_data_files(copy_run(runs[1], tmp_path))  # its config.yaml alone names the file
     config = (other / "config.yaml").read_text(encoding="utf-8")
     (other / "config.yaml").write_text(config.replace(str(data), str(copy)), encoding="utf-8")
 
@@ -138,8 +138,24 @@ def test_compare_refuses_runs_tested_on_a_relabelled_copy_of_the_test_file(
         compare_runs([runs[0], load_run(other)], n_resamples=500)
 
 
+def test_compare_of_runs_from_before_checks_the_test_file_as_it_is_now(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    old = [load_run(forget_data_files(copy_run(run, tmp_path))) for run in runs[:2]]
+    test_file = Path(runs[0].config["data"]["root"]) / "test.txt"
+
+    comparison = compare_runs(old, n_resamples=500)
+
+    assert set(comparison.tests) == {runs[1].run_id}
+    assert comparison.notes == [
+        f"{run.run_id} recorded no sha256 of its test file (trained before ltr recorded them): "
+        f"checked with {test_file} as it is now"
+        for run in runs[:2]
+    ]
+
+
 def test_compare_notes_a_test_file_it_cannot_check(runs: list[RunRecord], tmp_path: Path) -> None:
-    moved = copy_run(runs[1], tmp_path)
+    moved = forget_data_files(copy_run(runs[1], tmp_path))
     config = (moved / "config.yaml").read_text(encoding="utf-8")
     data = runs[1].config["data"]["root"]
     (moved / "config.yaml").write_text(config.replace(data, str(tmp_path / "gone")), "utf-8")
@@ -147,8 +163,61 @@ def test_compare_notes_a_test_file_it_cannot_check(runs: list[RunRecord], tmp_pa
     comparison = compare_runs([runs[0], load_run(moved)], n_resamples=500)
 
     assert comparison.notes == [
-        f"cannot check that {runs[1].run_id} was tested on the same file as the others: its "
-        "test file is not there (its data.root holds none)"
+        f"cannot check that {runs[1].run_id} was tested on the same file as the others: it "
+        "recorded no sha256 of its test file, and the file is not there (its data.root holds "
+        "none)"
+    ]
+
+
+@pytest.fixture(scope="module")
+def edited_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunRecord]:
+    """Runs a1, a2 trained on one test file, then b after that file was edited in place."""
+    root = tmp_path_factory.mktemp("edited")
+    data = write_tiny_data(root / "data", seed=4)
+    names = []
+    for name in ("a1", "a2", "b"):
+        if name == "b":
+            relabel_in_place(data / "test.txt")  # same path, same query ids, one label changed
+        names.append(tiny_run(data, root / "runs", f"experiment.name={name}"))
+    return dict(zip(("a1", "a2", "b"), map(load_run, names), strict=True))
+
+
+def short_sha256(run: RunRecord) -> str:
+    return str(run.report["data"]["test"]["sha256"][:12])
+
+
+def test_compare_refuses_runs_whose_recorded_test_files_differ_though_the_path_is_the_same(
+    edited_runs: dict[str, RunRecord],
+) -> None:
+    a, b = edited_runs["a1"], edited_runs["b"]
+    path = Path(a.config["data"]["root"]) / "test.txt"
+    then, now = short_sha256(a), short_sha256(b)
+    assert then != now and a.report["data"]["test"]["path"] == str(path)
+
+    with pytest.raises(ConfigError) as refused:
+        compare_runs([a, b], n_resamples=500)
+
+    assert str(refused.value) == (
+        f"runs were tested on different test files: {a.run_id} ({path}, sha256 {then}), "
+        f"{b.run_id} ({path}, sha256 {now}); {a.run_id}'s test file {path} changed since the "
+        f"run read it (sha256 {then} then, {now} now); a paired comparison needs the same test "
+        "set: compare runs tested on the same test file"
+    )
+
+
+def test_compare_pairs_runs_by_recorded_sha256_and_notes_a_file_changed_since(
+    edited_runs: dict[str, RunRecord],
+) -> None:
+    a1, a2 = edited_runs["a1"], edited_runs["a2"]
+    path = Path(a1.config["data"]["root"]) / "test.txt"
+
+    comparison = compare_runs([a1, a2], n_resamples=500)
+
+    then, now = short_sha256(a1), short_sha256(edited_runs["b"])
+    assert comparison.notes == [
+        f"{run.run_id}'s test file {path} changed since the run read it (sha256 {then} then, "
+        f"{now} now); compared by the sha256 recorded at training"
+        for run in (a1, a2)
     ]
 
 

@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+import ltr.lifecycle.provenance
+import ltr.lifecycle.registry
 from ltr.config import PromotionConfig, load_config
 from ltr.errors import PromotionRefused
+from ltr.lifecycle.bundle import file_sha256
 from ltr.lifecycle.gates import Baseline, PerQueryTable, evaluate_gate
 from ltr.lifecycle.model_card import render_model_card
 from ltr.lifecycle.registry import (
@@ -29,7 +32,7 @@ from ltr.lifecycle.registry import (
     validated_version_of,
 )
 from ltr.training import run_experiment
-from support.tiny_runs import write_tiny_data
+from support.tiny_runs import forget_data_files, relabel_in_place, write_tiny_data
 
 NAME = "tiny"
 CARD_SECTIONS = (
@@ -42,16 +45,14 @@ CARD_SECTIONS = (
 )
 
 
+def write_data(root: Path) -> Path:
+    # 60 test queries: enough for a paired test to tell a trained model from an untrained one
+    return write_tiny_data(root, n_queries=120, n_features=10, max_docs=20, splits=(0.4, 0.1, 0.5))
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # 60 test queries: enough for a paired test to tell a trained model from an untrained one
-    return write_tiny_data(
-        tmp_path_factory.mktemp("data"),
-        n_queries=120,
-        n_features=10,
-        max_docs=20,
-        splits=(0.4, 0.1, 0.5),
-    )
+    return write_data(tmp_path_factory.mktemp("data"))
 
 
 def train_run(root: Path, out: Path, *overrides: str) -> Path:
@@ -143,6 +144,34 @@ def test_metadata_records_the_data_files_and_their_sha256(
         60,
     )
     assert data["synthetic"] is True
+
+
+def test_metadata_describes_the_data_files_as_the_run_recorded_them(
+    strong_run: Path, validated: Path
+) -> None:
+    data = promote(strong_run, validated).metadata["data"]
+
+    recorded = json.loads((strong_run / "metrics.json").read_text())["data"]
+    for split in ("train", "valid", "test"):
+        assert {key: data[split][key] for key in recorded[split]} == recorded[split]
+
+
+def test_promotion_reads_each_data_file_once(
+    strong_run: Path, data_root: Path, validated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    promote(strong_run, validated)  # a baseline, so the gate compares test files
+    hashed: list[Path] = []
+
+    def counting_sha256(path: Path) -> str:
+        hashed.append(Path(path).resolve())
+        return file_sha256(path)
+
+    for module in (ltr.lifecycle.registry, ltr.lifecycle.provenance):
+        monkeypatch.setattr(module, "file_sha256", counting_sha256)
+    promote(strong_run, validated, promotion=PromotionConfig(min_improvement=-1, significance=None))
+
+    for name in ("train.txt", "vali.txt", "test.txt"):
+        assert hashed.count((data_root / name).resolve()) == 1, name
 
 
 def test_metadata_holds_metrics_under_every_convention(strong_run: Path, validated: Path) -> None:
@@ -245,6 +274,60 @@ def test_gate_refuses_a_run_tested_on_another_file_with_the_same_queries(
     with pytest.raises(PromotionRefused, match=r"the test files differ \(the run's .*/data/test"):
         promote(other, validated)
     assert [p.name for p in validated.iterdir()] == ["tiny_v1.0.0"]
+
+
+@pytest.fixture(scope="module")
+def runs_around_an_edit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Run a, then the test file relabelled in place (same path and query ids), then run b."""
+    data = write_data(tmp_path_factory.mktemp("edited"))
+    out = tmp_path_factory.mktemp("runs")
+    before = train_run(data, out, "experiment.name=before", f"promotion.registry_name={NAME}")
+    relabel_in_place(data / "test.txt")
+    after = train_run(data, out, "experiment.name=after", f"promotion.registry_name={NAME}")
+    return before, after, data / "test.txt"
+
+
+def test_promotion_refuses_a_run_whose_test_file_changed_since_training(
+    runs_around_an_edit: tuple[Path, Path, Path], validated: Path
+) -> None:
+    before, after, test_file = runs_around_an_edit
+    promote(after, validated)  # tested on the file as it is now
+    then, now = (
+        json.loads((run / "metrics.json").read_text())["data"]["test"]["sha256"][:12]
+        for run in (before, after)
+    )
+
+    with pytest.raises(PromotionRefused) as refused:
+        promote(before, validated)
+
+    assert str(refused.value) == (
+        f"run {before.name}'s test file {test_file.resolve()} changed since the run read it "
+        f"(sha256 {then} then, {now} now); its metrics describe the file it read: restore that "
+        "file or train again"
+    )
+    assert [p.name for p in validated.iterdir()] == ["tiny_v1.0.0"]
+
+
+def test_promotion_refuses_a_run_whose_training_file_changed_since(
+    tmp_path: Path, validated: Path
+) -> None:
+    data = write_data(tmp_path / "data")
+    run = train_run(data, tmp_path / "runs", "training.num_epochs=1")
+    relabel_in_place(data / "train.txt")
+
+    with pytest.raises(PromotionRefused, match=r"'s train file .*/data/train\.txt changed since "):
+        promote(run, validated)
+    assert not validated.exists()
+
+
+def test_run_from_before_recorded_files_is_promoted_with_the_files_as_they_are(
+    strong_run: Path, data_root: Path, tmp_path: Path, validated: Path
+) -> None:
+    old = forget_data_files(Path(shutil.copytree(strong_run, tmp_path / strong_run.name)))
+
+    model = promote(old, validated)
+
+    assert model.metadata["data"]["test"]["sha256"] == sha256(data_root / "test.txt")
 
 
 def test_existing_version_is_refused(strong_run: Path, validated: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -128,6 +129,21 @@ def test_history_and_metrics_describe_the_run(step_run: Path) -> None:
     assert set(metrics["test"]) == expected_test
     assert metrics["test"]["ndcg@10"] == metrics["test"]["ndcg@10[no_relevant=zero]"]
     assert metrics["conventions"] == {"gain": "exp2", "no_relevant": "zero"}
+
+
+def test_metrics_json_records_the_sha256_and_size_of_each_data_file(
+    step_run: Path, data_root: Path
+) -> None:
+    files = read_json(step_run / "metrics.json")["data"]
+    for split, name in (("train", "train.txt"), ("valid", "vali.txt"), ("test", "test.txt")):
+        path = data_root / name
+        data = load_letor(path)
+        assert files[split] == {
+            "path": str(path.resolve()),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "queries": data.n_queries,
+            "documents": data.n_docs,
+        }
 
 
 def test_test_per_query_table_has_one_row_per_test_query(step_run: Path, data_root: Path) -> None:
@@ -427,6 +443,23 @@ def test_without_validation_file_train_queries_validate(data_root: Path, tmp_pat
     assert len(valid_ids) == round(0.2 * full.n_queries)
     run_dir = run_experiment(config, quiet=True)
     assert read_json(run_dir / "metrics.json")["valid_from_train"] is True
+
+
+def test_validation_split_from_train_is_recorded_as_such(data_root: Path, tmp_path: Path) -> None:
+    shutil.copy(data_root / "train.txt", tmp_path / "train.txt")
+    config = make_config(tmp_path, tmp_path / "runs", "data.valid_fraction=0.25")
+
+    splits = load_splits(config.data, record_files=True)
+
+    assert splits.files is not None and splits.files["test"] is None
+    assert splits.files["train"]["queries"] == load_letor(tmp_path / "train.txt").n_queries
+    assert splits.files["valid"] == {
+        "split_from": "train",
+        "valid_fraction": 0.25,
+        "split_seed": config.data.split_seed,
+        "queries": splits.valid.n_queries,
+        "documents": splits.valid.n_docs,
+    }
 
 
 @pytest.mark.parametrize("files", [("train.txt",), ("train.txt", "vali.txt")])
