@@ -31,6 +31,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from ltr._fs import file_sha256
 from ltr.cli import app
 from ltr.config import load_config
 from ltr.data.dataset import QueryDataset
@@ -38,7 +39,6 @@ from ltr.data.letor import load_letor
 from ltr.data.runs import read_scores
 from ltr.data.synthetic import write_synthetic
 from ltr.evaluation import evaluate_scores
-from ltr.lifecycle.bundle import file_sha256
 from ltr.models import build_model
 from ltr.training import run_experiment
 from ltr.training.checkpoint import load_checkpoint

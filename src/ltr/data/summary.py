@@ -1,13 +1,16 @@
-"""What a ranking data set holds, at a glance: the facts `ltr data inspect` prints."""
+"""What a ranking data set holds, at a glance: the facts `ltr data inspect` prints, and the
+record of a file a run read (:func:`describe_data`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ltr._fs import file_sha256
 from ltr.data.letor import LetorData
 
 
@@ -78,3 +81,16 @@ def _bin_label(low: int, high: int | None) -> str:
     if high is None:
         return f"{low}+"
     return f"{low}" if high == low + 1 else f"{low}-{high - 1}"
+
+
+def describe_data(path: Path, data: LetorData, *, sha256: str | None = None) -> dict[str, Any]:
+    """``{path, sha256, queries, documents}`` of the file ``path``, already read as ``data``.
+
+    ``sha256``: the file's digest when the caller has it, so the file is not read again.
+    """
+    return {
+        "path": str(path.resolve()),
+        "sha256": sha256 or file_sha256(path),
+        "queries": data.n_queries,
+        "documents": data.n_docs,
+    }

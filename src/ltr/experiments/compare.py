@@ -44,6 +44,7 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 
+from ltr._fs import file_sha256
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 from ltr.experiments.significance import (
     ConfidenceInterval,
@@ -56,7 +57,6 @@ from ltr.experiments.significance import (
     win_tie_loss,
 )
 from ltr.experiments.tracking import json_safe
-from ltr.lifecycle.bundle import file_sha256
 from ltr.lifecycle.provenance import file_changed, recorded_file
 
 __all__ = [

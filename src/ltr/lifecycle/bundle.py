@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ltr._fs import file_sha256
 from ltr.errors import BundleError, ConfigError
 
 MODEL_FILE = "model.onnx"
@@ -47,7 +48,6 @@ REQUIRED_KEYS = ("version", "n_features", "files", "created_at")
 
 _VERSION = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_CHUNK_BYTES = 1 << 20
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -219,15 +219,6 @@ def read_bundle(directory: Path, *, verify: bool = True) -> Bundle:
     metadata = _read_metadata(directory)
     size_bytes = sum(entry.stat().st_size for entry in directory.iterdir() if entry.is_file())
     return _bundle(directory, metadata, size_bytes)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fsync_dir(directory: Path) -> None:

@@ -12,16 +12,12 @@ import json
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ltr.lifecycle.bundle import file_sha256
-
-if TYPE_CHECKING:
-    from ltr.data.letor import LetorData
+from ltr.data.summary import describe_data
 
 __all__ = [
     "code_revision",
-    "describe_data",
     "describe_file",
     "file_changed",
     "is_synthetic",
@@ -35,19 +31,6 @@ def describe_file(path: Path, n_features: int, *, sha256: str | None = None) -> 
 
     data = load_letor(path, n_features=n_features)  # cached after the first read
     return describe_data(path, data, sha256=sha256)
-
-
-def describe_data(path: Path, data: LetorData, *, sha256: str | None = None) -> dict[str, Any]:
-    """``{path, sha256, queries, documents}`` of the file ``path``, already read as ``data``.
-
-    ``sha256``: the file's digest when the caller has it, so the file is not read again.
-    """
-    return {
-        "path": str(path.resolve()),
-        "sha256": sha256 or file_sha256(path),
-        "queries": data.n_queries,
-        "documents": data.n_docs,
-    }
 
 
 def recorded_file(report: Mapping[str, Any], split: str) -> dict[str, Any] | None:

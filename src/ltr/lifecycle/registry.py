@@ -57,16 +57,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ltr._fs import atomic_write_json, atomic_write_text
+from ltr._fs import atomic_write_json, atomic_write_text, file_sha256
 from ltr.config import ExperimentConfig, PromotionConfig
+from ltr.data.summary import describe_data
 from ltr.errors import DataNotFoundError, LtrError, PromotionRefused
-from ltr.lifecycle.bundle import file_sha256, fsync_dir, move_dir, parse_version
+from ltr.lifecycle.bundle import fsync_dir, move_dir, parse_version
 from ltr.lifecycle.gates import Baseline, GateResult, evaluate_gate, read_per_query
 from ltr.lifecycle.mlflow_registry import registered, tracking_uri_of
 from ltr.lifecycle.model_card import render_model_card
 from ltr.lifecycle.provenance import (
     code_revision,
-    describe_data,
     describe_file,
     file_changed,
     is_synthetic,

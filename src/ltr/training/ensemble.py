@@ -29,12 +29,12 @@ from typing import Any
 
 from rich.console import Console
 
+from ltr._fs import file_sha256
 from ltr.config import dotted_items, load_config
 from ltr.data.preprocessing import Normalizer
 from ltr.errors import ConfigError, LtrError, ShapeError
 from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_mlflow
 from ltr.experiments.tracking import Run
-from ltr.lifecycle.bundle import file_sha256
 from ltr.models import EnsembleScorer
 from ltr.training.checkpoint import checkpoint_file, load_checkpoint
 from ltr.training.experiment import load_splits, report_test_metrics, same_paths

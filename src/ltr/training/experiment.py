@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from ltr._fs import file_sha256
 from ltr.config import (
     DataConfig,
     EvaluationConfig,
@@ -50,12 +51,11 @@ from ltr.config import (
 from ltr.data.dataset import QueryDataset, split_by_query
 from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
+from ltr.data.summary import describe_data
 from ltr.errors import ConfigError, DataNotFoundError
 from ltr.evaluation import evaluate_scores
 from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_mlflow
 from ltr.experiments.tracking import Run, Tracker
-from ltr.lifecycle.bundle import file_sha256
-from ltr.lifecycle.provenance import describe_data
 from ltr.losses import build_loss
 from ltr.models import build_model, fit_input_encodings
 from ltr.training.checkpoint import check_feature_count, load_checkpoint

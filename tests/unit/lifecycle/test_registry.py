@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import ltr.lifecycle.provenance
+import ltr.data.summary
 import ltr.lifecycle.registry
+from ltr._fs import file_sha256
 from ltr.config import PromotionConfig, load_config
 from ltr.errors import PromotionRefused
-from ltr.lifecycle.bundle import file_sha256
 from ltr.lifecycle.gates import Baseline, PerQueryTable, evaluate_gate
 from ltr.lifecycle.model_card import render_model_card
 from ltr.lifecycle.registry import (
@@ -166,7 +166,7 @@ def test_promotion_reads_each_data_file_once(
         hashed.append(Path(path).resolve())
         return file_sha256(path)
 
-    for module in (ltr.lifecycle.registry, ltr.lifecycle.provenance):
+    for module in (ltr.lifecycle.registry, ltr.data.summary):
         monkeypatch.setattr(module, "file_sha256", counting_sha256)
     promote(strong_run, validated, promotion=PromotionConfig(min_improvement=-1, significance=None))
 
