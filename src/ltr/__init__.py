@@ -1,7 +1,7 @@
 """ltr: learning to rank from research to production.
 
-The names here are the stable, torch-free core: data files, metrics and evaluation. Training,
-export and serving live in their subpackages (``ltr.data.dataset``, ``ltr.losses``, ...).
+The names here are the stable, torch-free core: data files, metrics and evaluation. Training
+and export live in their subpackages (``ltr.data.dataset``, ``ltr.losses``, ...).
 """
 
 from ltr.data.letor import LetorData, load_letor, read_letor, read_lightgbm, write_letor

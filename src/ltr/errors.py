@@ -10,6 +10,8 @@ so generic handlers (``except ValueError``) keep working::
     ├── DataNotFoundError(LtrError, FileNotFoundError)
     ├── ConfigError(LtrError, ValueError)          a config or command-line value is invalid
     ├── ExportError(LtrError, RuntimeError)        an ONNX export fails a check; nothing written
+    ├── MissingExtraError(LtrError, ModuleNotFoundError)
+    │                                              a package of an optional extra is not installed
     ├── PromotionRefused(LtrError)                 a run fails the promotion gate
     └── ShapeError(LtrError, ValueError)           arrays handed to a public function disagree
                                                    or hold values it cannot use (NaN scores)
@@ -47,6 +49,19 @@ class ConfigError(LtrError, ValueError):
 
 class ExportError(LtrError, RuntimeError):
     """An ONNX export failed (parity, quantization gate); the bundle was not written."""
+
+
+class MissingExtraError(LtrError, ModuleNotFoundError):
+    """A package of an optional extra is not installed; the message says what to install."""
+
+    def __init__(self, package: str, extra: str, *, alternative: str | None = None) -> None:
+        instead = f", or {alternative}" if alternative else ""
+        super().__init__(
+            f"{package} is not installed; it comes with the {extra} extra: "
+            f"pip install 'ltr[{extra}]'{instead}",
+            name=package,
+        )
+        self.package, self.extra = package, extra
 
 
 class PromotionRefused(LtrError):

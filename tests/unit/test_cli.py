@@ -306,4 +306,25 @@ def test_train_help_names_the_scorers_it_trains_and_what_quiet_hides() -> None:
         env={**os.environ, "COLUMNS": "200", "TERM": "dumb"},
     )
     assert "linear|mlp|transformer (ensembles: ltr ensemble)" in result.stdout
-    assert "no epoch, run-directory or test lines" in result.stdout
+    assert "Print only warnings and errors: no epoch, run-directory or test lines" in result.stdout
+
+
+def _help(*command: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "ltr.cli", *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200", "TERM": "dumb"},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_root_help_promises_serving_only_with_a_serve_command() -> None:
+    text = _help()
+    assert ("serving" in text) == (" serve " in text)
+
+
+def test_compare_help_says_baseline_overrides_the_first_run() -> None:
+    assert "the first is the baseline unless --baseline" in _help("compare")

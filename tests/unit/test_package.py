@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -33,3 +37,74 @@ def test_core_modules_import_without_torch(module: str) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def _public_callables() -> list[tuple[str, Any]]:
+    import ltr.losses
+    import ltr.metrics
+
+    found = []
+    for module in (ltr, ltr.metrics, ltr.losses):
+        for name in module.__all__:
+            value = getattr(module, name)
+            if inspect.isfunction(value):
+                found.append((f"{module.__name__}.{name}", value))
+    return found
+
+
+def _documented_args(doc: str) -> dict[str, str]:
+    """``Args:`` entries of a Google-style docstring: name -> its text (continuation lines too)."""
+    section = re.search(r"\n    Args:\n(.*?)(?:\n\n|\Z)", doc, flags=re.S)
+    entries: dict[str, str] = {}
+    for line in section.group(1).splitlines() if section else []:
+        entry = re.match(r" {8}\**(\w+(?:, \w+)*):(.*)", line)
+        if entry:
+            current = entry.group(1)
+            entries[current] = entry.group(2)
+        elif line.startswith(" " * 12) and entries:
+            entries[current] += " " + line.strip()
+    return entries
+
+
+PUBLIC_FUNCTIONS = dict(_public_callables())
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC_FUNCTIONS))
+def test_public_docstrings_name_real_parameters_with_their_defaults(name: str) -> None:
+    fn = PUBLIC_FUNCTIONS[name]
+    parameters = inspect.signature(fn).parameters
+    for documented, text in _documented_args(fn.__doc__ or "").items():
+        for arg in documented.split(", "):
+            assert arg in parameters, f"{name}: docstring names {arg!r}, not a parameter"
+        default = re.search(r'``("[^"]*"|[\d.]+|None|True|False)`` \(default', text)
+        if default is not None:
+            assert parameters[documented].default == ast.literal_eval(default.group(1)), name
+
+
+def test_metric_convention_defaults_are_the_ones_the_module_docstring_names() -> None:
+    import ltr.metrics
+
+    doc = ltr.metrics.__doc__ or ""
+    checked = []
+    for bullet in re.findall(r"^- ``(\w+)``(.*?)(?=^- |^\S|\Z)", doc, flags=re.S | re.M):
+        convention, text = bullet
+        parts = re.split(r'``"(\w+)"``', text)  # text, value, text after it, value, ...
+        named = [
+            value
+            for value, after in zip(parts[1::2], parts[2::2], strict=True)
+            if "(default" in after
+        ]
+        number = re.search(r"\(default (\d+)", text)
+        value: str | int = named[0] if named else int(number.group(1)) if number else ""
+        if not value:
+            continue
+        checked.append(convention)
+        takers = [
+            fn
+            for fn in ltr.metrics.METRICS.values()
+            if convention in inspect.signature(fn).parameters
+        ]
+        assert takers, convention
+        for fn in takers:
+            assert inspect.signature(fn).parameters[convention].default == value, convention
+    assert len(checked) == 7, checked  # gain ... max_label: every convention with a default

@@ -20,7 +20,7 @@ from ltr.errors import LtrError
 
 app = typer.Typer(
     name="ltr",
-    help="Learning to rank: data, training, evaluation, export and serving.",
+    help="Learning to rank: data, training, evaluation, comparison, export and the model store.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

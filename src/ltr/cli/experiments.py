@@ -38,7 +38,9 @@ class CompareFormat(str, Enum):
 def compare(
     runs: Annotated[
         list[Path] | None,
-        typer.Argument(help="Run directories (experiments/<id>); the first is the baseline."),
+        typer.Argument(
+            help="Run directories (experiments/<id>); the first is the baseline unless --baseline."
+        ),
     ] = None,
     all_runs: Annotated[
         bool, typer.Option("--all", help="Compare every finished run under --dir.")

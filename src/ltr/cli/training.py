@@ -42,7 +42,9 @@ def train(
     ] = None,
     quiet: Annotated[
         bool,
-        typer.Option("--quiet", help="Print only errors: no epoch, run-directory or test lines."),
+        typer.Option(
+            "--quiet", help="Print only warnings and errors: no epoch, run-directory or test lines."
+        ),
     ] = False,
 ) -> None:
     """Train a scorer; writes a run directory with checkpoints, history and test metrics."""

@@ -197,7 +197,7 @@ def attach_mlflow(
         return None
     if not mlflow_available():
         logger.warning(
-            "MLflow tracking is off: mlflow is not installed; install ltr[tracking] "
+            "MLflow tracking is off: mlflow is not installed; pip install 'ltr[tracking]' "
             "or set tracking.mlflow=false to silence this"
         )
         return None

@@ -10,7 +10,7 @@ colour-blind readers), the legend below the panels so it never hides a line, run
 Figures are drawn on a plain :class:`matplotlib.figure.Figure` (Agg canvas): no pyplot state,
 no display, safe in a server or a test.
 
-matplotlib comes with the ``tracking`` extra (``pip install ltr[tracking]``).
+matplotlib comes with the ``tracking`` extra (``pip install 'ltr[tracking]'``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ltr._extras import require_extra
 from ltr._fs import atomic_path
 from ltr.errors import ConfigError
 from ltr.experiments.compare import DEFAULT_METRICS, RunRecord
@@ -159,12 +160,8 @@ def plot_test_metrics(
 
 
 def _figure(*, ncols: int, width: float) -> tuple[Figure, list[Axes]]:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ConfigError(
-            "plots need matplotlib, which comes with the tracking extra: pip install ltr[tracking]"
-        ) from None
+    from matplotlib.figure import Figure  # _style, entered first, checked it is installed
+
     figure = Figure(figsize=(width, 6.0), layout="constrained")
     axes = figure.subplots(1, ncols, squeeze=False)[0]
     return figure, list(axes)
@@ -172,7 +169,8 @@ def _figure(*, ncols: int, width: float) -> tuple[Figure, list[Axes]]:
 
 @contextlib.contextmanager
 def _style() -> Iterator[None]:
-    import matplotlib
+    with require_extra("tracking"):
+        import matplotlib
 
     with matplotlib.rc_context(_STYLE):
         yield

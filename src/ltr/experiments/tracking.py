@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from ltr._fs import atomic_open, atomic_write_json, atomic_write_text
-from ltr.errors import ConfigError, DataNotFoundError
+from ltr.errors import DataNotFoundError, MissingExtraError
 
 __all__ = ["Run", "RunStopped", "TensorBoardTracker", "Tracker", "json_safe"]
 
@@ -53,16 +53,15 @@ class TensorBoardTracker:
     """Scalars in ``<run>/tensorboard`` as TensorBoard event files.
 
     Raises:
-        ConfigError: tensorboard is not installed (it comes with the ``tracking`` extra).
+        MissingExtraError: tensorboard is not installed (it comes with the ``tracking`` extra).
     """
 
     def __init__(self, log_dir: Path) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ConfigError(
-                "tracking.tensorboard is true but tensorboard is not installed; "
-                "install ltr[tracking] or set tracking.tensorboard=false"
+        except ImportError:  # not installed, or older than torch accepts
+            raise MissingExtraError(
+                "tensorboard", "tracking", alternative="set tracking.tensorboard=false"
             ) from None
         self._writer = SummaryWriter(log_dir=str(log_dir))
 

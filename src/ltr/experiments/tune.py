@@ -47,14 +47,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
 from rich.console import Console
 
+from ltr._extras import require_extra
 from ltr._fs import atomic_path, atomic_write_json, atomic_write_text
 from ltr.config import ExperimentConfig, SearchDimension, TuneConfig, dotted_items, load_config
 from ltr.errors import ConfigError, LtrError
 from ltr.experiments.mlflow_tracker import MLflowTracker, mlflow_available, resolve_tracking_uri
 from ltr.experiments.tracking import RunStopped
+
+with require_extra("tune"):
+    import optuna
 
 __all__ = [
     "GRACE_PERIOD_SECONDS",

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 
 from ltr import __version__
+from ltr._extras import require_extra
 from ltr.data.letor import load_letor
 from ltr.errors import BundleError, ConfigError, DataNotFoundError, ExportError
 from ltr.lifecycle.bundle import (
@@ -40,6 +39,10 @@ from ltr.lifecycle.parity import ParityReport, validate_parity
 from ltr.lifecycle.quantize import QuantizationReport, quantization_gate, quantize_int8
 from ltr.lifecycle.runtime import make_session
 from ltr.lifecycle.source import Source, load_source
+
+with require_extra("export"):
+    import onnx
+    import onnxruntime as ort
 
 __all__ = ["ExportReport", "Quantize", "export_bundle"]
 

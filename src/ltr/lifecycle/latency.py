@@ -22,13 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
+from ltr._extras import require_extra
 from ltr.data.letor import LetorData
 from ltr.lifecycle.parity import ranking_violations
 from ltr.lifecycle.runtime import has_mask_input, make_session, run_session, run_torch
+
+with require_extra("export"):
+    import onnxruntime as ort
 
 __all__ = [
     "LatencyReport",

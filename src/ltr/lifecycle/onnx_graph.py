@@ -42,17 +42,20 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-import onnx
 import torch
-from onnxscript import INT64
-from onnxscript import opset18 as op
 from torch import Tensor, nn
 
 from ltr import __version__
+from ltr._extras import require_extra
 from ltr.data.preprocessing import NormalizerModule
 from ltr.errors import ConfigError, ExportError
 from ltr.lifecycle.source import Source
 from ltr.models import ContextAwareScorer, LinearScorer, MLPScorer
+
+with require_extra("export"):
+    import onnx
+    from onnxscript import INT64
+    from onnxscript import opset18 as op
 
 __all__ = ["MIN_OPSET", "OnnxGraph", "check_opset", "export_onnx", "matmul_chain"]
 

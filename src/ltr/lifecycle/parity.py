@@ -22,13 +22,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from torch import nn
 
+from ltr._extras import require_extra
 from ltr.data.dataset import pad_slates
 from ltr.data.letor import LetorData
 from ltr.evaluation import evaluate_scores
 from ltr.lifecycle.runtime import run_session, run_torch
+
+with require_extra("export"):
+    import onnxruntime as ort
 
 __all__ = [
     "METRIC_TOLERANCE",

@@ -29,14 +29,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 from scipy.stats import kendalltau
 
+from ltr._extras import require_extra
 from ltr.data.letor import LetorData
 from ltr.evaluation import evaluate_scores
 from ltr.lifecycle.parity import ranking_violations
 from ltr.lifecycle.runtime import score_with_onnx
+
+with require_extra("export"):
+    import onnx
+    import onnxruntime as ort
 
 __all__ = [
     "GATE_METRIC",

@@ -10,12 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
+from ltr._extras import require_extra
 from ltr.data.dataset import pad_slates
 from ltr.data.letor import LetorData
+
+with require_extra("export"):
+    import onnxruntime as ort
 
 __all__ = ["has_mask_input", "make_session", "run_session", "run_torch", "score_with_onnx"]
 
