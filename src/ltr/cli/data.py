@@ -15,7 +15,12 @@ MIN_QUERIES = 4
 
 
 def synth(
-    out: Annotated[Path, typer.Option("--out", help="Folder for train.txt, vali.txt, test.txt.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Folder for train.txt, vali.txt, test.txt, info.json and README.md."
+        ),
+    ],
     queries: Annotated[
         int, typer.Option("--queries", min=MIN_QUERIES, help="Queries over all splits.")
     ] = 600,
