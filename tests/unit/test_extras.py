@@ -154,3 +154,23 @@ def test_tensorboard_tracker_without_tensorboard_names_extra_and_switch(
         "tensorboard is not installed; it comes with the tracking extra: "
         "pip install 'ltr[tracking]', or set tracking.tensorboard=false"
     )
+
+
+def test_a_run_without_tensorboard_goes_on_after_one_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ltr.experiments.tracking import Run
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)
+    with caplog.at_level("WARNING", logger="ltr.experiments.tracking"):
+        run = Run.create(tmp_path, "no-tensorboard")  # the default config asks for TensorBoard
+    run.log_metrics({"loss": 1.0}, step=1)
+    run.close()
+
+    assert run.trackers == []
+    assert not (run.dir / "tensorboard").exists()
+    assert [record.getMessage() for record in caplog.records] == [
+        "TensorBoard scalars are off: tensorboard is not installed; it comes with the tracking "
+        "extra: pip install 'ltr[tracking]', or set tracking.tensorboard=false"
+    ]

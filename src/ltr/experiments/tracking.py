@@ -17,6 +17,7 @@ and each of them does nothing, so the trainer calls them unconditionally.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -28,6 +29,9 @@ from ltr._fs import atomic_open, atomic_write_json, atomic_write_text
 from ltr.errors import DataNotFoundError, MissingExtraError
 
 __all__ = ["Run", "RunStopped", "TensorBoardTracker", "Tracker", "json_safe"]
+
+
+logger = logging.getLogger(__name__)
 
 
 class RunStopped(Exception):
@@ -97,7 +101,10 @@ class Run:
         self.rank = rank
         self.trackers: list[Tracker] = []
         if self.is_writer and tensorboard:
-            self.trackers.append(TensorBoardTracker(self.dir / "tensorboard"))
+            try:
+                self.trackers.append(TensorBoardTracker(self.dir / "tensorboard"))
+            except MissingExtraError as error:  # as MLflow: the run goes on without it
+                logger.warning("TensorBoard scalars are off: %s", error)
 
     @classmethod
     def create(
