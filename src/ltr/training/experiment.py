@@ -139,8 +139,10 @@ def run_experiment(
 
     Raises:
         DataNotFoundError: a data file or the data root is missing.
-        ConfigError: a resumed run with a different config or no epoch left to train (its
-            ``num_epochs`` done, or stopped early and the patience not raised); a distributed
+        ConfigError: a resumed run with a different config, or a finished one (it has its
+            ``metrics.json``) with no epoch left to train (its ``num_epochs`` done, or stopped
+            early and the patience not raised; a run interrupted after its last epoch but
+            before ``metrics.json`` resumes to test its best epoch); a distributed
             job whose ``training.batch_size`` is not divisible by the number of processes.
         LtrError: a missing or corrupt checkpoint, training divergence.
     """
@@ -179,7 +181,8 @@ def _run(
     if resume is not None:  # every check before a file of the run (or TensorBoard's) is written
         checkpoint = load_checkpoint(Run.open(resume, tensorboard=False).checkpoint_path("last"))
         _check_resumable(resume, checkpoint["config"], config.resolved())
-        _check_epochs_left(checkpoint, training)
+        if (resume / "metrics.json").is_file():  # else it stopped before its test: finish that
+            _check_epochs_left(checkpoint, training)
     splits = load_splits(config.data, console=console, resuming=resume is not None)
     if checkpoint is not None:
         check_feature_count(checkpoint, splits.train.n_features, "the training data")
@@ -401,7 +404,8 @@ def load_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> Exper
 
 
 def _check_epochs_left(checkpoint: Mapping[str, Any], training: TrainingConfig) -> None:
-    """Refuse a resume that would train no epoch (and so must not rewrite the run's files)."""
+    """Refuse a resume of a finished run that would train no epoch (and so must not rewrite
+    the run's files)."""
     state = checkpoint["state"]
     done, since_best = state["epoch"], state["epochs_since_best"]
     if state["stopped_early"] and since_best > training.early_stopping_patience:
