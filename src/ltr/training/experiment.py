@@ -62,6 +62,7 @@ __all__ = [
     "DataPaths",
     "Distributed",
     "Splits",
+    "find_data_file",
     "load_run_config",
     "load_splits",
     "report_test_metrics",
@@ -329,9 +330,7 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
                 raise DataNotFoundError(f"data.{split}: file {explicit} does not exist")
             found[split] = explicit
         elif root is not None:
-            found[split] = next(
-                (root / name for name in FILE_NAMES[split] if (root / name).is_file()), None
-            )
+            found[split] = find_data_file(root, split)
         else:
             found[split] = None
     train_path = found["train"]
@@ -341,6 +340,11 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
             f"{', '.join(FILE_NAMES['train'])}); create one with `ltr data synth --out {root}`"
         )
     return DataPaths(train=train_path, valid=found["valid"], test=found["test"])
+
+
+def find_data_file(root: Path, split: str) -> Path | None:
+    """The first of :data:`FILE_NAMES` ``[split]`` (``train``, ``valid``, ``test``) in ``root``."""
+    return next((root / name for name in FILE_NAMES[split] if (root / name).is_file()), None)
 
 
 def load_splits(
