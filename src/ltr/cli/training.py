@@ -102,8 +102,8 @@ def cv(
     ] = False,
 ) -> None:
     """Cross-validate: train on each fold as ltr train would; test metrics per fold, mean ± std."""
-    from ltr.training import Distributed
-    from ltr.training.crossval import load_cv_config, resume_cv, run_cv
+    from ltr.training import Distributed, resume_cv, run_cv
+    from ltr.training.crossval import load_cv_config
 
     sets = [f"training.device={option_value(device)}"] if device else []
     if model == "ensemble":
