@@ -1,15 +1,20 @@
-"""`ltr train`, `ltr ensemble` and `ltr predict`."""
+"""`ltr train`, `ltr cv`, `ltr ensemble` and `ltr predict`."""
 
 from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
+from rich.table import Table
 
-from ltr.cli._common import option_value, stdout
+from ltr.cli._common import conventions_caption, fmt, option_value, stdout
 from ltr.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ltr.training.crossval import CvResult
 
 
 class Device(str, Enum):
@@ -71,6 +76,103 @@ def train(
         experiment = load_config(config, sets, model=model, loss=loss)
     # under torchrun, one process of a DDP job (the environment says which)
     run_experiment(experiment, resume=resume, quiet=quiet, dist=Distributed.from_env())
+
+
+def cv(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Experiment YAML (e.g. configs/default.yaml).")
+    ] = None,
+    folds: Annotated[
+        Path | None,
+        typer.Option("--folds", help="Folder of fold folders Fold1..FoldK (e.g. mq2008)."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Scorer: linear|mlp|transformer.")
+    ] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. lambdarank.")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: --set training.learning_rate=3e-4."),
+    ] = None,
+    device: Annotated[Device | None, typer.Option("--device", help="cpu|cuda|auto.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue this cv directory: unfinished folds only."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No fold lines: the table, warnings and errors only.")
+    ] = False,
+) -> None:
+    """Cross-validate: train on each fold as ltr train would; test metrics per fold, mean ± std."""
+    from ltr.training import Distributed, resume_cv, run_cv
+    from ltr.training.crossval import load_cv_config
+
+    sets = [f"training.device={option_value(device)}"] if device else []
+    if model == "ensemble":
+        raise ConfigError("--model ensemble: build ensembles from trained runs with ltr ensemble")
+    if resume is not None:
+        given = [
+            name
+            for name, value in (
+                ("--config", config),
+                ("--folds", folds),
+                ("--model", model),
+                ("--loss", loss),
+                ("--set", overrides),
+            )
+            if value
+        ]
+        if given:  # folds already done cannot change, so none may
+            raise ConfigError(
+                f"--resume continues a cv with the config in its cv.json; drop {', '.join(given)}"
+            )
+        result = resume_cv(resume, sets, quiet=quiet, dist=Distributed.from_env())
+    elif config is None or folds is None:
+        raise ConfigError(
+            "give --config FILE and --folds DIR (a folder of Fold1..FoldK) or --resume CV_DIR"
+        )
+    else:
+        experiment = load_cv_config(config, [*(overrides or []), *sets], model=model, loss=loss)
+        result = run_cv(experiment, folds, quiet=quiet, dist=Distributed.from_env())
+    if result is not None:  # rank 0 of a torchrun job, or the one process
+        stdout.print(cv_table(result))
+
+
+def cv_table(result: CvResult) -> Table:
+    """One row per fold, then mean ± std over folds (sample std), of the test metrics."""
+    from ltr.training.crossval import LETOR_NDCG10
+    from ltr.training.experiment import TEST_METRICS
+
+    letor = LETOR_NDCG10 in result.metrics
+    names = [*TEST_METRICS, *([LETOR_NDCG10] if letor else [])]
+    evaluation = result.config.evaluation
+    conventions = {"gain": evaluation.gain, "no_relevant": evaluation.no_relevant}
+    caption = f"test metrics of {len(result.folds)} folds; {conventions_caption(conventions)}"
+    table = Table(
+        title=result.cv_dir.name,
+        caption=caption + ("; letor@10: ndcg@10 under --preset letor" if letor else ""),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,  # with the letor column still fits 80 columns (CI logs, pipes)
+        show_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("fold", no_wrap=True)
+    for name in names:
+        header = "letor@10" if name == LETOR_NDCG10 else name
+        table.add_column(header, justify="right", no_wrap=True)
+    for fold in result.folds:
+        test = fold.test or {}
+        table.add_row(fold.fold.name, *(_cell(test.get(name)) for name in names))
+    table.add_section()
+    summary = [result.metrics.get(name, {}) for name in names]
+    # the std on a line of its own under the mean: narrow enough for 80 columns
+    table.add_row("mean", *(_cell(s.get("mean")) for s in summary))
+    table.add_row("± std", *(f"± {_cell(s.get('std'))}" for s in summary))
+    return table
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else fmt(value)
 
 
 def ensemble(

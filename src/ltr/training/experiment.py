@@ -66,6 +66,7 @@ __all__ = [
     "DataPaths",
     "Distributed",
     "Splits",
+    "find_data_file",
     "load_run_config",
     "load_splits",
     "report_test_metrics",
@@ -148,8 +149,10 @@ def run_experiment(
 
     Raises:
         DataNotFoundError: a data file or the data root is missing.
-        ConfigError: a resumed run with a different config or no epoch left to train (its
-            ``num_epochs`` done, or stopped early and the patience not raised); a distributed
+        ConfigError: a resumed run with a different config, or a finished one (it has its
+            ``metrics.json``) with no epoch left to train (its ``num_epochs`` done, or stopped
+            early and the patience not raised; a run interrupted after its last epoch but
+            before ``metrics.json`` resumes to test its best epoch); a distributed
             job whose ``training.batch_size`` is not divisible by the number of processes.
         LtrError: a missing or corrupt checkpoint, training divergence.
     """
@@ -188,7 +191,8 @@ def _run(
     if resume is not None:  # every check before a file of the run (or TensorBoard's) is written
         checkpoint = load_checkpoint(Run.open(resume, tensorboard=False).checkpoint_path("last"))
         _check_resumable(resume, checkpoint["config"], config.resolved())
-        _check_epochs_left(checkpoint, training)
+        if (resume / "metrics.json").is_file():  # else it stopped before its test: finish that
+            _check_epochs_left(checkpoint, training)
     splits = load_splits(
         config.data, console=console, resuming=resume is not None, record_files=dist.is_main
     )
@@ -344,9 +348,7 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
                 raise DataNotFoundError(f"data.{split}: file {explicit} does not exist")
             found[split] = explicit
         elif root is not None:
-            found[split] = next(
-                (root / name for name in FILE_NAMES[split] if (root / name).is_file()), None
-            )
+            found[split] = find_data_file(root, split)
         else:
             found[split] = None
     train_path = found["train"]
@@ -356,6 +358,11 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
             f"{', '.join(FILE_NAMES['train'])}); create one with `ltr data synth --out {root}`"
         )
     return DataPaths(train=train_path, valid=found["valid"], test=found["test"])
+
+
+def find_data_file(root: Path, split: str) -> Path | None:
+    """The first of :data:`FILE_NAMES` ``[split]`` (``train``, ``valid``, ``test``) in ``root``."""
+    return next((root / name for name in FILE_NAMES[split] if (root / name).is_file()), None)
 
 
 def load_splits(
@@ -453,7 +460,8 @@ def load_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> Exper
 
 
 def _check_epochs_left(checkpoint: Mapping[str, Any], training: TrainingConfig) -> None:
-    """Refuse a resume that would train no epoch (and so must not rewrite the run's files)."""
+    """Refuse a resume of a finished run that would train no epoch (and so must not rewrite
+    the run's files)."""
     state = checkpoint["state"]
     done, since_best = state["epoch"], state["epochs_since_best"]
     if state["stopped_early"] and since_best > training.early_stopping_patience:

@@ -313,6 +313,19 @@ def test_resume_of_a_finished_run_without_more_epochs_is_refused(step_run: Path)
     assert (step_run / "config.yaml").read_bytes() == config_yaml
 
 
+def test_resume_of_a_run_stopped_before_its_test_writes_the_uninterrupted_metrics(
+    step_run: Path, tmp_path: Path
+) -> None:
+    run_dir = shutil.copytree(step_run, tmp_path / step_run.name)
+    (run_dir / "metrics.json").unlink()  # as if killed after the last epoch, before the test
+    history = (run_dir / "training_history.json").read_bytes()
+
+    run_experiment(load_run_config(run_dir), resume=run_dir, quiet=True)
+
+    assert read_json(run_dir / "metrics.json") == read_json(step_run / "metrics.json")
+    assert (run_dir / "training_history.json").read_bytes() == history  # no epoch trained
+
+
 def test_run_records_absolute_data_paths_and_resumes_from_another_folder(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,374 @@
+"""k-fold cross-validation: one experiment trained on every fold of a LETOR data set.
+
+LETOR results are means over folds (MQ2008: ``Fold1`` .. ``Fold5``, each with its own train,
+vali and test files). :func:`run_cv` is what ``ltr cv`` calls: it trains the experiment once
+per fold through :func:`~ltr.training.experiment.run_experiment`, exactly as ``ltr train --set
+data.root=<fold>`` would (same seed, same MLflow and TensorBoard tracking; each fold's MLflow
+run is named ``<cv dir>/<fold>`` and tagged ``ltr.cv_dir``, ``ltr.fold``), and averages the
+folds' test metrics. The layout, under ``tracking.output_dir`` like every run::
+
+    <YYYYmmdd-HHMMSS>-<experiment name>-cv/
+        cv.json                           written at the start and after every fold
+        Fold1/<YYYYmmdd-HHMMSS>-<name>/   the fold's run directory, as ltr train writes it
+        Fold2/...
+
+``cv.json``: ``folds_dir``; ``config`` (resolved, ``data.root`` null: each fold sets its own);
+``folds`` (``name``, ``data_root``, ``run_dir`` and ``test``, the test metrics of the run's
+``metrics.json``, both null until the fold is done); ``metrics``: per test metric the ``mean``,
+the sample standard deviation ``std`` (null for fewer than two folds) and the ``count`` of folds
+it averages (folds done whose value is not null).
+
+:func:`resume_cv` continues a cv directory: a fold whose run has its ``metrics.json`` is done, a
+fold whose run has ``checkpoints/last.pt`` resumes through ``run_experiment``'s resume path, any
+other fold trains from the start. Under ``torchrun`` the folds train one after the other, each
+one DDP job as ``ltr train`` runs it, in one process group; rank 0 names the cv directory,
+decides what each fold needs, and alone writes ``cv.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from ltr._fs import atomic_write_json
+from ltr.config import ExperimentConfig, load_config
+from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError
+from ltr.experiments.mlflow_tracker import check_mlflow
+from ltr.experiments.tracking import Run, json_safe
+from ltr.training.distributed import Distributed, per_rank_batch_size, process_group
+from ltr.training.experiment import (
+    FILE_NAMES,
+    find_data_file,
+    load_run_config,
+    resolve_device,
+    run_experiment,
+)
+
+__all__ = [
+    "CV_FILE",
+    "LETOR_NDCG10",
+    "CvResult",
+    "Fold",
+    "FoldResult",
+    "find_folds",
+    "load_cv_config",
+    "resume_cv",
+    "run_cv",
+    "summarize_folds",
+]
+
+CV_FILE = "cv.json"
+# LETOR 4.0's own NDCG@10 (Eval-Score-4.0.pl), shown by ltr cv when metrics.json holds it
+LETOR_NDCG10 = "ndcg@10[preset=letor]"
+_FOLD_NAME = re.compile(r"fold(\d+)", re.IGNORECASE)
+_SUMMARY_METRIC = "ndcg@10"  # in every metrics.json (TEST_METRICS)
+# what --resume may change: where and how fast a fold trains, not what it learns
+_RESUMABLE_CHANGES = ("training.device=", "training.num_threads=")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One fold folder: its name (``Fold3``) and absolute path."""
+
+    name: str
+    root: Path
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """A fold of a cv: its run directory and test metrics (None until it is done)."""
+
+    fold: Fold
+    run_dir: Path | None = None
+    test: Mapping[str, float | None] | None = None
+
+
+@dataclass(frozen=True)
+class CvResult:
+    """What ``cv.json`` holds, for the table of ``ltr cv``."""
+
+    cv_dir: Path
+    config: ExperimentConfig
+    folds: list[FoldResult]
+    metrics: dict[str, dict[str, Any]]  # name -> {mean, std, count}
+
+
+def find_folds(folds_dir: str | Path) -> list[Fold]:
+    """The subfolders ``Fold<N>`` (any case) of ``folds_dir`` in numeric order.
+
+    Raises:
+        DataNotFoundError: ``folds_dir`` is not a folder, holds no fold folder, or a fold lacks
+            its training or test file (validation files are optional, as for ``data.root``).
+        ConfigError: two folders carry the same number (``Fold1`` and ``fold01``).
+    """
+    folds_dir = Path(folds_dir)
+    if not folds_dir.is_dir():
+        raise DataNotFoundError(f"folds folder {folds_dir} does not exist")
+    numbered: dict[int, Path] = {}
+    for path in sorted(folds_dir.iterdir()):
+        match = _FOLD_NAME.fullmatch(path.name)
+        if match is None or not path.is_dir():
+            continue
+        number = int(match.group(1))
+        if number in numbered:
+            raise ConfigError(
+                f"folds folder {folds_dir}: {numbered[number].name} and {path.name} are both "
+                f"fold {number}; keep one"
+            )
+        numbered[number] = path
+    if not numbered:
+        raise DataNotFoundError(
+            f"folds folder {folds_dir} holds no fold folders (looked for subfolders named "
+            "Fold<N>, any case, e.g. Fold1)"
+        )
+    folds = [Fold(path.name, path.resolve()) for _, path in sorted(numbered.items())]
+    for fold in folds:
+        _check_fold_files(fold)
+    return folds
+
+
+def load_cv_config(
+    path: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    model: str | None = None,
+    loss: str | None = None,
+) -> ExperimentConfig:
+    """The experiment of ``ltr cv --config``: :func:`~ltr.config.load_config`, with the data
+    root left to the folds (a file without ``data.root`` is fine)."""
+    # a placeholder that satisfies validation; run_cv gives every fold its own root
+    return load_config(path, [*overrides, "data.root=."], model=model, loss=loss)
+
+
+def run_cv(
+    config: ExperimentConfig,
+    folds_dir: str | Path,
+    *,
+    quiet: bool = False,
+    dist: Distributed | None = None,
+) -> CvResult | None:
+    """Train ``config`` on every fold of ``folds_dir``; write and return the cv's summary.
+
+    ``config.data.root`` is replaced by each fold's folder; ``quiet``: no line per fold.
+
+    Returns:
+        The result, on rank 0; None on the other ranks of a distributed job.
+
+    Raises:
+        ConfigError: ``config`` names explicit data files (``data.train``, ``data.valid``,
+            ``data.test``), which would take the place of every fold's.
+        DataNotFoundError: see :func:`find_folds`.
+        LtrError: whatever ``run_experiment`` raises for a fold.
+    """
+    explicit = [f"data.{key}" for key in ("train", "valid", "test") if getattr(config.data, key)]
+    if explicit:
+        raise ConfigError(
+            f"{', '.join(explicit)}: explicit data files conflict with the folds, which give "
+            "every fold its own files; set them to null"
+        )
+    folds = find_folds(folds_dir)
+    dist = dist or Distributed()
+    per_rank_batch_size(config.training.batch_size, dist.world_size)  # fail before any work
+    device = dist.device(resolve_device(config.training.device))
+    with process_group(dist, device):  # one group for every fold; run_experiment reuses it
+        check_mlflow(config, rank=dist.rank)  # a bad store fails before the cv dir exists
+        made = Run.create(
+            config.tracking.output_dir,
+            f"{config.experiment.name}-cv",
+            rank=dist.rank,
+            tensorboard=False,
+        )
+        cv_dir = Path(dist.broadcast_object(str(made.dir.resolve())))
+        stored = config.resolved()
+        stored["data"]["root"] = None
+        state = {"folds_dir": str(Path(folds_dir).resolve()), "config": stored}
+        _write_state(cv_dir, state, [FoldResult(fold) for fold in folds], dist)  # resumable now
+        return _train_folds(cv_dir, config, folds, state, quiet=quiet, dist=dist)
+
+
+def resume_cv(
+    cv_dir: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    quiet: bool = False,
+    dist: Distributed | None = None,
+) -> CvResult | None:
+    """Continue the cv of ``cv_dir`` (its ``cv.json``): done folds are kept, an interrupted
+    fold resumes from its ``last.pt``, folds not started train.
+
+    ``overrides``: ``--set`` items for the folds still to train: ``training.device`` or
+    ``training.num_threads`` (every fold keeps the rest of the config of the folds done).
+
+    Raises:
+        ConfigError: an override of a field a resumed run may not change.
+        DataNotFoundError: ``cv_dir`` has no ``cv.json``.
+        DataFormatError: ``cv.json`` is not valid JSON.
+    """
+    cv_dir, overrides = Path(cv_dir).resolve(), list(overrides)
+    fixed = [item for item in overrides if not item.startswith(_RESUMABLE_CHANGES)]
+    if fixed:
+        raise ConfigError(
+            f"cannot resume {cv_dir} with {', '.join(fixed)}: the folds done keep their config, "
+            f"so only {', '.join(_RESUMABLE_CHANGES)} may change"
+        )
+    state = _read_json(cv_dir / CV_FILE, f"{cv_dir} has no {CV_FILE}; is it a directory of ltr cv?")
+    raw = copy.deepcopy(state["config"])
+    raw["data"]["root"] = "."  # a placeholder that satisfies validation, as in load_cv_config
+    config = load_config(base=raw, overrides=overrides)
+    folds = [Fold(entry["name"], Path(entry["data_root"])) for entry in state["folds"]]
+    dist = dist or Distributed()
+    device = dist.device(resolve_device(config.training.device))
+    with process_group(dist, device):
+        stored = {"folds_dir": state["folds_dir"], "config": state["config"]}
+        return _train_folds(
+            cv_dir, config, folds, stored, quiet=quiet, dist=dist, overrides=overrides
+        )
+
+
+def summarize_folds(tests: Sequence[Mapping[str, float | None]]) -> dict[str, dict[str, Any]]:
+    """Per metric of the folds' test metrics: ``mean``, sample ``std`` (ddof=1; None below two
+    folds) and ``count``, over the folds whose value is not None (NaN in metrics.json)."""
+    names = list(dict.fromkeys(name for test in tests for name in test))
+    summary: dict[str, dict[str, Any]] = {}
+    for name in names:
+        values = np.array([test[name] for test in tests if test.get(name) is not None], float)
+        summary[name] = {
+            "mean": float(values.mean()) if values.size else None,
+            "std": float(values.std(ddof=1)) if values.size > 1 else None,
+            "count": int(values.size),
+        }
+    return summary
+
+
+def _train_folds(
+    cv_dir: Path,
+    config: ExperimentConfig,
+    folds: Sequence[Fold],
+    state: dict[str, Any],
+    *,
+    quiet: bool,
+    dist: Distributed,
+    overrides: Iterable[str] = (),
+) -> CvResult | None:
+    """Bring every fold to done, in order, writing ``cv.json`` after each (rank 0)."""
+    console = Console(stderr=True, quiet=quiet or not dist.is_main, soft_wrap=True)
+    results = [FoldResult(fold) for fold in folds]
+    for i, fold in enumerate(folds):
+        # rank 0 looks; every rank takes its decision
+        stage, found = dist.broadcast_object(
+            _fold_stage(cv_dir / fold.name) if dist.is_main else None
+        )
+        started = time.perf_counter()
+        tags = {
+            "mlflow.runName": f"{cv_dir.name}/{fold.name}",
+            "ltr.cv_dir": str(cv_dir),
+            "ltr.fold": fold.name,
+        }
+        if stage == "done":
+            run_dir, done = found, f"{fold.name} done before"
+        elif stage == "interrupted":
+            resumed = load_run_config(found, overrides)
+            run_dir = run_experiment(resumed, resume=found, quiet=True, dist=dist, mlflow_tags=tags)
+            done = f"resumed {fold.name} in {time.perf_counter() - started:.1f} s"
+        else:
+            run_dir = run_experiment(
+                _fold_config(config, fold, cv_dir), quiet=True, dist=dist, mlflow_tags=tags
+            )
+            done = f"trained {fold.name} in {time.perf_counter() - started:.1f} s"
+        if not dist.is_main:  # rank 0 reads the reports and writes cv.json
+            continue
+        report = _read_report(run_dir)
+        results[i] = FoldResult(fold, run_dir, report["test"])
+        _write_state(cv_dir, state, results, dist)
+        value = report["test"].get(_SUMMARY_METRIC)
+        shown = "n/a" if value is None else f"{value:.4f}"
+        console.print(
+            f"Fold {i + 1}/{len(folds)}: {done}: test {_SUMMARY_METRIC}={shown} "
+            f"(best epoch {report['best_epoch']} of {report['epochs']}); {_shown(run_dir, cv_dir)}",
+            highlight=False,
+        )
+    if not dist.is_main:
+        return None
+    metrics = summarize_folds([result.test for result in results if result.test is not None])
+    return CvResult(cv_dir, config, results, metrics)
+
+
+def _fold_config(config: ExperimentConfig, fold: Fold, cv_dir: Path) -> ExperimentConfig:
+    """``config`` with ``data.root`` the fold and its run going to ``<cv_dir>/<fold name>``."""
+    return config.model_copy(
+        update={
+            "data": config.data.model_copy(update={"root": fold.root}),
+            "tracking": config.tracking.model_copy(update={"output_dir": cv_dir / fold.name}),
+        }
+    )
+
+
+def _fold_stage(fold_dir: Path) -> tuple[str, Path | None]:
+    """Where a fold stands: ``done`` (the latest run with a ``metrics.json``), else
+    ``interrupted`` (the latest with a ``last.pt``), else ``new`` (not started, or stopped before
+    its first epoch ended)."""
+    runs = sorted(path for path in fold_dir.iterdir() if path.is_dir()) if fold_dir.is_dir() else []
+    for stage, marker in (("done", "metrics.json"), ("interrupted", "checkpoints/last.pt")):
+        marked = [run for run in runs if (run / marker).is_file()]
+        if marked:
+            return stage, marked[-1]
+    return "new", None
+
+
+def _shown(path: Path, cv_dir: Path) -> Path:
+    """``path`` relative to the cv directory when it lies inside it."""
+    return path.relative_to(cv_dir) if path.is_relative_to(cv_dir) else path
+
+
+def _check_fold_files(fold: Fold) -> None:
+    for split in ("train", "test"):
+        if find_data_file(fold.root, split) is None:
+            raise DataNotFoundError(
+                f"fold {fold.name} ({fold.root}) has no {split} file (looked for "
+                f"{', '.join(FILE_NAMES[split])})"
+            )
+
+
+def _read_report(run_dir: Path) -> dict[str, Any]:
+    """The run's ``metrics.json``; it must hold test metrics."""
+    path = run_dir / "metrics.json"
+    report: dict[str, Any] = _read_json(path, f"{run_dir} has no metrics.json")
+    if not isinstance(report.get("test"), dict):
+        raise LtrError(f"{path}: no test metrics; every fold needs a test file")
+    return report
+
+
+def _read_json(path: Path, missing: str) -> Any:
+    if not path.is_file():
+        raise DataNotFoundError(missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataFormatError(path, error.lineno, f"invalid JSON: {error.msg}") from None
+
+
+def _write_state(
+    cv_dir: Path, state: Mapping[str, Any], results: Sequence[FoldResult], dist: Distributed
+) -> None:
+    if not dist.is_main:
+        return
+    folds = [
+        {
+            "name": result.fold.name,
+            "data_root": str(result.fold.root),
+            "run_dir": None if result.run_dir is None else str(result.run_dir),
+            "test": None if result.test is None else dict(result.test),
+        }
+        for result in results
+    ]
+    metrics = summarize_folds([result.test for result in results if result.test is not None])
+    atomic_write_json(cv_dir / CV_FILE, json_safe({**state, "folds": folds, "metrics": metrics}))
