@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -94,31 +95,25 @@ def test_ltr_cv_reports_every_fold_and_resumes_an_unfinished_one(workdir: Path) 
     assert read_json(cv_dir / "cv.json")["metrics"] == cv["metrics"]
 
 
-def test_table_shows_letor_ndcg_when_the_fold_runs_report_it(
+def test_table_shows_the_letor_scripts_ndcg_of_the_fold_runs(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(workdir)
-    runner = CliRunner()
-    first = runner.invoke(
+    result = CliRunner().invoke(
         app,
         [
             *("cv", "--config", "tiny.yaml", "--folds", "folds", "--quiet"),
             *("--set", "tracking.mlflow=false", "--set", "tracking.output_dir=letor"),
         ],
     )
-    assert first.exit_code == 0, first.output
-    assert "letor" not in first.stdout
+
+    assert result.exit_code == 0, result.output
+    assert "letor@10" in result.stdout
     (cv_dir,) = (workdir / "letor").glob("*-cv")
-    for path in cv_dir.glob("Fold*/*/metrics.json"):
-        report = read_json(path)
-        report["test"]["ndcg@10[preset=letor]"] = 0.25
-        path.write_text(json.dumps(report), encoding="utf-8")
-
-    again = runner.invoke(app, ["cv", "--resume", str(cv_dir), "--quiet"])
-
-    assert again.exit_code == 0, again.output
-    assert "letor@10" in again.stdout and "± 0.0000" in again.stdout
-    assert read_json(cv_dir / "cv.json")["metrics"]["ndcg@10[preset=letor]"]["mean"] == 0.25
+    folds = [read_json(path)["test"] for path in sorted(cv_dir.glob("Fold*/*/metrics.json"))]
+    summary = read_json(cv_dir / "cv.json")["metrics"]["ndcg@10[preset=letor]"]
+    assert len(folds) == summary["count"] == 3
+    assert summary["mean"] == pytest.approx(np.mean([f["ndcg@10[preset=letor]"] for f in folds]))
 
 
 @pytest.mark.parametrize(

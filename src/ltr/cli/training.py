@@ -140,8 +140,7 @@ def cv(
 
 def cv_table(result: CvResult) -> Table:
     """One row per fold, then mean ± std over folds (sample std), of the test metrics."""
-    from ltr.training.crossval import LETOR_NDCG10
-    from ltr.training.experiment import TEST_METRICS
+    from ltr.training.experiment import LETOR_NDCG10, TEST_METRICS
 
     letor = LETOR_NDCG10 in result.metrics
     names = [*TEST_METRICS, *([LETOR_NDCG10] if letor else [])]

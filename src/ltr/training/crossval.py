@@ -55,7 +55,6 @@ from ltr.training.experiment import (
 
 __all__ = [
     "CV_FILE",
-    "LETOR_NDCG10",
     "CvResult",
     "Fold",
     "FoldResult",
@@ -67,8 +66,6 @@ __all__ = [
 ]
 
 CV_FILE = "cv.json"
-# LETOR 4.0's own NDCG@10 (Eval-Score-4.0.pl), shown by ltr cv when metrics.json holds it
-LETOR_NDCG10 = "ndcg@10[preset=letor]"
 _FOLD_NAME = re.compile(r"fold(\d+)", re.IGNORECASE)
 _SUMMARY_METRIC = "ndcg@10"  # in every metrics.json (TEST_METRICS)
 # what --resume may change: where and how fast a fold trains, not what it learns

@@ -86,6 +86,8 @@ FILE_NAMES = {
 # always in metrics.json, whatever evaluation.metrics lists
 TEST_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr")
 NO_RELEVANT_POLICIES = ("zero", "one", "skip")
+# the official LETOR 4.0 script's NDCG@10 (Eval-Score-4.0.pl), in metrics.json beside them
+LETOR_NDCG10 = "ndcg@10[preset=letor]"
 DATA_PATHS = ("data.root", "data.train", "data.valid", "data.test")
 # fields a resumed run may change; anything else must match the run's config.yaml
 RESUMABLE_CHANGES = (
@@ -300,7 +302,8 @@ def report_test_metrics(
     """Test metrics of ``scores``: means and per-query values, by metric name.
 
     Holds :data:`TEST_METRICS` and ``evaluation.metrics`` under the configured conventions, plus
-    ``ndcg@10[no_relevant=<policy>]`` for each of :data:`NO_RELEVANT_POLICIES`.
+    ``ndcg@10[no_relevant=<policy>]`` for each of :data:`NO_RELEVANT_POLICIES` and
+    :data:`LETOR_NDCG10` (the official LETOR 4.0 script's NDCG@10).
     """
     names = list(dict.fromkeys([*TEST_METRICS, *evaluation.metrics]))
     result = evaluate_scores(
@@ -313,6 +316,9 @@ def report_test_metrics(
         )
         means[f"ndcg@10[no_relevant={policy}]"] = variant.means["ndcg@10"]
         per_query[f"ndcg@10[no_relevant={policy}]"] = variant.per_query["ndcg@10"]
+    letor = evaluate_scores(data, scores, ["ndcg@10"], preset="letor")  # published LETOR tables
+    means[LETOR_NDCG10] = letor.means["ndcg@10"]
+    per_query[LETOR_NDCG10] = letor.per_query["ndcg@10"]
     return means, per_query
 
 

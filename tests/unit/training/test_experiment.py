@@ -123,12 +123,24 @@ def test_history_and_metrics_describe_the_run(step_run: Path) -> None:
     best = max(history, key=lambda r: r["valid_ndcg@10"])
     assert metrics["best_epoch"] == best["epoch"]
     assert metrics["valid"]["ndcg@10"] == best["valid_ndcg@10"]
-    expected_test = {"ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr"} | {
-        f"ndcg@10[no_relevant={p}]" for p in ("zero", "one", "skip")
-    }
+    expected_test = (
+        {"ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr"}
+        | {f"ndcg@10[no_relevant={p}]" for p in ("zero", "one", "skip")}
+        | {"ndcg@10[preset=letor]"}
+    )
     assert set(metrics["test"]) == expected_test
     assert metrics["test"]["ndcg@10"] == metrics["test"]["ndcg@10[no_relevant=zero]"]
     assert metrics["conventions"] == {"gain": "exp2", "no_relevant": "zero"}
+
+
+def test_metrics_json_holds_the_letor_scripts_ndcg_at_10(step_run: Path, data_root: Path) -> None:
+    from ltr.inference import Predictor
+
+    test = load_letor(data_root / "test.txt")
+    scores = Predictor.load(step_run).score(test)
+    letor = evaluate_scores(test, scores, ["ndcg@10"], preset="letor").means["ndcg@10"]
+    reported = read_json(step_run / "metrics.json")["test"]["ndcg@10[preset=letor]"]
+    assert reported == pytest.approx(letor, abs=1e-12)
 
 
 def test_metrics_json_records_the_sha256_and_size_of_each_data_file(
