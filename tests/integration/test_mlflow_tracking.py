@@ -183,3 +183,14 @@ def test_an_ensemble_on_an_unusable_store_fails_before_its_run_directory(
         build_ensemble(members, output_dir=tmp_path / "ensembles", quiet=True)
 
     assert not (tmp_path / "ensembles").exists()
+
+
+def test_a_new_store_sets_itself_up_without_printing(
+    data_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    run_experiment(make_config(data_root, tmp_path / "runs", uri), quiet=True)
+
+    assert (tmp_path / "mlruns.db").is_file()
+    printed = capfd.readouterr()
+    assert "database tables" not in printed.err + printed.out

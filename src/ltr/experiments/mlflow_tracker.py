@@ -398,6 +398,8 @@ def _client(tracking_uri: str) -> MlflowClient:
         )
         from mlflow.tracking import MlflowClient
 
+        # a new SQLite store logs its schema set-up at INFO: mlflow's business, noise to ltr users
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
         return MlflowClient(tracking_uri=tracking_uri)
 
 
