@@ -1,7 +1,8 @@
 """Atomic file writes: a temp file in the target's folder, fsync, then ``os.replace``.
 
 A reader (or a crash) therefore sees either the old file or the complete new one, never a
-half-written one. Every artifact ltr writes goes through here.
+half-written one. Every artifact ltr writes goes through here; :func:`read_json` reads the JSON
+ones back.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, DataFormatError
 
 
 def _read_umask() -> int:
@@ -80,6 +81,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON, atomically; floats keep full precision."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON document in ``path``.
+
+    Raises:
+        DataFormatError: the file is not valid JSON (the message names file and line).
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataFormatError(path, error.lineno, f"invalid JSON: {error.msg}") from None
 
 
 def file_sha256(path: str | Path) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ltr._fs import atomic_open, atomic_write_json, atomic_write_text
-from ltr.errors import ConfigError
+from ltr._fs import atomic_open, atomic_write_json, atomic_write_text, read_json
+from ltr.errors import ConfigError, DataFormatError
 
 
 def test_atomic_write_replaces_the_whole_file(tmp_path: Path) -> None:
@@ -43,3 +43,14 @@ def test_writing_over_a_directory_names_it_and_leaves_no_temp(tmp_path: Path) ->
         atomic_write_text(tmp_path / "plots", "x")
     assert [p.name for p in tmp_path.iterdir()] == ["plots"]
     assert list((tmp_path / "plots").iterdir()) == []
+
+
+def test_read_json_reads_back_what_atomic_write_json_wrote(tmp_path: Path) -> None:
+    atomic_write_json(tmp_path / "a.json", {"b": [1, 2.5, None]})
+    assert read_json(tmp_path / "a.json") == {"b": [1, 2.5, None]}
+
+
+def test_read_json_names_file_and_line_of_invalid_json(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text('{\n  "b": 1,\n}\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"a\.json:3: invalid JSON: "):
+        read_json(tmp_path / "a.json")

@@ -44,7 +44,7 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 
-from ltr._fs import file_sha256
+from ltr._fs import file_sha256, read_json
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 from ltr.experiments.significance import (
     ConfidenceInterval,
@@ -239,8 +239,8 @@ def load_run(path: str | Path) -> RunRecord:
     for name in RUN_FILES[:3]:
         _require(path, name)
     config = _read_yaml(path / "config.yaml")
-    history = _read_json(path / "training_history.json")
-    report = _read_json(path / "metrics.json")
+    history = read_json(path / "training_history.json")
+    report = read_json(path / "metrics.json")
     if not isinstance(history, list):
         raise DataFormatError(path / "training_history.json", None, "expected a list of epochs")
     if not isinstance(report, dict):
@@ -509,13 +509,6 @@ def _require(run_dir: Path, name: str) -> None:
             f"{run_dir} is not a finished run: it has no {name} (a run of `ltr train` holds "
             f"{', '.join(RUN_FILES)})"
         )
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataFormatError(path, error.lineno, f"invalid JSON: {error.msg}") from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
