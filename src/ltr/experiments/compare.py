@@ -29,6 +29,10 @@ Choices:
   such queries from the paired tests; runs evaluated under different policies are refused
   (:class:`ConfigError` naming the runs and their policies). Runs that differ only in NDCG's
   gain (exp2, linear) are compared with a note: MAP and MRR do not depend on the gain.
+- **Cross-validations** (cv directories of ``ltr cv``, read by :mod:`ltr.experiments.cv_record`)
+  compare like runs whose test queries are those of all their folds, pooled and keyed by fold
+  and query id; means are over the pooled queries. Runs and cvs are not compared with each
+  other, cvs must have the same folds, and the test files are checked fold by fold.
 """
 
 from __future__ import annotations
@@ -89,6 +93,8 @@ class RunRecord:
         report: ``metrics.json``.
         query_ids: ``[queries]`` test query ids, as strings, in file order.
         per_query: ``[queries]`` test values by metric name (NaN: a skipped query).
+        folds: empty for a run; for a cv directory (:func:`ltr.experiments.cv_record.load_cv`)
+            its fold runs by fold name, whose test queries the fields above pool.
     """
 
     path: Path
@@ -98,6 +104,7 @@ class RunRecord:
     report: dict[str, Any]
     query_ids: NDArray[np.str_]
     per_query: dict[str, NDArray[np.float64]]
+    folds: dict[str, RunRecord] = field(default_factory=dict)
 
     @property
     def model(self) -> str:
@@ -202,6 +209,7 @@ class Comparison:
                     "ci95": {name: list(run.interval(name)[1:]) for name in self.metrics},
                     "best_in": [name for name in self.metrics if run.run_id in self.best[name]],
                     "vs_baseline": None if test is None else _test_dict(test),
+                    **(_cv_dict(run, self.metrics) if run.folds else {}),
                 }
             )
         data: dict[str, Any] = json_safe(
@@ -292,7 +300,9 @@ def compare_runs(
     """Compare ``runs``: test metrics, the best per metric, paired tests against the baseline.
 
     Args:
-        runs: at least one run, as :func:`load_run` reads them; all tested on the same queries.
+        runs: at least one run, as :func:`load_run` reads them, all tested on the same queries;
+            or cvs, as :func:`ltr.experiments.cv_record.load_cv` reads them, all of the same
+            folds (their test files checked fold by fold).
         metric: the metric of the paired tests (must be in every ``test_per_query.tsv``).
         metrics: the metrics to report; ``metric`` is added when missing.
         baseline: index in ``runs`` of the run the others are tested against.
@@ -300,16 +310,18 @@ def compare_runs(
 
     Raises:
         ConfigError: no run, a bad baseline index, a metric some run lacks, runs tested on
-            different queries, or runs evaluated under different no-relevant policies.
+            different queries, runs evaluated under different no-relevant policies, a mix of
+            runs and cvs, or cvs of different folds.
     """
     if not runs:
         raise ConfigError("nothing to compare: give at least one run")
     if not 0 <= baseline < len(runs):
         raise ConfigError(f"baseline index must be in 0..{len(runs) - 1}; got {baseline}")
     names = list(dict.fromkeys([*metrics, metric]))
+    _check_kinds(runs)
     _check_metrics(runs, names)
     _check_no_relevant(runs)
-    file_notes = _check_test_files(runs)
+    file_notes = _check_fold_test_files(runs) if runs[0].folds else _check_test_files(runs)
     base = runs[baseline]
     aligned = {run.run_id: _aligned_values(run, base, metric) for run in runs}
     others = [run for run in runs if run is not base]
@@ -369,6 +381,34 @@ def _check_metrics(runs: Sequence[RunRecord], names: Sequence[str]) -> None:
                 f"run {run.run_id} has no per-query values of {', '.join(missing)}; "
                 f"it has {', '.join(run.per_query)}"
             )
+
+
+def _check_kinds(runs: Sequence[RunRecord]) -> None:
+    """Refuse a mix of runs and cvs: a run's test queries are one fold's, a cv's all folds'."""
+    kinds = {bool(run.folds) for run in runs}
+    if len(kinds) > 1:
+        cvs = [run.run_id for run in runs if run.folds]
+        single = [run.run_id for run in runs if not run.folds]
+        raise ConfigError(
+            f"cannot compare cv directories ({', '.join(cvs)}) with run directories "
+            f"({', '.join(single)}): a cv is tested on the queries of all its folds; give only "
+            "cv directories or only run directories"
+        )
+
+
+def _check_fold_test_files(cvs: Sequence[RunRecord]) -> list[str]:
+    """Refuse cvs of different folds, or whose runs of one fold were tested on different files
+    (:func:`_check_test_files` fold by fold); notes on what could not be checked."""
+    fold_sets = {cv.run_id: list(cv.folds) for cv in cvs}
+    if len({frozenset(names) for names in fold_sets.values()}) > 1:
+        described = ", ".join(f"{cv_id} ({', '.join(names)})" for cv_id, names in fold_sets.items())
+        raise ConfigError(
+            f"cvs ran on different folds: {described}; a paired comparison needs the same test "
+            "queries: compare cvs of the same folds"
+        )
+    return [
+        note for fold in cvs[0].folds for note in _check_test_files([cv.folds[fold] for cv in cvs])
+    ]
 
 
 def _aligned_values(run: RunRecord, base: RunRecord, metric: str) -> NDArray[np.float64]:
@@ -477,6 +517,15 @@ def _convention_notes(runs: Sequence[RunRecord]) -> list[str]:
         "runs use different NDCG gains, so NDCG values differ in meaning (MAP and MRR do not "
         f"depend on the gain): {described}"
     ]
+
+
+def _cv_dict(cv: RunRecord, metrics: Sequence[str]) -> dict[str, Any]:
+    """A cv's folds and cv.json's mean of fold means, beside its (pooled) ``test`` means."""
+    summary = cv.report.get("metrics") or {}
+    return {
+        "folds": list(cv.folds),
+        "mean_of_fold_means": {name: (summary.get(name) or {}).get("mean") for name in metrics},
+    }
 
 
 def _test_dict(test: BaselineTest) -> dict[str, Any]:

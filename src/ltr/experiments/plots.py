@@ -68,12 +68,14 @@ def plot_training_curves(
     ListNet's cross entropy vs ApproxNDCG's negative NDCG); the left panel then shows each run's
     change since its first epoch, in percent of that epoch's magnitude (down = the loss fell),
     and says so on its axis. A run whose history lacks ``valid_<metric>`` has no line on the right;
-    a run without epochs (``ltr ensemble``) shows its validation value as a dashed level.
+    a run without epochs (``ltr ensemble``) shows its validation value as a dashed level. A cv's
+    line is the mean over its folds (:mod:`ltr.experiments.cv_record`), without a best epoch.
 
     Returns:
         ``path``, written atomically.
     """
     relative = len({run.loss for run in runs}) > 1
+    over_folds = ", mean over folds" if any(run.folds for run in runs) else ""
     with _style():
         figure, (loss_ax, valid_ax) = _figure(ncols=2, width=14.0)
         for i, run in enumerate(runs):
@@ -97,13 +99,15 @@ def plot_training_curves(
                     markeredgecolor="black", markeredgewidth=1.0, linestyle="none", zorder=5,
                 )  # fmt: skip
         if relative:
-            loss_ax.set_title("Training loss, change since epoch 1 (the runs' losses differ)")
+            loss_ax.set_title(
+                f"Training loss{over_folds}, change since epoch 1 (the runs' losses differ)"
+            )
             loss_ax.set_ylabel("change in train loss (% of epoch 1)")
             loss_ax.axhline(0.0, color="0.5", linewidth=1.0, zorder=0)
         else:
-            loss_ax.set_title("Training loss")
+            loss_ax.set_title(f"Training loss{over_folds}")
             loss_ax.set_ylabel("train loss")
-        valid_ax.set_title(f"Validation {metric.upper()}  (★ = best epoch)")
+        valid_ax.set_title(f"Validation {metric.upper()}{over_folds}  (★ = best epoch)")
         valid_ax.set_ylabel(metric.upper())
         for ax in (loss_ax, valid_ax):
             _integer_epochs(ax)
@@ -151,9 +155,11 @@ def plot_test_metrics(
         ax.set_xlim(-0.5, len(metrics) - 0.5)
         ax.grid(axis="x", visible=False)
         n = len(runs[0].query_ids) if runs else 0
+        pooled = " of all folds" if any(run.folds for run in runs) else ""
         ax.set_ylabel(f"test value (mean, {confidence:.0%} CI)")
         ax.set_title(
-            f"Test metrics: mean over {n:,} queries, whiskers: {confidence:.0%} confidence interval"
+            f"Test metrics: mean over {n:,} queries{pooled}, "
+            f"whiskers: {confidence:.0%} confidence interval"
         )
         _legend_below(figure, ax)
         return _save(figure, path)
