@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ltr.config import load_config
+from ltr.training.crossval import run_cv
 from support.tiny_runs import forget_data_files, relabel_in_place, tiny_run, write_tiny_data
 
 
@@ -157,3 +159,53 @@ def test_compare_of_runs_from_before_still_works_with_a_note(
     assert result.returncode == 0, result.stderr
     for run in old:
         assert f"{run.name} recorded no sha256 of its test file" in result.stderr
+
+
+@pytest.fixture(scope="session")
+def cv_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two tiny cvs of `ltr cv` on the same two synthetic folds (ListNet, then RankNet)."""
+    root = tmp_path_factory.mktemp("compare_cv_cli")
+    for number in (1, 2):
+        write_tiny_data(root / "folds" / f"Fold{number}", seed=number, min_docs=10)
+    cvs = []
+    for loss in ("listnet", "ranknet"):
+        config = load_config(
+            base={
+                "experiment": {"name": loss},
+                "data": {"root": "."},  # every fold sets its own
+                "model": {"name": "mlp", "hidden_dims": [8]},
+                "loss": {"name": loss},
+                "training": {"num_epochs": 1, "batch_size": 8, "device": "cpu"},
+                "tracking": {"output_dir": str(root), "tensorboard": False, "mlflow": False},
+            }
+        )
+        result = run_cv(config, root / "folds", quiet=True)
+        assert result is not None
+        cvs.append(result.cv_dir)
+    return cvs
+
+
+def test_compare_of_cvs_pools_their_folds_test_queries(cv_dirs: list[Path]) -> None:
+    table = run_ltr("compare", *cv_dirs, "--resamples", "100")
+    data = run_ltr("compare", *cv_dirs, "--resamples", "100", "--format", "json")
+
+    assert table.returncode == data.returncode == 0, table.stderr + data.stderr
+    runs = json.loads(data.stdout)["runs"]
+    queries = json.loads(data.stdout)["test_queries"]
+    assert [row["id"] for row in runs] == [cv.name for cv in cv_dirs]
+    assert runs[1]["vs_baseline"]["queries"] == queries and runs[1]["folds"] == ["Fold1", "Fold2"]
+    assert f"2 cvs on {queries} test queries of 2 folds" in table.stdout
+    assert "over the test queries of all folds pooled" in " ".join(table.stdout.split())
+
+
+def test_compare_refuses_a_cv_beside_a_run(cv_dirs: list[Path]) -> None:
+    fold_run = next((cv_dirs[1] / "Fold1").iterdir())
+
+    result = run_ltr("compare", cv_dirs[0], fold_run)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: cannot compare cv directories ({cv_dirs[0].name}) with run directories "
+        f"({fold_run.name}): a cv is tested on the queries of all its folds; give only cv "
+        "directories or only run directories\n"
+    )

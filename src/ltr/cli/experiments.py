@@ -1,7 +1,8 @@
 """`ltr compare`: finished runs side by side, with paired significance tests.
 
-``ltr compare RUN_A RUN_B ...`` or ``ltr compare --all [--dir experiments]``. The baseline is
-``--baseline RUN`` (a run folder, or a run's name under ``--dir``), else the first run named,
+``ltr compare RUN_A RUN_B ...``, ``ltr compare CV_A CV_B ...`` (cv directories of ``ltr cv``:
+the test queries of all folds pooled) or ``ltr compare --all [--dir experiments]``. The baseline
+is ``--baseline RUN`` (a run folder, or a run's name under ``--dir``), else the first run named,
 else (``--all``) the oldest run. stdout carries only the comparison (a rich table, a GitHub
 markdown table, or exactly one JSON object); notes and "wrote FILE" lines go to stderr.
 """
@@ -39,7 +40,9 @@ def compare(
     runs: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="Run directories (experiments/<id>); the first is the baseline unless --baseline."
+            help="Run directories (experiments/<id>), or cv directories of `ltr cv` (all of "
+            "one kind: a cv pools its folds' test queries); the first is the baseline unless "
+            "--baseline."
         ),
     ] = None,
     all_runs: Annotated[
@@ -75,7 +78,8 @@ def compare(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the randomization test.")] = 0,
 ) -> None:
     """Compare runs: test metrics (best marked), paired tests against a baseline, plots."""
-    from ltr.experiments.compare import compare_runs, load_run, scan_runs
+    from ltr.experiments.compare import compare_runs, scan_runs
+    from ltr.experiments.cv_record import load_run_or_cv
 
     if all_runs == bool(runs):
         raise ConfigError("give run directories, or --all to compare every run under --dir")
@@ -83,7 +87,7 @@ def compare(
     if all_runs:
         records, notes = scan_runs(directory)
     else:
-        records = [load_run(path) for path in runs or []]
+        records = [load_run_or_cv(path) for path in runs or []]
     records, base = _with_baseline(records, baseline, directory)
     names = [name.strip().lower() for name in metrics.split(",") if name.strip()]
     comparison = compare_runs(
@@ -114,7 +118,7 @@ def compare(
 def rich_table(comparison: Comparison) -> Table:
     """The comparison as a rich table: the best value per metric bold with a star."""
     table = Table(
-        title=f"{len(comparison.runs)} runs on {comparison.n_queries:,} test queries",
+        title=_title(comparison),
         caption=_caption(comparison),
         title_justify="left",
         caption_justify="left",
@@ -167,11 +171,27 @@ def _rows(comparison: Comparison, *, best: Callable[[str], str]) -> list[list[st
     return rows
 
 
+def _title(comparison: Comparison) -> str:
+    folds = comparison.baseline.folds
+    if folds:
+        return (
+            f"{len(comparison.runs)} cvs on {comparison.n_queries:,} test queries "
+            f"of {len(folds)} folds"
+        )
+    return f"{len(comparison.runs)} runs on {comparison.n_queries:,} test queries"
+
+
 def _caption(comparison: Comparison) -> str:
     tests = next(iter(comparison.tests.values()), None)
     pairs = f" over {tests.n:,} paired queries" if tests is not None else ""
+    pooled = (
+        "Cvs: means and tests over the test queries of all folds pooled (cv.json's mean of "
+        "fold means weights each fold alike instead). "
+        if comparison.baseline.folds
+        else ""
+    )
     return (
-        f"{STAR} best per metric. Baseline: {comparison.baseline.run_id}. "
+        f"{STAR} best per metric. {pooled}Baseline: {comparison.baseline.run_id}. "
         f"Δ = run - baseline on {comparison.metric}{pairs}; two-sided paired t-test and "
         f"randomization test ({comparison.n_resamples:,} sign flips, seed {comparison.seed}); "
         f"{HOLM}: randomization p adjusted with Holm-Bonferroni over "
@@ -184,7 +204,7 @@ def _with_baseline(
     records: list[RunRecord], baseline: str | None, directory: Path
 ) -> tuple[list[RunRecord], int]:
     """The runs and the baseline's index; a baseline not among them is loaded and put first."""
-    from ltr.experiments.compare import load_run
+    from ltr.experiments.cv_record import load_run_or_cv
 
     if baseline is None:
         return records, 0
@@ -193,7 +213,7 @@ def _with_baseline(
         if run.run_id == baseline or (given.is_dir() and run.path.resolve() == given.resolve()):
             return records, i
     path = given if given.is_dir() or not (directory / baseline).is_dir() else directory / baseline
-    return [load_run(path), *records], 0
+    return [load_run_or_cv(path), *records], 0
 
 
 def _write_plots(comparison: Comparison, path: Path) -> list[Path]:
