@@ -29,7 +29,7 @@ from ltr.experiments.compare import RunRecord, load_run
 
 __all__ = ["CV_FILE", "is_cv_dir", "load_cv", "load_run_or_cv"]
 
-CV_FILE = "cv.json"  # ltr.training.crossval.CV_FILE (importing it would import torch)
+CV_FILE = "cv.json"  # written by ltr.training.crossval
 
 
 def is_cv_dir(path: str | Path) -> bool:

@@ -28,7 +28,6 @@ decides what each fold needs, and alone writes ``cv.json``.
 from __future__ import annotations
 
 import copy
-import json
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,9 +38,10 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ltr._fs import atomic_write_json
+from ltr._fs import atomic_write_json, read_json
 from ltr.config import ExperimentConfig, load_config
-from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError
+from ltr.errors import ConfigError, DataNotFoundError, LtrError
+from ltr.experiments.cv_record import CV_FILE
 from ltr.experiments.mlflow_tracker import check_mlflow
 from ltr.experiments.tracking import Run, json_safe
 from ltr.training.distributed import Distributed, per_rank_batch_size, process_group
@@ -54,7 +54,6 @@ from ltr.training.experiment import (
 )
 
 __all__ = [
-    "CV_FILE",
     "CvResult",
     "Fold",
     "FoldResult",
@@ -65,7 +64,6 @@ __all__ = [
     "summarize_folds",
 ]
 
-CV_FILE = "cv.json"
 _FOLD_NAME = re.compile(r"fold(\d+)", re.IGNORECASE)
 _SUMMARY_METRIC = "ndcg@10"  # in every metrics.json (TEST_METRICS)
 # what --resume may change: where and how fast a fold trains, not what it learns
@@ -347,10 +345,7 @@ def _read_report(run_dir: Path) -> dict[str, Any]:
 def _read_json(path: Path, missing: str) -> Any:
     if not path.is_file():
         raise DataNotFoundError(missing)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataFormatError(path, error.lineno, f"invalid JSON: {error.msg}") from None
+    return read_json(path)
 
 
 def _write_state(

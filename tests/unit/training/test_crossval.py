@@ -16,10 +16,11 @@ import ltr.training.experiment as experiment_module
 from ltr.config import ExperimentConfig, load_config
 from ltr.data.letor import load_letor
 from ltr.errors import ConfigError, DataNotFoundError
+from ltr.experiments.cv_record import CV_FILE
 from ltr.losses import build_loss
 from ltr.training import run_experiment
 from ltr.training.checkpoint import load_checkpoint
-from ltr.training.crossval import CV_FILE, find_folds, resume_cv, run_cv, summarize_folds
+from ltr.training.crossval import find_folds, resume_cv, run_cv, summarize_folds
 from support.tiny_runs import write_tiny_data
 
 BATCH_SIZE = 8
