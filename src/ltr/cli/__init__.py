@@ -3,12 +3,15 @@
 Thin on purpose: each command is a few calls into ``ltr``'s modules, and each group of commands
 lives in its own module here (``data``, ``evaluation``, ``training``). Any :class:`LtrError`
 reaches the user as one ``error: ...`` line on stderr and exit status 1 (``--debug`` shows the
-traceback); bad usage exits 2.
+traceback); bad usage exits 2. Ctrl-C and SIGTERM end every command alike
+(:mod:`ltr.cli._interrupts`): cleanup runs, one ``interrupted by SIGINT; ...`` line says what
+was kept, exit status 130 or 143.
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 from typing import Annotated
 
 import typer
@@ -16,6 +19,13 @@ import typer
 from ltr import __version__
 from ltr.cli import data, evaluation, experiments, export, models, training, tune
 from ltr.cli._common import stdout
+from ltr.cli._interrupts import (
+    Interrupted,
+    default_signals,
+    interrupted_line,
+    last_interruption,
+    stop_on_signals,
+)
 from ltr.errors import LtrError
 
 app = typer.Typer(
@@ -65,7 +75,8 @@ def _root(
 
 
 def main() -> None:
-    """Entry point: run the app, turning :class:`LtrError` into one line on stderr."""
+    """Entry point: run the app, turning :class:`LtrError` and interruptions into one line."""
+    stop_on_signals()
     try:
         app()
     except LtrError as error:
@@ -73,3 +84,13 @@ def main() -> None:
             raise
         sys.stderr.write(f"error: {error}\n")
         sys.exit(1)
+    except (Interrupted, SystemExit):
+        stop = last_interruption()  # typer reports an interruption as SystemExit(130)
+        if stop is None:
+            raise
+        if _state["debug"]:
+            traceback.print_exception(stop)
+        sys.stderr.write(interrupted_line(stop) + "\n")
+        sys.exit(stop.exit_code)
+    finally:  # the command has cleaned up; a signal while the interpreter exits ends it at once
+        default_signals()
