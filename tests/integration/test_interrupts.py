@@ -163,6 +163,24 @@ def test_signal_mid_epoch_ends_with_one_line_and_the_run_resumes_to_the_same_wei
     assert mlflow_status(uri, run_id) == "FINISHED"
 
 
+@pytest.mark.parametrize("file_name", ["best.pt", "last.pt"])
+def test_stop_while_checkpoints_land_resumes_to_the_same_best_and_last(
+    file_name: str, data_root: Path, reference: Path, tmp_path: Path
+) -> None:
+    # epoch 3, the last and best one, writes two checkpoints; stop just before one of them lands
+    result = stop_train(f"rename:{file_name}:3", "SIGTERM", overrides(data_root, tmp_path))
+
+    assert result.returncode == 143, result.stderr
+    run_dir = only_run(tmp_path)
+    assert closing_line(result).startswith(
+        f"interrupted by SIGTERM; {run_dir}: checkpoints/last.pt holds epoch "
+    )
+    assert_whole_or_absent(run_dir)
+
+    resume(run_dir)
+    assert_same_ending(run_dir, reference)
+
+
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_interrupted_predict_leaves_no_file_at_the_output(
     signal_name: str, data_root: Path, reference: Path, tmp_path: Path
