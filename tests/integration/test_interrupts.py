@@ -181,6 +181,24 @@ def test_stop_while_checkpoints_land_resumes_to_the_same_best_and_last(
     assert_same_ending(run_dir, reference)
 
 
+def test_stop_during_the_test_evaluation_resumes_to_the_test_metrics(
+    data_root: Path, reference: Path, tmp_path: Path
+) -> None:
+    result = stop_train("test", "SIGINT", overrides(data_root, tmp_path / "runs"))
+
+    assert result.returncode == 130, result.stderr
+    run_dir = only_run(tmp_path / "runs")
+    assert closing_line(result) == (
+        f"interrupted by SIGINT; {run_dir}: checkpoints/last.pt holds epoch 3 of 3; "
+        f"continue with: ltr train --resume {run_dir}"
+    )
+    assert_whole_or_absent(run_dir)
+    assert not (run_dir / "metrics.json").exists()
+
+    resume(run_dir)  # nothing left to train: it tests the best epoch
+    assert_same_ending(run_dir, reference)
+
+
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_interrupted_predict_leaves_no_file_at_the_output(
     signal_name: str, data_root: Path, reference: Path, tmp_path: Path

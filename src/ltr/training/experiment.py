@@ -19,7 +19,7 @@
 Interrupted (Ctrl-C, or SIGTERM through the CLI) at any step, the run keeps whole files only
 (every write is atomic) and the :class:`KeyboardInterrupt` gets a note naming the epoch in
 ``last.pt`` and the ``--resume`` command; resuming ends with the weights and test numbers of an
-uninterrupted run.
+uninterrupted run, and a run stopped after its last epoch is resumed by testing it.
 
 Under ``torchrun`` (``dist`` from :meth:`Distributed.from_env`) every process runs these steps
 inside the job's process group (:mod:`ltr.training.distributed`): each loads the data and fits
@@ -133,7 +133,8 @@ def run_experiment(
     Args:
         config: the experiment.
         resume: a run directory to continue from its ``checkpoints/last.pt``; ``config`` must
-            equal the run's own except for :data:`RESUMABLE_CHANGES` (e.g. more epochs).
+            equal the run's own except for :data:`RESUMABLE_CHANGES` (e.g. more epochs). A run
+            stopped after its last epoch but before ``metrics.json`` is only tested.
         quiet: print nothing (tests); ranks other than 0 never print.
         dist: this process's place in a torchrun job (:meth:`Distributed.from_env`); None for
             one process. The process group is joined here and left on return or error.
@@ -146,9 +147,10 @@ def run_experiment(
 
     Raises:
         DataNotFoundError: a data file or the data root is missing.
-        ConfigError: a resumed run with a different config or no epoch left to train (its
-            ``num_epochs`` done, or stopped early and the patience not raised); a distributed
-            job whose ``training.batch_size`` is not divisible by the number of processes.
+        ConfigError: a resumed run with a different config, or a tested one with no epoch
+            left to train (its ``num_epochs`` done, or stopped early and the patience not
+            raised); a distributed job whose ``training.batch_size`` is not divisible by the
+            number of processes.
         LtrError: a missing or corrupt checkpoint, training divergence.
     """
     dist = dist or Distributed()
@@ -186,7 +188,7 @@ def _run(
     if resume is not None:  # every check before a file of the run (or TensorBoard's) is written
         checkpoint = load_checkpoint(Run.open(resume, tensorboard=False).checkpoint_path("last"))
         _check_resumable(resume, checkpoint["config"], config.resolved())
-        _check_epochs_left(checkpoint, training)
+        _check_epochs_left(checkpoint, training, tested=(resume / "metrics.json").is_file())
     splits = load_splits(config.data, console=console, resuming=resume is not None)
     if checkpoint is not None:
         check_feature_count(checkpoint, splits.train.n_features, "the training data")
@@ -433,8 +435,13 @@ def load_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> Exper
     return load_config(path, overrides)
 
 
-def _check_epochs_left(checkpoint: Mapping[str, Any], training: TrainingConfig) -> None:
-    """Refuse a resume that would train no epoch (and so must not rewrite the run's files)."""
+def _check_epochs_left(
+    checkpoint: Mapping[str, Any], training: TrainingConfig, *, tested: bool
+) -> None:
+    """Refuse a resume that would train no epoch (and so must not rewrite the run's files),
+    unless the run was never ``tested`` (stopped before ``metrics.json``): that resume tests."""
+    if not tested:
+        return
     state = checkpoint["state"]
     done, since_best = state["epoch"], state["epochs_since_best"]
     if state["stopped_early"] and since_best > training.early_stopping_patience:
