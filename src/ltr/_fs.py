@@ -1,7 +1,8 @@
 """Atomic file writes: a temp file in the target's folder, fsync, then ``os.replace``.
 
 A reader (or a crash) therefore sees either the old file or the complete new one, never a
-half-written one. Every artifact ltr writes goes through here.
+half-written one. Every artifact ltr writes goes through here. :func:`exclusive_lock` lets
+processes take turns where a rename alone cannot decide (a model store, a new MLflow database).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +70,20 @@ def atomic_open(
         encoding = None
     with atomic_path(path) as tmp, open(tmp, mode, encoding=encoding) as handle:
         yield handle
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created, with its folder, if missing) for the
+    block; other processes asking for it wait. No lock on Windows."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        if sys.platform != "win32":
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

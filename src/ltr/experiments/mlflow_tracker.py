@@ -12,7 +12,8 @@ Where runs go (first that is set):
    experiments this module creates in a SQLite store go to ``mlartifacts/<experiment name>/``
    beside the database file (MLflow alone would put them in ``./mlruns`` of whatever directory
    the process happens to run in). Browse with ``mlflow ui --backend-store-uri
-   sqlite:///mlruns.db``.
+   sqlite:///mlruns.db``. Processes open a SQLite store one at a time, holding a lock on
+   ``<database>.lock`` beside it, so runs started together can create a new store.
 
 A team points ``tracking.mlflow_uri`` (or the environment variable) at an MLflow server
 (``http://mlflow.internal:5000``); the server then decides where artifacts live.
@@ -58,6 +59,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ltr._fs import exclusive_lock
 from ltr.config import dotted_items
 from ltr.errors import ConfigError
 from ltr.experiments.tracking import Run, RunStopped
@@ -389,6 +391,9 @@ def _probe_server(uri: str) -> None:
 
 
 def _client(tracking_uri: str) -> MlflowClient:
+    """A client whose store is open: a new SQLite database gets its tables here, one process at
+    a time (MLflow's own creation races: two runs starting together on a new database both
+    fail and leave it half-migrated, unusable by any later run)."""
     with warnings.catch_warnings():
         # mlflow's SQL store maps a relationship with the `noload` strategy that SQLAlchemy 2.1
         # deprecates; the warning fires once per process, when the store module is imported
@@ -398,7 +403,11 @@ def _client(tracking_uri: str) -> MlflowClient:
         )
         from mlflow.tracking import MlflowClient
 
-        return MlflowClient(tracking_uri=tracking_uri)
+        database = _sqlite_path(tracking_uri)
+        if database is None:
+            return MlflowClient(tracking_uri=tracking_uri)
+        with exclusive_lock(database.with_name(f"{database.name}.lock")):
+            return MlflowClient(tracking_uri=tracking_uri)  # opens the store: creates tables
 
 
 def _sqlite_path(uri: str) -> Path | None:
