@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, WriteError
 
 
 def _read_umask() -> int:
@@ -36,6 +36,28 @@ def refuse_directory(path: str | Path) -> None:
         raise ConfigError(f"{path} is a directory; the output must be a file path")
 
 
+def check_writable(path: str | Path) -> None:
+    """Raise :class:`WriteError` when ``path`` could not be written: the nearest folder that
+    exists on its way must be one this process may create files in. Commands call it before
+    their work, like :func:`refuse_directory`."""
+    folder = Path(path).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise WriteError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise WriteError(f"cannot write {path}: folder {folder} is not writable")
+
+
+def make_folder(folder: Path, *, purpose: str) -> None:
+    """``folder.mkdir(parents=True, exist_ok=True)``; a failure is a :class:`WriteError`
+    starting with ``purpose`` (e.g. ``cannot write <file>``)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriteError(f"{purpose}: cannot create folder {folder} ({error.strerror})") from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
@@ -44,15 +66,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     Raises:
         ConfigError: ``path`` is an existing directory (checked before any temp file exists).
+        WriteError: the folder of ``path`` cannot be created or written.
     """
     path = Path(path)
     refuse_directory(path)  # os.replace would fail only after the whole write
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would have given
-    os.close(fd)
+    make_folder(path.parent, purpose=f"cannot write {path}")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:  # named for the target: the temp name would only puzzle
+        raise WriteError(
+            f"cannot write {path}: folder {path.parent} is not writable ({error.strerror})"
+        ) from None
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would have given
+        os.close(fd)
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())

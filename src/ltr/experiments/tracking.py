@@ -24,8 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from ltr._fs import atomic_open, atomic_write_json, atomic_write_text
-from ltr.errors import ConfigError, DataNotFoundError
+from ltr._fs import atomic_open, atomic_write_json, atomic_write_text, make_folder
+from ltr.errors import ConfigError, DataNotFoundError, WriteError
 
 __all__ = ["Run", "RunStopped", "TensorBoardTracker", "Tracker", "json_safe"]
 
@@ -114,11 +114,15 @@ class Run:
 
         A name already taken gets a suffix (``-2``, ``-3``, ...); the directory is created with
         ``exist_ok=False``, so two processes starting in the same second never share one.
+
+        Raises:
+            WriteError: ``output_dir`` cannot be created or written.
         """
         stem = f"{(now or datetime.now()):%Y%m%d-%H%M%S}-{name}"
         path = Path(output_dir) / stem
         if rank == 0:
-            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            purpose = f"tracking.output_dir {output_dir}: cannot create a run directory"
+            make_folder(Path(output_dir), purpose=purpose)
             suffix = 1
             while True:
                 try:
@@ -127,6 +131,8 @@ class Run:
                 except FileExistsError:
                     suffix += 1
                     path = Path(output_dir) / f"{stem}-{suffix}"
+                except OSError as error:
+                    raise WriteError(f"{purpose} in it ({error.strerror})") from None
         return cls(path, rank=rank, tensorboard=tensorboard)
 
     @classmethod
