@@ -10,7 +10,8 @@ installs runs exactly as for a user's Ctrl-C or a ``kill``; only the moment is c
   write about to land: ``last.pt``, ``best.pt``, ``metrics.json``, a bundle folder, ...);
 - ``test``: when the final test evaluation starts.
 
-SIGNAL is a name: SIGINT or SIGTERM.
+A suffix ``@R`` (``loss:5@1``) stops only the process of rank R in a torchrun job.
+SIGNAL is a name: SIGINT, SIGTERM, SIGKILL.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def stop_before_rename(name: str, count: int, number: int) -> None:
 def main() -> None:
     moment, signal_name, *args = sys.argv[1:]
     number = int(signal.Signals[signal_name])
+    moment, _, rank = moment.partition("@")
+    if rank and os.environ.get("RANK") != rank:
+        number = 0  # signal 0 only checks that the process exists: this rank runs on
     kind, _, detail = moment.partition(":")
     import ltr.training.experiment as experiment
 

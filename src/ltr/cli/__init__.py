@@ -10,6 +10,7 @@ was kept, exit status 130 or 143.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Annotated
@@ -82,6 +83,7 @@ def main() -> None:
     except LtrError as error:
         if _state["debug"]:
             raise
+        _record_for_torchrun(error)
         sys.stderr.write(f"error: {error}\n")
         sys.exit(1)
     except (Interrupted, SystemExit):
@@ -94,3 +96,13 @@ def main() -> None:
         sys.exit(stop.exit_code)
     finally:  # the command has cleaned up; a signal while the interpreter exits ends it at once
         default_signals()
+
+
+def _record_for_torchrun(error: LtrError) -> None:
+    """Under torchrun, leave the error where its failure summary looks for it: the summary then
+    names this rank's error as the root cause, not a peer that merely lost its connection."""
+    if "TORCHELASTIC_ERROR_FILE" not in os.environ:
+        return
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    ErrorHandler().record_exception(error)
