@@ -184,13 +184,14 @@ def test_stop_while_checkpoints_land_resumes_to_the_same_best_and_last(
 def test_stop_during_the_test_evaluation_resumes_to_the_test_metrics(
     data_root: Path, reference: Path, tmp_path: Path
 ) -> None:
-    result = stop_train("test", "SIGINT", overrides(data_root, tmp_path / "runs"))
+    out = tmp_path / "rüns of ünit tests"  # the command in the line must survive a shell
+    result = stop_train("test", "SIGINT", overrides(data_root, out))
 
     assert result.returncode == 130, result.stderr
-    run_dir = only_run(tmp_path / "runs")
+    run_dir = only_run(out)
     assert closing_line(result) == (
         f"interrupted by SIGINT; {run_dir}: checkpoints/last.pt holds epoch 3 of 3; "
-        f"continue with: ltr train --resume {run_dir}"
+        f"continue with: ltr train --resume '{run_dir}'"
     )
     assert_whole_or_absent(run_dir)
     assert not (run_dir / "metrics.json").exists()
