@@ -5,7 +5,7 @@
 The signal goes through the kernel (``os.kill`` of this process), so the handler the CLI
 installs runs exactly as for a user's Ctrl-C or a ``kill``; only the moment is chosen:
 
-- ``loss:N``: when the N-th training batch computes its loss (mid-epoch);
+- ``loss:N``: when the N-th training batch computes its loss (mid-epoch; counted over runs);
 - ``rename:NAME:N``: just before the N-th rename onto a file or folder named NAME (an atomic
   write about to land: ``last.pt``, ``best.pt``, ``metrics.json``, a bundle folder, ...);
 - ``test``: when the final test evaluation starts.
@@ -16,6 +16,7 @@ SIGNAL is a name: SIGINT, SIGTERM, SIGKILL.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -67,11 +68,10 @@ def main() -> None:
     kind, _, detail = moment.partition(":")
     import ltr.training.experiment as experiment
 
-    if kind == "loss":
+    if kind == "loss":  # one count over every loss built (ltr tune builds one per trial)
         build_loss = experiment.build_loss
-        experiment.build_loss = lambda *a, **k: after_calls(
-            int(detail), number, build_loss(*a, **k)
-        )
+        counted = after_calls(int(detail), number, lambda loss, *a: loss(*a))
+        experiment.build_loss = lambda *a, **k: functools.partial(counted, build_loss(*a, **k))
     elif kind == "rename":
         name, _, count = detail.rpartition(":")
         stop_before_rename(name, int(count), number)
