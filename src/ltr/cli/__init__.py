@@ -4,7 +4,7 @@ Thin on purpose: each command is a few calls into ``ltr``'s modules, and each gr
 lives in its own module here (``data``, ``evaluation``, ``training``). Any :class:`LtrError`
 reaches the user as one ``error: ...`` line on stderr and exit status 1 (``--debug`` shows the
 traceback); bad usage exits 2. Ctrl-C and SIGTERM end every command alike
-(:mod:`ltr.cli._interrupts`): cleanup runs, one ``interrupted by SIGINT; ...`` line says what
+(:mod:`ltr._signals`): cleanup runs, one ``interrupted by SIGINT; ...`` line says what
 was kept, exit status 130 or 143.
 """
 
@@ -18,15 +18,15 @@ from typing import Annotated
 import typer
 
 from ltr import __version__
-from ltr.cli import data, evaluation, experiments, export, models, training, tune
-from ltr.cli._common import stdout
-from ltr.cli._interrupts import (
+from ltr._signals import (
     Interrupted,
     default_signals,
     interrupted_line,
     last_interruption,
     stop_on_signals,
 )
+from ltr.cli import data, evaluation, experiments, export, models, training, tune
+from ltr.cli._common import stdout
 from ltr.errors import LtrError
 
 app = typer.Typer(

@@ -7,6 +7,9 @@ Numbers are also sent to the run's trackers: TensorBoard here, MLflow in
 :mod:`ltr.experiments.mlflow_tracker`, and ``ltr tune``'s pruning reporter; the trainer only
 ever talks to the :class:`Run`.
 
+Every call into a tracker runs whole (:func:`ltr._signals.deferred_interrupts`): Ctrl-C or
+SIGTERM during one takes effect when it returns, so a store is never left mid-write.
+
 A tracker may end a run early on purpose by raising :class:`RunStopped` from ``log_metrics``
 (``ltr tune`` prunes a hopeless trial that way); the exception propagates out of the trainer
 and every tracker is closed with it, so MLflow records the run as killed rather than failed.
@@ -25,6 +28,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from ltr._fs import atomic_open, atomic_write_json, atomic_write_text, make_folder
+from ltr._signals import deferred_interrupts
 from ltr.errors import ConfigError, DataNotFoundError, WriteError
 
 __all__ = ["Run", "RunStopped", "TensorBoardTracker", "Tracker", "json_safe"]
@@ -188,12 +192,14 @@ class Run:
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Send the resolved config to every tracker (rank 0 only)."""
         for tracker in self.trackers:
-            tracker.log_params(params)
+            with deferred_interrupts():  # a store write cut in half stays locked
+                tracker.log_params(params)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Send one epoch's numbers (``train/loss``, ``valid/ndcg@10``, ...) to every tracker."""
         for tracker in self.trackers:
-            tracker.log_metrics(metrics, step)
+            with deferred_interrupts():
+                tracker.log_metrics(metrics, step)
 
     def log_artifacts(self, names: Iterable[str]) -> None:
         """Send the run's files ``names`` (relative paths; missing ones skipped) to every tracker.
@@ -206,12 +212,14 @@ class Run:
                 continue
             folder = Path(name).parent.as_posix()
             for tracker in self.trackers:
-                tracker.log_artifact(path, None if folder == "." else folder)
+                with deferred_interrupts():
+                    tracker.log_artifact(path, None if folder == "." else folder)
 
     def close(self, error: BaseException | None = None) -> None:
         """Close every tracker; ``error`` is what ended the run (None: it finished)."""
         for tracker in self.trackers:
-            tracker.close(error)
+            with deferred_interrupts():
+                tracker.close(error)
         self.trackers = []
 
     def __enter__(self) -> Run:

@@ -1,4 +1,4 @@
-"""How the CLI turns SIGINT and SIGTERM into :class:`Interrupted`: real signals, in a subprocess
+"""How SIGINT and SIGTERM become :class:`Interrupted`: real signals, each test in a subprocess
 (handlers are process-wide state a test must not leave behind)."""
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ import textwrap
 
 import pytest
 
-from ltr.cli._interrupts import Interrupted, interrupted_line
+from ltr._signals import Interrupted, interrupted_line
 
 SIGNALLED = """
 import os, signal, time
-from ltr.cli import _interrupts
+from ltr import _signals
 
-_interrupts.stop_on_signals()
+_signals.stop_on_signals()
 try:
     os.kill(os.getpid(), signal.{first})
     time.sleep(1)
-except _interrupts.Interrupted as stop:
+except _signals.Interrupted as stop:
     print("raised", stop.signal_name, stop.exit_code, flush=True)
     {then}
 print("cleanup finished", flush=True)
@@ -55,6 +55,34 @@ def test_a_second_signal_later_ends_the_process_at_once() -> None:
 
     assert result.returncode == -15  # killed by SIGTERM, cleanup not finished
     assert result.stdout.splitlines() == ["raised SIGINT 130"]
+
+
+def test_a_signal_during_a_deferred_block_is_raised_when_the_block_ends() -> None:
+    code = """
+import os, signal
+from ltr import _signals
+
+_signals.stop_on_signals()
+try:
+    with _signals.deferred_interrupts():
+        with _signals.deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+            print("inner block finished", flush=True)
+        print("outer block finished", flush=True)
+    print("not reached", flush=True)
+except _signals.Interrupted as stop:
+    print("raised", stop.signal_name, flush=True)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "inner block finished",
+        "outer block finished",
+        "raised SIGTERM",
+    ]
 
 
 def test_closing_line_holds_the_notes_of_what_was_kept() -> None:
