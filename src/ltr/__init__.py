@@ -5,7 +5,14 @@ and export live in their subpackages (``ltr.data.dataset``, ``ltr.losses``, ...)
 """
 
 from ltr.data.letor import LetorData, load_letor, read_letor, read_lightgbm, write_letor
-from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError, ShapeError
+from ltr.errors import (
+    ConfigError,
+    DataFormatError,
+    DataNotFoundError,
+    LtrError,
+    ShapeError,
+    WriteError,
+)
 from ltr.evaluation import Evaluation, evaluate_scores
 from ltr.metrics import (
     METRICS,
@@ -33,6 +40,7 @@ __all__ = [
     "LetorData",
     "LtrError",
     "ShapeError",
+    "WriteError",
     "__version__",
     "average_precision",
     "compute_metrics",

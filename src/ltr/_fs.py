@@ -2,7 +2,8 @@
 
 A reader (or a crash) therefore sees either the old file or the complete new one, never a
 half-written one. Every artifact ltr writes goes through here; :func:`read_json` reads the JSON
-ones back.
+ones back. :func:`exclusive_lock` lets processes take turns where a rename alone cannot decide
+(a model store, a new MLflow database).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ltr.errors import ConfigError, DataFormatError
+from ltr.errors import ConfigError, DataFormatError, WriteError
 
 
 def _read_umask() -> int:
@@ -36,6 +38,28 @@ def refuse_directory(path: str | Path) -> None:
         raise ConfigError(f"{path} is a directory; the output must be a file path")
 
 
+def check_writable(path: str | Path) -> None:
+    """Raise :class:`WriteError` when ``path`` could not be written: the nearest folder that
+    exists on its way must be one this process may create files in. Commands call it before
+    their work, like :func:`refuse_directory`."""
+    folder = Path(path).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise WriteError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise WriteError(f"cannot write {path}: folder {folder} is not writable")
+
+
+def make_folder(folder: Path, *, purpose: str) -> None:
+    """``folder.mkdir(parents=True, exist_ok=True)``; a failure is a :class:`WriteError`
+    starting with ``purpose`` (e.g. ``cannot write <file>``)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriteError(f"{purpose}: cannot create folder {folder} ({error.strerror})") from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
@@ -44,15 +68,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     Raises:
         ConfigError: ``path`` is an existing directory (checked before any temp file exists).
+        WriteError: the folder of ``path`` cannot be created or written.
     """
     path = Path(path)
     refuse_directory(path)  # os.replace would fail only after the whole write
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would have given
-    os.close(fd)
+    make_folder(path.parent, purpose=f"cannot write {path}")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:  # named for the target: the temp name would only puzzle
+        raise WriteError(
+            f"cannot write {path}: folder {path.parent} is not writable ({error.strerror})"
+        ) from None
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would have given
+        os.close(fd)
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -70,6 +100,20 @@ def atomic_open(
         encoding = None
     with atomic_path(path) as tmp, open(tmp, mode, encoding=encoding) as handle:
         yield handle
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created, with its folder, if missing) for the
+    block; other processes asking for it wait. No lock on Windows."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        if sys.platform != "win32":
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

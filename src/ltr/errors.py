@@ -13,8 +13,10 @@ so generic handlers (``except ValueError``) keep working::
     ├── MissingExtraError(LtrError, ModuleNotFoundError)
     │                                              a package of an optional extra is not installed
     ├── PromotionRefused(LtrError)                 a run fails the promotion gate
-    └── ShapeError(LtrError, ValueError)           arrays handed to a public function disagree
-                                                   or hold values it cannot use (NaN scores)
+    ├── ShapeError(LtrError, ValueError)           arrays handed to a public function disagree
+    │                                              or hold values it cannot use (NaN scores)
+    └── WriteError(LtrError, OSError)              an output cannot be written (permissions,
+                                                   a read-only or full disk)
 """
 
 from __future__ import annotations
@@ -70,3 +72,7 @@ class PromotionRefused(LtrError):
 
 class ShapeError(LtrError, ValueError):
     """Arrays passed to a public function do not fit together or hold values it cannot use."""
+
+
+class WriteError(LtrError, OSError):
+    """An output file or folder cannot be written; the message names the output."""

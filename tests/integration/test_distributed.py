@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +196,99 @@ def test_two_gloo_processes_match_each_other_and_one_process(tmp_path: Path) -> 
     ndcg = evaluate_scores(test, read_scores(scores_file), ["ndcg@10"]).means["ndcg@10"]
     assert ndcg == metrics["test"]["ndcg@10"]
     print(f"torchrun job {ddp_seconds:.1f} s, whole test {time.perf_counter() - started:.1f} s")
+
+
+# --------------------------------------------------------------------------------------------
+# Failures of one process: the job ends in bounded time and says which process failed and why
+# --------------------------------------------------------------------------------------------
+
+STOP_AT = REPO_ROOT / "tests" / "support" / "stop_at.py"
+BOUNDED_SECONDS = 60  # startup included; a hang would last gloo's 30-minute timeout
+
+
+def torchrun_train(tmp_path: Path, *sets: str, script: list[str] | None = None) -> list[str]:
+    """`torchrun --nproc-per-node 2 [script] -m ltr train` on tiny data, MLflow in tmp_path."""
+    write_synthetic(tmp_path / "data", n_queries=40, n_features=10, seed=1, max_docs=10)
+    items = [
+        *(f"data.root={tmp_path / 'data'}", f"tracking.output_dir={tmp_path / 'runs'}"),
+        *("model.hidden_dims=[8]", "training.num_epochs=20", "training.device=cpu"),
+        *("training.num_threads=1", "tracking.tensorboard=false"),
+        f"tracking.mlflow_uri=sqlite:///{tmp_path / 'mlruns.db'}",
+        *sets,
+    ]
+    program = script if script is not None else ["-m", "ltr"]
+    return [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"),
+        *("--master-port", str(free_port()), *program, "train"),
+        *("--config", str(REPO_ROOT / "configs" / "default.yaml")),
+        *(arg for item in items for arg in ("--set", item)),
+    ]
+
+
+def root_cause(stderr: str) -> str:
+    """torchrun's summary of the failure it saw first."""
+    assert "Root Cause" in stderr, stderr[-4000:]
+    return stderr.split("Root Cause", 1)[1]
+
+
+def mlflow_statuses(tmp_path: Path) -> list[str]:
+    with warnings.catch_warnings():  # mlflow's store module warns on import (SQLAlchemy 2.1)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+        return [run.info.status for run in client.search_runs(["1"])]
+
+
+def test_an_error_only_rank_0_meets_ends_the_job_and_is_named_its_root_cause(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "taken").write_text("a file where the MLflow folder should be")
+    bad_store = f"tracking.mlflow_uri=sqlite:///{tmp_path / 'taken' / 'mlruns.db'}"
+    command = torchrun_train(tmp_path, bad_store)  # rank 0 alone opens the store
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+    assert time.perf_counter() - started < BOUNDED_SECONDS
+    assert result.returncode != 0
+    assert result.stderr.count("error: tracking.mlflow_uri") == 1  # rank 0's one line
+    cause = root_cause(result.stderr)
+    assert re.search(r"rank\s*: 0 ", cause), cause  # not rank 1, which merely lost rank 0
+    assert "ConfigError: tracking.mlflow_uri" in cause
+
+
+def test_a_rank_killed_mid_run_ends_the_job_in_bounded_time(tmp_path: Path) -> None:
+    # rank 1 is SIGKILLed as its 5th batch starts; rank 0 is then inside a collective
+    command = torchrun_train(tmp_path, script=[str(STOP_AT), "loss:5@1", "SIGKILL"])
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+    assert time.perf_counter() - started < BOUNDED_SECONDS
+    assert result.returncode != 0
+    cause = root_cause(result.stderr)
+    assert re.search(r"rank\s*: 1 ", cause) and "SIGKILL" in cause, cause
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 4
+    assert mlflow_statuses(tmp_path) in (["FAILED"], ["KILLED"])  # closed, not left RUNNING
+
+
+def test_ctrl_c_on_a_torchrun_job_stops_every_rank_cleanly(tmp_path: Path) -> None:
+    # the terminal sends SIGINT to the whole process group; torchrun forwards it once more
+    command = torchrun_train(tmp_path, "training.num_epochs=500")
+    job = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert job.stderr is not None
+    for line in job.stderr:
+        if "Epoch 2/" in line:
+            break
+    started = time.perf_counter()
+    os.killpg(job.pid, signal.SIGINT)
+    stderr = job.communicate(timeout=300)[1]
+
+    assert time.perf_counter() - started < BOUNDED_SECONDS
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    lines = [line for line in stderr.splitlines() if line.startswith("interrupted by SIGINT")]
+    assert len(lines) == 2, stderr[-4000:]  # one closing line per rank, no traceback of ours
+    assert any(f"continue with: ltr train --resume {run_dir}" in line for line in lines)
+    assert "KeyboardInterrupt" not in stderr
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] >= 2
+    assert mlflow_statuses(tmp_path) == ["KILLED"]

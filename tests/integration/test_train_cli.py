@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from ltr.config import load_config
 from ltr.data.letor import load_letor
@@ -103,3 +106,49 @@ def test_model_and_loss_options_switch_an_experiment_file(tmp_path: Path) -> Non
     config = load_run_config(run_dir)
     assert (config.model.name, config.loss.name) == ("transformer", "listnet")
     assert "hidden_dims" not in config.model.params and config.loss.params == {}
+
+
+@pytest.mark.slow  # three ltr processes with MLflow: about 25 s
+def test_paths_with_spaces_and_accents_train_resume_and_predict(tmp_path: Path) -> None:
+    work = tmp_path / "wörk dir"  # the default MLflow store and its artifacts land here too
+    write_synthetic(work / "dätä set", n_queries=30, n_features=10, seed=3, max_docs=10)
+    config = work / "cönfigs" / "my exp.yaml"
+    config.parent.mkdir()
+    config.write_text((REPO_ROOT / "configs" / "default.yaml").read_text(encoding="utf-8"))
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    sets = ["data.root=dätä set", "tracking.output_dir=rüns out", "model.hidden_dims=[8]"]
+
+    def ltr(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ltr", *args],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    trained = ltr(
+        "train",
+        "--config",
+        str(config),
+        *(f"--set={item}" for item in sets),
+        "--set=training.num_epochs=1",
+        "--quiet",
+    )
+    assert trained.returncode == 0, trained.stderr
+    (run_dir,) = (work / "rüns out").iterdir()
+    resumed = ltr("train", "--resume", str(run_dir), "--set=training.num_epochs=2", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    out = work / "prédictions" / "test scores.txt"
+    predicted = ltr(
+        "predict", "--model", str(run_dir), "--data", "dätä set/test.txt", "--out", str(out)
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    test = load_letor(work / "dätä set" / "test.txt")
+    assert (
+        evaluate_scores(test, read_scores(out), ["ndcg@10"]).means["ndcg@10"]
+        == (metrics["test"]["ndcg@10"])
+    )
+    assert (work / "mlruns.db").is_file() and any((work / "mlartifacts").rglob("best.pt"))

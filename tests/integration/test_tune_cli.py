@@ -138,6 +138,33 @@ def test_a_study_refuses_to_resume_on_other_data(data_root: Path, tmp_path: Path
     assert len(study_trials(tmp_path / "out")) == 1  # no trial on the other data
 
 
+def test_ctrl_c_in_a_trial_ends_with_how_to_continue_the_study(
+    data_root: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(raw_config(data_root, tmp_path / "out")))
+    stop_at = Path(__file__).resolve().parents[1] / "support" / "stop_at.py"
+    batches_per_trial = 2 * 3  # 2 epochs of 18 training queries in batches of 8
+    tune = ["tune", "--config", str(config), "--trials", "3"]
+    result = subprocess.run(
+        [sys.executable, str(stop_at), f"loss:{batches_per_trial + 2}", "SIGINT", *tune],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "interrupted by SIGINT; study 'tiny_tune': 1 of 3 trials finished; "
+        "run the same ltr tune command again to continue it"
+    )
+    states = [t.state for t in study_trials(tmp_path / "out")]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    again = run_study(load_config(config), trials=3, quiet=True)
+    assert again.n_complete == 3
+
+
 def tune_command(config: Path, trials: int) -> list[str]:
     return [sys.executable, "-m", "ltr", "tune", "--config", str(config), "--trials", str(trials)]
 

@@ -265,6 +265,23 @@ def test_synth_into_an_existing_file_is_one_error_line(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"error: {tmp_path / 'afile'} exists and is not a folder;")
 
 
+def test_output_below_a_file_is_one_error_line_naming_the_output(
+    tmp_path: Path, judged: Path
+) -> None:
+    (tmp_path / "taken").write_text("")
+    out = tmp_path / "taken" / "per_query.tsv"
+    write_scores(tmp_path / "scores.txt", np.zeros(read_letor(judged).n_docs))
+    result = run_ltr(
+        *("evaluate", "--data", judged, "--scores", tmp_path / "scores.txt"),
+        *("--per-query", out),
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr
+        == f"error: cannot write {out}: {tmp_path / 'taken'} is a file, not a folder\n"
+    )
+
+
 def test_synth_refuses_a_negative_seed_as_usage_error(tmp_path: Path) -> None:
     result = run_ltr("data", "synth", "--out", tmp_path / "d", "--seed", "-5")
     assert result.returncode == 2

@@ -3,17 +3,28 @@
 Thin on purpose: each command is a few calls into ``ltr``'s modules, and each group of commands
 lives in its own module here (``data``, ``evaluation``, ``training``). Any :class:`LtrError`
 reaches the user as one ``error: ...`` line on stderr and exit status 1 (``--debug`` shows the
-traceback); bad usage exits 2.
+traceback); bad usage exits 2. Ctrl-C and SIGTERM end every command alike
+(:mod:`ltr._signals`): cleanup runs, one ``interrupted by SIGINT; ...`` line says what
+was kept, exit status 130 or 143.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from typing import Annotated
 
 import typer
 
 from ltr import __version__
+from ltr._signals import (
+    Interrupted,
+    default_signals,
+    interrupted_line,
+    last_interruption,
+    stop_on_signals,
+)
 from ltr.cli import data, evaluation, experiments, export, models, training, tune
 from ltr.cli._common import stdout
 from ltr.errors import LtrError
@@ -66,11 +77,33 @@ def _root(
 
 
 def main() -> None:
-    """Entry point: run the app, turning :class:`LtrError` into one line on stderr."""
+    """Entry point: run the app, turning :class:`LtrError` and interruptions into one line."""
+    stop_on_signals()
     try:
         app()
     except LtrError as error:
         if _state["debug"]:
             raise
+        _record_for_torchrun(error)
         sys.stderr.write(f"error: {error}\n")
         sys.exit(1)
+    except (Interrupted, SystemExit):
+        stop = last_interruption()  # typer reports an interruption as SystemExit(130)
+        if stop is None:
+            raise
+        if _state["debug"]:
+            traceback.print_exception(stop)
+        sys.stderr.write(interrupted_line(stop) + "\n")
+        sys.exit(stop.exit_code)
+    finally:  # the command has cleaned up; a signal while the interpreter exits ends it at once
+        default_signals()
+
+
+def _record_for_torchrun(error: LtrError) -> None:
+    """Under torchrun, leave the error where its failure summary looks for it: the summary then
+    names this rank's error as the root cause, not a peer that merely lost its connection."""
+    if "TORCHELASTIC_ERROR_FILE" not in os.environ:
+        return
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    ErrorHandler().record_exception(error)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ltr._fs import refuse_directory
+from ltr._fs import check_writable, refuse_directory
 from ltr.cli._common import (
     DEFAULT_METRICS,
     GainOpt,
@@ -62,6 +62,7 @@ def evaluate(
     conventions = conventions_from(gain, no_relevant, preset)
     if per_query is not None:
         refuse_directory(per_query)
+        check_writable(per_query)
     judged = load_letor(data)
     with _metric_warnings_as_lines():
         if scores is not None:

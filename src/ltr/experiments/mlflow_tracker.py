@@ -12,7 +12,8 @@ Where runs go (first that is set):
    experiments this module creates in a SQLite store go to ``mlartifacts/<experiment name>/``
    beside the database file (MLflow alone would put them in ``./mlruns`` of whatever directory
    the process happens to run in). Browse with ``mlflow ui --backend-store-uri
-   sqlite:///mlruns.db``.
+   sqlite:///mlruns.db``. Processes open a SQLite store one at a time, holding a lock on
+   ``<database>.lock`` beside it, so runs started together can create a new store.
 
 A team points ``tracking.mlflow_uri`` (or the environment variable) at an MLflow server
 (``http://mlflow.internal:5000``); the server then decides where artifacts live.
@@ -58,6 +59,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ltr._fs import exclusive_lock
+from ltr._signals import deferred_interrupts
 from ltr.config import dotted_items
 from ltr.errors import ConfigError
 from ltr.experiments.tracking import Run, RunStopped
@@ -172,7 +175,7 @@ def check_mlflow(config: ExperimentConfig, *, rank: int = 0) -> None:
     if rank != 0 or not config.tracking.mlflow or not mlflow_available():
         return
     uri = resolve_tracking_uri(config.tracking.mlflow_uri)
-    with _store_errors(uri):
+    with _store_errors(uri), deferred_interrupts():
         get_or_create_experiment(_client(uri), uri, config.experiment.name)
 
 
@@ -201,26 +204,32 @@ def attach_mlflow(
             "or set tracking.mlflow=false to silence this"
         )
         return None
-    previous = read_run_file(run.dir)
-    if previous is not None:  # ltr train --resume: the same MLflow run, in its own store
-        tracker = MLflowTracker.reopen(
-            previous["tracking_uri"], previous["experiment_id"], previous["run_id"]
-        )
-    else:
-        all_tags = {"ltr.run_dir": str(run.dir.resolve()), "ltr.version": _ltr_version()}
-        commit = _git_commit()
-        if commit is not None:
-            all_tags["mlflow.source.git.commit"] = commit
-        all_tags.update(tags or {})
-        tracker = MLflowTracker.start(
-            resolve_tracking_uri(config.tracking.mlflow_uri),
-            config.experiment.name,
-            run_name=all_tags.pop("mlflow.runName", run.dir.name),
-            tags=all_tags,
-        )
-    run.trackers.append(tracker)
+    with deferred_interrupts():  # a run started is a run its Run will close
+        tracker = _start_or_reopen(run, config, tags)
+        run.trackers.append(tracker)
     run.write_json(RUN_FILE, tracker.info)
     return tracker
+
+
+def _start_or_reopen(
+    run: Run, config: ExperimentConfig, tags: Mapping[str, str] | None
+) -> MLflowTracker:
+    previous = read_run_file(run.dir)
+    if previous is not None:  # ltr train --resume: the same MLflow run, in its own store
+        return MLflowTracker.reopen(
+            previous["tracking_uri"], previous["experiment_id"], previous["run_id"]
+        )
+    all_tags = {"ltr.run_dir": str(run.dir.resolve()), "ltr.version": _ltr_version()}
+    commit = _git_commit()
+    if commit is not None:
+        all_tags["mlflow.source.git.commit"] = commit
+    all_tags.update(tags or {})
+    return MLflowTracker.start(
+        resolve_tracking_uri(config.tracking.mlflow_uri),
+        config.experiment.name,
+        run_name=all_tags.pop("mlflow.runName", run.dir.name),
+        tags=all_tags,
+    )
 
 
 class MLflowTracker:
@@ -389,6 +398,9 @@ def _probe_server(uri: str) -> None:
 
 
 def _client(tracking_uri: str) -> MlflowClient:
+    """A client whose store is open: a new SQLite database gets its tables here, one process at
+    a time (MLflow's own creation races: two runs starting together on a new database both
+    fail and leave it half-migrated, unusable by any later run)."""
     with warnings.catch_warnings():
         # mlflow's SQL store maps a relationship with the `noload` strategy that SQLAlchemy 2.1
         # deprecates; the warning fires once per process, when the store module is imported
@@ -400,7 +412,12 @@ def _client(tracking_uri: str) -> MlflowClient:
 
         # a new SQLite store logs its schema set-up at INFO: mlflow's business, noise to ltr users
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-        return MlflowClient(tracking_uri=tracking_uri)
+        database = _sqlite_path(tracking_uri)
+        if database is None:
+            return MlflowClient(tracking_uri=tracking_uri)
+        lock = exclusive_lock(database.with_name(f"{database.name}.lock"))
+        with lock, deferred_interrupts():  # a store half-created is unusable for good
+            return MlflowClient(tracking_uri=tracking_uri)  # opens the store: creates tables
 
 
 def _sqlite_path(uri: str) -> Path | None:

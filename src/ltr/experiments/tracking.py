@@ -7,6 +7,9 @@ Numbers are also sent to the run's trackers: TensorBoard here, MLflow in
 :mod:`ltr.experiments.mlflow_tracker`, and ``ltr tune``'s pruning reporter; the trainer only
 ever talks to the :class:`Run`.
 
+Every call into a tracker runs whole (:func:`ltr._signals.deferred_interrupts`): Ctrl-C or
+SIGTERM during one takes effect when it returns, so a store is never left mid-write.
+
 A tracker may end a run early on purpose by raising :class:`RunStopped` from ``log_metrics``
 (``ltr tune`` prunes a hopeless trial that way); the exception propagates out of the trainer
 and every tracker is closed with it, so MLflow records the run as killed rather than failed.
@@ -25,8 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from ltr._fs import atomic_open, atomic_write_json, atomic_write_text
-from ltr.errors import DataNotFoundError, MissingExtraError
+from ltr._fs import atomic_open, atomic_write_json, atomic_write_text, make_folder
+from ltr._signals import deferred_interrupts
+from ltr.errors import DataNotFoundError, MissingExtraError, WriteError
 
 __all__ = ["Run", "RunStopped", "TensorBoardTracker", "Tracker", "json_safe"]
 
@@ -120,11 +124,15 @@ class Run:
 
         A name already taken gets a suffix (``-2``, ``-3``, ...); the directory is created with
         ``exist_ok=False``, so two processes starting in the same second never share one.
+
+        Raises:
+            WriteError: ``output_dir`` cannot be created or written.
         """
         stem = f"{(now or datetime.now()):%Y%m%d-%H%M%S}-{name}"
         path = Path(output_dir) / stem
         if rank == 0:
-            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            purpose = f"tracking.output_dir {output_dir}: cannot create a run directory"
+            make_folder(Path(output_dir), purpose=purpose)
             suffix = 1
             while True:
                 try:
@@ -133,6 +141,8 @@ class Run:
                 except FileExistsError:
                     suffix += 1
                     path = Path(output_dir) / f"{stem}-{suffix}"
+                except OSError as error:
+                    raise WriteError(f"{purpose} in it ({error.strerror})") from None
         return cls(path, rank=rank, tensorboard=tensorboard)
 
     @classmethod
@@ -188,12 +198,14 @@ class Run:
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Send the resolved config to every tracker (rank 0 only)."""
         for tracker in self.trackers:
-            tracker.log_params(params)
+            with deferred_interrupts():  # a store write cut in half stays locked
+                tracker.log_params(params)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Send one epoch's numbers (``train/loss``, ``valid/ndcg@10``, ...) to every tracker."""
         for tracker in self.trackers:
-            tracker.log_metrics(metrics, step)
+            with deferred_interrupts():
+                tracker.log_metrics(metrics, step)
 
     def log_artifacts(self, names: Iterable[str]) -> None:
         """Send the run's files ``names`` (relative paths; missing ones skipped) to every tracker.
@@ -206,12 +218,14 @@ class Run:
                 continue
             folder = Path(name).parent.as_posix()
             for tracker in self.trackers:
-                tracker.log_artifact(path, None if folder == "." else folder)
+                with deferred_interrupts():
+                    tracker.log_artifact(path, None if folder == "." else folder)
 
     def close(self, error: BaseException | None = None) -> None:
         """Close every tracker; ``error`` is what ended the run (None: it finished)."""
         for tracker in self.trackers:
-            tracker.close(error)
+            with deferred_interrupts():
+                tracker.close(error)
         self.trackers = []
 
     def __enter__(self) -> Run:

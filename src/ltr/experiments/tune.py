@@ -168,6 +168,11 @@ def run_study(
         )
     except BaseException as error:
         _finish(study, config, metric, out_dir, parent, error)
+        if isinstance(error, KeyboardInterrupt):  # replaces the stopped trial's resume hint
+            error.__notes__ = [
+                f"study {name!r}: {_count(study, FINISHED)} of {trials} trials finished; "
+                "run the same ltr tune command again to continue it"
+            ]
         raise
     return _finish(study, config, metric, out_dir, parent, None)
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ltr._fs import refuse_directory
+from ltr._fs import check_writable, refuse_directory
 from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
 from ltr.data.runs import write_scores, write_trec_run
@@ -112,6 +112,7 @@ def predict_file(
 
     Raises:
         ConfigError: an unknown ``fmt``, or ``out_path`` is a directory (checked first).
+        WriteError: ``out_path`` cannot be written (checked first too).
         ShapeError: the file has more features than the model (fewer are fine: a sparse file
             leaves out features that are 0).
         DataNotFoundError, LtrError: a missing or unreadable model or data file.
@@ -119,6 +120,7 @@ def predict_file(
     if fmt not in ("scores", "trec"):
         raise ConfigError(f"format must be 'scores' or 'trec'; got {fmt!r}")
     refuse_directory(out_path)
+    check_writable(out_path)
     predictor = Predictor.load(model_path, device=device)
     data = load_letor(data_path)
     if data.n_features < predictor.n_features:  # a sparse file may leave out the last features

@@ -35,8 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ltr._fs import file_sha256
-from ltr.errors import BundleError, ConfigError
+from ltr._fs import file_sha256, make_folder
+from ltr.errors import BundleError, ConfigError, WriteError
 
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
@@ -151,6 +151,7 @@ def write_bundle(directory: Path, files: Mapping[str, bytes], metadata: Mapping[
     Raises:
         BundleError: ``directory`` exists, or ``files``/``metadata`` lack something required.
         ConfigError: ``metadata["version"]`` is not ``X.Y.Z``.
+        WriteError: the parent of ``directory`` cannot be created or written.
     """
     directory = Path(directory)
     _check_writable(directory, files, metadata)
@@ -159,8 +160,16 @@ def write_bundle(directory: Path, files: Mapping[str, bytes], metadata: Mapping[
         "files": {name: hashlib.sha256(content).hexdigest() for name, content in files.items()},
         "created_at": metadata.get("created_at") or _utc_now(),
     }
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    make_folder(directory.parent, purpose=f"cannot write bundle {directory}")
+    try:
+        tmp = Path(
+            tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent)
+        )
+    except OSError as error:
+        raise WriteError(
+            f"cannot write bundle {directory}: folder {directory.parent} is not writable "
+            f"({error.strerror})"
+        ) from None
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; serving may run as another user
         for name, content in files.items():

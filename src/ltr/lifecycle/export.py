@@ -23,6 +23,7 @@ import torch
 
 from ltr import __version__
 from ltr._extras import require_extra
+from ltr._fs import check_writable
 from ltr.data.letor import load_letor
 from ltr.errors import BundleError, ConfigError, DataNotFoundError, ExportError
 from ltr.lifecycle.bundle import (
@@ -105,6 +106,7 @@ def export_bundle(
     Raises:
         ConfigError: a bad ``version``, ``opset`` or ``quantize``.
         BundleError: ``output`` exists.
+        WriteError: ``output`` cannot be created (checked before any work).
         DataNotFoundError: no model, or no test file (give ``test_data``).
         ExportError: the export, parity or the int8 gate failed; nothing was written.
     """
@@ -114,6 +116,7 @@ def export_bundle(
         raise ConfigError(f"--quantize: must be int8 (or left out); got {quantize!r}")
     if output.exists():
         raise BundleError(f"bundle {output} already exists; a bundle is never overwritten")
+    check_writable(output)
     check_opset(opset)  # before loading anything
     source = load_source(model)
     data_path = _test_data_path(source, test_data)

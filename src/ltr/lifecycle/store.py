@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ltr._fs import atomic_write_text
+from ltr._fs import atomic_write_text, exclusive_lock
 from ltr.errors import BundleError, LtrError
 from ltr.lifecycle.bundle import (
     Bundle,
@@ -338,15 +337,8 @@ class ModelStore:
             live.append(current)
         return live
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK_FILE, "a+b") as handle:
-            if sys.platform != "win32":
-                import fcntl
-
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            yield  # closing the file releases the lock
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(self.root / LOCK_FILE)
 
 
 def _is_version(name: str) -> bool:

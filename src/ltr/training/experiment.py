@@ -18,6 +18,11 @@
 6. Mirror it all into MLflow (:mod:`ltr.experiments.mlflow_tracker`; ``tracking.mlflow``):
    per-epoch metrics as they come, then the best epoch's and the test numbers and the files.
 
+Interrupted (Ctrl-C, or SIGTERM through the CLI) at any step, the run keeps whole files only
+(every write is atomic) and the :class:`KeyboardInterrupt` gets a note naming the epoch in
+``last.pt`` and the ``--resume`` command; resuming ends with the weights and test numbers of an
+uninterrupted run, and a run stopped after its last epoch is resumed by testing it.
+
 Under ``torchrun`` (``dist`` from :meth:`Distributed.from_env`) every process runs these steps
 inside the job's process group (:mod:`ltr.training.distributed`): each loads the data and fits
 the same normalizer, trains on its shard of the training queries with ``training.batch_size``
@@ -29,8 +34,10 @@ be on a file system all processes share.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import shlex
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +59,7 @@ from ltr.data.dataset import QueryDataset, split_by_query
 from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
 from ltr.data.summary import describe_data
-from ltr.errors import ConfigError, DataNotFoundError
+from ltr.errors import ConfigError, DataNotFoundError, LtrError
 from ltr.evaluation import evaluate_scores
 from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_mlflow
 from ltr.experiments.tracking import Run, Tracker
@@ -138,7 +145,8 @@ def run_experiment(
     Args:
         config: the experiment.
         resume: a run directory to continue from its ``checkpoints/last.pt``; ``config`` must
-            equal the run's own except for :data:`RESUMABLE_CHANGES` (e.g. more epochs).
+            equal the run's own except for :data:`RESUMABLE_CHANGES` (e.g. more epochs). A run
+            stopped after its last epoch but before ``metrics.json`` is only tested.
         quiet: print nothing (tests); ranks other than 0 never print.
         dist: this process's place in a torchrun job (:meth:`Distributed.from_env`); None for
             one process. The process group is joined here and left on return or error.
@@ -233,7 +241,7 @@ def _run(
         run.dir = Path(dist.broadcast_object(str(run.dir)))  # rank 0 named and created it
     else:
         run = Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
-    with run:
+    with run, _note_resume_on_interrupt(run, training.num_epochs):
         attach_mlflow(run, config, tags=mlflow_tags)
         run.trackers.extend(trackers)
         run.write_text("config.yaml", config.to_yaml())
@@ -294,6 +302,32 @@ def _run(
         run.log_metrics({"best/epoch": result.best_epoch or 0, **final}, result.best_epoch or 0)
         run.log_artifacts(RUN_ARTIFACTS)
     return run.dir
+
+
+@contextlib.contextmanager
+def _note_resume_on_interrupt(run: Run, num_epochs: int) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM, note on the interruption what the run keeps and how to continue it
+    (the CLI prints the notes in its closing line)."""
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        if run.is_writer:
+            stop.add_note(_resume_note(run, num_epochs))
+        raise
+
+
+def _resume_note(run: Run, num_epochs: int) -> str:
+    last = run.checkpoint_path("last")
+    if not last.is_file():
+        return f"{run.dir} has no checkpoint yet (stopped in its first epoch); nothing to resume"
+    try:
+        epoch = load_checkpoint(last)["epoch"]
+    except LtrError:  # cannot happen with atomic writes; the hint must not hide the interruption
+        epoch = "?"
+    return (
+        f"{run.dir}: checkpoints/last.pt holds epoch {epoch} of {num_epochs}; "
+        f"continue with: ltr train --resume {shlex.quote(str(run.dir))}"
+    )
 
 
 def report_test_metrics(

@@ -15,7 +15,14 @@ from ltr.config import load_config
 from ltr.data.letor import load_letor, write_letor
 from ltr.data.runs import read_scores, read_trec_run
 from ltr.data.synthetic import make_synthetic
-from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError, ShapeError
+from ltr.errors import (
+    ConfigError,
+    DataFormatError,
+    DataNotFoundError,
+    LtrError,
+    ShapeError,
+    WriteError,
+)
 from ltr.evaluation import evaluate_run, evaluate_scores
 from ltr.inference import Predictor, predict_file
 from ltr.training import run_experiment
@@ -171,3 +178,10 @@ def test_an_output_directory_is_refused_before_any_work(tmp_path: Path) -> None:
     # neither the model nor the data exists: the directory check must come first
     with pytest.raises(ConfigError, match=r"is a directory; the output must be a file path"):
         predict_file(tmp_path / "no_run", tmp_path / "no_data.txt", tmp_path)
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where a folder should be")
+    with pytest.raises(WriteError, match=r"^cannot write .*taken/scores\.txt: .*taken is a file"):
+        # the model does not even exist: the output is checked first
+        predict_file(tmp_path / "no-run", tmp_path / "no.txt", tmp_path / "taken" / "scores.txt")

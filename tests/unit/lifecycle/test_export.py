@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ltr.config import load_config
-from ltr.errors import BundleError, ExportError
+from ltr.errors import BundleError, ExportError, WriteError
 from ltr.lifecycle import parity, quantize
 from ltr.lifecycle.bundle import verify_bundle
 from ltr.lifecycle.export import ExportReport, export_bundle
@@ -288,3 +288,9 @@ def test_existing_bundle_is_refused_before_any_work(
 
     with pytest.raises(BundleError, match="already exists; a bundle is never overwritten"):
         export_bundle(run_dir, report.output)
+
+
+def test_bundle_folder_that_cannot_be_created_is_refused_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where a folder should be")
+    with pytest.raises(WriteError, match=r"^cannot write .*taken/bundle: .*taken is a file"):
+        export_bundle(tmp_path / "no-run", tmp_path / "taken" / "bundle")  # model checked later

@@ -21,7 +21,7 @@ import ltr.training.experiment as experiment_module
 from ltr.config import ExperimentConfig, load_config
 from ltr.data.letor import load_letor
 from ltr.data.preprocessing import Normalizer
-from ltr.errors import ConfigError, DataNotFoundError, LtrError
+from ltr.errors import ConfigError, DataNotFoundError, LtrError, WriteError
 from ltr.evaluation import evaluate_scores
 from ltr.experiments.tracking import Run
 from ltr.losses import build_loss
@@ -540,6 +540,23 @@ def test_run_names_get_a_suffix_when_taken(tmp_path: Path) -> None:
     first = Run.create(tmp_path, "exp", now=now, tensorboard=False)
     second = Run.create(tmp_path, "exp", now=now, tensorboard=False)
     assert (first.dir.name, second.dir.name) == ("20240102-030405-exp", "20240102-030405-exp-2")
+
+
+def test_output_dir_that_cannot_hold_a_run_names_the_field(data_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where the runs should go")
+    config = make_config(data_root, tmp_path / "taken" / "runs")
+    with pytest.raises(WriteError, match=r"^tracking\.output_dir .*taken/runs: cannot create a"):
+        run_experiment(config, quiet=True)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into 0o555 folders")
+def test_read_only_output_dir_names_the_field(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir(mode=0o555)
+    try:
+        with pytest.raises(WriteError, match=r"^tracking\.output_dir .*runs: cannot create a"):
+            Run.create(tmp_path / "runs", "exp", tensorboard=False)
+    finally:
+        (tmp_path / "runs").chmod(0o755)
 
 
 def test_runs_on_other_ranks_write_nothing(tmp_path: Path) -> None:

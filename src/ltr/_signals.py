@@ -1,0 +1,117 @@
+"""Ctrl-C and SIGTERM end a command the same way: cleanup runs, one line says what happened.
+
+Python turns SIGINT into :class:`KeyboardInterrupt` but lets SIGTERM (what ``kill``, torchrun,
+Kubernetes and systemd send) end the process on the spot: no ``finally`` block runs, so temp
+files stay behind and an MLflow run stays RUNNING forever. :func:`stop_on_signals` (installed
+by the ``ltr`` command line, once) makes both signals raise :class:`Interrupted` (a
+:class:`KeyboardInterrupt`) in the main thread instead; every ``with``/``finally`` on the way
+out then runs: atomic writes drop their temp file, a run closes its trackers (MLflow marks the
+run KILLED), Optuna fails the trial.
+
+An exception can still land inside a library call that does not survive one: an MLflow SQLite
+transaction cut in the middle keeps the database locked, so the run cannot be marked KILLED
+(20 s later, "database is locked") and a new store is left half-created. Such calls run in
+:func:`deferred_interrupts`: a signal arriving meanwhile is raised when the block ends.
+
+Code that knows what an interruption leaves behind adds it with ``error.add_note(...)``
+(``ltr train`` notes its last checkpoint and the ``--resume`` command); :func:`interrupted_line`
+puts those notes in the command's closing line. The exit status is the shell's convention,
+128 + the signal number: 130 for SIGINT, 143 for SIGTERM. A second signal ends the process at
+once (the default action), unless it comes within :data:`ECHO_SECONDS` of the first: Ctrl-C
+under torchrun reaches every worker from the terminal and again from torchrun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
+
+__all__ = [
+    "ECHO_SECONDS",
+    "SIGNALS",
+    "Interrupted",
+    "default_signals",
+    "deferred_interrupts",
+    "interrupted_line",
+    "last_interruption",
+    "stop_on_signals",
+]
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+ECHO_SECONDS = 1.0
+_raised: list[Interrupted] = []  # typer turns a KeyboardInterrupt into exit 130; this keeps it
+_deferred = {"depth": 0, "pending": False}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; ``exit_code`` is 128 + its number."""
+
+    def __init__(self, signal_number: int) -> None:
+        self.signal_name = signal.Signals(signal_number).name
+        self.exit_code = 128 + signal_number
+        self.monotonic_seconds = time.monotonic()
+        super().__init__(self.signal_name)
+
+
+def stop_on_signals() -> None:
+    """From now on, SIGINT and SIGTERM raise :class:`Interrupted` in the main thread."""
+    for number in SIGNALS:
+        signal.signal(number, _on_signal)
+
+
+def default_signals() -> None:
+    """SIGINT and SIGTERM end the process at once again (nothing is left to clean up)."""
+    for number in SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
+
+
+def last_interruption() -> Interrupted | None:
+    """The :class:`Interrupted` a signal raised in this process, if any."""
+    return _raised[-1] if _raised else None
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Run the block whole: a signal arriving meanwhile raises :class:`Interrupted` at its end.
+
+    Only the main thread defers (signals are handled there); without :func:`stop_on_signals`
+    this changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _deferred["depth"] += 1
+    try:
+        yield
+    finally:
+        _deferred["depth"] -= 1
+        if _deferred["depth"] == 0 and _deferred["pending"]:
+            _deferred["pending"] = False
+            raise _raised[-1]
+
+
+def interrupted_line(stop: Interrupted) -> str:
+    """``interrupted by SIGTERM; <notes>``: what the command leaves behind, on one line."""
+    notes = [note for note in getattr(stop, "__notes__", []) if note]
+    said = "; ".join(notes) if notes else "no output was left half-written"
+    return f"interrupted by {stop.signal_name}; {said}"
+
+
+def _on_signal(signal_number: int, frame: FrameType | None) -> None:
+    first = last_interruption()
+    if first is None:
+        stop = Interrupted(signal_number)
+        _raised.append(stop)
+        if _deferred["depth"]:
+            _deferred["pending"] = True
+            return
+        raise stop
+    if time.monotonic() - first.monotonic_seconds < ECHO_SECONDS:
+        return  # the same stop, forwarded: let cleanup finish
+    default_signals()  # asked again: stop now
+    os.kill(os.getpid(), signal_number)

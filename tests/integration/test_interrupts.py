@@ -1,0 +1,222 @@
+"""Ctrl-C and SIGTERM at chosen moments of real `ltr` processes: what stays, what it says.
+
+Each test runs the command line in a subprocess through ``support/stop_at.py``, which sends the
+process a real signal at one moment (mid-epoch, just before a checkpoint lands, at the final
+test evaluation, just before an output lands). Then: the exit status is 128 + the signal, the
+last line says what was kept, every artifact is whole or absent, no temp file stays behind, and
+resuming the run ends where an uninterrupted run with the same seed ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ltr.config import ExperimentConfig, load_config
+from ltr.training import load_run_config, run_experiment
+from ltr.training.checkpoint import load_checkpoint
+from support.tiny_runs import write_tiny_data
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = str(REPO_ROOT / "configs" / "default.yaml")
+STOP_AT = REPO_ROOT / "tests" / "support" / "stop_at.py"
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+BATCHES_PER_EPOCH = 3  # 24 training queries of write_tiny_data's 40, batches of 8
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_data(tmp_path_factory.mktemp("data"))
+
+
+def overrides(data_root: Path, out: Path, *more: str) -> list[str]:
+    return [
+        f"data.root={data_root}",
+        f"tracking.output_dir={out}",
+        "experiment.name=stopped",
+        "model.name=mlp",
+        "model.hidden_dims=[8]",
+        "model.dropout=0.1",  # RNG state must survive the stop too
+        "loss.name=listnet",
+        "training.num_epochs=3",
+        "training.batch_size=8",
+        "training.learning_rate=0.03",  # every epoch improves: each writes best.pt
+        "training.device=cpu",
+        "tracking.tensorboard=false",
+        "tracking.mlflow=false",
+        *more,
+    ]
+
+
+def config_of(items: list[str]) -> ExperimentConfig:
+    return load_config(DEFAULT_CONFIG, items)  # what `ltr train --config ... --set ...` runs
+
+
+@pytest.fixture(scope="module")
+def reference(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted run every stopped-and-resumed run must end as."""
+    run_dir = run_experiment(
+        config_of(overrides(data_root, tmp_path_factory.mktemp("reference"))), quiet=True
+    )
+    history = json.loads((run_dir / "training_history.json").read_text(encoding="utf-8"))
+    values = [record["valid_ndcg@10"] for record in history]
+    assert len(values) == 3 and values == sorted(set(values))  # the moments below rely on it
+    return run_dir
+
+
+def stop_train(moment: str, signal_name: str, items: list[str]) -> subprocess.CompletedProcess[str]:
+    sets = [arg for item in items for arg in ("--set", item)]
+    return run_stopped(moment, signal_name, ["train", "--config", DEFAULT_CONFIG, *sets])
+
+
+def run_stopped(moment: str, signal_name: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``ltr ARGS`` in a subprocess that gets ``signal_name`` at ``moment`` (see stop_at.py)."""
+    return subprocess.run(
+        [sys.executable, str(STOP_AT), moment, signal_name, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def only_run(out: Path) -> Path:
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def assert_whole_or_absent(run_dir: Path) -> None:
+    """Every artifact loads; no temp file of an atomic write stayed behind."""
+    assert not [p.name for p in run_dir.rglob("*.tmp")]
+    for name in ("last", "best"):
+        if (run_dir / "checkpoints" / f"{name}.pt").exists():
+            load_checkpoint(run_dir / "checkpoints" / f"{name}.pt")
+    for name in ("training_history.json", "metrics.json", "preprocessor.json"):
+        if (run_dir / name).exists():
+            json.loads((run_dir / name).read_text(encoding="utf-8"))
+    yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+
+
+def closing_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr and result.stderr.strip(), result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+def resume(run_dir: Path) -> None:
+    run_experiment(load_run_config(run_dir), resume=run_dir, quiet=True)
+
+
+def mlflow_status(uri: str, run_id: str) -> str:
+    with warnings.catch_warnings():  # mlflow's store module warns on import (SQLAlchemy 2.1)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from mlflow.tracking import MlflowClient
+
+        return str(MlflowClient(uri).get_run(run_id).info.status)
+
+
+def assert_same_ending(run_dir: Path, reference: Path) -> None:
+    for name in ("last", "best"):
+        mine = load_checkpoint(run_dir / "checkpoints" / f"{name}.pt")["model"]
+        theirs = load_checkpoint(reference / "checkpoints" / f"{name}.pt")["model"]
+        assert all(torch.equal(mine[key], theirs[key]) for key in theirs), name
+    report, expected = (
+        json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+        for path in (run_dir, reference)
+    )
+    assert report["best_epoch"] == expected["best_epoch"]
+    assert report["test"] == expected["test"]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_signal_mid_epoch_ends_with_one_line_and_the_run_resumes_to_the_same_weights(
+    signal_name: str, data_root: Path, reference: Path, tmp_path: Path
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    items = overrides(data_root, tmp_path / "runs", "tracking.mlflow=true")
+    items.append(f"tracking.mlflow_uri={uri}")
+    result = stop_train(f"loss:{BATCHES_PER_EPOCH + 2}", signal_name, items)  # epoch 2
+
+    assert result.returncode == EXIT_CODES[signal_name], result.stderr
+    run_dir = only_run(tmp_path / "runs")
+    assert closing_line(result) == (
+        f"interrupted by {signal_name}; {run_dir}: checkpoints/last.pt holds epoch 1 of 3; "
+        f"continue with: ltr train --resume {run_dir}"
+    )
+    assert_whole_or_absent(run_dir)
+    assert not (run_dir / "metrics.json").exists()
+    history = json.loads((run_dir / "training_history.json").read_text(encoding="utf-8"))
+    assert [record["epoch"] for record in history] == [1]
+
+    run_id = json.loads((run_dir / "mlflow.json").read_text(encoding="utf-8"))["run_id"]
+    assert mlflow_status(uri, run_id) == "KILLED"
+
+    resume(run_dir)
+    assert_same_ending(run_dir, reference)
+    assert mlflow_status(uri, run_id) == "FINISHED"
+
+
+@pytest.mark.parametrize("file_name", ["best.pt", "last.pt"])
+def test_stop_while_checkpoints_land_resumes_to_the_same_best_and_last(
+    file_name: str, data_root: Path, reference: Path, tmp_path: Path
+) -> None:
+    # epoch 3, the last and best one, writes two checkpoints; stop just before one of them lands
+    result = stop_train(f"rename:{file_name}:3", "SIGTERM", overrides(data_root, tmp_path))
+
+    assert result.returncode == 143, result.stderr
+    run_dir = only_run(tmp_path)
+    assert closing_line(result).startswith(
+        f"interrupted by SIGTERM; {run_dir}: checkpoints/last.pt holds epoch "
+    )
+    assert_whole_or_absent(run_dir)
+
+    resume(run_dir)
+    assert_same_ending(run_dir, reference)
+
+
+def test_stop_during_the_test_evaluation_resumes_to_the_test_metrics(
+    data_root: Path, reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "rüns of ünit tests"  # the command in the line must survive a shell
+    result = stop_train("test", "SIGINT", overrides(data_root, out))
+
+    assert result.returncode == 130, result.stderr
+    run_dir = only_run(out)
+    assert closing_line(result) == (
+        f"interrupted by SIGINT; {run_dir}: checkpoints/last.pt holds epoch 3 of 3; "
+        f"continue with: ltr train --resume '{run_dir}'"
+    )
+    assert_whole_or_absent(run_dir)
+    assert not (run_dir / "metrics.json").exists()
+
+    resume(run_dir)  # nothing left to train: it tests the best epoch
+    assert_same_ending(run_dir, reference)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_interrupted_predict_leaves_no_file_at_the_output(
+    signal_name: str, data_root: Path, reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "scores.txt"
+    args = ["predict", "--model", str(reference), "--data", str(data_root / "test.txt")]
+    result = run_stopped("rename:scores.txt:1", signal_name, [*args, "--out", str(out)])
+
+    assert result.returncode == EXIT_CODES[signal_name], result.stderr
+    assert closing_line(result) == f"interrupted by {signal_name}; no output was left half-written"
+    assert os.listdir(tmp_path) == []
+
+
+def test_interrupted_export_leaves_no_bundle(reference: Path, tmp_path: Path) -> None:
+    args = ["export", "--model", str(reference), "--output", str(tmp_path / "bundle")]
+    result = run_stopped("rename:bundle:1", "SIGTERM", args)
+
+    assert result.returncode == 143, result.stderr
+    assert closing_line(result) == "interrupted by SIGTERM; no output was left half-written"
+    assert os.listdir(tmp_path) == []
