@@ -41,7 +41,7 @@ from rich.console import Console
 from ltr._fs import atomic_write_json, read_json
 from ltr.config import ExperimentConfig, load_config
 from ltr.errors import ConfigError, DataNotFoundError, LtrError
-from ltr.experiments.cv_record import CV_FILE
+from ltr.experiments.cv_record import CV_FILE, read_cv_json
 from ltr.experiments.mlflow_tracker import check_mlflow
 from ltr.experiments.tracking import Run, json_safe
 from ltr.training.distributed import Distributed, per_rank_batch_size, process_group
@@ -206,7 +206,7 @@ def resume_cv(
     Raises:
         ConfigError: an override of a field a resumed run may not change.
         DataNotFoundError: ``cv_dir`` has no ``cv.json``.
-        DataFormatError: ``cv.json`` is not valid JSON.
+        DataFormatError: ``cv.json`` is not valid JSON or not the layout of ltr cv.
     """
     cv_dir, overrides = Path(cv_dir).resolve(), list(overrides)
     fixed = [item for item in overrides if not item.startswith(_RESUMABLE_CHANGES)]
@@ -215,7 +215,7 @@ def resume_cv(
             f"cannot resume {cv_dir} with {', '.join(fixed)}: the folds done keep their config, "
             f"so only {', '.join(_RESUMABLE_CHANGES)} may change"
         )
-    state = _read_json(cv_dir / CV_FILE, f"{cv_dir} has no {CV_FILE}; is it a directory of ltr cv?")
+    state = read_cv_json(cv_dir)
     raw = copy.deepcopy(state["config"])
     raw["data"]["root"] = "."  # a placeholder that satisfies validation, as in load_cv_config
     config = load_config(base=raw, overrides=overrides)
@@ -336,16 +336,12 @@ def _check_fold_files(fold: Fold) -> None:
 def _read_report(run_dir: Path) -> dict[str, Any]:
     """The run's ``metrics.json``; it must hold test metrics."""
     path = run_dir / "metrics.json"
-    report: dict[str, Any] = _read_json(path, f"{run_dir} has no metrics.json")
-    if not isinstance(report.get("test"), dict):
+    if not path.is_file():
+        raise DataNotFoundError(f"{run_dir} has no metrics.json")
+    report = read_json(path)
+    if not isinstance(report, dict) or not isinstance(report.get("test"), dict):
         raise LtrError(f"{path}: no test metrics; every fold needs a test file")
     return report
-
-
-def _read_json(path: Path, missing: str) -> Any:
-    if not path.is_file():
-        raise DataNotFoundError(missing)
-    return read_json(path)
 
 
 def _write_state(

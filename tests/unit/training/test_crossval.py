@@ -15,7 +15,7 @@ import torch
 import ltr.training.experiment as experiment_module
 from ltr.config import ExperimentConfig, load_config
 from ltr.data.letor import load_letor
-from ltr.errors import ConfigError, DataNotFoundError
+from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 from ltr.experiments.cv_record import CV_FILE
 from ltr.losses import build_loss
 from ltr.training import run_experiment
@@ -217,6 +217,25 @@ def test_config_with_explicit_data_files_names_the_fields(folds_dir: Path, tmp_p
 
 def test_resume_of_a_folder_without_cv_json_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match=r"has no cv\.json; is it a directory of ltr cv\?"):
+        resume_cv(tmp_path, quiet=True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[]",
+        "{}",
+        '{"folds_dir": "f", "config": {}, "folds": []}',
+        '{"folds_dir": "f", "config": {}, "folds": [{"name": "Fold1"}]}',
+        '{"folds_dir": "f", "config": {}, "folds": [{"name": "F", "data_root": "a"}, '
+        '{"name": "F", "data_root": "b"}]}',
+    ],
+)
+def test_resume_of_a_cv_json_not_laid_out_by_ltr_cv_names_the_file(
+    tmp_path: Path, text: str
+) -> None:
+    (tmp_path / CV_FILE).write_text(text, encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"cv\.json: expected the folds_dir, config and fold"):
         resume_cv(tmp_path, quiet=True)
 
 
