@@ -58,6 +58,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ltr._fs import read_json
 from ltr.config import dotted_items
 from ltr.errors import ConfigError
 from ltr.experiments.tracking import Run, RunStopped
@@ -156,7 +157,7 @@ def read_run_file(run_dir: str | Path) -> dict[str, str] | None:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         return None
-    info: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    info: dict[str, str] = read_json(path)
     return info
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ltr.config import load_config
-from ltr.errors import BundleError, ExportError
+from ltr.errors import BundleError, DataFormatError, ExportError
 from ltr.lifecycle import parity, quantize
 from ltr.lifecycle.bundle import verify_bundle
 from ltr.lifecycle.export import ExportReport, export_bundle
@@ -288,3 +288,14 @@ def test_existing_bundle_is_refused_before_any_work(
 
     with pytest.raises(BundleError, match="already exists; a bundle is never overwritten"):
         export_bundle(run_dir, report.output)
+
+
+def test_run_with_invalid_metrics_json_is_one_error_naming_the_file(
+    workdir: Path, tmp_path: Path
+) -> None:
+    run_dir = train_run(workdir, "linear")
+    (run_dir / "metrics.json").write_text("{not json", encoding="utf-8")
+
+    with pytest.raises(DataFormatError, match=r"metrics\.json:1: invalid JSON"):
+        export_bundle(run_dir, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
