@@ -107,7 +107,8 @@ def find_folds(folds_dir: str | Path) -> list[Fold]:
     """
     folds_dir = Path(folds_dir)
     if not folds_dir.is_dir():
-        raise DataNotFoundError(f"folds folder {folds_dir} does not exist")
+        problem = "is not a folder" if folds_dir.exists() else "does not exist"
+        raise DataNotFoundError(f"folds folder {folds_dir} {problem}")
     numbered: dict[int, Path] = {}
     for path in sorted(folds_dir.iterdir()):
         match = _FOLD_NAME.fullmatch(path.name)
@@ -205,7 +206,8 @@ def resume_cv(
 
     Raises:
         ConfigError: an override of a field a resumed run may not change.
-        DataNotFoundError: ``cv_dir`` has no ``cv.json``.
+        DataNotFoundError: ``cv_dir`` has no ``cv.json``, or a fold still to train lacks its
+            folder or files (checked before any fold trains).
         DataFormatError: ``cv.json`` is not valid JSON or not the layout of ltr cv.
     """
     cv_dir, overrides = Path(cv_dir).resolve(), list(overrides)
@@ -257,11 +259,14 @@ def _train_folds(
     """Bring every fold to done, in order, writing ``cv.json`` after each (rank 0)."""
     console = Console(stderr=True, quiet=quiet or not dist.is_main, soft_wrap=True)
     results = [FoldResult(fold) for fold in folds]
-    for i, fold in enumerate(folds):
-        # rank 0 looks; every rank takes its decision
-        stage, found = dist.broadcast_object(
-            _fold_stage(cv_dir / fold.name) if dist.is_main else None
-        )
+    # rank 0 looks; every rank takes its decisions
+    stages = dist.broadcast_object(
+        [_fold_stage(cv_dir / fold.name) for fold in folds] if dist.is_main else None
+    )
+    for fold, (stage, _) in zip(folds, stages, strict=True):
+        if stage != "done":  # a resumed cv's data may have moved: fail before any fold trains
+            _check_fold_files(fold)
+    for i, (fold, (stage, found)) in enumerate(zip(folds, stages, strict=True)):
         started = time.perf_counter()
         tags = {
             "mlflow.runName": f"{cv_dir.name}/{fold.name}",
@@ -325,6 +330,10 @@ def _shown(path: Path, cv_dir: Path) -> Path:
 
 
 def _check_fold_files(fold: Fold) -> None:
+    if not fold.root.is_dir():
+        raise DataNotFoundError(
+            f"fold {fold.name}: its folder {fold.root} does not exist; restore it"
+        )
     for split in ("train", "test"):
         if find_data_file(fold.root, split) is None:
             raise DataNotFoundError(

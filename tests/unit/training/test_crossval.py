@@ -168,6 +168,23 @@ def test_resume_refuses_a_change_the_finished_folds_did_not_have(cv_dir: Path) -
         resume_cv(cv_dir, ["training.device=cpu", "training.seed=1"], quiet=True)
 
 
+def test_resume_refuses_a_fold_whose_folder_is_gone_before_any_fold_trains(
+    cv_dir: Path, tmp_path: Path
+) -> None:
+    copy = shutil.copytree(cv_dir, tmp_path / cv_dir.name)
+    for fold in ("Fold1", "Fold2"):  # both still to train
+        shutil.rmtree(copy / fold)
+    state = read_json(copy / CV_FILE)
+    state["folds"][1]["data_root"] = str(tmp_path / "moved")  # the data moved since
+    (copy / CV_FILE).write_text(json.dumps(state), encoding="utf-8")
+
+    with pytest.raises(
+        DataNotFoundError, match=r"^fold Fold2: its folder .*moved does not exist; restore it$"
+    ):
+        resume_cv(copy, quiet=True)
+    assert not (copy / "Fold1").exists()
+
+
 def test_folds_are_found_in_numeric_order_whatever_their_case(tmp_path: Path) -> None:
     for name in ("fold10", "FOLD2", "Fold1"):
         write_tiny_data(tmp_path / name, n_queries=10, max_docs=6)
@@ -180,6 +197,12 @@ def test_folds_are_found_in_numeric_order_whatever_their_case(tmp_path: Path) ->
 def test_missing_folds_folder_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match=r"^folds folder .*nowhere does not exist$"):
         run_cv(tiny_config(tmp_path), tmp_path / "nowhere", quiet=True)
+
+
+def test_folds_folder_that_is_a_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "train.txt").write_text("", encoding="utf-8")
+    with pytest.raises(DataNotFoundError, match=r"^folds folder .*train\.txt is not a folder$"):
+        run_cv(tiny_config(tmp_path), tmp_path / "train.txt", quiet=True)
 
 
 def test_folder_without_fold_folders_says_what_it_looked_for(tmp_path: Path) -> None:
