@@ -116,6 +116,28 @@ def test_table_shows_the_letor_scripts_ndcg_of_the_fold_runs(
     assert summary["mean"] == pytest.approx(np.mean([f["ndcg@10[preset=letor]"] for f in folds]))
 
 
+def test_table_says_when_a_mean_is_over_fewer_folds_than_it_lists(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(workdir)
+    sets = ("--set", "tracking.mlflow=false", "--set", "tracking.output_dir=partial")
+    first = CliRunner().invoke(app, ["cv", "--config", "tiny.yaml", "--folds", "folds", *sets])
+    assert first.exit_code == 0, first.output
+    (cv_dir,) = (workdir / "partial").glob("*-cv")
+    for path in sorted(cv_dir.glob("Fold[12]/*/metrics.json")):  # as before ltr recorded it
+        report = read_json(path)
+        del report["test"]["ndcg@10[preset=letor]"]
+        path.write_text(json.dumps(report), encoding="utf-8")
+
+    result = CliRunner().invoke(app, ["cv", "--resume", str(cv_dir), "--quiet"])
+
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.stdout.split())  # the caption wraps at the terminal's width
+    assert "test metrics of 3 folds;" in shown
+    assert "letor@10: mean over the 1 of 3 folds that have it" in shown
+    assert "ndcg@10: mean over" not in shown
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
