@@ -57,7 +57,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow  # three runs and a resume in subprocesses, with MLflow: ~30 s on 2 cores
 # mlflow's SQL store uses a loader strategy SQLAlchemy 2.1 deprecates; mlflow's to fix (ltr's own
-# client silences it the same way, ltr.experiments.mlflow_tracker._client)
+# client silences it the same way, ltr.experiments.mlflow_tracker.mlflow_client)
 @pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
 def test_ltr_cv_reports_every_fold_and_resumes_an_unfinished_one(workdir: Path) -> None:
     first = run_ltr(

@@ -77,6 +77,7 @@ __all__ = [
     "check_mlflow",
     "ltr_metric_name",
     "mlflow_available",
+    "mlflow_client",
     "mlflow_metric_name",
     "read_run_file",
     "resolve_tracking_uri",
@@ -174,7 +175,7 @@ def check_mlflow(config: ExperimentConfig, *, rank: int = 0) -> None:
         return
     uri = resolve_tracking_uri(config.tracking.mlflow_uri)
     with _store_errors(uri):
-        get_or_create_experiment(_client(uri), uri, config.experiment.name)
+        get_or_create_experiment(mlflow_client(uri), uri, config.experiment.name)
 
 
 def attach_mlflow(
@@ -251,7 +252,7 @@ class MLflowTracker:
             ConfigError: the store cannot be used (``tracking.mlflow_uri <uri>: <cause>``).
         """
         with _store_errors(tracking_uri):
-            client = _client(tracking_uri)
+            client = mlflow_client(tracking_uri)
             experiment_id = get_or_create_experiment(client, tracking_uri, experiment_name)
             created = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
         return cls(client, tracking_uri, experiment_id, created.info.run_id)
@@ -264,7 +265,7 @@ class MLflowTracker:
             ConfigError: the store cannot be used (``mlflow.json tracking_uri <uri>: <cause>``).
         """
         with _store_errors(tracking_uri, source="mlflow.json tracking_uri"):
-            client = _client(tracking_uri)
+            client = mlflow_client(tracking_uri)
             client.update_run(run_id, status="RUNNING")
         return cls(client, tracking_uri, experiment_id, run_id)
 
@@ -389,7 +390,9 @@ def _probe_server(uri: str) -> None:
         raise OSError(f"no MLflow server answers ({reason})") from None
 
 
-def _client(tracking_uri: str) -> MlflowClient:
+def mlflow_client(tracking_uri: str, *, registry_uri: str | None = None) -> MlflowClient:
+    """An MLflow client of the store ``tracking_uri`` (and model registry ``registry_uri``)
+    that sets up a new store quietly; every client ltr opens comes from here."""
     with warnings.catch_warnings():
         # mlflow's SQL store maps a relationship with the `noload` strategy that SQLAlchemy 2.1
         # deprecates; the warning fires once per process, when the store module is imported
@@ -401,7 +404,7 @@ def _client(tracking_uri: str) -> MlflowClient:
 
         # a new SQLite store logs its schema set-up at INFO: mlflow's business, noise to ltr users
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-        return MlflowClient(tracking_uri=tracking_uri)
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
 
 
 def _sqlite_path(uri: str) -> Path | None:
