@@ -151,7 +151,8 @@ def run_experiment(
 
     Raises:
         DataNotFoundError: a data file or the data root is missing.
-        ConfigError: a resumed run with a different config, or a finished one (it has its
+        ConfigError: a resumed run with a different config or a data file edited since the
+            run started (checkpoints record each file's sha256), or a finished one (it has its
             ``metrics.json``) with no epoch left to train (its ``num_epochs`` done, or stopped
             early and the patience not raised; a run interrupted after its last epoch but
             before ``metrics.json`` resumes to test its best epoch); a distributed
@@ -195,10 +196,15 @@ def _run(
         _check_resumable(resume, checkpoint["config"], config.resolved())
         if (resume / "metrics.json").is_file():  # else it stopped before its test: finish that
             _check_epochs_left(checkpoint, training)
-    splits = load_splits(
-        config.data, console=console, resuming=resume is not None, record_files=dist.is_main
+    splits = load_splits(  # a resume hashes on every rank: each must take the same decision
+        config.data,
+        console=console,
+        resuming=resume is not None,
+        record_files=dist.is_main or resume is not None,
     )
     if checkpoint is not None:
+        assert resume is not None and splits.files is not None
+        _check_same_data_files(resume, checkpoint.get("data"), splits.files)
         check_feature_count(checkpoint, splits.train.n_features, "the training data")
         normalizer = Normalizer.from_dict(checkpoint["normalizer"], source=str(resume))
     else:
@@ -244,6 +250,7 @@ def _run(
             "config": config.resolved(),
             "normalizer": normalizer.to_dict(),
             "n_features": train_data.n_features,
+            "data": splits.files,  # what a resume must find again
         }
         result = train(
             model,
@@ -463,6 +470,23 @@ def load_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> Exper
     if not path.is_file():
         raise DataNotFoundError(f"{run_dir} has no config.yaml; is it a run directory?")
     return load_config(path, overrides)
+
+
+def _check_same_data_files(
+    run_dir: Path, recorded: Mapping[str, Any] | None, now: Mapping[str, Any]
+) -> None:
+    """Refuse to resume on a data file edited since the run started: its epochs so far saw other
+    bytes than the ones ``metrics.json["data"]`` would record (checkpoints before ltr recorded
+    files pass)."""
+    for split, then in (recorded or {}).items():
+        sha256_then = (then or {}).get("sha256")
+        sha256_now = (now.get(split) or {}).get("sha256")
+        if sha256_then is not None and sha256_now != sha256_then:
+            raise ConfigError(
+                f"cannot resume {run_dir}: its {split} file {then['path']} changed since the run "
+                f"started (sha256 {sha256_then[:12]} then, {(sha256_now or 'none')[:12]} now); "
+                "restore that file or train a new run"
+            )
 
 
 def _check_epochs_left(checkpoint: Mapping[str, Any], training: TrainingConfig) -> None:
