@@ -12,7 +12,7 @@ import pytest
 
 from ltr.config import load_config
 from ltr.errors import ConfigError, DataNotFoundError
-from ltr.experiments.compare import RunRecord, compare_runs, load_run
+from ltr.experiments.compare import RunRecord, compare_runs, load_run, scan_runs
 from ltr.experiments.cv_record import load_cv, load_run_or_cv
 from ltr.experiments.plots import plot_test_metrics, plot_training_curves
 from ltr.experiments.significance import paired_t_test, randomization_test, win_tie_loss
@@ -266,6 +266,27 @@ def test_load_run_or_cv_reads_a_run_directory_as_load_run_does(cvs: list[Path]) 
     run_dir = fold_run_dirs(cvs[0])["Fold3"]
     run, direct = load_run_or_cv(run_dir), load_run(run_dir)
     assert run.run_id == direct.run_id and run.query_ids.tolist() == direct.query_ids.tolist()
+
+
+def test_scan_of_a_folder_of_cvs_only_says_to_name_them(cvs: list[Path]) -> None:
+    with pytest.raises(
+        DataNotFoundError, match=r"holds cv directories of ltr cv but no run, and --all compares"
+    ) as error:
+        scan_runs(cvs[0].parent)
+    assert f"name them: ltr compare {cvs[0]} {cvs[1]}" in str(error.value)
+
+
+def test_scan_notes_the_cvs_it_skips_beside_runs(cvs: list[Path], tmp_path: Path) -> None:
+    copy_cv(cvs[0], tmp_path)
+    run_dir = shutil.copytree(fold_run_dirs(cvs[0])["Fold1"], tmp_path / "run")
+
+    found, notes = scan_runs(tmp_path)
+
+    assert [run.path for run in found] == [run_dir]
+    assert notes == [
+        f"skipped 1 cv directory (--all compares runs); to compare cvs, name them: "
+        f"ltr compare {tmp_path / cvs[0].name}"
+    ]
 
 
 def test_plots_of_cvs_show_pooled_metrics_and_mean_curves(
