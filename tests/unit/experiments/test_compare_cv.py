@@ -289,6 +289,26 @@ def test_scan_notes_the_cvs_it_skips_beside_runs(cvs: list[Path], tmp_path: Path
     ]
 
 
+def test_table_of_one_cv_of_one_fold_counts_in_the_singular(
+    cvs: list[Path], tmp_path: Path
+) -> None:
+    from rich.console import Console
+
+    from ltr.cli.experiments import rich_table
+
+    one = copy_cv(cvs[0], tmp_path)
+    state = read_json(one / "cv.json")
+    state["folds"] = state["folds"][:1]
+    (one / "cv.json").write_text(json.dumps(state), encoding="utf-8")
+    record = load_cv(one)
+    console = Console(width=200, record=True)
+
+    console.print(rich_table(compare_runs([record], n_resamples=100)))
+
+    title = console.export_text().splitlines()[0].rstrip()
+    assert title == f"1 cv on {len(record.query_ids)} test queries of 1 fold"
+
+
 def test_plots_of_cvs_show_pooled_metrics_and_mean_curves(
     records: list[RunRecord], tmp_path: Path
 ) -> None:
