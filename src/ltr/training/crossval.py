@@ -28,6 +28,7 @@ decides what each fold needs, and alone writes ``cv.json``.
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -63,6 +64,8 @@ __all__ = [
     "run_cv",
     "summarize_folds",
 ]
+
+logger = logging.getLogger(__name__)
 
 _FOLD_NAME = re.compile(r"fold(\d+)", re.IGNORECASE)
 _SUMMARY_METRIC = "ndcg@10"  # in every metrics.json (TEST_METRICS)
@@ -112,7 +115,10 @@ def find_folds(folds_dir: str | Path) -> list[Fold]:
     numbered: dict[int, Path] = {}
     for path in sorted(folds_dir.iterdir()):
         match = _FOLD_NAME.fullmatch(path.name)
-        if match is None or not path.is_dir():
+        if match is None:
+            continue
+        if not path.is_dir():  # a file, or a link to nowhere: one fold fewer than it seems
+            logger.warning("folds folder %s: %s is not a folder; skipped", folds_dir, path.name)
             continue
         number = int(match.group(1))
         if number in numbered:

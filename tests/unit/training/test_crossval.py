@@ -194,6 +194,18 @@ def test_folds_are_found_in_numeric_order_whatever_their_case(tmp_path: Path) ->
     assert [fold.name for fold in find_folds(tmp_path)] == ["Fold1", "FOLD2", "fold10"]
 
 
+def test_a_file_named_like_a_fold_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_tiny_data(tmp_path / "Fold1", n_queries=10, max_docs=6)
+    (tmp_path / "Fold2").write_text("not a folder")
+    (tmp_path / "Fold3").symlink_to(tmp_path / "nowhere")
+
+    assert [fold.name for fold in find_folds(tmp_path)] == ["Fold1"]
+    assert f"folds folder {tmp_path}: Fold2 is not a folder; skipped" in caplog.text
+    assert f"folds folder {tmp_path}: Fold3 is not a folder; skipped" in caplog.text
+
+
 def test_missing_folds_folder_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match=r"^folds folder .*nowhere does not exist$"):
         run_cv(tiny_config(tmp_path), tmp_path / "nowhere", quiet=True)
