@@ -20,9 +20,10 @@ it averages (folds done whose value is not null).
 
 :func:`resume_cv` continues a cv directory: a fold whose run has its ``metrics.json`` is done, a
 fold whose run has ``checkpoints/last.pt`` resumes through ``run_experiment``'s resume path, any
-other fold trains from the start. Under ``torchrun`` the folds train one after the other, each
-one DDP job as ``ltr train`` runs it, in one process group; rank 0 names the cv directory,
-decides what each fold needs, and alone writes ``cv.json``.
+other fold trains from the start; every fold run must have the config of ``cv.json`` (a hand
+edit of it is refused before any fold trains). Under ``torchrun`` the folds train one after the
+other, each one DDP job as ``ltr train`` runs it, in one process group; rank 0 names the cv
+directory, decides what each fold needs, and alone writes ``cv.json``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from ltr.experiments.tracking import Run, json_safe
 from ltr.training.distributed import Distributed, per_rank_batch_size, process_group
 from ltr.training.experiment import (
     FILE_NAMES,
+    config_changes,
     find_data_file,
     load_run_config,
     resolve_device,
@@ -71,6 +73,8 @@ _FOLD_NAME = re.compile(r"fold(\d+)", re.IGNORECASE)
 _SUMMARY_METRIC = "ndcg@10"  # in every metrics.json (TEST_METRICS)
 # what --resume may change: where and how fast a fold trains, not what it learns
 _RESUMABLE_CHANGES = ("training.device=", "training.num_threads=")
+# what may differ between the cv's config and a fold run's: the above and where it is tracked
+_FOLD_RUN_CHANGES = ("training.device", "training.num_threads", "tracking.")
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,8 @@ def resume_cv(
     ``training.num_threads`` (every fold keeps the rest of the config of the folds done).
 
     Raises:
-        ConfigError: an override of a field a resumed run may not change.
+        ConfigError: an override of a field a resumed run may not change, or a fold whose
+            run was trained with another config than ``cv.json``'s (edited since).
         DataNotFoundError: ``cv_dir`` has no ``cv.json``, or a fold still to train lacks its
             folder or files (checked before any fold trains).
         DataFormatError: ``cv.json`` is not valid JSON or not the layout of ltr cv.
@@ -269,8 +274,10 @@ def _train_folds(
     stages = dist.broadcast_object(
         [_fold_stage(cv_dir / fold.name) for fold in folds] if dist.is_main else None
     )
-    for fold, (stage, _) in zip(folds, stages, strict=True):
-        if stage != "done":  # a resumed cv's data may have moved: fail before any fold trains
+    for fold, (stage, found) in zip(folds, stages, strict=True):  # fail before any fold trains
+        if found is not None:  # cv.json may have been edited since the fold ran
+            _check_fold_config(found, _fold_config(config, fold, cv_dir), fold)
+        if stage != "done":  # a resumed cv's data may have moved
             _check_fold_files(fold)
     for i, (fold, (stage, found)) in enumerate(zip(folds, stages, strict=True)):
         started = time.perf_counter()
@@ -280,16 +287,16 @@ def _train_folds(
             "ltr.fold": fold.name,
         }
         if stage == "done":
-            run_dir, done = found, f"{fold.name} done before"
+            run_dir, outcome = found, f"{fold.name} done before"
         elif stage == "interrupted":
             resumed = load_run_config(found, overrides)
             run_dir = run_experiment(resumed, resume=found, quiet=True, dist=dist, mlflow_tags=tags)
-            done = f"resumed {fold.name} in {time.perf_counter() - started:.1f} s"
+            outcome = f"resumed {fold.name} in {time.perf_counter() - started:.1f} s"
         else:
             run_dir = run_experiment(
                 _fold_config(config, fold, cv_dir), quiet=True, dist=dist, mlflow_tags=tags
             )
-            done = f"trained {fold.name} in {time.perf_counter() - started:.1f} s"
+            outcome = f"trained {fold.name} in {time.perf_counter() - started:.1f} s"
         if not dist.is_main:  # rank 0 reads the reports and writes cv.json
             continue
         report = _read_report(run_dir)
@@ -298,7 +305,7 @@ def _train_folds(
         value = report["test"].get(_SUMMARY_METRIC)
         shown = "n/a" if value is None else f"{value:.4f}"
         console.print(
-            f"Fold {i + 1}/{len(folds)}: {done}: test {_SUMMARY_METRIC}={shown} "
+            f"Fold {i + 1}/{len(folds)}: {outcome}: test {_SUMMARY_METRIC}={shown} "
             f"(best epoch {report['best_epoch']} of {report['epochs']}); {_shown(run_dir, cv_dir)}",
             highlight=False,
         )
@@ -333,6 +340,19 @@ def _fold_stage(fold_dir: Path) -> tuple[str, Path | None]:
 def _shown(path: Path, cv_dir: Path) -> Path:
     """``path`` relative to the cv directory when it lies inside it."""
     return path.relative_to(cv_dir) if path.is_relative_to(cv_dir) else path
+
+
+def _check_fold_config(run_dir: Path, wanted: ExperimentConfig, fold: Fold) -> None:
+    """Refuse a fold run trained with another config than the cv's: one cv, one config."""
+    changed = config_changes(
+        load_run_config(run_dir).resolved(), wanted.resolved(), allowed=_FOLD_RUN_CHANGES
+    )
+    if changed:
+        raise ConfigError(
+            f"fold {fold.name}'s run {run_dir} was trained with another config than the cv's "
+            f"{CV_FILE} ({', '.join(changed)}); every fold of a cv trains with one config: "
+            f"restore {CV_FILE} or start a new cv"
+        )
 
 
 def _check_fold_files(fold: Fold) -> None:

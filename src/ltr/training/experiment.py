@@ -66,6 +66,7 @@ __all__ = [
     "DataPaths",
     "Distributed",
     "Splits",
+    "config_changes",
     "find_data_file",
     "load_run_config",
     "load_splits",
@@ -516,15 +517,22 @@ def same_paths(items: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_resumable(run_dir: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
-    """Refuse to resume with a config that changes more than :data:`RESUMABLE_CHANGES`; a data
-    path may be spelled differently if it resolves to the same file or folder."""
+def config_changes(
+    stored: Mapping[str, Any], wanted: Mapping[str, Any], *, allowed: tuple[str, ...] = ()
+) -> list[str]:
+    """The dotted fields in which two resolved configs differ, except those starting with one of
+    ``allowed``; a data path may be spelled differently if it resolves to the same file."""
     before, after = same_paths(dotted_items(stored)), same_paths(dotted_items(wanted))
-    changed = [
+    return [
         key
         for key in sorted(set(before) | set(after))
-        if before.get(key) != after.get(key) and not key.startswith(RESUMABLE_CHANGES)
+        if before.get(key) != after.get(key) and not key.startswith(allowed)
     ]
+
+
+def _check_resumable(run_dir: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    """Refuse to resume with a config that changes more than :data:`RESUMABLE_CHANGES`."""
+    changed = config_changes(stored, wanted, allowed=RESUMABLE_CHANGES)
     if changed:
         raise ConfigError(
             f"cannot resume {run_dir}: the config differs from the run's in {', '.join(changed)}; "

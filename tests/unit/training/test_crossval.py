@@ -168,6 +168,24 @@ def test_resume_refuses_a_change_the_finished_folds_did_not_have(cv_dir: Path) -
         resume_cv(cv_dir, ["training.device=cpu", "training.seed=1"], quiet=True)
 
 
+def test_resume_refuses_a_cv_json_whose_config_is_not_the_folds_runs_any_more(
+    cv_dir: Path, tmp_path: Path
+) -> None:
+    copy = shutil.copytree(cv_dir, tmp_path / cv_dir.name)
+    shutil.rmtree(copy / "Fold3")  # one fold still to train, with the edited config
+    state = read_json(copy / CV_FILE)
+    state["config"]["training"]["learning_rate"] = 0.5  # cv.json edited by hand
+    (copy / CV_FILE).write_text(json.dumps(state), encoding="utf-8")
+
+    with pytest.raises(
+        ConfigError,
+        match=r"^fold Fold1's run .* was trained with another config than the cv's cv\.json "
+        r"\(training\.learning_rate\); every fold of a cv trains with one config",
+    ):
+        resume_cv(copy, ["training.device=cpu"], quiet=True)
+    assert not (copy / "Fold3").exists()
+
+
 def test_resume_refuses_a_fold_whose_folder_is_gone_before_any_fold_trains(
     cv_dir: Path, tmp_path: Path
 ) -> None:
