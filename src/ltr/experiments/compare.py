@@ -71,6 +71,7 @@ __all__ = [
     "RunRecord",
     "compare_runs",
     "load_run",
+    "query_mean",
     "scan_runs",
 ]
 
@@ -148,8 +149,7 @@ class RunRecord:
         """The test mean of ``metric``: ``metrics.json`` if it has it, else from the queries."""
         if metric in self.report["test"]:
             return self.test[metric]
-        values = self.per_query[metric]
-        return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+        return query_mean(self.per_query[metric])
 
     def interval(self, metric: str, *, confidence: float = 0.95) -> ConfidenceInterval:
         """Mean of ``metric`` over test queries with a t-based interval (NaN queries dropped)."""
@@ -261,6 +261,11 @@ def load_run(path: str | Path) -> RunRecord:
     _require(path, "test_per_query.tsv")
     query_ids, per_query = _read_per_query(path / "test_per_query.tsv")
     return RunRecord(path, path.name, config, history, report, query_ids, per_query)
+
+
+def query_mean(values: NDArray[np.float64]) -> float:
+    """Mean over the queries that have a value (skipped queries are NaN); NaN when none has."""
+    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
 
 
 def scan_runs(directory: str | Path) -> tuple[list[RunRecord], list[str]]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ltr._fs import read_json
 from ltr.errors import DataFormatError, DataNotFoundError
-from ltr.experiments.compare import RunRecord, load_run
+from ltr.experiments.compare import RunRecord, load_run, query_mean
 
 __all__ = ["CV_FILE", "is_cv_dir", "load_cv", "load_run_or_cv", "read_cv_json"]
 
@@ -79,7 +79,7 @@ def load_cv(path: str | Path) -> RunRecord:
         [np.char.add(f"{fold}:", run.query_ids) for fold, run in folds.items()]
     )
     report = {key: value for key, value in state.items() if key != "config"}
-    report["test"] = {name: _pooled_mean(values) for name, values in per_query.items()}
+    report["test"] = {name: query_mean(values) for name, values in per_query.items()}
     report["conventions"] = runs[0].conventions  # one config, so the folds' are the same
     history = _mean_history([run.history for run in runs])
     return RunRecord(path, path.name, state["config"], history, report, query_ids, per_query, folds)
@@ -121,11 +121,6 @@ def _load_fold(cv_dir: Path, entry: dict[str, Any]) -> RunRecord:
         run.query_ids,
         run.per_query,
     )
-
-
-def _pooled_mean(values: np.ndarray) -> float:
-    """Mean over the queries that have a value (skipped queries are NaN); NaN when none has."""
-    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
 def _mean_history(histories: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
