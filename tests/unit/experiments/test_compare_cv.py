@@ -317,3 +317,12 @@ def test_plots_of_cvs_show_pooled_metrics_and_mean_curves(
         plot_training_curves(records, tmp_path / "cmp-curves.png"),
     ]
     assert all(path.read_bytes()[:4] == b"\x89PNG" for path in written)
+
+
+def test_curves_of_cvs_promise_no_best_epoch_star_they_do_not_draw(
+    records: list[RunRecord], tmp_path: Path
+) -> None:
+    svg = plot_training_curves(records, tmp_path / "curves.svg").read_text(encoding="utf-8")
+
+    assert "<!-- Validation NDCG@10, mean over folds -->" in svg  # matplotlib names each text
+    assert "best epoch" not in svg
