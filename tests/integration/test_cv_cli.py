@@ -57,7 +57,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow  # three runs and a resume in subprocesses, with MLflow: ~30 s on 2 cores
 # mlflow's SQL store uses a loader strategy SQLAlchemy 2.1 deprecates; mlflow's to fix (ltr's own
-# client silences it the same way, ltr.experiments.mlflow_tracker._client)
+# client silences it the same way, ltr.experiments.mlflow_tracker.mlflow_client)
 @pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
 def test_ltr_cv_reports_every_fold_and_resumes_an_unfinished_one(workdir: Path) -> None:
     first = run_ltr(
@@ -114,6 +114,28 @@ def test_table_shows_the_letor_scripts_ndcg_of_the_fold_runs(
     summary = read_json(cv_dir / "cv.json")["metrics"]["ndcg@10[preset=letor]"]
     assert len(folds) == summary["count"] == 3
     assert summary["mean"] == pytest.approx(np.mean([f["ndcg@10[preset=letor]"] for f in folds]))
+
+
+def test_table_says_when_a_mean_is_over_fewer_folds_than_it_lists(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(workdir)
+    sets = ("--set", "tracking.mlflow=false", "--set", "tracking.output_dir=partial")
+    first = CliRunner().invoke(app, ["cv", "--config", "tiny.yaml", "--folds", "folds", *sets])
+    assert first.exit_code == 0, first.output
+    (cv_dir,) = (workdir / "partial").glob("*-cv")
+    for path in sorted(cv_dir.glob("Fold[12]/*/metrics.json")):  # as before ltr recorded it
+        report = read_json(path)
+        del report["test"]["ndcg@10[preset=letor]"]
+        path.write_text(json.dumps(report), encoding="utf-8")
+
+    result = CliRunner().invoke(app, ["cv", "--resume", str(cv_dir), "--quiet"])
+
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.stdout.split())  # the caption wraps at the terminal's width
+    assert "test metrics of 3 folds;" in shown
+    assert "letor@10: mean over the 1 of 3 folds that have it" in shown
+    assert "ndcg@10: mean over" not in shown
 
 
 @pytest.mark.parametrize(

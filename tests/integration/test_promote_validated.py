@@ -91,11 +91,12 @@ def test_untracked_run_is_registered_from_the_validated_folder(
     assert version.tags["ltr.model_id"] == "tiny_v1.1.0"
 
 
-def ltr(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def ltr(*args: str, cwd: Path, store: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``ltr ARGS`` in ``cwd``; MLflow's store is the session's temporary one unless ``store``."""
     return subprocess.run(
         [sys.executable, "-m", "ltr", *args],
         cwd=cwd,
-        env={**os.environ},  # MLFLOW_TRACKING_URI: the session's temporary store
+        env={**os.environ, **({"MLFLOW_TRACKING_URI": store} if store else {})},
         capture_output=True,
         text=True,
         timeout=300,
@@ -112,6 +113,18 @@ def test_cli_promotes_a_passing_run(data_root: Path, tmp_path: Path) -> None:
     metadata = json.loads((tmp_path / "validated" / "tiny_v1.0.0" / "metadata.json").read_text())
     assert metadata["registry"]["alias"] == "validated"
     assert metadata["registry"]["tracking_uri"] == os.environ["MLFLOW_TRACKING_URI"]
+
+
+def test_cli_promotion_sets_up_a_new_store_without_printing_mlflow_lines(
+    data_root: Path, tmp_path: Path
+) -> None:
+    run = train_run(data_root, tmp_path / "runs")
+
+    done = ltr("promote", str(run), "--to", "validated", cwd=tmp_path, store="sqlite:///new.db")
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "new.db").is_file()
+    assert "database tables" not in done.stdout + done.stderr
 
 
 def test_cli_refuses_a_failing_run_with_exit_1(data_root: Path, tmp_path: Path) -> None:

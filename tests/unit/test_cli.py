@@ -345,3 +345,23 @@ def test_root_help_promises_serving_only_with_a_serve_command() -> None:
 
 def test_compare_help_says_baseline_overrides_the_first_run() -> None:
     assert "the first is the baseline unless --baseline" in _help("compare")
+
+
+def test_cv_table_of_one_fold_says_fold_not_folds(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from ltr.cli.training import cv_table
+    from ltr.config import load_config
+    from ltr.training.crossval import CvResult, Fold, FoldResult, summarize_folds
+
+    test = {"ndcg@10": 0.5, "map": 0.4}
+    result = CvResult(
+        tmp_path / "one-cv",
+        load_config(base={"data": {"root": str(tmp_path)}}),
+        [FoldResult(Fold("Fold1", tmp_path), tmp_path / "run", test)],
+        summarize_folds([test]),
+    )
+    console = Console(width=200, record=True)
+    console.print(cv_table(result))
+
+    assert "test metrics of 1 fold;" in console.export_text()

@@ -173,12 +173,13 @@ def _rows(comparison: Comparison, *, best: Callable[[str], str]) -> list[list[st
 
 def _title(comparison: Comparison) -> str:
     folds = comparison.baseline.folds
-    if folds:
-        return (
-            f"{len(comparison.runs)} cvs on {comparison.n_queries:,} test queries "
-            f"of {len(folds)} folds"
-        )
-    return f"{len(comparison.runs)} runs on {comparison.n_queries:,} test queries"
+    kind = "cv" if folds else "run"
+    title = f"{_count(len(comparison.runs), kind)} on {comparison.n_queries:,} test queries"
+    return f"{title} of {_count(len(folds), 'fold')}" if folds else title
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _caption(comparison: Comparison) -> str:

@@ -144,12 +144,23 @@ def cv_table(result: CvResult) -> Table:
 
     letor = LETOR_NDCG10 in result.metrics
     names = [*TEST_METRICS, *([LETOR_NDCG10] if letor else [])]
+    headers = {name: "letor@10" if name == LETOR_NDCG10 else name for name in names}
     evaluation = result.config.evaluation
     conventions = {"gain": evaluation.gain, "no_relevant": evaluation.no_relevant}
-    caption = f"test metrics of {len(result.folds)} folds; {conventions_caption(conventions)}"
+    n_folds = len(result.folds)
+    caption = f"test metrics of {n_folds} {'fold' if n_folds == 1 else 'folds'}; "
+    caption += conventions_caption(conventions)
+    if letor:
+        caption += "; letor@10: ndcg@10 under --preset letor"
+    # folds trained before ltr recorded a metric (letor@10) or without a value (NaN) have none
+    done = sum(fold.test is not None for fold in result.folds)
+    for name in names:
+        count = result.metrics.get(name, {}).get("count", 0)
+        if 0 < count < done:
+            caption += f"; {headers[name]}: mean over the {count} of {done} folds that have it"
     table = Table(
         title=result.cv_dir.name,
-        caption=caption + ("; letor@10: ndcg@10 under --preset letor" if letor else ""),
+        caption=caption,
         title_justify="left",
         box=box.SIMPLE_HEAD,  # with the letor column still fits 80 columns (CI logs, pipes)
         show_edge=False,
@@ -157,8 +168,7 @@ def cv_table(result: CvResult) -> Table:
     )
     table.add_column("fold", no_wrap=True)
     for name in names:
-        header = "letor@10" if name == LETOR_NDCG10 else name
-        table.add_column(header, justify="right", no_wrap=True)
+        table.add_column(headers[name], justify="right", no_wrap=True)
     for fold in result.folds:
         test = fold.test or {}
         table.add_row(fold.fold.name, *(_cell(test.get(name)) for name in names))

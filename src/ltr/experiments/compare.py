@@ -71,6 +71,7 @@ __all__ = [
     "RunRecord",
     "compare_runs",
     "load_run",
+    "query_mean",
     "scan_runs",
 ]
 
@@ -148,8 +149,7 @@ class RunRecord:
         """The test mean of ``metric``: ``metrics.json`` if it has it, else from the queries."""
         if metric in self.report["test"]:
             return self.test[metric]
-        values = self.per_query[metric]
-        return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+        return query_mean(self.per_query[metric])
 
     def interval(self, metric: str, *, confidence: float = 0.95) -> ConfidenceInterval:
         """Mean of ``metric`` over test queries with a t-based interval (NaN queries dropped)."""
@@ -263,28 +263,47 @@ def load_run(path: str | Path) -> RunRecord:
     return RunRecord(path, path.name, config, history, report, query_ids, per_query)
 
 
+def query_mean(values: NDArray[np.float64]) -> float:
+    """Mean over the queries that have a value (skipped queries are NaN); NaN when none has."""
+    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
+
 def scan_runs(directory: str | Path) -> tuple[list[RunRecord], list[str]]:
     """Every finished run under ``directory``, oldest first (by folder name), and notes on the
-    folders skipped (no ``config.yaml``: not a run; no test results or unfinished: skipped).
+    folders skipped (no ``config.yaml``: not a run; no test results or unfinished, or a cv
+    directory of ``ltr cv``: skipped with a note).
 
     Raises:
         DataNotFoundError: ``directory`` does not exist or holds no finished run.
     """
+    from ltr.experiments.cv_record import is_cv_dir  # it builds on this module
+
     directory = Path(directory)
     if not directory.is_dir():
         raise DataNotFoundError(f"--dir {directory}: no such folder; train a run with `ltr train`")
-    runs, notes = [], []
+    runs, notes, cvs = [], [], []
     for child in sorted(p for p in directory.iterdir() if p.is_dir()):
-        if not (child / "config.yaml").is_file():
-            continue  # not a run folder at all
-        try:
-            runs.append(load_run(child))
-        except (DataNotFoundError, DataFormatError) as error:
-            notes.append(f"skipped {child.name}: {error}")
+        if is_cv_dir(child):
+            cvs.append(child)
+        elif (child / "config.yaml").is_file():  # else not a run folder at all
+            try:
+                runs.append(load_run(child))
+            except (DataNotFoundError, DataFormatError) as error:
+                notes.append(f"skipped {child.name}: {error}")
+    # a cv's test set is all its folds': it compares only with cvs, given by name
+    cv_hint = f"to compare cvs, name them: ltr compare {' '.join(map(str, cvs[:2]))}"
+    if not runs and cvs:
+        raise DataNotFoundError(
+            f"{directory} holds cv directories of ltr cv but no run, and --all compares runs; "
+            f"{cv_hint}"
+        )
     if not runs:
         raise DataNotFoundError(
             f"{directory} holds no finished run with test results; train one with `ltr train`"
         )
+    if cvs:
+        skipped = "1 cv directory" if len(cvs) == 1 else f"{len(cvs)} cv directories"
+        notes.append(f"skipped {skipped} (--all compares runs); {cv_hint}")
     return runs, notes
 
 

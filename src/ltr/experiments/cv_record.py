@@ -25,9 +25,9 @@ import numpy as np
 
 from ltr._fs import read_json
 from ltr.errors import DataFormatError, DataNotFoundError
-from ltr.experiments.compare import RunRecord, load_run
+from ltr.experiments.compare import RunRecord, load_run, query_mean
 
-__all__ = ["CV_FILE", "is_cv_dir", "load_cv", "load_run_or_cv"]
+__all__ = ["CV_FILE", "is_cv_dir", "load_cv", "load_run_or_cv", "read_cv_json"]
 
 CV_FILE = "cv.json"  # written by ltr.training.crossval
 
@@ -35,6 +35,25 @@ CV_FILE = "cv.json"  # written by ltr.training.crossval
 def is_cv_dir(path: str | Path) -> bool:
     """True when ``path`` is a folder holding a ``cv.json``."""
     return (Path(path) / CV_FILE).is_file()
+
+
+def read_cv_json(cv_dir: str | Path) -> dict[str, Any]:
+    """The ``cv.json`` of ``cv_dir``, checked to hold what ltr cv writes: ``folds_dir``, the
+    ``config`` and a list of ``folds``, each with its ``name`` and ``data_root``.
+
+    Raises:
+        DataNotFoundError: ``cv_dir`` has no ``cv.json``.
+        DataFormatError: ``cv.json`` is not valid JSON, or not the layout of ltr cv.
+    """
+    path = Path(cv_dir) / CV_FILE
+    if not path.is_file():
+        raise DataNotFoundError(f"{cv_dir} has no {CV_FILE}; is it a directory of ltr cv?")
+    state: dict[str, Any] = read_json(path)
+    if not _is_cv_state(state):
+        raise DataFormatError(
+            path, None, "expected the folds_dir, config and folds (each named once) of ltr cv"
+        )
+    return state
 
 
 def load_run_or_cv(path: str | Path) -> RunRecord:
@@ -48,16 +67,11 @@ def load_cv(path: str | Path) -> RunRecord:
     Raises:
         DataNotFoundError: ``path`` has no ``cv.json``, or a fold is unfinished (no
             ``metrics.json``; the message suggests ``ltr cv --resume``).
-        DataFormatError: ``cv.json`` lists no fold, or a file that does not parse.
+        DataFormatError: see :func:`read_cv_json`; or a fold's file does not parse.
     """
     path = Path(path)
-    if not is_cv_dir(path):
-        raise DataNotFoundError(f"{path} is not a cv directory: it has no {CV_FILE} (ltr cv)")
-    state = read_json(path / CV_FILE)
-    entries = state.get("folds") if isinstance(state, dict) else None
-    if not entries or not isinstance(state.get("config"), dict):
-        raise DataFormatError(path / CV_FILE, None, "expected the config and folds of ltr cv")
-    folds = {entry["name"]: _load_fold(path, entry) for entry in entries}
+    state = read_cv_json(path)
+    folds = {entry["name"]: _load_fold(path, entry) for entry in state["folds"]}
     runs = list(folds.values())
     names = [name for name in runs[0].per_query if all(name in run.per_query for run in runs)]
     per_query = {name: np.concatenate([run.per_query[name] for run in runs]) for name in names}
@@ -65,10 +79,26 @@ def load_cv(path: str | Path) -> RunRecord:
         [np.char.add(f"{fold}:", run.query_ids) for fold, run in folds.items()]
     )
     report = {key: value for key, value in state.items() if key != "config"}
-    report["test"] = {name: _pooled_mean(values) for name, values in per_query.items()}
+    report["test"] = {name: query_mean(values) for name, values in per_query.items()}
     report["conventions"] = runs[0].conventions  # one config, so the folds' are the same
     history = _mean_history([run.history for run in runs])
     return RunRecord(path, path.name, state["config"], history, report, query_ids, per_query, folds)
+
+
+def _is_cv_state(state: Any) -> bool:
+    """True when ``state`` has the keys :func:`read_cv_json` promises, of the right types."""
+    if not isinstance(state, dict) or not isinstance(state.get("folds"), list):
+        return False
+    entries = state["folds"]
+    names = [entry.get("name") if isinstance(entry, dict) else None for entry in entries]
+    return (
+        isinstance(state.get("folds_dir"), str)
+        and isinstance(state.get("config"), dict)
+        and bool(entries)
+        and all(isinstance(name, str) for name in names)
+        and len(set(names)) == len(names)
+        and all(isinstance(entry.get("data_root"), str) for entry in entries)
+    )
 
 
 def _load_fold(cv_dir: Path, entry: dict[str, Any]) -> RunRecord:
@@ -91,11 +121,6 @@ def _load_fold(cv_dir: Path, entry: dict[str, Any]) -> RunRecord:
         run.query_ids,
         run.per_query,
     )
-
-
-def _pooled_mean(values: np.ndarray) -> float:
-    """Mean over the queries that have a value (skipped queries are NaN); NaN when none has."""
-    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
 def _mean_history(histories: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -59,7 +59,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ltr._fs import exclusive_lock
+from ltr._fs import exclusive_lock, read_json
 from ltr._signals import deferred_interrupts
 from ltr.config import dotted_items
 from ltr.errors import ConfigError
@@ -79,6 +79,7 @@ __all__ = [
     "check_mlflow",
     "ltr_metric_name",
     "mlflow_available",
+    "mlflow_client",
     "mlflow_metric_name",
     "read_run_file",
     "resolve_tracking_uri",
@@ -159,7 +160,7 @@ def read_run_file(run_dir: str | Path) -> dict[str, str] | None:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         return None
-    info: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    info: dict[str, str] = read_json(path)
     return info
 
 
@@ -176,7 +177,7 @@ def check_mlflow(config: ExperimentConfig, *, rank: int = 0) -> None:
         return
     uri = resolve_tracking_uri(config.tracking.mlflow_uri)
     with _store_errors(uri), deferred_interrupts():
-        get_or_create_experiment(_client(uri), uri, config.experiment.name)
+        get_or_create_experiment(mlflow_client(uri), uri, config.experiment.name)
 
 
 def attach_mlflow(
@@ -259,7 +260,7 @@ class MLflowTracker:
             ConfigError: the store cannot be used (``tracking.mlflow_uri <uri>: <cause>``).
         """
         with _store_errors(tracking_uri):
-            client = _client(tracking_uri)
+            client = mlflow_client(tracking_uri)
             experiment_id = get_or_create_experiment(client, tracking_uri, experiment_name)
             created = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
         return cls(client, tracking_uri, experiment_id, created.info.run_id)
@@ -272,7 +273,7 @@ class MLflowTracker:
             ConfigError: the store cannot be used (``mlflow.json tracking_uri <uri>: <cause>``).
         """
         with _store_errors(tracking_uri, source="mlflow.json tracking_uri"):
-            client = _client(tracking_uri)
+            client = mlflow_client(tracking_uri)
             client.update_run(run_id, status="RUNNING")
         return cls(client, tracking_uri, experiment_id, run_id)
 
@@ -397,10 +398,12 @@ def _probe_server(uri: str) -> None:
         raise OSError(f"no MLflow server answers ({reason})") from None
 
 
-def _client(tracking_uri: str) -> MlflowClient:
-    """A client whose store is open: a new SQLite database gets its tables here, one process at
-    a time (MLflow's own creation races: two runs starting together on a new database both
-    fail and leave it half-migrated, unusable by any later run)."""
+def mlflow_client(tracking_uri: str, *, registry_uri: str | None = None) -> MlflowClient:
+    """An MLflow client of the store ``tracking_uri`` (and model registry ``registry_uri``),
+    the one way ltr opens MLflow: a new store sets itself up quietly, and a new SQLite database
+    gets its tables one process at a time (MLflow's own creation races: two runs starting
+    together on a new database both fail and leave it half-migrated, unusable by any later run).
+    """
     with warnings.catch_warnings():
         # mlflow's SQL store maps a relationship with the `noload` strategy that SQLAlchemy 2.1
         # deprecates; the warning fires once per process, when the store module is imported
@@ -414,10 +417,11 @@ def _client(tracking_uri: str) -> MlflowClient:
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
         database = _sqlite_path(tracking_uri)
         if database is None:
-            return MlflowClient(tracking_uri=tracking_uri)
+            return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         lock = exclusive_lock(database.with_name(f"{database.name}.lock"))
         with lock, deferred_interrupts():  # a store half-created is unusable for good
-            return MlflowClient(tracking_uri=tracking_uri)  # opens the store: creates tables
+            # opens the store: creates its tables
+            return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
 
 
 def _sqlite_path(uri: str) -> Path | None:

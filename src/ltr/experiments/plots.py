@@ -107,7 +107,9 @@ def plot_training_curves(
         else:
             loss_ax.set_title(f"Training loss{over_folds}")
             loss_ax.set_ylabel("train loss")
-        valid_ax.set_title(f"Validation {metric.upper()}{over_folds}  (★ = best epoch)")
+        starred = any(run.best_epoch is not None for run in runs)  # a cv's mean has none
+        star_note = "  (★ = best epoch)" if starred else ""
+        valid_ax.set_title(f"Validation {metric.upper()}{over_folds}{star_note}")
         valid_ax.set_ylabel(metric.upper())
         for ax in (loss_ax, valid_ax):
             _integer_epochs(ax)

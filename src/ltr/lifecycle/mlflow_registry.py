@@ -50,10 +50,11 @@ def registered(
     if importlib.util.find_spec("mlflow") is None:
         yield {"skipped": "mlflow is not installed (pip install 'ltr[tracking]')"}
         return
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    from ltr.experiments.mlflow_tracker import mlflow_client
+
+    client = mlflow_client(uri, registry_uri=uri)
     name = str(metadata["name"])
     try:
         if not client.search_registered_models(filter_string=f"name = '{name}'"):

@@ -57,10 +57,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ltr._fs import atomic_write_json, atomic_write_text, file_sha256
+from ltr._fs import atomic_write_json, atomic_write_text, file_sha256, read_json
 from ltr.config import ExperimentConfig, PromotionConfig
 from ltr.data.summary import describe_data
-from ltr.errors import DataNotFoundError, LtrError, PromotionRefused
+from ltr.errors import DataFormatError, DataNotFoundError, LtrError, PromotionRefused
 from ltr.lifecycle.bundle import fsync_dir, move_dir, parse_version
 from ltr.lifecycle.gates import Baseline, GateResult, evaluate_gate, read_per_query
 from ltr.lifecycle.mlflow_registry import registered, tracking_uri_of
@@ -331,7 +331,9 @@ def _read_run(run_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
                 f"run {run_dir.name} has no {name}; promote a finished `ltr train` run"
             )
     config = load_run_config(run_dir)
-    report: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    report = read_json(run_dir / "metrics.json")
+    if not isinstance(report, dict):
+        raise DataFormatError(run_dir / "metrics.json", None, "expected an object")
     return config, report
 
 
@@ -493,8 +495,9 @@ def _copy_run_files(run_dir: Path, folder: Path) -> dict[str, str]:
 
 def _mlflow_run(run_dir: Path) -> dict[str, Any]:
     """``mlflow_run_id`` and ``mlflow`` (the run's ``mlflow.json``), both null when untracked."""
-    path = run_dir / "mlflow.json"
-    if not path.is_file():
+    from ltr.experiments.mlflow_tracker import read_run_file
+
+    tracked = read_run_file(run_dir)
+    if tracked is None:
         return {"mlflow_run_id": None, "mlflow": None}
-    tracked = json.loads(path.read_text(encoding="utf-8"))
     return {"mlflow_run_id": tracked.get("run_id"), "mlflow": tracked}

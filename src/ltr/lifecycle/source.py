@@ -7,13 +7,13 @@ figure compares ONNX Runtime with.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
+from ltr._fs import read_json
 from ltr.data.preprocessing import Normalizer
 from ltr.models import uses_context
 from ltr.training.checkpoint import checkpoint_file, load_checkpoint, restore_scorer
@@ -82,7 +82,7 @@ class Source:
         path = None if self.run_dir is None else self.run_dir / "metrics.json"
         if path is None or not path.is_file():
             return None
-        metrics: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        metrics: dict[str, Any] = read_json(path)
         return metrics
 
     def test_file(self) -> Path | None:

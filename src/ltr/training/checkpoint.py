@@ -15,6 +15,8 @@ A checkpoint is what :func:`torch.save` writes for a dict with these keys (``FOR
     config                     the resolved experiment config (ExperimentConfig.resolved())
     normalizer                 Normalizer.to_dict() of the training features
     n_features                 the feature count the scorer was built for
+    data                       each data file's path, sha256 and size, as metrics.json["data"]
+                               (training runs; a resume refuses files edited since)
     ltr_version, torch_version who wrote it
 
 Every value is a tensor, a number, a string, None, or a list/dict of those, so

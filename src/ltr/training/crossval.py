@@ -20,14 +20,16 @@ it averages (folds done whose value is not null).
 
 :func:`resume_cv` continues a cv directory: a fold whose run has its ``metrics.json`` is done, a
 fold whose run has ``checkpoints/last.pt`` resumes through ``run_experiment``'s resume path, any
-other fold trains from the start. Under ``torchrun`` the folds train one after the other, each
-one DDP job as ``ltr train`` runs it, in one process group; rank 0 names the cv directory,
-decides what each fold needs, and alone writes ``cv.json``.
+other fold trains from the start; every fold run must have the config of ``cv.json`` (a hand
+edit of it is refused before any fold trains). Under ``torchrun`` the folds train one after the
+other, each one DDP job as ``ltr train`` runs it, in one process group; rank 0 names the cv
+directory, decides what each fold needs, and alone writes ``cv.json``.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,12 +43,13 @@ from rich.console import Console
 from ltr._fs import atomic_write_json, read_json
 from ltr.config import ExperimentConfig, load_config
 from ltr.errors import ConfigError, DataNotFoundError, LtrError
-from ltr.experiments.cv_record import CV_FILE
+from ltr.experiments.cv_record import CV_FILE, read_cv_json
 from ltr.experiments.mlflow_tracker import check_mlflow
 from ltr.experiments.tracking import Run, json_safe
 from ltr.training.distributed import Distributed, per_rank_batch_size, process_group
 from ltr.training.experiment import (
     FILE_NAMES,
+    config_changes,
     find_data_file,
     load_run_config,
     resolve_device,
@@ -64,10 +67,14 @@ __all__ = [
     "summarize_folds",
 ]
 
+logger = logging.getLogger(__name__)
+
 _FOLD_NAME = re.compile(r"fold(\d+)", re.IGNORECASE)
 _SUMMARY_METRIC = "ndcg@10"  # in every metrics.json (TEST_METRICS)
 # what --resume may change: where and how fast a fold trains, not what it learns
 _RESUMABLE_CHANGES = ("training.device=", "training.num_threads=")
+# what may differ between the cv's config and a fold run's: the above and where it is tracked
+_FOLD_RUN_CHANGES = ("training.device", "training.num_threads", "tracking.")
 
 
 @dataclass(frozen=True)
@@ -107,11 +114,15 @@ def find_folds(folds_dir: str | Path) -> list[Fold]:
     """
     folds_dir = Path(folds_dir)
     if not folds_dir.is_dir():
-        raise DataNotFoundError(f"folds folder {folds_dir} does not exist")
+        problem = "is not a folder" if folds_dir.exists() else "does not exist"
+        raise DataNotFoundError(f"folds folder {folds_dir} {problem}")
     numbered: dict[int, Path] = {}
     for path in sorted(folds_dir.iterdir()):
         match = _FOLD_NAME.fullmatch(path.name)
-        if match is None or not path.is_dir():
+        if match is None:
+            continue
+        if not path.is_dir():  # a file, or a link to nowhere: one fold fewer than it seems
+            logger.warning("folds folder %s: %s is not a folder; skipped", folds_dir, path.name)
             continue
         number = int(match.group(1))
         if number in numbered:
@@ -204,9 +215,11 @@ def resume_cv(
     ``training.num_threads`` (every fold keeps the rest of the config of the folds done).
 
     Raises:
-        ConfigError: an override of a field a resumed run may not change.
-        DataNotFoundError: ``cv_dir`` has no ``cv.json``.
-        DataFormatError: ``cv.json`` is not valid JSON.
+        ConfigError: an override of a field a resumed run may not change, or a fold whose
+            run was trained with another config than ``cv.json``'s (edited since).
+        DataNotFoundError: ``cv_dir`` has no ``cv.json``, or a fold still to train lacks its
+            folder or files (checked before any fold trains).
+        DataFormatError: ``cv.json`` is not valid JSON or not the layout of ltr cv.
     """
     cv_dir, overrides = Path(cv_dir).resolve(), list(overrides)
     fixed = [item for item in overrides if not item.startswith(_RESUMABLE_CHANGES)]
@@ -215,7 +228,7 @@ def resume_cv(
             f"cannot resume {cv_dir} with {', '.join(fixed)}: the folds done keep their config, "
             f"so only {', '.join(_RESUMABLE_CHANGES)} may change"
         )
-    state = _read_json(cv_dir / CV_FILE, f"{cv_dir} has no {CV_FILE}; is it a directory of ltr cv?")
+    state = read_cv_json(cv_dir)
     raw = copy.deepcopy(state["config"])
     raw["data"]["root"] = "."  # a placeholder that satisfies validation, as in load_cv_config
     config = load_config(base=raw, overrides=overrides)
@@ -257,11 +270,16 @@ def _train_folds(
     """Bring every fold to done, in order, writing ``cv.json`` after each (rank 0)."""
     console = Console(stderr=True, quiet=quiet or not dist.is_main, soft_wrap=True)
     results = [FoldResult(fold) for fold in folds]
-    for i, fold in enumerate(folds):
-        # rank 0 looks; every rank takes its decision
-        stage, found = dist.broadcast_object(
-            _fold_stage(cv_dir / fold.name) if dist.is_main else None
-        )
+    # rank 0 looks; every rank takes its decisions
+    stages = dist.broadcast_object(
+        [_fold_stage(cv_dir / fold.name) for fold in folds] if dist.is_main else None
+    )
+    for fold, (stage, found) in zip(folds, stages, strict=True):  # fail before any fold trains
+        if found is not None:  # cv.json may have been edited since the fold ran
+            _check_fold_config(found, _fold_config(config, fold, cv_dir), fold)
+        if stage != "done":  # a resumed cv's data may have moved
+            _check_fold_files(fold)
+    for i, (fold, (stage, found)) in enumerate(zip(folds, stages, strict=True)):
         started = time.perf_counter()
         tags = {
             "mlflow.runName": f"{cv_dir.name}/{fold.name}",
@@ -269,16 +287,16 @@ def _train_folds(
             "ltr.fold": fold.name,
         }
         if stage == "done":
-            run_dir, done = found, f"{fold.name} done before"
+            run_dir, outcome = found, f"{fold.name} done before"
         elif stage == "interrupted":
             resumed = load_run_config(found, overrides)
             run_dir = run_experiment(resumed, resume=found, quiet=True, dist=dist, mlflow_tags=tags)
-            done = f"resumed {fold.name} in {time.perf_counter() - started:.1f} s"
+            outcome = f"resumed {fold.name} in {time.perf_counter() - started:.1f} s"
         else:
             run_dir = run_experiment(
                 _fold_config(config, fold, cv_dir), quiet=True, dist=dist, mlflow_tags=tags
             )
-            done = f"trained {fold.name} in {time.perf_counter() - started:.1f} s"
+            outcome = f"trained {fold.name} in {time.perf_counter() - started:.1f} s"
         if not dist.is_main:  # rank 0 reads the reports and writes cv.json
             continue
         report = _read_report(run_dir)
@@ -287,7 +305,7 @@ def _train_folds(
         value = report["test"].get(_SUMMARY_METRIC)
         shown = "n/a" if value is None else f"{value:.4f}"
         console.print(
-            f"Fold {i + 1}/{len(folds)}: {done}: test {_SUMMARY_METRIC}={shown} "
+            f"Fold {i + 1}/{len(folds)}: {outcome}: test {_SUMMARY_METRIC}={shown} "
             f"(best epoch {report['best_epoch']} of {report['epochs']}); {_shown(run_dir, cv_dir)}",
             highlight=False,
         )
@@ -324,7 +342,24 @@ def _shown(path: Path, cv_dir: Path) -> Path:
     return path.relative_to(cv_dir) if path.is_relative_to(cv_dir) else path
 
 
+def _check_fold_config(run_dir: Path, wanted: ExperimentConfig, fold: Fold) -> None:
+    """Refuse a fold run trained with another config than the cv's: one cv, one config."""
+    changed = config_changes(
+        load_run_config(run_dir).resolved(), wanted.resolved(), allowed=_FOLD_RUN_CHANGES
+    )
+    if changed:
+        raise ConfigError(
+            f"fold {fold.name}'s run {run_dir} was trained with another config than the cv's "
+            f"{CV_FILE} ({', '.join(changed)}); every fold of a cv trains with one config: "
+            f"restore {CV_FILE} or start a new cv"
+        )
+
+
 def _check_fold_files(fold: Fold) -> None:
+    if not fold.root.is_dir():
+        raise DataNotFoundError(
+            f"fold {fold.name}: its folder {fold.root} does not exist; restore it"
+        )
     for split in ("train", "test"):
         if find_data_file(fold.root, split) is None:
             raise DataNotFoundError(
@@ -336,16 +371,12 @@ def _check_fold_files(fold: Fold) -> None:
 def _read_report(run_dir: Path) -> dict[str, Any]:
     """The run's ``metrics.json``; it must hold test metrics."""
     path = run_dir / "metrics.json"
-    report: dict[str, Any] = _read_json(path, f"{run_dir} has no metrics.json")
-    if not isinstance(report.get("test"), dict):
+    if not path.is_file():
+        raise DataNotFoundError(f"{run_dir} has no metrics.json")
+    report = read_json(path)
+    if not isinstance(report, dict) or not isinstance(report.get("test"), dict):
         raise LtrError(f"{path}: no test metrics; every fold needs a test file")
     return report
-
-
-def _read_json(path: Path, missing: str) -> Any:
-    if not path.is_file():
-        raise DataNotFoundError(missing)
-    return read_json(path)
 
 
 def _write_state(

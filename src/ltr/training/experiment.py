@@ -73,6 +73,7 @@ __all__ = [
     "DataPaths",
     "Distributed",
     "Splits",
+    "config_changes",
     "find_data_file",
     "load_run_config",
     "load_splits",
@@ -159,7 +160,8 @@ def run_experiment(
 
     Raises:
         DataNotFoundError: a data file or the data root is missing.
-        ConfigError: a resumed run with a different config, or a finished one (it has its
+        ConfigError: a resumed run with a different config or a data file edited since the
+            run started (checkpoints record each file's sha256), or a finished one (it has its
             ``metrics.json``) with no epoch left to train (its ``num_epochs`` done, or stopped
             early and the patience not raised; a run interrupted after its last epoch but
             before ``metrics.json`` resumes to test its best epoch); a distributed
@@ -203,10 +205,15 @@ def _run(
         _check_resumable(resume, checkpoint["config"], config.resolved())
         if (resume / "metrics.json").is_file():  # else it stopped before its test: finish that
             _check_epochs_left(checkpoint, training)
-    splits = load_splits(
-        config.data, console=console, resuming=resume is not None, record_files=dist.is_main
+    splits = load_splits(  # a resume hashes on every rank: each must take the same decision
+        config.data,
+        console=console,
+        resuming=resume is not None,
+        record_files=dist.is_main or resume is not None,
     )
     if checkpoint is not None:
+        assert resume is not None and splits.files is not None
+        _check_same_data_files(resume, checkpoint.get("data"), splits.files)
         check_feature_count(checkpoint, splits.train.n_features, "the training data")
         normalizer = Normalizer.from_dict(checkpoint["normalizer"], source=str(resume))
     else:
@@ -252,6 +259,7 @@ def _run(
             "config": config.resolved(),
             "normalizer": normalizer.to_dict(),
             "n_features": train_data.n_features,
+            "data": splits.files,  # what a resume must find again
         }
         result = train(
             model,
@@ -499,6 +507,23 @@ def load_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> Exper
     return load_config(path, overrides)
 
 
+def _check_same_data_files(
+    run_dir: Path, recorded: Mapping[str, Any] | None, now: Mapping[str, Any]
+) -> None:
+    """Refuse to resume on a data file edited since the run started: its epochs so far saw other
+    bytes than the ones ``metrics.json["data"]`` would record (checkpoints before ltr recorded
+    files pass)."""
+    for split, then in (recorded or {}).items():
+        sha256_then = (then or {}).get("sha256")
+        sha256_now = (now.get(split) or {}).get("sha256")
+        if sha256_then is not None and sha256_now != sha256_then:
+            raise ConfigError(
+                f"cannot resume {run_dir}: its {split} file {then['path']} changed since the run "
+                f"started (sha256 {sha256_then[:12]} then, {(sha256_now or 'none')[:12]} now); "
+                "restore that file or train a new run"
+            )
+
+
 def _check_epochs_left(checkpoint: Mapping[str, Any], training: TrainingConfig) -> None:
     """Refuse a resume of a finished run that would train no epoch (and so must not rewrite
     the run's files)."""
@@ -526,15 +551,22 @@ def same_paths(items: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_resumable(run_dir: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
-    """Refuse to resume with a config that changes more than :data:`RESUMABLE_CHANGES`; a data
-    path may be spelled differently if it resolves to the same file or folder."""
+def config_changes(
+    stored: Mapping[str, Any], wanted: Mapping[str, Any], *, allowed: tuple[str, ...] = ()
+) -> list[str]:
+    """The dotted fields in which two resolved configs differ, except those starting with one of
+    ``allowed``; a data path may be spelled differently if it resolves to the same file."""
     before, after = same_paths(dotted_items(stored)), same_paths(dotted_items(wanted))
-    changed = [
+    return [
         key
         for key in sorted(set(before) | set(after))
-        if before.get(key) != after.get(key) and not key.startswith(RESUMABLE_CHANGES)
+        if before.get(key) != after.get(key) and not key.startswith(allowed)
     ]
+
+
+def _check_resumable(run_dir: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    """Refuse to resume with a config that changes more than :data:`RESUMABLE_CHANGES`."""
+    changed = config_changes(stored, wanted, allowed=RESUMABLE_CHANGES)
     if changed:
         raise ConfigError(
             f"cannot resume {run_dir}: the config differs from the run's in {', '.join(changed)}; "

@@ -12,7 +12,7 @@ import pytest
 
 from ltr.config import load_config
 from ltr.errors import ConfigError, DataNotFoundError
-from ltr.experiments.compare import RunRecord, compare_runs, load_run
+from ltr.experiments.compare import RunRecord, compare_runs, load_run, scan_runs
 from ltr.experiments.cv_record import load_cv, load_run_or_cv
 from ltr.experiments.plots import plot_test_metrics, plot_training_curves
 from ltr.experiments.significance import paired_t_test, randomization_test, win_tie_loss
@@ -268,6 +268,47 @@ def test_load_run_or_cv_reads_a_run_directory_as_load_run_does(cvs: list[Path]) 
     assert run.run_id == direct.run_id and run.query_ids.tolist() == direct.query_ids.tolist()
 
 
+def test_scan_of_a_folder_of_cvs_only_says_to_name_them(cvs: list[Path]) -> None:
+    with pytest.raises(
+        DataNotFoundError, match=r"holds cv directories of ltr cv but no run, and --all compares"
+    ) as error:
+        scan_runs(cvs[0].parent)
+    assert f"name them: ltr compare {cvs[0]} {cvs[1]}" in str(error.value)
+
+
+def test_scan_notes_the_cvs_it_skips_beside_runs(cvs: list[Path], tmp_path: Path) -> None:
+    copy_cv(cvs[0], tmp_path)
+    run_dir = shutil.copytree(fold_run_dirs(cvs[0])["Fold1"], tmp_path / "run")
+
+    found, notes = scan_runs(tmp_path)
+
+    assert [run.path for run in found] == [run_dir]
+    assert notes == [
+        f"skipped 1 cv directory (--all compares runs); to compare cvs, name them: "
+        f"ltr compare {tmp_path / cvs[0].name}"
+    ]
+
+
+def test_table_of_one_cv_of_one_fold_counts_in_the_singular(
+    cvs: list[Path], tmp_path: Path
+) -> None:
+    from rich.console import Console
+
+    from ltr.cli.experiments import rich_table
+
+    one = copy_cv(cvs[0], tmp_path)
+    state = read_json(one / "cv.json")
+    state["folds"] = state["folds"][:1]
+    (one / "cv.json").write_text(json.dumps(state), encoding="utf-8")
+    record = load_cv(one)
+    console = Console(width=200, record=True)
+
+    console.print(rich_table(compare_runs([record], n_resamples=100)))
+
+    title = console.export_text().splitlines()[0].rstrip()
+    assert title == f"1 cv on {len(record.query_ids)} test queries of 1 fold"
+
+
 def test_plots_of_cvs_show_pooled_metrics_and_mean_curves(
     records: list[RunRecord], tmp_path: Path
 ) -> None:
@@ -276,3 +317,12 @@ def test_plots_of_cvs_show_pooled_metrics_and_mean_curves(
         plot_training_curves(records, tmp_path / "cmp-curves.png"),
     ]
     assert all(path.read_bytes()[:4] == b"\x89PNG" for path in written)
+
+
+def test_curves_of_cvs_promise_no_best_epoch_star_they_do_not_draw(
+    records: list[RunRecord], tmp_path: Path
+) -> None:
+    svg = plot_training_curves(records, tmp_path / "curves.svg").read_text(encoding="utf-8")
+
+    assert "<!-- Validation NDCG@10, mean over folds -->" in svg  # matplotlib names each text
+    assert "best epoch" not in svg

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ltr.config import load_config
-from ltr.errors import BundleError, ExportError, WriteError
+from ltr.errors import BundleError, DataFormatError, ExportError, WriteError
 from ltr.lifecycle import parity, quantize
 from ltr.lifecycle.bundle import verify_bundle
 from ltr.lifecycle.export import ExportReport, export_bundle
@@ -294,3 +294,14 @@ def test_bundle_folder_that_cannot_be_created_is_refused_before_any_work(tmp_pat
     (tmp_path / "taken").write_text("a file where a folder should be")
     with pytest.raises(WriteError, match=r"^cannot write .*taken/bundle: .*taken is a file"):
         export_bundle(tmp_path / "no-run", tmp_path / "taken" / "bundle")  # model checked later
+
+
+def test_run_with_invalid_metrics_json_is_one_error_naming_the_file(
+    workdir: Path, tmp_path: Path
+) -> None:
+    run_dir = train_run(workdir, "linear")
+    (run_dir / "metrics.json").write_text("{not json", encoding="utf-8")
+
+    with pytest.raises(DataFormatError, match=r"metrics\.json:1: invalid JSON"):
+        export_bundle(run_dir, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()

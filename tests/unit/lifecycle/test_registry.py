@@ -21,7 +21,7 @@ import ltr.data.summary
 import ltr.lifecycle.registry
 from ltr._fs import file_sha256
 from ltr.config import PromotionConfig, load_config
-from ltr.errors import PromotionRefused
+from ltr.errors import DataFormatError, PromotionRefused
 from ltr.lifecycle.gates import Baseline, PerQueryTable, evaluate_gate
 from ltr.lifecycle.model_card import render_model_card
 from ltr.lifecycle.registry import (
@@ -328,6 +328,18 @@ def test_run_from_before_recorded_files_is_promoted_with_the_files_as_they_are(
     model = promote(old, validated)
 
     assert model.metadata["data"]["test"]["sha256"] == sha256(data_root / "test.txt")
+
+
+@pytest.mark.parametrize("text", ["{not json", "[]"])
+def test_run_with_a_metrics_json_that_is_no_report_is_one_error_naming_the_file(
+    strong_run: Path, tmp_path: Path, validated: Path, text: str
+) -> None:
+    run = Path(shutil.copytree(strong_run, tmp_path / strong_run.name))
+    (run / "metrics.json").write_text(text, encoding="utf-8")
+
+    with pytest.raises(DataFormatError, match=r"metrics\.json(:1: invalid JSON|: expected an obj)"):
+        promote(run, validated)
+    assert not validated.exists()
 
 
 def test_existing_version_is_refused(strong_run: Path, validated: Path) -> None:

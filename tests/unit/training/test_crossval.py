@@ -15,7 +15,7 @@ import torch
 import ltr.training.experiment as experiment_module
 from ltr.config import ExperimentConfig, load_config
 from ltr.data.letor import load_letor
-from ltr.errors import ConfigError, DataNotFoundError
+from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 from ltr.experiments.cv_record import CV_FILE
 from ltr.losses import build_loss
 from ltr.training import run_experiment
@@ -168,6 +168,41 @@ def test_resume_refuses_a_change_the_finished_folds_did_not_have(cv_dir: Path) -
         resume_cv(cv_dir, ["training.device=cpu", "training.seed=1"], quiet=True)
 
 
+def test_resume_refuses_a_cv_json_whose_config_is_not_the_folds_runs_any_more(
+    cv_dir: Path, tmp_path: Path
+) -> None:
+    copy = shutil.copytree(cv_dir, tmp_path / cv_dir.name)
+    shutil.rmtree(copy / "Fold3")  # one fold still to train, with the edited config
+    state = read_json(copy / CV_FILE)
+    state["config"]["training"]["learning_rate"] = 0.5  # cv.json edited by hand
+    (copy / CV_FILE).write_text(json.dumps(state), encoding="utf-8")
+
+    with pytest.raises(
+        ConfigError,
+        match=r"^fold Fold1's run .* was trained with another config than the cv's cv\.json "
+        r"\(training\.learning_rate\); every fold of a cv trains with one config",
+    ):
+        resume_cv(copy, ["training.device=cpu"], quiet=True)
+    assert not (copy / "Fold3").exists()
+
+
+def test_resume_refuses_a_fold_whose_folder_is_gone_before_any_fold_trains(
+    cv_dir: Path, tmp_path: Path
+) -> None:
+    copy = shutil.copytree(cv_dir, tmp_path / cv_dir.name)
+    for fold in ("Fold1", "Fold2"):  # both still to train
+        shutil.rmtree(copy / fold)
+    state = read_json(copy / CV_FILE)
+    state["folds"][1]["data_root"] = str(tmp_path / "moved")  # the data moved since
+    (copy / CV_FILE).write_text(json.dumps(state), encoding="utf-8")
+
+    with pytest.raises(
+        DataNotFoundError, match=r"^fold Fold2: its folder .*moved does not exist; restore it$"
+    ):
+        resume_cv(copy, quiet=True)
+    assert not (copy / "Fold1").exists()
+
+
 def test_folds_are_found_in_numeric_order_whatever_their_case(tmp_path: Path) -> None:
     for name in ("fold10", "FOLD2", "Fold1"):
         write_tiny_data(tmp_path / name, n_queries=10, max_docs=6)
@@ -177,9 +212,27 @@ def test_folds_are_found_in_numeric_order_whatever_their_case(tmp_path: Path) ->
     assert [fold.name for fold in find_folds(tmp_path)] == ["Fold1", "FOLD2", "fold10"]
 
 
+def test_a_file_named_like_a_fold_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_tiny_data(tmp_path / "Fold1", n_queries=10, max_docs=6)
+    (tmp_path / "Fold2").write_text("not a folder")
+    (tmp_path / "Fold3").symlink_to(tmp_path / "nowhere")
+
+    assert [fold.name for fold in find_folds(tmp_path)] == ["Fold1"]
+    assert f"folds folder {tmp_path}: Fold2 is not a folder; skipped" in caplog.text
+    assert f"folds folder {tmp_path}: Fold3 is not a folder; skipped" in caplog.text
+
+
 def test_missing_folds_folder_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match=r"^folds folder .*nowhere does not exist$"):
         run_cv(tiny_config(tmp_path), tmp_path / "nowhere", quiet=True)
+
+
+def test_folds_folder_that_is_a_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "train.txt").write_text("", encoding="utf-8")
+    with pytest.raises(DataNotFoundError, match=r"^folds folder .*train\.txt is not a folder$"):
+        run_cv(tiny_config(tmp_path), tmp_path / "train.txt", quiet=True)
 
 
 def test_folder_without_fold_folders_says_what_it_looked_for(tmp_path: Path) -> None:
@@ -217,6 +270,25 @@ def test_config_with_explicit_data_files_names_the_fields(folds_dir: Path, tmp_p
 
 def test_resume_of_a_folder_without_cv_json_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match=r"has no cv\.json; is it a directory of ltr cv\?"):
+        resume_cv(tmp_path, quiet=True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[]",
+        "{}",
+        '{"folds_dir": "f", "config": {}, "folds": []}',
+        '{"folds_dir": "f", "config": {}, "folds": [{"name": "Fold1"}]}',
+        '{"folds_dir": "f", "config": {}, "folds": [{"name": "F", "data_root": "a"}, '
+        '{"name": "F", "data_root": "b"}]}',
+    ],
+)
+def test_resume_of_a_cv_json_not_laid_out_by_ltr_cv_names_the_file(
+    tmp_path: Path, text: str
+) -> None:
+    (tmp_path / CV_FILE).write_text(text, encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"cv\.json: expected the folds_dir, config and fold"):
         resume_cv(tmp_path, quiet=True)
 
 

@@ -30,7 +30,7 @@ from ltr.training import Distributed, load_run_config, run_experiment
 from ltr.training.checkpoint import FORMAT, VERSION, load_checkpoint
 from ltr.training.experiment import load_splits
 from ltr.training.trainer import score_data
-from support.tiny_runs import write_tiny_data
+from support.tiny_runs import relabel_in_place, write_tiny_data
 
 BATCH_SIZE = 8
 
@@ -367,6 +367,21 @@ def test_resume_without_the_run_data_does_not_suggest_making_data(
     with pytest.raises(DataNotFoundError, match=r"is not a folder; a resumed run reads") as error:
         run_experiment(config, resume=run_dir, quiet=True)
     assert "synth" not in str(error.value)
+
+
+def test_resume_refuses_a_data_file_edited_since_the_run_started(
+    data_root: Path, tmp_path: Path
+) -> None:
+    data = shutil.copytree(data_root, tmp_path / "data")
+    run_dir = run_experiment(make_config(data, tmp_path, "training.num_epochs=1"), quiet=True)
+    relabel_in_place(data / "train.txt")  # same path, other bytes
+    config = load_run_config(run_dir, ["training.num_epochs=2"])
+
+    with pytest.raises(
+        ConfigError, match=r"its train file .*train\.txt changed since the run started \(sha256 "
+    ):
+        run_experiment(config, resume=run_dir, quiet=True)
+    assert read_json(run_dir / "metrics.json")["epochs"] == 1  # the run is left as it was
 
 
 def test_resume_with_a_relative_data_root_names_the_folder_it_was_read_from(
