@@ -49,6 +49,7 @@ import yaml
 from numpy.typing import NDArray
 
 from ltr._fs import file_sha256, read_json
+from ltr.data.layout import config_test_file
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 from ltr.experiments.significance import (
     ConfidenceInterval,
@@ -76,9 +77,6 @@ __all__ = [
 ]
 
 RUN_FILES = ("config.yaml", "training_history.json", "metrics.json", "test_per_query.tsv")
-# the test file names ltr.training.experiment.FILE_NAMES looks for in data.root (importing it
-# would import torch)
-_TEST_FILE_NAMES = ("test.txt", "test.txt.gz")
 DEFAULT_METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr")
 
 
@@ -138,12 +136,7 @@ class RunRecord:
     def test_file(self) -> Path | None:
         """The test file of ``config.yaml`` (``data.test``, else the one in ``data.root``);
         None when it names none that exists."""
-        data = self.config.get("data") or {}
-        if data.get("test"):
-            return Path(data["test"])
-        root = data.get("root")
-        found = (Path(root) / name for name in _TEST_FILE_NAMES) if root else iter(())
-        return next((path for path in found if path.is_file()), None)
+        return config_test_file(self.config.get("data") or {})
 
     def mean(self, metric: str) -> float:
         """The test mean of ``metric``: ``metrics.json`` if it has it, else from the queries."""

@@ -14,13 +14,12 @@ from typing import Any
 from torch import Tensor, nn
 
 from ltr._fs import read_json
+from ltr.data.layout import config_test_file
 from ltr.data.preprocessing import Normalizer
 from ltr.models import uses_context
 from ltr.training.checkpoint import checkpoint_file, load_checkpoint, restore_scorer
 
 __all__ = ["RankingModule", "Source", "load_source"]
-
-_TEST_FILES = ("test.txt", "test.txt.gz")
 
 
 class RankingModule(nn.Module):
@@ -87,13 +86,7 @@ class Source:
 
     def test_file(self) -> Path | None:
         """The run's test file from its config (``data.test``, else ``data.root``'s test.txt)."""
-        data = self.config.get("data", {})
-        if data.get("test"):
-            return Path(data["test"])
-        if data.get("root"):
-            root = Path(data["root"])
-            return next((root / name for name in _TEST_FILES if (root / name).is_file()), None)
-        return None
+        return config_test_file(self.config.get("data") or {})
 
 
 def load_source(model: str | Path) -> Source:

@@ -42,15 +42,14 @@ from rich.console import Console
 
 from ltr._fs import atomic_write_json, read_json
 from ltr.config import ExperimentConfig, load_config
+from ltr.data.layout import FILE_NAMES, find_data_file
 from ltr.errors import ConfigError, DataNotFoundError, LtrError
 from ltr.experiments.cv_record import CV_FILE, read_cv_json
 from ltr.experiments.mlflow_tracker import check_mlflow
 from ltr.experiments.tracking import Run, json_safe
 from ltr.training.distributed import Distributed, per_rank_batch_size, process_group
 from ltr.training.experiment import (
-    FILE_NAMES,
     config_changes,
-    find_data_file,
     load_run_config,
     resolve_device,
     run_experiment,

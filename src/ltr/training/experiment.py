@@ -56,6 +56,7 @@ from ltr.config import (
     load_config,
 )
 from ltr.data.dataset import QueryDataset, split_by_query
+from ltr.data.layout import FILE_NAMES, find_data_file
 from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
 from ltr.data.summary import describe_data
@@ -74,7 +75,6 @@ __all__ = [
     "Distributed",
     "Splits",
     "config_changes",
-    "find_data_file",
     "load_run_config",
     "load_splits",
     "report_test_metrics",
@@ -86,11 +86,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FILE_NAMES = {
-    "train": ("train.txt", "train.txt.gz"),
-    "valid": ("vali.txt", "vali.txt.gz", "valid.txt", "valid.txt.gz"),
-    "test": ("test.txt", "test.txt.gz"),
-}
 # always in metrics.json, whatever evaluation.metrics lists
 TEST_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr")
 NO_RELEVANT_POLICIES = ("zero", "one", "skip")
@@ -406,11 +401,6 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
             f"{', '.join(FILE_NAMES['train'])}); create one with `ltr data synth --out {root}`"
         )
     return DataPaths(train=train_path, valid=found["valid"], test=found["test"])
-
-
-def find_data_file(root: Path, split: str) -> Path | None:
-    """The first of :data:`FILE_NAMES` ``[split]`` (``train``, ``valid``, ``test``) in ``root``."""
-    return next((root / name for name in FILE_NAMES[split] if (root / name).is_file()), None)
 
 
 def load_splits(
