@@ -28,20 +28,43 @@ class OutputFormat(str, Enum):
     trec = "trec"
 
 
+# options ltr train and ltr cv share
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Experiment YAML (e.g. configs/default.yaml).")
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="Scorer: linear|mlp|transformer (ensembles: ltr ensemble)."),
+]
+LossOption = Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. lambdarank.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a field: --set training.learning_rate=3e-4."),
+]
+DeviceOption = Annotated[Device | None, typer.Option("--device", help="cpu|cuda|auto.")]
+
+
+def _device_sets(device: Device | None) -> list[str]:
+    return [f"training.device={option_value(device)}"] if device else []
+
+
+def _check_model(model: str | None) -> None:
+    if model == "ensemble":  # it averages trained runs; there is nothing to train
+        raise ConfigError("--model ensemble: build ensembles from trained runs with ltr ensemble")
+
+
+def _refuse_beside_resume(what: str, options: list[tuple[str, object]]) -> None:
+    """``--resume`` continues ``what`` as it was configured: these options may not come along."""
+    if given := [name for name, value in options if value]:
+        raise ConfigError(f"--resume continues {what}; drop {', '.join(given)}")
+
+
 def train(
-    config: Annotated[
-        Path | None, typer.Option("--config", help="Experiment YAML (e.g. configs/default.yaml).")
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="Scorer: linear|mlp|transformer (ensembles: ltr ensemble)."),
-    ] = None,
-    loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. lambdarank.")] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a field: --set training.learning_rate=3e-4."),
-    ] = None,
-    device: Annotated[Device | None, typer.Option("--device", help="cpu|cuda|auto.")] = None,
+    config: ConfigOption = None,
+    model: ModelOption = None,
+    loss: LossOption = None,
+    overrides: SetOption = None,
+    device: DeviceOption = None,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this run from its last.pt.")
     ] = None,
@@ -56,19 +79,13 @@ def train(
     from ltr.config import load_config
     from ltr.training import Distributed, load_run_config, run_experiment
 
-    sets = [*(overrides or []), *([f"training.device={option_value(device)}"] if device else [])]
-    if model == "ensemble":  # it averages trained runs; there is nothing to train
-        raise ConfigError("--model ensemble: build ensembles from trained runs with ltr ensemble")
-    if resume is not None:
-        given = [
-            name
-            for name, value in (("--config", config), ("--model", model), ("--loss", loss))
-            if value is not None
-        ]
-        if given:  # a resumed run keeps its scorer and loss
-            raise ConfigError(
-                f"--resume continues a run with its own config.yaml; drop {', '.join(given)}"
-            )
+    sets = [*(overrides or []), *_device_sets(device)]
+    _check_model(model)
+    if resume is not None:  # a resumed run keeps its scorer and loss
+        _refuse_beside_resume(
+            "a run with its own config.yaml",
+            [("--config", config), ("--model", model), ("--loss", loss)],
+        )
         experiment = load_run_config(resume, sets)
     elif config is None:
         raise ConfigError("give --config FILE (e.g. configs/default.yaml) or --resume RUN_DIR")
@@ -79,22 +96,15 @@ def train(
 
 
 def cv(
-    config: Annotated[
-        Path | None, typer.Option("--config", help="Experiment YAML (e.g. configs/default.yaml).")
-    ] = None,
+    config: ConfigOption = None,
     folds: Annotated[
         Path | None,
         typer.Option("--folds", help="Folder of fold folders Fold1..FoldK (e.g. mq2008)."),
     ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", help="Scorer: linear|mlp|transformer.")
-    ] = None,
-    loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. lambdarank.")] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a field: --set training.learning_rate=3e-4."),
-    ] = None,
-    device: Annotated[Device | None, typer.Option("--device", help="cpu|cuda|auto.")] = None,
+    model: ModelOption = None,
+    loss: LossOption = None,
+    overrides: SetOption = None,
+    device: DeviceOption = None,
     resume: Annotated[
         Path | None,
         typer.Option("--resume", help="Continue this cv directory: unfinished folds only."),
@@ -107,25 +117,19 @@ def cv(
     from ltr.training import Distributed, resume_cv, run_cv
     from ltr.training.crossval import load_cv_config
 
-    sets = [f"training.device={option_value(device)}"] if device else []
-    if model == "ensemble":
-        raise ConfigError("--model ensemble: build ensembles from trained runs with ltr ensemble")
-    if resume is not None:
-        given = [
-            name
-            for name, value in (
+    sets = _device_sets(device)
+    _check_model(model)
+    if resume is not None:  # folds already done cannot change, so no option may
+        _refuse_beside_resume(
+            "a cv with the config in its cv.json",
+            [
                 ("--config", config),
                 ("--folds", folds),
                 ("--model", model),
                 ("--loss", loss),
                 ("--set", overrides),
-            )
-            if value
-        ]
-        if given:  # folds already done cannot change, so none may
-            raise ConfigError(
-                f"--resume continues a cv with the config in its cv.json; drop {', '.join(given)}"
-            )
+            ],
+        )
         result = resume_cv(resume, sets, quiet=quiet, dist=Distributed.from_env())
     elif config is None or folds is None:
         raise ConfigError(
