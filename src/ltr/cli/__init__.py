@@ -84,7 +84,10 @@ def main() -> None:
     except LtrError as error:
         if _state["debug"]:
             raise
-        _record_for_torchrun(error)
+        if "TORCHELASTIC_ERROR_FILE" in os.environ:  # one process of a torchrun job
+            from ltr.training.distributed import record_for_torchrun
+
+            record_for_torchrun(error)
         sys.stderr.write(f"error: {error}\n")
         sys.exit(1)
     except (Interrupted, SystemExit):
@@ -97,13 +100,3 @@ def main() -> None:
         sys.exit(stop.exit_code)
     finally:  # the command has cleaned up; a signal while the interpreter exits ends it at once
         default_signals()
-
-
-def _record_for_torchrun(error: LtrError) -> None:
-    """Under torchrun, leave the error where its failure summary looks for it: the summary then
-    names this rank's error as the root cause, not a peer that merely lost its connection."""
-    if "TORCHELASTIC_ERROR_FILE" not in os.environ:
-        return
-    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
-
-    ErrorHandler().record_exception(error)

@@ -56,7 +56,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ltr.data.dataset import Batch, BatchLoader, QueryDataset
 from ltr.data.letor import LetorData
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, LtrError
 
 __all__ = [
     "Distributed",
@@ -215,8 +215,26 @@ def process_group(dist: Distributed, device: torch.device) -> Iterator[None]:
     torch_dist.init_process_group(backend, rank=dist.rank, world_size=dist.world_size)
     try:
         yield
+    except LtrError as error:
+        record_for_torchrun(error)  # before the group goes: its peers fail once it has
+        raise
     finally:
         torch_dist.destroy_process_group()
+
+
+def record_for_torchrun(error: BaseException) -> None:
+    """Under torchrun, leave ``error`` where its failure summary looks for it, so the summary
+    names this rank's error as the root cause, not a peer that merely lost its connection.
+
+    The first record stands: torchrun ranks failures by their time, and a later write of the
+    same error would only make it look later than the peers it brought down.
+    """
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path or os.path.exists(path):
+        return
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    ErrorHandler().record_exception(error)
 
 
 # --------------------------------------------------------------------------------------------
