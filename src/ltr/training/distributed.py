@@ -199,7 +199,10 @@ def _comm_device() -> torch.device:
 
 @contextmanager
 def process_group(dist: Distributed, device: torch.device) -> Iterator[None]:
-    """Join the job's process group for the duration of the block; leave it even on error.
+    """Join the job's process group for the duration of the block.
+
+    The group is left when the block ends normally. After an error it stays open until the
+    process exits, so this rank is the first to end (see the comment below).
 
     gloo for a CPU ``device``, nccl for cuda (after selecting ``device`` as the current GPU);
     the rendezvous is ``env://`` (``MASTER_ADDR``/``MASTER_PORT`` from torchrun). Nothing
@@ -216,10 +219,13 @@ def process_group(dist: Distributed, device: torch.device) -> Iterator[None]:
     try:
         yield
     except LtrError as error:
-        record_for_torchrun(error)  # before the group goes: its peers fail once it has
+        # The group is left open on purpose: the peers then fail only when this process exits
+        # and closes its sockets, so torchrun sees this rank end first and names it the root
+        # cause. Leaving the group here let a peer fail and exit while this one was still
+        # shutting down, and torchrun named the peer.
+        record_for_torchrun(error)
         raise
-    finally:
-        torch_dist.destroy_process_group()
+    torch_dist.destroy_process_group()
 
 
 def record_for_torchrun(error: BaseException) -> None:
