@@ -386,6 +386,14 @@ def _check_metrics(runs: Sequence[RunRecord], names: Sequence[str]) -> None:
     if len(set(ids)) != len(ids):
         duplicated = sorted({i for i in ids if ids.count(i) > 1})
         raise ConfigError(f"each run may be compared once; given twice: {', '.join(duplicated)}")
+    first_name: dict[Path, str] = {}
+    for run in runs:  # a symlink gives one run a second name
+        same = first_name.setdefault(run.path.resolve(), run.run_id)
+        if same != run.run_id:
+            raise ConfigError(
+                f"each run may be compared once; {run.run_id} is {same} (the same folder, "
+                f"{run.path.resolve()})"
+            )
     for run in runs:
         missing = [name for name in names if name not in run.per_query]
         if missing:

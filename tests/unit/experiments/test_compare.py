@@ -113,6 +113,17 @@ def test_compare_matches_queries_by_id_not_by_line(runs: list[RunRecord], tmp_pa
     assert after.win_tie_loss == before.win_tie_loss
 
 
+def test_compare_refuses_a_run_given_twice_even_under_another_name(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match=f"given twice: {runs[0].run_id}$"):
+        compare_runs([runs[0], runs[1], runs[0]])
+    alias = tmp_path / "alias"
+    alias.symlink_to(runs[1].path, target_is_directory=True)
+    with pytest.raises(ConfigError, match=f"alias is {runs[1].run_id} \\(the same folder, "):
+        compare_runs([runs[0], runs[1], load_run(alias)])
+
+
 def test_compare_refuses_runs_tested_on_different_queries(
     runs: list[RunRecord], tmp_path: Path
 ) -> None:

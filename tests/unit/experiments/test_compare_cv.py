@@ -262,6 +262,15 @@ def test_compare_refuses_a_mix_of_a_run_and_a_cv(cvs: list[Path], records: list[
     )
 
 
+def test_compare_refuses_a_cv_given_twice_through_a_symlink(
+    cvs: list[Path], records: list[RunRecord], tmp_path: Path
+) -> None:
+    alias = tmp_path / "same-cv"
+    alias.symlink_to(cvs[0], target_is_directory=True)
+    with pytest.raises(ConfigError, match=f"same-cv is {records[0].run_id} \\(the same folder"):
+        compare_runs([records[0], load_run_or_cv(alias)], n_resamples=200)
+
+
 def test_load_run_or_cv_reads_a_run_directory_as_load_run_does(cvs: list[Path]) -> None:
     run_dir = fold_run_dirs(cvs[0])["Fold3"]
     run, direct = load_run_or_cv(run_dir), load_run(run_dir)
