@@ -40,13 +40,14 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ltr._fs import atomic_write_json, read_json
+from ltr._fs import atomic_write_json, file_sha256, read_json
 from ltr.config import ExperimentConfig, load_config
 from ltr.data.layout import FILE_NAMES, find_data_file
 from ltr.errors import ConfigError, DataNotFoundError, LtrError
 from ltr.experiments.cv_record import CV_FILE, read_cv_json
 from ltr.experiments.mlflow_tracker import check_mlflow
 from ltr.experiments.tracking import Run, json_safe
+from ltr.lifecycle.provenance import file_changed, recorded_file
 from ltr.training.distributed import Distributed, per_rank_batch_size, process_group
 from ltr.training.experiment import (
     config_changes,
@@ -276,6 +277,8 @@ def _train_folds(
     for fold, (stage, found) in zip(folds, stages, strict=True):  # fail before any fold trains
         if found is not None:  # cv.json may have been edited since the fold ran
             _check_fold_config(found, _fold_config(config, fold, cv_dir), fold)
+        if stage == "done":  # its metrics describe the files it read then
+            _check_fold_data(found, fold)
         if stage != "done":  # a resumed cv's data may have moved
             _check_fold_files(fold)
     for i, (fold, (stage, found)) in enumerate(zip(folds, stages, strict=True)):
@@ -352,6 +355,24 @@ def _check_fold_config(run_dir: Path, wanted: ExperimentConfig, fold: Fold) -> N
             f"{CV_FILE} ({', '.join(changed)}); every fold of a cv trains with one config: "
             f"restore {CV_FILE} or start a new cv"
         )
+
+
+def _check_fold_data(run_dir: Path, fold: Fold) -> None:
+    """Refuse to add to a cv whose finished fold read data files that have changed since: its
+    mean would mix metrics of the old files with folds trained on the new ones."""
+    report = _read_report(run_dir)
+    for split in ("train", "valid", "test"):
+        recorded = recorded_file(report, split)  # None for runs from before ltr recorded files
+        if recorded is None:
+            continue
+        path = Path(recorded["path"])
+        now = file_sha256(path) if path.is_file() else "missing"
+        if now != recorded["sha256"]:
+            raise ConfigError(
+                f"fold {fold.name} is done, but its run "
+                f"{file_changed(run_dir.name, split, recorded, now)}; one cv measures one "
+                "version of the data: restore that file or start a new cv"
+            )
 
 
 def _check_fold_files(fold: Fold) -> None:

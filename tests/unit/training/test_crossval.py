@@ -203,6 +203,25 @@ def test_resume_refuses_a_fold_whose_folder_is_gone_before_any_fold_trains(
     assert not (copy / "Fold1").exists()
 
 
+def test_resume_refuses_a_done_fold_whose_data_file_was_edited_since(
+    folds_dir: Path, tmp_path: Path
+) -> None:
+    folds = shutil.copytree(folds_dir, tmp_path / "folds")
+    result = run_cv(tiny_config(tmp_path / "runs"), folds, quiet=True)
+    assert result is not None
+    shutil.rmtree(result.cv_dir / "Fold3")  # one fold still to train
+    test_file = folds / "Fold1" / "test.txt"
+    test_file.write_text(test_file.read_text().replace("2 qid:", "0 qid:"))  # relabelled
+
+    with pytest.raises(
+        ConfigError,
+        match=r"^fold Fold1 is done, but its run .*'s test file .*Fold1/test\.txt changed since "
+        r"the run read it \(sha256 \w{12} then, \w{12} now\); one cv measures one version",
+    ):
+        resume_cv(result.cv_dir, quiet=True)
+    assert not (result.cv_dir / "Fold3").exists()
+
+
 def test_folds_are_found_in_numeric_order_whatever_their_case(tmp_path: Path) -> None:
     for name in ("fold10", "FOLD2", "Fold1"):
         write_tiny_data(tmp_path / name, n_queries=10, max_docs=6)
