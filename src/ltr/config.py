@@ -35,8 +35,11 @@ from ltr.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 _PROBE_FEATURES = 3  # the feature count scorers are built for while a config is checked
+# experiment and registry names: they become folder names and MLflow names
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 __all__ = [
+    "NAME_PATTERN",
     "DataConfig",
     "EvaluationConfig",
     "ExperimentConfig",
@@ -81,7 +84,7 @@ class _Strict(BaseModel):
 
 
 class ExperimentInfo(_Strict):
-    name: str = Field("experiment", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("experiment", min_length=1, pattern=NAME_PATTERN)
     description: str = ""
 
 
@@ -321,7 +324,7 @@ class PromotionConfig(_Strict):
     compare_to_validated: bool = True
     min_improvement: float = 0.0
     significance: SignificanceConfig | None = Field(default_factory=SignificanceConfig)
-    registry_name: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    registry_name: str | None = Field(None, min_length=1, pattern=NAME_PATTERN)
     validated_dir: Path = Path("validated")
 
     @field_validator("metric")

@@ -175,7 +175,8 @@ def test_promote_to_production_publishes_validated_versions_only(tmp_path: Path)
     unvalidated = ltr("promote", str(run_dir), "--to", "production", cwd=tmp_path)
     assert unvalidated.returncode == 1
     assert unvalidated.stderr == (
-        f"error: run {run_dir} is not validated; run `ltr promote {run_dir} --to validated` first\n"
+        f"error: run {run_dir} is not validated as default; run `ltr promote {run_dir} --to "
+        "validated` first\n"
     )
     assert not (tmp_path / "models").exists()
 

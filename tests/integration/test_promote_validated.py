@@ -114,6 +114,13 @@ def test_cli_promotes_a_passing_run(data_root: Path, tmp_path: Path) -> None:
     assert metadata["registry"]["alias"] == "validated"
     assert metadata["registry"]["tracking_uri"] == os.environ["MLFLOW_TRACKING_URI"]
 
+    named = ltr("promote", str(run), "--to", "validated", "--name", "tiny-fold2", cwd=tmp_path)
+    assert named.returncode == 0, named.stderr
+    assert "tiny-fold2_v1.0.0" in named.stdout  # a name of its own starts at 1.0.0
+    bad = ltr("promote", str(run), "--to", "validated", "--name", "tiny/2", cwd=tmp_path)
+    assert bad.returncode == 1
+    assert bad.stderr == "error: --name 'tiny/2': use letters, digits, '_', '.' and '-' only\n"
+
 
 def test_cli_promotion_sets_up_a_new_store_without_printing_mlflow_lines(
     data_root: Path, tmp_path: Path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -161,20 +162,31 @@ def promote(
             "which of the run's validated versions (default: its highest).",
         ),
     ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="The registry name (default: the run's promotion.registry_name, else its "
+            "experiment name). A run tested on other data, e.g. another fold, needs its own.",
+        ),
+    ] = None,
     store: StoreOpt = Path("models"),
 ) -> None:
     """Promote a run: gate and mark it validated, or export a validated run and make it live."""
+    from ltr.config import NAME_PATTERN
     from ltr.lifecycle.bundle import parse_version
 
     if version is not None:
         parse_version(version)
+    if name is not None and not re.fullmatch(NAME_PATTERN, name):
+        raise ConfigError(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
     if to is Stage.validated:
-        _promote_to_validated(run, version)
+        _promote_to_validated(run, version, name)
     else:
-        _promote_to_production(run, version, store)
+        _promote_to_production(run, version, name, store)
 
 
-def _promote_to_validated(run: Path, version: str | None) -> None:
+def _promote_to_validated(run: Path, version: str | None, name: str | None) -> None:
     try:
         from ltr.lifecycle.registry import promote_to_validated
     except ImportError as error:
@@ -183,17 +195,17 @@ def _promote_to_validated(run: Path, version: str | None) -> None:
         raise ConfigError(
             "promotion to validated is not available yet (ltr.lifecycle.registry is missing)"
         ) from None
-    validated = promote_to_validated(run, version=version)
+    validated = promote_to_validated(run, version=version, name=name)
     stdout.print(f"{run}: validated as version {validated.version}", highlight=False)
     stdout.print(str(validated), highlight=False, soft_wrap=True)
 
 
-def _promote_to_production(run: Path, version: str | None, store: Path) -> None:
+def _promote_to_production(run: Path, version: str | None, name: str | None, store: Path) -> None:
     from ltr.lifecycle.export import export_bundle
     from ltr.lifecycle.registry import validated_version_of
     from ltr.lifecycle.store import CURRENT_FILE, ModelStore
 
-    validated = validated_version_of(run, version)  # refuses a run that skipped the gate
+    validated = validated_version_of(run, version, name=name)  # refuses a run that skipped the gate
     version = validated.version  # the live version is the validated one, never a new number
     model_store = ModelStore(store)
     if version in model_store.versions():  # e.g. after a rollback: roll forward to it again

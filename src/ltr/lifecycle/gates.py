@@ -235,7 +235,8 @@ def _check_same_test_file(test_file: Mapping[str, Any] | None, baseline: Baselin
             f"cannot compare with validated {baseline.model_id}: the test files differ (the "
             f"run's {ours.get('path')} has sha256 {ours['sha256'][:12]}, {baseline.model_id}'s "
             f"{theirs.get('path')} {theirs['sha256'][:12]}); a paired comparison needs the same "
-            "test set: compare on the same test file"
+            "test set: a model tested on other data (e.g. another fold) needs its own registry "
+            "name (ltr promote --name)"
         )
 
 

@@ -183,6 +183,7 @@ def promote_to_validated(
     run: str | Path,
     *,
     version: str | None = None,
+    name: str | None = None,
     promotion: PromotionConfig | None = None,
     validated_dir: str | Path | None = None,
     tracking_uri: str | None = None,
@@ -194,6 +195,8 @@ def promote_to_validated(
     Args:
         run: the run directory (``experiments/<id>``).
         version: ``X.Y.Z``; default: :func:`next_version`.
+        name: the registered name; default: ``promotion.registry_name``, else the experiment's
+            name. A run tested on another test file than the name's versions needs its own.
         promotion: the gate; default: the run's own ``promotion:`` section.
         validated_dir: where validated models live; default: ``promotion.validated_dir``.
         tracking_uri: MLflow store; default: the run's ``mlflow.json``, then the run's
@@ -213,7 +216,7 @@ def promote_to_validated(
     run_dir = Path(run).resolve()
     config, report = _read_run(run_dir)
     promotion = promotion or config.promotion
-    name = promotion.registry_name or config.experiment.name
+    name = name or promotion.registry_name or config.experiment.name
     root = Path(validated_dir if validated_dir is not None else promotion.validated_dir)
     version = version or next_version(root, name)
     parse_version(version)
@@ -269,7 +272,11 @@ def promote_to_validated(
 
 
 def validated_version_of(
-    run: str | Path, version: str | None = None, *, validated_dir: str | Path | None = None
+    run: str | Path,
+    version: str | None = None,
+    *,
+    name: str | None = None,
+    validated_dir: str | Path | None = None,
 ) -> ValidatedModel:
     """The validated model of ``run`` that ``ltr promote RUN --to production`` publishes.
 
@@ -279,6 +286,7 @@ def validated_version_of(
     Args:
         run: the run directory.
         version: one of the run's validated versions; default: the highest.
+        name: the name it was validated under; default: as for :func:`promote_to_validated`.
         validated_dir: where validated models live; default: the run's
             ``promotion.validated_dir``.
 
@@ -289,9 +297,8 @@ def validated_version_of(
     """
     run_dir = Path(run).resolve()
     config, _ = _read_run(run_dir)
-    promotion = config.promotion
-    name = promotion.registry_name or config.experiment.name
-    root = validated_dir if validated_dir is not None else promotion.validated_dir
+    name = name or config.promotion.registry_name or config.experiment.name
+    root = validated_dir if validated_dir is not None else config.promotion.validated_dir
     models = [
         model
         for model in list_validated(root, name)
@@ -299,7 +306,7 @@ def validated_version_of(
     ]
     if not models:
         raise PromotionRefused(
-            f"run {run} is not validated; run `ltr promote {run} --to validated` first"
+            f"run {run} is not validated as {name}; run `ltr promote {run} --to validated` first"
         )
     chosen = next((m for m in models if m.version == version), None) if version else models[-1]
     if chosen is None:

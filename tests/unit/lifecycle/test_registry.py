@@ -271,9 +271,20 @@ def test_gate_refuses_a_run_tested_on_another_file_with_the_same_queries(
     promote(weak_run, validated)
     other = train_run(relabelled_copy(data_root, tmp_path / "data"), tmp_path / "runs")
 
-    with pytest.raises(PromotionRefused, match=r"the test files differ \(the run's .*/data/test"):
+    with pytest.raises(
+        PromotionRefused,
+        match=r"the test files differ \(the run's .*/data/test.* needs its own registry name "
+        r"\(ltr promote --name\)$",
+    ):
         promote(other, validated)
     assert [p.name for p in validated.iterdir()] == ["tiny_v1.0.0"]
+
+    model = promote(other, validated, name="tiny-relabelled")  # its own name: its own line
+
+    assert model.model_id == "tiny-relabelled_v1.0.0" and model.metadata["name"] == model.name
+    assert validated_version_of(other, name="tiny-relabelled", validated_dir=validated) == model
+    with pytest.raises(PromotionRefused, match=r"is not validated as tiny; run `ltr promote"):
+        validated_version_of(other, validated_dir=validated)
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +404,9 @@ def test_production_refuses_a_run_that_was_never_validated(
 ) -> None:
     promote(strong_run, validated)  # another run's validation does not count
 
-    with pytest.raises(PromotionRefused, match=r"is not validated; run `ltr promote .* first$"):
+    with pytest.raises(
+        PromotionRefused, match=r"is not validated as tiny; run `ltr promote .* first$"
+    ):
         validated_version_of(weak_run, validated_dir=validated)
 
 
