@@ -11,7 +11,14 @@ run KILLED), Optuna fails the trial.
 An exception can still land inside a library call that does not survive one: an MLflow SQLite
 transaction cut in the middle keeps the database locked, so the run cannot be marked KILLED
 (20 s later, "database is locked") and a new store is left half-created. Such calls run in
-:func:`deferred_interrupts`: a signal arriving meanwhile is raised when the block ends.
+:func:`deferred_interrupts`: a signal arriving meanwhile is raised when the block ends, or
+earlier at a :func:`raise_if_interrupted` inside it, a point the code knows is safe (the trainer
+has one before each batch: ``ltr tune`` defers a stop during a whole search, so a trial stops
+between batches and never inside Optuna's bookkeeping).
+
+Signals reach the main thread only. Other threads doing the work (``ltr tune --n-jobs``) learn
+of a stop at their next :func:`raise_if_interrupted`, which raises :class:`Interrupted` there
+too.
 
 Code that knows what an interruption leaves behind adds it with ``error.add_note(...)``
 (``ltr train`` notes its last checkpoint and the ``--resume`` command); :func:`interrupted_line`
@@ -39,6 +46,7 @@ __all__ = [
     "deferred_interrupts",
     "interrupted_line",
     "last_interruption",
+    "raise_if_interrupted",
     "stop_on_signals",
 ]
 
@@ -52,6 +60,7 @@ class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived; ``exit_code`` is 128 + its number."""
 
     def __init__(self, signal_number: int) -> None:
+        self.signal_number = signal_number
         self.signal_name = signal.Signals(signal_number).name
         self.exit_code = 128 + signal_number
         self.monotonic_seconds = time.monotonic()
@@ -93,6 +102,19 @@ def deferred_interrupts() -> Iterator[None]:
         if _deferred["depth"] == 0 and _deferred["pending"]:
             _deferred["pending"] = False
             raise _raised[-1]
+
+
+def raise_if_interrupted() -> None:
+    """A safe point to stop: raise the :class:`Interrupted` a :func:`deferred_interrupts` block
+    holds back, or, in a thread other than the main one, once the process got a signal."""
+    stop = last_interruption()
+    if stop is None:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        raise Interrupted(stop.signal_number)  # its own: threads must not share a traceback
+    if _deferred["pending"]:
+        _deferred["pending"] = False
+        raise stop
 
 
 def interrupted_line(stop: Interrupted) -> str:

@@ -15,12 +15,14 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
 
 from ltr.config import ExperimentConfig, load_config
+from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS
 from ltr.training import load_run_config, run_experiment
 from ltr.training.checkpoint import load_checkpoint
 from support.tiny_runs import write_tiny_data
@@ -115,11 +117,23 @@ def resume(run_dir: Path) -> None:
 
 
 def mlflow_status(uri: str, run_id: str) -> str:
+    return str(mlflow_client(uri).get_run(run_id).info.status)
+
+
+def mlflow_files(uri: str, run_id: str, folder: str | None = None) -> set[str]:
+    """Paths of every file the MLflow run holds."""
+    files = set()
+    for entry in mlflow_client(uri).list_artifacts(run_id, folder):
+        files |= mlflow_files(uri, run_id, entry.path) if entry.is_dir else {entry.path}
+    return files
+
+
+def mlflow_client(uri: str) -> Any:
     with warnings.catch_warnings():  # mlflow's store module warns on import (SQLAlchemy 2.1)
         warnings.simplefilter("ignore", DeprecationWarning)
         from mlflow.tracking import MlflowClient
 
-        return str(MlflowClient(uri).get_run(run_id).info.status)
+        return MlflowClient(uri)
 
 
 def assert_same_ending(run_dir: Path, reference: Path) -> None:
@@ -198,6 +212,28 @@ def test_stop_during_the_test_evaluation_resumes_to_the_test_metrics(
 
     resume(run_dir)  # nothing left to train: it tests the best epoch
     assert_same_ending(run_dir, reference)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_stop_during_the_mlflow_upload_waits_for_it_and_the_run_ends_finished(
+    signal_name: str, data_root: Path, reference: Path, tmp_path: Path
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    items = overrides(data_root, tmp_path / "runs", "tracking.mlflow=true")
+    items.append(f"tracking.mlflow_uri={uri}")
+    result = stop_train("artifact:3", signal_name, items)  # 2 of the run's 6 files uploaded
+
+    assert result.returncode == EXIT_CODES[signal_name], result.stderr
+    run_dir = only_run(tmp_path / "runs")
+    run_id = json.loads((run_dir / "mlflow.json").read_text(encoding="utf-8"))["run_id"]
+    assert closing_line(result) == (
+        f"interrupted by {signal_name}; {run_dir} finished before the stop took effect: "
+        f"metrics.json written, MLflow run {run_id} FINISHED with every file; nothing to resume"
+    )
+    assert_whole_or_absent(run_dir)
+    assert_same_ending(run_dir, reference)
+    assert mlflow_status(uri, run_id) == "FINISHED"
+    assert mlflow_files(uri, run_id) == set(RUN_ARTIFACTS)
 
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])

@@ -13,8 +13,10 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from ltr.config import load_config
+from ltr.experiments.mlflow_tracker import mlflow_client
 from ltr.experiments.tune import run_study
 from ltr.training import run_experiment
 from support.tiny_runs import write_tiny_data
@@ -138,31 +140,80 @@ def test_a_study_refuses_to_resume_on_other_data(data_root: Path, tmp_path: Path
     assert len(study_trials(tmp_path / "out")) == 1  # no trial on the other data
 
 
-def test_ctrl_c_in_a_trial_ends_with_how_to_continue_the_study(
-    data_root: Path, tmp_path: Path
-) -> None:
-    config = tmp_path / "tune.yaml"
-    config.write_text(yaml.safe_dump(raw_config(data_root, tmp_path / "out")))
-    stop_at = Path(__file__).resolve().parents[1] / "support" / "stop_at.py"
-    batches_per_trial = 2 * 3  # 2 epochs of 18 training queries in batches of 8
-    tune = ["tune", "--config", str(config), "--trials", "3"]
-    result = subprocess.run(
-        [sys.executable, str(stop_at), f"loss:{batches_per_trial + 2}", "SIGINT", *tune],
+STOP_AT = Path(__file__).resolve().parents[1] / "support" / "stop_at.py"
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+BATCHES_PER_TRIAL = 2 * 3  # 2 epochs of 18 training queries in batches of 8
+
+
+def stop_tune(moment: str, signal_name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``ltr tune ARGS``, sent ``signal_name`` at ``moment`` (see support/stop_at.py)."""
+    return subprocess.run(
+        [sys.executable, str(STOP_AT), moment, signal_name, "tune", *args],
         capture_output=True,
         text=True,
         timeout=240,
         check=False,
     )
 
+
+def closing_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The last line of stderr, once it is clear that no traceback or Optuna warning came first."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert " failed with " not in result.stderr, result.stderr  # optuna's "Trial 1 failed with"
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_ctrl_c_in_a_trial_ends_with_how_to_continue_the_study(
+    data_root: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(raw_config(data_root, tmp_path / "out")))
+    result = stop_tune(
+        f"loss:{BATCHES_PER_TRIAL + 2}", "SIGINT", "--config", str(config), "--trials", "3"
+    )
+
     assert result.returncode == 130, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        "interrupted by SIGINT; study 'tiny_tune': 1 of 3 trials finished; "
+    first, stopped = study_trials(tmp_path / "out")
+    assert (first.state, stopped.state) == (TrialState.COMPLETE, TrialState.FAIL)
+    assert closing_line(result) == (
+        f"interrupted by SIGINT; study 'tiny_tune' in sqlite:///{tmp_path}/out/optuna.db: "
+        f"1 of 3 trials finished (1 complete, 0 pruned), best trial 0 with ndcg@10="
+        f"{first.value:.4f}; trial 1 stopped, marked FAIL; "
         "run the same ltr tune command again to continue it"
     )
-    states = [t.state for t in study_trials(tmp_path / "out")]
-    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
     again = run_study(load_config(config), trials=3, quiet=True)
     assert again.n_complete == 3
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_stop_ends_both_trials_of_n_jobs_2_and_leaves_no_run_running(
+    signal_name: str, data_root: Path, tmp_path: Path
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(raw_config(data_root, tmp_path / "out", mlflow_uri=uri)))
+    # two trials train side by side; the 4th batch of the two leaves both mid-training
+    options = ["--config", str(config), "--trials", "4", "--n-jobs", "2"]
+    result = stop_tune("loss:4", signal_name, *options)
+
+    assert result.returncode == EXIT_CODES[signal_name], result.stderr
+    assert closing_line(result) == (
+        f"interrupted by {signal_name}; study 'tiny_tune' in sqlite:///{tmp_path}/out/optuna.db: "
+        "0 of 4 trials finished (0 complete, 0 pruned), no trial completed yet; "
+        "trials 0, 1 stopped, marked FAIL; run the same ltr tune command again to continue it"
+    )
+    assert [t.state for t in study_trials(tmp_path / "out")] == [TrialState.FAIL] * 2
+    records = json.loads((tmp_path / "out" / "tune-tiny_tune" / "trials.json").read_text())
+    assert [r["state"] for r in records] == ["FAIL", "FAIL"]
+    client = mlflow_client(uri)  # quiet about mlflow's SQLAlchemy deprecation
+    experiment = client.get_experiment_by_name("tiny_tune")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted((r.info.run_name, r.info.status) for r in runs) == [
+        ("study-tiny_tune", "KILLED"),
+        ("trial-0", "KILLED"),
+        ("trial-1", "KILLED"),
+    ]
 
 
 def tune_command(config: Path, trials: int) -> list[str]:

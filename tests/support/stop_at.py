@@ -8,7 +8,8 @@ installs runs exactly as for a user's Ctrl-C or a ``kill``; only the moment is c
 - ``loss:N``: when the N-th training batch computes its loss (mid-epoch; counted over runs);
 - ``rename:NAME:N``: just before the N-th rename onto a file or folder named NAME (an atomic
   write about to land: ``last.pt``, ``best.pt``, ``metrics.json``, a bundle folder, ...);
-- ``test``: when the final test evaluation starts.
+- ``test``: when the final test evaluation starts;
+- ``artifact:N``: just before the N-th file is uploaded to MLflow (a run's files go last).
 
 A suffix ``@R`` (``loss:5@1``) stops only the process of rank R in a torchrun job.
 SIGNAL is a name: SIGINT, SIGTERM, SIGKILL.
@@ -77,6 +78,11 @@ def main() -> None:
         stop_before_rename(name, int(count), number)
     elif kind == "test":
         experiment.report_test_metrics = after_calls(1, number, experiment.report_test_metrics)
+    elif kind == "artifact":
+        from ltr.experiments.mlflow_tracker import MLflowTracker
+
+        upload = MLflowTracker.log_artifact
+        MLflowTracker.log_artifact = after_calls(int(detail), number, upload)
     else:
         raise SystemExit(f"unknown moment {moment!r}")
     from ltr.cli import main as ltr_main

@@ -85,6 +85,46 @@ except _signals.Interrupted as stop:
     ]
 
 
+def test_a_held_back_signal_is_raised_at_the_next_safe_point_in_every_thread() -> None:
+    code = """
+import os, signal, threading
+from ltr import _signals
+
+def worker():
+    try:
+        _signals.raise_if_interrupted()
+    except _signals.Interrupted as stop:
+        print("worker raised", stop.signal_name, flush=True)
+
+_signals.stop_on_signals()
+_signals.raise_if_interrupted()  # nothing happened yet: goes on
+try:
+    with _signals.deferred_interrupts():
+        os.kill(os.getpid(), signal.SIGTERM)
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        print("held back", flush=True)
+        _signals.raise_if_interrupted()
+        print("not reached", flush=True)
+except _signals.Interrupted as stop:
+    print("raised", stop.signal_name, flush=True)
+_signals.raise_if_interrupted()  # raised once in this thread, not again
+print("after", flush=True)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "worker raised SIGTERM",
+        "held back",
+        "raised SIGTERM",
+        "after",
+    ]
+
+
 def test_closing_line_holds_the_notes_of_what_was_kept() -> None:
     stop = Interrupted(15)
     stop.add_note("runs/x: checkpoints/last.pt holds epoch 2 of 5")

@@ -8,7 +8,9 @@ Numbers are also sent to the run's trackers: TensorBoard here, MLflow in
 ever talks to the :class:`Run`.
 
 Every call into a tracker runs whole (:func:`ltr._signals.deferred_interrupts`): Ctrl-C or
-SIGTERM during one takes effect when it returns, so a store is never left mid-write.
+SIGTERM during one takes effect when it returns, so a store is never left mid-write. The end of
+a run, :meth:`Run.finish` (``metrics.json``, the final numbers, the files, the trackers closed),
+runs whole as one: a run with a ``metrics.json`` is complete in its trackers too.
 
 A tracker may end a run early on purpose by raising :class:`RunStopped` from ``log_metrics``
 (``ltr tune`` prunes a hopeless trial that way); the exception propagates out of the trainer
@@ -104,6 +106,7 @@ class Run:
         self.dir = Path(path)
         self.rank = rank
         self.trackers: list[Tracker] = []
+        self.finished = False  # set by finish(): complete on disk and in every tracker
         if self.is_writer and tensorboard:
             try:
                 self.trackers.append(TensorBoardTracker(self.dir / "tensorboard"))
@@ -220,6 +223,30 @@ class Run:
             for tracker in self.trackers:
                 with deferred_interrupts():
                     tracker.log_artifact(path, None if folder == "." else folder)
+
+    def finish(
+        self,
+        report: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        step: int,
+        artifacts: Iterable[str],
+    ) -> None:
+        """End a run that is complete on disk: write ``metrics.json`` (``report``), send the
+        final ``metrics`` and the files ``artifacts`` to every tracker, close them (MLflow:
+        FINISHED).
+
+        A stop meanwhile takes effect once all of it is done, so a run never ends with its
+        numbers written and its tracker runs killed halfway through the upload. The wait is
+        short: the files are a run's config, reports and one checkpoint (a second signal still
+        ends the process at once). A stop before this leaves no ``metrics.json``; resuming the
+        run then tests it again.
+        """
+        with deferred_interrupts():
+            self.write_json("metrics.json", report)
+            self.log_metrics(metrics, step)
+            self.log_artifacts(artifacts)
+            self.close()
+            self.finished = True
 
     def close(self, error: BaseException | None = None) -> None:
         """Close every tracker; ``error`` is what ended the run (None: it finished)."""

@@ -22,6 +22,12 @@ the validation ``tune.metric`` of its best epoch (higher is better).
   2 more; with 5 it runs none. Workers sharing a study stop starting trials once N have
   finished, so parallel workers may overshoot by at most one running trial each. Failed trials
   (a diverging run, a bad value) do not count.
+- **Stopping.** Ctrl-C or SIGTERM (through the CLI) stops each running trial at its next
+  training batch, in every ``n_jobs`` thread, never inside Optuna's or MLflow's bookkeeping: a
+  trial past its last batch finishes, and no new one starts. Optuna marks a stopped trial FAIL
+  (it has no state for a trial stopped on purpose), its MLflow run and the parent are KILLED,
+  the outputs below are written, and the interruption's note (the CLI's closing line) names
+  the study, its storage, the finished trials, the best so far and the trials stopped.
 - **MLflow.** With ``tracking.mlflow`` on, the study has one parent run (named
   ``study-<study>``, created by the process that created the study, its id kept in the study's
   user attributes) and every trial's run is its child (tag ``mlflow.parentRunId``).
@@ -35,6 +41,7 @@ the validation ``tune.metric`` of its best epoch (higher is better).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -42,7 +49,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +58,7 @@ from rich.console import Console
 
 from ltr._extras import require_extra
 from ltr._fs import atomic_path, atomic_write_json, atomic_write_text
+from ltr._signals import deferred_interrupts, last_interruption, raise_if_interrupted
 from ltr.config import ExperimentConfig, SearchDimension, TuneConfig, dotted_items, load_config
 from ltr.errors import ConfigError, LtrError
 from ltr.experiments.mlflow_tracker import MLflowTracker, mlflow_available, resolve_tracking_uri
@@ -154,27 +162,35 @@ def run_study(
         f"Study {name!r} in {_safe_url(storage)}: {done} of {trials} trials finished",
         highlight=False,
     )
+    stopped: list[int] = []  # trials a stop ended, in this process
+    error: BaseException | None = None
     try:
-        study.optimize(
-            _objective(config, metric, out_dir, parent, name),
-            n_trials=max(trials - done, 0),
-            timeout=timeout_seconds,
-            n_jobs=n_jobs,
-            catch=(LtrError,),  # one diverging trial must not end the search
-            callbacks=[
-                optuna.study.MaxTrialsCallback(trials, states=FINISHED),
-                _progress(console, metric),
-            ],
-        )
-    except BaseException as error:
-        _finish(study, config, metric, out_dir, parent, error)
-        if isinstance(error, KeyboardInterrupt):  # replaces the stopped trial's resume hint
-            error.__notes__ = [
-                f"study {name!r}: {_count(study, FINISHED)} of {trials} trials finished; "
-                "run the same ltr tune command again to continue it"
-            ]
+        # a stop waits for a safe point: a trial's next batch (in every thread), the end of a
+        # trial or of the search; Optuna's bookkeeping is never cut, so no trial stays RUNNING
+        with deferred_interrupts(), _quiet_stopped_trials(stopped):
+            study.optimize(
+                _objective(config, metric, out_dir, parent, name, stopped),
+                n_trials=max(trials - done, 0),
+                timeout=timeout_seconds,
+                n_jobs=n_jobs,
+                catch=(LtrError,),  # one diverging trial must not end the search
+                callbacks=[
+                    optuna.study.MaxTrialsCallback(trials, states=FINISHED),
+                    _progress(console, metric),
+                    _stop_when_interrupted,
+                ],
+            )
+    except BaseException as caught:
+        error = caught
+    try:
+        with deferred_interrupts():  # the outputs and the parent MLflow run end whole
+            result = _finish(study, config, metric, out_dir, parent, error)
+        if error is not None:
+            raise error
+    except KeyboardInterrupt as stop:  # replaces the stopped trials' resume hints
+        stop.__notes__ = [_stopped_note(study, storage, trials, metric, stopped)]
         raise
-    return _finish(study, config, metric, out_dir, parent, None)
+    return result
 
 
 def trial_config(
@@ -329,31 +345,98 @@ def _objective(
     out_dir: Path,
     parent: MLflowTracker | None,
     study_name: str,
+    stopped: list[int],
 ) -> Callable[[optuna.Trial], float]:
+    """Train one trial; a stop (Ctrl-C, SIGTERM) adds its number to ``stopped`` and ends it,
+    and Optuna marks it FAIL (it has no state for a trial stopped on purpose)."""
+
+    def objective(trial: optuna.Trial) -> float:
+        try:
+            raise_if_interrupted()  # a trial Optuna started just as the search was stopped
+            return _train_trial(trial, config, metric, out_dir, parent, study_name)
+        except KeyboardInterrupt:
+            stopped.append(trial.number)
+            raise
+
+    return objective
+
+
+def _train_trial(
+    trial: optuna.Trial,
+    config: ExperimentConfig,
+    metric: str,
+    out_dir: Path,
+    parent: MLflowTracker | None,
+    study_name: str,
+) -> float:
+    """One training run of ``config`` with the trial's values; its validation ``metric``."""
     from ltr.training.experiment import run_experiment  # training imports experiments
 
     assert config.tune is not None
-    space = config.tune.space
+    values = {key: _suggest(trial, key, dim) for key, dim in config.tune.space.items()}
+    trial_cfg = trial_config(config, values, output_dir=out_dir / "trials")
+    tags = None
+    if parent is not None:
+        tags = {
+            "mlflow.parentRunId": parent.run_id,
+            "mlflow.runName": f"trial-{trial.number}",
+            "ltr.optuna.study": study_name,
+            "ltr.optuna.trial": str(trial.number),
+        }
+    reporter = _PruningReporter(trial, f"valid/{metric}")
+    run_dir = run_experiment(trial_cfg, quiet=True, trackers=[reporter], mlflow_tags=tags)
+    trial.set_user_attr("run_dir", str(run_dir))
+    report = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    value = report["valid"].get(metric)
+    return math.nan if value is None else float(value)  # NaN: Optuna fails the trial
 
-    def objective(trial: optuna.Trial) -> float:
-        values = {key: _suggest(trial, key, dimension) for key, dimension in space.items()}
-        trial_cfg = trial_config(config, values, output_dir=out_dir / "trials")
-        tags = None
-        if parent is not None:
-            tags = {
-                "mlflow.parentRunId": parent.run_id,
-                "mlflow.runName": f"trial-{trial.number}",
-                "ltr.optuna.study": study_name,
-                "ltr.optuna.trial": str(trial.number),
-            }
-        reporter = _PruningReporter(trial, f"valid/{metric}")
-        run_dir = run_experiment(trial_cfg, quiet=True, trackers=[reporter], mlflow_tags=tags)
-        trial.set_user_attr("run_dir", str(run_dir))
-        report = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-        value = report["valid"].get(metric)
-        return math.nan if value is None else float(value)  # NaN: Optuna fails the trial
 
-    return objective
+def _stop_when_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """After a trial that ended before a stop reached it: start no other."""
+    if last_interruption() is not None:
+        study.stop()
+
+
+@contextlib.contextmanager
+def _quiet_stopped_trials(stopped: list[int]) -> Iterator[None]:
+    """Drop Optuna's warnings about the trials a stop ended (``Trial 3 failed ...``, with the
+    stop's traceback): the command's closing line names them."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(f"Trial {number} failed") for number in stopped)
+
+    optuna_logger = logging.getLogger("optuna.study._optimize")  # where optuna logs failures
+    optuna_logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        optuna_logger.removeFilter(keep)
+
+
+def _stopped_note(
+    study: optuna.Study, storage: str, trials: int, metric: str, stopped: list[int]
+) -> str:
+    """What a stopped search leaves: the study, where it is, its best trial, the trials the stop
+    ended, and how to continue."""
+    finished = _count(study, FINISHED)
+    complete = _count(study, (optuna.trial.TrialState.COMPLETE,))
+    best = _best(study)
+    best_text = (
+        "no trial completed yet"
+        if best is None
+        else f"best trial {best.number} with {metric}={best.value:.4f}"
+    )
+    note = (
+        f"study {study.study_name!r} in {_safe_url(storage)}: {finished} of {trials} trials "
+        f"finished ({complete} complete, {finished - complete} pruned), {best_text}; "
+    )
+    if stopped:
+        numbers = ", ".join(str(number) for number in sorted(stopped))
+        note += f"{'trials' if len(stopped) > 1 else 'trial'} {numbers} stopped, marked FAIL; "
+    if finished >= trials:  # the stop came as the search ended
+        return note + "the study is complete, nothing to continue"
+    return note + "run the same ltr tune command again to continue it"
 
 
 def _suggest(trial: optuna.Trial, key: str, dimension: SearchDimension) -> Any:

@@ -156,11 +156,9 @@ def build_ensemble(
             report["test"], per_query = report_test_metrics(test_data, scores, config.evaluation)
             report["test_queries"] = test_data.n_queries
             run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
-        run.write_json("metrics.json", report)
         final = {f"best/valid/{k}": v for k, v in (valid or {}).items()}
         final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
-        run.log_metrics(final, 0)
-        run.log_artifacts(RUN_ARTIFACTS)
+        run.finish(report, final, 0, RUN_ARTIFACTS)
     console.print(f"Ensemble of {len(paths)} runs: {run.dir}", highlight=False)
     for part, values in (("Validation", valid), ("Test", report["test"])):
         if values:

@@ -21,7 +21,9 @@
 Interrupted (Ctrl-C, or SIGTERM through the CLI) at any step, the run keeps whole files only
 (every write is atomic) and the :class:`KeyboardInterrupt` gets a note naming the epoch in
 ``last.pt`` and the ``--resume`` command; resuming ends with the weights and test numbers of an
-uninterrupted run, and a run stopped after its last epoch is resumed by testing it.
+uninterrupted run, and a run stopped after its last epoch is resumed by testing it. A stop
+while the run ends (``metrics.json``, the final MLflow numbers and files: :meth:`Run.finish`)
+waits for that end, and the note says the run finished.
 
 Under ``torchrun`` (``dist`` from :meth:`Distributed.from_env`) every process runs these steps
 inside the job's process group (:mod:`ltr.training.distributed`): each loads the data and fits
@@ -62,7 +64,12 @@ from ltr.data.preprocessing import Normalizer
 from ltr.data.summary import describe_data
 from ltr.errors import ConfigError, DataNotFoundError, LtrError
 from ltr.evaluation import evaluate_scores
-from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_mlflow
+from ltr.experiments.mlflow_tracker import (
+    RUN_ARTIFACTS,
+    attach_mlflow,
+    check_mlflow,
+    read_run_file,
+)
 from ltr.experiments.tracking import Run, Tracker
 from ltr.losses import build_loss
 from ltr.models import build_model, fit_input_encodings
@@ -243,7 +250,7 @@ def _run(
         run.dir = Path(dist.broadcast_object(str(run.dir)))  # rank 0 named and created it
     else:
         run = Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
-    with run, _note_resume_on_interrupt(run, training.num_epochs):
+    with run, _note_resume_on_interrupt(run, training.num_epochs, config.tracking.mlflow):
         attach_mlflow(run, config, tags=mlflow_tags)
         run.trackers.extend(trackers)
         run.write_text("config.yaml", config.to_yaml())
@@ -299,27 +306,35 @@ def _run(
             run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
             shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
             console.print(f"Test (best epoch {result.best_epoch}): {shown}", highlight=False)
-        run.write_json("metrics.json", report)
-        final = {f"best/valid/{k}": v for k, v in report["valid"].items()}
+        final: dict[str, float] = {"best/epoch": result.best_epoch or 0}
+        final.update({f"best/valid/{k}": v for k, v in report["valid"].items()})
         final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
-        run.log_metrics({"best/epoch": result.best_epoch or 0, **final}, result.best_epoch or 0)
-        run.log_artifacts(RUN_ARTIFACTS)
+        run.finish(report, final, result.best_epoch or 0, RUN_ARTIFACTS)
     return run.dir
 
 
 @contextlib.contextmanager
-def _note_resume_on_interrupt(run: Run, num_epochs: int) -> Iterator[None]:
+def _note_resume_on_interrupt(run: Run, num_epochs: int, mlflow: bool) -> Iterator[None]:
     """On Ctrl-C or SIGTERM, note on the interruption what the run keeps and how to continue it
     (the CLI prints the notes in its closing line)."""
     try:
         yield
     except KeyboardInterrupt as stop:
         if run.is_writer:
-            stop.add_note(_resume_note(run, num_epochs))
+            stop.add_note(_resume_note(run, num_epochs, mlflow))
         raise
 
 
-def _resume_note(run: Run, num_epochs: int) -> str:
+def _resume_note(run: Run, num_epochs: int, mlflow: bool) -> str:
+    if run.finished:  # the stop came while the run ended, and waited for it
+        mirror = read_run_file(run.dir) if mlflow else None
+        mirrored = (
+            "" if mirror is None else f", MLflow run {mirror['run_id']} FINISHED with every file"
+        )
+        return (
+            f"{run.dir} finished before the stop took effect: metrics.json written{mirrored}; "
+            "nothing to resume"
+        )
     last = run.checkpoint_path("last")
     if not last.is_file():
         return f"{run.dir} has no checkpoint yet (stopped in its first epoch); nothing to resume"

@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
+from ltr._signals import raise_if_interrupted
 from ltr.config import EvaluationConfig, SchedulerConfig, TrainingConfig
 from ltr.data.dataset import Batch, BatchLoader, QueryDataset
 from ltr.data.letor import LetorData
@@ -219,6 +220,7 @@ def train(
         running = torch.zeros((), device=device)
         with _progress(console, len(loaders.train), f"Epoch {epoch + 1}/{cfg.num_epochs}") as tick:
             for batch in loaders.train:
+                raise_if_interrupted()  # where a stop held back (ltr tune) takes effect
                 loss = train_step(
                     net, loss_fn, optimizer, batch.to(device), cfg.grad_clip, cfg.feature_noise
                 )
