@@ -247,3 +247,34 @@ def test_two_processes_share_one_study(data_root: Path, tmp_path: Path) -> None:
     assert ran[0] | ran[1] == {t.number for t in trials}
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert 6 <= len(trials) <= 7  # N is the study's total; each worker may overshoot by one
+
+
+def test_a_diverging_trial_is_one_line_with_its_error_and_the_search_goes_on(
+    data_root: Path, tmp_path: Path
+) -> None:
+    raw = raw_config(data_root, tmp_path / "out")
+    raw["loss"] = {"name": "mse"}
+    raw["training"]["optimizer"] = "sgd"  # at 1e12 plain SGD's first step overflows the loss
+    raw["tune"]["space"] = {
+        "training.learning_rate": {"type": "categorical", "choices": [0.01, 1e12]}
+    }
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(raw))
+
+    result = subprocess.run(
+        tune_command(config, 3), capture_output=True, text=True, timeout=240, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and " failed with " not in result.stderr
+    trials = study_trials(tmp_path / "out")
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert failed and all(t.params["training.learning_rate"] == 1e12 for t in failed)
+    error = failed[0].user_attrs["error"]
+    assert error.startswith("training diverged: the mean training loss of epoch 1 is ")
+    line = f"Trial {failed[0].number}: failed: {error}"
+    assert any(shown.startswith(line) for shown in result.stderr.splitlines()), result.stderr
+    records = json.loads((tmp_path / "out" / "tune-tiny_tune" / "trials.json").read_text())
+    assert [r["error"] for r in records] == [t.user_attrs.get("error") for t in trials]
+    best_config = tmp_path / "out" / "tune-tiny_tune" / "best_config.yaml"
+    assert result.stdout.splitlines()[-1].endswith(f"; wrote {best_config}")  # not wrapped

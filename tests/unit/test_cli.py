@@ -258,6 +258,23 @@ def test_version_prints_the_version_and_exits_0() -> None:
     assert (result.returncode, result.stdout) == (0, f"ltr {__version__}\n")
 
 
+def test_paths_print_whole_on_one_line_brackets_included(tmp_path: Path) -> None:
+    out = tmp_path / ("[fold 1] " + "a-long-folder-name-" * 5)  # wider than 80 columns
+    result = run_ltr("data", "synth", "--out", out, "--queries", "40")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:3] == [
+        f"{split:>6}: {out / name}"
+        for split, name in [("train", "train.txt"), ("vali", "vali.txt"), ("test", "test.txt")]
+    ]
+
+
+def test_a_warning_prints_brackets_as_they_are(capsys: pytest.CaptureFixture[str]) -> None:
+    from ltr.cli._common import warn
+
+    warn("skipped runs/[old] (no metrics.json)")
+    assert capsys.readouterr().err == "warning: skipped runs/[old] (no metrics.json)\n"
+
+
 def test_synth_into_an_existing_file_is_one_error_line(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
     result = run_ltr("data", "synth", "--out", tmp_path / "afile")

@@ -11,11 +11,19 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.text import Text
 
 from ltr.errors import ConfigError
 
-stdout = Console()
+# soft_wrap: a long line (a path) reaches a pipe whole; no markup: [brackets] in text print as is
+stdout = Console(soft_wrap=True, markup=False)
+
+
+def print_table(table: RenderableType, console: Console = stdout) -> None:
+    """A rich table laid out by rich (no soft wrap, so its caption stays centred)."""
+    console.print(table, soft_wrap=False)
+
 
 DEFAULT_METRICS = "ndcg@1,ndcg@5,ndcg@10,map,mrr"
 
@@ -122,4 +130,5 @@ def _nan_to_none(obj: Any) -> Any:
 
 
 def warn(message: str) -> None:
-    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    line = Text.assemble(("warning:", "yellow"), f" {message}")
+    Console(stderr=True).print(line, highlight=False, soft_wrap=True)

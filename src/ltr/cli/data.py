@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ltr.cli._common import JsonOpt, counts_text, print_json, stdout
+from ltr.cli._common import JsonOpt, counts_text, print_json, print_table, stdout
 
 # ltr.data.synthetic.MIN_QUERIES, not imported here: it pulls in torch (a test keeps them equal)
 MIN_QUERIES = 4
@@ -64,4 +64,4 @@ def inspect(
     constant = ", ".join(map(str, summary.constant_features)) or "none"
     table.add_row("constant features", constant)
     table.add_row("doc ids", "yes" if summary.has_doc_ids else "no")
-    stdout.print(table)
+    print_table(table)

@@ -24,7 +24,7 @@ from ltr.cli._common import (
     fmt,
     metric_names,
     print_json,
-    stdout,
+    print_table,
     warn,
     write_per_query,
 )
@@ -86,7 +86,7 @@ def evaluate(
     for name in names:
         table.add_column(name, justify="right")
     table.add_row(*(fmt(result.means[name]) for name in names))
-    stdout.print(table)
+    print_table(table)
 
 
 def _warn_about_run(run: Path, data: Path, matched: MatchedRun) -> None:
@@ -175,4 +175,4 @@ def baselines(
         table.add_column(name, justify="right")
     for label, evaluation in rows.items():
         table.add_row(label, *(fmt(evaluation.means[name]) for name in names))
-    stdout.print(table)
+    print_table(table)

@@ -14,13 +14,14 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from ltr.cli._common import print_json, stdout, warn
+from ltr.cli._common import print_json, print_table, stdout, warn
 from ltr.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 HOLM = "p Holm"
 STAR = "★"
+Cell = TypeVar("Cell")  # a best value's cell: rich Text in the table, markdown text in --markdown
 
 
 class CompareFormat(str, Enum):
@@ -109,8 +111,8 @@ def compare(
         table = rich_table(comparison)
         # never squeeze columns into ellipses: a narrow terminal wraps lines, a pipe gets them all
         natural = stdout.measure(table, options=stdout.options.update_width(10_000)).maximum
-        console = stdout if natural <= stdout.width else Console(width=natural)
-        console.print(table)
+        console = stdout if natural <= stdout.width else Console(width=natural, markup=False)
+        print_table(table, console)
     for path in plots:
         sys.stderr.write(f"wrote {path}\n")
 
@@ -126,7 +128,7 @@ def rich_table(comparison: Comparison) -> Table:
     headers = _headers(comparison)
     for i, header in enumerate(headers):
         table.add_column(header, justify="left" if i < 3 else "right", no_wrap=i == 0)
-    for row in _rows(comparison, best=lambda text: f"[bold]{text} {STAR}[/bold]"):
+    for row in _rows(comparison, best=lambda text: Text(f"{text} {STAR}", style="bold")):
         table.add_row(*row)
     return table
 
@@ -139,7 +141,7 @@ def markdown_table(comparison: Comparison) -> str:
         "|" + "|".join(":---" if i < 3 else "---:" for i in range(len(headers))) + "|",
     ]
     for row in _rows(comparison, best=lambda text: f"**{text}** {STAR}"):
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+        lines.append("| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |")
     return "\n".join([*lines, "", _caption(comparison)])
 
 
@@ -148,10 +150,11 @@ def _headers(comparison: Comparison) -> list[str]:
     return ["Exp ID", "Model", "Loss", *(m.upper() for m in comparison.metrics), *significance]
 
 
-def _rows(comparison: Comparison, *, best: Callable[[str], str]) -> list[list[str]]:
+def _rows(comparison: Comparison, *, best: Callable[[str], Cell]) -> list[list[str | Cell]]:
+    """The table's cells; a best value goes through ``best`` (bold, starred)."""
     rows = []
     for run in comparison.runs:
-        cells = [run.run_id, run.model, run.loss]
+        cells: list[str | Cell] = [run.run_id, run.model, run.loss]
         for name in comparison.metrics:
             text = _number(run.mean(name))
             cells.append(best(text) if run.run_id in comparison.best[name] else text)

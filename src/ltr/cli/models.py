@@ -13,7 +13,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from ltr.cli._common import JsonOpt, print_json, stdout, warn
+from ltr.cli._common import JsonOpt, print_json, print_table, stdout, warn
 from ltr.errors import BundleError, ConfigError, LtrError
 
 app = typer.Typer(help="Inspect, verify and roll back the model store.", no_args_is_help=True)
@@ -78,7 +78,7 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
             "" if metric is None else f"{metric:.4f}",
             _size_text(row["size_bytes"]) if "size_bytes" in row else "",
         )
-    stdout.print(table)
+    print_table(table)
 
 
 @app.command("show")

@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ltr.cli._common import conventions_caption, fmt, option_value, stdout
+from ltr.cli._common import conventions_caption, fmt, option_value, print_table, stdout
 from ltr.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def cv(
         experiment = load_cv_config(config, [*(overrides or []), *sets], model=model, loss=loss)
         result = run_cv(experiment, folds, quiet=quiet, dist=Distributed.from_env())
     if result is not None:  # rank 0 of a torchrun job, or the one process
-        stdout.print(cv_table(result))
+        print_table(cv_table(result))
 
 
 def cv_table(result: CvResult) -> Table:

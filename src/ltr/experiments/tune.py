@@ -34,8 +34,9 @@ the validation ``tune.metric`` of its best epoch (higher is better).
 - **Outputs** in ``<tracking.output_dir>/tune-<study>/``, rewritten when each process ends:
   ``best_config.yaml`` (the YAML with the best trial's values, without ``tune``, ready for
   ``ltr train --config``), ``trials.csv`` and ``trials.json`` (every trial: state, value,
-  values, run directory, last epoch reported), ``optimization_history.png`` and
-  ``param_importances.png`` (needs two completed trials whose values differ). The trials' run
+  values, run directory, last epoch reported, the error of a failed one),
+  ``optimization_history.png`` and ``param_importances.png`` (needs two completed trials whose
+  values differ). The trials' run
   directories are under ``trials/`` there. The parent MLflow run gets the same files.
 """
 
@@ -153,7 +154,7 @@ def run_study(
     name = study_name or config.experiment.name
     out_dir = Path(config.tracking.output_dir) / f"tune-{name}"
     storage = storage or default_storage(config.tracking.output_dir)
-    console = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True, markup=False)
     study, created = _open_study(storage, name, tune, config.training.num_epochs)
     _check_fixed_config(study, fixed_config(config), storage)
     parent = _parent_run(study, created, config, storage)
@@ -163,13 +164,14 @@ def run_study(
         highlight=False,
     )
     stopped: list[int] = []  # trials a stop ended, in this process
+    explained: list[int] = []  # failed trials whose reason the per-trial line or the note gives
     error: BaseException | None = None
     try:
         # a stop waits for a safe point: a trial's next batch (in every thread), the end of a
         # trial or of the search; Optuna's bookkeeping is never cut, so no trial stays RUNNING
-        with deferred_interrupts(), _quiet_stopped_trials(stopped):
+        with deferred_interrupts(), _quiet_failed_trials(explained):
             study.optimize(
-                _objective(config, metric, out_dir, parent, name, stopped),
+                _objective(config, metric, out_dir, parent, name, stopped, explained),
                 n_trials=max(trials - done, 0),
                 timeout=timeout_seconds,
                 n_jobs=n_jobs,
@@ -346,9 +348,13 @@ def _objective(
     parent: MLflowTracker | None,
     study_name: str,
     stopped: list[int],
+    explained: list[int],
 ) -> Callable[[optuna.Trial], float]:
     """Train one trial; a stop (Ctrl-C, SIGTERM) adds its number to ``stopped`` and ends it,
-    and Optuna marks it FAIL (it has no state for a trial stopped on purpose)."""
+    and Optuna marks it FAIL (it has no state for a trial stopped on purpose). A trial that
+    fails with an :class:`LtrError` (e.g. it diverged) keeps the error as its user attribute
+    ``error``, which the per-trial line shows; the search goes on. Either way its number goes
+    to ``explained``."""
 
     def objective(trial: optuna.Trial) -> float:
         try:
@@ -356,6 +362,11 @@ def _objective(
             return _train_trial(trial, config, metric, out_dir, parent, study_name)
         except KeyboardInterrupt:
             stopped.append(trial.number)
+            explained.append(trial.number)
+            raise
+        except LtrError as error:
+            trial.set_user_attr("error", str(error))
+            explained.append(trial.number)
             raise
 
     return objective
@@ -398,13 +409,13 @@ def _stop_when_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial)
 
 
 @contextlib.contextmanager
-def _quiet_stopped_trials(stopped: list[int]) -> Iterator[None]:
-    """Drop Optuna's warnings about the trials a stop ended (``Trial 3 failed ...``, with the
-    stop's traceback): the command's closing line names them."""
+def _quiet_failed_trials(explained: list[int]) -> Iterator[None]:
+    """Drop Optuna's warnings (``Trial 3 failed ...``, with a traceback) about the failed trials
+    in ``explained``: the per-trial line gives the error, the closing line names stopped ones."""
 
     def keep(record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not any(message.startswith(f"Trial {number} failed") for number in stopped)
+        return not any(message.startswith(f"Trial {number} failed") for number in explained)
 
     optuna_logger = logging.getLogger("optuna.study._optimize")  # where optuna logs failures
     optuna_logger.addFilter(keep)
@@ -485,6 +496,8 @@ def _progress(
             state = f"{metric}={trial.value:.4f}"
         elif trial.state == optuna.trial.TrialState.PRUNED:
             state = f"pruned at epoch {trial.user_attrs.get('pruned_at_epoch', '?')}"
+        elif "error" in trial.user_attrs:
+            state = f"failed: {trial.user_attrs['error']}"
         best = _best(study)
         best_text = "" if best is None else f" (best {best.value:.4f}, trial {best.number})"
         console.print(f"Trial {trial.number}: {state}{best_text}", highlight=False)
@@ -615,13 +628,13 @@ def _plots(study: optuna.Study, out_dir: Path, metric: str) -> list[Path]:
 def _write_trials_csv(study: optuna.Study, path: Path) -> Path:
     records = [_trial_record(t) for t in study.trials]
     keys = sorted({key for record in records for key in record["params"]})
-    columns = ["number", "state", "value", "pruned_at_epoch", "seconds", "run_dir", *keys]
+    columns = ["number", "state", "value", "pruned_at_epoch", "seconds", "run_dir", "error", *keys]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(columns)
     for record in records:
         params = record["params"]
-        row = [record.get(c) for c in columns[:6]] + [params.get(k) for k in keys]
+        row = [record.get(c) for c in columns[:7]] + [params.get(k) for k in keys]
         writer.writerow(["" if cell is None else cell for cell in row])
     atomic_write_text(path, text.getvalue())
     return path
@@ -638,6 +651,7 @@ def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "pruned_at_epoch": trial.user_attrs.get("pruned_at_epoch"),
         "seconds": seconds,
         "run_dir": trial.user_attrs.get("run_dir"),
+        "error": trial.user_attrs.get("error"),
         "params": trial.params,
         "epoch_values": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
     }

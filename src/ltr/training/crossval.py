@@ -268,7 +268,7 @@ def _train_folds(
     overrides: Iterable[str] = (),
 ) -> CvResult | None:
     """Bring every fold to done, in order, writing ``cv.json`` after each (rank 0)."""
-    console = Console(stderr=True, quiet=quiet or not dist.is_main, soft_wrap=True)
+    console = Console(stderr=True, quiet=quiet or not dist.is_main, soft_wrap=True, markup=False)
     results = [FoldResult(fold) for fold in folds]
     # rank 0 looks; every rank takes its decisions
     stages = dist.broadcast_object(

@@ -70,7 +70,7 @@ def build_ensemble(
         ShapeError: members built for different feature counts.
         DataNotFoundError, LtrError: a member that is not a readable run or checkpoint.
     """
-    console = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True, markup=False)
     if len(members) < 2:
         raise ConfigError(f"an ensemble needs at least 2 members; got {len(members)}")
     paths = [checkpoint_file(member) for member in members]

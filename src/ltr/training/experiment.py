@@ -196,7 +196,7 @@ def _run(
     mlflow_tags: Mapping[str, str] | None = None,
 ) -> Path:
     """:func:`run_experiment` inside the process group."""
-    console = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True, markup=False)
     config = config.model_copy(update={"data": config.data.absolute()})  # what config.yaml holds
     training = config.training
     if training.num_threads is not None:

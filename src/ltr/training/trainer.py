@@ -200,7 +200,7 @@ def train(
     conventions = {"gain": evaluation.gain, "no_relevant": evaluation.no_relevant}
     meta = {"config": None, "normalizer": None, "n_features": None, **(meta or {})}
     dist = dist or Distributed()
-    console = Console(stderr=True, quiet=quiet or not dist.is_main, soft_wrap=True)
+    console = Console(stderr=True, quiet=quiet or not dist.is_main, soft_wrap=True, markup=False)
     model.to(device)
     optimizer = make_optimizer(cfg, model.parameters())
     scheduler = make_scheduler(cfg.scheduler, optimizer, cfg.num_epochs)
