@@ -116,6 +116,13 @@ def resume(run_dir: Path) -> None:
     run_experiment(load_run_config(run_dir), resume=run_dir, quiet=True)
 
 
+def tracked_overrides(data_root: Path, tmp_path: Path) -> tuple[str, list[str]]:
+    """An MLflow store in ``tmp_path`` and the overrides of a run tracked there."""
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    items = overrides(data_root, tmp_path / "runs", "tracking.mlflow=true")
+    return uri, [*items, f"tracking.mlflow_uri={uri}"]
+
+
 def mlflow_status(uri: str, run_id: str) -> str:
     return str(mlflow_client(uri).get_run(run_id).info.status)
 
@@ -153,9 +160,7 @@ def assert_same_ending(run_dir: Path, reference: Path) -> None:
 def test_signal_mid_epoch_ends_with_one_line_and_the_run_resumes_to_the_same_weights(
     signal_name: str, data_root: Path, reference: Path, tmp_path: Path
 ) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    items = overrides(data_root, tmp_path / "runs", "tracking.mlflow=true")
-    items.append(f"tracking.mlflow_uri={uri}")
+    uri, items = tracked_overrides(data_root, tmp_path)
     result = stop_train(f"loss:{BATCHES_PER_EPOCH + 2}", signal_name, items)  # epoch 2
 
     assert result.returncode == EXIT_CODES[signal_name], result.stderr
@@ -218,9 +223,7 @@ def test_stop_during_the_test_evaluation_resumes_to_the_test_metrics(
 def test_stop_during_the_mlflow_upload_waits_for_it_and_the_run_ends_finished(
     signal_name: str, data_root: Path, reference: Path, tmp_path: Path
 ) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    items = overrides(data_root, tmp_path / "runs", "tracking.mlflow=true")
-    items.append(f"tracking.mlflow_uri={uri}")
+    uri, items = tracked_overrides(data_root, tmp_path)
     result = stop_train("artifact:3", signal_name, items)  # 2 of the run's 6 files uploaded
 
     assert result.returncode == EXIT_CODES[signal_name], result.stderr

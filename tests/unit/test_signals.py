@@ -26,11 +26,15 @@ print("cleanup finished", flush=True)
 """
 
 
-def run_signalled(first: str, then: str) -> subprocess.CompletedProcess[str]:
-    code = SIGNALLED.format(first=first, then=textwrap.indent(then, " " * 4).strip())
+def run_code(code: str) -> subprocess.CompletedProcess[str]:
+    """``python -c code``: signal handlers are process-wide, so every test gets its own."""
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def run_signalled(first: str, then: str) -> subprocess.CompletedProcess[str]:
+    return run_code(SIGNALLED.format(first=first, then=textwrap.indent(then, " " * 4).strip()))
 
 
 @pytest.mark.parametrize(("name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
@@ -73,9 +77,7 @@ try:
 except _signals.Interrupted as stop:
     print("raised", stop.signal_name, flush=True)
 """
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_code(code)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
@@ -112,9 +114,7 @@ except _signals.Interrupted as stop:
 _signals.raise_if_interrupted()  # raised once in this thread, not again
 print("after", flush=True)
 """
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_code(code)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
