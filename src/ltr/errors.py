@@ -12,6 +12,7 @@ so generic handlers (``except ValueError``) keep working::
     ├── ExportError(LtrError, RuntimeError)        an ONNX export fails a check; nothing written
     ├── MissingExtraError(LtrError, ModuleNotFoundError)
     │                                              a package of an optional extra is not installed
+    ├── PeerLostError(LtrError, RuntimeError)      a process of a distributed job lost another
     ├── PromotionRefused(LtrError)                 a run fails the promotion gate
     ├── ShapeError(LtrError, ValueError)           arrays handed to a public function disagree
     │                                              or hold values it cannot use (NaN scores)
@@ -64,6 +65,11 @@ class MissingExtraError(LtrError, ModuleNotFoundError):
             name=package,
         )
         self.package, self.extra = package, extra
+
+
+class PeerLostError(LtrError, RuntimeError):
+    """A process of a distributed job lost the connection to another one, which ended (failed,
+    was killed or stopped); that process's own error is the cause worth reading."""
 
 
 class PromotionRefused(LtrError):

@@ -255,6 +255,7 @@ def test_an_error_only_rank_0_meets_ends_the_job_and_is_named_its_root_cause(
     cause = root_cause(result.stderr)
     assert re.search(r"rank\s*: 0 ", cause), cause  # not rank 1, which merely lost rank 0
     assert "ConfigError: tracking.mlflow_uri" in cause
+    assert "[rank1]:" not in result.stderr  # rank 1 has no traceback: one line, if any
 
 
 def test_a_rank_killed_mid_run_ends_the_job_in_bounded_time(tmp_path: Path) -> None:
@@ -267,6 +268,7 @@ def test_a_rank_killed_mid_run_ends_the_job_in_bounded_time(tmp_path: Path) -> N
     assert result.returncode != 0
     cause = root_cause(result.stderr)
     assert re.search(r"rank\s*: 1 ", cause) and "SIGKILL" in cause, cause
+    assert "[rank0]:" not in result.stderr  # rank 0 lost rank 1: one line, no traceback
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 4
     assert mlflow_statuses(tmp_path) in (["FAILED"], ["KILLED"])  # closed, not left RUNNING

@@ -56,7 +56,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ltr.data.dataset import Batch, BatchLoader, QueryDataset
 from ltr.data.letor import LetorData
-from ltr.errors import ConfigError, LtrError
+from ltr.errors import ConfigError, LtrError, PeerLostError
 
 __all__ = [
     "Distributed",
@@ -225,7 +225,29 @@ def process_group(dist: Distributed, device: torch.device) -> Iterator[None]:
         # shutting down, and torchrun named the peer.
         record_for_torchrun(error)
         raise
+    except RuntimeError as error:
+        cause = _peer_lost(str(error))
+        if cause is None:
+            raise
+        raise PeerLostError(
+            f"process {dist.rank} of {dist.world_size} lost the connection to another process "
+            f"of the job, which ended ({cause}); that process's error says why"
+        ) from error
     torch_dist.destroy_process_group()
+
+
+# how gloo reports a peer that is gone (its socket closed): the peer's error is the one to read
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
+
+def _peer_lost(message: str) -> str | None:
+    """The part of a backend error that says a peer is gone (``Connection closed by peer
+    [127.0.0.1]:40364``), or None when the error is about something else."""
+    for sign in _PEER_LOST:
+        start = message.find(sign)
+        if start >= 0:
+            return message[start:].split(". ", 1)[0].strip()
+    return None
 
 
 def record_for_torchrun(error: BaseException) -> None:
@@ -236,8 +258,8 @@ def record_for_torchrun(error: BaseException) -> None:
     same error would only make it look later than the peers it brought down.
     """
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if not path or os.path.exists(path):
-        return
+    if not path or os.path.exists(path) or isinstance(error, PeerLostError):
+        return  # a lost peer is a consequence, never the root cause
     from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 
     ErrorHandler().record_exception(error)

@@ -155,3 +155,15 @@ def test_scores_of_the_validation_shards_add_up_to_the_whole_file() -> None:
     parts = [score_data(model, data, batch_size=4, queries=shard) for shard in shards]
     np.testing.assert_allclose(np.sum(parts, axis=0), whole, rtol=1e-6, atol=0)
     assert all(np.count_nonzero(part) < whole.size for part in parts)
+
+
+def test_a_lost_peer_is_told_apart_from_other_backend_errors() -> None:
+    from ltr.training.distributed import _peer_lost
+
+    gloo = (
+        "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection "
+        "closed by peer [127.0.0.1]:40121. This is typically caused by a remote worker crashing."
+    )
+    assert _peer_lost(gloo) == "Connection closed by peer [127.0.0.1]:40121"
+    assert _peer_lost("Connection reset by peer") == "Connection reset by peer"
+    assert _peer_lost("Tensors must be contiguous") is None
