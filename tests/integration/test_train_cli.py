@@ -152,3 +152,32 @@ def test_paths_with_spaces_and_accents_train_resume_and_predict(tmp_path: Path) 
         == (metrics["test"]["ndcg@10"])
     )
     assert (work / "mlruns.db").is_file() and any((work / "mlartifacts").rglob("best.pt"))
+
+
+def test_warnings_reach_the_user_as_one_warning_line_each_once(tmp_path: Path) -> None:
+    write_synthetic(tmp_path / "data", n_queries=30, n_features=10, seed=3, max_docs=10)
+    items = [
+        f"data.root={tmp_path / 'data'}",
+        f"tracking.output_dir={tmp_path / 'runs'}",
+        "training.num_epochs=3",  # validated 3 times: the cutoff warning still comes once
+        "training.early_stopping_metric=ndcg@100",  # longer than every list
+        "tracking.mlflow=false",
+        "tracking.tensorboard=false",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "ltr", "train", "--quiet", "--model", "transformer"]
+        + ["--config", str(REPO_ROOT / "configs" / "default.yaml")]
+        + [arg for item in items for arg in ("--set", item)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines == [
+        "warning: model mlp -> transformer: dropped model.hidden_dims, model.norm (not taken by "
+        "transformer)",
+        "warning: k=100 is larger than every list in the batch (the longest has 10 documents); "
+        "check the cutoff",
+    ], result.stderr

@@ -27,6 +27,7 @@ from ltr._signals import (
 )
 from ltr.cli import data, evaluation, experiments, export, models, training, tune
 from ltr.cli._common import stdout
+from ltr.cli._warnings import route_warnings
 from ltr.errors import LtrError
 
 app = typer.Typer(
@@ -79,6 +80,7 @@ def _root(
 def main() -> None:
     """Entry point: run the app, turning :class:`LtrError` and interruptions into one line."""
     stop_on_signals()
+    route_warnings()
     try:
         app()
     except LtrError as error:

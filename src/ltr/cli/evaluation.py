@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -64,15 +61,14 @@ def evaluate(
         refuse_directory(per_query)
         check_writable(per_query)
     judged = load_letor(data)
-    with _metric_warnings_as_lines():
-        if scores is not None:
-            values = read_scores(scores, expected=judged.n_docs)
-            result = evaluate_scores(judged, values, names, **conventions)
-        else:
-            assert run is not None
-            matched = read_trec_run(run, judged, data_path=data)
-            _warn_about_run(run, data, matched)
-            result = evaluate_run(matched, names, **conventions)
+    if scores is not None:
+        values = read_scores(scores, expected=judged.n_docs)
+        result = evaluate_scores(judged, values, names, **conventions)
+    else:
+        assert run is not None
+        matched = read_trec_run(run, judged, data_path=data)
+        _warn_about_run(run, data, matched)
+        result = evaluate_run(matched, names, **conventions)
     if per_query is not None:
         write_per_query(per_query, result.query_ids, result.per_query)
     if as_json:
@@ -99,21 +95,6 @@ def _warn_about_run(run: Path, data: Path, matched: MatchedRun) -> None:
         warn(f"{matched.n_queries_absent} queries of {data} are not in {run}; they score 0")
     if matched.n_queries_unjudged:
         warn(f"{matched.n_queries_unjudged} queries of {run} are not in {data}; left out")
-
-
-@contextmanager
-def _metric_warnings_as_lines() -> Iterator[None]:
-    """A CutoffWarning becomes one `warning:` line, not Python's two lines with a source line."""
-    from ltr.metrics import CutoffWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CutoffWarning)
-        yield
-    for message in dict.fromkeys(str(w.message) for w in caught if w.category is CutoffWarning):
-        warn(message)
-    for w in caught:
-        if w.category is not CutoffWarning:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def baselines(
@@ -150,18 +131,15 @@ def baselines(
         )
     if test_data.n_features < train_data.n_features:
         test_data = load_letor(test, n_features=train_data.n_features)
-    with _metric_warnings_as_lines():
-        rows = evaluate_baselines(train_data, test_data, names, seed=seed, **conventions)
-        if models:
-            from ltr.inference import Predictor
+    rows = evaluate_baselines(train_data, test_data, names, seed=seed, **conventions)
+    if models:
+        from ltr.inference import Predictor
 
-            ideal = rows.popitem()  # the ceiling stays the last row
-            for path in models:
-                scores = Predictor.load(path).score(test_data, source=str(test))
-                rows[f"model: {path.name}"] = evaluate_scores(
-                    test_data, scores, names, **conventions
-                )
-            rows.update([ideal])
+        ideal = rows.popitem()  # the ceiling stays the last row
+        for path in models:
+            scores = Predictor.load(path).score(test_data, source=str(test))
+            rows[f"model: {path.name}"] = evaluate_scores(test_data, scores, names, **conventions)
+        rows.update([ideal])
     if as_json:
         print_json({label: evaluation.means for label, evaluation in rows.items()})
         return
