@@ -19,7 +19,6 @@ def test_quickstart_runs_every_step_on_synthetic_data(tmp_path: Path) -> None:
         "LTR_VENV": sys.prefix,
         "LTR_QUICKSTART_DIR": str(tmp_path / "qs"),
         "LTR_CACHE_DIR": str(tmp_path / "cache"),
-        "COLUMNS": "200",  # rich wraps long row labels at 80 columns when not on a terminal
     }
     result = subprocess.run(
         ["bash", str(REPO_ROOT / "scripts" / "quickstart.sh")],

@@ -31,7 +31,7 @@ def test_readme_mq2008_example_prints_the_table_it_shows(
         text=True,
         timeout=300,
         cwd=tmp_path / "work",
-        env={**os.environ, "COLUMNS": "100"},  # the README's tables are 100 columns wide
+        env={**os.environ, "COLUMNS": "100"},  # a pipe gets tables whole, whatever COLUMNS says
     )
     assert result.returncode == 0, result.stderr
     printed = [line.rstrip() for line in result.stdout.splitlines()]

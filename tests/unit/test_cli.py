@@ -268,6 +268,22 @@ def test_paths_print_whole_on_one_line_brackets_included(tmp_path: Path) -> None
     ]
 
 
+def test_a_table_reaches_a_pipe_whole_whatever_columns_says(judged: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ltr.cli", "baselines", "--train", judged, "--test", judged],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "40"},  # narrower than the table
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    box = [line for line in lines if line[:1] in "┏┃┡│└"]
+    assert len({len(line) for line in box}) == 1 and len(box[0]) > 40  # no wrapped cell
+    assert any("(best single feature on train)" in line for line in box)
+    assert all(line == line.rstrip() for line in lines)  # no padding after the title
+
+
 def test_a_warning_prints_brackets_as_they_are(capsys: pytest.CaptureFixture[str]) -> None:
     from ltr.cli._common import warn
 

@@ -20,9 +20,20 @@ from ltr.errors import ConfigError
 stdout = Console(soft_wrap=True, markup=False)
 
 
-def print_table(table: RenderableType, console: Console = stdout) -> None:
-    """A rich table laid out by rich (no soft wrap, so its caption stays centred)."""
-    console.print(table, soft_wrap=False)
+def print_table(table: RenderableType) -> None:
+    """A rich table: fitted to a terminal's width; whole, as wide as its cells need, in a pipe
+    or file (rich would wrap its cells at ``COLUMNS``, 80 by default)."""
+    if stdout.is_terminal:
+        stdout.print(table, soft_wrap=False)  # soft wrap would leave captions uncentred
+        return
+    console = stdout
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    if natural > console.width:
+        console = Console(width=natural, markup=False)
+    with console.capture() as captured:
+        console.print(table, soft_wrap=False)
+    # rich pads the title and caption to the table's width: no trailing blanks in a file
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 DEFAULT_METRICS = "ndcg@1,ndcg@5,ndcg@10,map,mrr"

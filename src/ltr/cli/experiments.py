@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ltr.cli._common import print_json, print_table, stdout, warn
+from ltr.cli._common import print_json, print_table, warn
 from ltr.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -108,11 +107,7 @@ def compare(
     elif fmt is CompareFormat.markdown:
         sys.stdout.write(markdown_table(comparison) + "\n")
     else:
-        table = rich_table(comparison)
-        # never squeeze columns into ellipses: a narrow terminal wraps lines, a pipe gets them all
-        natural = stdout.measure(table, options=stdout.options.update_width(10_000)).maximum
-        console = stdout if natural <= stdout.width else Console(width=natural, markup=False)
-        print_table(table, console)
+        print_table(rich_table(comparison))
     for path in plots:
         sys.stderr.write(f"wrote {path}\n")
 
