@@ -139,10 +139,10 @@ def test_compare_refuses_runs_around_an_in_place_edit_of_the_test_file(tmp_path:
     assert result.returncode == 1
     test_file = (data / "test.txt").resolve()
     assert result.stderr == (
-        f"error: runs were tested on different test files: {before.name} ({test_file}, sha256 "
-        f"{then}), {after.name} ({test_file}, sha256 {now}); {before.name}'s test file "
-        f"{test_file} changed since the run read it (sha256 {then} then, {now} now); a paired "
-        "comparison needs the same test set: compare runs tested on the same test file\n"
+        f"error: runs were tested on 2 different test files: {test_file} (sha256 {then}, since "
+        f"changed to {now}): 1 run ({before.name}); {test_file} (sha256 {now}): 1 run "
+        f"({after.name}); a paired comparison needs the same test set: no two of these runs "
+        "share a test file\n"
     )
 
 
