@@ -312,6 +312,8 @@ def compare_runs(
 ) -> Comparison:
     """Compare ``runs``: test metrics, the best per metric, paired tests against the baseline.
 
+    One run is shown with a note that it has nothing to be compared against (no tests).
+
     Args:
         runs: at least one run, as :func:`load_run` reads them, all tested on the same queries;
             or cvs, as :func:`ltr.experiments.cv_record.load_cv` reads them, all of the same
@@ -369,8 +371,19 @@ def compare_runs(
         n_queries=len(base.query_ids),
         n_resamples=n_resamples,
         seed=seed,
-        notes=file_notes + _convention_notes(runs),
+        notes=file_notes + _convention_notes(runs) + _alone_note(runs),
     )
+
+
+def _alone_note(runs: Sequence[RunRecord]) -> list[str]:
+    """One run is shown (its metrics, its plots), but there is nothing to test it against."""
+    if len(runs) > 1:
+        return []
+    kind = "cv" if runs[0].folds else "run"
+    return [
+        f"only one {kind} ({runs[0].run_id}): nothing to compare it against; name a second "
+        f"{kind} for paired tests"
+    ]
 
 
 def _best(runs: Sequence[RunRecord], metric: str) -> list[str]:
