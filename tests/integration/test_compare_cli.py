@@ -54,6 +54,20 @@ def test_compare_all_prints_a_table_with_the_best_marked(runs_dir: Path) -> None
     assert all(name in result.stdout for name in others)
 
 
+def test_compare_of_one_run_says_there_is_nothing_to_compare_against(runs_dir: Path) -> None:
+    name = run_names(runs_dir)[0]
+    result = run_ltr("compare", runs_dir / name, "--format", "markdown", "--resamples", "100")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        f"warning: only one run ({name}): nothing to compare it against; name a second run for "
+        "paired tests\n"
+    )
+    header, _, row, _, caption = result.stdout.splitlines()
+    assert header == "| Exp ID | Model | Loss | NDCG@1 | NDCG@5 | NDCG@10 | MAP | MRR |"
+    assert row.startswith(f"| {name} |") and "★" not in result.stdout
+    assert caption == "One run only: nothing to compare it against, so no paired tests."
+
+
 def test_compare_json_is_one_object_with_tests_against_the_named_baseline(
     runs_dir: Path, tmp_path: Path
 ) -> None:
@@ -139,10 +153,10 @@ def test_compare_refuses_runs_around_an_in_place_edit_of_the_test_file(tmp_path:
     assert result.returncode == 1
     test_file = (data / "test.txt").resolve()
     assert result.stderr == (
-        f"error: runs were tested on different test files: {before.name} ({test_file}, sha256 "
-        f"{then}), {after.name} ({test_file}, sha256 {now}); {before.name}'s test file "
-        f"{test_file} changed since the run read it (sha256 {then} then, {now} now); a paired "
-        "comparison needs the same test set: compare runs tested on the same test file\n"
+        f"error: runs were tested on 2 different test files: {test_file} (sha256 {then}, since "
+        f"changed to {now}): 1 run ({before.name}); {test_file} (sha256 {now}): 1 run "
+        f"({after.name}); a paired comparison needs the same test set: no two of these runs "
+        "share a test file\n"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -232,6 +233,39 @@ def test_a_member_given_twice_is_refused(members: list[Path], tmp_path: Path) ->
     with pytest.raises(ConfigError, match=r"best\.pt is given twice \(also as .*s0\); give"):
         build_ensemble(twice, output_dir=tmp_path, quiet=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def interrupted_copy(run_dir: Path, where: Path, epochs_done: int) -> Path:
+    """``run_dir`` as if stopped after ``epochs_done`` epochs: no metrics.json, a short history."""
+    copy = shutil.copytree(run_dir, where / f"{run_dir.name}-stopped")
+    (copy / "metrics.json").unlink()
+    history = read_json(copy / "training_history.json")[:epochs_done]
+    (copy / "training_history.json").write_text(json.dumps(history), encoding="utf-8")
+    return copy
+
+
+def test_an_unfinished_member_is_refused_before_any_work(
+    members: list[Path], tmp_path: Path
+) -> None:
+    stopped = interrupted_copy(members[1], tmp_path / "stopped", epochs_done=1)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "ltr", "ensemble", str(members[0]), str(stopped)),
+            *("--output-dir", str(runs)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: 1 member(s) did not finish (no metrics.json): {stopped} (1 of 2 epochs done); "
+        "finish each with `ltr train --resume <run>` or leave it out of the ensemble\n"
+    )
+    assert list(runs.iterdir()) == []
 
 
 def test_an_ensemble_lands_beside_its_first_run_from_any_folder(

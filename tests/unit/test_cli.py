@@ -298,6 +298,35 @@ def test_synth_into_an_existing_file_is_one_error_line(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"error: {tmp_path / 'afile'} exists and is not a folder;")
 
 
+def test_synth_over_other_data_is_refused_and_over_the_same_data_is_a_no_op(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "data"
+    assert run_ltr("data", "synth", "--out", out, "--queries", "40").returncode == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+
+    again = run_ltr("data", "synth", "--out", out, "--queries", "40")
+    other = run_ltr("data", "synth", "--out", out, "--queries", "50", "--seed", "1")
+
+    assert again.returncode == 0, again.stderr
+    assert other.returncode == 1
+    assert other.stderr == (
+        f"error: {out} already holds data (info.json: 40 queries, 20 features, seed 0); writing "
+        "other data there would invalidate the runs trained on it: give another --out, or "
+        "delete the folder first\n"
+    )
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_synth_refuses_a_folder_holding_letor_files_of_another_origin(tmp_path: Path) -> None:
+    (tmp_path / "train.txt").write_text("0 qid:1 1:0.5\n")
+    result = run_ltr("data", "synth", "--out", tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"error: {tmp_path} already holds data (train.txt, not from ltr data synth);"
+    )
+
+
 def test_output_below_a_file_is_one_error_line_naming_the_output(
     tmp_path: Path, judged: Path
 ) -> None:

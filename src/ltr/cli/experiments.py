@@ -142,6 +142,8 @@ def markdown_table(comparison: Comparison) -> str:
 
 def _headers(comparison: Comparison) -> list[str]:
     significance = [f"Δ {comparison.metric.upper()}", "p t-test", "p rand", HOLM, "W/T/L"]
+    if not comparison.tests:  # one run: no test, and no column for one
+        significance = []
     return ["Exp ID", "Model", "Loss", *(m.upper() for m in comparison.metrics), *significance]
 
 
@@ -152,11 +154,12 @@ def _rows(comparison: Comparison, *, best: Callable[[str], Cell]) -> list[list[s
         cells: list[str | Cell] = [run.run_id, run.model, run.loss]
         for name in comparison.metrics:
             text = _number(run.mean(name))
-            cells.append(best(text) if run.run_id in comparison.best[name] else text)
+            starred = len(comparison.runs) > 1 and run.run_id in comparison.best[name]
+            cells.append(best(text) if starred else text)
         test = comparison.tests.get(run.run_id)
-        if test is None:
+        if test is None and comparison.tests:
             cells += ["baseline", "", "", "", ""]
-        else:
+        elif test is not None:
             wtl = test.win_tie_loss
             cells += [
                 f"{test.mean_diff:+.4f}",
@@ -189,6 +192,9 @@ def _caption(comparison: Comparison) -> str:
         if comparison.baseline.folds
         else ""
     )
+    if not comparison.tests:
+        kind = "cv" if comparison.baseline.folds else "run"
+        return f"{pooled}One {kind} only: nothing to compare it against, so no paired tests."
     return (
         f"{STAR} best per metric. {pooled}Baseline: {comparison.baseline.run_id}. "
         f"Δ = run - baseline on {comparison.metric}{pairs}; two-sided paired t-test and "

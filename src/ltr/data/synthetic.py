@@ -29,6 +29,7 @@ determined by ``seed``: the same arguments give bit-identical arrays and files.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +218,10 @@ def write_synthetic(
 ) -> dict[str, Path]:
     """Generate one synthetic data set and write it as a LETOR fold folder.
 
-    Queries are dealt to the splits at random (seeded); each split keeps query order.
+    Queries are dealt to the splits at random (seeded); each split keeps query order. A folder
+    that already holds data is refused unless its ``info.json`` records the same generator and
+    parameters (then the files come out byte for byte the same): new data under old runs would
+    make every run trained on it disagree with its test file.
 
     Args:
         out_dir: folder to write (created if missing).
@@ -230,7 +234,7 @@ def write_synthetic(
         generator and its parameters, counts per split) and ``readme`` (``README.md``).
 
     Raises:
-        ConfigError: bad arguments.
+        ConfigError: bad arguments, or ``out_dir`` holds other data.
     """
     unknown = sorted(set(params) - _EXTRA_PARAMETERS)
     if unknown:
@@ -243,6 +247,7 @@ def write_synthetic(
         raise ConfigError(f"{out} exists and is not a folder; give a folder for the data files")
     sizes = _split_sizes(n_queries, splits)
     arguments = {"n_queries": n_queries, "n_features": n_features, "seed": seed, **params}
+    _refuse_other_data(out, {**arguments, "splits": list(splits)})
     data = make_synthetic(**arguments)
     order = np.random.default_rng((seed, 1)).permutation(n_queries)
     bounds = np.cumsum([0, *sizes])
@@ -266,6 +271,33 @@ def write_synthetic(
     paths["readme"] = out / "README.md"
     atomic_write_text(paths["readme"], _readme(info))
     return paths
+
+
+def _refuse_other_data(out: Path, parameters: dict[str, Any]) -> None:
+    """Only the same generator with the same parameters may write over an existing data set."""
+    held = sorted(
+        f"{name}.txt" for name in ("train", "vali", "test") if (out / f"{name}.txt").exists()
+    )
+    info_file = out / "info.json"
+    if not held and not info_file.exists():
+        return
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+        old = info["parameters"]
+        same = info.get("version") == GENERATOR_VERSION and old == json.loads(
+            json.dumps(parameters)
+        )
+        holds = (
+            f"info.json: {old['n_queries']} queries, {old['n_features']} features, "
+            f"seed {old['seed']}"
+        )
+    except (OSError, ValueError, TypeError, KeyError):  # not written by write_synthetic
+        same, holds = False, f"{', '.join(held) or 'info.json'}, not from ltr data synth"
+    if not same:
+        raise ConfigError(
+            f"{out} already holds data ({holds}); writing other data there would invalidate the "
+            "runs trained on it: give another --out, or delete the folder first"
+        )
 
 
 def _readme(info: dict[str, Any]) -> str:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,6 +312,8 @@ def compare_runs(
 ) -> Comparison:
     """Compare ``runs``: test metrics, the best per metric, paired tests against the baseline.
 
+    One run is shown with a note that it has nothing to be compared against (no tests).
+
     Args:
         runs: at least one run, as :func:`load_run` reads them, all tested on the same queries;
             or cvs, as :func:`ltr.experiments.cv_record.load_cv` reads them, all of the same
@@ -368,8 +371,19 @@ def compare_runs(
         n_queries=len(base.query_ids),
         n_resamples=n_resamples,
         seed=seed,
-        notes=file_notes + _convention_notes(runs),
+        notes=file_notes + _convention_notes(runs) + _alone_note(runs),
     )
+
+
+def _alone_note(runs: Sequence[RunRecord]) -> list[str]:
+    """One run is shown (its metrics, its plots), but there is nothing to test it against."""
+    if len(runs) > 1:
+        return []
+    kind = "cv" if runs[0].folds else "run"
+    return [
+        f"only one {kind} ({runs[0].run_id}): nothing to compare it against; name a second "
+        f"{kind} for paired tests"
+    ]
 
 
 def _best(runs: Sequence[RunRecord], metric: str) -> list[str]:
@@ -426,8 +440,11 @@ def _check_fold_test_files(cvs: Sequence[RunRecord]) -> list[str]:
             f"cvs ran on different folds: {described}; a paired comparison needs the same test "
             "queries: compare cvs of the same folds"
         )
+    fix = "compare cvs whose runs of each fold were tested on the same file"
     return [
-        note for fold in cvs[0].folds for note in _check_test_files([cv.folds[fold] for cv in cvs])
+        note
+        for fold in cvs[0].folds
+        for note in _check_test_files([cv.folds[fold] for cv in cvs], fix=fix)
     ]
 
 
@@ -454,16 +471,19 @@ def _aligned_values(run: RunRecord, base: RunRecord, metric: str) -> NDArray[np.
     return reordered
 
 
-def _check_test_files(runs: Sequence[RunRecord]) -> list[str]:
+def _check_test_files(runs: Sequence[RunRecord], *, fix: str | None = None) -> list[str]:
     """Refuse runs tested on different files (by sha256); notes on what could not be checked.
 
     Query ids alone do not identify a test set: a relabelled copy of test.txt has the same ones.
     The sha256 a run recorded at training wins over the file at that path now, which may have
-    been edited since.
+    been edited since. The refusal groups the runs by test file and ends with ``fix`` (default:
+    the command comparing the largest group).
     """
     hashed: dict[Path, str] = {}  # runs of one data folder: read the file once
     digests: dict[str, tuple[Path | None, str]] = {}
-    changed, notes = [], []
+    now_sha256: dict[str, str] = {}
+    changed: dict[str, str] = {}  # run id -> what changed, for runs whose file changed since
+    notes = []
     for run in runs:
         recorded = recorded_file(run.report, "test")
         if recorded is None:
@@ -475,17 +495,51 @@ def _check_test_files(runs: Sequence[RunRecord]) -> list[str]:
         digests[run.run_id] = (Path(recorded["path"]), recorded["sha256"])
         current = _sha256_now(Path(recorded["path"]), hashed)
         if current is not None and current != recorded["sha256"]:
-            changed.append(file_changed(run.run_id, "test", recorded, current))
-    if len({sha256 for _, sha256 in digests.values()}) > 1:
-        described = ", ".join(
-            f"{run_id} ({path}, sha256 {sha256[:12]})" for run_id, (path, sha256) in digests.items()
-        )
-        since = "".join(f"; {change}" for change in changed)
+            changed[run.run_id] = file_changed(run.run_id, "test", recorded, current)
+            now_sha256[run.run_id] = current
+    groups: dict[str, list[RunRecord]] = {}  # sha256 -> its runs, in the order given
+    for run in runs:
+        if run.run_id in digests:
+            groups.setdefault(digests[run.run_id][1], []).append(run)
+    if len(groups) > 1:
+        by_size = sorted(groups.values(), key=len, reverse=True)  # stable: ties keep run order
+        described = "; ".join(_describe_group(group, digests, now_sha256) for group in by_size)
+        if fix is None and len(by_size[0]) > 1:
+            command = " ".join(shlex.quote(str(run.path)) for run in by_size[0])
+            fix = f"compare runs of one test file: name them, e.g. ltr compare {command}"
+        elif fix is None:
+            fix = "no two of these runs share a test file"
         raise ConfigError(
-            f"runs were tested on different test files: {described}{since}; a paired "
-            "comparison needs the same test set: compare runs tested on the same test file"
+            f"runs were tested on {len(groups)} different test files: {described}; a "
+            f"paired comparison needs the same test set: {fix}"
         )
-    return notes + [f"{change}; compared by the sha256 recorded at training" for change in changed]
+    return notes + [
+        f"{change}; compared by the sha256 recorded at training" for change in changed.values()
+    ]
+
+
+def _describe_group(
+    group: Sequence[RunRecord],
+    digests: dict[str, tuple[Path | None, str]],
+    now_sha256: dict[str, str],
+) -> str:
+    """``path (sha256 ab12..., since changed to cd34...): 2 runs (a, b)``."""
+    path, sha256 = digests[group[0].run_id]
+    now = next((now_sha256[run.run_id] for run in group if run.run_id in now_sha256), None)
+    since = "" if now is None else f", since changed to {now[:12]}"
+    ids = _first_ids([run.run_id for run in group])
+    return f"{path} (sha256 {sha256[:12]}{since}): {_count(len(group), 'run')} ({ids})"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _first_ids(ids: Sequence[str], shown: int = 3) -> str:
+    """``a, b, c and 5 more``: enough to recognize a group without listing a folder."""
+    if len(ids) <= shown + 1:  # "and 1 more" is no shorter than the id itself
+        return ", ".join(ids)
+    return f"{', '.join(ids[:shown])} and {len(ids) - shown} more"
 
 
 def _current_test_digest(

@@ -16,6 +16,9 @@ laid out like ``ltr train``'s, so ``ltr predict``, ``ltr compare``, ``ltr export
 - ``test_per_query.tsv`` and ``preprocessor.json`` as a trained run writes them, and an empty
   ``training_history.json`` (no epochs were trained to build it).
 
+A member whose run has no ``metrics.json`` did not finish (interrupted, or still training): it
+is refused before any work, with how far it got, rather than averaged in silently.
+
 Members share their data section, so without a validation file they validated on the same
 split of the training file (``data.split_seed``), and so does the ensemble.
 """
@@ -23,10 +26,12 @@ split of the training file (``data.split_seed``), and so does the ensemble.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 
 from ltr._fs import file_sha256
@@ -65,7 +70,8 @@ def build_ensemble(
         The new run directory.
 
     Raises:
-        ConfigError: fewer than two members, a member given twice, members trained on
+        ConfigError: fewer than two members, a member whose run did not finish (no
+            ``metrics.json``), a member given twice, members trained on
             different data settings or normalized differently, or bad weights.
         ShapeError: members built for different feature counts.
         DataNotFoundError, LtrError: a member that is not a readable run or checkpoint.
@@ -73,6 +79,7 @@ def build_ensemble(
     console = Console(stderr=True, quiet=quiet, soft_wrap=True, markup=False)
     if len(members) < 2:
         raise ConfigError(f"an ensemble needs at least 2 members; got {len(members)}")
+    _refuse_unfinished(members)
     paths = [checkpoint_file(member) for member in members]
     seen: dict[Path, str | Path] = {}
     for given, path in zip(members, paths, strict=True):
@@ -165,6 +172,39 @@ def build_ensemble(
             shown = ", ".join(f"{k}={v:.4f}" for k, v in values.items() if "[" not in k)
             console.print(f"{part}: {shown}", highlight=False)
     return run.dir
+
+
+def _refuse_unfinished(members: Sequence[str | Path]) -> None:
+    """A run without ``metrics.json`` stopped early (Ctrl-C, a crash) or is still training."""
+    unfinished = []
+    for member in members:
+        path = Path(member)
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path
+        if not (run_dir / "config.yaml").is_file():
+            continue  # a bare checkpoint: no run to ask
+        if not (run_dir / "metrics.json").is_file():
+            unfinished.append(f"{member} ({_progress(run_dir)})")
+    if unfinished:
+        runs = "; ".join(unfinished)
+        raise ConfigError(
+            f"{len(unfinished)} member(s) did not finish (no metrics.json): {runs}; finish each "
+            "with `ltr train --resume <run>` or leave it out of the ensemble"
+        )
+
+
+def _progress(run_dir: Path) -> str:
+    """How far an unfinished run got: ``1 of 4 epochs done``, from its history and config."""
+    try:
+        history = json.loads((run_dir / "training_history.json").read_text(encoding="utf-8"))
+        done = len(history) if isinstance(history, list) else 0
+    except (OSError, ValueError):  # stopped before its first epoch ended
+        done = 0
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        planned = f" of {int(config['training']['num_epochs'])}"
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+        planned = ""
+    return f"{done}{planned} epochs done" if done else "no epoch done"
 
 
 def _check_compatible(paths: Sequence[Path], payloads: Sequence[dict[str, Any]]) -> None:

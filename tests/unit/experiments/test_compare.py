@@ -145,7 +145,7 @@ def test_compare_refuses_a_run_from_before_tested_on_a_relabelled_copy_of_the_te
     config = (other / "config.yaml").read_text(encoding="utf-8")
     (other / "config.yaml").write_text(config.replace(str(data), str(copy)), encoding="utf-8")
 
-    with pytest.raises(ConfigError, match=r"tested on different test files: .*relabelled/test"):
+    with pytest.raises(ConfigError, match=r"tested on 2 different test files: .*relabelled/test"):
         compare_runs([runs[0], load_run(other)], n_resamples=500)
 
 
@@ -209,10 +209,35 @@ def test_compare_refuses_runs_whose_recorded_test_files_differ_though_the_path_i
         compare_runs([a, b], n_resamples=500)
 
     assert str(refused.value) == (
-        f"runs were tested on different test files: {a.run_id} ({path}, sha256 {then}), "
-        f"{b.run_id} ({path}, sha256 {now}); {a.run_id}'s test file {path} changed since the "
-        f"run read it (sha256 {then} then, {now} now); a paired comparison needs the same test "
-        "set: compare runs tested on the same test file"
+        f"runs were tested on 2 different test files: {path} (sha256 {then}, since changed to "
+        f"{now}): 1 run ({a.run_id}); {path} (sha256 {now}): 1 run ({b.run_id}); a paired "
+        "comparison needs the same test set: no two of these runs share a test file"
+    )
+
+
+def test_compare_refusal_groups_many_runs_by_test_file_and_names_the_largest_group(
+    edited_runs: dict[str, RunRecord], tmp_path: Path
+) -> None:
+    """As `ltr compare --all` over a folder of runs on two test files: one short line."""
+    a1, b = edited_runs["a1"], edited_runs["b"]
+    for i in range(5):
+        shutil.copytree(a1.path, tmp_path / f"{a1.run_id}-{i}")
+    for i in range(2):
+        shutil.copytree(b.path, tmp_path / f"{b.run_id}-{i}")
+    runs = scan_runs(tmp_path)[0]
+    path = Path(a1.config["data"]["root"]) / "test.txt"
+    then, now = short_sha256(a1), short_sha256(b)
+    ids = [f"{a1.run_id}-{i}" for i in range(5)]
+
+    with pytest.raises(ConfigError) as refused:
+        compare_runs(runs, n_resamples=100)
+
+    assert str(refused.value) == (
+        f"runs were tested on 2 different test files: {path} (sha256 {then}, since changed to "
+        f"{now}): 5 runs ({', '.join(ids[:3])} and 2 more); {path} (sha256 {now}): 2 runs "
+        f"({b.run_id}-0, {b.run_id}-1); a paired comparison needs the same test set: compare "
+        "runs of one test file: name them, e.g. ltr compare "
+        + " ".join(str(tmp_path / run_id) for run_id in ids)
     )
 
 

@@ -187,12 +187,15 @@ def test_compare_refuses_cvs_whose_runs_of_a_fold_were_tested_on_different_files
     relabel_in_place(edited / "Fold2" / "test.txt")  # same query ids, one label changed
     other = load_cv(tiny_cv(edited, tmp_path / "runs"))
 
-    with pytest.raises(ConfigError, match="tested on different test files: ") as refused:
+    with pytest.raises(ConfigError, match="tested on 2 different test files: ") as refused:
         compare_runs([records[0], other], n_resamples=200)
 
     message = str(refused.value)
-    assert f"{records[0].run_id}/Fold2 ({folds_dir / 'Fold2' / 'test.txt'}, sha256 " in message
-    assert f"{other.run_id}/Fold2 ({edited / 'Fold2' / 'test.txt'}, sha256 " in message
+    assert f"{folds_dir / 'Fold2' / 'test.txt'} (sha256 " in message
+    assert f"1 run ({records[0].run_id}/Fold2)" in message
+    assert f"{edited / 'Fold2' / 'test.txt'} (sha256 " in message
+    assert f"1 run ({other.run_id}/Fold2)" in message
+    assert message.endswith("compare cvs whose runs of each fold were tested on the same file")
     assert "Fold1" not in message and "Fold3" not in message
 
 
