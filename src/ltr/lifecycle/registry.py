@@ -324,6 +324,15 @@ def validated_version_of(
     root = validated_dir if validated_dir is not None else config.promotion.validated_dir
     models = _validations_of(run_dir, root, name)
     if not models:
+        others = _validations_of(run_dir, root)
+        if others:  # validated under another --name: following "validate it first" would
+            # validate it a second time under this name
+            validated_as = ", ".join(f"{model.name} {model.version}" for model in others)
+            names = " or ".join(f"--name {n}" for n in dict.fromkeys(m.name for m in others))
+            raise PromotionRefused(
+                f"run {run} is not validated as {name}; it is validated as {validated_as}: "
+                f"add {names}"
+            )
         raise PromotionRefused(
             f"run {run} is not validated as {name}; run `ltr promote {run} --to validated` first"
         )

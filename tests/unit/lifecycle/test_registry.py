@@ -348,7 +348,7 @@ def test_gate_refuses_a_run_tested_on_another_file_with_the_same_queries(
 
     assert model.model_id == "tiny-relabelled_v1.0.0" and model.metadata["name"] == model.name
     assert validated_version_of(other, name="tiny-relabelled", validated_dir=validated) == model
-    with pytest.raises(PromotionRefused, match=r"is not validated as tiny; run `ltr promote"):
+    with pytest.raises(PromotionRefused, match=r"is not validated as tiny; it is validated as"):
         validated_version_of(other, validated_dir=validated)
 
 
@@ -475,6 +475,24 @@ def test_production_refuses_a_run_that_was_never_validated(
         PromotionRefused, match=r"is not validated as tiny; run `ltr promote .* first$"
     ):
         validated_version_of(weak_run, validated_dir=validated)
+
+
+def test_production_names_the_names_a_run_is_validated_under(
+    strong_run: Path, weak_run: Path, validated: Path
+) -> None:
+    gate = PromotionConfig(compare_to_validated=False)
+    promote(strong_run, validated, name="ranker", promotion=gate)
+    promote(strong_run, validated, name="ranker", version="1.1.0", promotion=gate)
+    promote(strong_run, validated, name="r2", promotion=gate)
+    promote(weak_run, validated, name="other", promotion=gate)  # another run: not named
+
+    with pytest.raises(PromotionRefused) as refused:
+        validated_version_of(strong_run, validated_dir=validated)
+
+    assert str(refused.value) == (
+        f"run {strong_run} is not validated as tiny; it is validated as r2 1.0.0, ranker 1.0.0, "
+        "ranker 1.1.0: add --name r2 or --name ranker"
+    )
 
 
 def test_production_takes_the_runs_highest_validated_version(
