@@ -218,3 +218,77 @@ def test_promote_to_production_publishes_validated_versions_only(tmp_path: Path)
     assert ltr("models", "verify", cwd=tmp_path).returncode == 0
     rolled = ltr("models", "rollback", cwd=tmp_path)
     assert rolled.stdout.strip() == "models/current: 1.1.0 -> 1.0.0"
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-epoch run on tiny synthetic data."""
+    from ltr.config import load_config
+    from ltr.data.synthetic import write_synthetic
+    from ltr.training import run_experiment
+
+    root = tmp_path_factory.mktemp("trained")
+    write_synthetic(root / "data", n_queries=30, n_features=8, seed=4, max_docs=10)
+    overrides = [
+        f"data.root={root / 'data'}",
+        f"tracking.output_dir={root / 'runs'}",
+        "model.hidden_dims=[8]",
+        "training.num_epochs=1",
+        "training.device=cpu",
+        "tracking.mlflow=false",
+        "tracking.tensorboard=false",
+    ]
+    repo = Path(__file__).resolve().parents[2]
+    return run_experiment(load_config(repo / "configs" / "default.yaml", overrides), quiet=True)
+
+
+def validate_as(run: Path, name: str, cwd: Path, version: str = "1.0.0") -> None:
+    """Validate ``run`` into ``cwd/validated``, where `ltr promote` looks."""
+    from ltr.config import PromotionConfig
+    from ltr.lifecycle.registry import promote_to_validated
+
+    gate = PromotionConfig(compare_to_validated=False)
+    promote_to_validated(
+        run, name=name, version=version, promotion=gate, validated_dir=cwd / "validated",
+        register=False,
+    )  # fmt: skip
+
+
+def test_promote_to_production_without_name_suggests_the_name_it_is_validated_as(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    validate_as(trained_run, "ranker", tmp_path)
+
+    result = ltr("promote", str(trained_run), "--to", "production", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: run {trained_run} is not validated as default; it is validated as ranker "
+        "1.0.0: add --name ranker\n"
+    )
+    assert not (tmp_path / "models").exists()
+
+
+def test_promote_to_production_over_another_runs_version_suggests_a_free_one(
+    trained_run: Path, store: ModelStore, tmp_path: Path
+) -> None:
+    validate_as(trained_run, "ranker", tmp_path)  # ranker 1.0.0; the store holds 1.0.0, 1.1.0
+
+    result = ltr(
+        "promote", str(trained_run), "--to", "production", "--name", "ranker", cwd=tmp_path
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: version 1.0.0 in models was exported from experiments/run-0, not from "
+        f"ranker_v1.0.0's run {trained_run}; versions are never overwritten: validate the run as "
+        f"a version the store does not hold, e.g. `ltr promote {trained_run} --to validated "
+        "--name ranker --version 1.2.0`\n"
+    )
+    assert store.versions() == ["1.0.0", "1.1.0"] and store.current() == "1.1.0"
+    validate_as(trained_run, "ranker", tmp_path, "1.3.0")  # now above the store's versions
+    above = ltr(
+        "promote", str(trained_run), "--to", "production", "--name", "ranker", "--version",
+        "1.0.0", cwd=tmp_path,
+    )  # fmt: skip
+    assert above.stderr.endswith("--name ranker --version 1.4.0`\n"), above.stderr

@@ -82,7 +82,7 @@ def test_untracked_run_is_registered_from_the_validated_folder(
     validated = tmp_path / "validated"
 
     first = promote_to_validated(run, validated_dir=validated, tracking_uri=store)
-    second = promote_to_validated(run, validated_dir=validated, tracking_uri=store)
+    second = promote_to_validated(run, version="1.1.0", validated_dir=validated, tracking_uri=store)
 
     version = client(store).get_model_version_by_alias(NAME, "validated")  # moved to the newest
     assert int(version.version) == second.metadata["registry"]["version"]

@@ -209,7 +209,7 @@ def _promote_to_production(run: Path, version: str | None, name: str | None, sto
     version = validated.version  # the live version is the validated one, never a new number
     model_store = ModelStore(store)
     if version in model_store.versions():  # e.g. after a rollback: roll forward to it again
-        _switch_to_stored(model_store, validated, store)
+        _switch_to_stored(model_store, validated, store, run)
         return
 
     def build(output: Path) -> None:
@@ -221,17 +221,27 @@ def _promote_to_production(run: Path, version: str | None, name: str | None, sto
     stdout.print(f"{store / CURRENT_FILE}: {previous or 'none'} -> {version}", highlight=False)
 
 
-def _switch_to_stored(model_store: Any, validated: Any, store: Path) -> None:
+def _switch_to_stored(model_store: Any, validated: Any, store: Path, run: Path) -> None:
     """Make a stored version live again if it is the validated model; never overwrite it."""
+    from ltr.lifecycle.bundle import parse_version
+    from ltr.lifecycle.registry import next_version
     from ltr.lifecycle.store import CURRENT_FILE
 
     version = validated.version
     bundle = model_store.show(version)  # verifies every checksum of the stored bundle
     if bundle.source_run != validated.metadata["run_dir"]:
+        # the store is keyed by version alone, so every name's 1.0.0 competes for one slot:
+        # the fix is a version above both the store's and the name's
+        free = max(
+            model_store.next_version(),
+            next_version(validated.path.parent, validated.name),
+            key=parse_version,
+        )
         raise ConfigError(
             f"version {version} in {store} was exported from {bundle.source_run}, not from "
             f"{validated.model_id}'s run {validated.metadata['run_dir']}; versions are never "
-            "overwritten (`ltr models list` shows what it holds)"
+            "overwritten: validate the run as a version the store does not hold, e.g. "
+            f"`ltr promote {run} --to validated --name {validated.name} --version {free}`"
         )
     previous = model_store.set_current(version)
     if previous == version:

@@ -187,7 +187,7 @@ def _improvement(
 ) -> GateCheck:
     metric = promotion.metric
     if baseline is None:
-        message = "no validated model of this name yet: nothing to improve on"
+        message = "no other validated model of this name yet: nothing to improve on"
         return GateCheck("improvement", True, message, {"metric": metric, "baseline": None})
     if dict(conventions) != dict(baseline.conventions):
         raise PromotionRefused(

@@ -8,7 +8,8 @@
    hashed once; runs from before ltr recorded hashes take the files as they are now.
 1. **Gate** (:mod:`ltr.lifecycle.gates`) with the run's own ``promotion:`` section (or one
    passed in): floors on test metrics and, optionally, a significant improvement over the most
-   recently validated version of the same name. A failing run raises
+   recently validated version of the same name (other than this very checkpoint: a run
+   validated already is refused unless a new ``version`` is asked for). A failing run raises
    :class:`~ltr.errors.PromotionRefused` listing every failed check, and nothing is written.
 2. **Re-score** the test file with the best checkpoint: the figures must reproduce
    ``metrics.json`` (else the data or checkpoint changed since training), and give the metrics
@@ -166,8 +167,25 @@ def list_validated(validated_dir: str | Path, name: str | None = None) -> list[V
 
 def latest_validated(validated_dir: str | Path, name: str) -> ValidatedModel | None:
     """The most recently validated version of ``name`` (by ``validated_at``), or None."""
-    models = list_validated(validated_dir, name)
+    return _most_recent(list_validated(validated_dir, name))
+
+
+def _most_recent(models: list[ValidatedModel]) -> ValidatedModel | None:
     return max(models, key=lambda m: (m.validated_at, parse_version(m.version)), default=None)
+
+
+def _validations_of(
+    run_dir: Path, validated_dir: str | Path, name: str | None = None
+) -> list[ValidatedModel]:
+    """The validated models made from ``run_dir`` (resolved), of ``name`` only if given."""
+    models = list_validated(validated_dir, name)
+    return [model for model in models if model.metadata.get("run_dir") == str(run_dir)]
+
+
+def _same_checkpoint(model: ValidatedModel, run_dir: Path, checkpoint_sha256: str) -> bool:
+    """Whether ``model`` is the run's current ``best.pt``: the same run and the same bytes."""
+    same_bytes = (model.metadata.get("files") or {}).get("best.pt") == checkpoint_sha256
+    return same_bytes and model.metadata.get("run_dir") == str(run_dir)
 
 
 def next_version(validated_dir: str | Path, name: str) -> str:
@@ -209,7 +227,9 @@ def promote_to_validated(
 
     Raises:
         PromotionRefused: the gate failed (every failed check, with numbers), the run has no
-            test metrics, the version exists, or re-scoring does not reproduce metrics.json.
+            test metrics, the version exists, the run's checkpoint is validated under ``name``
+            already (and no ``version`` is given), or re-scoring does not reproduce
+            metrics.json.
         DataNotFoundError: the run directory or one of its files, or a data file, is missing.
         ConfigError: ``version`` is not ``X.Y.Z``.
     """
@@ -218,6 +238,9 @@ def promote_to_validated(
     promotion = promotion or config.promotion
     name = name or promotion.registry_name or config.experiment.name
     root = Path(validated_dir if validated_dir is not None else promotion.validated_dir)
+    checkpoint = file_sha256(run_dir / "checkpoints" / "best.pt")
+    if version is None:  # an explicit new version of the same checkpoint is allowed
+        _refuse_revalidation(run_dir, root, name, checkpoint)
     version = version or next_version(root, name)
     parse_version(version)
     model_id = f"{name}_v{version}"
@@ -240,7 +263,7 @@ def promote_to_validated(
         raise DataNotFoundError(f"run {run_dir.name}: its config names no test file")
     digests = _data_digests(run_dir, paths, report)
     test_file = {"path": str(paths.test.resolve()), "sha256": digests["test"]}
-    gate = _check_gate(run_dir, report, promotion, root, name, test_file)
+    gate = _check_gate(run_dir, report, promotion, root, name, test_file, checkpoint)
     metrics, data = _rescore(run_dir, config, paths, digests, test_metrics)
     metadata: dict[str, Any] = {
         "model_id": model_id,
@@ -299,12 +322,17 @@ def validated_version_of(
     config, _ = _read_run(run_dir)
     name = name or config.promotion.registry_name or config.experiment.name
     root = validated_dir if validated_dir is not None else config.promotion.validated_dir
-    models = [
-        model
-        for model in list_validated(root, name)
-        if model.metadata.get("run_dir") == str(run_dir)
-    ]
+    models = _validations_of(run_dir, root, name)
     if not models:
+        others = _validations_of(run_dir, root)
+        if others:  # validated under another --name: following "validate it first" would
+            # validate it a second time under this name
+            validated_as = ", ".join(f"{model.name} {model.version}" for model in others)
+            names = " or ".join(f"--name {n}" for n in dict.fromkeys(m.name for m in others))
+            raise PromotionRefused(
+                f"run {run} is not validated as {name}; it is validated as {validated_as}: "
+                f"add {names}"
+            )
         raise PromotionRefused(
             f"run {run} is not validated as {name}; run `ltr promote {run} --to validated` first"
         )
@@ -344,6 +372,18 @@ def _read_run(run_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
     return config, report
 
 
+def _refuse_revalidation(run_dir: Path, root: Path, name: str, checkpoint_sha256: str) -> None:
+    """Refuse validating a checkpoint again under its name: the gate would test it against
+    itself (a changed ``best.pt`` is a new model, gated against the previous version)."""
+    models = list_validated(root, name)
+    same = [model for model in models if _same_checkpoint(model, run_dir, checkpoint_sha256)]
+    if same:
+        model = same[-1]
+        raise PromotionRefused(
+            f"run {run_dir.name}: already validated as {model.name} {model.version} ({model.path})"
+        )
+
+
 def _check_gate(
     run_dir: Path,
     report: Mapping[str, Any],
@@ -351,10 +391,14 @@ def _check_gate(
     root: Path,
     name: str,
     test_file: Mapping[str, Any],
+    checkpoint_sha256: str,
 ) -> GateResult:
     baseline = None
     if promotion.compare_to_validated:
-        current = latest_validated(root, name)
+        # a new version of a validated checkpoint is compared with the others, not itself
+        models = list_validated(root, name)
+        others = [m for m in models if not _same_checkpoint(m, run_dir, checkpoint_sha256)]
+        current = _most_recent(others)
         if current is not None:
             baseline = Baseline(
                 model_id=current.model_id,

@@ -157,9 +157,14 @@ def test_metadata_describes_the_data_files_as_the_run_recorded_them(
 
 
 def test_promotion_reads_each_data_file_once(
-    strong_run: Path, data_root: Path, validated: Path, monkeypatch: pytest.MonkeyPatch
+    strong_run: Path,
+    data_root: Path,
+    validated: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     promote(strong_run, validated)  # a baseline, so the gate compares test files
+    run = copy_run(strong_run, tmp_path / "copy")
     hashed: list[Path] = []
 
     def counting_sha256(path: Path) -> str:
@@ -168,7 +173,7 @@ def test_promotion_reads_each_data_file_once(
 
     for module in (ltr.lifecycle.registry, ltr.data.summary):
         monkeypatch.setattr(module, "file_sha256", counting_sha256)
-    promote(strong_run, validated, promotion=PromotionConfig(min_improvement=-1, significance=None))
+    promote(run, validated, promotion=PromotionConfig(min_improvement=-1, significance=None))
 
     for name in ("train.txt", "vali.txt", "test.txt"):
         assert hashed.count((data_root / name).resolve()) == 1, name
@@ -240,17 +245,77 @@ def test_clearly_better_run_passes_the_significance_gate(
     assert improvement["n_queries"] == 60
 
 
-def test_same_quality_run_fails_the_significance_gate(strong_run: Path, validated: Path) -> None:
+def copy_run(run: Path, parent: Path) -> Path:
+    """The same trained model in another run directory."""
+    parent.mkdir()
+    return Path(shutil.copytree(run, parent / run.name))
+
+
+def test_same_quality_run_fails_the_significance_gate(
+    strong_run: Path, validated: Path, tmp_path: Path
+) -> None:
     promote(strong_run, validated)
+    twin = copy_run(strong_run, tmp_path / "copy")
+
+    with pytest.raises(PromotionRefused) as refused:
+        promote(twin, validated)
+
+    assert str(refused.value) == (
+        f"run {twin.name}: improvement over validated tiny_v1.0.0 in ndcg@10 is +0.000 "
+        "(p = 1 by randomization test), needs p < 0.05"
+    )
+    assert [p.name for p in validated.iterdir()] == ["tiny_v1.0.0"]
+
+
+def test_validated_run_is_refused_again_without_gating_it_against_itself(
+    strong_run: Path, validated: Path
+) -> None:
+    first = promote(strong_run, validated)
 
     with pytest.raises(PromotionRefused) as refused:
         promote(strong_run, validated)
 
     assert str(refused.value) == (
-        f"run {strong_run.name}: improvement over validated tiny_v1.0.0 in ndcg@10 is +0.000 "
-        "(p = 1 by randomization test), needs p < 0.05"
+        f"run {strong_run.name}: already validated as tiny 1.0.0 ({first.path})"
     )
     assert [p.name for p in validated.iterdir()] == ["tiny_v1.0.0"]
+
+
+def test_validated_run_under_another_name_is_validated_under_this_one(
+    strong_run: Path, validated: Path
+) -> None:
+    promote(strong_run, validated, name="ranker")
+
+    assert promote(strong_run, validated).model_id == "tiny_v1.0.0"
+
+
+def test_run_retrained_since_validation_is_gated_against_its_previous_version(
+    strong_run: Path, weak_run: Path, validated: Path, tmp_path: Path
+) -> None:
+    run = copy_run(weak_run, tmp_path / "copy")
+    promote(run, validated)
+    for name in ("checkpoints/best.pt", "metrics.json", "test_per_query.tsv"):  # "retrained"
+        shutil.copyfile(strong_run / name, run / name)
+
+    model = promote(run, validated)
+
+    improvement = model.metadata["gate"]["checks"][-1]
+    assert (model.version, improvement["baseline"]) == ("1.1.0", "tiny_v1.0.0")
+
+
+def test_new_version_of_a_validated_run_is_compared_with_the_others_only(
+    strong_run: Path, weak_run: Path, validated: Path
+) -> None:
+    promote(strong_run, validated)
+
+    alone = promote(strong_run, validated, version="1.1.0")  # not gated against itself
+    no_comparison = PromotionConfig(compare_to_validated=False)
+    promote(weak_run, validated, version="1.2.0", promotion=no_comparison)
+    after_weak = promote(strong_run, validated, version="1.3.0")
+
+    assert alone.metadata["gate"]["checks"][-1]["baseline"] is None
+    improvement = after_weak.metadata["gate"]["checks"][-1]
+    assert (improvement["baseline"], improvement["passed"]) == ("tiny_v1.2.0", True)
 
 
 def relabelled_copy(data_root: Path, destination: Path) -> Path:
@@ -283,7 +348,7 @@ def test_gate_refuses_a_run_tested_on_another_file_with_the_same_queries(
 
     assert model.model_id == "tiny-relabelled_v1.0.0" and model.metadata["name"] == model.name
     assert validated_version_of(other, name="tiny-relabelled", validated_dir=validated) == model
-    with pytest.raises(PromotionRefused, match=r"is not validated as tiny; run `ltr promote"):
+    with pytest.raises(PromotionRefused, match=r"is not validated as tiny; it is validated as"):
         validated_version_of(other, validated_dir=validated)
 
 
@@ -363,10 +428,12 @@ def test_existing_version_is_refused(strong_run: Path, validated: Path) -> None:
         promote(strong_run, validated, version="2.0.0", promotion=no_comparison)
 
 
-def test_default_version_is_the_next_minor(strong_run: Path, validated: Path) -> None:
+def test_default_version_is_the_next_minor(
+    strong_run: Path, validated: Path, tmp_path: Path
+) -> None:
     no_comparison = PromotionConfig(compare_to_validated=False)
     first = promote(strong_run, validated, promotion=no_comparison)
-    second = promote(strong_run, validated, promotion=no_comparison)
+    second = promote(copy_run(strong_run, tmp_path / "copy"), validated, promotion=no_comparison)
     promote(strong_run, validated, version="3.4.1", promotion=no_comparison)
 
     assert (first.version, second.version) == ("1.0.0", "1.1.0")
@@ -408,6 +475,24 @@ def test_production_refuses_a_run_that_was_never_validated(
         PromotionRefused, match=r"is not validated as tiny; run `ltr promote .* first$"
     ):
         validated_version_of(weak_run, validated_dir=validated)
+
+
+def test_production_names_the_names_a_run_is_validated_under(
+    strong_run: Path, weak_run: Path, validated: Path
+) -> None:
+    gate = PromotionConfig(compare_to_validated=False)
+    promote(strong_run, validated, name="ranker", promotion=gate)
+    promote(strong_run, validated, name="ranker", version="1.1.0", promotion=gate)
+    promote(strong_run, validated, name="r2", promotion=gate)
+    promote(weak_run, validated, name="other", promotion=gate)  # another run: not named
+
+    with pytest.raises(PromotionRefused) as refused:
+        validated_version_of(strong_run, validated_dir=validated)
+
+    assert str(refused.value) == (
+        f"run {strong_run} is not validated as tiny; it is validated as r2 1.0.0, ranker 1.0.0, "
+        "ranker 1.1.0: add --name r2 or --name ranker"
+    )
 
 
 def test_production_takes_the_runs_highest_validated_version(
