@@ -28,11 +28,13 @@ directory, decides what each fold needs, and alone writes ``cv.json``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import re
+import shlex
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,11 +196,12 @@ def run_cv(
             tensorboard=False,
         )
         cv_dir = Path(dist.broadcast_object(str(made.dir.resolve())))
-        stored = config.resolved()
-        stored["data"]["root"] = None
-        state = {"folds_dir": str(Path(folds_dir).resolve()), "config": stored}
-        _write_state(cv_dir, state, [FoldResult(fold) for fold in folds], dist)  # resumable now
-        return _train_folds(cv_dir, config, folds, state, quiet=quiet, dist=dist)
+        with _note_cv_resume_on_interrupt(cv_dir, folds, dist):
+            stored = config.resolved()
+            stored["data"]["root"] = None
+            state = {"folds_dir": str(Path(folds_dir).resolve()), "config": stored}
+            _write_state(cv_dir, state, [FoldResult(fold) for fold in folds], dist)  # resumable
+            return _train_folds(cv_dir, config, folds, state, quiet=quiet, dist=dist)
 
 
 def resume_cv(
@@ -235,7 +238,7 @@ def resume_cv(
     folds = [Fold(entry["name"], Path(entry["data_root"])) for entry in state["folds"]]
     dist = dist or Distributed()
     device = dist.device(resolve_device(config.training.device))
-    with process_group(dist, device):
+    with process_group(dist, device), _note_cv_resume_on_interrupt(cv_dir, folds, dist):
         stored = {"folds_dir": state["folds_dir"], "config": state["config"]}
         return _train_folds(
             cv_dir, config, folds, stored, quiet=quiet, dist=dist, overrides=overrides
@@ -315,6 +318,33 @@ def _train_folds(
         return None
     metrics = summarize_folds([result.test for result in results if result.test is not None])
     return CvResult(cv_dir, config, results, metrics)
+
+
+@contextlib.contextmanager
+def _note_cv_resume_on_interrupt(
+    cv_dir: Path, folds: Sequence[Fold], dist: Distributed
+) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM, replace the notes of the interruption (a fold's ``ltr train
+    --resume`` hint, which would leave the later folds and ``cv.json`` behind) with the cv's."""
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        if dist.is_main:
+            stop.__notes__ = [_cv_resume_note(cv_dir, folds)]
+        raise
+
+
+def _cv_resume_note(cv_dir: Path, folds: Sequence[Fold]) -> str:
+    """Which fold the stop cut, how many are done, and the command that finishes the cv."""
+    if not (cv_dir / CV_FILE).is_file():  # stopped before the cv began
+        return f"{cv_dir} holds no {CV_FILE} yet (stopped before its first fold); delete it"
+    done = [_fold_stage(cv_dir / fold.name)[0] == "done" for fold in folds]
+    cut = next((fold.name for fold, is_done in zip(folds, done, strict=True) if not is_done), None)
+    where = "every fold is done" if cut is None else f"stopped in {cut}"
+    return (
+        f"{where}, {sum(done)} of {len(folds)} folds done; "
+        f"continue with: ltr cv --resume {shlex.quote(str(cv_dir))}"
+    )
 
 
 def _fold_config(config: ExperimentConfig, fold: Fold, cv_dir: Path) -> ExperimentConfig:
