@@ -182,6 +182,26 @@ def test_signal_mid_epoch_ends_with_one_line_and_the_run_resumes_to_the_same_wei
     assert mlflow_status(uri, run_id) == "FINISHED"
 
 
+@pytest.mark.parametrize(
+    ("moment", "more"),
+    [
+        ("tensorboard", ["tracking.tensorboard=true"]),  # the run directory was just made
+        ("loss:2", []),  # in the first epoch
+    ],
+)
+def test_stop_before_the_first_checkpoint_names_the_run_directory_to_delete(
+    moment: str, more: list[str], data_root: Path, tmp_path: Path
+) -> None:
+    result = stop_train(moment, "SIGINT", overrides(data_root, tmp_path, *more))
+
+    assert result.returncode == 130, result.stderr
+    run_dir = only_run(tmp_path)
+    assert closing_line(result) == (
+        f"interrupted by SIGINT; {run_dir} holds no checkpoint (stopped before its first epoch "
+        "ended); nothing to resume: delete it"
+    )
+
+
 @pytest.mark.parametrize("file_name", ["best.pt", "last.pt"])
 def test_stop_while_checkpoints_land_resumes_to_the_same_best_and_last(
     file_name: str, data_root: Path, reference: Path, tmp_path: Path

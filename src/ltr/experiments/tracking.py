@@ -131,22 +131,35 @@ class Run:
         Raises:
             WriteError: ``output_dir`` cannot be created or written.
         """
+        if rank == 0:
+            path = cls.make_dir(output_dir, name, now=now)
+        else:  # a placeholder: the caller takes rank 0's name
+            path = Path(output_dir) / f"{(now or datetime.now()):%Y%m%d-%H%M%S}-{name}"
+        return cls(path, rank=rank, tensorboard=tensorboard)
+
+    @staticmethod
+    def make_dir(output_dir: str | Path, name: str, *, now: datetime | None = None) -> Path:
+        """Create and return ``<output_dir>/<YYYYmmdd-HHMMSS>-<name>`` (suffixed if taken): the
+        first step of :meth:`create`, for callers that must know the directory before the
+        trackers start (the TensorBoard import takes seconds, a window for Ctrl-C).
+
+        Raises:
+            WriteError: ``output_dir`` cannot be created or written.
+        """
         stem = f"{(now or datetime.now()):%Y%m%d-%H%M%S}-{name}"
         path = Path(output_dir) / stem
-        if rank == 0:
-            purpose = f"tracking.output_dir {output_dir}: cannot create a run directory"
-            make_folder(Path(output_dir), purpose=purpose)
-            suffix = 1
-            while True:
-                try:
-                    path.mkdir()
-                    break
-                except FileExistsError:
-                    suffix += 1
-                    path = Path(output_dir) / f"{stem}-{suffix}"
-                except OSError as error:
-                    raise WriteError(f"{purpose} in it ({error.strerror})") from None
-        return cls(path, rank=rank, tensorboard=tensorboard)
+        purpose = f"tracking.output_dir {output_dir}: cannot create a run directory"
+        make_folder(Path(output_dir), purpose=purpose)
+        suffix = 1
+        while True:
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                suffix += 1
+                path = Path(output_dir) / f"{stem}-{suffix}"
+            except OSError as error:
+                raise WriteError(f"{purpose} in it ({error.strerror})") from None
 
     @classmethod
     def open(cls, path: str | Path, *, rank: int = 0, tensorboard: bool = True) -> Run:

@@ -20,7 +20,8 @@
 
 Interrupted (Ctrl-C, or SIGTERM through the CLI) at any step, the run keeps whole files only
 (every write is atomic) and the :class:`KeyboardInterrupt` gets a note naming the epoch in
-``last.pt`` and the ``--resume`` command; resuming ends with the weights and test numbers of an
+``last.pt`` and the ``--resume`` command (or, before the first checkpoint, the new directory to
+delete: it is named from the moment it exists); resuming ends with the weights and test numbers of an
 uninterrupted run, and a run stopped after its last epoch is resumed by testing it. A stop
 while the run ends (``metrics.json``, the final MLflow numbers and files: :meth:`Run.finish`)
 waits for that end, and the note says the run finished.
@@ -49,6 +50,7 @@ import torch
 from rich.console import Console
 
 from ltr._fs import file_sha256
+from ltr._signals import deferred_interrupts
 from ltr.config import (
     DataConfig,
     EvaluationConfig,
@@ -239,113 +241,133 @@ def _run(
         seed=training.seed,
         bucket_by_length=training.bucket_by_length,
     )
-    if resume is None:
-        check_mlflow(config, rank=dist.rank)  # a bad store fails before the run dir exists
-        run = Run.create(
-            config.tracking.output_dir,
-            config.experiment.name,
-            rank=dist.rank,
-            tensorboard=config.tracking.tensorboard,
-        )
-        run.dir = Path(dist.broadcast_object(str(run.dir)))  # rank 0 named and created it
-    else:
-        run = Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
-    with run, _note_resume_on_interrupt(run, training.num_epochs, config.tracking.mlflow):
-        attach_mlflow(run, config, tags=mlflow_tags)
-        run.trackers.extend(trackers)
-        run.write_text("config.yaml", config.to_yaml())
-        run.write_json("preprocessor.json", normalizer.to_dict())
-        run.log_params(config.resolved())
-        console.print(f"Run directory: {run.dir}", highlight=False)
-        meta = {
-            "config": config.resolved(),
-            "normalizer": normalizer.to_dict(),
-            "n_features": train_data.n_features,
-            "data": splits.files,  # what a resume must find again
-        }
-        result = train(
-            model,
-            loss_fn,
-            Loaders(train=loader, valid=valid_data),
-            training,
-            run,
-            evaluation=config.evaluation,
-            meta=meta,
-            resume_from=checkpoint,
-            device=device,
-            quiet=quiet,
-            dist=dist,
-        )
-        if not dist.is_main:  # rank 0 tests the best epoch and writes the report
-            return run.dir
-        best = load_checkpoint(result.best_checkpoint)
-        model.load_state_dict(best["model"])
-        best_record = next(r for r in result.history if r["epoch"] == result.best_epoch)
-        report: dict[str, Any] = {
-            "best_epoch": result.best_epoch,
-            "epochs": result.epochs,
-            "stopped_early": result.stopped_early,
-            "early_stopping_metric": training.early_stopping_metric,
-            "valid": {
-                key.removeprefix("valid_"): value
-                for key, value in best_record.items()
-                if key.startswith("valid_")
-            },
-            "valid_from_train": splits.valid_from_train,
-            "conventions": {
-                "gain": config.evaluation.gain,
-                "no_relevant": config.evaluation.no_relevant,
-            },
-            "test": None,
-            "data": splits.files,
-        }
-        if test_data is not None:
-            scores = score_data(model, test_data, batch_size=training.batch_size, device=device)
-            report["test"], per_query = report_test_metrics(test_data, scores, config.evaluation)
-            report["test_queries"] = test_data.n_queries
-            run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
-            console.print(f"Test (best epoch {result.best_epoch}): {shown}", highlight=False)
-        final: dict[str, float] = {"best/epoch": result.best_epoch or 0}
-        final.update({f"best/valid/{k}": v for k, v in report["valid"].items()})
-        final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
-        run.finish(report, final, result.best_epoch or 0, RUN_ARTIFACTS)
+    note = _ResumeNote(training.num_epochs, config.tracking.mlflow, writer=dist.is_main)
+    with note:
+        run = note.run = _start_run(config, resume, dist, note)
+        with run:
+            attach_mlflow(run, config, tags=mlflow_tags)
+            run.trackers.extend(trackers)
+            run.write_text("config.yaml", config.to_yaml())
+            run.write_json("preprocessor.json", normalizer.to_dict())
+            run.log_params(config.resolved())
+            console.print(f"Run directory: {run.dir}", highlight=False)
+            meta = {
+                "config": config.resolved(),
+                "normalizer": normalizer.to_dict(),
+                "n_features": train_data.n_features,
+                "data": splits.files,  # what a resume must find again
+            }
+            result = train(
+                model,
+                loss_fn,
+                Loaders(train=loader, valid=valid_data),
+                training,
+                run,
+                evaluation=config.evaluation,
+                meta=meta,
+                resume_from=checkpoint,
+                device=device,
+                quiet=quiet,
+                dist=dist,
+            )
+            if not dist.is_main:  # rank 0 tests the best epoch and writes the report
+                return run.dir
+            best = load_checkpoint(result.best_checkpoint)
+            model.load_state_dict(best["model"])
+            best_record = next(r for r in result.history if r["epoch"] == result.best_epoch)
+            report: dict[str, Any] = {
+                "best_epoch": result.best_epoch,
+                "epochs": result.epochs,
+                "stopped_early": result.stopped_early,
+                "early_stopping_metric": training.early_stopping_metric,
+                "valid": {
+                    key.removeprefix("valid_"): value
+                    for key, value in best_record.items()
+                    if key.startswith("valid_")
+                },
+                "valid_from_train": splits.valid_from_train,
+                "conventions": {
+                    "gain": config.evaluation.gain,
+                    "no_relevant": config.evaluation.no_relevant,
+                },
+                "test": None,
+                "data": splits.files,
+            }
+            if test_data is not None:
+                scores = score_data(model, test_data, batch_size=training.batch_size, device=device)
+                report["test"], per_query = report_test_metrics(test_data, scores, config.evaluation)
+                report["test_queries"] = test_data.n_queries
+                run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
+                shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
+                console.print(f"Test (best epoch {result.best_epoch}): {shown}", highlight=False)
+            final: dict[str, float] = {"best/epoch": result.best_epoch or 0}
+            final.update({f"best/valid/{k}": v for k, v in report["valid"].items()})
+            final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
+            run.finish(report, final, result.best_epoch or 0, RUN_ARTIFACTS)
     return run.dir
 
 
-@contextlib.contextmanager
-def _note_resume_on_interrupt(run: Run, num_epochs: int, mlflow: bool) -> Iterator[None]:
-    """On Ctrl-C or SIGTERM, note on the interruption what the run keeps and how to continue it
-    (the CLI prints the notes in its closing line)."""
-    try:
-        yield
-    except KeyboardInterrupt as stop:
-        if run.is_writer:
-            stop.add_note(_resume_note(run, num_epochs, mlflow))
-        raise
+def _start_run(
+    config: ExperimentConfig, resume: Path | None, dist: Distributed, note: _ResumeNote
+) -> Run:
+    """The run directory, new or reopened, named to ``note`` as soon as it exists."""
+    if resume is not None:
+        note.run_dir = resume
+        return Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
+    check_mlflow(config, rank=dist.rank)  # a bad store fails before the run dir exists
+    made = None
+    if dist.is_main:
+        with deferred_interrupts():  # a directory made is a directory the note names
+            made = note.run_dir = Run.make_dir(config.tracking.output_dir, config.experiment.name)
+    note.run_dir = Path(dist.broadcast_object(str(made)))  # rank 0 named and created it
+    return Run(note.run_dir, rank=dist.rank, tensorboard=config.tracking.tensorboard)
 
 
-def _resume_note(run: Run, num_epochs: int, mlflow: bool) -> str:
-    if run.finished:  # the stop came while the run ended, and waited for it
-        mirror = read_run_file(run.dir) if mlflow else None
-        mirrored = (
-            "" if mirror is None else f", MLflow run {mirror['run_id']} FINISHED with every file"
-        )
+@dataclass
+class _ResumeNote:
+    """On Ctrl-C or SIGTERM inside it, note on the interruption what the run keeps and how to
+    continue it (the CLI prints the notes in its closing line); ``run_dir`` is set once the
+    directory exists, ``run`` once its trackers run (the writer, rank 0, notes)."""
+
+    num_epochs: int
+    mlflow: bool
+    writer: bool
+    run_dir: Path | None = None
+    run: Run | None = None
+
+    def __enter__(self) -> _ResumeNote:
+        return self
+
+    def __exit__(self, exc_type: Any, stop: BaseException | None, traceback: Any) -> None:
+        if isinstance(stop, KeyboardInterrupt) and self.writer and self.run_dir is not None:
+            stop.add_note(self.text())
+
+    def text(self) -> str:
+        """What the stop left in ``run_dir``."""
+        assert self.run_dir is not None
+        if self.run is not None and self.run.finished:  # the stop came while the run ended
+            mirror = read_run_file(self.run_dir) if self.mlflow else None
+            mirrored = (
+                "" if mirror is None else f", MLflow run {mirror['run_id']} FINISHED with every file"
+            )
+            return (
+                f"{self.run_dir} finished before the stop took effect: metrics.json "
+                f"written{mirrored}; nothing to resume"
+            )
+        last = self.run_dir / "checkpoints" / "last.pt"
+        if not last.is_file():
+            return (
+                f"{self.run_dir} holds no checkpoint (stopped before its first epoch ended); "
+                "nothing to resume: delete it"
+            )
+        try:
+            epoch = load_checkpoint(last)["epoch"]
+        except LtrError:  # cannot happen with atomic writes; the hint must not hide the stop
+            epoch = "?"
         return (
-            f"{run.dir} finished before the stop took effect: metrics.json written{mirrored}; "
-            "nothing to resume"
+            f"{self.run_dir}: checkpoints/last.pt holds epoch {epoch} of {self.num_epochs}; "
+            f"continue with: ltr train --resume {shlex.quote(str(self.run_dir))}"
         )
-    last = run.checkpoint_path("last")
-    if not last.is_file():
-        return f"{run.dir} has no checkpoint yet (stopped in its first epoch); nothing to resume"
-    try:
-        epoch = load_checkpoint(last)["epoch"]
-    except LtrError:  # cannot happen with atomic writes; the hint must not hide the interruption
-        epoch = "?"
-    return (
-        f"{run.dir}: checkpoints/last.pt holds epoch {epoch} of {num_epochs}; "
-        f"continue with: ltr train --resume {shlex.quote(str(run.dir))}"
-    )
 
 
 def report_test_metrics(
