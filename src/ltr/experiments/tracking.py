@@ -22,6 +22,7 @@ and each of them does nothing, so the trainer calls them unconditionally.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -30,11 +31,27 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from ltr._fs import atomic_open, atomic_write_json, atomic_write_text, make_folder
+from ltr._fs import (
+    atomic_open,
+    atomic_write_json,
+    atomic_write_text,
+    exclusive_lock,
+    make_folder,
+)
 from ltr._signals import deferred_interrupts
-from ltr.errors import DataNotFoundError, MissingExtraError, WriteError
+from ltr.errors import BusyError, DataNotFoundError, MissingExtraError, WriteError
 
-__all__ = ["Run", "RunStopped", "TensorBoardTracker", "Tracker", "json_safe"]
+__all__ = [
+    "TRAINING_LOCK",
+    "Run",
+    "RunStopped",
+    "TensorBoardTracker",
+    "Tracker",
+    "json_safe",
+    "training_lock",
+]
+
+TRAINING_LOCK = "train.lock"  # in a run or cv directory while a process trains it
 
 
 logger = logging.getLogger(__name__)
@@ -278,6 +295,23 @@ class Run:
         traceback: TracebackType | None,
     ) -> None:
         self.close(exc)
+
+
+def training_lock(directory: Path, *, rank: int = 0) -> contextlib.AbstractContextManager[None]:
+    """Hold ``<directory>/train.lock`` while training in it (rank 0 only: one per job), so a
+    second ``ltr train --resume`` or ``ltr cv --resume`` of it is refused at once.
+
+    Raises:
+        BusyError: another process holds it.
+    """
+    if rank != 0:
+        return contextlib.nullcontext()
+
+    def busy(pid: int | None) -> BusyError:
+        holder = "another process" if pid is None else f"another process (pid {pid})"
+        return BusyError(f"{directory} is being trained by {holder}; wait for it to end or stop it")
+
+    return exclusive_lock(directory / TRAINING_LOCK, busy=busy)
 
 
 def json_safe(obj: Any) -> Any:

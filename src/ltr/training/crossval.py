@@ -48,7 +48,7 @@ from ltr.data.layout import FILE_NAMES, find_data_file
 from ltr.errors import ConfigError, DataNotFoundError, LtrError
 from ltr.experiments.cv_record import CV_FILE, read_cv_json
 from ltr.experiments.mlflow_tracker import check_mlflow
-from ltr.experiments.tracking import Run, json_safe
+from ltr.experiments.tracking import Run, json_safe, training_lock
 from ltr.lifecycle.provenance import file_changed, recorded_file
 from ltr.training.distributed import Distributed, per_rank_batch_size, process_group
 from ltr.training.experiment import (
@@ -196,7 +196,10 @@ def run_cv(
             tensorboard=False,
         )
         cv_dir = Path(dist.broadcast_object(str(made.dir.resolve())))
-        with _note_cv_resume_on_interrupt(cv_dir, folds, dist):
+        with (
+            _note_cv_resume_on_interrupt(cv_dir, folds, dist),
+            training_lock(cv_dir, rank=dist.rank),
+        ):
             stored = config.resolved()
             stored["data"]["root"] = None
             state = {"folds_dir": str(Path(folds_dir).resolve()), "config": stored}
@@ -232,11 +235,24 @@ def resume_cv(
             f"so only {', '.join(_RESUMABLE_CHANGES)} may change"
         )
     state = read_cv_json(cv_dir)
+    dist = dist or Distributed()
+    with training_lock(cv_dir, rank=dist.rank):  # refused at once, before any check
+        return _resume_cv(cv_dir, state, overrides, quiet=quiet, dist=dist)
+
+
+def _resume_cv(
+    cv_dir: Path,
+    state: Mapping[str, Any],
+    overrides: list[str],
+    *,
+    quiet: bool,
+    dist: Distributed,
+) -> CvResult | None:
+    """:func:`resume_cv` under the cv's lock."""
     raw = copy.deepcopy(state["config"])
     raw["data"]["root"] = "."  # a placeholder that satisfies validation, as in load_cv_config
     config = load_config(base=raw, overrides=overrides)
     folds = [Fold(entry["name"], Path(entry["data_root"])) for entry in state["folds"]]
-    dist = dist or Distributed()
     device = dist.device(resolve_device(config.training.device))
     with process_group(dist, device), _note_cv_resume_on_interrupt(cv_dir, folds, dist):
         stored = {"folds_dir": state["folds_dir"], "config": state["config"]}

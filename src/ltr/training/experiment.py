@@ -21,8 +21,8 @@
 Interrupted (Ctrl-C, or SIGTERM through the CLI) at any step, the run keeps whole files only
 (every write is atomic) and the :class:`KeyboardInterrupt` gets a note naming the epoch in
 ``last.pt`` and the ``--resume`` command (or, before the first checkpoint, the new directory to
-delete: it is named from the moment it exists); resuming ends with the weights and test numbers of an
-uninterrupted run, and a run stopped after its last epoch is resumed by testing it. A stop
+delete: it is named from the moment it exists); resuming ends with the weights and test numbers
+of an uninterrupted run, and a run stopped after its last epoch is resumed by testing it. A stop
 while the run ends (``metrics.json``, the final MLflow numbers and files: :meth:`Run.finish`)
 waits for that end, and the note says the run finished.
 
@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shlex
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ from ltr.experiments.mlflow_tracker import (
     check_mlflow,
     read_run_file,
 )
-from ltr.experiments.tracking import Run, Tracker
+from ltr.experiments.tracking import Run, Tracker, training_lock
 from ltr.losses import build_loss
 from ltr.models import build_model, fit_input_encodings
 from ltr.training.checkpoint import check_feature_count, load_checkpoint
@@ -175,7 +175,7 @@ def run_experiment(
     dist = dist or Distributed()
     per_rank_batch_size(config.training.batch_size, dist.world_size)  # fail before any work
     device = dist.device(resolve_device(config.training.device))
-    with process_group(dist, device):
+    with process_group(dist, device), _lock_resumed_run(resume, dist):
         return _run(
             config,
             resume=resume,
@@ -242,8 +242,8 @@ def _run(
         bucket_by_length=training.bucket_by_length,
     )
     note = _ResumeNote(training.num_epochs, config.tracking.mlflow, writer=dist.is_main)
-    with note:
-        run = note.run = _start_run(config, resume, dist, note)
+    with note, contextlib.ExitStack() as held:
+        run = note.run = _start_run(config, resume, dist, note, held)
         with run:
             attach_mlflow(run, config, tags=mlflow_tags)
             run.trackers.extend(trackers)
@@ -295,7 +295,9 @@ def _run(
             }
             if test_data is not None:
                 scores = score_data(model, test_data, batch_size=training.batch_size, device=device)
-                report["test"], per_query = report_test_metrics(test_data, scores, config.evaluation)
+                report["test"], per_query = report_test_metrics(
+                    test_data, scores, config.evaluation
+                )
                 report["test_queries"] = test_data.n_queries
                 run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
                 shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
@@ -307,10 +309,26 @@ def _run(
     return run.dir
 
 
+def _lock_resumed_run(
+    resume: Path | None, dist: Distributed
+) -> contextlib.AbstractContextManager[None]:
+    """The resumed run's :func:`training_lock`, taken before any work (new runs take theirs in
+    :func:`_start_run`)."""
+    if resume is None:
+        return contextlib.nullcontext()
+    Run.open(resume, tensorboard=False)  # a run directory, before a lock file goes into it
+    return training_lock(resume, rank=dist.rank)
+
+
 def _start_run(
-    config: ExperimentConfig, resume: Path | None, dist: Distributed, note: _ResumeNote
+    config: ExperimentConfig,
+    resume: Path | None,
+    dist: Distributed,
+    note: _ResumeNote,
+    held: contextlib.ExitStack,
 ) -> Run:
-    """The run directory, new or reopened, named to ``note`` as soon as it exists."""
+    """The run directory, new or reopened, named to ``note`` as soon as it exists; a new one
+    is locked in ``held`` (:func:`training_lock`) as soon as it exists."""
     if resume is not None:
         note.run_dir = resume
         return Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
@@ -319,6 +337,7 @@ def _start_run(
     if dist.is_main:
         with deferred_interrupts():  # a directory made is a directory the note names
             made = note.run_dir = Run.make_dir(config.tracking.output_dir, config.experiment.name)
+            held.enter_context(training_lock(made))
     note.run_dir = Path(dist.broadcast_object(str(made)))  # rank 0 named and created it
     return Run(note.run_dir, rank=dist.rank, tensorboard=config.tracking.tensorboard)
 
@@ -347,9 +366,9 @@ class _ResumeNote:
         assert self.run_dir is not None
         if self.run is not None and self.run.finished:  # the stop came while the run ended
             mirror = read_run_file(self.run_dir) if self.mlflow else None
-            mirrored = (
-                "" if mirror is None else f", MLflow run {mirror['run_id']} FINISHED with every file"
-            )
+            mirrored = ""
+            if mirror is not None:
+                mirrored = f", MLflow run {mirror['run_id']} FINISHED with every file"
             return (
                 f"{self.run_dir} finished before the stop took effect: metrics.json "
                 f"written{mirrored}; nothing to resume"
