@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from rich.console import Console
 
 from ltr._fs import file_sha256
@@ -66,6 +67,7 @@ from ltr.data.preprocessing import Normalizer
 from ltr.data.summary import describe_data
 from ltr.errors import ConfigError, DataNotFoundError, LtrError
 from ltr.evaluation import evaluate_scores
+from ltr.experiments.cv_record import CV_FILE
 from ltr.experiments.mlflow_tracker import (
     RUN_ARTIFACTS,
     attach_mlflow,
@@ -83,6 +85,7 @@ __all__ = [
     "DataPaths",
     "Distributed",
     "Splits",
+    "check_resume_dir",
     "config_changes",
     "load_run_config",
     "load_splits",
@@ -209,6 +212,11 @@ def _run(
         _check_resumable(resume, checkpoint["config"], config.resolved())
         if (resume / "metrics.json").is_file():  # else it stopped before its test: finish that
             _check_epochs_left(checkpoint, training)
+        console.print(
+            f"resuming {resume} from checkpoints/last.pt "
+            f"(epoch {checkpoint['epoch']} of {training.num_epochs})",
+            highlight=False,
+        )
     splits = load_splits(  # a resume hashes on every rank: each must take the same decision
         config.data,
         console=console,
@@ -316,6 +324,7 @@ def _lock_resumed_run(
     :func:`_start_run`)."""
     if resume is None:
         return contextlib.nullcontext()
+    check_resume_dir(resume)
     Run.open(resume, tensorboard=False)  # a run directory, before a lock file goes into it
     return training_lock(resume, rank=dist.rank)
 
@@ -540,6 +549,36 @@ def resolve_device(name: str | torch.device, field: str = "training.device") -> 
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{field}: cuda is not available here; use cpu or auto")
     return device
+
+
+def check_resume_dir(run_dir: Path) -> None:
+    """Refuse, saying what it is instead, a folder ``ltr train --resume`` cannot continue.
+
+    Raises:
+        DataNotFoundError: ``run_dir`` does not exist.
+        ConfigError: it is a cv directory (``ltr cv --resume`` continues it) or an ensemble run
+            (nothing was trained, so nothing can be resumed).
+    """
+    if not run_dir.exists():
+        raise DataNotFoundError(f"cannot resume {run_dir}: it does not exist")
+    if (run_dir / CV_FILE).is_file():
+        raise ConfigError(
+            f"{run_dir} is a cv directory: use ltr cv --resume {shlex.quote(str(run_dir))}"
+        )
+    config = run_dir / "config.yaml"
+    if config.is_file() and _model_name(config) == "ensemble":
+        raise ConfigError(
+            f"{run_dir} is an ensemble (ltr ensemble): it averages trained runs and was not "
+            "trained itself, so there is nothing to resume"
+        )
+
+
+def _model_name(config_file: Path) -> Any:
+    try:
+        raw = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):  # load_config reports a broken file properly
+        return None
+    return raw.get("model", {}).get("name") if isinstance(raw, dict) else None
 
 
 def load_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
