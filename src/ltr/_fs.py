@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -103,17 +103,39 @@ def atomic_open(
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | Path) -> Iterator[None]:
+def exclusive_lock(
+    path: str | Path, *, busy: Callable[[int | None], Exception] | None = None
+) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created, with its folder, if missing) for the
-    block; other processes asking for it wait. No lock on Windows."""
+    block; other processes asking for it wait. No lock on Windows.
+
+    With ``busy``, take the lock only if it is free, else raise ``busy(pid)`` at once, ``pid``
+    being the holder's (written in the file; None if not yet). The kernel releases a lock when
+    its process ends however it ends, so a lock is never stale.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as handle:
         if sys.platform != "win32":
             import fcntl
 
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (fcntl.LOCK_NB if busy else 0))
+            except BlockingIOError:
+                assert busy is not None  # only a non-blocking flock refuses
+                raise busy(_pid_in(path)) from None
+        if busy is not None:  # name the holder for the next process turned away
+            handle.truncate(0)
+            handle.write(str(os.getpid()).encode())
+            handle.flush()
         yield  # closing the file releases the lock
+
+
+def _pid_in(path: Path) -> int | None:
+    try:
+        return int(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # the holder has not written it yet
+        return None
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

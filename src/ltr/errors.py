@@ -6,6 +6,7 @@ so generic handlers (``except ValueError``) keep working::
 
     LtrError(Exception)
     ├── BundleError(LtrError, ValueError)          a model bundle is incomplete or tampered with
+    ├── BusyError(LtrError, RuntimeError)          another process is training the same run
     ├── DataFormatError(LtrError, ValueError)      a data file breaks its format (file:line)
     ├── DataNotFoundError(LtrError, FileNotFoundError)
     ├── ConfigError(LtrError, ValueError)          a config or command-line value is invalid
@@ -31,6 +32,10 @@ class LtrError(Exception):
 
 class BundleError(LtrError, ValueError):
     """A model bundle is missing, incomplete or altered; the message names the bundle and file."""
+
+
+class BusyError(LtrError, RuntimeError):
+    """Another process holds the run (or cv) directory this one would train in."""
 
 
 class DataFormatError(LtrError, ValueError):

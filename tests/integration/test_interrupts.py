@@ -23,7 +23,7 @@ import yaml
 
 from ltr.config import ExperimentConfig, load_config
 from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS
-from ltr.training import load_run_config, run_experiment
+from ltr.training import load_run_config, resume_cv, run_experiment
 from ltr.training.checkpoint import load_checkpoint
 from support.tiny_runs import write_tiny_data
 
@@ -182,6 +182,26 @@ def test_signal_mid_epoch_ends_with_one_line_and_the_run_resumes_to_the_same_wei
     assert mlflow_status(uri, run_id) == "FINISHED"
 
 
+@pytest.mark.parametrize(
+    ("moment", "more"),
+    [
+        ("tensorboard", ["tracking.tensorboard=true"]),  # the run directory was just made
+        ("loss:2", []),  # in the first epoch
+    ],
+)
+def test_stop_before_the_first_checkpoint_names_the_run_directory_to_delete(
+    moment: str, more: list[str], data_root: Path, tmp_path: Path
+) -> None:
+    result = stop_train(moment, "SIGINT", overrides(data_root, tmp_path, *more))
+
+    assert result.returncode == 130, result.stderr
+    run_dir = only_run(tmp_path)
+    assert closing_line(result) == (
+        f"interrupted by SIGINT; {run_dir} holds no checkpoint (stopped before its first epoch "
+        "ended); nothing to resume: delete it"
+    )
+
+
 @pytest.mark.parametrize("file_name", ["best.pt", "last.pt"])
 def test_stop_while_checkpoints_land_resumes_to_the_same_best_and_last(
     file_name: str, data_root: Path, reference: Path, tmp_path: Path
@@ -259,3 +279,25 @@ def test_interrupted_export_leaves_no_bundle(reference: Path, tmp_path: Path) ->
     assert result.returncode == 143, result.stderr
     assert closing_line(result) == "interrupted by SIGTERM; no output was left half-written"
     assert os.listdir(tmp_path) == []
+
+
+def test_stop_during_cv_names_the_cvs_resume_command_and_it_finishes_the_cv(
+    tmp_path: Path,
+) -> None:
+    folds = tmp_path / "folds"
+    for number in (1, 2):
+        write_tiny_data(folds / f"Fold{number}", seed=number)
+    items = [item for item in overrides(folds, tmp_path / "runs") if not item.startswith("data.")]
+    sets = [arg for item in items for arg in ("--set", item)]
+    args = ["cv", "--config", DEFAULT_CONFIG, "--folds", str(folds), *sets]
+    result = run_stopped(f"loss:{3 * BATCHES_PER_EPOCH + 2}", "SIGINT", args)  # Fold2, epoch 1
+
+    assert result.returncode == 130, result.stderr
+    cv_dir = only_run(tmp_path / "runs")
+    assert closing_line(result) == (
+        f"interrupted by SIGINT; stopped in Fold2, 1 of 2 folds done; "
+        f"continue with: ltr cv --resume {cv_dir}"
+    )
+
+    done = resume_cv(cv_dir, quiet=True)
+    assert done is not None and all(fold.test is not None for fold in done.folds)

@@ -8,6 +8,8 @@ installs runs exactly as for a user's Ctrl-C or a ``kill``; only the moment is c
 - ``loss:N``: when the N-th training batch computes its loss (mid-epoch; counted over runs);
 - ``rename:NAME:N``: just before the N-th rename onto a file or folder named NAME (an atomic
   write about to land: ``last.pt``, ``best.pt``, ``metrics.json``, a bundle folder, ...);
+- ``tensorboard``: when a run starts its TensorBoard writer (just after its directory is made;
+  importing tensorboard takes seconds, the likeliest moment for an early Ctrl-C);
 - ``test``: when the final test evaluation starts;
 - ``artifact:N``: just before the N-th file is uploaded to MLflow (a run's files go last).
 
@@ -76,6 +78,10 @@ def main() -> None:
     elif kind == "rename":
         name, _, count = detail.rpartition(":")
         stop_before_rename(name, int(count), number)
+    elif kind == "tensorboard":
+        from ltr.experiments.tracking import TensorBoardTracker
+
+        TensorBoardTracker.__init__ = after_calls(1, number, TensorBoardTracker.__init__)
     elif kind == "test":
         experiment.report_test_metrics = after_calls(1, number, experiment.report_test_metrics)
     elif kind == "artifact":

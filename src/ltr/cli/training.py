@@ -78,6 +78,7 @@ def train(
     """Train a scorer; writes a run directory with checkpoints, history and test metrics."""
     from ltr.config import load_config
     from ltr.training import Distributed, load_run_config, run_experiment
+    from ltr.training.experiment import check_resume_dir
 
     sets = [*(overrides or []), *_device_sets(device)]
     _check_model(model)
@@ -86,6 +87,7 @@ def train(
             "a run with its own config.yaml",
             [("--config", config), ("--model", model), ("--loss", loss)],
         )
+        check_resume_dir(resume)  # before its config.yaml is looked for
         experiment = load_run_config(resume, sets)
     elif config is None:
         raise ConfigError("give --config FILE (e.g. configs/default.yaml) or --resume RUN_DIR")

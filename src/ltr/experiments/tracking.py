@@ -22,6 +22,7 @@ and each of them does nothing, so the trainer calls them unconditionally.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -30,11 +31,27 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from ltr._fs import atomic_open, atomic_write_json, atomic_write_text, make_folder
+from ltr._fs import (
+    atomic_open,
+    atomic_write_json,
+    atomic_write_text,
+    exclusive_lock,
+    make_folder,
+)
 from ltr._signals import deferred_interrupts
-from ltr.errors import DataNotFoundError, MissingExtraError, WriteError
+from ltr.errors import BusyError, DataNotFoundError, MissingExtraError, WriteError
 
-__all__ = ["Run", "RunStopped", "TensorBoardTracker", "Tracker", "json_safe"]
+__all__ = [
+    "TRAINING_LOCK",
+    "Run",
+    "RunStopped",
+    "TensorBoardTracker",
+    "Tracker",
+    "json_safe",
+    "training_lock",
+]
+
+TRAINING_LOCK = "train.lock"  # in a run or cv directory while a process trains it
 
 
 logger = logging.getLogger(__name__)
@@ -131,22 +148,35 @@ class Run:
         Raises:
             WriteError: ``output_dir`` cannot be created or written.
         """
+        if rank == 0:
+            path = cls.make_dir(output_dir, name, now=now)
+        else:  # a placeholder: the caller takes rank 0's name
+            path = Path(output_dir) / f"{(now or datetime.now()):%Y%m%d-%H%M%S}-{name}"
+        return cls(path, rank=rank, tensorboard=tensorboard)
+
+    @staticmethod
+    def make_dir(output_dir: str | Path, name: str, *, now: datetime | None = None) -> Path:
+        """Create and return ``<output_dir>/<YYYYmmdd-HHMMSS>-<name>`` (suffixed if taken): the
+        first step of :meth:`create`, for callers that must know the directory before the
+        trackers start (the TensorBoard import takes seconds, a window for Ctrl-C).
+
+        Raises:
+            WriteError: ``output_dir`` cannot be created or written.
+        """
         stem = f"{(now or datetime.now()):%Y%m%d-%H%M%S}-{name}"
         path = Path(output_dir) / stem
-        if rank == 0:
-            purpose = f"tracking.output_dir {output_dir}: cannot create a run directory"
-            make_folder(Path(output_dir), purpose=purpose)
-            suffix = 1
-            while True:
-                try:
-                    path.mkdir()
-                    break
-                except FileExistsError:
-                    suffix += 1
-                    path = Path(output_dir) / f"{stem}-{suffix}"
-                except OSError as error:
-                    raise WriteError(f"{purpose} in it ({error.strerror})") from None
-        return cls(path, rank=rank, tensorboard=tensorboard)
+        purpose = f"tracking.output_dir {output_dir}: cannot create a run directory"
+        make_folder(Path(output_dir), purpose=purpose)
+        suffix = 1
+        while True:
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                suffix += 1
+                path = Path(output_dir) / f"{stem}-{suffix}"
+            except OSError as error:
+                raise WriteError(f"{purpose} in it ({error.strerror})") from None
 
     @classmethod
     def open(cls, path: str | Path, *, rank: int = 0, tensorboard: bool = True) -> Run:
@@ -265,6 +295,23 @@ class Run:
         traceback: TracebackType | None,
     ) -> None:
         self.close(exc)
+
+
+def training_lock(directory: Path, *, rank: int = 0) -> contextlib.AbstractContextManager[None]:
+    """Hold ``<directory>/train.lock`` while training in it (rank 0 only: one per job), so a
+    second ``ltr train --resume`` or ``ltr cv --resume`` of it is refused at once.
+
+    Raises:
+        BusyError: another process holds it.
+    """
+    if rank != 0:
+        return contextlib.nullcontext()
+
+    def busy(pid: int | None) -> BusyError:
+        holder = "another process" if pid is None else f"another process (pid {pid})"
+        return BusyError(f"{directory} is being trained by {holder}; wait for it to end or stop it")
+
+    return exclusive_lock(directory / TRAINING_LOCK, busy=busy)
 
 
 def json_safe(obj: Any) -> Any:

@@ -28,11 +28,13 @@ directory, decides what each fold needs, and alone writes ``cv.json``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import re
+import shlex
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,7 @@ from ltr.data.layout import FILE_NAMES, find_data_file
 from ltr.errors import ConfigError, DataNotFoundError, LtrError
 from ltr.experiments.cv_record import CV_FILE, read_cv_json
 from ltr.experiments.mlflow_tracker import check_mlflow
-from ltr.experiments.tracking import Run, json_safe
+from ltr.experiments.tracking import Run, json_safe, training_lock
 from ltr.lifecycle.provenance import file_changed, recorded_file
 from ltr.training.distributed import Distributed, per_rank_batch_size, process_group
 from ltr.training.experiment import (
@@ -194,11 +196,15 @@ def run_cv(
             tensorboard=False,
         )
         cv_dir = Path(dist.broadcast_object(str(made.dir.resolve())))
-        stored = config.resolved()
-        stored["data"]["root"] = None
-        state = {"folds_dir": str(Path(folds_dir).resolve()), "config": stored}
-        _write_state(cv_dir, state, [FoldResult(fold) for fold in folds], dist)  # resumable now
-        return _train_folds(cv_dir, config, folds, state, quiet=quiet, dist=dist)
+        with (
+            _note_cv_resume_on_interrupt(cv_dir, folds, dist),
+            training_lock(cv_dir, rank=dist.rank),
+        ):
+            stored = config.resolved()
+            stored["data"]["root"] = None
+            state = {"folds_dir": str(Path(folds_dir).resolve()), "config": stored}
+            _write_state(cv_dir, state, [FoldResult(fold) for fold in folds], dist)  # resumable
+            return _train_folds(cv_dir, config, folds, state, quiet=quiet, dist=dist)
 
 
 def resume_cv(
@@ -229,13 +235,26 @@ def resume_cv(
             f"so only {', '.join(_RESUMABLE_CHANGES)} may change"
         )
     state = read_cv_json(cv_dir)
+    dist = dist or Distributed()
+    with training_lock(cv_dir, rank=dist.rank):  # refused at once, before any check
+        return _resume_cv(cv_dir, state, overrides, quiet=quiet, dist=dist)
+
+
+def _resume_cv(
+    cv_dir: Path,
+    state: Mapping[str, Any],
+    overrides: list[str],
+    *,
+    quiet: bool,
+    dist: Distributed,
+) -> CvResult | None:
+    """:func:`resume_cv` under the cv's lock."""
     raw = copy.deepcopy(state["config"])
     raw["data"]["root"] = "."  # a placeholder that satisfies validation, as in load_cv_config
     config = load_config(base=raw, overrides=overrides)
     folds = [Fold(entry["name"], Path(entry["data_root"])) for entry in state["folds"]]
-    dist = dist or Distributed()
     device = dist.device(resolve_device(config.training.device))
-    with process_group(dist, device):
+    with process_group(dist, device), _note_cv_resume_on_interrupt(cv_dir, folds, dist):
         stored = {"folds_dir": state["folds_dir"], "config": state["config"]}
         return _train_folds(
             cv_dir, config, folds, stored, quiet=quiet, dist=dist, overrides=overrides
@@ -315,6 +334,33 @@ def _train_folds(
         return None
     metrics = summarize_folds([result.test for result in results if result.test is not None])
     return CvResult(cv_dir, config, results, metrics)
+
+
+@contextlib.contextmanager
+def _note_cv_resume_on_interrupt(
+    cv_dir: Path, folds: Sequence[Fold], dist: Distributed
+) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM, replace the notes of the interruption (a fold's ``ltr train
+    --resume`` hint, which would leave the later folds and ``cv.json`` behind) with the cv's."""
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        if dist.is_main:
+            stop.__notes__ = [_cv_resume_note(cv_dir, folds)]
+        raise
+
+
+def _cv_resume_note(cv_dir: Path, folds: Sequence[Fold]) -> str:
+    """Which fold the stop cut, how many are done, and the command that finishes the cv."""
+    if not (cv_dir / CV_FILE).is_file():  # stopped before the cv began
+        return f"{cv_dir} holds no {CV_FILE} yet (stopped before its first fold); delete it"
+    done = [_fold_stage(cv_dir / fold.name)[0] == "done" for fold in folds]
+    cut = next((fold.name for fold, is_done in zip(folds, done, strict=True) if not is_done), None)
+    where = "every fold is done" if cut is None else f"stopped in {cut}"
+    return (
+        f"{where}, {sum(done)} of {len(folds)} folds done; "
+        f"continue with: ltr cv --resume {shlex.quote(str(cv_dir))}"
+    )
 
 
 def _fold_config(config: ExperimentConfig, fold: Fold, cv_dir: Path) -> ExperimentConfig:

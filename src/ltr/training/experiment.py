@@ -20,8 +20,9 @@
 
 Interrupted (Ctrl-C, or SIGTERM through the CLI) at any step, the run keeps whole files only
 (every write is atomic) and the :class:`KeyboardInterrupt` gets a note naming the epoch in
-``last.pt`` and the ``--resume`` command; resuming ends with the weights and test numbers of an
-uninterrupted run, and a run stopped after its last epoch is resumed by testing it. A stop
+``last.pt`` and the ``--resume`` command (or, before the first checkpoint, the new directory to
+delete: it is named from the moment it exists); resuming ends with the weights and test numbers
+of an uninterrupted run, and a run stopped after its last epoch is resumed by testing it. A stop
 while the run ends (``metrics.json``, the final MLflow numbers and files: :meth:`Run.finish`)
 waits for that end, and the note says the run finished.
 
@@ -39,16 +40,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import shlex
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from rich.console import Console
 
 from ltr._fs import file_sha256
+from ltr._signals import deferred_interrupts
 from ltr.config import (
     DataConfig,
     EvaluationConfig,
@@ -64,13 +67,14 @@ from ltr.data.preprocessing import Normalizer
 from ltr.data.summary import describe_data
 from ltr.errors import ConfigError, DataNotFoundError, LtrError
 from ltr.evaluation import evaluate_scores
+from ltr.experiments.cv_record import CV_FILE
 from ltr.experiments.mlflow_tracker import (
     RUN_ARTIFACTS,
     attach_mlflow,
     check_mlflow,
     read_run_file,
 )
-from ltr.experiments.tracking import Run, Tracker
+from ltr.experiments.tracking import Run, Tracker, training_lock
 from ltr.losses import build_loss
 from ltr.models import build_model, fit_input_encodings
 from ltr.training.checkpoint import check_feature_count, load_checkpoint
@@ -81,6 +85,7 @@ __all__ = [
     "DataPaths",
     "Distributed",
     "Splits",
+    "check_resume_dir",
     "config_changes",
     "load_run_config",
     "load_splits",
@@ -173,7 +178,7 @@ def run_experiment(
     dist = dist or Distributed()
     per_rank_batch_size(config.training.batch_size, dist.world_size)  # fail before any work
     device = dist.device(resolve_device(config.training.device))
-    with process_group(dist, device):
+    with process_group(dist, device), _lock_resumed_run(resume, dist):
         return _run(
             config,
             resume=resume,
@@ -207,6 +212,11 @@ def _run(
         _check_resumable(resume, checkpoint["config"], config.resolved())
         if (resume / "metrics.json").is_file():  # else it stopped before its test: finish that
             _check_epochs_left(checkpoint, training)
+        console.print(
+            f"resuming {resume} from checkpoints/last.pt "
+            f"(epoch {checkpoint['epoch']} of {training.num_epochs})",
+            highlight=False,
+        )
     splits = load_splits(  # a resume hashes on every rank: each must take the same decision
         config.data,
         console=console,
@@ -239,113 +249,153 @@ def _run(
         seed=training.seed,
         bucket_by_length=training.bucket_by_length,
     )
-    if resume is None:
-        check_mlflow(config, rank=dist.rank)  # a bad store fails before the run dir exists
-        run = Run.create(
-            config.tracking.output_dir,
-            config.experiment.name,
-            rank=dist.rank,
-            tensorboard=config.tracking.tensorboard,
-        )
-        run.dir = Path(dist.broadcast_object(str(run.dir)))  # rank 0 named and created it
-    else:
-        run = Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
-    with run, _note_resume_on_interrupt(run, training.num_epochs, config.tracking.mlflow):
-        attach_mlflow(run, config, tags=mlflow_tags)
-        run.trackers.extend(trackers)
-        run.write_text("config.yaml", config.to_yaml())
-        run.write_json("preprocessor.json", normalizer.to_dict())
-        run.log_params(config.resolved())
-        console.print(f"Run directory: {run.dir}", highlight=False)
-        meta = {
-            "config": config.resolved(),
-            "normalizer": normalizer.to_dict(),
-            "n_features": train_data.n_features,
-            "data": splits.files,  # what a resume must find again
-        }
-        result = train(
-            model,
-            loss_fn,
-            Loaders(train=loader, valid=valid_data),
-            training,
-            run,
-            evaluation=config.evaluation,
-            meta=meta,
-            resume_from=checkpoint,
-            device=device,
-            quiet=quiet,
-            dist=dist,
-        )
-        if not dist.is_main:  # rank 0 tests the best epoch and writes the report
-            return run.dir
-        best = load_checkpoint(result.best_checkpoint)
-        model.load_state_dict(best["model"])
-        best_record = next(r for r in result.history if r["epoch"] == result.best_epoch)
-        report: dict[str, Any] = {
-            "best_epoch": result.best_epoch,
-            "epochs": result.epochs,
-            "stopped_early": result.stopped_early,
-            "early_stopping_metric": training.early_stopping_metric,
-            "valid": {
-                key.removeprefix("valid_"): value
-                for key, value in best_record.items()
-                if key.startswith("valid_")
-            },
-            "valid_from_train": splits.valid_from_train,
-            "conventions": {
-                "gain": config.evaluation.gain,
-                "no_relevant": config.evaluation.no_relevant,
-            },
-            "test": None,
-            "data": splits.files,
-        }
-        if test_data is not None:
-            scores = score_data(model, test_data, batch_size=training.batch_size, device=device)
-            report["test"], per_query = report_test_metrics(test_data, scores, config.evaluation)
-            report["test_queries"] = test_data.n_queries
-            run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
-            console.print(f"Test (best epoch {result.best_epoch}): {shown}", highlight=False)
-        final: dict[str, float] = {"best/epoch": result.best_epoch or 0}
-        final.update({f"best/valid/{k}": v for k, v in report["valid"].items()})
-        final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
-        run.finish(report, final, result.best_epoch or 0, RUN_ARTIFACTS)
+    note = _ResumeNote(training.num_epochs, config.tracking.mlflow, writer=dist.is_main)
+    with note, contextlib.ExitStack() as held:
+        run = note.run = _start_run(config, resume, dist, note, held)
+        with run:
+            attach_mlflow(run, config, tags=mlflow_tags)
+            run.trackers.extend(trackers)
+            run.write_text("config.yaml", config.to_yaml())
+            run.write_json("preprocessor.json", normalizer.to_dict())
+            run.log_params(config.resolved())
+            console.print(f"Run directory: {run.dir}", highlight=False)
+            meta = {
+                "config": config.resolved(),
+                "normalizer": normalizer.to_dict(),
+                "n_features": train_data.n_features,
+                "data": splits.files,  # what a resume must find again
+            }
+            result = train(
+                model,
+                loss_fn,
+                Loaders(train=loader, valid=valid_data),
+                training,
+                run,
+                evaluation=config.evaluation,
+                meta=meta,
+                resume_from=checkpoint,
+                device=device,
+                quiet=quiet,
+                dist=dist,
+            )
+            if not dist.is_main:  # rank 0 tests the best epoch and writes the report
+                return run.dir
+            best = load_checkpoint(result.best_checkpoint)
+            model.load_state_dict(best["model"])
+            best_record = next(r for r in result.history if r["epoch"] == result.best_epoch)
+            report: dict[str, Any] = {
+                "best_epoch": result.best_epoch,
+                "epochs": result.epochs,
+                "stopped_early": result.stopped_early,
+                "early_stopping_metric": training.early_stopping_metric,
+                "valid": {
+                    key.removeprefix("valid_"): value
+                    for key, value in best_record.items()
+                    if key.startswith("valid_")
+                },
+                "valid_from_train": splits.valid_from_train,
+                "conventions": {
+                    "gain": config.evaluation.gain,
+                    "no_relevant": config.evaluation.no_relevant,
+                },
+                "test": None,
+                "data": splits.files,
+            }
+            if test_data is not None:
+                scores = score_data(model, test_data, batch_size=training.batch_size, device=device)
+                report["test"], per_query = report_test_metrics(
+                    test_data, scores, config.evaluation
+                )
+                report["test_queries"] = test_data.n_queries
+                run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
+                shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
+                console.print(f"Test (best epoch {result.best_epoch}): {shown}", highlight=False)
+            final: dict[str, float] = {"best/epoch": result.best_epoch or 0}
+            final.update({f"best/valid/{k}": v for k, v in report["valid"].items()})
+            final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
+            run.finish(report, final, result.best_epoch or 0, RUN_ARTIFACTS)
     return run.dir
 
 
-@contextlib.contextmanager
-def _note_resume_on_interrupt(run: Run, num_epochs: int, mlflow: bool) -> Iterator[None]:
-    """On Ctrl-C or SIGTERM, note on the interruption what the run keeps and how to continue it
-    (the CLI prints the notes in its closing line)."""
-    try:
-        yield
-    except KeyboardInterrupt as stop:
-        if run.is_writer:
-            stop.add_note(_resume_note(run, num_epochs, mlflow))
-        raise
+def _lock_resumed_run(
+    resume: Path | None, dist: Distributed
+) -> contextlib.AbstractContextManager[None]:
+    """The resumed run's :func:`training_lock`, taken before any work (new runs take theirs in
+    :func:`_start_run`)."""
+    if resume is None:
+        return contextlib.nullcontext()
+    check_resume_dir(resume)
+    Run.open(resume, tensorboard=False)  # a run directory, before a lock file goes into it
+    return training_lock(resume, rank=dist.rank)
 
 
-def _resume_note(run: Run, num_epochs: int, mlflow: bool) -> str:
-    if run.finished:  # the stop came while the run ended, and waited for it
-        mirror = read_run_file(run.dir) if mlflow else None
-        mirrored = (
-            "" if mirror is None else f", MLflow run {mirror['run_id']} FINISHED with every file"
-        )
+def _start_run(
+    config: ExperimentConfig,
+    resume: Path | None,
+    dist: Distributed,
+    note: _ResumeNote,
+    held: contextlib.ExitStack,
+) -> Run:
+    """The run directory, new or reopened, named to ``note`` as soon as it exists; a new one
+    is locked in ``held`` (:func:`training_lock`) as soon as it exists."""
+    if resume is not None:
+        note.run_dir = resume
+        return Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
+    check_mlflow(config, rank=dist.rank)  # a bad store fails before the run dir exists
+    made = None
+    if dist.is_main:
+        with deferred_interrupts():  # a directory made is a directory the note names
+            made = note.run_dir = Run.make_dir(config.tracking.output_dir, config.experiment.name)
+            held.enter_context(training_lock(made))
+    note.run_dir = Path(dist.broadcast_object(str(made)))  # rank 0 named and created it
+    return Run(note.run_dir, rank=dist.rank, tensorboard=config.tracking.tensorboard)
+
+
+@dataclass
+class _ResumeNote:
+    """On Ctrl-C or SIGTERM inside it, note on the interruption what the run keeps and how to
+    continue it (the CLI prints the notes in its closing line); ``run_dir`` is set once the
+    directory exists, ``run`` once its trackers run (the writer, rank 0, notes)."""
+
+    num_epochs: int
+    mlflow: bool
+    writer: bool
+    run_dir: Path | None = None
+    run: Run | None = None
+
+    def __enter__(self) -> _ResumeNote:
+        return self
+
+    def __exit__(self, exc_type: Any, stop: BaseException | None, traceback: Any) -> None:
+        if isinstance(stop, KeyboardInterrupt) and self.writer and self.run_dir is not None:
+            stop.add_note(self.text())
+
+    def text(self) -> str:
+        """What the stop left in ``run_dir``."""
+        assert self.run_dir is not None
+        if self.run is not None and self.run.finished:  # the stop came while the run ended
+            mirror = read_run_file(self.run_dir) if self.mlflow else None
+            mirrored = ""
+            if mirror is not None:
+                mirrored = f", MLflow run {mirror['run_id']} FINISHED with every file"
+            return (
+                f"{self.run_dir} finished before the stop took effect: metrics.json "
+                f"written{mirrored}; nothing to resume"
+            )
+        last = self.run_dir / "checkpoints" / "last.pt"
+        if not last.is_file():
+            return (
+                f"{self.run_dir} holds no checkpoint (stopped before its first epoch ended); "
+                "nothing to resume: delete it"
+            )
+        try:
+            epoch = load_checkpoint(last)["epoch"]
+        except LtrError:  # cannot happen with atomic writes; the hint must not hide the stop
+            epoch = "?"
         return (
-            f"{run.dir} finished before the stop took effect: metrics.json written{mirrored}; "
-            "nothing to resume"
+            f"{self.run_dir}: checkpoints/last.pt holds epoch {epoch} of {self.num_epochs}; "
+            f"continue with: ltr train --resume {shlex.quote(str(self.run_dir))}"
         )
-    last = run.checkpoint_path("last")
-    if not last.is_file():
-        return f"{run.dir} has no checkpoint yet (stopped in its first epoch); nothing to resume"
-    try:
-        epoch = load_checkpoint(last)["epoch"]
-    except LtrError:  # cannot happen with atomic writes; the hint must not hide the interruption
-        epoch = "?"
-    return (
-        f"{run.dir}: checkpoints/last.pt holds epoch {epoch} of {num_epochs}; "
-        f"continue with: ltr train --resume {shlex.quote(str(run.dir))}"
-    )
 
 
 def report_test_metrics(
@@ -499,6 +549,36 @@ def resolve_device(name: str | torch.device, field: str = "training.device") -> 
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{field}: cuda is not available here; use cpu or auto")
     return device
+
+
+def check_resume_dir(run_dir: Path) -> None:
+    """Refuse, saying what it is instead, a folder ``ltr train --resume`` cannot continue.
+
+    Raises:
+        DataNotFoundError: ``run_dir`` does not exist.
+        ConfigError: it is a cv directory (``ltr cv --resume`` continues it) or an ensemble run
+            (nothing was trained, so nothing can be resumed).
+    """
+    if not run_dir.exists():
+        raise DataNotFoundError(f"cannot resume {run_dir}: it does not exist")
+    if (run_dir / CV_FILE).is_file():
+        raise ConfigError(
+            f"{run_dir} is a cv directory: use ltr cv --resume {shlex.quote(str(run_dir))}"
+        )
+    config = run_dir / "config.yaml"
+    if config.is_file() and _model_name(config) == "ensemble":
+        raise ConfigError(
+            f"{run_dir} is an ensemble (ltr ensemble): it averages trained runs and was not "
+            "trained itself, so there is nothing to resume"
+        )
+
+
+def _model_name(config_file: Path) -> Any:
+    try:
+        raw = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):  # load_config reports a broken file properly
+        return None
+    return raw.get("model", {}).get("name") if isinstance(raw, dict) else None
 
 
 def load_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
