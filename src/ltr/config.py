@@ -13,9 +13,10 @@ experiment file serves every scorer and loss.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -404,7 +405,10 @@ def load_config(
         if isinstance(cause, _NamedFieldError):  # names a parameter, deeper than pydantic's loc
             raise ConfigError(f"{source}: {cause}") from None
         field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"{source}: {field}: {_clean(first['msg'])}") from None
+        problem = _clean(first["msg"])
+        if first["type"] == "extra_forbidden":
+            problem = _unknown_field(first["loc"])
+        raise ConfigError(f"{source}: {field}: {problem}") from None
     except ConfigError as error:  # raised by a validator that knows the field (model., loss.)
         raise ConfigError(f"{source}: {error}") from None
 
@@ -491,11 +495,33 @@ def dotted_items(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _unknown_field(loc: Sequence[Any]) -> str:
+    """``unknown field; did you mean <the closest known one>?`` for a misspelt key."""
+    section: Any = ExperimentConfig
+    for part in loc[:-1]:  # down the nested sections to the one holding the key
+        field = section.model_fields.get(part) if _is_section(section) else None
+        section = None if field is None else field.annotation
+    known = list(section.model_fields) if _is_section(section) else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    prefix = ".".join(str(part) for part in loc[:-1])
+    hint = f"; did you mean {prefix + '.' if prefix else ''}{close[0]}?" if close else ""
+    return f"unknown field{hint}"
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as error:  # one line: file:line:column: the problem
+        mark = error.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else f"{path}"
+        problem = " ".join(part for part in (error.context, error.problem) if part)
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if raw is None:
