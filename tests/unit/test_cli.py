@@ -135,6 +135,19 @@ def test_evaluate_shows_cutoff_warning_as_one_line(judged: Path, tmp_path: Path)
     ]
 
 
+def test_evaluate_caption_names_every_convention_of_a_preset(judged: Path, tmp_path: Path) -> None:
+    write_scores(tmp_path / "scores.txt", np.arange(11, dtype=float))
+    result = run_ltr(
+        "evaluate", "--data", judged, "--scores", tmp_path / "scores.txt", "--preset", "letor"
+    )
+    assert result.returncode == 0, result.stderr
+    caption = " ".join(result.stdout.split("┘", 1)[1].split())
+    assert caption == (
+        "preset=letor: gain=exp2, no_relevant=zero, discount=letor, short_list=zero, "
+        "relevance_threshold=1, ap_denominator=relevant"
+    )
+
+
 def test_evaluate_refuses_a_per_query_directory_before_reading_anything(tmp_path: Path) -> None:
     result = run_ltr(
         *("evaluate", "--data", tmp_path / "absent.txt", "--scores", tmp_path / "absent.scores"),

@@ -105,7 +105,8 @@ def conventions_caption(conventions: dict[str, Any]) -> str:
     preset = conventions.get("preset")
     resolved = {"gain": "exp2", "no_relevant": "zero", **PRESETS.get(preset or "", {})}
     resolved.update({k: v for k, v in conventions.items() if k != "preset"})
-    shown = ", ".join(f"{key}={resolved[key]}" for key in ("gain", "no_relevant"))
+    keys = resolved if preset else ("gain", "no_relevant")  # a preset sets more than these two
+    shown = ", ".join(f"{key}={resolved[key]}" for key in keys)
     return f"preset={preset}: {shown}" if preset else shown
 
 
