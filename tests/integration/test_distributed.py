@@ -153,6 +153,7 @@ def test_two_gloo_processes_match_each_other_and_one_process(tmp_path: Path) -> 
         "mlflow.json",  # rank 0 alone talks to MLflow
         "preprocessor.json",
         "test_per_query.tsv",
+        "train.lock",  # rank 0 alone held it
         "training_history.json",
     ]
     assert result.stderr.count("Epoch 3/3") == 1 and result.stderr.count("Run directory") == 1
