@@ -58,6 +58,17 @@ def train(root: Path, data: Path | dict[str, str], *overrides: str) -> Path:
     return run_experiment(config, quiet=True)
 
 
+def ltr_ensemble(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``ltr ensemble ARGS`` in a real process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "ltr", "ensemble", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -250,16 +261,7 @@ def test_an_unfinished_member_is_refused_before_any_work(
     stopped = interrupted_copy(members[1], tmp_path / "stopped", epochs_done=1)
     runs = tmp_path / "runs"
     runs.mkdir()
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "ltr", "ensemble", str(members[0]), str(stopped)),
-            *("--output-dir", str(runs)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = ltr_ensemble(members[0], stopped, "--output-dir", runs)
     assert result.returncode == 1
     assert result.stderr == (
         f"error: 1 member(s) did not finish (no metrics.json): {stopped} (1 of 2 epochs done); "
@@ -341,16 +343,7 @@ def test_ensemble_command_writes_a_weighted_run(members: list[Path], tmp_path: P
 def test_ensemble_command_reports_a_bad_weight_in_one_line(
     members: list[Path], tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "ltr", "ensemble", *map(str, members[:2])),
-            *("--output-dir", str(tmp_path), "--weights", "1,abc"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = ltr_ensemble(*members[:2], "--output-dir", tmp_path, "--weights", "1,abc")
     assert result.returncode == 1
     assert result.stderr == "error: --weights: give numbers separated by commas; got '1,abc'\n"
     assert list(tmp_path.iterdir()) == []
