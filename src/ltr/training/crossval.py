@@ -195,16 +195,15 @@ def run_cv(
             rank=dist.rank,
             tensorboard=False,
         )
-        cv_dir = Path(dist.broadcast_object(str(made.dir.resolve())))
-        with (
-            _note_cv_resume_on_interrupt(cv_dir, folds, dist),
-            training_lock(cv_dir, rank=dist.rank),
-        ):
-            stored = config.resolved()
-            stored["data"]["root"] = None
-            state = {"folds_dir": str(Path(folds_dir).resolve()), "config": stored}
-            _write_state(cv_dir, state, [FoldResult(fold) for fold in folds], dist)  # resumable
-            return _train_folds(cv_dir, config, folds, state, quiet=quiet, dist=dist)
+        # the note covers the wait for the other ranks: rank 0's directory already exists
+        with _note_cv_resume_on_interrupt(made.dir.resolve(), folds, dist):
+            cv_dir = Path(dist.broadcast_object(str(made.dir.resolve())))
+            with training_lock(cv_dir, rank=dist.rank):
+                stored = config.resolved()
+                stored["data"]["root"] = None
+                state = {"folds_dir": str(Path(folds_dir).resolve()), "config": stored}
+                _write_state(cv_dir, state, [FoldResult(fold) for fold in folds], dist)
+                return _train_folds(cv_dir, config, folds, state, quiet=quiet, dist=dist)
 
 
 def resume_cv(
