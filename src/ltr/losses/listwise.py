@@ -31,6 +31,7 @@ from ltr.losses._common import (
 )
 
 Ties = Literal["random", "first"]
+Terms = Literal["all", "relevant"]
 
 
 def listnet_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
@@ -79,15 +80,17 @@ def _exp_floor(dtype: torch.dtype) -> float:
 
 
 class _PlackettLuceNLL(torch.autograd.Function):
-    """``sum_q w_q sum_k (log sum_{l <= k} e^{x_k} - x_k)``: Plackett-Luce NLL, gradient in forward.
+    """``sum_q w_q sum_{k counted} (log sum_{l <= k} e^{x_l} - x_k)``: Plackett-Luce NLL,
+    gradient in forward.
 
     ``order[q]`` lists the columns of query q in *ascending* order of the target permutation with
     padding last (``padding`` marks those sorted positions), so the Plackett-Luce denominators
     are prefix sums of ``exp(x)``, ``x = scores.gather(-1, order)``, in the scores' dtype (at
-    least float32). The saved
-    gradient, already scattered back to the input's columns, is
-    ``w_q (-1 + e^{x_p} sum_{k >= p} 1 / T_k)`` per real position p. Gathering inside (rather
-    than through autograd) leaves one product for the backward pass.
+    least float32); ``counted`` marks the sorted positions whose factor is in the product (a
+    subset of the real ones; None: every real one). The saved gradient, already scattered back
+    to the input's columns, is ``w_q (-[p counted] + e^{x_p} sum_{k >= p counted} 1 / T_k)``
+    per real position p. Gathering inside (rather than through autograd) leaves one product for
+    the backward pass.
 
     Rows whose prefix sums of ``exp(x - max)`` stay above :func:`_exp_floor` (scores within
     ~74 of the row's maximum in float32, ~600 in float64) use them; wider rows are redone in
@@ -97,7 +100,12 @@ class _PlackettLuceNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, scores: Tensor, order: Tensor, padding: Tensor, weights: Tensor
+        ctx: Any,
+        scores: Tensor,
+        order: Tensor,
+        padding: Tensor,
+        weights: Tensor,
+        counted: Tensor | None,
     ) -> Tensor:
         # Padding gets the most negative finite value: exp(...) = 0 in every prefix sum, and an
         # all-padding row stays finite (its weight is 0).
@@ -111,13 +119,16 @@ class _PlackettLuceNLL(torch.autograd.Function):
         first = tails[:, 0].clone()  # reciprocal_ below reuses tails
         floor = _exp_floor(dtype)
         redo = len(first) > 0 and float(first.min()) < floor
-        per_position = tails.log().sub_(x).masked_fill_(padding, 0.0)
-        inverse = tails.reciprocal_().masked_fill_(padding, 0.0)
+        skipped = padding if counted is None else ~counted
+        per_position = tails.log().sub_(x).masked_fill_(skipped, 0.0)
+        inverse = tails.reciprocal_().masked_fill_(skipped, 0.0)
         later = inverse.flip(-1).cumsum(dim=-1).flip(-1)  # sum over k >= p of 1 / T_k
-        grad = exps.mul_(later).sub_(1.0).masked_fill_(padding, 0.0)
+        grad = exps.mul_(later).sub_(1.0 if counted is None else counted.to(dtype))
+        grad.masked_fill_(padding, 0.0)
         if redo:
             wide = first < floor
-            per_position[wide], grad[wide] = _log_space_terms(x[wide], padding[wide])
+            kept = ~padding[wide] if counted is None else counted[wide]
+            per_position[wide], grad[wide] = _log_space_terms(x[wide], padding[wide], kept)
         total = per_position.sum(dim=-1) @ weights
         grad.mul_(weights.unsqueeze(-1))
         # `order` is a permutation of every row's columns, so the scatter writes every entry.
@@ -125,20 +136,20 @@ class _PlackettLuceNLL(torch.autograd.Function):
         return total.to(scores.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad_total: Tensor) -> tuple[Tensor, None, None, None]:
+    def backward(ctx: Any, grad_total: Tensor) -> tuple[Tensor, None, None, None, None]:
         (grad,) = ctx.saved_tensors
-        return grad_total * grad, None, None, None
+        return grad_total * grad, None, None, None, None
 
 
-def _log_space_terms(x: Tensor, padding: Tensor) -> tuple[Tensor, Tensor]:
+def _log_space_terms(x: Tensor, padding: Tensor, counted: Tensor) -> tuple[Tensor, Tensor]:
     """Per-position NLL terms and unweighted gradients of max-shifted rows of any score gap,
     every sum taken in log space."""
     log_tails = x.logcumsumexp(dim=-1)
-    per_position = (log_tails - x).masked_fill_(padding, 0.0)
-    inverse = log_tails.neg().masked_fill_(padding, -math.inf)
+    per_position = (log_tails - x).masked_fill_(~counted, 0.0)
+    inverse = log_tails.neg().masked_fill_(~counted, -math.inf)
     later = inverse.flip(-1).logcumsumexp(dim=-1).flip(-1)  # log sum_{k >= p} 1 / T_k
     # e^{x_p} / T_k <= 1 for k >= p, so the exponent stays in range
-    return per_position, (x + later).exp_().sub_(1.0).masked_fill_(padding, 0.0)
+    return per_position, (x + later).exp_().sub_(counted.to(x.dtype)).masked_fill_(padding, 0.0)
 
 
 def listmle_loss(
@@ -147,6 +158,7 @@ def listmle_loss(
     mask: Tensor,
     *,
     ties: Ties = "random",
+    terms: Terms = "all",
     generator: torch.Generator | None = None,
 ) -> Tensor:
     r"""ListMLE (Xia et al., ICML 2008): Plackett-Luce likelihood of the label-sorted list.
@@ -163,6 +175,12 @@ def listmle_loss(
         ties: order of documents with equal labels inside :math:`\pi`: ``"random"`` (default;
             a fresh uniform order per call, so no input-order bias is learned) or ``"first"``
             (input order; deterministic).
+        terms: which factors of the product count: ``"all"`` (default) or ``"relevant"``, only
+            those of documents labelled above the query's lowest label (top-k ListMLE, Xia et
+            al. 2009, with k the number of such documents per query). Their denominators still
+            hold every document below them; what is dropped is the order *among* the
+            lowest-labelled documents, which random ties make noise, and which fills most of
+            a long list's factors.
         generator: random source for ``ties="random"``; None = torch's global generator.
 
     Returns:
@@ -177,6 +195,8 @@ def listmle_loss(
     """
     if ties not in get_args(Ties):
         raise ConfigError(f"ties must be 'random' or 'first'; got {ties!r}")
+    if terms not in get_args(Terms):
+        raise ConfigError(f"terms must be 'all' or 'relevant'; got {terms!r}")
     check_shapes(scores, labels, mask)
     if scores.shape[-1] == 0:
         return no_documents_loss(scores)
@@ -194,11 +214,13 @@ def listmle_loss(
     ranked_key, positions = key.index_select(-1, columns).sort(dim=-1, stable=ties == "first")
     order = columns.take(positions)
     padding = ranked_key == math.inf
+    # None: every real position; otherwise those of documents above the lowest label
+    counted = None if terms == "all" else (ranked_key > ranked_key[:, :1]) & ~padding
     # Informative query: its highest real label exceeds its lowest (the first, ascending).
     top = ranked_key.masked_fill(padding, -math.inf).amax(dim=-1)
     keep = (top > ranked_key[:, 0]).to(torch.promote_types(scores.dtype, torch.float32))
     weights = keep / keep.sum().clamp(min=1.0)
-    total: Tensor = _PlackettLuceNLL.apply(scores, order, padding, weights)  # type: ignore[no-untyped-call]
+    total: Tensor = _PlackettLuceNLL.apply(scores, order, padding, weights, counted)  # type: ignore[no-untyped-call]
     return total
 
 

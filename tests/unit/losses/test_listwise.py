@@ -179,6 +179,98 @@ def test_listmle_mixes_narrow_and_wide_lists_in_one_batch() -> None:
     torch.testing.assert_close(grad, reference_grad)
 
 
+def listmle_relevant_reference(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+    """Top-k ListMLE per query, k = documents above the lowest label; ties in input order."""
+    losses = []
+    for q in range(scores.shape[0]):
+        docs = [d for d in range(scores.shape[1]) if mask[q, d]]
+        lowest = min(labels[q, d].item() for d in docs)
+        if max(labels[q, d].item() for d in docs) == lowest:
+            continue  # no order to learn
+        order = sorted(docs, key=lambda d: -labels[q, d].item())  # stable: input order in ties
+        kept = [p for p, d in enumerate(order) if labels[q, d].item() > lowest]
+        ranked = scores[q, order]
+        losses.append(sum(torch.logsumexp(ranked[p:], 0) - ranked[p] for p in kept))
+    return sum(losses) / len(losses)
+
+
+@pytest.mark.parametrize("scale", [1.0, 500.0])  # the prefix-sum path and the log-space path
+def test_listmle_relevant_terms_keep_only_the_factors_above_the_lowest_label(
+    scale: float,
+) -> None:
+    # ties among the lowest labels (0 here, 1 in the last row), among the relevant ones, padding
+    labels = torch.tensor(
+        [
+            [2.0, 0.0, 1.0, 0.0, 0.0, 1.0],
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            [3.0, 1.0, 1.0, 2.0, 1.0, 0.0],
+        ],
+        dtype=torch.float64,
+    )
+    mask = torch.tensor([[True] * 6, [True] * 6, [True, True, True, True, True, False]])
+    generator = torch.Generator().manual_seed(3)
+    scores = (scale * torch.randn(3, 6, generator=generator, dtype=torch.float64)).requires_grad_()
+
+    loss = listmle_loss(scores, labels, mask, ties="first", terms="relevant")
+    (grad,) = torch.autograd.grad(loss, scores)
+    reference_scores = scores.detach().clone().requires_grad_()
+    reference = listmle_relevant_reference(reference_scores, labels, mask)
+    (reference_grad,) = torch.autograd.grad(reference, reference_scores)
+
+    torch.testing.assert_close(loss, reference)
+    torch.testing.assert_close(grad, reference_grad)
+    full = listmle_loss(scores.detach(), labels, mask, ties="first")
+    assert loss.item() < full.item()  # the dropped factors are each > 0
+
+
+def test_listmle_relevant_terms_ignore_the_order_among_the_lowest_labels() -> None:
+    # random ties reorder the irrelevant documents on every call; with terms="relevant" their
+    # order is not in the loss, so the loss and gradient are the same whatever the draw
+    labels = torch.tensor([[1.0, 0.0, 0.0, 0.0, 2.0, 0.0]], dtype=torch.float64)
+    scores = torch.tensor([[0.3, -1.0, 2.0, 0.5, 1.0, -0.2]], dtype=torch.float64)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+
+    def loss_and_grad(seed: int) -> tuple[Tensor, Tensor]:
+        s = scores.clone().requires_grad_()
+        generator = torch.Generator().manual_seed(seed)
+        loss = listmle_loss(s, labels, mask, terms="relevant", generator=generator)
+        return loss.detach(), torch.autograd.grad(loss, s)[0]
+
+    first, others = loss_and_grad(0), [loss_and_grad(seed) for seed in range(1, 6)]
+    for other in others:
+        torch.testing.assert_close(other, first)
+    full = [
+        listmle_loss(scores, labels, mask, generator=torch.Generator().manual_seed(seed))
+        for seed in range(6)
+    ]
+    assert len({round(value.item(), 12) for value in full}) > 1  # all terms: the draw matters
+
+
+def test_listmle_relevant_terms_pass_gradcheck_and_ignore_padding() -> None:
+    generator = torch.Generator().manual_seed(5)
+    scores = torch.randn(4, 7, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 3, (4, 7), generator=generator).double()
+    labels[:, 0], labels[:, 1] = 2.0, 0.0
+    mask = torch.rand(4, 7, generator=generator) > 0.3
+    mask[:, :2] = True
+
+    def fn(s: Tensor) -> Tensor:
+        return listmle_loss(s, labels, mask, ties="first", terms="relevant")
+
+    assert torch.autograd.gradcheck(fn, (scores.clone().requires_grad_(),))
+    # padding with wild scores and labels changes neither the loss nor the real gradient
+    wild_scores = torch.where(mask, scores, 1e4).requires_grad_()
+    wild_labels = torch.where(mask, labels, 7.0)
+    plain = scores.clone().requires_grad_()
+    padded_loss = listmle_loss(wild_scores, wild_labels, mask, ties="first", terms="relevant")
+    plain_loss = fn(plain)
+    torch.testing.assert_close(padded_loss, plain_loss)
+    (padded_grad,) = torch.autograd.grad(padded_loss, wild_scores)
+    (plain_grad,) = torch.autograd.grad(plain_loss, plain)
+    torch.testing.assert_close(padded_grad[mask], plain_grad[mask])
+    assert not padded_grad[~mask].any()
+
+
 @pytest.mark.parametrize("alpha", [1.0, 10.0])
 def test_approx_ndcg_matches_per_document_rank_sums(alpha: float) -> None:
     assert_matches_reference(
@@ -250,6 +342,10 @@ def test_neural_ndcg_approaches_ndcg_at_low_temperature() -> None:
         (
             lambda: listmle_loss(SCORES, LABELS, MASK, ties="last"),
             r"ties must be 'random' or 'first'",
+        ),
+        (
+            lambda: listmle_loss(SCORES, LABELS, MASK, terms="top"),
+            r"terms must be 'all' or 'relevant'; got 'top'",
         ),
         (
             lambda: approx_ndcg_loss(SCORES, LABELS, MASK, alpha=-1.0),
