@@ -6,16 +6,16 @@ naming the option, and bad usage keeps click's exit status 2 so scripts can tell
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
 
-try:  # typer >= 0.22 carries its own copy of click
-    from typer._click import exceptions as click_errors
-except ImportError:  # pragma: no cover - older typer uses click itself
-    from click import exceptions as click_errors  # type: ignore[no-redef]
-
 from ltr._messages import closest_hint, plain
+
+# typer re-exports click's BadParameter; its module holds the other usage errors, for whichever
+# click typer runs on (its own copy in recent typer, click itself in older ones)
+click_errors: Any = sys.modules[typer.BadParameter.__module__]
 
 ClickException = click_errors.ClickException
 Abort = typer.Abort
