@@ -13,7 +13,6 @@ experiment file serves every scorer and loss.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from ltr._messages import closest_hint, pydantic_problem
 from ltr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -396,21 +396,53 @@ def load_config(
     raw: dict[str, Any] = dict(base or {})
     if path is not None:
         raw = _read_yaml(Path(path))
+    overrides = list(overrides)
     raw = apply_overrides(switch_components(raw, model=model, loss=loss), overrides)
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as error:
-        first = error.errors()[0]
-        cause = first.get("ctx", {}).get("error")
-        if isinstance(cause, _NamedFieldError):  # names a parameter, deeper than pydantic's loc
-            raise ConfigError(f"{source}: {cause}") from None
-        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        problem = _clean(first["msg"])
-        if first["type"] == "extra_forbidden":
-            problem = _unknown_field(first["loc"])
-        raise ConfigError(f"{source}: {field}: {problem}") from None
+        field, problem = _first_problem(error)
     except ConfigError as error:  # raised by a validator that knows the field (model., loss.)
-        raise ConfigError(f"{source}: {error}") from None
+        field, _, problem = str(error).partition(": ")
+    options = {"model.name": ("--model", model), "loss.name": ("--loss", loss)}
+    raise ConfigError(_blamed(field, problem, source, overrides, options)) from None
+
+
+def _first_problem(error: ValidationError) -> tuple[str, str]:
+    """The dotted field and the problem of pydantic's first error, in ltr's wording."""
+    first = error.errors()[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, _NamedFieldError):  # names a parameter, deeper than pydantic's loc
+        field, _, problem = str(cause).partition(": ")
+        return field, problem
+    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return field, _unknown_field(first["loc"])
+    return field, pydantic_problem(first)
+
+
+def _blamed(
+    field: str,
+    problem: str,
+    source: str,
+    overrides: Sequence[str],
+    options: Mapping[str, tuple[str, str | None]],
+) -> str:
+    """The message naming where the bad value came from: the last ``--set`` that wrote the field
+    (or a section above it), else ``--model`` / ``--loss`` for the name they set, else the file."""
+    for item in reversed(overrides):
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if field == key or field.startswith(f"{key}."):
+            where = f"--set {item}" if field == key else f"--set {item}: {field}"
+            hint = ""
+            if "list" in problem and "," in text and not text.strip().startswith(("[", "{")):
+                hint = f"; write --set '{key}=[{text.strip()}]'"  # YAML reads 64,32 as a string
+            return f"{where}: {problem}{hint}"
+    option, value = options.get(field, ("", None))
+    if value is not None:
+        return f"{option}: {problem}"
+    return f"{source}: {field}: {problem}"
 
 
 def switch_components(
@@ -468,15 +500,19 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. training.seed=3")
         node = result
         *parents, leaf = key.strip().split(".")
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {part} is not a section")
+                raise ConfigError(f"--set {item}: {part} is not a section")
             node = child
-        node[leaf] = yaml.safe_load(text) if text.strip() else None
+        try:
+            node[leaf] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as error:  # e.g. an unclosed [ or {
+            problem = getattr(error, "problem", None) or "cannot be read"
+            raise ConfigError(f"--set {item}: the value is not valid YAML: {problem}") from None
     return result
 
 
@@ -502,9 +538,8 @@ def _unknown_field(loc: Sequence[Any]) -> str:
         field = section.model_fields.get(part) if _is_section(section) else None
         section = None if field is None else field.annotation
     known = list(section.model_fields) if _is_section(section) else []
-    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
     prefix = ".".join(str(part) for part in loc[:-1])
-    hint = f"; did you mean {prefix + '.' if prefix else ''}{close[0]}?" if close else ""
+    hint = closest_hint(str(loc[-1]), known, prefix=f"{prefix}." if prefix else "")
     return f"unknown field{hint}"
 
 
@@ -598,7 +633,3 @@ def _defaults(fn: Callable[..., Any], *, skip: tuple[str, ...]) -> dict[str, Any
 
 def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
-
-
-def _clean(message: str) -> str:
-    return message.removeprefix("Value error, ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from ltr.data.letor import LetorData, read_letor, write_letor
 from ltr.data.runs import write_scores, write_trec_run
 from ltr.data.synthetic import make_synthetic
+from ltr.errors import ConfigError
 from ltr.evaluation import evaluate_scores
 
 
@@ -389,16 +391,127 @@ def test_train_refuses_options_that_do_not_apply_in_one_line(args: list[str], me
     assert "Traceback" not in result.stderr
 
 
+def _help_in_process(*command: str, columns: int = 200) -> str:
+    from typer.testing import CliRunner
+
+    from ltr.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def test_train_help_names_the_scorers_it_trains_and_what_quiet_hides() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "ltr.cli", "train", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200", "TERM": "dumb"},
+    text = _help_in_process("train")
+    assert "Scorer: linear, mlp, transformer (ensembles: ltr ensemble)" in text
+    assert "Print only warnings and errors: no epoch, run-directory or test lines" in text
+
+
+def test_train_help_lists_the_registered_losses_and_how_to_write_a_set() -> None:
+    from ltr.losses import LOSSES
+
+    text = " ".join(_help_in_process("train").split())  # rich wraps; compare the words
+
+    assert f"Loss: {', '.join(LOSSES)}." in text
+    assert "--set KEY=VALUE Override a config field" in text
+    assert "repeatable. A list in YAML brackets: --set 'model.hidden_dims=[64,32]'" in text
+    assert "auto: cuda when a GPU is visible, else cpu" in text
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("train",),
+        ("cv",),
+        ("tune",),
+        ("evaluate",),
+        ("baselines",),
+        ("compare",),
+        ("ensemble",),
+        ("promote",),
+        ("export",),
+        ("data", "synth"),
+        ("models", "show"),
+    ],
+)
+def test_help_shows_no_python_type_names_and_no_flag_value(command: tuple[str, ...]) -> None:
+    text = _help_in_process(*command)
+
+    assert "<bool>" not in text and "list[" not in text and "<path>" not in text
+    assert "{" not in text  # neither {run} in the usage line nor an unfilled {losses}
+    assert re.search(r"--help +Show this message", text)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "baselines"])
+def test_help_at_80_columns_keeps_defaults_and_choices_whole(command: str) -> None:
+    text = _help_in_process(command, columns=80)
+    words = " ".join(text.replace("│", " ").split())
+
+    assert "…" not in text
+    assert "(default: ndcg@1, ndcg@5, ndcg@10, map, mrr)" in words
+    assert "letor (reproduces Eval-Score-4.0.pl), lightgbm or trec_eval" in words
+    assert "default: the preset's, else exp2" in words
+    assert "default: the preset's, else zero" in words
+
+
+def test_ensemble_and_promote_usage_name_their_arguments() -> None:
+    assert "ensemble [OPTIONS] RUN_DIR..." in _help_in_process("ensemble")
+    promote = " ".join(_help_in_process("promote").split())
+    assert "promote [OPTIONS] RUN_DIR" in promote
+    assert "--version X.Y.Z With --to validated: the version to register" in promote
+
+
+def test_a_usage_error_is_one_line_naming_the_option_with_exit_status_2() -> None:
+    result = run_ltr("train", "--device", "gpu")  # the real main(), as `ltr` runs it
+    assert result.returncode == 2
+    assert result.stderr == "error: --device: 'gpu' is not one of cpu, cuda, auto\n"
+    assert result.stdout == ""
+
+
+def _usage_error(*args: str) -> str:
+    from ltr.cli import app
+    from ltr.cli._usage import ClickException, usage_line
+
+    with pytest.raises(ClickException) as caught:
+        app([*args], standalone_mode=False, prog_name="ltr")  # how main() runs the app
+    return usage_line(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["train", "--quite"], "--quite: no such option of ltr train; did you mean --quiet?"),
+        (["train", "--epochs", "5"], "--epochs: no such option of ltr train"),
+        (
+            ["promote", "r", "--to", "staging"],
+            "--to: 'staging' is not one of validated, production",
+        ),
+        (
+            ["evaluate", "--gain", "lin"],
+            "--gain: 'lin' is not one of exp2, linear; did you mean linear?",
+        ),
+        (["tune", "--config", "c.yaml"], "--trials: required"),
+        (["promote", "--to", "validated"], "RUN_DIR: required"),
+        (["train", "--set"], "--set: needs a value"),
+        (["data", "synth", "--seed", "-5"], "--seed: must be greater than or equal to 0"),
+        (["nosuch"], "ltr: no such command 'nosuch'; see ltr --help"),
+    ],
+)
+def test_usage_errors_read_as_one_line_naming_the_option(args: list[str], line: str) -> None:
+    assert _usage_error(*args) == line
+
+
+def test_train_refuses_an_unknown_scorer_listing_the_ones_it_trains(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ltr.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--config", "c.yaml", "--model", "mpl"])
+
+    assert isinstance(result.exception, ConfigError)
+    assert str(result.exception) == (
+        "--model: 'mpl' is not one of linear, mlp, transformer; did you mean mlp?"
     )
-    assert "linear|mlp|transformer (ensembles: ltr ensemble)" in result.stdout
-    assert "Print only warnings and errors: no epoch, run-directory or test lines" in result.stdout
 
 
 def _help(*command: str) -> str:

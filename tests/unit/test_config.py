@@ -77,7 +77,7 @@ def test_resolved_yaml_loads_back_to_the_same_config(config_file: Path, tmp_path
     [
         (
             "training.learning_rate=-1",
-            r"exp\.yaml: training\.learning_rate: Input should be greater than 0",
+            r"exp\.yaml: training\.learning_rate: must be > 0\.0; got -1$",
         ),
         ("trainin.seed=1", r"exp\.yaml: trainin: unknown field; did you mean training\?$"),
         (
@@ -121,20 +121,22 @@ def test_resolved_yaml_loads_back_to_the_same_config(config_file: Path, tmp_path
         ("model.dropout=abc", r"exp\.yaml: model\.dropout: must be in \[0, 1\); got 'abc'"),
         ("model.dropout=[1]", r"exp\.yaml: model\.dropout: must be in \[0, 1\); got \[1\]"),
         ("model.activation=5", r"exp\.yaml: model\.activation: "),
-        ("loss.name=lambda", r"exp\.yaml: loss\.name: Input should be 'mse', 'ranknet'"),
+        ("loss.name=lambda", r"exp\.yaml: loss\.name: 'lambda' is not one of mse, ranknet,"),
         ("evaluation.metrics=[ndcg@0]", r"exp\.yaml: evaluation\.metrics"),
         ("training.scheduler.name=linear", r"exp\.yaml: training\.scheduler\.name: "),
     ],
 )
 def test_invalid_values_name_file_and_field(config_file: Path, override: str, message: str) -> None:
+    raw = apply_overrides(yaml.safe_load(config_file.read_text()), [override])
+    config_file.write_text(yaml.safe_dump(raw))  # the bad value is in the file itself
     with pytest.raises(ConfigError, match=message):
-        load_config(config_file, [override])
+        load_config(config_file)
 
 
 def test_missing_data_section_is_named(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("model: {name: linear}\n")
-    with pytest.raises(ConfigError, match=r"empty\.yaml: data: Field required"):
+    with pytest.raises(ConfigError, match=r"empty\.yaml: data: required$"):
         load_config(path)
 
 
@@ -146,7 +148,7 @@ def test_data_needs_root_or_train(tmp_path: Path) -> None:
 
 
 def test_malformed_override_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"--set 'training\.seed': expected dotted\.key=value"):
+    with pytest.raises(ConfigError, match=r"--set training\.seed: expected KEY=VALUE"):
         apply_overrides({}, ["training.seed"])
 
 
@@ -226,13 +228,87 @@ def test_naming_the_configured_scorer_or_loss_changes_nothing(config_file: Path)
     ("overrides", "switch", "message"),
     [  # an explicit --set is checked against the new scorer; unknown names are reported
         (["model.hidden_dims=[8]"], {"model": "transformer"}, r"exp\.yaml: model: 'hidden_dims'"),
-        ([], {"model": "gbdt"}, r"exp\.yaml: model\.name: Input should be 'linear'"),
-        (["model.d_model=abc"], {"model": "transformer"}, r"exp\.yaml: model\.d_model: "),
+        ([], {"model": "gbdt"}, r"^--model: 'gbdt' is not one of linear, mlp,"),
+        (["model.d_model=abc"], {"model": "transformer"}, r"^--set model\.d_model=abc: "),
         (["model.d_model=6"], {"model": "transformer"}, r"exp\.yaml: model\.n_heads: must"),
         ([], {"model": "ensemble"}, r"exp\.yaml: model\.members: required"),
-        ([], {"loss": "softmax"}, r"exp\.yaml: loss\.name: Input should be 'mse'"),
+        ([], {"loss": "softmax"}, r"^--loss: 'softmax' is not one of mse, ranknet,"),
     ],
 )
 def test_a_switch_still_validates(config_file: Path, overrides, switch, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(config_file, overrides, **switch)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "switch", "message"),
+    [
+        (
+            ["training.learning_rat=3e-4"],
+            {},
+            "--set training.learning_rat=3e-4: unknown field; did you mean training.learning_rate?",
+        ),
+        (
+            ["training.batch_size=abc"],
+            {},
+            "--set training.batch_size=abc: must be an integer; got 'abc'",
+        ),
+        (
+            ["training.seed=1", "training.learning_rate=-1"],
+            {},
+            "--set training.learning_rate=-1: must be > 0.0; got -1",
+        ),
+        (  # a section given whole: the field inside it is named too
+            ["training={learning_rat: 1}"],
+            {},
+            "--set training={learning_rat: 1}: training.learning_rat: unknown field; "
+            "did you mean training.learning_rate?",
+        ),
+        (
+            ["evaluation.metrics=ndcg@10,map"],
+            {},
+            "--set evaluation.metrics=ndcg@10,map: must be a list; got 'ndcg@10,map'; "
+            "write --set 'evaluation.metrics=[ndcg@10,map]'",
+        ),
+        (
+            ["model.hidden_dims=64,32"],
+            {},
+            "--set model.hidden_dims=64,32: must be a list of integer widths >= 1; got '64,32'; "
+            "write --set 'model.hidden_dims=[64,32]'",
+        ),
+        (
+            [],
+            {"loss": "lambdaran"},
+            "--loss: 'lambdaran' is not one of mse, ranknet, lambdarank, ndcgloss2pp, listnet, "
+            "listmle, approx_ndcg, neural_ndcg; did you mean lambdarank?",
+        ),
+        (  # the last --set of the field is the one that counts
+            ["loss.name=nope"],
+            {"loss": "listnet"},
+            "--set loss.name=nope: 'nope' is not one of mse, ranknet, lambdarank, ndcgloss2pp, "
+            "listnet, listmle, approx_ndcg, neural_ndcg",
+        ),
+    ],
+)
+def test_an_error_from_the_command_line_names_the_option_not_the_file(
+    config_file: Path, overrides: list[str], switch: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(config_file, overrides, **switch)
+    assert str(error.value) == message
+
+
+def test_an_error_in_the_file_still_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("data: {root: .}\ntraining: {learning_rat: 0.1}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, ["training.seed=3"], loss="listnet")
+    assert str(error.value) == (
+        f"{path}: training.learning_rat: unknown field; did you mean training.learning_rate?"
+    )
+
+
+def test_an_override_that_is_not_yaml_is_one_error_naming_it() -> None:
+    with pytest.raises(ConfigError) as error:
+        apply_overrides({}, ["model.hidden_dims=[64,32"])
+    assert str(error.value).startswith("--set model.hidden_dims=[64,32: the value is not valid")

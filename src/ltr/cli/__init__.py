@@ -3,7 +3,8 @@
 Thin on purpose: each command is a few calls into ``ltr``'s modules, and each group of commands
 lives in its own module here (``data``, ``evaluation``, ``training``). Any :class:`LtrError`
 reaches the user as one ``error: ...`` line on stderr and exit status 1 (``--debug`` shows the
-traceback); bad usage exits 2. Ctrl-C and SIGTERM end every command alike
+traceback); bad usage (an unknown option, a bad choice) is one such line too, with exit
+status 2. Ctrl-C and SIGTERM end every command alike
 (:mod:`ltr._signals`): cleanup runs, one ``interrupted by SIGINT; ...`` line says what
 was kept, exit status 130 or 143.
 """
@@ -25,11 +26,13 @@ from ltr._signals import (
     last_interruption,
     stop_on_signals,
 )
-from ltr.cli import data, evaluation, experiments, export, models, training, tune
+from ltr.cli import _help, data, evaluation, experiments, export, models, training, tune
 from ltr.cli._common import stdout
+from ltr.cli._usage import Abort, ClickException, is_help_without_arguments, usage_line
 from ltr.cli._warnings import route_warnings
 from ltr.errors import LtrError
 
+_help.install()  # value words in --help: no <bool> on flags, no Python type names
 app = typer.Typer(
     name="ltr",
     help="Learning to rank: data, training, evaluation, comparison, export and the model store.",
@@ -45,8 +48,8 @@ data_app.command("synth")(data.synth)
 data_app.command("inspect")(data.inspect)
 app.command("evaluate")(evaluation.evaluate)
 app.command("baselines")(evaluation.baselines)
-app.command("train")(training.train)
-app.command("cv")(training.cv)
+app.command("train", cls=_help.RegistryHelp)(training.train)
+app.command("cv", cls=_help.RegistryHelp)(training.cv)
 app.command("ensemble")(training.ensemble)
 app.command("predict")(training.predict)
 app.command("tune")(tune.tune)
@@ -82,7 +85,18 @@ def main() -> None:
     stop_on_signals()
     route_warnings()
     try:
-        app()
+        # not standalone: click's usage errors come here instead of printing a boxed block
+        status = app(standalone_mode=False)
+        if isinstance(status, int) and status:  # an Exit, e.g. typer's 130 for Ctrl-C
+            sys.exit(status)
+    except ClickException as error:
+        if not is_help_without_arguments(error):  # else the help is printed already
+            line = usage_line(error) if error.exit_code == 2 else error.format_message()
+            sys.stderr.write(f"error: {line}\n")
+        sys.exit(error.exit_code)
+    except Abort:  # a prompt got end of input
+        sys.stderr.write("error: aborted\n")
+        sys.exit(1)
     except LtrError as error:
         if _state["debug"]:
             raise

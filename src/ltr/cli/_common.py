@@ -57,20 +57,38 @@ class Preset(str, Enum):
 
 
 MetricsOpt = Annotated[
-    str, typer.Option("--metrics", help="Comma-separated metric names, e.g. ndcg@10,map,mrr@10.")
+    str,
+    typer.Option(
+        "--metrics",
+        metavar="NAMES",
+        # the default in words: one 30-character token would be cut in an 80-column help
+        show_default=False,
+        help="Comma-separated metric names, e.g. ndcg@10,map,mrr@10 "
+        f"(default: {DEFAULT_METRICS.replace(',', ', ')}).",
+    ),
 ]
 GainOpt = Annotated[
-    Gain | None, typer.Option("--gain", help="NDCG gain: exp2 (2^rel-1) or linear (rel).")
+    Gain | None,
+    typer.Option(
+        "--gain",
+        help="NDCG gain: exp2 (2^rel-1) or linear (rel); default: the preset's, else exp2.",
+    ),
 ]
 NoRelevantOpt = Annotated[
     NoRelevant | None,
     typer.Option(
-        "--no-relevant", help="Value of a query without relevant document: zero|one|skip."
+        "--no-relevant",
+        help="Value of a query without a relevant document: zero, one or skip (left out); "
+        "default: the preset's, else zero.",
     ),
 ]
 PresetOpt = Annotated[
     Preset | None,
-    typer.Option("--preset", help="A named convention set; letor reproduces Eval-Score-4.0.pl."),
+    typer.Option(
+        "--preset",
+        metavar="NAME",
+        help="A named convention set: letor (reproduces Eval-Score-4.0.pl), lightgbm or trec_eval.",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
 

@@ -18,7 +18,9 @@ def synth(
     out: Annotated[
         Path,
         typer.Option(
-            "--out", help="Folder for train.txt, vali.txt, test.txt, info.json and README.md."
+            "--out",
+            metavar="DIR",
+            help="Folder for train.txt, vali.txt, test.txt, info.json and README.md.",
         ),
     ],
     queries: Annotated[
@@ -36,7 +38,9 @@ def synth(
 
 
 def inspect(
-    file: Annotated[Path, typer.Argument(help="A LETOR/SVMlight file (plain or .gz).")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="A LETOR/SVMlight file (plain or .gz).")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Queries, documents, labels, list lengths, empty queries and constant features of a file."""

@@ -32,19 +32,24 @@ if TYPE_CHECKING:
 
 
 def evaluate(
-    data: Annotated[Path, typer.Option("--data", help="The judged LETOR file.")],
+    data: Annotated[Path, typer.Option("--data", metavar="FILE", help="The judged LETOR file.")],
     scores: Annotated[
-        Path | None, typer.Option("--scores", help="One score per data line (LightGBM/RankLib).")
+        Path | None,
+        typer.Option(
+            "--scores", metavar="FILE", help="One score per data line (LightGBM/RankLib)."
+        ),
     ] = None,
     run: Annotated[
-        Path | None, typer.Option("--run", help="A TREC run file, matched by docid.")
+        Path | None,
+        typer.Option("--run", metavar="FILE", help="A TREC run file, matched by docid."),
     ] = None,
     metrics: MetricsOpt = DEFAULT_METRICS,
     gain: GainOpt = None,
     no_relevant: NoRelevantOpt = None,
     preset: PresetOpt = None,
     per_query: Annotated[
-        Path | None, typer.Option("--per-query", help="Write per-query values to this TSV.")
+        Path | None,
+        typer.Option("--per-query", metavar="FILE", help="Write per-query values to this TSV."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -98,8 +103,12 @@ def _warn_about_run(run: Path, data: Path, matched: MatchedRun) -> None:
 
 
 def baselines(
-    train: Annotated[Path, typer.Option("--train", help="Picks the best single feature.")],
-    test: Annotated[Path, typer.Option("--test", help="The file the baselines are scored on.")],
+    train: Annotated[
+        Path, typer.Option("--train", metavar="FILE", help="Picks the best single feature.")
+    ],
+    test: Annotated[
+        Path, typer.Option("--test", metavar="FILE", help="The file the baselines are scored on.")
+    ],
     metrics: MetricsOpt = DEFAULT_METRICS,
     gain: GainOpt = None,
     no_relevant: NoRelevantOpt = None,
@@ -107,7 +116,11 @@ def baselines(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random ranking.")] = 0,
     models: Annotated[
         list[Path] | None,
-        typer.Option("--model", help="Also score this trained run or checkpoint (repeatable)."),
+        typer.Option(
+            "--model",
+            metavar="RUN_DIR",
+            help="Also score this trained run or checkpoint (repeatable).",
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -41,22 +41,24 @@ def compare(
     runs: Annotated[
         list[Path] | None,
         typer.Argument(
+            metavar="RUN_DIR",
             help="Run directories (experiments/<id>), or cv directories of `ltr cv` (all of "
             "one kind: a cv pools its folds' test queries); the first is the baseline unless "
-            "--baseline."
+            "--baseline.",
         ),
     ] = None,
     all_runs: Annotated[
         bool, typer.Option("--all", help="Compare every finished run under --dir.")
     ] = False,
-    directory: Annotated[Path, typer.Option("--dir", help="Where --all looks for runs.")] = Path(
-        "experiments"
-    ),
+    directory: Annotated[
+        Path, typer.Option("--dir", metavar="DIR", help="Where --all looks for runs.")
+    ] = Path("experiments"),
     metric: Annotated[
-        str, typer.Option("--metric", help="Metric of the paired tests and the curves.")
+        str,
+        typer.Option("--metric", metavar="NAME", help="Metric of the paired tests and the curves."),
     ] = "ndcg@10",
     metrics: Annotated[
-        str, typer.Option("--metrics", help="Comma-separated metrics to show.")
+        str, typer.Option("--metrics", metavar="NAMES", help="Comma-separated metrics to show.")
     ] = "ndcg@1,ndcg@5,ndcg@10,map,mrr",
     baseline: Annotated[
         str | None,
@@ -68,7 +70,9 @@ def compare(
     ] = None,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Write FILE.png (test metrics) and FILE-curves.png."),
+        typer.Option(
+            "--plot", metavar="FILE", help="Write FILE.png (test metrics) and FILE-curves.png."
+        ),
     ] = None,
     fmt: Annotated[
         CompareFormat, typer.Option("--format", help="table | markdown | json (one object).")

@@ -18,9 +18,16 @@ class Quantize(str, Enum):
 
 
 def export(
-    model: Annotated[Path, typer.Option("--model", help="A run directory or a checkpoint .pt.")],
-    output: Annotated[Path, typer.Option("--output", help="The bundle folder to create.")],
-    version: Annotated[str, typer.Option("--version", help="Bundle version X.Y.Z.")] = "1.0.0",
+    model: Annotated[
+        Path,
+        typer.Option("--model", metavar="RUN_DIR", help="A run directory or a checkpoint .pt."),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", metavar="DIR", help="The bundle folder to create.")
+    ],
+    version: Annotated[
+        str, typer.Option("--version", metavar="X.Y.Z", help="Bundle version X.Y.Z.")
+    ] = "1.0.0",
     opset: Annotated[
         int | None,
         typer.Option("--opset", help="ONNX opset, 18 or later (default: the exporter's)."),
@@ -31,7 +38,11 @@ def export(
     ] = None,
     test_data: Annotated[
         Path | None,
-        typer.Option("--test-data", help="LETOR file for the parity check (default: run's test)."),
+        typer.Option(
+            "--test-data",
+            metavar="FILE",
+            help="LETOR file for the parity check (default: run's test).",
+        ),
     ] = None,
 ) -> None:
     """Export a trained model to an ONNX bundle; checks parity with PyTorch or writes nothing."""
@@ -81,14 +92,23 @@ def _int_list(text: str, option: str) -> list[int]:
 
 
 def benchmark_onnx(
-    model: Annotated[Path, typer.Option("--model", help="A bundle folder written by export.")],
+    model: Annotated[
+        Path,
+        typer.Option("--model", metavar="BUNDLE_DIR", help="A bundle folder written by export."),
+    ],
     list_sizes: Annotated[
-        str, typer.Option("--list-sizes", help="Documents per one-query slate.")
+        str, typer.Option("--list-sizes", metavar="N,N,...", help="Documents per one-query slate.")
     ] = "10,100,1000",
-    threads: Annotated[str, typer.Option("--threads", help="Thread counts.")] = "1,2",
+    threads: Annotated[
+        str, typer.Option("--threads", metavar="N,N,...", help="Thread counts.")
+    ] = "1,2",
     checkpoint: Annotated[
         Path | None,
-        typer.Option("--checkpoint", help="PyTorch model to compare (default: bundle's source)."),
+        typer.Option(
+            "--checkpoint",
+            metavar="FILE",
+            help="PyTorch model to compare (default: bundle's source).",
+        ),
     ] = None,
     seconds: Annotated[
         float, typer.Option("--seconds", help="Time budget per engine and setting.")

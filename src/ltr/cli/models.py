@@ -19,7 +19,8 @@ from ltr.errors import BundleError, ConfigError, LtrError
 app = typer.Typer(help="Inspect, verify and roll back the model store.", no_args_is_help=True)
 
 StoreOpt = Annotated[
-    Path, typer.Option("--store", help="The model store folder (versions/, current).")
+    Path,
+    typer.Option("--store", metavar="DIR", help="The model store folder (versions/, current)."),
 ]
 LISTED_METRIC = "ndcg@10"
 
@@ -83,7 +84,7 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
 
 @app.command("show")
 def show(
-    version: Annotated[str, typer.Argument(help="The version, X.Y.Z.")],
+    version: Annotated[str, typer.Argument(metavar="X.Y.Z", help="The version.")],
     store: StoreOpt = Path("models"),
     as_json: JsonOpt = False,
 ) -> None:
@@ -150,7 +151,9 @@ def rollback(store: StoreOpt = Path("models")) -> None:
 
 
 def promote(
-    run: Annotated[Path, typer.Argument(help="The run directory (experiments/<id>).")],
+    run: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="The run directory (experiments/<id>).")
+    ],
     to: Annotated[
         Stage, typer.Option("--to", help="validated, then production (validated runs only).")
     ],
@@ -158,8 +161,10 @@ def promote(
         str | None,
         typer.Option(
             "--version",
-            help="X.Y.Z. validated: default the name's highest with minor + 1; production: "
-            "which of the run's validated versions (default: its highest).",
+            metavar="X.Y.Z",
+            help="With --to validated: the version to register (default: the name's highest "
+            "validated version with the minor number + 1, e.g. 1.3.0 after 1.2.0). With --to "
+            "production: which of the run's validated versions goes live (default: its highest).",
         ),
     ] = None,
     name: Annotated[

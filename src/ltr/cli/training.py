@@ -30,18 +30,28 @@ class OutputFormat(str, Enum):
 
 # options ltr train and ltr cv share
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="Experiment YAML (e.g. configs/default.yaml).")
+    Path | None,
+    typer.Option("--config", metavar="FILE", help="Experiment YAML (e.g. configs/default.yaml)."),
 ]
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", help="Scorer: linear|mlp|transformer (ensembles: ltr ensemble)."),
+    # {scorers} and {losses}: filled from the registries when help is shown (RegistryHelp)
+    typer.Option("--model", metavar="NAME", help="Scorer: {scorers} (ensembles: ltr ensemble)."),
 ]
-LossOption = Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. lambdarank.")]
+LossOption = Annotated[str | None, typer.Option("--loss", metavar="NAME", help="Loss: {losses}.")]
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a field: --set training.learning_rate=3e-4."),
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a config field, e.g. training.learning_rate=3e-4; repeatable. "
+        "A list in YAML brackets: --set 'model.hidden_dims=[64,32]'.",
+    ),
 ]
-DeviceOption = Annotated[Device | None, typer.Option("--device", help="cpu|cuda|auto.")]
+DeviceOption = Annotated[
+    Device | None,
+    typer.Option("--device", help="Where to train; auto: cuda when a GPU is visible, else cpu."),
+]
 
 
 def _device_sets(device: Device | None) -> list[str]:
@@ -49,8 +59,13 @@ def _device_sets(device: Device | None) -> list[str]:
 
 
 def _check_model(model: str | None) -> None:
+    from ltr._messages import not_one_of
+    from ltr.cli._help import trainable_scorers
+
     if model == "ensemble":  # it averages trained runs; there is nothing to train
         raise ConfigError("--model ensemble: build ensembles from trained runs with ltr ensemble")
+    if model is not None and model not in trainable_scorers():
+        raise ConfigError(f"--model: {not_one_of(model, trainable_scorers())}")
 
 
 def _refuse_beside_resume(what: str, options: list[tuple[str, object]]) -> None:
@@ -66,7 +81,8 @@ def train(
     overrides: SetOption = None,
     device: DeviceOption = None,
     resume: Annotated[
-        Path | None, typer.Option("--resume", help="Continue this run from its last.pt.")
+        Path | None,
+        typer.Option("--resume", metavar="RUN_DIR", help="Continue this run from its last.pt."),
     ] = None,
     quiet: Annotated[
         bool,
@@ -101,7 +117,9 @@ def cv(
     config: ConfigOption = None,
     folds: Annotated[
         Path | None,
-        typer.Option("--folds", help="Folder of fold folders Fold1..FoldK (e.g. mq2008)."),
+        typer.Option(
+            "--folds", metavar="DIR", help="Folder of fold folders Fold1..FoldK (e.g. mq2008)."
+        ),
     ] = None,
     model: ModelOption = None,
     loss: LossOption = None,
@@ -109,7 +127,9 @@ def cv(
     device: DeviceOption = None,
     resume: Annotated[
         Path | None,
-        typer.Option("--resume", help="Continue this cv directory: unfinished folds only."),
+        typer.Option(
+            "--resume", metavar="CV_DIR", help="Continue this cv directory: unfinished folds only."
+        ),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No fold lines: the table, warnings and errors only.")
@@ -192,17 +212,27 @@ def _cell(value: float | None) -> str:
 
 def ensemble(
     runs: Annotated[
-        list[Path], typer.Argument(help="Two or more run directories (or checkpoint .pt files).")
+        list[Path],
+        typer.Argument(
+            metavar="RUN_DIR", help="Two or more run directories (or checkpoint .pt files)."
+        ),
     ],
     name: Annotated[
         str | None, typer.Option("--name", help="Experiment name (default <first>_ensemble<k>).")
     ] = None,
     output_dir: Annotated[
         Path | None,
-        typer.Option("--output-dir", help="Where the run goes (default: beside the first run)."),
+        typer.Option(
+            "--output-dir",
+            metavar="DIR",
+            help="Where the run goes (default: beside the first run).",
+        ),
     ] = None,
     weights: Annotated[
-        str | None, typer.Option("--weights", help="Comma-separated weights, one per run.")
+        str | None,
+        typer.Option(
+            "--weights", metavar="W1,W2,...", help="Comma-separated weights, one per run."
+        ),
     ] = None,
 ) -> None:
     """Average the scores of trained runs (e.g. one config, several seeds) into a new run."""
@@ -220,9 +250,14 @@ def ensemble(
 
 
 def predict(
-    model: Annotated[Path, typer.Option("--model", help="A run directory or a checkpoint .pt.")],
-    data: Annotated[Path, typer.Option("--data", help="The LETOR file to score.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the scores or run.")],
+    model: Annotated[
+        Path,
+        typer.Option("--model", metavar="RUN_DIR", help="A run directory or a checkpoint .pt."),
+    ],
+    data: Annotated[Path, typer.Option("--data", metavar="FILE", help="The LETOR file to score.")],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="FILE", help="Where to write the scores or run.")
+    ],
     fmt: Annotated[
         OutputFormat, typer.Option("--format", help="scores: one per line; trec: a TREC run.")
     ] = OutputFormat.scores,

@@ -8,10 +8,13 @@ from typing import Annotated
 import typer
 
 from ltr.cli._common import stdout
+from ltr.cli.training import SetOption
 
 
 def tune(
-    config: Annotated[Path, typer.Option("--config", help="Experiment YAML with a tune: section.")],
+    config: Annotated[
+        Path, typer.Option("--config", metavar="FILE", help="Experiment YAML with a tune: section.")
+    ],
     trials: Annotated[
         int,
         typer.Option(
@@ -22,6 +25,7 @@ def tune(
         str | None,
         typer.Option(
             "--storage",
+            metavar="URL",
             help="Optuna storage URL; default sqlite:///<output_dir>/optuna.db. "
             "PostgreSQL for many machines.",
         ),
@@ -36,10 +40,7 @@ def tune(
         float | None,
         typer.Option("--timeout", min=0, help="Start no trial after this many seconds."),
     ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a field: --set training.num_epochs=20."),
-    ] = None,
+    overrides: SetOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-trial lines.")] = False,
 ) -> None:
     """Search hyper-parameters; writes best_config.yaml, trials and plots to tune-<study>/."""
