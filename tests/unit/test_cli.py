@@ -235,6 +235,9 @@ def test_data_inspect_json_counts(judged: Path) -> None:
     assert (summary["n_queries"], summary["n_docs"], summary["n_features"]) == (3, 11, 5)
     assert summary["label_counts"] == {"0": 6, "1": 2, "2": 2, "3": 1}
     assert summary["queries_without_relevant"] == 1
+    lengths = summary["list_length"]
+    assert (lengths["min"], lengths["max"]) == (1, 6)
+    assert isinstance(lengths["min"], int) and isinstance(lengths["max"], int)
 
 
 def test_baselines_ideal_row_is_the_ceiling(judged: Path) -> None:
