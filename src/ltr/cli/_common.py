@@ -172,3 +172,9 @@ def _nan_to_none(obj: Any) -> Any:
 def warn(message: str) -> None:
     line = Text.assemble(("warning:", "yellow"), f" {message}")
     Console(stderr=True).print(line, highlight=False, soft_wrap=True)
+
+
+def progress(message: str) -> None:
+    """A line on stderr while a long command works, so stdout keeps only its result."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
