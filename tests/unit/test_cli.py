@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from ltr.cli import app
 from ltr.data.letor import LetorData, read_letor, write_letor
 from ltr.data.runs import write_scores, write_trec_run
-from ltr.cli import app
 from ltr.data.synthetic import make_synthetic
 from ltr.evaluation import evaluate_scores
 from ltr.metrics import conventions_in_force

@@ -520,8 +520,7 @@ def _params_text(params: Mapping[str, Any]) -> str:
     dropout=0.2``: the last part of each key, unless two keys share it."""
     last = [key.rsplit(".", 1)[-1] for key in params]
     names = [
-        short if last.count(short) == 1 else key
-        for key, short in zip(params, last, strict=True)
+        short if last.count(short) == 1 else key for key, short in zip(params, last, strict=True)
     ]
     values = params.values()
     return " ".join(f"{name}={_compact(v)}" for name, v in zip(names, values, strict=True))

@@ -173,7 +173,11 @@ def test_trial_line_shows_sampled_parameters_and_time() -> None:
         "model.hidden_dims": optuna.distributions.CategoricalDistribution(["[64]", "[128]"]),
     }
     trial = optuna.trial.create_trial(
-        params={"training.learning_rate": 3.1e-4, "model.dropout": 0.2, "model.hidden_dims": "[64]"},
+        params={
+            "training.learning_rate": 3.1e-4,
+            "model.dropout": 0.2,
+            "model.hidden_dims": "[64]",
+        },
         distributions=distributions,
         value=0.7922,
     )
