@@ -79,6 +79,7 @@ __all__ = [
     "MetricFn",
     "average_precision",
     "compute_metrics",
+    "conventions_in_force",
     "dcg",
     "err",
     "ndcg",
@@ -769,6 +770,21 @@ def _resolve_conventions(preset: str | None, conventions: Mapping[str, Any]) -> 
             valid = ", ".join(sorted([*_CHOICES, *_NUMBERS]))
             raise ConfigError(f"metric convention must be one of {valid}; got {key!r}")
     return merged
+
+
+def conventions_in_force(preset: str | None = None, **conventions: Any) -> dict[str, Any]:
+    """Every convention a metric of :data:`METRICS` reads, with the value it gets: the metric
+    functions' defaults, then ``PRESETS[preset]``, then explicit keywords.
+
+    >>> conventions_in_force("letor", gain="linear")["gain"], conventions_in_force()["discount"]
+    ('linear', 'standard')
+    """
+    defaults: dict[str, Any] = {}
+    for fn in METRICS.values():  # the defaults are the signatures', so they cannot drift
+        for param in inspect.signature(fn).parameters.values():
+            if param.kind is inspect.Parameter.KEYWORD_ONLY:
+                defaults.setdefault(param.name, param.default)
+    return {**defaults, **_resolve_conventions(preset, conventions)}
 
 
 @functools.cache

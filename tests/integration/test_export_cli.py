@@ -52,6 +52,10 @@ def test_export_then_benchmark_then_refuse_overwrite(
     assert f"wrote {bundle} (version 2.0.0, float32" in exported.stdout
     assert "\ninputs: features float32 [batch, list_len, 8]\n" in exported.stdout
     assert "parity: max |diff|" in exported.stdout and "rankings identical" in exported.stdout
+    assert "x matmul floor /" in exported.stdout  # an mlp has a floor, so it is explained:
+    assert exported.stdout.splitlines()[-1].startswith(
+        "matmul floor: the scorer's matrix products alone (NumPy, same threads; "
+    )
     assert verify_bundle(bundle).version == "2.0.0"
 
     bench = ltr("benchmark-onnx", "--model", str(bundle), "--list-sizes", "10,30", "--threads",
@@ -60,6 +64,12 @@ def test_export_then_benchmark_then_refuse_overwrite(
     assert "| docs | threads |" in bench.stdout
     assert "\n| 30 | 1 | " in bench.stdout and "| identical |" in bench.stdout
     assert "docs, 1 thread(s)" not in bench.stdout  # the table once, not again as lines
+    progress = bench.stderr.splitlines()  # one line per measured setting while it runs
+    assert progress[0] == "timing 2 settings, about 1 s"
+    assert [line.split(": ONNX Runtime p50 ")[0] for line in progress[1:]] == [
+        "[1/2] 10 docs, 1 thread(s)",
+        "[2/2] 30 docs, 1 thread(s)",
+    ]
 
     again = ltr("export", "--model", str(run_dir), "--output", str(bundle), env=env)
     assert again.returncode == 1

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from ltr.cli import app
 from ltr.lifecycle.bundle import write_bundle
 from ltr.lifecycle.store import ModelStore
 from support.onnx_models import linear_onnx
@@ -64,7 +66,82 @@ def test_show_prints_metadata_of_a_verified_version(store: ModelStore) -> None:
     result = ltr("models", "show", "1.0.0", cwd=store.root.parent)
     assert result.returncode == 0, result.stderr
     assert "source run  experiments/run-0" in result.stdout
-    assert "metric      test.ndcg@10 = 0.41" in result.stdout
+    assert "│ ndcg@10 │ 0.4100 │" in result.stdout
+
+
+LONG_RUN = "experiments/20261122-165057-exp003_lambdarank_with_a_rather_long_experiment_name"
+
+
+@pytest.fixture
+def promoted(tmp_path: Path) -> ModelStore:
+    """A store whose live 2.0.0 was promoted from the validated model ranker_v2.0.0."""
+    store = ModelStore(tmp_path / "models")
+    metadata = {
+        "version": "2.0.0",
+        "n_features": N_FEATURES,
+        "source_run": LONG_RUN,
+        "metrics": {
+            "best_epoch": 9,
+            "conventions": {"gain": "exp2", "no_relevant": "zero"},
+            "test": {"map": 0.788156776741333, "ndcg@10[preset=letor]": 0.7073616757981406},
+            "data": {
+                "test": {"path": "/data/test.txt", "sha256": "f6fc211f46d401c6c58c7d27"},
+                "train": {"path": "/data/train.txt", "sha256": "15966ff8196b8188cb010cec"},
+            },
+        },
+        "validated": {
+            "name": "ranker",
+            "model_id": "ranker_v2.0.0",
+            "validated_at": "2026-11-22T16:53:01.123+00:00",
+            "status": "ready_for_production",
+            "path": "/work/validated/ranker_v2.0.0",
+        },
+    }
+    store.add(lambda out: write_bundle(out, {"model.onnx": linear_onnx([1.0] * 3)}, metadata))
+    store.set_current("2.0.0")
+    return store
+
+
+def test_show_names_the_model_and_its_validation_and_rounds_metrics(
+    promoted: ModelStore,
+) -> None:
+    result = CliRunner().invoke(app, ["models", "show", "2.0.0", "--store", str(promoted.root)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("version     2.0.0 (live since ")
+    assert lines[1:3] == [
+        "name        ranker",
+        "validated   ranker_v2.0.0 at 2026-11-22T16:53:01.123+00:00, ready_for_production",
+    ]
+    assert "│ map                   │ 0.7882 │" in lines
+    assert "│ ndcg@10[preset=letor] │ 0.7074 │" in lines
+    assert "gain=exp2, no_relevant=zero" in [line.strip() for line in lines]
+    data = lines.index("data")
+    assert lines[data + 1 : data + 3] == [
+        "  train /data/train.txt  sha256 15966ff8196b…",
+        "  test  /data/test.txt  sha256 f6fc211f46d4…",
+    ]
+    assert "0.788156776741333" not in result.stdout  # full precision is --json's
+
+
+def test_show_json_keeps_full_precision(promoted: ModelStore) -> None:
+    args = ["models", "show", "2.0.0", "--store", str(promoted.root), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metadata = json.loads(result.stdout)["metadata"]
+    assert metadata["metrics"]["test"]["map"] == 0.788156776741333
+    assert metadata["validated"]["name"] == "ranker"
+
+
+def test_list_has_a_name_column_and_keeps_run_names_whole_in_a_pipe(
+    promoted: ModelStore,
+) -> None:
+    result = CliRunner().invoke(app, ["models", "list", "--store", str(promoted.root)])
+    assert result.exit_code == 0, result.output
+    header, _, row = result.stdout.splitlines()
+    assert header.split() == ["version", "name", "created_at", "source", "run", "ndcg@10", "size"]
+    assert row.split()[:3] == ["*", "2.0.0", "ranker"]
+    assert Path(LONG_RUN).name in row
 
 
 def test_verify_passes_a_clean_store(store: ModelStore) -> None:
@@ -207,6 +284,8 @@ def test_promote_to_production_publishes_validated_versions_only(tmp_path: Path)
     live = store.load_current()
     assert (store.versions(), live.version, live.n_features) == (["1.0.0", "1.1.0"], "1.1.0", 8)
     assert live.source_run == str(run_dir)
+    validated = live.metadata["validated"]  # `ltr models show` names the model by it
+    assert (validated["name"], validated["model_id"]) == ("default", "default_v1.1.0")
     assert sorted(p.name for p in store.root.iterdir()) == [
         ".lock",
         "current",

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from ltr.cli import app
 from ltr.data.letor import LetorData, read_letor, write_letor
 from ltr.data.runs import write_scores, write_trec_run
 from ltr.data.synthetic import make_synthetic
 from ltr.errors import ConfigError
 from ltr.evaluation import evaluate_scores
+from ltr.metrics import conventions_in_force
 
 
 def run_ltr(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -64,6 +67,7 @@ def test_evaluate_json_prints_one_object_matching_the_library(judged: Path, tmp_
     )
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
+    printed.pop("conventions")
     expected = evaluate_scores(data, scores, ["ndcg@3", "map", "mrr"]).means
     assert printed == pytest.approx(expected, abs=1e-12)
     assert list(printed) == ["ndcg@3", "map", "mrr"]
@@ -96,7 +100,9 @@ def test_evaluate_run_counts_missing_judged_documents_as_not_retrieved(
         "--json",
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == pytest.approx({"mrr": 1 / 3, "map": 1 / 9})
+    printed = json.loads(result.stdout)
+    assert printed.pop("conventions") == conventions_in_force()
+    assert printed == pytest.approx({"mrr": 1 / 3, "map": 1 / 9})
     assert result.stderr.splitlines() == [
         f"warning: 1 documents of {tmp_path / 'run.txt'} are not judged in {judged}; non-relevant",
         f"warning: 9 judged documents are not in {tmp_path / 'run.txt'}; not retrieved",
@@ -231,6 +237,9 @@ def test_data_inspect_json_counts(judged: Path) -> None:
     assert (summary["n_queries"], summary["n_docs"], summary["n_features"]) == (3, 11, 5)
     assert summary["label_counts"] == {"0": 6, "1": 2, "2": 2, "3": 1}
     assert summary["queries_without_relevant"] == 1
+    lengths = summary["list_length"]
+    assert (lengths["min"], lengths["max"]) == (1, 6)
+    assert isinstance(lengths["min"], int) and isinstance(lengths["max"], int)
 
 
 def test_baselines_ideal_row_is_the_ceiling(judged: Path) -> None:
@@ -239,6 +248,7 @@ def test_baselines_ideal_row_is_the_ceiling(judged: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
+    rows.pop("conventions")
     ideal = rows.pop("ideal (labels as scores)")["ndcg@10"]
     assert ideal == pytest.approx(2 / 3)  # one of three queries has no relevant document
     assert all(row["ndcg@10"] <= ideal for row in rows.values())
@@ -553,3 +563,51 @@ def test_cv_table_of_one_fold_says_fold_not_folds(tmp_path: Path) -> None:
     console.print(cv_table(result))
 
     assert "test metrics of 1 fold;" in console.export_text()
+
+
+def test_evaluate_json_states_every_convention_in_force(judged: Path, tmp_path: Path) -> None:
+    write_scores(tmp_path / "scores.txt", np.arange(11, dtype=float))
+    args = ["evaluate", "--data", str(judged), "--scores", str(tmp_path / "scores.txt")]
+    result = CliRunner().invoke(app, [*args, "--metrics", "ndcg@3", "--preset", "letor", "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert list(printed) == ["ndcg@3", "conventions"]  # the metric keys stay top level
+    assert printed["conventions"] == {
+        "gain": "exp2",
+        "discount": "letor",
+        "short_list": "zero",
+        "no_relevant": "zero",
+        "relevance_threshold": 1,
+        "ap_denominator": "relevant",
+        "max_label": 4,
+    }
+
+
+# the best single feature is picked by ndcg@10, above every list of the tiny file
+@pytest.mark.filterwarnings("ignore::ltr.metrics.CutoffWarning")
+def test_baselines_json_states_the_conventions_beside_the_rows(judged: Path) -> None:
+    args = ["baselines", "--train", str(judged), "--test", str(judged), "--metrics", "map"]
+    result = CliRunner().invoke(app, [*args, "--gain", "linear", "--json"])
+    assert result.exit_code == 0, result.output
+    conventions = json.loads(result.stdout)["conventions"]
+    assert (conventions["gain"], conventions["no_relevant"]) == ("linear", "zero")
+    assert conventions["ap_denominator"] == "relevant"
+
+
+def test_evaluate_titles_the_table_with_the_path_as_given(judged: Path, tmp_path: Path) -> None:
+    write_scores(tmp_path / "scores.txt", np.arange(11, dtype=float))
+    args = ["evaluate", "--data", str(judged), "--scores", str(tmp_path / "scores.txt")]
+    result = CliRunner().invoke(app, [*args, "--metrics", "map"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"{judged}: 3 queries"
+
+
+def test_evaluate_prints_a_long_caption_whole_on_one_line(judged: Path, tmp_path: Path) -> None:
+    write_scores(tmp_path / "scores.txt", np.arange(11, dtype=float))
+    args = ["evaluate", "--data", str(judged), "--scores", str(tmp_path / "scores.txt")]
+    result = CliRunner().invoke(app, [*args, "--metrics", "map", "--preset", "trec_eval"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == (
+        "preset=trec_eval: gain=linear, no_relevant=zero, discount=standard, "
+        "short_list=truncate, relevance_threshold=1, ap_denominator=relevant"
+    )

@@ -108,3 +108,16 @@ def test_metric_convention_defaults_are_the_ones_the_module_docstring_names() ->
         for fn in takers:
             assert inspect.signature(fn).parameters[convention].default == value, convention
     assert len(checked) == 7, checked  # gain ... max_label: every convention with a default
+
+
+def test_git_ignores_what_a_training_run_leaves_in_the_working_directory() -> None:
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    left = ["mlruns.db", "mlruns.db.lock", "mlartifacts/1/abc/artifacts/metrics.json"]
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", *left], cwd=repo, capture_output=True, text=True
+    )
+    assert result.stdout.split() == left

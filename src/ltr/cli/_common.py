@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console, RenderableType
+from rich.table import Table
 from rich.text import Text
 
 from ltr.errors import ConfigError
@@ -22,18 +23,36 @@ stdout = Console(soft_wrap=True, markup=False)
 
 def print_table(table: RenderableType) -> None:
     """A rich table: fitted to a terminal's width; whole, as wide as its cells need, in a pipe
-    or file (rich would wrap its cells at ``COLUMNS``, 80 by default)."""
+    or file (rich would wrap its cells at ``COLUMNS``, 80 by default). A title or caption wider
+    than the table is printed as a line of its own (rich would wrap it at the table's width)."""
+    natural = stdout.measure(table, options=stdout.options.update_width(10_000)).maximum
+    title, caption = _texts_wider_than(table, natural)
+    if title is not None:
+        stdout.print(Text(title), highlight=False)
     if stdout.is_terminal:
         stdout.print(table, soft_wrap=False)  # soft wrap would leave captions uncentred
-        return
-    console = stdout
-    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
-    if natural > console.width:
-        console = Console(width=natural, markup=False)
-    with console.capture() as captured:
-        console.print(table, soft_wrap=False)
-    # rich pads the title and caption to the table's width: no trailing blanks in a file
-    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+    else:
+        console = stdout
+        if natural > console.width:
+            console = Console(width=natural, markup=False)
+        with console.capture() as captured:
+            console.print(table, soft_wrap=False)
+        # rich pads the title and caption to the table's width: no trailing blanks in a file
+        sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+    if caption is not None:
+        stdout.print(Text(caption), highlight=False)
+
+
+def _texts_wider_than(table: RenderableType, width: int) -> tuple[str | None, str | None]:
+    """The table's plain-string title and caption that do not fit ``width``, taken out of it."""
+    if not isinstance(table, Table):
+        return None, None
+    title, caption = None, None
+    if isinstance(table.title, str) and len(table.title) > width:
+        title, table.title = table.title, None
+    if isinstance(table.caption, str) and len(table.caption) > width:
+        caption, table.caption = table.caption, None
+    return title, caption
 
 
 DEFAULT_METRICS = "ndcg@1,ndcg@5,ndcg@10,map,mrr"
@@ -116,14 +135,23 @@ def conventions_from(
     return {key: value.value for key, value in chosen.items() if value is not None}
 
 
+def conventions_in_force(conventions: dict[str, Any]) -> dict[str, Any]:
+    """Every convention the metrics use under ``conventions`` (a preset and explicit options),
+    flat as ``metrics.json["conventions"]``, for ``--json`` output."""
+    from ltr.metrics import conventions_in_force as resolve
+
+    return resolve(**conventions)
+
+
 def conventions_caption(conventions: dict[str, Any]) -> str:
     """The conventions in force, so a number is never read without them."""
     from ltr.metrics import PRESETS
 
     preset = conventions.get("preset")
-    resolved = {"gain": "exp2", "no_relevant": "zero", **PRESETS.get(preset or "", {})}
-    resolved.update({k: v for k, v in conventions.items() if k != "preset"})
-    keys = resolved if preset else ("gain", "no_relevant")  # a preset sets more than these two
+    resolved = conventions_in_force(conventions)
+    # gain and no_relevant always; a preset names every convention it sets
+    keys = dict.fromkeys(["gain", "no_relevant", *PRESETS.get(preset or "", {}), *conventions])
+    keys.pop("preset", None)
     shown = ", ".join(f"{key}={resolved[key]}" for key in keys)
     return f"preset={preset}: {shown}" if preset else shown
 
@@ -162,3 +190,9 @@ def _nan_to_none(obj: Any) -> Any:
 def warn(message: str) -> None:
     line = Text.assemble(("warning:", "yellow"), f" {message}")
     Console(stderr=True).print(line, highlight=False, soft_wrap=True)
+
+
+def progress(message: str) -> None:
+    """A line on stderr while a long command works, so stdout keeps only its result."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()

@@ -18,6 +18,7 @@ from ltr.cli._common import (
     PresetOpt,
     conventions_caption,
     conventions_from,
+    conventions_in_force,
     fmt,
     metric_names,
     print_json,
@@ -77,10 +78,10 @@ def evaluate(
     if per_query is not None:
         write_per_query(per_query, result.query_ids, result.per_query)
     if as_json:
-        print_json(result.means)
+        print_json({**result.means, "conventions": conventions_in_force(conventions)})
         return
     table = Table(
-        title=f"{data.name}: {judged.n_queries:,} queries",
+        title=f"{data}: {judged.n_queries:,} queries",  # as given: two test.txt differ
         caption=conventions_caption(conventions),
         title_justify="left",
     )
@@ -154,7 +155,8 @@ def baselines(
             rows[f"model: {path.name}"] = evaluate_scores(test_data, scores, names, **conventions)
         rows.update([ideal])
     if as_json:
-        print_json({label: evaluation.means for label, evaluation in rows.items()})
+        means = {label: evaluation.means for label, evaluation in rows.items()}
+        print_json({**means, "conventions": conventions_in_force(conventions)})
         return
     table = Table(
         title=f"baselines on {test.name}",

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ltr.cli._common import JsonOpt, print_json, stdout
+from ltr.cli._common import JsonOpt, print_json, progress, stdout
 from ltr.errors import ConfigError
 
 
@@ -47,7 +47,7 @@ def export(
 ) -> None:
     """Export a trained model to an ONNX bundle; checks parity with PyTorch or writes nothing."""
     from ltr.lifecycle.export import export_bundle
-    from ltr.lifecycle.latency import latency_line
+    from ltr.lifecycle.latency import MATMUL_FLOOR_NOTE, latency_line
 
     report = export_bundle(
         model,
@@ -77,6 +77,8 @@ def export(
             f"{q.kendall_tau:.4f}"
         )
     lines += [latency_line(row) for row in report.latency]
+    if any(row.matmul_ratio is not None for row in report.latency):
+        lines.append(MATMUL_FLOOR_NOTE)  # "1.67x matmul floor" means nothing unexplained
     for line in lines:  # markup=False: rich would take "[batch, list_len, 46]" for a style tag
         stdout.print(line, markup=False, highlight=False, soft_wrap=True)
 
@@ -116,16 +118,29 @@ def benchmark_onnx(
     as_json: JsonOpt = False,
 ) -> None:
     """PyTorch eager vs ONNX Runtime latency (p50/p99) per slate size and thread count."""
-    from ltr.lifecycle.latency import benchmark_latency, format_latency_table
+    from ltr.lifecycle.latency import LatencyRow, benchmark_latency, format_latency_table
 
     if not 0 < seconds < math.inf:  # NaN fails both comparisons; inf would never stop
         raise ConfigError(f"--seconds: must be a finite number > 0; got {seconds}")
+    sizes, thread_counts = _int_list(list_sizes, "--list-sizes"), _int_list(threads, "--threads")
+    settings = len(sizes) * len(thread_counts)
+    # three engines per setting, each for about --seconds: say so, then one line per setting
+    progress(f"timing {settings} settings, about {3 * seconds * settings:.0f} s")
+    done = iter(range(1, settings + 1))
+
+    def report_row(row: LatencyRow) -> None:
+        progress(
+            f"[{next(done)}/{settings}] {row.list_size} docs, {row.threads} thread(s): "
+            f"ONNX Runtime p50 {row.onnx_p50_us:,.0f}us"
+        )
+
     report = benchmark_latency(
         model,
-        list_sizes=_int_list(list_sizes, "--list-sizes"),
-        threads=_int_list(threads, "--threads"),
+        list_sizes=sizes,
+        threads=thread_counts,
         checkpoint=checkpoint,
         seconds=seconds,
+        on_row=report_row,
     )
     if as_json:
         print_json({"bundle": str(report.bundle), "rows": [row.to_dict() for row in report.rows]})

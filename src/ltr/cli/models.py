@@ -23,6 +23,7 @@ StoreOpt = Annotated[
     typer.Option("--store", metavar="DIR", help="The model store folder (versions/, current)."),
 ]
 LISTED_METRIC = "ndcg@10"
+_SPLIT_ORDER = {"train": 0, "valid": 1, "test": 2}
 
 
 class Stage(str, Enum):
@@ -32,7 +33,7 @@ class Stage(str, Enum):
 
 @app.command("list")
 def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) -> None:
-    """List stored versions: live marker, created_at, source run, ndcg@10, size."""
+    """List stored versions: live marker, registry name, created_at, source run, ndcg@10, size."""
     from ltr.lifecycle.store import ModelStore
 
     model_store = ModelStore(store)
@@ -49,6 +50,7 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
             {
                 "version": version,
                 "current": version == current,
+                "name": _registry_name(bundle),
                 "created_at": bundle.created_at,
                 "source_run": bundle.source_run,
                 LISTED_METRIC: _find_metric(bundle.metrics, LISTED_METRIC),
@@ -64,8 +66,9 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
     table = Table(box=box.SIMPLE_HEAD, show_edge=False)  # fits 80 columns (pipes, CI logs)
     table.add_column("", no_wrap=True)  # * = live
     table.add_column("version", no_wrap=True)
+    table.add_column("name", no_wrap=True)
     table.add_column("created_at", no_wrap=True)
-    table.add_column("source run", overflow="fold")  # the one column that may wrap
+    table.add_column("source run", overflow="fold")  # may wrap in a terminal, never in a pipe
     table.add_column(LISTED_METRIC, justify="right", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True)
     for row in rows:
@@ -74,6 +77,7 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
         table.add_row(
             "*" if row["current"] else "",
             row["version"],
+            Text(row.get("name") or "-"),
             _minutes(row["created_at"]) if "created_at" in row else "broken",
             Text(source),  # Text: never read as rich markup
             "" if metric is None else f"{metric:.4f}",
@@ -97,19 +101,91 @@ def show(
     if as_json:
         print_json({"path": str(bundle.path), "live": live, "metadata": bundle.metadata})
         return
-    live_text = "  (live)" if live else ""
-    lines = [
-        f"version     {bundle.version}{live_text}",
-        f"path        {bundle.path}",
-        f"created_at  {bundle.created_at}",
-        f"source run  {bundle.source_run or 'unknown'}",
-        f"n_features  {bundle.n_features}",
-        f"size        {_size_text(bundle.size_bytes)}",
-        *(f"metric      {name} = {value}" for name, value in _flat_metrics(bundle.metrics).items()),
-        *(f"file        {name}  sha256 {sha}  ok" for name, sha in sorted(bundle.files.items())),
+    _print_facts(bundle, live, _live_since(model_store, version))
+    _print_metrics(bundle.metrics)
+    _print_files(bundle)
+
+
+def _print_facts(bundle: Any, live: bool, live_since: str | None) -> None:
+    validated = bundle.metadata.get("validated") or {}
+    state = "live" if live else "not live"
+    if live and live_since is not None:
+        state += f" since {_minutes(live_since)}"
+    facts = [
+        ("version", f"{bundle.version} ({state})"),
+        ("name", _registry_name(bundle) or "- (not recorded in this bundle)"),
+        ("validated", _validated_text(validated)),
+        ("source run", bundle.source_run or "unknown"),
+        ("created_at", bundle.created_at),
+        ("n_features", str(bundle.n_features)),
+        ("size", _size_text(bundle.size_bytes)),
     ]
-    for line in lines:
-        stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+    for label, value in facts:
+        if value:
+            stdout.print(Text(f"{label:<12}{value}"), highlight=False)
+
+
+def _validated_text(validated: dict[str, Any]) -> str:
+    if not validated:
+        return ""
+    status = f", {validated['status']}" if validated.get("status") else ""
+    return f"{validated.get('model_id')} at {validated.get('validated_at')}{status}"
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    """Test (and best-epoch valid) metrics at 4 decimals, the conventions as caption."""
+    from ltr.cli._common import conventions_caption, fmt
+
+    test, valid = metrics.get("test") or {}, metrics.get("valid") or {}
+    if not test and not valid:
+        stdout.print("no test metrics recorded", highlight=False)
+        return
+    epoch = metrics.get("best_epoch")
+    table = Table(
+        title="metrics" if epoch is None else f"metrics (best epoch {epoch})",
+        caption=conventions_caption(dict(metrics.get("conventions") or {})),
+        title_justify="left",
+    )
+    columns = [(label, group) for label, group in (("test", test), ("valid", valid)) if group]
+    table.add_column("metric")
+    for label, _ in columns:
+        table.add_column(label, justify="right")
+    names = dict.fromkeys([*test, *valid])
+    # the configured conventions first; ndcg@10[preset=letor] and such name their own
+    for name in sorted(names, key=lambda name: "[" in name):
+        cells = [group.get(name) for _, group in columns]
+        table.add_row(Text(name), *("" if v is None else fmt(float(v)) for v in cells))
+    print_table(table)
+
+
+def _print_files(bundle: Any) -> None:
+    """The data the model was trained and tested on, then the bundle's own files."""
+    data = bundle.metrics.get("data") or {}
+    if data:
+        stdout.print("data", highlight=False)
+        for split, record in sorted(data.items(), key=lambda item: _SPLIT_ORDER.get(item[0], 3)):
+            if isinstance(record, dict):
+                line = f"  {split:<6}{record.get('path')}  sha256 {_short(record.get('sha256'))}"
+                stdout.print(Text(line), highlight=False)
+    stdout.print("bundle files (checksums verified)", highlight=False)
+    for name, sha in sorted(bundle.files.items()):
+        stdout.print(Text(f"  {name}  sha256 {_short(sha)}"), highlight=False)
+
+
+def _short(sha256: Any) -> str:
+    return f"{sha256[:12]}…" if isinstance(sha256, str) else "unknown"
+
+
+def _registry_name(bundle: Any) -> str | None:
+    name = (bundle.metadata.get("validated") or {}).get("name")
+    return None if name is None else str(name)
+
+
+def _live_since(model_store: Any, version: str) -> str | None:
+    """When ``version`` last went live, from the store's history."""
+    events = model_store.history()["events"]
+    times = [event.get("at") for event in events if event.get("to") == version]
+    return str(times[-1]) if times and times[-1] else None
 
 
 @app.command("verify")
@@ -217,8 +293,16 @@ def _promote_to_production(run: Path, version: str | None, name: str | None, sto
         _switch_to_stored(model_store, validated, store, run)
         return
 
+    facts = {
+        "name": validated.name,
+        "model_id": validated.model_id,
+        "validated_at": validated.validated_at,
+        "status": validated.metadata.get("status"),
+        "path": str(validated.path.resolve()),
+    }
+
     def build(output: Path) -> None:
-        export_bundle(model=run, output=output, version=version)
+        export_bundle(model=run, output=output, version=version, validated=facts)
 
     bundle = model_store.add(build, version)
     previous = model_store.set_current(version)
@@ -277,16 +361,6 @@ def _find_metric(metrics: dict[str, Any], name: str) -> float | None:
         if isinstance(group, dict) and isinstance(group.get(name), (int, float)):
             return float(group[name])
     return None
-
-
-def _flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            flat.update(_flat_metrics(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _minutes(created_at: str) -> str:

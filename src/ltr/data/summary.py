@@ -20,7 +20,7 @@ class DataSummary:
     n_docs: int
     n_features: int
     label_counts: dict[str, int]  # label (as printed) -> documents
-    list_length: dict[str, float]  # min, p10, median, mean, p90, max
+    list_length: dict[str, float]  # min, p10, median, mean, p90, max (min, max: int)
     list_length_histogram: dict[str, int]  # "1", "2-4", "5-9", ... -> queries
     queries_without_relevant: int  # no document with label >= 1
     queries_shorter_than_10: int
@@ -46,12 +46,12 @@ def summarize(data: LetorData) -> DataSummary:
         n_features=data.n_features,
         label_counts={_label_text(v): int(c) for v, c in zip(labels, counts, strict=True)},
         list_length={
-            "min": float(lengths.min()),
+            "min": int(lengths.min()),  # a count: an integer in --json
             "p10": float(np.percentile(lengths, 10)),
             "median": float(np.median(lengths)),
             "mean": float(lengths.mean()),
             "p90": float(np.percentile(lengths, 90)),
-            "max": float(lengths.max()),
+            "max": int(lengths.max()),
         },
         list_length_histogram=_length_histogram(lengths),
         queries_without_relevant=int((per_query_max < 1).sum()),

@@ -256,8 +256,9 @@ def write_synthetic(
         "generator": "ltr.data.synthetic",
         "version": GENERATOR_VERSION,
         "parameters": {**arguments, "splits": list(splits)},
-        "relevance": "2*x0*x1 + 1.5*[x2 > 0.6] + 0.8*sin(2*pi*x3) + 0.3*x4 "
-        "+ query difficulty (feature 5) + noise; labels at global quantiles "
+        # fN = LETOR feature N (1-based), as every other text about the data says
+        "relevance": "2*f1*f2 + 1.5*[f3 > 0.6] + 0.8*sin(2*pi*f4) + 0.3*f5 "
+        "+ query difficulty (f6) + noise, fN = LETOR feature N; labels at global quantiles "
         f"{list(_LABEL_QUANTILES)}",
         "splits": {},
     }

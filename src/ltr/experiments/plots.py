@@ -197,7 +197,8 @@ def _save(figure: Figure, path: str | Path) -> Path:
     if fmt not in figure.canvas.get_supported_filetypes():
         raise ConfigError(f"--plot {path}: cannot write .{fmt} images; use a .png file name")
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format=fmt, dpi=_DPI)
+        # tight: the image grows to hold a legend wider than the panels, never cuts it
+        figure.savefig(tmp, format=fmt, dpi=_DPI, bbox_inches="tight", pad_inches=0.1)
     return path
 
 

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from ltr._extras import require_extra
 from ltr._fs import atomic_path, atomic_write_json, atomic_write_text
@@ -500,9 +501,33 @@ def _progress(
             state = f"failed: {trial.user_attrs['error']}"
         best = _best(study)
         best_text = "" if best is None else f" (best {best.value:.4f}, trial {best.number})"
-        console.print(f"Trial {trial.number}: {state}{best_text}", highlight=False)
+        facts = [_trial_seconds(trial), _params_text(trial.params)]
+        details = "; ".join(fact for fact in facts if fact)
+        line = f"Trial {trial.number}: {state}{best_text}" + (f"; {details}" if details else "")
+        console.print(Text(line), highlight=False)
 
     return report
+
+
+def _trial_seconds(trial: optuna.trial.FrozenTrial) -> str:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return ""
+    return f"{(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s"
+
+
+def _params_text(params: Mapping[str, Any]) -> str:
+    """``training.learning_rate=0.00031 model.dropout=0.2`` -> ``learning_rate=0.00031
+    dropout=0.2``: the last part of each key, unless two keys share it."""
+    last = [key.rsplit(".", 1)[-1] for key in params]
+    names = [
+        short if last.count(short) == 1 else key for key, short in zip(params, last, strict=True)
+    ]
+    values = params.values()
+    return " ".join(f"{name}={_compact(v)}" for name, v in zip(names, values, strict=True))
+
+
+def _compact(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 # --------------------------------------------------------------------------------------------

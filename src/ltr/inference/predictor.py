@@ -83,7 +83,8 @@ class Predictor:
         Raises:
             ShapeError: ``data`` has another feature count than the model (names both).
         """
-        check_feature_count({"n_features": self.n_features}, data.n_features, source)
+        model = f"model {self.source}"  # a command may score several models
+        check_feature_count({"n_features": self.n_features}, data.n_features, source, model=model)
         device = next(self.model.parameters()).device
         normalized = self.normalizer.transform_data(data)
         return score_data(self.model, normalized, batch_size=self.batch_size, device=device)
@@ -113,8 +114,8 @@ def predict_file(
     Raises:
         ConfigError: an unknown ``fmt``, or ``out_path`` is a directory (checked first).
         WriteError: ``out_path`` cannot be written (checked first too).
-        ShapeError: the file has more features than the model (fewer are fine: a sparse file
-            leaves out features that are 0).
+        DataFormatError: a line holds a feature index beyond the model's (fewer features are
+            fine: a sparse file leaves out features that are 0).
         DataNotFoundError, LtrError: a missing or unreadable model or data file.
     """
     if fmt not in ("scores", "trec"):
@@ -122,9 +123,9 @@ def predict_file(
     refuse_directory(out_path)
     check_writable(out_path)
     predictor = Predictor.load(model_path, device=device)
-    data = load_letor(data_path)
-    if data.n_features < predictor.n_features:  # a sparse file may leave out the last features
-        data = load_letor(data_path, n_features=predictor.n_features)  # (0), as training reads it
+    # the model's width, as training reads its test file: a sparse file may leave out the last
+    # features (0), and an index beyond the model's is an error naming its file and line
+    data = load_letor(data_path, n_features=predictor.n_features)
     scores = predictor.score(data, source=str(data_path))
     out = Path(out_path)
     if fmt == "scores":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -86,6 +86,7 @@ def export_bundle(
     opset: int | None = None,
     quantize: Quantize | None = None,
     test_data: Path | None = None,
+    validated: Mapping[str, Any] | None = None,
 ) -> ExportReport:
     """Export a trained run to a model bundle folder, checked, or write nothing.
 
@@ -99,6 +100,9 @@ def export_bundle(
             only if its test NDCG@10 is within
             :data:`ltr.lifecycle.quantize.INT8_MAX_NDCG_MOVE` of float32's.
         test_data: the LETOR file parity and the int8 gate use; default: the run's test file.
+        validated: what ``ltr promote --to production`` knows of the validated model (``name``,
+            ``model_id``, ``validated_at``, ``status``, ``path``), kept as
+            ``metadata["validated"]`` so the store can say which registry name it serves.
 
     Returns:
         :class:`ExportReport`.
@@ -166,6 +170,7 @@ def export_bundle(
     metadata = _metadata(
         source, graph, version, data_path, parity, latency, quantization, precision
     )
+    metadata["validated"] = None if validated is None else dict(validated)
     files = {
         MODEL_FILE: shipped,
         PREPROCESSOR_FILE: _json_bytes(source.normalizer.to_dict()),

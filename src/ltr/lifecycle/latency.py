@@ -93,6 +93,7 @@ def measure_latency(
     rounds: int = 5,
     seed: int = 0,
     data: LetorData | None = None,
+    on_row: Callable[[LatencyRow], None] | None = None,
 ) -> list[LatencyRow]:
     """Time PyTorch eager, ONNX Runtime and the matrix-product floor (module docstring).
 
@@ -108,6 +109,7 @@ def measure_latency(
         seed: of the random slates.
         data: raw documents to draw the slates from (so the max |diff| column speaks of
             realistic inputs, as parity does); None draws N(0, 1) features.
+        on_row: called with each row as soon as it is measured (progress for a long run).
 
     Returns:
         One row per (thread count, list size).
@@ -126,6 +128,8 @@ def measure_latency(
                         session, reference, features, n_threads, matmul_weights, seconds, rounds
                     )
                 )
+                if on_row is not None:
+                    on_row(rows[-1])
     finally:
         torch.set_num_threads(previous_threads)
     return rows
@@ -232,6 +236,7 @@ def benchmark_latency(
     checkpoint: str | Path | None = None,
     seconds: float = 2.0,
     rounds: int = 7,
+    on_row: Callable[[LatencyRow], None] | None = None,
 ) -> LatencyReport:
     """PyTorch eager vs ONNX Runtime on a bundle, per slate size and thread count.
 
@@ -241,7 +246,7 @@ def benchmark_latency(
         threads: thread counts.
         checkpoint: the PyTorch model to compare with; default: the bundle's source
             checkpoint (``metadata.json`` ``source.checkpoint``).
-        seconds, rounds: as in :func:`measure_latency`.
+        seconds, rounds, on_row: as in :func:`measure_latency`.
 
     Raises:
         BundleError: the bundle fails verification.
@@ -262,6 +267,7 @@ def benchmark_latency(
         matmul_weights=matmul_chain(source.scorer),
         seconds=seconds,
         rounds=rounds,
+        on_row=on_row,
     )
     precision = str(verified.metadata.get("onnx", {}).get("precision", "float32"))
     return LatencyReport(bundle=verified.path, precision=precision, rows=rows)
@@ -277,6 +283,13 @@ def latency_line(row: LatencyRow) -> str:
         f"ONNX Runtime p50 {row.onnx_p50_us:,.0f}us ({faster}){floor} / "
         f"max |diff| {row.max_abs_diff:.1e} / {rankings}"
     )
+
+
+MATMUL_FLOOR_NOTE = (
+    "matmul floor: the scorer's matrix products alone (NumPy, same threads; no bias, activation "
+    "or normalization), the least work any runtime must do; 1.50x = ONNX Runtime takes 1.5 "
+    "times as long"
+)
 
 
 def format_latency_table(rows: Sequence[LatencyRow]) -> str:

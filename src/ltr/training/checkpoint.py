@@ -127,15 +127,17 @@ def checkpoint_file(model_path: str | Path, name: str = "best") -> Path:
     return model_path
 
 
-def check_feature_count(checkpoint: Mapping[str, Any], n_features: int, source: str) -> None:
+def check_feature_count(
+    checkpoint: Mapping[str, Any], n_features: int, source: str, *, model: str = "the model"
+) -> None:
     """Refuse data whose feature count differs from the one the scorer was trained on.
 
     Raises:
-        ShapeError: naming both counts.
+        ShapeError: naming both counts (and ``model``, when several are in play).
     """
     expected = int(checkpoint["n_features"])
     if n_features != expected:
-        raise ShapeError(f"the model was trained on {expected} features; {source} has {n_features}")
+        raise ShapeError(f"{model} was trained on {expected} features; {source} has {n_features}")
 
 
 def _reason(error: BaseException) -> str:

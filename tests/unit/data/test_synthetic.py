@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -182,3 +183,14 @@ def test_min_queries_gives_every_split_a_query(tmp_path: Path) -> None:
     assert all(read_letor(paths[name]).n_queries >= 1 for name in ("train", "vali", "test"))
     with pytest.raises(ConfigError, match="every split needs at least one query"):
         write_synthetic(tmp_path / "b", n_queries=MIN_QUERIES - 1, n_features=MIN_FEATURES)
+
+
+def test_readme_names_the_query_difficulty_by_its_letor_id_throughout(tmp_path: Path) -> None:
+    paths = write_synthetic(tmp_path, n_queries=20, n_features=8, seed=1, max_docs=10)
+    readme = paths["readme"].read_text()
+    assert "query difficulty (f6)" in readme and "6 is the query difficulty" in readme
+    assert "feature 5" not in readme and "x0" not in readme
+    train = read_letor(paths["train"])
+    difficulty = train.features[:, 5]  # LETOR feature 6: constant within each query
+    for start, stop in itertools.pairwise(train.query_offsets):
+        assert np.unique(difficulty[start:stop]).size == 1

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+import io
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
+from rich.console import Console
 
 from ltr.config import ExperimentConfig, load_config
 from ltr.errors import ConfigError
@@ -15,6 +18,7 @@ from ltr.experiments.tune import (
     TrialPruned,
     _check_fixed_config,
     _check_tune,
+    _progress,
     _PruningReporter,
     fixed_config,
     trial_config,
@@ -158,3 +162,30 @@ def test_a_study_refuses_the_same_relative_data_path_in_another_folder(
 
     with pytest.raises(ConfigError, match=r"ran with other fixed settings: data\.root \("):
         _check_fixed_config(study, fixed_config(make_config(Path("syn"), LR_SPACE)), "s.db")
+
+
+def test_trial_line_shows_sampled_parameters_and_time() -> None:
+    study = optuna.create_study(direction="maximize")
+    start = datetime.datetime(2026, 11, 22, 16, 0, 0)
+    distributions = {
+        "training.learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True),
+        "model.dropout": optuna.distributions.FloatDistribution(0.0, 0.5),
+        "model.hidden_dims": optuna.distributions.CategoricalDistribution(["[64]", "[128]"]),
+    }
+    trial = optuna.trial.create_trial(
+        params={
+            "training.learning_rate": 3.1e-4,
+            "model.dropout": 0.2,
+            "model.hidden_dims": "[64]",
+        },
+        distributions=distributions,
+        value=0.7922,
+    )
+    trial.datetime_start, trial.datetime_complete = start, start + datetime.timedelta(seconds=31.25)
+    study.add_trial(trial)
+    out = io.StringIO()
+    _progress(Console(file=out, width=200), "ndcg@10")(study, study.trials[0])
+    assert out.getvalue() == (
+        "Trial 0: ndcg@10=0.7922 (best 0.7922, trial 0); 31.2 s; "
+        "learning_rate=0.00031 dropout=0.2 hidden_dims=[64]\n"
+    )

@@ -91,14 +91,28 @@ def test_a_checkpoint_file_works_like_its_run_directory(
     assert np.array_equal(read_scores(a), read_scores(b))
 
 
-def test_data_with_another_feature_count_names_both_counts(
+def test_a_feature_index_beyond_the_model_names_file_and_line(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    root, run_dir = trained
+    lines = (root / "test.txt").read_text().splitlines(keepends=True)
+    wide = tmp_path / "wide.txt"
+    wide.write_text(lines[0] + lines[1].replace(" #", " 25:1.0 #", 1) + "".join(lines[2:]))
+    with pytest.raises(
+        DataFormatError, match=r"wide\.txt:2: feature index 25 is beyond n_features=9"
+    ):
+        predict_file(run_dir, wide, tmp_path / "scores.txt")
+
+
+def test_scoring_data_of_another_width_names_the_model_and_both_counts(
+    trained: tuple[Path, Path],
+) -> None:
     _, run_dir = trained
-    other = tmp_path / "wide.txt"
-    write_letor(other, make_synthetic(n_queries=3, n_features=12, seed=0))
-    with pytest.raises(ShapeError, match=r"trained on 9 features; .*wide\.txt has 12"):
-        predict_file(run_dir, other, tmp_path / "scores.txt")
+    predictor = Predictor.load(run_dir)
+    wide = make_synthetic(n_queries=3, n_features=12, seed=0)
+    expected = rf"^model {run_dir / 'checkpoints' / 'best.pt'} was trained on 9 features; "
+    with pytest.raises(ShapeError, match=expected + "wide.txt has 12$"):
+        predictor.score(wide, source="wide.txt")
 
 
 def test_sparse_file_without_the_last_features_is_scored_like_training_reads_it(
