@@ -398,7 +398,9 @@ def test_train_help_names_the_scorers_it_trains_and_what_quiet_hides() -> None:
         env={**os.environ, "COLUMNS": "200", "TERM": "dumb"},
     )
     assert "linear|mlp|transformer (ensembles: ltr ensemble)" in result.stdout
-    assert "Print only warnings and errors: no epoch, run-directory or test lines" in result.stdout
+    assert "Print only the run directory (stdout), warnings and errors: no epoch or test" in (
+        result.stdout
+    )
 
 
 def _help(*command: str) -> str:

@@ -36,6 +36,12 @@ def print_table(table: RenderableType) -> None:
     sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
+def print_path(path: Path) -> None:
+    """A command's result that is a path, alone on its line: ``x=$(ltr ... --quiet)`` takes it."""
+    sys.stdout.write(f"{path}\n")
+    sys.stdout.flush()
+
+
 DEFAULT_METRICS = "ndcg@1,ndcg@5,ndcg@10,map,mrr"
 
 

@@ -161,7 +161,8 @@ def run_experiment(
         resume: a run directory to continue from its ``checkpoints/last.pt``; ``config`` must
             equal the run's own except for :data:`RESUMABLE_CHANGES` (e.g. more epochs). A run
             stopped after its last epoch but before ``metrics.json`` is only tested.
-        quiet: print nothing (tests); ranks other than 0 never print.
+        quiet: print nothing (tests); ranks other than 0 never print. Else the run directory
+            and the test line go to stdout (the result), the rest to stderr (progress).
         dist: this process's place in a torchrun job (:meth:`Distributed.from_env`); None for
             one process. The process group is joined here and left on return or error.
         trackers: more trackers for the run, after TensorBoard and MLflow (``ltr tune``'s
@@ -207,7 +208,8 @@ def _run(
     mlflow_tags: Mapping[str, str] | None = None,
 ) -> Path:
     """:func:`run_experiment` inside the process group: prepare, open the run, train, test."""
-    console = Console(stderr=True, quiet=quiet, soft_wrap=True, markup=False)
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True, markup=False)  # progress
+    results = Console(quiet=quiet, soft_wrap=True, markup=False)  # the run dir, the test line
     config = config.model_copy(update={"data": config.data.absolute()})  # what config.yaml holds
     if config.training.num_threads is not None:
         torch.set_num_threads(config.training.num_threads)
@@ -222,7 +224,7 @@ def _run(
         run = note.run = _start_run(config, resume, dist, note, held)
         with run:
             _open_run(run, config, normalizer, trackers, mlflow_tags)
-            console.print(f"Run directory: {run.dir}", highlight=False)
+            results.print(f"Run directory: {run.dir}", highlight=False)
             meta = {
                 "config": config.resolved(),
                 "normalizer": normalizer.to_dict(),
@@ -243,7 +245,7 @@ def _run(
                 dist=dist,
             )
             if dist.is_main:  # rank 0 tests the best epoch and writes the report
-                _test_and_finish(run, model, result, config, splits, normalizer, device, console)
+                _test_and_finish(run, model, result, config, splits, normalizer, device, results)
     return run.dir
 
 
@@ -334,10 +336,10 @@ def _test_and_finish(
     splits: Splits,
     normalizer: Normalizer,
     device: torch.device,
-    console: Console,
+    results: Console,
 ) -> None:
     """Test the best epoch's weights and end the run: ``test_per_query.tsv``, ``metrics.json``
-    and the final MLflow numbers (:meth:`Run.finish`)."""
+    and the final MLflow numbers (:meth:`Run.finish`); the test line goes to ``results``."""
     model.load_state_dict(load_checkpoint(result.best_checkpoint)["model"])
     best_record = next(r for r in result.history if r["epoch"] == result.best_epoch)
     report: dict[str, Any] = {
@@ -365,7 +367,7 @@ def _test_and_finish(
         report["test_queries"] = test_data.n_queries
         run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
         shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
-        console.print(f"Test (best epoch {result.best_epoch}): {shown}", highlight=False)
+        results.print(f"Test (best epoch {result.best_epoch}): {shown}", highlight=False)
     final: dict[str, float] = {"best/epoch": result.best_epoch or 0}
     final.update({f"best/valid/{k}": v for k, v in report["valid"].items()})
     final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
