@@ -41,7 +41,7 @@ import contextlib
 import logging
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -551,6 +551,9 @@ def load_splits(
     if valid_file is not None:
         return Splits(train_data, valid_file, test, valid_from_train=False, files=files)
     train_part, valid = split_by_query(train_data, cfg.valid_fraction, seed=cfg.split_seed)
+    name = train_data.source or "the training data"  # warnings name what they are about
+    train_part = replace(train_part, source=name)
+    valid = replace(valid, source=f"the validation queries of {name}")
     if files is not None:  # no file of its own: say how it was carved from train
         files["valid"] = {
             "split_from": "train",
