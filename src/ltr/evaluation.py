@@ -4,6 +4,7 @@ training-time validation and the export check, so their numbers cannot drift apa
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ import numpy as np
 from ltr.data.letor import LetorData
 from ltr.data.runs import MatchedRun
 from ltr.errors import ShapeError
-from ltr.metrics import per_query_metrics
+from ltr.metrics import CutoffWarning, parse_metric_name, per_query_metrics
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,9 @@ def evaluate_scores(
             f"one score per document is needed; got shape {scores.shape} "
             f"for {data.n_docs} documents"
         )
-    return _evaluate(scores, data.labels, data.query_offsets, data.query_ids, metrics, conventions)
+    return _evaluate(
+        scores, data.labels, data.query_offsets, data.query_ids, metrics, conventions, data.source
+    )
 
 
 def evaluate_run(run: MatchedRun, metrics: Sequence[str], **conventions: Any) -> Evaluation:
@@ -90,7 +93,9 @@ def evaluate_run(run: MatchedRun, metrics: Sequence[str], **conventions: Any) ->
     The run's own ranking is evaluated, as trec_eval does (rules in :mod:`ltr.data.runs`):
     unjudged documents count as non-relevant, judged documents it misses are not retrieved.
     """
-    return _evaluate(run.scores, run.labels, run.query_offsets, run.query_ids, metrics, conventions)
+    return _evaluate(
+        run.scores, run.labels, run.query_offsets, run.query_ids, metrics, conventions, run.source
+    )
 
 
 def _evaluate(
@@ -100,12 +105,20 @@ def _evaluate(
     query_ids: np.ndarray,
     metrics: Sequence[str],
     conventions: dict[str, Any],
+    source: str | None,
 ) -> Evaluation:
     # -inf marks unretrieved documents (TREC runs); padding must still sort below them.
     padded_scores = pad_per_query(scores, query_offsets)
     padded_labels = pad_per_query(labels.astype(np.float64), query_offsets)
     mask = padding_mask(query_offsets)
-    values = per_query_metrics(padded_scores, padded_labels, mask, metrics, **conventions)
+    with warnings.catch_warnings():
+        if source is not None:  # the whole file is one padded batch: say so by its name
+            warnings.simplefilter("ignore", CutoffWarning)
+        values = per_query_metrics(padded_scores, padded_labels, mask, metrics, **conventions)
+    if source is not None and mask.shape[0]:
+        longest = mask.shape[1]
+        for k in sorted({k for _, k in map(parse_metric_name, metrics) if k and k > longest}):
+            warnings.warn(CutoffWarning.beyond(k, longest, source), stacklevel=3)
     return Evaluation(per_query=values, query_ids=query_ids)
 
 

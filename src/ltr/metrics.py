@@ -111,6 +111,14 @@ _NO_RELEVANT_VALUE = {"zero": 0.0, "one": 1.0, "skip": math.nan}
 class CutoffWarning(UserWarning):
     """A cutoff ``k`` is larger than every list in the batch: legal, but probably a mistake."""
 
+    @classmethod
+    def beyond(cls, k: int, longest: int, where: str = "the batch") -> CutoffWarning:
+        """The warning for ``k`` above the ``longest`` list of ``where`` (a batch, a file)."""
+        return cls(
+            f"k={k} is larger than every list in {where} (the longest has {longest} documents); "
+            "check the cutoff"
+        )
+
 
 # ---------------------------------------------------------------------------------------------
 # Backend: the few array operations the metrics need, for NumPy and for torch.
@@ -285,12 +293,7 @@ class _Ranked:
         self.k = k
         self.cut = list_len if k is None else min(k, list_len)
         if k is not None and self.mask.shape[0] and k > (longest := ops.longest(self.mask)):
-            warnings.warn(
-                f"k={k} is larger than every list in the batch (the longest has {longest} "
-                "documents); check the cutoff",
-                CutoffWarning,
-                stacklevel=stacklevel + 1,
-            )
+            warnings.warn(CutoffWarning.beyond(k, longest), stacklevel=stacklevel + 1)
         self.order = ops.rank_order(scores, self.mask, self.cut)
         # -inf = not retrieved (a judged document missing from a TREC run): it sorts last and
         # holds no rank, but still counts in the ideal DCG and the number of relevant documents.

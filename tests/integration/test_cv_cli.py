@@ -90,7 +90,7 @@ def test_ltr_cv_reports_every_fold_and_resumes_an_unfinished_one(workdir: Path) 
     resumed = run_ltr("cv", "--resume", cv_dir, "--quiet", cwd=workdir)
 
     assert resumed.returncode == 0, resumed.stderr
-    assert "Fold " not in resumed.stderr and "± std" in resumed.stdout
+    assert "Fold " not in resumed.stderr and resumed.stdout == f"{cv_dir}\n"  # the result alone
     assert read_json(fold2 / "metrics.json")["test"] == cv["folds"][1]["test"]
     assert read_json(cv_dir / "cv.json")["metrics"] == cv["metrics"]
 
@@ -102,7 +102,7 @@ def test_table_shows_the_letor_scripts_ndcg_of_the_fold_runs(
     result = CliRunner().invoke(
         app,
         [
-            *("cv", "--config", "tiny.yaml", "--folds", "folds", "--quiet"),
+            *("cv", "--config", "tiny.yaml", "--folds", "folds"),
             *("--set", "tracking.mlflow=false", "--set", "tracking.output_dir=letor"),
         ],
     )
@@ -121,15 +121,18 @@ def test_table_says_when_a_mean_is_over_fewer_folds_than_it_lists(
 ) -> None:
     monkeypatch.chdir(workdir)
     sets = ("--set", "tracking.mlflow=false", "--set", "tracking.output_dir=partial")
-    first = CliRunner().invoke(app, ["cv", "--config", "tiny.yaml", "--folds", "folds", *sets])
+    first = CliRunner().invoke(
+        app, ["cv", "--config", "tiny.yaml", "--folds", "folds", *sets, "--quiet"]
+    )
     assert first.exit_code == 0, first.output
     (cv_dir,) = (workdir / "partial").glob("*-cv")
+    assert first.stdout == f"{cv_dir.resolve()}\n"  # cv=$(ltr cv ... --quiet): the cv dir alone
     for path in sorted(cv_dir.glob("Fold[12]/*/metrics.json")):  # as before ltr recorded it
         report = read_json(path)
         del report["test"]["ndcg@10[preset=letor]"]
         path.write_text(json.dumps(report), encoding="utf-8")
 
-    result = CliRunner().invoke(app, ["cv", "--resume", str(cv_dir), "--quiet"])
+    result = CliRunner().invoke(app, ["cv", "--resume", str(cv_dir)])
 
     assert result.exit_code == 0, result.output
     shown = " ".join(result.stdout.split())  # the caption wraps at the terminal's width

@@ -156,7 +156,8 @@ def test_two_gloo_processes_match_each_other_and_one_process(tmp_path: Path) -> 
         "train.lock",  # rank 0 alone held it
         "training_history.json",
     ]
-    assert result.stderr.count("Epoch 3/3") == 1 and result.stderr.count("Run directory") == 1
+    assert result.stderr.count("Epoch 3/3") == 1  # progress on stderr, the result on stdout
+    assert result.stdout.count("Run directory") == 1 and result.stdout.count("Test (best") == 1
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert all(torch.equal(last["model"][key], rank0[key]) for key in rank0)  # no "module."
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))

@@ -297,6 +297,7 @@ def test_predict_then_evaluate_reproduces_the_test_metrics(
         app, ["predict", "--model", str(ensemble), "--data", str(test_file), "--out", str(scores)]
     )
     assert predicted.exit_code == 0, predicted.output
+    assert predicted.stdout == f"wrote {scores}\n"
     evaluated = runner.invoke(
         app, ["evaluate", "--data", str(test_file), "--scores", str(scores), "--json"]
     )
@@ -332,8 +333,10 @@ def test_ensemble_command_writes_a_weighted_run(members: list[Path], tmp_path: P
     )
     assert result.exit_code == 0, result.output
     (run_dir,) = tmp_path.iterdir()
-    assert run_dir.name.endswith("-first_only") and str(run_dir) in result.stderr
-    assert "Test: ndcg@1=" in result.stderr
+    assert run_dir.name.endswith("-first_only")
+    shown, valid, test = result.stdout.splitlines()  # the result, on stdout
+    assert shown == f"Ensemble of 3 runs: {run_dir}"
+    assert valid.startswith("Validation: ndcg@1=") and test.startswith("Test: ndcg@1=")
     assert load_config(run_dir / "config.yaml").model.params["weights"] == [1.0, 0.0, 0.0]
     # all weight on the first member: the ensemble ranks exactly as that member does
     test = read_json(run_dir / "metrics.json")["test"]
@@ -381,3 +384,15 @@ def test_members_with_and_without_encoded_inputs_average_and_export(
     mean = np.mean([Predictor.load(m).score(test) for m in (members[0], encoded)], axis=0)
     np.testing.assert_allclose(scores, mean, rtol=0, atol=1e-6)
     assert export_bundle(mixed, tmp_path / "bundle").parity.passed
+
+
+def test_quiet_ensemble_prints_exactly_its_run_directory(
+    members: list[Path], tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["ensemble", *map(str, members[:2]), "--output-dir", str(tmp_path), "--quiet"]
+    )
+
+    assert result.exit_code == 0, result.output
+    (run_dir,) = tmp_path.iterdir()
+    assert result.stdout == f"{run_dir}\n" and result.stderr == ""

@@ -178,6 +178,6 @@ def test_warnings_reach_the_user_as_one_warning_line_each_once(tmp_path: Path) -
     assert lines == [
         "warning: model mlp -> transformer: dropped model.hidden_dims, model.norm (not taken by "
         "transformer)",
-        "warning: k=100 is larger than every list in the batch (the longest has 10 documents); "
+        "warning: k=100 is larger than every list in vali.txt (the longest has 10 documents); "
         "check the cutoff",
     ], result.stderr

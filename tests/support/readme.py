@@ -29,12 +29,16 @@ def shown_output(command: str) -> list[str]:
 
 
 def ltr_arguments(line: str) -> list[str] | None:
-    """The arguments after ``ltr`` (or ``-m ltr``) in a shell line; None when it runs no ltr."""
+    """The arguments after ``ltr`` (or ``-m ltr``) in a shell line; None when it runs no ltr.
+
+    ``run=$(ltr ...)`` gives the arguments inside; another ``$(...)`` stands for one word.
+    """
+    line = re.sub(r"\$\((?!ltr )[^)]*\)", "WORD", line)
     lexer = shlex.shlex(line, posix=True, punctuation_chars=True)  # `;` is a token of its own
     lexer.whitespace_split = True
     tokens = list(lexer)
     if "ltr" not in tokens:
         return None
     rest = tokens[tokens.index("ltr") + 1 :]
-    end = next((i for i, token in enumerate(rest) if token in (";", "&&", "|")), len(rest))
+    end = next((i for i, token in enumerate(rest) if token in (";", "&&", "|", ")")), len(rest))
     return rest[:end]

@@ -138,7 +138,20 @@ def test_evaluate_shows_cutoff_warning_as_one_line(judged: Path, tmp_path: Path)
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
-        "warning: k=50 is larger than every list in the batch (the longest has 6 documents); "
+        "warning: k=50 is larger than every list in judged.txt (the longest has 6 documents); "
+        "check the cutoff"
+    ]
+
+
+def test_evaluate_of_a_trec_run_names_the_judged_file_in_the_cutoff_warning(
+    judged: Path, tmp_path: Path
+) -> None:
+    data = read_letor(judged)
+    write_trec_run(tmp_path / "run.trec", data, np.arange(11, dtype=float))
+    result = run_ltr("evaluate", "--data", judged, "--run", tmp_path / "run.trec", "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: k=10 is larger than every list in judged.txt (the longest has 6 documents); "
         "check the cutoff"
     ]
 
@@ -414,7 +427,9 @@ def _help_in_process(*command: str, columns: int = 200) -> str:
 def test_train_help_names_the_scorers_it_trains_and_what_quiet_hides() -> None:
     text = _help_in_process("train")
     assert "Scorer: linear, mlp, transformer (ensembles: ltr ensemble)" in text
-    assert "Print only warnings and errors: no epoch, run-directory or test lines" in text
+    assert "Print only the run directory (stdout), warnings and errors: no epoch or test" in (
+        " ".join(text.replace("│", " ").split())
+    )
 
 
 def test_train_help_lists_the_registered_losses_and_how_to_write_a_set() -> None:

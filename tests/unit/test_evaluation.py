@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ltr.data.letor import LetorData
+from ltr.data.letor import LetorData, load_letor, write_letor
 from ltr.errors import ShapeError
 from ltr.evaluation import evaluate_scores
+from ltr.metrics import CutoffWarning
 
 
 def two_queries() -> LetorData:
@@ -32,3 +34,22 @@ def test_scores_requiring_grad_are_detached() -> None:
     evaluation = evaluate_scores(two_queries(), scores, ["mrr"])
 
     np.testing.assert_array_equal(evaluation.per_query["mrr"], [1.0, 1.0])
+
+
+def test_a_cutoff_beyond_every_list_of_a_file_is_warned_once_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    write_letor(tmp_path / "vali.txt", two_queries())
+    data = load_letor(tmp_path / "vali.txt", use_cache=False)
+
+    with pytest.warns(CutoffWarning) as caught:
+        evaluate_scores(data, np.zeros(4), ["ndcg@5", "p@5", "ndcg@1"])
+
+    assert [str(w.message) for w in caught] == [
+        "k=5 is larger than every list in vali.txt (the longest has 2 documents); check the cutoff"
+    ]
+
+
+def test_data_made_in_memory_keeps_the_batch_wording() -> None:
+    with pytest.warns(CutoffWarning, match=r"every list in the batch \(the longest has 2 "):
+        evaluate_scores(two_queries(), np.zeros(4), ["ndcg@5"])

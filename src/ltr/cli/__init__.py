@@ -4,7 +4,9 @@ Thin on purpose: each command is a few calls into ``ltr``'s modules, and each gr
 lives in its own module here (``data``, ``evaluation``, ``training``). Any :class:`LtrError`
 reaches the user as one ``error: ...`` line on stderr and exit status 1 (``--debug`` shows the
 traceback); bad usage (an unknown option, a bad choice) is one such line too, with exit
-status 2. Ctrl-C and SIGTERM end every command alike
+status 2. A command's result (a run directory, a table) goes to stdout, progress and diagnostics
+to stderr; a reader that closes either pipe early (``| head``) stops the output, not the command
+(:mod:`ltr.cli._pipes`). Ctrl-C and SIGTERM end every command alike
 (:mod:`ltr._signals`): cleanup runs, one ``interrupted by SIGINT; ...`` line says what
 was kept, exit status 130 or 143.
 """
@@ -28,6 +30,7 @@ from ltr._signals import (
 )
 from ltr.cli import _help, data, evaluation, experiments, export, models, training, tune
 from ltr.cli._common import stdout
+from ltr.cli._pipes import survive_closed_pipes
 from ltr.cli._usage import Abort, ClickException, is_help_without_arguments, usage_line
 from ltr.cli._warnings import route_warnings
 from ltr.errors import LtrError
@@ -83,6 +86,7 @@ def _root(
 def main() -> None:
     """Entry point: run the app, turning :class:`LtrError` and interruptions into one line."""
     stop_on_signals()
+    survive_closed_pipes()
     route_warnings()
     try:
         # not standalone: click's usage errors come here instead of printing a boxed block

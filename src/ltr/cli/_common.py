@@ -55,6 +55,12 @@ def _texts_wider_than(table: RenderableType, width: int) -> tuple[str | None, st
     return title, caption
 
 
+def print_path(path: Path) -> None:
+    """A command's result that is a path, alone on its line: ``x=$(ltr ... --quiet)`` takes it."""
+    sys.stdout.write(f"{path}\n")
+    sys.stdout.flush()
+
+
 DEFAULT_METRICS = "ndcg@1,ndcg@5,ndcg@10,map,mrr"
 
 

@@ -10,7 +10,14 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ltr.cli._common import conventions_caption, fmt, option_value, print_table, stdout
+from ltr.cli._common import (
+    conventions_caption,
+    fmt,
+    option_value,
+    print_path,
+    print_table,
+    stdout,
+)
 from ltr.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -87,7 +94,9 @@ def train(
     quiet: Annotated[
         bool,
         typer.Option(
-            "--quiet", help="Print only warnings and errors: no epoch, run-directory or test lines."
+            "--quiet",
+            help="Print only the run directory (stdout), warnings and errors: no epoch or test "
+            "lines; run=$(ltr train ... --quiet).",
         ),
     ] = False,
 ) -> None:
@@ -109,8 +118,10 @@ def train(
         raise ConfigError("give --config FILE (e.g. configs/default.yaml) or --resume RUN_DIR")
     else:  # --model / --loss switch the file's scorer / loss, keeping what the new one takes
         experiment = load_config(config, sets, model=model, loss=loss)
-    # under torchrun, one process of a DDP job (the environment says which)
-    run_experiment(experiment, resume=resume, quiet=quiet, dist=Distributed.from_env())
+    dist = Distributed.from_env()  # under torchrun, one process of a DDP job
+    run_dir = run_experiment(experiment, resume=resume, quiet=quiet, dist=dist)
+    if quiet and dist.is_main:  # the result alone, for run=$(ltr train ... --quiet)
+        print_path(run_dir)
 
 
 def cv(
@@ -132,7 +143,12 @@ def cv(
         ),
     ] = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", help="No fold lines: the table, warnings and errors only.")
+        bool,
+        typer.Option(
+            "--quiet",
+            help="Print only the cv directory (stdout), warnings and errors: no fold lines or "
+            "table; cv=$(ltr cv ... --quiet).",
+        ),
     ] = False,
 ) -> None:
     """Cross-validate: train on each fold as ltr train would; test metrics per fold, mean ± std."""
@@ -160,7 +176,11 @@ def cv(
     else:
         experiment = load_cv_config(config, [*(overrides or []), *sets], model=model, loss=loss)
         result = run_cv(experiment, folds, quiet=quiet, dist=Distributed.from_env())
-    if result is not None:  # rank 0 of a torchrun job, or the one process
+    if result is None:  # a torchrun process other than rank 0
+        return
+    if quiet:
+        print_path(result.cv_dir)
+    else:
         print_table(cv_table(result))
 
 
@@ -234,6 +254,10 @@ def ensemble(
             "--weights", metavar="W1,W2,...", help="Comma-separated weights, one per run."
         ),
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", help="Print only the new run directory (stdout): no metric lines."),
+    ] = False,
 ) -> None:
     """Average the scores of trained runs (e.g. one config, several seeds) into a new run."""
     from ltr.training.ensemble import build_ensemble
@@ -246,7 +270,9 @@ def ensemble(
             raise ConfigError(
                 f"--weights: give numbers separated by commas; got {weights!r}"
             ) from None
-    build_ensemble(runs, name=name, output_dir=output_dir, weights=parsed)
+    run_dir = build_ensemble(runs, name=name, output_dir=output_dir, weights=parsed, quiet=quiet)
+    if quiet:
+        print_path(run_dir)
 
 
 def predict(

@@ -18,7 +18,7 @@ parser itself (chunked and vectorized, with a line-by-line path for exact errors
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -50,6 +50,8 @@ class LetorData:
         query_offsets: ``int64 [n_queries + 1]``; query ``q`` owns rows
             ``query_offsets[q]:query_offsets[q + 1]``.
         doc_ids: ``str [n_docs]`` from ``#docid = X`` comments, or None when the file has none.
+        source: what warnings call the data: the file's name (:func:`load_letor`), or None
+            (``the batch``) for data made in memory.
     """
 
     features: np.ndarray
@@ -57,6 +59,7 @@ class LetorData:
     query_ids: np.ndarray
     query_offsets: np.ndarray
     doc_ids: np.ndarray | None = None
+    source: str | None = field(default=None, compare=False)
 
     @property
     def n_docs(self) -> int:
@@ -201,10 +204,12 @@ def load_letor(
             return read_letor(path, n_features=n_features)
         return read_lightgbm(path, query_path, n_features=n_features)
 
-    if not use_cache:
-        return parse()
-    key_extra = f"layout={layout};n_features={n_features}"
-    return cached_parse(sources, parse, cache_dir=cache_dir, key_extra=key_extra)
+    if use_cache:
+        key_extra = f"layout={layout};n_features={n_features}"
+        data = cached_parse(sources, parse, cache_dir=cache_dir, key_extra=key_extra)
+    else:
+        data = parse()
+    return replace(data, source=path.name)  # warnings name the file, not "the batch"
 
 
 def write_letor(path: str | Path, data: LetorData, *, sparse: bool = False) -> None:

@@ -160,9 +160,9 @@ class Normalizer:
         if constant.any():
             columns = np.flatnonzero(constant)
             logger.warning(
-                "%d feature(s) are constant in the training data and normalize to 0: "
-                "LETOR feature ids %s",
+                "%d feature(s) are constant in %s and normalize to 0: LETOR feature ids %s",
                 columns.size,
+                data.source or "the training data",
                 ", ".join(str(c + 1) for c in columns),
             )
         return self

@@ -98,6 +98,7 @@ class MatchedRun:
         n_missing: judged documents the run does not list.
         n_queries_absent: data-file queries the run does not list.
         n_queries_unjudged: run queries the data file does not hold (left out).
+        source: the data file's :attr:`~ltr.data.letor.LetorData.source`, for warnings.
     """
 
     labels: np.ndarray
@@ -108,6 +109,7 @@ class MatchedRun:
     n_missing: int
     n_queries_absent: int
     n_queries_unjudged: int
+    source: str | None = None
 
 
 def read_trec_run(
@@ -183,6 +185,7 @@ def _match(
         n_missing=n_missing,
         n_queries_absent=n_absent,
         n_queries_unjudged=len(retrieved.keys() - judged.keys()),
+        source=data.source,
     )
 
 

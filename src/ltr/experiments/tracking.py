@@ -3,6 +3,8 @@
 A :class:`Run` owns ``<output_dir>/<YYYYmmdd-HHMMSS>-<name>/``; every file a training run writes
 goes through it (``config.yaml``, ``preprocessor.json``, ``training_history.json``,
 ``metrics.json``, ``test_per_query.tsv``, ``checkpoints/{best,last}.pt``, ``tensorboard/``).
+Beside them, ``train.lock`` (:func:`training_lock`) is flock-held while a process trains the
+run, the holder's pid inside.
 Numbers are also sent to the run's trackers: TensorBoard here, MLflow in
 :mod:`ltr.experiments.mlflow_tracker`, and ``ltr tune``'s pruning reporter; the trainer only
 ever talks to the :class:`Run`.

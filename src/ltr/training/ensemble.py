@@ -64,7 +64,7 @@ def build_ensemble(
         output_dir: where the run directory goes (default: beside the first member's run
             directory, or its ``tracking.output_dir`` when it is a bare checkpoint).
         weights: one weight per member (default equal).
-        quiet: print nothing.
+        quiet: print nothing; else the run directory and its numbers, on stdout.
 
     Returns:
         The new run directory.
@@ -76,7 +76,7 @@ def build_ensemble(
         ShapeError: members built for different feature counts.
         DataNotFoundError, LtrError: a member that is not a readable run or checkpoint.
     """
-    console = Console(stderr=True, quiet=quiet, soft_wrap=True, markup=False)
+    results = Console(quiet=quiet, soft_wrap=True, markup=False)  # stdout: what was built
     if len(members) < 2:
         raise ConfigError(f"an ensemble needs at least 2 members; got {len(members)}")
     _refuse_unfinished(members)
@@ -166,11 +166,11 @@ def build_ensemble(
         final = {f"best/valid/{k}": v for k, v in (valid or {}).items()}
         final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
         run.finish(report, final, 0, RUN_ARTIFACTS)
-    console.print(f"Ensemble of {len(paths)} runs: {run.dir}", highlight=False)
+    results.print(f"Ensemble of {len(paths)} runs: {run.dir}", highlight=False)
     for part, values in (("Validation", valid), ("Test", report["test"])):
         if values:
             shown = ", ".join(f"{k}={v:.4f}" for k, v in values.items() if "[" not in k)
-            console.print(f"{part}: {shown}", highlight=False)
+            results.print(f"{part}: {shown}", highlight=False)
     return run.dir
 
 

@@ -41,7 +41,7 @@ import contextlib
 import logging
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ from ltr.config import (
     dotted_items,
     load_config,
 )
-from ltr.data.dataset import QueryDataset, split_by_query
+from ltr.data.dataset import BatchLoader, QueryDataset, split_by_query
 from ltr.data.layout import FILE_NAMES, find_data_file
 from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
@@ -75,11 +75,17 @@ from ltr.experiments.mlflow_tracker import (
     read_run_file,
 )
 from ltr.experiments.tracking import Run, Tracker, training_lock
-from ltr.losses import build_loss
+from ltr.losses import LossFn, build_loss
 from ltr.models import build_model, fit_input_encodings
 from ltr.training.checkpoint import check_feature_count, load_checkpoint
-from ltr.training.distributed import Distributed, per_rank_batch_size, process_group, shard_loader
-from ltr.training.trainer import Loaders, score_data, train
+from ltr.training.distributed import (
+    Distributed,
+    ShardLoader,
+    per_rank_batch_size,
+    process_group,
+    shard_loader,
+)
+from ltr.training.trainer import Loaders, TrainResult, score_data, train
 
 __all__ = [
     "DataPaths",
@@ -155,7 +161,8 @@ def run_experiment(
         resume: a run directory to continue from its ``checkpoints/last.pt``; ``config`` must
             equal the run's own except for :data:`RESUMABLE_CHANGES` (e.g. more epochs). A run
             stopped after its last epoch but before ``metrics.json`` is only tested.
-        quiet: print nothing (tests); ranks other than 0 never print.
+        quiet: print nothing (tests); ranks other than 0 never print. Else the run directory
+            and the test line go to stdout (the result), the rest to stderr (progress).
         dist: this process's place in a torchrun job (:meth:`Distributed.from_env`); None for
             one process. The process group is joined here and left on return or error.
         trackers: more trackers for the run, after TensorBoard and MLflow (``ltr tune``'s
@@ -200,39 +207,92 @@ def _run(
     trackers: Sequence[Tracker] = (),
     mlflow_tags: Mapping[str, str] | None = None,
 ) -> Path:
-    """:func:`run_experiment` inside the process group."""
-    console = Console(stderr=True, quiet=quiet, soft_wrap=True, markup=False)
+    """:func:`run_experiment` inside the process group: prepare, open the run, train, test."""
+    console = Console(stderr=True, quiet=quiet, soft_wrap=True, markup=False)  # progress
+    results = Console(quiet=quiet, soft_wrap=True, markup=False)  # the run dir, the test line
     config = config.model_copy(update={"data": config.data.absolute()})  # what config.yaml holds
-    training = config.training
-    if training.num_threads is not None:
-        torch.set_num_threads(training.num_threads)
+    if config.training.num_threads is not None:
+        torch.set_num_threads(config.training.num_threads)
     checkpoint = None
     if resume is not None:  # every check before a file of the run (or TensorBoard's) is written
-        checkpoint = load_checkpoint(Run.open(resume, tensorboard=False).checkpoint_path("last"))
-        _check_resumable(resume, checkpoint["config"], config.resolved())
-        if (resume / "metrics.json").is_file():  # else it stopped before its test: finish that
-            _check_epochs_left(checkpoint, training)
-        console.print(
-            f"resuming {resume} from checkpoints/last.pt "
-            f"(epoch {checkpoint['epoch']} of {training.num_epochs})",
-            highlight=False,
-        )
+        checkpoint = _checkpoint_to_resume(resume, config, console)
+    splits, normalizer = _load_data(config, resume, checkpoint, dist, console)
+    train_data, valid_data = map(normalizer.transform_data, (splits.train, splits.valid))
+    model, loss_fn, loader = _build_training(config, train_data, dist)
+    note = _ResumeNote(config.training.num_epochs, config.tracking.mlflow, writer=dist.is_main)
+    with note, contextlib.ExitStack() as held:
+        run = note.run = _start_run(config, resume, dist, note, held)
+        with run:
+            _open_run(run, config, normalizer, trackers, mlflow_tags)
+            results.print(f"Run directory: {run.dir}", highlight=False)
+            meta = {
+                "config": config.resolved(),
+                "normalizer": normalizer.to_dict(),
+                "n_features": train_data.n_features,
+                "data": splits.files,  # what a resume must find again
+            }
+            result = train(
+                model,
+                loss_fn,
+                Loaders(train=loader, valid=valid_data),
+                config.training,
+                run,
+                evaluation=config.evaluation,
+                meta=meta,
+                resume_from=checkpoint,
+                device=device,
+                quiet=quiet,
+                dist=dist,
+            )
+            if dist.is_main:  # rank 0 tests the best epoch and writes the report
+                _test_and_finish(run, model, result, config, splits, normalizer, device, results)
+    return run.dir
+
+
+def _checkpoint_to_resume(
+    resume: Path, config: ExperimentConfig, console: Console
+) -> dict[str, Any]:
+    """The resumed run's ``last.pt``, once the config may continue it and epochs are left."""
+    checkpoint = load_checkpoint(Run.open(resume, tensorboard=False).checkpoint_path("last"))
+    _check_resumable(resume, checkpoint["config"], config.resolved())
+    if (resume / "metrics.json").is_file():  # else it stopped before its test: finish that
+        _check_epochs_left(checkpoint, config.training)
+    console.print(
+        f"resuming {resume} from checkpoints/last.pt "
+        f"(epoch {checkpoint['epoch']} of {config.training.num_epochs})",
+        highlight=False,
+    )
+    return checkpoint
+
+
+def _load_data(
+    config: ExperimentConfig,
+    resume: Path | None,
+    checkpoint: Mapping[str, Any] | None,
+    dist: Distributed,
+    console: Console,
+) -> tuple[Splits, Normalizer]:
+    """The splits and their normalizer: fitted on train, or the resumed run's own (after
+    checking that its data files are the ones it was trained on)."""
     splits = load_splits(  # a resume hashes on every rank: each must take the same decision
         config.data,
         console=console,
         resuming=resume is not None,
         record_files=dist.is_main or resume is not None,
     )
-    if checkpoint is not None:
-        assert resume is not None and splits.files is not None
-        _check_same_data_files(resume, checkpoint.get("data"), splits.files)
-        check_feature_count(checkpoint, splits.train.n_features, "the training data")
-        normalizer = Normalizer.from_dict(checkpoint["normalizer"], source=str(resume))
-    else:
-        normalizer = Normalizer(config.data.normalization).fit(splits.train)
-    train_data, valid_data = map(normalizer.transform_data, (splits.train, splits.valid))
-    test_data = None if splits.test is None else normalizer.transform_data(splits.test)
+    if checkpoint is None:
+        return splits, Normalizer(config.data.normalization).fit(splits.train)
+    assert resume is not None and splits.files is not None
+    _check_same_data_files(resume, checkpoint.get("data"), splits.files)
+    check_feature_count(checkpoint, splits.train.n_features, "the training data")
+    return splits, Normalizer.from_dict(checkpoint["normalizer"], source=str(resume))
 
+
+def _build_training(
+    config: ExperimentConfig, train_data: LetorData, dist: Distributed
+) -> tuple[torch.nn.Module, LossFn, BatchLoader | ShardLoader]:
+    """The seeded scorer, the loss and this rank's loader of the (normalized) training data."""
+    training = config.training
     torch.manual_seed(training.seed)  # on every rank: the weights start identical
     model = build_model(config.model.name, train_data.n_features, **config.model.params)
     fit_input_encodings(model, train_data.features)  # the same on every rank: all of train
@@ -249,72 +309,69 @@ def _run(
         seed=training.seed,
         bucket_by_length=training.bucket_by_length,
     )
-    note = _ResumeNote(training.num_epochs, config.tracking.mlflow, writer=dist.is_main)
-    with note, contextlib.ExitStack() as held:
-        run = note.run = _start_run(config, resume, dist, note, held)
-        with run:
-            attach_mlflow(run, config, tags=mlflow_tags)
-            run.trackers.extend(trackers)
-            run.write_text("config.yaml", config.to_yaml())
-            run.write_json("preprocessor.json", normalizer.to_dict())
-            run.log_params(config.resolved())
-            console.print(f"Run directory: {run.dir}", highlight=False)
-            meta = {
-                "config": config.resolved(),
-                "normalizer": normalizer.to_dict(),
-                "n_features": train_data.n_features,
-                "data": splits.files,  # what a resume must find again
-            }
-            result = train(
-                model,
-                loss_fn,
-                Loaders(train=loader, valid=valid_data),
-                training,
-                run,
-                evaluation=config.evaluation,
-                meta=meta,
-                resume_from=checkpoint,
-                device=device,
-                quiet=quiet,
-                dist=dist,
-            )
-            if not dist.is_main:  # rank 0 tests the best epoch and writes the report
-                return run.dir
-            best = load_checkpoint(result.best_checkpoint)
-            model.load_state_dict(best["model"])
-            best_record = next(r for r in result.history if r["epoch"] == result.best_epoch)
-            report: dict[str, Any] = {
-                "best_epoch": result.best_epoch,
-                "epochs": result.epochs,
-                "stopped_early": result.stopped_early,
-                "early_stopping_metric": training.early_stopping_metric,
-                "valid": {
-                    key.removeprefix("valid_"): value
-                    for key, value in best_record.items()
-                    if key.startswith("valid_")
-                },
-                "valid_from_train": splits.valid_from_train,
-                "conventions": {
-                    "gain": config.evaluation.gain,
-                    "no_relevant": config.evaluation.no_relevant,
-                },
-                "test": None,
-                "data": splits.files,
-            }
-            if test_data is not None:
-                scores = score_data(model, test_data, batch_size=training.batch_size, device=device)
-                report["test"], per_query = report_test_metrics(
-                    test_data, scores, config.evaluation
-                )
-                report["test_queries"] = test_data.n_queries
-                run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
-                shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
-                console.print(f"Test (best epoch {result.best_epoch}): {shown}", highlight=False)
-            final: dict[str, float] = {"best/epoch": result.best_epoch or 0}
-            final.update({f"best/valid/{k}": v for k, v in report["valid"].items()})
-            final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
-            run.finish(report, final, result.best_epoch or 0, RUN_ARTIFACTS)
-    return run.dir
+    return model, loss_fn, loader
+
+
+def _open_run(
+    run: Run,
+    config: ExperimentConfig,
+    normalizer: Normalizer,
+    trackers: Sequence[Tracker],
+    mlflow_tags: Mapping[str, str] | None,
+) -> None:
+    """Attach the trackers and write what the run is: ``config.yaml``, ``preprocessor.json``
+    and the params."""
+    attach_mlflow(run, config, tags=mlflow_tags)
+    run.trackers.extend(trackers)
+    run.write_text("config.yaml", config.to_yaml())
+    run.write_json("preprocessor.json", normalizer.to_dict())
+    run.log_params(config.resolved())
+
+
+def _test_and_finish(
+    run: Run,
+    model: torch.nn.Module,
+    result: TrainResult,
+    config: ExperimentConfig,
+    splits: Splits,
+    normalizer: Normalizer,
+    device: torch.device,
+    results: Console,
+) -> None:
+    """Test the best epoch's weights and end the run: ``test_per_query.tsv``, ``metrics.json``
+    and the final MLflow numbers (:meth:`Run.finish`); the test line goes to ``results``."""
+    model.load_state_dict(load_checkpoint(result.best_checkpoint)["model"])
+    best_record = next(r for r in result.history if r["epoch"] == result.best_epoch)
+    report: dict[str, Any] = {
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+        "stopped_early": result.stopped_early,
+        "early_stopping_metric": config.training.early_stopping_metric,
+        "valid": {
+            key.removeprefix("valid_"): value
+            for key, value in best_record.items()
+            if key.startswith("valid_")
+        },
+        "valid_from_train": splits.valid_from_train,
+        "conventions": {
+            "gain": config.evaluation.gain,
+            "no_relevant": config.evaluation.no_relevant,
+        },
+        "test": None,
+        "data": splits.files,
+    }
+    if splits.test is not None:
+        test_data = normalizer.transform_data(splits.test)
+        scores = score_data(model, test_data, batch_size=config.training.batch_size, device=device)
+        report["test"], per_query = report_test_metrics(test_data, scores, config.evaluation)
+        report["test_queries"] = test_data.n_queries
+        run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
+        results.print(f"Test (best epoch {result.best_epoch}): {shown}", highlight=False)
+    final: dict[str, float] = {"best/epoch": result.best_epoch or 0}
+    final.update({f"best/valid/{k}": v for k, v in report["valid"].items()})
+    final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
+    run.finish(report, final, result.best_epoch or 0, RUN_ARTIFACTS)
 
 
 def _lock_resumed_run(
@@ -494,6 +551,9 @@ def load_splits(
     if valid_file is not None:
         return Splits(train_data, valid_file, test, valid_from_train=False, files=files)
     train_part, valid = split_by_query(train_data, cfg.valid_fraction, seed=cfg.split_seed)
+    name = train_data.source or "the training data"  # warnings name what they are about
+    train_part = replace(train_part, source=name)
+    valid = replace(valid, source=f"the validation queries of {name}")
     if files is not None:  # no file of its own: say how it was carved from train
         files["valid"] = {
             "split_from": "train",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,20 @@ def test_constant_training_features_are_logged_once_by_letor_id(
         Normalizer("standard").fit(train)
     assert len(caplog.records) == 1
     assert f"LETOR feature ids {CONSTANT_COLUMN + 1}" in caplog.records[0].getMessage()
+
+
+def test_constant_features_of_a_file_are_named_after_the_file(
+    train: LetorData, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="ltr.data.preprocessing"):
+        Normalizer("standard").fit(replace(train, source="train.txt.gz"))
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .startswith(
+            "1 feature(s) are constant in train.txt.gz and normalize to 0: LETOR feature ids"
+        )
+    )
 
 
 def test_transform_rejects_another_feature_count(train: LetorData) -> None:

@@ -493,6 +493,9 @@ def test_validation_split_from_train_is_recorded_as_such(data_root: Path, tmp_pa
 
     assert splits.files is not None and splits.files["test"] is None
     assert splits.files["train"]["queries"] == load_letor(tmp_path / "train.txt").n_queries
+    # what warnings (a cutoff beyond every list, constant features) call each part
+    assert splits.train.source == "train.txt"
+    assert splits.valid.source == "the validation queries of train.txt"
     assert splits.files["valid"] == {
         "split_from": "train",
         "valid_fraction": 0.25,

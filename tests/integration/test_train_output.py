@@ -1,0 +1,82 @@
+"""Where `ltr train` prints: its result (the run directory, the test line) on stdout, progress
+and diagnostics on stderr, so `run=$(ltr train ... --quiet)` works; a reader that leaves early
+(`| head`) stops the output, not the training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ltr.cli import app
+from support.tiny_runs import write_tiny_data
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def train_args(root: Path) -> list[str]:
+    """``ltr train`` of configs/default.yaml for 1 epoch on tiny data, without MLflow."""
+    sets = [
+        f"data.root={root / 'data'}",
+        f"tracking.output_dir={root / 'runs'}",
+        "model.hidden_dims=[8]",
+        "training.num_epochs=1",
+        "training.batch_size=8",
+        "training.device=cpu",
+        "tracking.tensorboard=false",
+        "tracking.mlflow=false",
+    ]
+    config = ["--config", str(REPO_ROOT / "configs" / "default.yaml")]
+    return ["train", *config, *(arg for item in sets for arg in ("--set", item))]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    write_tiny_data(tmp_path / "data", n_queries=30)
+    return tmp_path
+
+
+def the_run(root: Path) -> Path:
+    (run_dir,) = (root / "runs").iterdir()
+    return run_dir
+
+
+def test_train_prints_its_result_on_stdout_and_the_epochs_on_stderr(root: Path) -> None:
+    result = CliRunner().invoke(app, train_args(root))
+
+    assert result.exit_code == 0, result.output
+    run_dir = the_run(root)
+    shown, test = result.stdout.splitlines()
+    assert shown == f"Run directory: {run_dir}"
+    assert test.startswith("Test (best epoch 1): ndcg@1=")
+    assert "Epoch 1/1: loss=" in result.stderr and "Run directory" not in result.stderr
+
+
+def test_quiet_train_prints_exactly_the_run_directory(root: Path) -> None:
+    result = CliRunner().invoke(app, [*train_args(root), "--quiet"])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{the_run(root)}\n"  # run=$(ltr train ... --quiet)
+    assert result.stderr == ""
+
+
+def test_a_closed_output_pipe_stops_the_printing_not_the_training(root: Path) -> None:
+    # ltr train ... 2>&1 | head: the reader is gone before the first line, so every print hits it
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ltr", *train_args(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+
+    assert process.wait(timeout=120) == 0
+    run_dir = the_run(root)
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1
+    assert {"config.yaml", "training_history.json", "test_per_query.tsv"} <= {
+        path.name for path in run_dir.iterdir()
+    }
