@@ -11,13 +11,16 @@ out=${LTR_QUICKSTART_DIR:-quickstart}
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[tracking,export]" 2> >(grep -v "is ignored: it is neither" >&2)
 export PATH="$(cd "$venv/bin" && pwd):$PATH"
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+step() { say "$@"; "$@"; }
 
 step ltr data synth --out "$out/data" --queries 600 --features 20 --seed 0
 step ltr data inspect "$out/data/train.txt"
-step ltr train --config configs/default.yaml --set "data.root=$out/data" \
-  --set "tracking.output_dir=$out/experiments" --set training.num_epochs=30
-run=$(ls -d "$out"/experiments/*-default | tail -n 1)
+# train's stdout names its run directory ("Run directory: ..."); tee shows the output as well
+train=(ltr train --config configs/default.yaml --set "data.root=$out/data"
+  --set "tracking.output_dir=$out/experiments" --set training.num_epochs=30)
+say "${train[@]}"
+run=$("${train[@]}" | tee /dev/stderr | sed -n 's/^Run directory: //p')
 step ltr predict --model "$run" --data "$out/data/test.txt" --out "$out/test.scores"
 step ltr evaluate --data "$out/data/test.txt" --scores "$out/test.scores"
 step ltr evaluate --data "$out/data/test.txt" --scores "$out/test.scores" --preset letor
