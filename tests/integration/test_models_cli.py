@@ -371,3 +371,35 @@ def test_promote_to_production_over_another_runs_version_suggests_a_free_one(
         "1.0.0", cwd=tmp_path,
     )  # fmt: skip
     assert above.stderr.endswith("--name ranker --version 1.4.0`\n"), above.stderr
+
+
+def test_show_and_list_look_up_the_name_of_a_bundle_that_predates_recording_it(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    validate_as(trained_run, "ranker", tmp_path)  # validated/ranker_v1.0.0, as promote finds it
+    store = ModelStore(tmp_path / "models")
+    for version in ("1.0.0", "1.1.0"):  # 1.1.0: a version the run was never validated as
+        metadata = {"version": version, "n_features": 8, "source_run": str(trained_run)}
+        store.add(
+            lambda out, m=metadata: write_bundle(out, {"model.onnx": linear_onnx([1.0] * 8)}, m)
+        )
+    monkeypatch.chdir(tmp_path)  # where `ltr promote` put validated/
+
+    shown = CliRunner().invoke(app, ["models", "show", "1.0.0"])
+    listed = CliRunner().invoke(app, ["models", "list"])
+    as_json = CliRunner().invoke(app, ["models", "list", "--json"])
+
+    assert shown.exit_code == 0, shown.output
+    folder = (tmp_path / "validated" / "ranker_v1.0.0").resolve()
+    name, validated = shown.stdout.splitlines()[1:3]
+    assert name == f"name        ranker (not recorded in this bundle; found in {folder})"
+    assert validated.startswith("validated   ranker_v1.0.0 at ")
+    assert validated.endswith(", ready_for_production")
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split()[0]: line.split()[1] for line in listed.stdout.splitlines()[2:4]}
+    assert rows == {"1.0.0": "ranker†", "1.1.0": "-"}
+    assert listed.stdout.splitlines()[-1].strip() == (
+        "† not recorded in the bundle; found in the validated folder by source run and version"
+    )
+    names = [(row["name"], row["name_looked_up"]) for row in json.loads(as_json.stdout)["versions"]]
+    assert names == [("ranker", True), (None, False)]

@@ -23,6 +23,10 @@ StoreOpt = Annotated[
     typer.Option("--store", metavar="DIR", help="The model store folder (versions/, current)."),
 ]
 LISTED_METRIC = "ndcg@10"
+LOOKED_UP_MARK = "†"
+LOOKED_UP_NOTE = (
+    "not recorded in the bundle; found in the validated folder by source run and version"
+)
 _SPLIT_ORDER = {"train": 0, "valid": 1, "test": 2}
 
 
@@ -46,11 +50,13 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
             warn(str(error))
             rows.append({"version": version, "current": version == current, "error": str(error)})
             continue
+        validated, looked_up = _validated_facts(bundle)
         rows.append(
             {
                 "version": version,
                 "current": version == current,
-                "name": _registry_name(bundle),
+                "name": validated.get("name"),
+                "name_looked_up": looked_up,
                 "created_at": bundle.created_at,
                 "source_run": bundle.source_run,
                 LISTED_METRIC: _find_metric(bundle.metrics, LISTED_METRIC),
@@ -64,6 +70,8 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
         stdout.print(f"no versions in {store}; add one with `ltr promote RUN --to production`")
         return
     table = Table(box=box.SIMPLE_HEAD, show_edge=False)  # fits 80 columns (pipes, CI logs)
+    if any(row.get("name_looked_up") for row in rows):
+        table.caption = f"{LOOKED_UP_MARK} {LOOKED_UP_NOTE}"
     table.add_column("", no_wrap=True)  # * = live
     table.add_column("version", no_wrap=True)
     table.add_column("name", no_wrap=True)
@@ -77,7 +85,7 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
         table.add_row(
             "*" if row["current"] else "",
             row["version"],
-            Text(row.get("name") or "-"),
+            Text((row.get("name") or "-") + (LOOKED_UP_MARK if row.get("name_looked_up") else "")),
             _minutes(row["created_at"]) if "created_at" in row else "broken",
             Text(source),  # Text: never read as rich markup
             "" if metric is None else f"{metric:.4f}",
@@ -98,22 +106,35 @@ def show(
     model_store = ModelStore(store)
     bundle = model_store.show(version)
     live = _current_or_warn(model_store) == version
+    validated, looked_up = _validated_facts(bundle)
     if as_json:
-        print_json({"path": str(bundle.path), "live": live, "metadata": bundle.metadata})
+        print_json(
+            {
+                "path": str(bundle.path),
+                "live": live,
+                "validated": validated or None,
+                "validated_looked_up": looked_up,
+                "metadata": bundle.metadata,
+            }
+        )
         return
-    _print_facts(bundle, live, _live_since(model_store, version))
+    _print_facts(bundle, validated, looked_up, live, _live_since(model_store, version))
     _print_metrics(bundle.metrics)
     _print_files(bundle)
 
 
-def _print_facts(bundle: Any, live: bool, live_since: str | None) -> None:
-    validated = bundle.metadata.get("validated") or {}
+def _print_facts(
+    bundle: Any, validated: dict[str, Any], looked_up: bool, live: bool, live_since: str | None
+) -> None:
     state = "live" if live else "not live"
     if live and live_since is not None:
         state += f" since {_minutes(live_since)}"
+    name = validated.get("name") or "- (not recorded in this bundle)"
+    if looked_up:
+        name += f" (not recorded in this bundle; found in {validated['path']})"
     facts = [
         ("version", f"{bundle.version} ({state})"),
-        ("name", _registry_name(bundle) or "- (not recorded in this bundle)"),
+        ("name", name),
         ("validated", _validated_text(validated)),
         ("source run", bundle.source_run or "unknown"),
         ("created_at", bundle.created_at),
@@ -176,9 +197,16 @@ def _short(sha256: Any) -> str:
     return f"{sha256[:12]}…" if isinstance(sha256, str) else "unknown"
 
 
-def _registry_name(bundle: Any) -> str | None:
-    name = (bundle.metadata.get("validated") or {}).get("name")
-    return None if name is None else str(name)
+def _validated_facts(bundle: Any) -> tuple[dict[str, Any], bool]:
+    """The bundle's ``validated`` block and False; for a bundle exported before production
+    recorded it, the validated model of the same source run and version, and True."""
+    recorded = bundle.metadata.get("validated")
+    if recorded or not bundle.source_run:
+        return dict(recorded or {}), False
+    from ltr.lifecycle.registry import validated_model_exported_as
+
+    model = validated_model_exported_as(bundle.source_run, bundle.version)
+    return ({}, False) if model is None else (model.facts(), True)
 
 
 def _live_since(model_store: Any, version: str) -> str | None:
@@ -293,16 +321,8 @@ def _promote_to_production(run: Path, version: str | None, name: str | None, sto
         _switch_to_stored(model_store, validated, store, run)
         return
 
-    facts = {
-        "name": validated.name,
-        "model_id": validated.model_id,
-        "validated_at": validated.validated_at,
-        "status": validated.metadata.get("status"),
-        "path": str(validated.path.resolve()),
-    }
-
     def build(output: Path) -> None:
-        export_bundle(model=run, output=output, version=version, validated=facts)
+        export_bundle(model=run, output=output, version=version, validated=validated.facts())
 
     bundle = model_store.add(build, version)
     previous = model_store.set_current(version)

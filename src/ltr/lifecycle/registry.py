@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ltr._fs import atomic_write_json, atomic_write_text, file_sha256, read_json
-from ltr.config import ExperimentConfig, PromotionConfig
+from ltr.config import ExperimentConfig, PromotionConfig, load_config
 from ltr.data.summary import describe_data
 from ltr.errors import DataFormatError, DataNotFoundError, LtrError, PromotionRefused
 from ltr.lifecycle.bundle import fsync_dir, move_dir, parse_version
@@ -85,6 +85,7 @@ __all__ = [
     "list_validated",
     "next_version",
     "promote_to_validated",
+    "validated_model_exported_as",
     "validated_version_of",
 ]
 
@@ -126,6 +127,16 @@ class ValidatedModel:
     @property
     def validated_at(self) -> str:
         return str(self.metadata["validated_at"])
+
+    def facts(self) -> dict[str, Any]:
+        """What a production bundle records of its validated model (``metadata["validated"]``)."""
+        return {
+            "name": self.name,
+            "model_id": self.model_id,
+            "validated_at": self.validated_at,
+            "status": self.metadata.get("status"),
+            "path": str(self.path.resolve()),
+        }
 
     def __str__(self) -> str:
         registry = self.metadata.get("registry") or {}
@@ -349,6 +360,33 @@ def validated_version_of(
             f"{chosen.model_id}; validate it again"
         )
     return chosen
+
+
+def validated_model_exported_as(
+    run: str | Path, version: str, *, validated_dir: str | Path | None = None
+) -> ValidatedModel | None:
+    """The validated model of ``run`` at ``version``: the one ``ltr promote RUN --to
+    production`` exported as that version, or None.
+
+    For bundles exported before they recorded ``metadata["validated"]``.
+
+    Args:
+        run: the bundle's source run directory.
+        version: the bundle's version (production publishes the validated version as is).
+        validated_dir: where validated models live; default, as for promotion: the run's
+            ``promotion.validated_dir``, or the config default when the run or its config is
+            gone.
+    """
+    run_dir = Path(run).resolve()
+    root = validated_dir if validated_dir is not None else _validated_dir_of(run_dir)
+    return next((m for m in _validations_of(run_dir, root) if m.version == version), None)
+
+
+def _validated_dir_of(run_dir: Path) -> Path:
+    try:
+        return load_config(run_dir / "config.yaml").promotion.validated_dir
+    except LtrError:  # deleted or unreadable: a lookup for display must not fail on it
+        return PromotionConfig().validated_dir
 
 
 # ---------------------------------------------------------------------------------------------
