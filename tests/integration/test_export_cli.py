@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from ltr.cli import app
 from ltr.config import load_config
+from ltr.errors import ConfigError
 from ltr.lifecycle.bundle import verify_bundle
 from ltr.training import run_experiment
 from support.tiny_runs import write_tiny_data
@@ -61,8 +64,15 @@ def test_export_then_benchmark_then_refuse_overwrite(
     bench = ltr("benchmark-onnx", "--model", str(bundle), "--list-sizes", "10,30", "--threads",
                 "1", "--seconds", "0.2", env=env)  # fmt: skip
     assert bench.returncode == 0, bench.stderr
-    assert "| docs | threads |" in bench.stdout
-    assert "\n| 30 | 1 | " in bench.stdout and "| identical |" in bench.stdout
+    lines = bench.stdout.splitlines()  # a box table, like every other command's
+    assert lines[0] == f"{bundle} (float32)"
+    assert lines[2].startswith("┃ docs ┃ threads ┃ PyTorch p50 / p99 (us) ┃")
+    assert [line.split("│")[1:3] for line in lines[4:6]] == [
+        ["   10 ", "       1 "],
+        ["   30 ", "       1 "],
+    ]
+    assert all(line.endswith("│ identical │") for line in lines[4:6])
+    assert lines[-1].startswith("matmul floor: the scorer's matrix products alone")
     assert "docs, 1 thread(s)" not in bench.stdout  # the table once, not again as lines
     progress = bench.stderr.splitlines()  # one line per measured setting while it runs
     assert progress[0] == "timing 2 settings, about 1 s"
@@ -74,6 +84,32 @@ def test_export_then_benchmark_then_refuse_overwrite(
     again = ltr("export", "--model", str(run_dir), "--output", str(bundle), env=env)
     assert again.returncode == 1
     assert again.stderr.startswith(f"error: bundle {bundle} already exists")
+
+
+def test_benchmark_prints_markdown_on_request(run_dir: Path, tmp_path: Path) -> None:
+    from ltr.lifecycle.export import export_bundle
+
+    bundle = tmp_path / "bundle"
+    export_bundle(run_dir, bundle)
+    args = ["benchmark-onnx", "--model", str(bundle), "--list-sizes", "10", "--threads", "1",
+            "--seconds", "0.1", "--format", "markdown"]  # fmt: skip
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{bundle} (float32)"
+    assert lines[1].startswith("| docs | threads | PyTorch p50 / p99 (us) |")
+    assert lines[2] == "|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    assert lines[3].startswith("| 10 | 1 | ") and lines[3].endswith(" | identical |")
+    assert len(lines) == 4
+
+
+def test_benchmark_refuses_json_with_markdown() -> None:
+    args = ["benchmark-onnx", "--model", "bundle", "--json", "--format", "markdown"]
+    result = CliRunner().invoke(app, args)  # in process: `main` prints the ConfigError as a line
+    assert isinstance(result.exception, ConfigError)
+    assert str(result.exception) == "--json and --format markdown: give one of them"
 
 
 @pytest.mark.parametrize("seconds", ["nan", "inf", "0"])

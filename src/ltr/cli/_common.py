@@ -118,6 +118,17 @@ PresetOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
 
 
+class OutputFormat(str, Enum):
+    table = "table"
+    markdown = "markdown"  # for pasting into BENCHMARKS.md or an issue
+    json = "json"
+
+
+FormatOpt = Annotated[
+    OutputFormat, typer.Option("--format", help="table | markdown | json (one object).")
+]
+
+
 def option_value(option: str | Enum) -> str:
     return option.value if isinstance(option, Enum) else option
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -20,7 +19,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ltr.cli._common import print_json, print_table, warn
+from ltr.cli._common import FormatOpt, OutputFormat, print_json, print_table, warn
 from ltr.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,12 +28,6 @@ if TYPE_CHECKING:
 HOLM = "p Holm"
 STAR = "★"
 Cell = TypeVar("Cell")  # a best value's cell: rich Text in the table, markdown text in --markdown
-
-
-class CompareFormat(str, Enum):
-    table = "table"
-    markdown = "markdown"
-    json = "json"
 
 
 def compare(
@@ -74,9 +67,7 @@ def compare(
             "--plot", metavar="FILE", help="Write FILE.png (test metrics) and FILE-curves.png."
         ),
     ] = None,
-    fmt: Annotated[
-        CompareFormat, typer.Option("--format", help="table | markdown | json (one object).")
-    ] = CompareFormat.table,
+    fmt: FormatOpt = OutputFormat.table,
     resamples: Annotated[
         int, typer.Option("--resamples", min=1, help="Sign flips of the randomization test.")
     ] = 10_000,
@@ -106,9 +97,9 @@ def compare(
     for note in [*notes, *comparison.notes]:
         warn(note)
     plots = _write_plots(comparison, plot) if plot is not None else []
-    if fmt is CompareFormat.json:
+    if fmt is OutputFormat.json:
         print_json({**comparison.to_dict(), "plots": [str(path) for path in plots]})
-    elif fmt is CompareFormat.markdown:
+    elif fmt is OutputFormat.markdown:
         sys.stdout.write(markdown_table(comparison) + "\n")
     else:
         print_table(rich_table(comparison))

@@ -5,12 +5,16 @@ from __future__ import annotations
 import math
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.table import Table
 
-from ltr.cli._common import JsonOpt, print_json, progress, stdout
+from ltr.cli._common import FormatOpt, OutputFormat, print_json, print_table, progress, stdout
 from ltr.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ltr.lifecycle.latency import LatencyReport  # imports onnxruntime: benchmark-onnx only
 
 
 class Quantize(str, Enum):
@@ -115,13 +119,17 @@ def benchmark_onnx(
     seconds: Annotated[
         float, typer.Option("--seconds", help="Time budget per engine and setting.")
     ] = 2.0,
-    as_json: JsonOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
 ) -> None:
     """PyTorch eager vs ONNX Runtime latency (p50/p99) per slate size and thread count."""
     from ltr.lifecycle.latency import LatencyRow, benchmark_latency, format_latency_table
 
     if not 0 < seconds < math.inf:  # NaN fails both comparisons; inf would never stop
         raise ConfigError(f"--seconds: must be a finite number > 0; got {seconds}")
+    if as_json and fmt is OutputFormat.markdown:
+        raise ConfigError("--json and --format markdown: give one of them")
+    fmt = OutputFormat.json if as_json else fmt
     sizes, thread_counts = _int_list(list_sizes, "--list-sizes"), _int_list(threads, "--threads")
     settings = len(sizes) * len(thread_counts)
     # three engines per setting, each for about --seconds: say so, then one line per setting
@@ -142,9 +150,27 @@ def benchmark_onnx(
         seconds=seconds,
         on_row=report_row,
     )
-    if as_json:
+    if fmt is OutputFormat.json:
         print_json({"bundle": str(report.bundle), "rows": [row.to_dict() for row in report.rows]})
-        return
-    stdout.print(f"{report.bundle} ({report.precision})", markup=False, highlight=False)
-    # the table only: the same figures again as lines would double the output
-    stdout.print(format_latency_table(report.rows), markup=False, highlight=False, soft_wrap=True)
+    elif fmt is OutputFormat.markdown:
+        stdout.print(f"{report.bundle} ({report.precision})", markup=False, highlight=False)
+        stdout.print(format_latency_table(report.rows), markup=False, highlight=False)
+    else:  # the table only: the same figures again as lines would double the output
+        print_table(_latency_table(report))
+
+
+def _latency_table(report: LatencyReport) -> Table:
+    from ltr.lifecycle.latency import LATENCY_COLUMNS, MATMUL_FLOOR_NOTE, latency_cells
+
+    floors = any(row.matmul_ratio is not None for row in report.rows)
+    table = Table(
+        title=f"{report.bundle} ({report.precision})",
+        caption=MATMUL_FLOOR_NOTE if floors else None,  # "ORT / floor" means nothing unexplained
+        title_justify="left",
+        caption_justify="left",
+    )
+    for column in LATENCY_COLUMNS:
+        table.add_column(column, justify="left" if column == "rankings" else "right")
+    for row in report.rows:
+        table.add_row(*latency_cells(row))
+    return table

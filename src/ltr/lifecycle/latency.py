@@ -34,10 +34,12 @@ with require_extra("export"):
     import onnxruntime as ort
 
 __all__ = [
+    "LATENCY_COLUMNS",
     "LatencyReport",
     "LatencyRow",
     "benchmark_latency",
     "format_latency_table",
+    "latency_cells",
     "latency_line",
     "measure_latency",
 ]
@@ -292,22 +294,43 @@ MATMUL_FLOOR_NOTE = (
 )
 
 
+LATENCY_COLUMNS = (
+    "docs",
+    "threads",
+    "PyTorch p50 / p99 (us)",
+    "ONNX Runtime p50 / p99 (us)",
+    "speed-up",
+    "matmul floor p50 (us)",
+    "ORT / floor",
+    "max abs diff",
+    "rankings",
+)
+
+
+def latency_cells(row: LatencyRow) -> list[str]:
+    """One row's cells under :data:`LATENCY_COLUMNS` (microseconds; ratios from one process)."""
+    floor = "n/a" if row.matmul_p50_us is None else f"{row.matmul_p50_us:,.0f}"
+    ratio = "n/a" if row.matmul_ratio is None else f"{row.matmul_ratio:.2f}x"
+    return [
+        f"{row.list_size:,}",
+        str(row.threads),
+        f"{row.torch_p50_us:,.0f} / {row.torch_p99_us:,.0f}",
+        f"{row.onnx_p50_us:,.0f} / {row.onnx_p99_us:,.0f}",
+        f"{row.speedup:.2f}x",
+        floor,
+        ratio,
+        f"{row.max_abs_diff:.1e}",
+        "identical" if row.rankings_identical else "DIFFER",
+    ]
+
+
 def format_latency_table(rows: Sequence[LatencyRow]) -> str:
-    """A markdown table of the rows (microseconds; ratios measured in one process)."""
+    """A markdown table of the rows, for pasting into BENCHMARKS.md or an issue."""
     lines = [
-        "| docs | threads | PyTorch p50 / p99 (us) | ONNX Runtime p50 / p99 (us) | speed-up "
-        "| matmul floor p50 (us) | ORT / floor | max abs diff | rankings |",
+        f"| {' | '.join(LATENCY_COLUMNS)} |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for row in rows:
-        floor = "n/a" if row.matmul_p50_us is None else f"{row.matmul_p50_us:,.0f}"
-        ratio = "n/a" if row.matmul_ratio is None else f"{row.matmul_ratio:.2f}x"
-        lines.append(
-            f"| {row.list_size:,} | {row.threads} | {row.torch_p50_us:,.0f} / "
-            f"{row.torch_p99_us:,.0f} | {row.onnx_p50_us:,.0f} / {row.onnx_p99_us:,.0f} | "
-            f"{row.speedup:.2f}x | {floor} | {ratio} | {row.max_abs_diff:.1e} | "
-            f"{'identical' if row.rankings_identical else 'DIFFER'} |"
-        )
+    lines += [f"| {' | '.join(latency_cells(row))} |" for row in rows]
     return "\n".join(lines)
 
 
