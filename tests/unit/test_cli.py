@@ -617,6 +617,14 @@ def test_evaluate_titles_the_table_with_the_path_as_given(judged: Path, tmp_path
     assert result.stdout.splitlines()[0] == f"{judged}: 3 queries"
 
 
+@pytest.mark.filterwarnings("ignore::ltr.metrics.CutoffWarning")  # as above
+def test_baselines_titles_the_table_with_the_path_as_given(judged: Path) -> None:
+    args = ["baselines", "--train", str(judged), "--test", str(judged), "--metrics", "map"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"baselines on {judged}"  # not judged.txt alone
+
+
 def test_evaluate_prints_a_long_caption_whole_on_one_line(judged: Path, tmp_path: Path) -> None:
     write_scores(tmp_path / "scores.txt", np.arange(11, dtype=float))
     args = ["evaluate", "--data", str(judged), "--scores", str(tmp_path / "scores.txt")]

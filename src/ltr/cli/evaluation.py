@@ -159,7 +159,7 @@ def baselines(
         print_json({**means, "conventions": conventions_in_force(conventions)})
         return
     table = Table(
-        title=f"baselines on {test.name}",
+        title=f"baselines on {test}",  # as given, as evaluate does: two test.txt differ
         caption=conventions_caption(conventions),
         title_justify="left",
     )
