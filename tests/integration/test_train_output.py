@@ -56,6 +56,20 @@ def test_train_prints_its_result_on_stdout_and_the_epochs_on_stderr(root: Path) 
     assert "Epoch 1/1: loss=" in result.stderr and "Run directory" not in result.stderr
 
 
+def test_the_test_line_ends_with_an_early_stopping_metric_left_out_of_the_configured_ones(
+    root: Path,
+) -> None:
+    stopping = ["--set", "training.early_stopping_metric=ndcg@2"]  # not in evaluation.metrics
+    result = CliRunner().invoke(app, [*train_args(root), *stopping])
+
+    assert result.exit_code == 0, result.output
+    test = result.stdout.splitlines()[-1].removeprefix("Test (best epoch 1): ")
+    shown = dict(item.split("=") for item in test.split(", "))
+    assert list(shown) == ["ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr", "ndcg@2"]
+    report = json.loads((the_run(root) / "metrics.json").read_text())
+    assert shown["ndcg@2"] == f"{report['test']['ndcg@2']:.4f}"
+
+
 def test_quiet_train_prints_exactly_the_run_directory(root: Path) -> None:
     result = CliRunner().invoke(app, [*train_args(root), "--quiet"])
 

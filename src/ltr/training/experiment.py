@@ -85,7 +85,7 @@ from ltr.training.distributed import (
     process_group,
     shard_loader,
 )
-from ltr.training.trainer import Loaders, TrainResult, score_data, train
+from ltr.training.trainer import Loaders, TrainResult, score_data, train, validation_metrics
 
 __all__ = [
     "DataPaths",
@@ -363,7 +363,9 @@ def _test_and_finish(
     if splits.test is not None:
         test_data = normalizer.transform_data(splits.test)
         scores = score_data(model, test_data, batch_size=config.training.batch_size, device=device)
-        report["test"], per_query = report_test_metrics(test_data, scores, config.evaluation)
+        report["test"], per_query = report_test_metrics(
+            test_data, scores, config.evaluation, config.training
+        )
         report["test_queries"] = test_data.n_queries
         run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
         shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
@@ -456,15 +458,17 @@ class _ResumeNote:
 
 
 def report_test_metrics(
-    data: LetorData, scores: np.ndarray, evaluation: EvaluationConfig
+    data: LetorData, scores: np.ndarray, evaluation: EvaluationConfig, training: TrainingConfig
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Test metrics of ``scores``: means and per-query values, by metric name.
 
-    Holds :data:`TEST_METRICS` and ``evaluation.metrics`` under the configured conventions, plus
-    ``ndcg@10[no_relevant=<policy>]`` for each of :data:`NO_RELEVANT_POLICIES` and
-    :data:`LETOR_NDCG10` (the official LETOR 4.0 script's NDCG@10).
+    Holds :data:`TEST_METRICS`, ``evaluation.metrics`` and ``training.early_stopping_metric``
+    (the model was picked by it, so its test value belongs beside the validation one) under the
+    configured conventions, in that order, plus ``ndcg@10[no_relevant=<policy>]`` for each of
+    :data:`NO_RELEVANT_POLICIES` and :data:`LETOR_NDCG10` (the official LETOR 4.0 script's
+    NDCG@10).
     """
-    names = list(dict.fromkeys([*TEST_METRICS, *evaluation.metrics]))
+    names = list(dict.fromkeys([*TEST_METRICS, *validation_metrics(evaluation, training)]))
     result = evaluate_scores(
         data, scores, names, gain=evaluation.gain, no_relevant=evaluation.no_relevant
     )
