@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ltr.cli import app
+from ltr.errors import LtrError
 from support.tiny_runs import write_tiny_data
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,29 @@ def test_quiet_train_prints_exactly_the_run_directory(root: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{the_run(root)}\n"  # run=$(ltr train ... --quiet)
     assert result.stderr == ""
+
+
+def test_quiet_train_names_its_run_directory_also_when_the_run_fails(root: Path) -> None:
+    diverging = ["loss.name=mse", "training.learning_rate=1e30", "training.grad_clip=null"]
+    sets = [arg for item in diverging for arg in ("--set", item)]
+    result = CliRunner().invoke(app, [*train_args(root), *sets, "--quiet"])
+
+    assert isinstance(result.exception, LtrError)  # `ltr` prints it as `error: ...`, exits 1
+    assert str(result.exception).startswith("training diverged")
+    assert result.stdout == f"{the_run(root)}\n"  # printed when it was made, like mktemp
+
+
+def test_quiet_resume_prints_the_run_directory_it_was_given(root: Path) -> None:
+    first = CliRunner().invoke(app, [*train_args(root), "--quiet"])
+    assert first.exit_code == 0, first.output
+    run_dir = first.stdout.strip()
+
+    more = ["--set", "training.num_epochs=2", "--quiet"]
+    resumed = CliRunner().invoke(app, ["train", "--resume", run_dir, *more])
+
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout == f"{run_dir}\n"
+    assert json.loads((Path(run_dir) / "metrics.json").read_text())["epochs"] == 2
 
 
 def test_a_closed_output_pipe_stops_the_printing_not_the_training(root: Path) -> None:
