@@ -77,7 +77,22 @@ Normalization = Literal[
 
 
 class _NamedFieldError(ValueError):
-    """A validator's error whose message starts with the dotted field it is about."""
+    """A validator's error about a dotted ``field`` deeper than pydantic's location.
+
+    ``key`` is the dotted key that wrote the offending value, when it is not ``field`` itself:
+    ``'terms' is not a parameter of lambdarank`` is about ``loss.params`` but was written as
+    ``loss.params.terms``, which is the ``--set`` to blame.
+    """
+
+    def __init__(self, field: str, problem: str, *, key: str | None = None) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem, self.key = field, problem, key or field
+
+    @classmethod
+    def from_config_error(cls, error: ConfigError) -> _NamedFieldError:
+        """A scorer's own ``ConfigError`` (``model.members: ...``), which names its field."""
+        field, _, problem = str(error).partition(": ")
+        return cls(field, problem)
 
 
 class _Strict(BaseModel):
@@ -136,7 +151,7 @@ class ModelConfig(BaseModel):
     def _params_fit_the_scorer(self) -> ModelConfig:
         from ltr.models import MODELS
 
-        _check_params(self.name, MODELS[self.name], self.params, skip=("n_features",))
+        _check_params("model", self.name, MODELS[self.name], self.params, skip=("n_features",))
         _probe_model(MODELS[self.name], self.params)
         return self
 
@@ -156,7 +171,8 @@ class LossConfig(_Strict):
 
         if "name" in info.data:  # else the name itself failed and is reported
             name = info.data["name"]
-            _check_params(name, LOSSES[name], params, skip=("scores", "labels", "mask"))
+            skip = ("scores", "labels", "mask")
+            _check_params("loss.params", name, LOSSES[name], params, skip=skip)
             _probe_loss(LOSSES[name], params)
         return params
 
@@ -401,40 +417,40 @@ def load_config(
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as error:
-        field, problem = _first_problem(error)
+        named = _first_problem(error)
     except ConfigError as error:  # raised by a validator that knows the field (model., loss.)
-        field, _, problem = str(error).partition(": ")
+        named = _NamedFieldError.from_config_error(error)
     options = {"model.name": ("--model", model), "loss.name": ("--loss", loss)}
-    raise ConfigError(_blamed(field, problem, source, overrides, options)) from None
+    raise ConfigError(_blamed(named, source, overrides, options)) from None
 
 
-def _first_problem(error: ValidationError) -> tuple[str, str]:
-    """The dotted field and the problem of pydantic's first error, in ltr's wording."""
+def _first_problem(error: ValidationError) -> _NamedFieldError:
+    """Pydantic's first error as the field it is about and the problem, in ltr's wording."""
     first = error.errors()[0]
     cause = first.get("ctx", {}).get("error")
     if isinstance(cause, _NamedFieldError):  # names a parameter, deeper than pydantic's loc
-        field, _, problem = str(cause).partition(": ")
-        return field, problem
+        return cause
     field = ".".join(str(part) for part in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
-        return field, _unknown_field(first["loc"])
-    return field, pydantic_problem(first)
+        return _NamedFieldError(field, _unknown_field(first["loc"]))
+    return _NamedFieldError(field, pydantic_problem(first))
 
 
 def _blamed(
-    field: str,
-    problem: str,
+    error: _NamedFieldError,
     source: str,
     overrides: Sequence[str],
     options: Mapping[str, tuple[str, str | None]],
 ) -> str:
-    """The message naming where the bad value came from: the last ``--set`` that wrote the field
-    (or a section above it), else ``--model`` / ``--loss`` for the name they set, else the file."""
+    """The message naming where the bad value came from: the last ``--set`` that wrote the
+    offending key (or a section above it), else ``--model`` / ``--loss`` for the name they set,
+    else the file."""
+    field, problem = error.field, error.problem
     for item in reversed(overrides):
         key, _, text = item.partition("=")
         key = key.strip()
-        if field == key or field.startswith(f"{key}."):
-            where = f"--set {item}" if field == key else f"--set {item}: {field}"
+        if error.key == key or error.key.startswith(f"{key}."):
+            where = f"--set {item}" if key in (field, error.key) else f"--set {item}: {field}"
             hint = ""
             if "list" in problem and "," in text and not text.strip().startswith(("[", "{")):
                 hint = f"; write --set '{key}=[{text.strip()}]'"  # YAML reads 64,32 as a string
@@ -567,12 +583,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _check_params(
-    owner: str, fn: Callable[..., Any], params: Mapping[str, Any], *, skip: tuple[str, ...]
+    field: str,
+    owner: str,
+    fn: Callable[..., Any],
+    params: Mapping[str, Any],
+    *,
+    skip: tuple[str, ...],
 ) -> None:
+    """Refuse a key of ``params`` (the section ``field``) that ``fn`` does not take."""
     valid = [name for name in inspect.signature(fn).parameters if name not in skip]
     for key in params:
         if key not in valid:
-            raise ValueError(f"{key!r} is not a parameter of {owner}; valid: {', '.join(valid)}")
+            problem = f"{key!r} is not a parameter of {owner}; valid: {', '.join(valid)}"
+            raise _NamedFieldError(field, problem, key=f"{field}.{key}")
 
 
 def _probe_loss(fn: Callable[..., Any], params: Mapping[str, Any]) -> None:
@@ -587,11 +610,11 @@ def _probe_loss(fn: Callable[..., Any], params: Mapping[str, Any]) -> None:
                 fn(*batch, **{key: value})
             except TypeError as error:  # e.g. a string where a number belongs
                 raise _NamedFieldError(
-                    f"loss.params.{key}: has a value of the wrong type ({value!r}): {error}"
+                    f"loss.params.{key}", f"has a value of the wrong type ({value!r}): {error}"
                 ) from None
             except ValueError as error:  # the loss's own check: "sigma must be greater than 0"
                 problem = str(error).removeprefix(f"{key} ")
-                raise _NamedFieldError(f"loss.params.{key}: {problem}") from None
+                raise _NamedFieldError(f"loss.params.{key}", problem) from None
         fn(*batch, **params)
 
 
@@ -604,22 +627,24 @@ def _probe_model(cls: Callable[..., Any], params: Mapping[str, Any]) -> None:
     needed = [k for k, p in signature.items() if p.default is inspect.Parameter.empty]
     missing = next((key for key in needed[1:] if key not in params), None)  # [0]: n_features
     if missing is not None:
-        raise _NamedFieldError(f"model.{missing}: required by this scorer")
+        raise _NamedFieldError(f"model.{missing}", "required by this scorer")
     required = {key: params[key] for key in needed[1:]}  # an ensemble's members: every probe
     with torch.random.fork_rng(devices=[]):  # building draws initial weights
         for key, value in params.items():  # one at a time, so the message names the key
             try:
                 cls(_PROBE_FEATURES, **{**required, key: value})
             except ConfigError as error:  # the scorer's own check names its field
-                raise _NamedFieldError(str(error)) from None
+                raise _NamedFieldError.from_config_error(error) from None
             except (TypeError, ValueError) as error:  # e.g. a string where a number belongs
-                raise _NamedFieldError(f"model.{key}: invalid value {value!r}: {error}") from None
+                raise _NamedFieldError(
+                    f"model.{key}", f"invalid value {value!r}: {error}"
+                ) from None
         try:
             cls(_PROBE_FEATURES, **params)
         except ConfigError as error:  # a combination, e.g. n_heads that do not divide d_model
-            raise _NamedFieldError(str(error)) from None
+            raise _NamedFieldError.from_config_error(error) from None
         except (TypeError, ValueError) as error:
-            raise _NamedFieldError(f"model: {error}") from None
+            raise _NamedFieldError("model", str(error)) from None
 
 
 def _defaults(fn: Callable[..., Any], *, skip: tuple[str, ...]) -> dict[str, Any]:

@@ -74,9 +74,11 @@ def reference(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return run_dir
 
 
-def stop_train(moment: str, signal_name: str, items: list[str]) -> subprocess.CompletedProcess[str]:
+def stop_train(
+    moment: str, signal_name: str, items: list[str], *options: str
+) -> subprocess.CompletedProcess[str]:
     sets = [arg for item in items for arg in ("--set", item)]
-    return run_stopped(moment, signal_name, ["train", "--config", DEFAULT_CONFIG, *sets])
+    return run_stopped(moment, signal_name, ["train", "--config", DEFAULT_CONFIG, *sets, *options])
 
 
 def run_stopped(moment: str, signal_name: str, args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -183,16 +185,16 @@ def test_signal_mid_epoch_ends_with_one_line_and_the_run_resumes_to_the_same_wei
 
 
 @pytest.mark.parametrize(
-    ("moment", "more"),
-    [
-        ("tensorboard", ["tracking.tensorboard=true"]),  # the run directory was just made
-        ("loss:2", []),  # in the first epoch
+    ("moment", "more", "options", "shown"),
+    [  # the run directory is on stdout from the moment it exists, --quiet or not
+        ("tensorboard", ["tracking.tensorboard=true"], ["--quiet"], "{}\n"),  # just made
+        ("loss:2", [], [], "Run directory: {}\n"),  # in the first epoch
     ],
 )
 def test_stop_before_the_first_checkpoint_names_the_run_directory_to_delete(
-    moment: str, more: list[str], data_root: Path, tmp_path: Path
+    moment: str, more: list[str], options: list[str], shown: str, data_root: Path, tmp_path: Path
 ) -> None:
-    result = stop_train(moment, "SIGINT", overrides(data_root, tmp_path, *more))
+    result = stop_train(moment, "SIGINT", overrides(data_root, tmp_path, *more), *options)
 
     assert result.returncode == 130, result.stderr
     run_dir = only_run(tmp_path)
@@ -200,6 +202,7 @@ def test_stop_before_the_first_checkpoint_names_the_run_directory_to_delete(
         f"interrupted by SIGINT; {run_dir} holds no checkpoint (stopped before its first epoch "
         "ended); nothing to resume: delete it"
     )
+    assert result.stdout == shown.format(run_dir)
 
 
 @pytest.mark.parametrize("file_name", ["best.pt", "last.pt"])
@@ -289,7 +292,7 @@ def test_stop_during_cv_names_the_cvs_resume_command_and_it_finishes_the_cv(
         write_tiny_data(folds / f"Fold{number}", seed=number)
     items = [item for item in overrides(folds, tmp_path / "runs") if not item.startswith("data.")]
     sets = [arg for item in items for arg in ("--set", item)]
-    args = ["cv", "--config", DEFAULT_CONFIG, "--folds", str(folds), *sets]
+    args = ["cv", "--config", DEFAULT_CONFIG, "--folds", str(folds), *sets, "--quiet"]
     result = run_stopped(f"loss:{3 * BATCHES_PER_EPOCH + 2}", "SIGINT", args)  # Fold2, epoch 1
 
     assert result.returncode == 130, result.stderr
@@ -298,6 +301,7 @@ def test_stop_during_cv_names_the_cvs_resume_command_and_it_finishes_the_cv(
         f"interrupted by SIGINT; stopped in Fold2, 1 of 2 folds done; "
         f"continue with: ltr cv --resume {cv_dir}"
     )
+    assert result.stdout == f"{cv_dir.resolve()}\n"  # cv=$(ltr cv ... --quiet) has it
 
     done = resume_cv(cv_dir, quiet=True)
     assert done is not None and all(fold.test is not None for fold in done.folds)

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ltr.cli import app
+from ltr.errors import LtrError
 from support.tiny_runs import write_tiny_data
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,12 +57,49 @@ def test_train_prints_its_result_on_stdout_and_the_epochs_on_stderr(root: Path) 
     assert "Epoch 1/1: loss=" in result.stderr and "Run directory" not in result.stderr
 
 
+def test_the_test_line_ends_with_an_early_stopping_metric_left_out_of_the_configured_ones(
+    root: Path,
+) -> None:
+    stopping = ["--set", "training.early_stopping_metric=ndcg@2"]  # not in evaluation.metrics
+    result = CliRunner().invoke(app, [*train_args(root), *stopping])
+
+    assert result.exit_code == 0, result.output
+    test = result.stdout.splitlines()[-1].removeprefix("Test (best epoch 1): ")
+    shown = dict(item.split("=") for item in test.split(", "))
+    assert list(shown) == ["ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map", "mrr", "ndcg@2"]
+    report = json.loads((the_run(root) / "metrics.json").read_text())
+    assert shown["ndcg@2"] == f"{report['test']['ndcg@2']:.4f}"
+
+
 def test_quiet_train_prints_exactly_the_run_directory(root: Path) -> None:
     result = CliRunner().invoke(app, [*train_args(root), "--quiet"])
 
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{the_run(root)}\n"  # run=$(ltr train ... --quiet)
     assert result.stderr == ""
+
+
+def test_quiet_train_names_its_run_directory_also_when_the_run_fails(root: Path) -> None:
+    diverging = ["loss.name=mse", "training.learning_rate=1e30", "training.grad_clip=null"]
+    sets = [arg for item in diverging for arg in ("--set", item)]
+    result = CliRunner().invoke(app, [*train_args(root), *sets, "--quiet"])
+
+    assert isinstance(result.exception, LtrError)  # `ltr` prints it as `error: ...`, exits 1
+    assert str(result.exception).startswith("training diverged")
+    assert result.stdout == f"{the_run(root)}\n"  # printed when it was made, like mktemp
+
+
+def test_quiet_resume_prints_the_run_directory_it_was_given(root: Path) -> None:
+    first = CliRunner().invoke(app, [*train_args(root), "--quiet"])
+    assert first.exit_code == 0, first.output
+    run_dir = first.stdout.strip()
+
+    more = ["--set", "training.num_epochs=2", "--quiet"]
+    resumed = CliRunner().invoke(app, ["train", "--resume", run_dir, *more])
+
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout == f"{run_dir}\n"
+    assert json.loads((Path(run_dir) / "metrics.json").read_text())["epochs"] == 2
 
 
 def test_a_closed_output_pipe_stops_the_printing_not_the_training(root: Path) -> None:

@@ -427,9 +427,10 @@ def _help_in_process(*command: str, columns: int = 200) -> str:
 def test_train_help_names_the_scorers_it_trains_and_what_quiet_hides() -> None:
     text = _help_in_process("train")
     assert "Scorer: linear, mlp, transformer (ensembles: ltr ensemble)" in text
-    assert "Print only the run directory (stdout), warnings and errors: no epoch or test" in (
-        " ".join(text.replace("│", " ").split())
-    )
+    assert (
+        "Print only the run directory (stdout, as soon as it exists, so also for a run that "
+        "fails or is stopped), warnings and errors: no epoch or test"
+    ) in (" ".join(text.replace("│", " ").split()))
 
 
 def test_train_help_lists_the_registered_losses_and_how_to_write_a_set() -> None:

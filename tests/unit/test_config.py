@@ -227,7 +227,11 @@ def test_naming_the_configured_scorer_or_loss_changes_nothing(config_file: Path)
 @pytest.mark.parametrize(
     ("overrides", "switch", "message"),
     [  # an explicit --set is checked against the new scorer; unknown names are reported
-        (["model.hidden_dims=[8]"], {"model": "transformer"}, r"exp\.yaml: model: 'hidden_dims'"),
+        (
+            ["model.hidden_dims=[8]"],
+            {"model": "transformer"},
+            r"^--set model\.hidden_dims=\[8\]: 'hidden_dims' is not a parameter of transformer",
+        ),
         ([], {"model": "gbdt"}, r"^--model: 'gbdt' is not one of linear, mlp,"),
         (["model.d_model=abc"], {"model": "transformer"}, r"^--set model\.d_model=abc: "),
         (["model.d_model=6"], {"model": "transformer"}, r"exp\.yaml: model\.n_heads: must"),
@@ -296,6 +300,50 @@ def test_an_error_from_the_command_line_names_the_option_not_the_file(
     with pytest.raises(ConfigError) as error:
         load_config(config_file, overrides, **switch)
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["loss.params.terms=relevant"],
+            "--set loss.params.terms=relevant: 'terms' is not a parameter of lambdarank; "
+            "valid: sigma, k, reduction",
+        ),
+        (
+            ["model.n_heds=2", "training.seed=1"],
+            "--set model.n_heds=2: 'n_heds' is not a parameter of mlp; "
+            "valid: hidden_dims, dropout, activation, norm, piecewise_bins, list_ranks",
+        ),
+        (  # the whole section from the command line
+            ["loss.params={terms: 1}"],
+            "--set loss.params={terms: 1}: 'terms' is not a parameter of lambdarank; "
+            "valid: sigma, k, reduction",
+        ),
+        (  # a section above it: the --set is named, and so is the section inside it
+            ["loss={name: lambdarank, params: {terms: 1}}"],
+            "--set loss={name: lambdarank, params: {terms: 1}}: loss.params: 'terms' is not a "
+            "parameter of lambdarank; valid: sigma, k, reduction",
+        ),
+    ],
+)
+def test_an_unknown_parameter_from_the_command_line_names_its_set(
+    config_file: Path, overrides: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(config_file, overrides)
+    assert str(error.value) == message
+
+
+def test_an_unknown_parameter_from_the_file_names_the_file(config_file: Path) -> None:
+    # the unknown parameter is in the file; the --set's write other keys of the same sections
+    config_file.write_text(config_file.read_text().replace("sigma", "terms"))
+    with pytest.raises(ConfigError) as error:
+        load_config(config_file, ["loss.params.k=3", "model.dropout=0.1"])
+    assert str(error.value) == (
+        f"{config_file}: loss.params: 'terms' is not a parameter of lambdarank; "
+        "valid: sigma, k, reduction"
+    )
 
 
 def test_an_error_in_the_file_still_names_the_file(tmp_path: Path) -> None:

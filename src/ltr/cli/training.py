@@ -95,8 +95,9 @@ def train(
         bool,
         typer.Option(
             "--quiet",
-            help="Print only the run directory (stdout), warnings and errors: no epoch or test "
-            "lines; run=$(ltr train ... --quiet).",
+            help="Print only the run directory (stdout, as soon as it exists, so also for a "
+            "run that fails or is stopped), warnings and errors: no epoch or test lines; "
+            "run=$(ltr train ... --quiet).",
         ),
     ] = False,
 ) -> None:
@@ -119,9 +120,10 @@ def train(
     else:  # --model / --loss switch the file's scorer / loss, keeping what the new one takes
         experiment = load_config(config, sets, model=model, loss=loss)
     dist = Distributed.from_env()  # under torchrun, one process of a DDP job
-    run_dir = run_experiment(experiment, resume=resume, quiet=quiet, dist=dist)
-    if quiet and dist.is_main:  # the result alone, for run=$(ltr train ... --quiet)
-        print_path(run_dir)
+    # quiet: the run directory alone, for run=$(ltr train ... --quiet), the moment it exists
+    run_experiment(
+        experiment, resume=resume, quiet=quiet, dist=dist, on_run_dir=print_path if quiet else None
+    )
 
 
 def cv(
@@ -146,8 +148,9 @@ def cv(
         bool,
         typer.Option(
             "--quiet",
-            help="Print only the cv directory (stdout), warnings and errors: no fold lines or "
-            "table; cv=$(ltr cv ... --quiet).",
+            help="Print only the cv directory (stdout, as soon as it exists, so also for a cv "
+            "that fails or is stopped), warnings and errors: no fold lines or table; "
+            "cv=$(ltr cv ... --quiet).",
         ),
     ] = False,
 ) -> None:
@@ -157,6 +160,8 @@ def cv(
 
     sets = _device_sets(device)
     _check_model(model)
+    dist = Distributed.from_env()
+    announce = print_path if quiet else None  # cv=$(ltr cv ... --quiet), the moment it exists
     if resume is not None:  # folds already done cannot change, so no option may
         _refuse_beside_resume(
             "a cv with the config in its cv.json",
@@ -168,19 +173,15 @@ def cv(
                 ("--set", overrides),
             ],
         )
-        result = resume_cv(resume, sets, quiet=quiet, dist=Distributed.from_env())
+        result = resume_cv(resume, sets, quiet=quiet, dist=dist, on_cv_dir=announce)
     elif config is None or folds is None:
         raise ConfigError(
             "give --config FILE and --folds DIR (a folder of Fold1..FoldK) or --resume CV_DIR"
         )
     else:
         experiment = load_cv_config(config, [*(overrides or []), *sets], model=model, loss=loss)
-        result = run_cv(experiment, folds, quiet=quiet, dist=Distributed.from_env())
-    if result is None:  # a torchrun process other than rank 0
-        return
-    if quiet:
-        print_path(result.cv_dir)
-    else:
+        result = run_cv(experiment, folds, quiet=quiet, dist=dist, on_cv_dir=announce)
+    if result is not None and not quiet:  # None: a torchrun process other than rank 0
         print_table(cv_table(result))
 
 

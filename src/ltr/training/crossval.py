@@ -34,7 +34,7 @@ import logging
 import re
 import shlex
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,10 +163,13 @@ def run_cv(
     *,
     quiet: bool = False,
     dist: Distributed | None = None,
+    on_cv_dir: Callable[[Path], None] | None = None,
 ) -> CvResult | None:
     """Train ``config`` on every fold of ``folds_dir``; write and return the cv's summary.
 
-    ``config.data.root`` is replaced by each fold's folder; ``quiet``: no line per fold.
+    ``config.data.root`` is replaced by each fold's folder; ``quiet``: no line per fold;
+    ``on_cv_dir`` is called once, on rank 0, with the (absolute) cv directory as soon as it
+    exists, whether the cv then ends, fails or is stopped (``ltr cv --quiet`` prints it).
 
     Returns:
         The result, on rank 0; None on the other ranks of a distributed job.
@@ -197,6 +200,8 @@ def run_cv(
         )
         # the note covers the wait for the other ranks: rank 0's directory already exists
         with _note_cv_resume_on_interrupt(made.dir.resolve(), folds, dist):
+            if dist.is_main and on_cv_dir is not None:
+                on_cv_dir(made.dir.resolve())
             cv_dir = Path(dist.broadcast_object(str(made.dir.resolve())))
             with training_lock(cv_dir, rank=dist.rank):
                 stored = config.resolved()
@@ -212,12 +217,14 @@ def resume_cv(
     *,
     quiet: bool = False,
     dist: Distributed | None = None,
+    on_cv_dir: Callable[[Path], None] | None = None,
 ) -> CvResult | None:
     """Continue the cv of ``cv_dir`` (its ``cv.json``): done folds are kept, an interrupted
     fold resumes from its ``last.pt``, folds not started train.
 
     ``overrides``: ``--set`` items for the folds still to train: ``training.device`` or
     ``training.num_threads`` (every fold keeps the rest of the config of the folds done).
+    ``on_cv_dir``: as for :func:`run_cv`, called once the cv is locked for this process.
 
     Raises:
         ConfigError: an override of a field a resumed run may not change, or a fold whose
@@ -236,6 +243,8 @@ def resume_cv(
     state = read_cv_json(cv_dir)
     dist = dist or Distributed()
     with training_lock(cv_dir, rank=dist.rank):  # refused at once, before any check
+        if dist.is_main and on_cv_dir is not None:
+            on_cv_dir(cv_dir)
         return _resume_cv(cv_dir, state, overrides, quiet=quiet, dist=dist)
 
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,7 @@ from ltr.training.distributed import (
     process_group,
     shard_loader,
 )
-from ltr.training.trainer import Loaders, TrainResult, score_data, train
+from ltr.training.trainer import Loaders, TrainResult, score_data, train, validation_metrics
 
 __all__ = [
     "DataPaths",
@@ -153,6 +153,7 @@ def run_experiment(
     dist: Distributed | None = None,
     trackers: Sequence[Tracker] = (),
     mlflow_tags: Mapping[str, str] | None = None,
+    on_run_dir: Callable[[Path], None] | None = None,
 ) -> Path:
     """Train one experiment and test its best epoch; returns the run directory.
 
@@ -162,12 +163,16 @@ def run_experiment(
             equal the run's own except for :data:`RESUMABLE_CHANGES` (e.g. more epochs). A run
             stopped after its last epoch but before ``metrics.json`` is only tested.
         quiet: print nothing (tests); ranks other than 0 never print. Else the run directory
-            and the test line go to stdout (the result), the rest to stderr (progress).
+            (as soon as it exists) and the test line go to stdout (the result), the rest to
+            stderr (progress).
         dist: this process's place in a torchrun job (:meth:`Distributed.from_env`); None for
             one process. The process group is joined here and left on return or error.
         trackers: more trackers for the run, after TensorBoard and MLflow (``ltr tune``'s
             pruning reporter).
         mlflow_tags: extra tags of the MLflow run (``mlflow.parentRunId`` nests it).
+        on_run_dir: called once, on rank 0, with the run directory as soon as it exists (a
+            resumed one: once it is locked), whether the run then ends, fails or is stopped
+            (``ltr train --quiet`` prints it, as ``mktemp`` does).
 
     Returns:
         The run directory (the same on every rank).
@@ -194,6 +199,7 @@ def run_experiment(
             device=device,
             trackers=trackers,
             mlflow_tags=mlflow_tags,
+            on_run_dir=on_run_dir,
         )
 
 
@@ -206,10 +212,17 @@ def _run(
     device: torch.device,
     trackers: Sequence[Tracker] = (),
     mlflow_tags: Mapping[str, str] | None = None,
+    on_run_dir: Callable[[Path], None] | None = None,
 ) -> Path:
     """:func:`run_experiment` inside the process group: prepare, open the run, train, test."""
     console = Console(stderr=True, quiet=quiet, soft_wrap=True, markup=False)  # progress
     results = Console(quiet=quiet, soft_wrap=True, markup=False)  # the run dir, the test line
+
+    def announce(run_dir: Path) -> None:
+        results.print(f"Run directory: {run_dir}", highlight=False)
+        if on_run_dir is not None:
+            on_run_dir(run_dir)
+
     config = config.model_copy(update={"data": config.data.absolute()})  # what config.yaml holds
     if config.training.num_threads is not None:
         torch.set_num_threads(config.training.num_threads)
@@ -221,10 +234,9 @@ def _run(
     model, loss_fn, loader = _build_training(config, train_data, dist)
     note = _ResumeNote(config.training.num_epochs, config.tracking.mlflow, writer=dist.is_main)
     with note, contextlib.ExitStack() as held:
-        run = note.run = _start_run(config, resume, dist, note, held)
+        run = note.run = _start_run(config, resume, dist, note, held, announce)
         with run:
             _open_run(run, config, normalizer, trackers, mlflow_tags)
-            results.print(f"Run directory: {run.dir}", highlight=False)
             meta = {
                 "config": config.resolved(),
                 "normalizer": normalizer.to_dict(),
@@ -363,7 +375,9 @@ def _test_and_finish(
     if splits.test is not None:
         test_data = normalizer.transform_data(splits.test)
         scores = score_data(model, test_data, batch_size=config.training.batch_size, device=device)
-        report["test"], per_query = report_test_metrics(test_data, scores, config.evaluation)
+        report["test"], per_query = report_test_metrics(
+            test_data, scores, config.evaluation, config.training
+        )
         report["test_queries"] = test_data.n_queries
         run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
         shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
@@ -392,18 +406,23 @@ def _start_run(
     dist: Distributed,
     note: _ResumeNote,
     held: contextlib.ExitStack,
+    announce: Callable[[Path], None],
 ) -> Run:
-    """The run directory, new or reopened, named to ``note`` as soon as it exists; a new one
-    is locked in ``held`` (:func:`training_lock`) as soon as it exists."""
+    """The run directory, new or reopened, named to ``note`` and (on rank 0) to ``announce`` as
+    soon as it exists, before the trackers start; a new one is locked in ``held``
+    (:func:`training_lock`) as soon as it exists."""
     if resume is not None:
         note.run_dir = resume
+        if dist.is_main:
+            announce(resume)
         return Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
     check_mlflow(config, rank=dist.rank)  # a bad store fails before the run dir exists
     made = None
     if dist.is_main:
-        with deferred_interrupts():  # a directory made is a directory the note names
+        with deferred_interrupts():  # a directory made is a directory the note and user know
             made = note.run_dir = Run.make_dir(config.tracking.output_dir, config.experiment.name)
             held.enter_context(training_lock(made))
+            announce(made)
     note.run_dir = Path(dist.broadcast_object(str(made)))  # rank 0 named and created it
     return Run(note.run_dir, rank=dist.rank, tensorboard=config.tracking.tensorboard)
 
@@ -456,15 +475,17 @@ class _ResumeNote:
 
 
 def report_test_metrics(
-    data: LetorData, scores: np.ndarray, evaluation: EvaluationConfig
+    data: LetorData, scores: np.ndarray, evaluation: EvaluationConfig, training: TrainingConfig
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Test metrics of ``scores``: means and per-query values, by metric name.
 
-    Holds :data:`TEST_METRICS` and ``evaluation.metrics`` under the configured conventions, plus
-    ``ndcg@10[no_relevant=<policy>]`` for each of :data:`NO_RELEVANT_POLICIES` and
-    :data:`LETOR_NDCG10` (the official LETOR 4.0 script's NDCG@10).
+    Holds :data:`TEST_METRICS`, ``evaluation.metrics`` and ``training.early_stopping_metric``
+    (the model was picked by it, so its test value belongs beside the validation one) under the
+    configured conventions, in that order, plus ``ndcg@10[no_relevant=<policy>]`` for each of
+    :data:`NO_RELEVANT_POLICIES` and :data:`LETOR_NDCG10` (the official LETOR 4.0 script's
+    NDCG@10).
     """
-    names = list(dict.fromkeys([*TEST_METRICS, *evaluation.metrics]))
+    names = list(dict.fromkeys([*TEST_METRICS, *validation_metrics(evaluation, training)]))
     result = evaluate_scores(
         data, scores, names, gain=evaluation.gain, no_relevant=evaluation.no_relevant
     )
