@@ -154,7 +154,7 @@ def conventions_from(
 
 def conventions_in_force(conventions: dict[str, Any]) -> dict[str, Any]:
     """Every convention the metrics use under ``conventions`` (a preset and explicit options),
-    flat as ``metrics.json["conventions"]``, for ``--json`` output."""
+    as one flat object, for ``--json`` output."""
     from ltr.metrics import conventions_in_force as resolve
 
     return resolve(**conventions)

@@ -187,7 +187,8 @@ def listmle_loss(
         Scalar tensor: mean over informative queries; 0.0 when there are none.
 
     Raises:
-        ConfigError: ``ties`` is neither ``"random"`` nor ``"first"``.
+        ConfigError: ``ties`` is neither ``"random"`` nor ``"first"``, or ``terms`` neither
+            ``"all"`` nor ``"relevant"``.
 
     >>> listmle_loss(torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]]),
     ...              torch.ones(1, 2, dtype=torch.bool))
