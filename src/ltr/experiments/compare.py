@@ -41,7 +41,7 @@ import json
 import math
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,8 @@ class RunRecord:
         per_query: ``[queries]`` test values by metric name (NaN: a skipped query).
         folds: empty for a run; for a cv directory (:func:`ltr.experiments.cv_record.load_cv`)
             its fold runs by fold name, whose test queries the fields above pool.
+        loss_details: the loss parameters that tell this run from the compared runs of the
+            same loss (``terms=relevant``), set by :func:`compare_runs`; shown in :attr:`loss`.
     """
 
     path: Path
@@ -105,6 +107,7 @@ class RunRecord:
     query_ids: NDArray[np.str_]
     per_query: dict[str, NDArray[np.float64]]
     folds: dict[str, RunRecord] = field(default_factory=dict)
+    loss_details: str = ""
 
     @property
     def model(self) -> str:
@@ -117,7 +120,8 @@ class RunRecord:
         if members:  # an ensemble's config.yaml holds its first member's loss only
             losses = dict.fromkeys(str(member.get("loss") or "?") for member in members)
             return "+".join(losses)
-        return str(self.config.get("loss", {}).get("name", "?"))
+        name = str(self.config.get("loss", {}).get("name", "?"))
+        return f"{name} ({self.loss_details})" if self.loss_details else name
 
     @property
     def test(self) -> dict[str, float]:
@@ -333,6 +337,7 @@ def compare_runs(
     if not 0 <= baseline < len(runs):
         raise ConfigError(f"baseline index must be in 0..{len(runs) - 1}; got {baseline}")
     names = list(dict.fromkeys([*metrics, metric]))
+    runs = _with_loss_details(runs)
     _check_kinds(runs)
     _check_metrics(runs, names)
     _check_no_relevant(runs)
@@ -373,6 +378,27 @@ def compare_runs(
         seed=seed,
         notes=file_notes + _convention_notes(runs) + _alone_note(runs),
     )
+
+
+def _with_loss_details(runs: Sequence[RunRecord]) -> list[RunRecord]:
+    """``runs``, each run of a loss whose compared runs differ in its parameters labelled with
+    its values of those (``listmle (terms=relevant)``): two rows never read alike."""
+    by_loss: dict[str, list[int]] = {}
+    for i, run in enumerate(runs):
+        if not run.report.get("members"):  # an ensemble is labelled by its members' losses
+            by_loss.setdefault(run.loss, []).append(i)
+    labelled = list(runs)
+    for indices in by_loss.values():
+        params = [dict(runs[i].config.get("loss", {}).get("params") or {}) for i in indices]
+        keys = sorted({key for p in params for key in p})
+        differing = [
+            key for key in keys if len({json.dumps(p.get(key), sort_keys=True) for p in params}) > 1
+        ]
+        for i, p in zip(indices, params, strict=True):
+            details = ", ".join(f"{key}={p[key]}" for key in differing if key in p)
+            if details:
+                labelled[i] = replace(runs[i], loss_details=details)
+    return labelled
 
 
 def _alone_note(runs: Sequence[RunRecord]) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from ltr.errors import ConfigError, DataNotFoundError
 from ltr.experiments.compare import RunRecord, compare_runs, load_run, scan_runs
@@ -300,6 +301,26 @@ def test_an_ensemble_shows_its_members_losses(
     (ensemble / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
 
     assert load_run(ensemble).loss == shown
+
+
+def test_runs_of_one_loss_show_the_parameters_that_tell_them_apart(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    # lambdarank, as if trained again with another sigma
+    variant = Path(shutil.copytree(runs[0].path, tmp_path / f"{runs[0].run_id}-sigma2"))
+    config = yaml.safe_load((variant / "config.yaml").read_text(encoding="utf-8"))
+    config["loss"]["params"]["sigma"] = 2.0
+    (variant / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+
+    comparison = compare_runs([runs[0], runs[1], load_run(variant)], n_resamples=200)
+
+    assert [run.loss for run in comparison.runs] == [
+        "lambdarank (sigma=1.0)",
+        "listnet",  # the only listnet run: nothing to tell apart
+        "lambdarank (sigma=2.0)",
+    ]
+    assert comparison.to_dict()["runs"][2]["loss"] == "lambdarank (sigma=2.0)"
+    assert runs[0].loss == "lambdarank"  # the caller's records are left as they were
 
 
 def test_comparison_as_json_is_strict_json(runs: list[RunRecord]) -> None:
