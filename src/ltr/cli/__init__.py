@@ -29,7 +29,7 @@ from ltr._signals import (
     stop_on_signals,
 )
 from ltr.cli import _help, data, evaluation, experiments, export, models, training, tune
-from ltr.cli._common import stdout
+from ltr.cli._common import secondary_torchrun_process, stdout
 from ltr.cli._pipes import survive_closed_pipes
 from ltr.cli._usage import Abort, ClickException, is_help_without_arguments, usage_line
 from ltr.cli._warnings import route_warnings
@@ -116,7 +116,8 @@ def main() -> None:
             raise
         if _state["debug"]:
             traceback.print_exception(stop)
-        sys.stderr.write(interrupted_line(stop) + "\n")
+        if not secondary_torchrun_process():  # rank 0 says what was kept, for the whole job
+            sys.stderr.write(interrupted_line(stop) + "\n")
         sys.exit(stop.exit_code)
     finally:  # the command has cleaned up; a signal while the interpreter exits ends it at once
         default_signals()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -202,6 +203,11 @@ def _nan_to_none(obj: Any) -> Any:
     if isinstance(obj, float) and math.isnan(obj):
         return None
     return obj
+
+
+def secondary_torchrun_process() -> bool:
+    """A torchrun process other than rank 0: it keeps quiet about what rank 0 says for all."""
+    return os.environ.get("RANK", "0") != "0"
 
 
 def warn(message: str) -> None:

@@ -9,11 +9,10 @@ the same message came again for every cv fold, tune trial and torchrun process.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from typing import TextIO
 
-from ltr.cli._common import warn
+from ltr.cli._common import secondary_torchrun_process, warn
 
 __all__ = ["route_warnings"]
 
@@ -39,7 +38,7 @@ def route_warnings() -> None:
     logger = logging.getLogger("ltr")
     logger.addHandler(_WarningLines())
     logger.propagate = False
-    if os.environ.get("RANK", "0") != "0":
+    if secondary_torchrun_process():
         logger.setLevel(logging.ERROR)
     show_as_python_does = warnings.showwarning
 
