@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ __all__ = [
     "Interrupted",
     "default_signals",
     "deferred_interrupts",
+    "exit_at_once_on_signal",
     "interrupted_line",
     "last_interruption",
     "raise_if_interrupted",
@@ -77,6 +79,22 @@ def default_signals() -> None:
     """SIGINT and SIGTERM end the process at once again (nothing is left to clean up)."""
     for number in SIGNALS:
         signal.signal(number, signal.SIG_DFL)
+
+
+def exit_at_once_on_signal(status: int) -> None:
+    """While the interpreter tears down after a command (atexit hooks, threads joining: a second
+    or two with MLflow), SIGINT or SIGTERM ends the process at once with ``status``, the
+    command's own: what it did is done and reported, so a stop now only cuts the teardown short
+    (a finished run must not look failed to a script or to Kubernetes)."""
+
+    def leave(signal_number: int, frame: FrameType | None) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # a closed pipe: nothing more to say
+                stream.flush()
+        os._exit(status)
+
+    for number in SIGNALS:
+        signal.signal(number, leave)
 
 
 def last_interruption() -> Interrupted | None:

@@ -262,6 +262,20 @@ def test_stop_during_the_mlflow_upload_waits_for_it_and_the_run_ends_finished(
     assert mlflow_files(uri, run_id) == set(RUN_ARTIFACTS)
 
 
+def test_a_stop_after_the_command_finished_keeps_its_exit_status(
+    data_root: Path, reference: Path, tmp_path: Path
+) -> None:
+    # the interpreter's teardown takes a second or two after the last line: a stop there used
+    # to kill the process (exit 130, no line), so a finished run looked failed to its caller
+    result = stop_train("exit", "SIGTERM", overrides(data_root, tmp_path / "runs"), "--quiet")
+
+    assert result.returncode == 0, result.stderr
+    run_dir = only_run(tmp_path / "runs")
+    assert result.stdout == f"{run_dir}\n"
+    assert (run_dir / "metrics.json").is_file()
+    assert_same_ending(run_dir, reference)
+
+
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_interrupted_predict_leaves_no_file_at_the_output(
     signal_name: str, data_root: Path, reference: Path, tmp_path: Path

@@ -11,7 +11,8 @@ installs runs exactly as for a user's Ctrl-C or a ``kill``; only the moment is c
 - ``tensorboard``: when a run starts its TensorBoard writer (just after its directory is made;
   importing tensorboard takes seconds, the likeliest moment for an early Ctrl-C);
 - ``test``: when the final test evaluation starts;
-- ``artifact:N``: just before the N-th file is uploaded to MLflow (a run's files go last).
+- ``artifact:N``: just before the N-th file is uploaded to MLflow (a run's files go last);
+- ``exit``: while the interpreter tears down after the command returned (an atexit hook).
 
 A suffix ``@R`` (``loss:5@1``) stops only the process of rank R in a torchrun job.
 SIGNAL is a name: SIGINT, SIGTERM, SIGKILL.
@@ -89,6 +90,10 @@ def main() -> None:
 
         upload = MLflowTracker.log_artifact
         MLflowTracker.log_artifact = after_calls(int(detail), number, upload)
+    elif kind == "exit":  # registered first, so it runs after the hooks ltr's libraries add
+        import atexit
+
+        atexit.register(stop, number)
     else:
         raise SystemExit(f"unknown moment {moment!r}")
     from ltr.cli import main as ltr_main

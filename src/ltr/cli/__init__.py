@@ -23,7 +23,7 @@ import typer
 from ltr import __version__
 from ltr._signals import (
     Interrupted,
-    default_signals,
+    exit_at_once_on_signal,
     interrupted_line,
     last_interruption,
     stop_on_signals,
@@ -119,5 +119,15 @@ def main() -> None:
         if not secondary_torchrun_process():  # rank 0 says what was kept, for the whole job
             sys.stderr.write(interrupted_line(stop) + "\n")
         sys.exit(stop.exit_code)
-    finally:  # the command has cleaned up; a signal while the interpreter exits ends it at once
-        default_signals()
+    finally:  # the command has cleaned up: a stop now only cuts the interpreter's teardown short
+        exit_at_once_on_signal(_exit_status(sys.exc_info()[1]))
+
+
+def _exit_status(leaving: BaseException | None) -> int:
+    """The status the process is exiting with: 0, a ``sys.exit`` code, or 1 for an error."""
+    if leaving is None:
+        return 0
+    if isinstance(leaving, SystemExit):
+        code = leaving.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 1
