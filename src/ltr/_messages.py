@@ -36,13 +36,18 @@ _BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 def closest_hint(word: str, choices: Iterable[str], *, prefix: str = "") -> str:
     """``"; did you mean <prefix><closest>?"`` or ``""`` when nothing is close."""
     choices = list(choices)
-    # 0.75, not difflib's 0.6: 'gpu' must not suggest 'cpu'; a prefix ('lin') or swapped
-    # letters ('mpl') are close enough
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.75) or [
-        choice
-        for choice in choices
-        if word and (choice.startswith(word) or sorted(choice) == sorted(word))
-    ]
+    # the same name but for case first ('fold1' for 'Fold1'); then 0.75, not difflib's 0.6:
+    # 'gpu' must not suggest 'cpu'; a prefix ('lin') or swapped letters ('mpl') are close enough
+    close = [choice for choice in choices if choice.casefold() == word.casefold()]
+    close = (
+        close
+        or difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
+        or [
+            choice
+            for choice in choices
+            if word and (choice.startswith(word) or sorted(choice) == sorted(word))
+        ]
+    )
     return f"; did you mean {prefix}{close[0]}?" if close else ""
 
 

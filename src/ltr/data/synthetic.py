@@ -37,6 +37,7 @@ import numpy as np
 
 from ltr._fs import atomic_write_json, atomic_write_text
 from ltr.data.dataset import subset_queries
+from ltr.data.layout import data_files_in
 from ltr.data.letor import LetorData, write_letor
 from ltr.errors import ConfigError
 
@@ -54,6 +55,8 @@ MIN_FEATURES = 7
 MIN_QUERIES = 4
 # global quantiles of the latent score where labels 1, 2, 3, 4 start
 _LABEL_QUANTILES = (0.62, 0.82, 0.93, 0.98)
+_SPLITS = ("train", "vali", "test")
+_WRITTEN_FILES = frozenset(f"{split}.txt" for split in _SPLITS)
 # make_synthetic arguments that write_synthetic passes through **params
 _EXTRA_PARAMETERS = frozenset(
     {"min_docs", "max_docs", "median_docs", "difficulty_std", "noise_std"}
@@ -262,7 +265,7 @@ def write_synthetic(
         f"{list(_LABEL_QUANTILES)}",
         "splits": {},
     }
-    for name, start, stop in zip(("train", "vali", "test"), bounds[:-1], bounds[1:], strict=True):
+    for name, start, stop in zip(_SPLITS, bounds[:-1], bounds[1:], strict=True):
         part = subset_queries(data, np.sort(order[start:stop]))
         paths[name] = out / f"{name}.txt"
         write_letor(paths[name], part)
@@ -276,9 +279,7 @@ def write_synthetic(
 
 def _refuse_other_data(out: Path, parameters: dict[str, Any]) -> None:
     """Only the same generator with the same parameters may write over an existing data set."""
-    held = sorted(
-        f"{name}.txt" for name in ("train", "vali", "test") if (out / f"{name}.txt").exists()
-    )
+    held = [path.name for path in data_files_in(out)]  # any file data.root would read
     info_file = out / "info.json"
     if not held and not info_file.exists():
         return
@@ -294,6 +295,10 @@ def _refuse_other_data(out: Path, parameters: dict[str, Any]) -> None:
         )
     except (OSError, ValueError, TypeError, KeyError):  # not written by write_synthetic
         same, holds = False, f"{', '.join(held) or 'info.json'}, not from ltr data synth"
+    # e.g. train.txt.gz beside our train.txt: a second training file, not ours
+    foreign = [name for name in held if name not in _WRITTEN_FILES]
+    if foreign:
+        same, holds = False, f"{', '.join(foreign)}, not from ltr data synth"
     if not same:
         raise ConfigError(
             f"{out} already holds data ({holds}); writing other data there would invalidate the "

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -51,6 +52,7 @@ import yaml
 from rich.console import Console
 
 from ltr._fs import file_sha256
+from ltr._messages import closest_hint
 from ltr._signals import deferred_interrupts
 from ltr.config import (
     DataConfig,
@@ -514,19 +516,9 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
     found: dict[str, Path | None] = {}
     root = cfg.root
     if root is not None and not root.is_dir():
-        if not resuming:
-            hint = (
-                f"create synthetic data with `ltr data synth --out {root}` or point data.root "
-                "at a LETOR fold"
-            )
-        elif root.is_absolute():
-            hint = "a resumed run reads the data it was trained on; restore that folder"
-        else:  # runs made before data paths were stored absolute
-            hint = (
-                f"a resumed run reads the data it was trained on, here relative to {Path.cwd()}; "
-                "resume from the folder the run was trained in"
-            )
-        raise DataNotFoundError(f"data.root {root} is not a folder; {hint}")
+        raise DataNotFoundError(
+            f"data.root {root} is not a folder; {_missing_root_hint(root, resuming)}"
+        )
     for split in ("train", "valid", "test"):
         explicit: Path | None = getattr(cfg, split)
         if explicit is not None:
@@ -544,6 +536,30 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
             f"{', '.join(FILE_NAMES['train'])}); create one with `ltr data synth --out {root}`"
         )
     return DataPaths(train=train_path, valid=found["valid"], test=found["test"])
+
+
+def _missing_root_hint(root: Path, resuming: bool) -> str:
+    """What to do about a ``data.root`` that is not a folder."""
+    if resuming:
+        if root.is_absolute():
+            return "a resumed run reads the data it was trained on; restore that folder"
+        # runs made before data paths were stored absolute
+        return (
+            f"a resumed run reads the data it was trained on, here relative to {Path.cwd()}; "
+            "resume from the folder the run was trained in"
+        )
+    try:
+        siblings = [path.name for path in root.parent.iterdir() if path.is_dir()]
+    except OSError:  # the parent is missing or unreadable: nothing to compare with
+        siblings = []
+    # a misspelt fold (fold1 for Fold1) must not be answered with "make data there"
+    similar = closest_hint(root.name, siblings, prefix=f"{root.parent}{os.sep}")
+    if similar:
+        return similar.removeprefix("; ")
+    return (
+        f"create synthetic data with `ltr data synth --out {root}` or point data.root at a "
+        "LETOR fold"
+    )
 
 
 def load_splits(

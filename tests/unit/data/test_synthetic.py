@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from ltr.data.dataset import pad_slates
+from ltr.data.layout import FILE_NAMES
 from ltr.data.letor import LetorData, read_letor
 from ltr.data.synthetic import (
     MIN_FEATURES,
@@ -171,6 +173,28 @@ def test_write_synthetic_rejects_splits_that_do_not_sum_to_one(tmp_path: Path) -
     with pytest.raises(ConfigError, match="summing to 1; got"):
         write_synthetic(tmp_path, splits=(0.5, 0.2, 0.2))
     assert not tmp_path.joinpath("train.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "name", [name for names in FILE_NAMES.values() for name in names if name != "train.txt"]
+)
+def test_write_synthetic_refuses_a_folder_holding_any_file_data_root_reads(
+    tmp_path: Path, name: str
+) -> None:
+    (tmp_path / name).write_bytes(b"")  # e.g. MQ2008's train.txt.gz: synth's train.txt would win
+    with pytest.raises(ConfigError, match=rf"already holds data \({re.escape(name)}, not from"):
+        write_synthetic(tmp_path, n_queries=20, n_features=MIN_FEATURES)
+    assert [path.name for path in tmp_path.iterdir()] == [name]
+
+
+def test_write_synthetic_over_its_own_data_refuses_a_foreign_file_beside_it(
+    tmp_path: Path,
+) -> None:
+    write_synthetic(tmp_path, n_queries=20, n_features=MIN_FEATURES)
+    write_synthetic(tmp_path, n_queries=20, n_features=MIN_FEATURES)  # same parameters: no-op
+    (tmp_path / "test.txt.gz").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"already holds data \(test\.txt\.gz, not from ltr"):
+        write_synthetic(tmp_path, n_queries=20, n_features=MIN_FEATURES)
 
 
 def test_negative_seed_is_a_config_error() -> None:

@@ -532,6 +532,19 @@ def test_explicit_paths_win_over_the_root_and_valid_txt_is_accepted(
     )
 
 
+@pytest.mark.parametrize(("existing", "given"), [("Fold1", "fold1"), ("MQ2008", "mq2008")])
+def test_misspelt_data_root_names_the_similar_folder_instead_of_suggesting_synth(
+    tmp_path: Path, existing: str, given: str
+) -> None:
+    (tmp_path / existing).mkdir()
+    config = make_config(tmp_path / given, tmp_path)
+    with pytest.raises(DataNotFoundError) as error:
+        experiment_module.resolve_data_paths(config.data)
+    assert str(error.value) == (
+        f"data.root {tmp_path / given} is not a folder; did you mean {tmp_path / existing}?"
+    )
+
+
 def test_missing_data_root_hints_at_the_synth_command(tmp_path: Path) -> None:
     config = make_config(tmp_path / "nowhere", tmp_path)
     with pytest.raises(DataNotFoundError, match=r"ltr data synth --out"):
