@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from ltr._messages import closest_hint, pydantic_problem
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -407,6 +407,8 @@ def load_config(
 
     Raises:
         ConfigError: ``<file>: <dotted.field>: <problem>`` for the first invalid field.
+        UsageError: ``--model: <problem>`` / ``--loss: <problem>`` for a name that is not a
+            scorer or loss.
     """
     source = str(path) if path is not None else "config"
     raw: dict[str, Any] = dict(base or {})
@@ -421,7 +423,7 @@ def load_config(
     except ConfigError as error:  # raised by a validator that knows the field (model., loss.)
         named = _NamedFieldError.from_config_error(error)
     options = {"model.name": ("--model", model), "loss.name": ("--loss", loss)}
-    raise ConfigError(_blamed(named, source, overrides, options)) from None
+    raise _blamed(named, source, overrides, options) from None
 
 
 def _first_problem(error: ValidationError) -> _NamedFieldError:
@@ -441,10 +443,10 @@ def _blamed(
     source: str,
     overrides: Sequence[str],
     options: Mapping[str, tuple[str, str | None]],
-) -> str:
-    """The message naming where the bad value came from: the last ``--set`` that wrote the
-    offending key (or a section above it), else ``--model`` / ``--loss`` for the name they set,
-    else the file."""
+) -> ConfigError:
+    """The error naming where the bad value came from: the last ``--set`` that wrote the
+    offending key (or a section above it), else ``--model`` / ``--loss`` for the name they set
+    (a choice not among the choices: bad usage), else the file."""
     field, problem = error.field, error.problem
     for item in reversed(overrides):
         key, _, text = item.partition("=")
@@ -454,11 +456,11 @@ def _blamed(
             hint = ""
             if "list" in problem and "," in text and not text.strip().startswith(("[", "{")):
                 hint = f"; write --set '{key}=[{text.strip()}]'"  # YAML reads 64,32 as a string
-            return f"{where}: {problem}{hint}"
+            return ConfigError(f"{where}: {problem}{hint}")
     option, value = options.get(field, ("", None))
     if value is not None:
-        return f"{option}: {problem}"
-    return f"{source}: {field}: {problem}"
+        return UsageError(f"{option}: {problem}")
+    return ConfigError(f"{source}: {field}: {problem}")
 
 
 def switch_components(

@@ -10,6 +10,7 @@ so generic handlers (``except ValueError``) keep working::
     ├── DataFormatError(LtrError, ValueError)      a data file breaks its format (file:line)
     ├── DataNotFoundError(LtrError, FileNotFoundError)
     ├── ConfigError(LtrError, ValueError)          a config or command-line value is invalid
+    │   └── UsageError(ConfigError)                an option's value is not among its choices
     ├── ExportError(LtrError, RuntimeError)        an ONNX export fails a check; nothing written
     ├── MissingExtraError(LtrError, ModuleNotFoundError)
     │                                              a package of an optional extra is not installed
@@ -53,6 +54,11 @@ class DataNotFoundError(LtrError, FileNotFoundError):
 
 class ConfigError(LtrError, ValueError):
     """A configuration value or command-line option is invalid; the message names the field."""
+
+
+class UsageError(ConfigError):
+    """An option's value is not among its choices (``--loss``, ``--metrics``): bad usage, so the
+    CLI exits with status 2, as for the choices click checks itself."""
 
 
 class ExportError(LtrError, RuntimeError):

@@ -82,6 +82,7 @@ __all__ = [
     "conventions_in_force",
     "dcg",
     "err",
+    "metric_order",
     "ndcg",
     "parse_metric_name",
     "per_query_metrics",
@@ -756,6 +757,18 @@ def parse_metric_name(name: str) -> tuple[str, int | None]:
             f"such as ndcg@10; got {name!r}"
         )
     return match.group(1), None if match.group(2) is None else int(match.group(2))
+
+
+def metric_order(name: str) -> tuple[str, int, str]:
+    """Sort key for report names: ``ndcg@1 < ndcg@3 < ndcg@10 < ndcg@10[...] < map < mrr``, by
+    metric (NDCG first, the headline), cutoff as a number, then variant.
+
+    >>> sorted(["map", "ndcg@10", "ndcg@3", "ndcg@1"], key=metric_order)
+    ['ndcg@1', 'ndcg@3', 'ndcg@10', 'map']
+    """
+    base, _, variant = name.partition("[")
+    metric, _, k = base.partition("@")
+    return ("" if metric == "ndcg" else metric, int(k) if k.isdigit() else 0, variant)
 
 
 def _resolve_conventions(preset: str | None, conventions: Mapping[str, Any]) -> dict[str, Any]:

@@ -246,6 +246,27 @@ def test_a_member_given_twice_is_refused(members: list[Path], tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_cv_directory_is_refused_naming_its_fold_runs(
+    members: list[Path], tmp_path: Path
+) -> None:
+    cv_dir = tmp_path / "exp-cv"  # the layout ltr cv writes, its fold runs copied from members
+    folds = []
+    for fold, run in (("Fold1", members[0]), ("Fold2", members[1])):
+        copy = shutil.copytree(run, cv_dir / fold / run.name)
+        folds.append({"name": fold, "data_root": "data", "run_dir": str(copy.resolve())})
+    folds.append({"name": "Fold3", "data_root": "data", "run_dir": None})  # not trained yet
+    cv_state = {"folds_dir": "data", "config": {}, "folds": folds}
+    (cv_dir / "cv.json").write_text(json.dumps(cv_state), encoding="utf-8")
+
+    with pytest.raises(ConfigError) as error:
+        build_ensemble([cv_dir, members[2]], output_dir=tmp_path, quiet=True)
+
+    assert str(error.value) == (
+        f"{cv_dir} is a cv directory; give its fold runs instead: "
+        f"{cv_dir}/Fold1/{members[0].name} {cv_dir}/Fold2/{members[1].name}"
+    )
+
+
 def interrupted_copy(run_dir: Path, where: Path, epochs_done: int) -> Path:
     """``run_dir`` as if stopped after ``epochs_done`` epochs: no metrics.json, a short history."""
     copy = shutil.copytree(run_dir, where / f"{run_dir.name}-stopped")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ltr.cli import app
 from ltr.config import load_config
-from ltr.errors import ConfigError
+from ltr.errors import BundleError, ConfigError
 from ltr.lifecycle.bundle import verify_bundle
 from ltr.training import run_experiment
 from support.tiny_runs import write_tiny_data
@@ -103,6 +103,23 @@ def test_benchmark_prints_markdown_on_request(run_dir: Path, tmp_path: Path) -> 
     assert lines[2] == "|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     assert lines[3].startswith("| 10 | 1 | ") and lines[3].endswith(" | identical |")
     assert len(lines) == 4
+
+
+def test_benchmark_checks_the_bundle_before_announcing_the_timing(tmp_path: Path) -> None:
+    missing = tmp_path / "nobundle"
+    result = CliRunner().invoke(app, ["benchmark-onnx", "--model", str(missing)])
+    assert isinstance(result.exception, BundleError)
+    assert str(result.exception) == f"bundle {missing} does not exist or is not a folder"
+    assert "timing" not in result.stderr
+
+
+def test_benchmark_of_a_run_directory_says_to_export_it_first(run_dir: Path) -> None:
+    result = CliRunner().invoke(app, ["benchmark-onnx", "--model", str(run_dir)])
+    assert isinstance(result.exception, BundleError)
+    assert str(result.exception) == (
+        f"{run_dir} is a run directory, not a bundle; export it first: "
+        f"ltr export --model {run_dir} --output BUNDLE_DIR"
+    )
 
 
 def test_benchmark_refuses_json_with_markdown() -> None:

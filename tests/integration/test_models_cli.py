@@ -124,6 +124,19 @@ def test_show_names_the_model_and_its_validation_and_rounds_metrics(
     assert "0.788156776741333" not in result.stdout  # full precision is --json's
 
 
+def test_show_orders_metrics_by_name_then_cutoff_as_a_number(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    test = {"map": 0.5, "ndcg@1": 0.1, "ndcg@10": 0.4, "ndcg@3": 0.2, "ndcg@5": 0.3}
+    metadata = {"version": "1.0.0", "n_features": N_FEATURES, "metrics": {"test": test}}
+    store.add(lambda out: write_bundle(out, {"model.onnx": linear_onnx([1.0] * 3)}, metadata))
+
+    result = CliRunner().invoke(app, ["models", "show", "1.0.0", "--store", str(store.root)])
+
+    assert result.exit_code == 0, result.output
+    rows = [line.split("│")[1].strip() for line in result.stdout.splitlines() if "│ 0." in line]
+    assert rows == ["ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "map"]
+
+
 def test_show_json_keeps_full_precision(promoted: ModelStore) -> None:
     args = ["models", "show", "2.0.0", "--store", str(promoted.root), "--json"]
     result = CliRunner().invoke(app, args)

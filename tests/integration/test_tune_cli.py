@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,23 @@ def test_interrupted_study_resumes_and_completes(data_root: Path, tmp_path: Path
     second = run_study(config, trials=3, quiet=True)
     assert second.n_complete == 3  # N is the study's total: 2 more, not 3
     assert [t.number for t in study_trials(tmp_path / "out")] == [0, 1, 2]
+
+
+def test_a_study_with_enough_trials_says_there_is_nothing_to_run(
+    finished_study: dict[str, Any], data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "out").mkdir()
+    shutil.copy(finished_study["out"] / "optuna.db", tmp_path / "out" / "optuna.db")  # 3 trials
+    config = load_config(base=raw_config(data_root, tmp_path / "out"))
+
+    result = run_study(config, trials=2)
+
+    assert result.n_complete == 3
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"Study 'tiny_tune' in sqlite:///{tmp_path}/out/optuna.db already has 3 finished trials "
+        "(>= --trials 2); nothing to run"
+    )
+    assert len(study_trials(tmp_path / "out")) == 3
 
 
 def test_best_config_names_the_data_by_absolute_path(

@@ -15,7 +15,7 @@ from ltr.config import (
     load_config,
     switch_components,
 )
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO_ROOT / "configs").rglob("*.yaml"))
@@ -242,6 +242,20 @@ def test_naming_the_configured_scorer_or_loss_changes_nothing(config_file: Path)
 def test_a_switch_still_validates(config_file: Path, overrides, switch, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(config_file, overrides, **switch)
+
+
+@pytest.mark.parametrize("switch", [{"model": "gbdt"}, {"loss": "softmax"}])
+def test_a_switch_to_a_name_not_among_the_choices_is_bad_usage(
+    config_file: Path, switch: dict[str, str]
+) -> None:
+    with pytest.raises(UsageError):  # the CLI exits 2, as for the choices click checks
+        load_config(config_file, **switch)
+
+
+def test_a_bad_name_written_with_set_stays_a_config_error(config_file: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(config_file, ["loss.name=nope"])
+    assert not isinstance(error.value, UsageError)
 
 
 @pytest.mark.parametrize(

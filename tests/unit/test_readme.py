@@ -84,6 +84,21 @@ def test_every_readme_command_line_parses(line: str) -> None:
     command.make_context("ltr", args)  # unknown option, bad choice or missing value: UsageError
 
 
+def test_readme_config_error_example_is_the_message_ltr_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ltr.config import load_config
+    from ltr.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    Path("exp.yaml").write_text(
+        "data: {root: .}\ntraining: {learning_rate: -1}\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config("exp.yaml")
+    assert f"`error: {error.value}`" in " ".join(README.split())
+
+
 def test_readme_synth_example_prints_what_the_readme_shows(tmp_path: Path) -> None:
     command = "ltr data synth --out quickstart/data --queries 600 --features 20 --seed 0"
     result = run_ltr(*shlex.split(command)[1:], cwd=tmp_path)

@@ -3,10 +3,10 @@
 Thin on purpose: each command is a few calls into ``ltr``'s modules, and each group of commands
 lives in its own module here (``data``, ``evaluation``, ``training``). Any :class:`LtrError`
 reaches the user as one ``error: ...`` line on stderr and exit status 1 (``--debug`` shows the
-traceback); bad usage (an unknown option, a bad choice) is one such line too, with exit
-status 2. A command's result (a run directory, a table) goes to stdout, progress and diagnostics
-to stderr; a reader that closes either pipe early (``| head``) stops the output, not the command
-(:mod:`ltr.cli._pipes`). Ctrl-C and SIGTERM end every command alike
+traceback); bad usage (an unknown option, a bad choice, a :class:`UsageError`) is one such line
+too, with exit status 2. A command's result (a run directory, a table) goes to stdout, progress
+and diagnostics to stderr; a reader that closes either pipe early (``| head``) stops the output,
+not the command (:mod:`ltr.cli._pipes`). Ctrl-C and SIGTERM end every command alike
 (:mod:`ltr._signals`): cleanup runs, one ``interrupted by SIGINT; ...`` line says what
 was kept, exit status 130 or 143.
 """
@@ -33,7 +33,7 @@ from ltr.cli._common import secondary_torchrun_process, stdout
 from ltr.cli._pipes import survive_closed_pipes
 from ltr.cli._usage import Abort, ClickException, is_help_without_arguments, usage_line
 from ltr.cli._warnings import route_warnings
-from ltr.errors import LtrError
+from ltr.errors import LtrError, UsageError
 
 _help.install()  # value words in --help: no <bool> on flags, no Python type names
 app = typer.Typer(
@@ -109,7 +109,7 @@ def main() -> None:
 
             record_for_torchrun(error)
         sys.stderr.write(f"error: {error}\n")
-        sys.exit(1)
+        sys.exit(2 if isinstance(error, UsageError) else 1)
     except (Interrupted, SystemExit):
         stop = last_interruption()  # typer reports an interruption as SystemExit(130)
         if stop is None:

@@ -16,7 +16,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, UsageError
 
 # soft_wrap: a long line (a path) reaches a pipe whole; no markup: [brackets] in text print as is
 stdout = Console(soft_wrap=True, markup=False)
@@ -135,13 +135,17 @@ def option_value(option: str | Enum) -> str:
 
 
 def metric_names(text: str) -> list[str]:
+    """The names of ``--metrics``, each checked; a bad one is bad usage, named as the option."""
     from ltr.metrics import parse_metric_name
 
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
-        raise ConfigError("--metrics: name at least one metric, e.g. ndcg@10,map")
+        raise UsageError("--metrics: name at least one metric, e.g. ndcg@10,map")
     for name in names:
-        parse_metric_name(name)  # fails early, with the list of valid names
+        try:
+            parse_metric_name(name)  # fails early, with the list of valid names
+        except ConfigError as error:
+            raise UsageError(f"--metrics: {error}") from None
     return names
 
 

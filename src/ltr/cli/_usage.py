@@ -6,6 +6,7 @@ naming the option, and bad usage keeps click's exit status 2 so scripts can tell
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -40,6 +41,10 @@ def usage_line(error: Any) -> str:
         if error.message.endswith("requires an argument."):
             return f"{error.option_name}: needs a value"
         return f"{error.option_name}: {_lowered(error.message)}"
+    if unknown := re.match(r"No such command '(.*?)'", error.format_message()):
+        commands = getattr(error.ctx.command, "commands", {}) if error.ctx is not None else {}
+        hint = closest_hint(unknown[1], commands)  # typer's own hint quotes and punctuates oddly
+        return f"{command}: no such command {unknown[1]!r}{hint or f'; see {command} --help'}"
     return f"{command}: {_lowered(error.format_message())}; see {command} --help"
 
 

@@ -132,9 +132,10 @@ def benchmark_onnx(
     fmt = OutputFormat.json if as_json else fmt
     sizes, thread_counts = _int_list(list_sizes, "--list-sizes"), _int_list(threads, "--threads")
     settings = len(sizes) * len(thread_counts)
-    # three engines per setting, each for about --seconds: say so, then one line per setting
-    progress(f"timing {settings} settings, about {3 * seconds * settings:.0f} s")
     done = iter(range(1, settings + 1))
+
+    def report_start() -> None:  # three engines per setting, each for about --seconds
+        progress(f"timing {settings} settings, about {3 * seconds * settings:.0f} s")
 
     def report_row(row: LatencyRow) -> None:
         progress(
@@ -149,6 +150,7 @@ def benchmark_onnx(
         checkpoint=checkpoint,
         seconds=seconds,
         on_row=report_row,
+        on_start=report_start,
     )
     if fmt is OutputFormat.json:
         print_json({"bundle": str(report.bundle), "rows": [row.to_dict() for row in report.rows]})

@@ -171,9 +171,11 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
     table.add_column("metric")
     for label, _ in columns:
         table.add_column(label, justify="right")
+    from ltr.metrics import metric_order
+
     names = dict.fromkeys([*test, *valid])
     # the configured conventions first; ndcg@10[preset=letor] and such name their own
-    for name in sorted(names, key=lambda name: "[" in name):
+    for name in sorted(names, key=lambda name: ("[" in name, metric_order(name))):
         cells = [group.get(name) for _, group in columns]
         table.add_row(Text(name), *("" if v is None else fmt(float(v)) for v in cells))
     print_table(table)

@@ -18,7 +18,7 @@ from ltr.cli._common import (
     print_table,
     stdout,
 )
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from ltr.training.crossval import CvResult
@@ -70,9 +70,9 @@ def _check_model(model: str | None) -> None:
     from ltr.cli._help import trainable_scorers
 
     if model == "ensemble":  # it averages trained runs; there is nothing to train
-        raise ConfigError("--model ensemble: build ensembles from trained runs with ltr ensemble")
+        raise UsageError("--model ensemble: build ensembles from trained runs with ltr ensemble")
     if model is not None and model not in trainable_scorers():
-        raise ConfigError(f"--model: {not_one_of(model, trainable_scorers())}")
+        raise UsageError(f"--model: {not_one_of(model, trainable_scorers())}")
 
 
 def _refuse_beside_resume(what: str, options: list[tuple[str, object]]) -> None:

@@ -160,10 +160,14 @@ def run_study(
     _check_fixed_config(study, fixed_config(config), storage)
     parent = _parent_run(study, created, config, storage)
     done = _count(study, FINISHED)
-    console.print(
-        f"Study {name!r} in {_safe_url(storage)}: {done} of {trials} trials finished",
-        highlight=False,
-    )
+    where = f"Study {name!r} in {_safe_url(storage)}"
+    if done >= trials:  # '5 of 3 trials finished' would read as a miscount
+        console.print(
+            f"{where} already has {done} finished trials (>= --trials {trials}); nothing to run",
+            highlight=False,
+        )
+    else:
+        console.print(f"{where}: {done} of {trials} trials finished", highlight=False)
     stopped: list[int] = []  # trials a stop ended, in this process
     explained: list[int] = []  # failed trials whose reason the per-trial line or the note gives
     error: BaseException | None = None

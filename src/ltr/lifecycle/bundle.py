@@ -292,6 +292,11 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if (directory / "config.yaml").is_file() or (directory / "checkpoints").is_dir():
+            raise BundleError(
+                f"{directory} is a run directory, not a bundle; export it first: "
+                f"ltr export --model {directory} --output BUNDLE_DIR"
+            ) from None
         raise BundleError(f"bundle {directory}: {METADATA_FILE} is missing") from None
     except (OSError, UnicodeDecodeError) as error:
         raise BundleError(f"bundle {directory}: {METADATA_FILE} cannot be read: {error}") from None

@@ -239,6 +239,7 @@ def benchmark_latency(
     seconds: float = 2.0,
     rounds: int = 7,
     on_row: Callable[[LatencyRow], None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> LatencyReport:
     """PyTorch eager vs ONNX Runtime on a bundle, per slate size and thread count.
 
@@ -249,6 +250,8 @@ def benchmark_latency(
         checkpoint: the PyTorch model to compare with; default: the bundle's source
             checkpoint (``metadata.json`` ``source.checkpoint``).
         seconds, rounds, on_row: as in :func:`measure_latency`.
+        on_start: called once the bundle is verified and the PyTorch model loaded, before the
+            first timing (a progress line then never precedes an error about the inputs).
 
     Raises:
         BundleError: the bundle fails verification.
@@ -260,6 +263,8 @@ def benchmark_latency(
 
     verified = read_bundle(Path(bundle))
     source = load_source(checkpoint or verified.metadata["source"]["checkpoint"])
+    if on_start is not None:
+        on_start()
     rows = measure_latency(
         verified.onnx_path,
         source.reference(),

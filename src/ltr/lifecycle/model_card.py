@@ -19,6 +19,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ltr.metrics import metric_order
+
 __all__ = ["render_model_card"]
 
 BUNDLE_FORMAT = "ltr.bundle"
@@ -200,7 +202,7 @@ def _metrics(
     note: str,
 ) -> str:
     lines = [f"## {title}", ""]
-    names = sorted({name for column in columns.values() for name in column}, key=_metric_order)
+    names = sorted({name for column in columns.values() for name in column}, key=metric_order)
     if not names:
         return "\n".join([*lines, "No metrics were recorded for this run."])
     lines += [*([note, ""] if note else []), "| metric | " + " | ".join(columns) + " |"]
@@ -373,13 +375,6 @@ def _gate(gate: Mapping[str, Any]) -> str:
 
 
 # -- formatting ---------------------------------------------------------------------------------
-
-
-def _metric_order(name: str) -> tuple[str, int, str]:
-    """``ndcg@1 < ndcg@3 < ndcg@10 < ndcg@10[...] < map < mrr``: by metric, cutoff, variant."""
-    base, _, variant = name.partition("[")
-    metric, _, k = base.partition("@")
-    return ("" if metric == "ndcg" else metric, int(k) if k.isdigit() else 0, variant)
 
 
 def _pairs(values: Mapping[str, Any]) -> str:

@@ -38,6 +38,7 @@ from ltr._fs import file_sha256
 from ltr.config import dotted_items, load_config
 from ltr.data.preprocessing import Normalizer
 from ltr.errors import ConfigError, LtrError, ShapeError
+from ltr.experiments.cv_record import is_cv_dir, read_cv_json
 from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_mlflow
 from ltr.experiments.tracking import Run
 from ltr.models import EnsembleScorer
@@ -70,15 +71,16 @@ def build_ensemble(
         The new run directory.
 
     Raises:
-        ConfigError: fewer than two members, a member whose run did not finish (no
-            ``metrics.json``), a member given twice, members trained on
-            different data settings or normalized differently, or bad weights.
+        ConfigError: fewer than two members, a cv directory (its fold runs are the members), a
+            member whose run did not finish (no ``metrics.json``), a member given twice, members
+            trained on different data settings or normalized differently, or bad weights.
         ShapeError: members built for different feature counts.
         DataNotFoundError, LtrError: a member that is not a readable run or checkpoint.
     """
     results = Console(quiet=quiet, soft_wrap=True, markup=False)  # stdout: what was built
     if len(members) < 2:
         raise ConfigError(f"an ensemble needs at least 2 members; got {len(members)}")
+    _refuse_cv_dirs(members)
     _refuse_unfinished(members)
     paths = [checkpoint_file(member) for member in members]
     seen: dict[Path, str | Path] = {}
@@ -174,6 +176,20 @@ def build_ensemble(
             shown = ", ".join(f"{k}={v:.4f}" for k, v in values.items() if "[" not in k)
             results.print(f"{part}: {shown}", highlight=False)
     return run.dir
+
+
+def _refuse_cv_dirs(members: Sequence[str | Path]) -> None:
+    """A cv directory holds one run per fold; those runs are what an ensemble averages."""
+    for member in members:
+        if not is_cv_dir(member):
+            continue
+        runs = [  # shown under the path as given: cv.json records them absolute
+            str(Path(member) / Path(fold["run_dir"]).parent.name / Path(fold["run_dir"]).name)
+            for fold in read_cv_json(member)["folds"]
+            if fold.get("run_dir")
+        ]
+        instead = " ".join(runs) if runs else f"the runs under {member}/Fold*/ once trained"
+        raise ConfigError(f"{member} is a cv directory; give its fold runs instead: {instead}")
 
 
 def _refuse_unfinished(members: Sequence[str | Path]) -> None:
