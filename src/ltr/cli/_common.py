@@ -157,20 +157,12 @@ def conventions_from(
     return {key: value.value for key, value in chosen.items() if value is not None}
 
 
-def conventions_in_force(conventions: dict[str, Any]) -> dict[str, Any]:
-    """Every convention the metrics use under ``conventions`` (a preset and explicit options),
-    as one flat object, for ``--json`` output."""
-    from ltr.metrics import conventions_in_force as resolve
-
-    return resolve(**conventions)
-
-
 def conventions_caption(conventions: dict[str, Any]) -> str:
     """The conventions in force, so a number is never read without them."""
-    from ltr.metrics import PRESETS
+    from ltr.metrics import PRESETS, conventions_in_force
 
     preset = conventions.get("preset")
-    resolved = conventions_in_force(conventions)
+    resolved = conventions_in_force(**conventions)
     # gain and no_relevant always; a preset names every convention it sets
     keys = dict.fromkeys(["gain", "no_relevant", *PRESETS.get(preset or "", {}), *conventions])
     keys.pop("preset", None)

@@ -18,7 +18,6 @@ from ltr.cli._common import (
     PresetOpt,
     conventions_caption,
     conventions_from,
-    conventions_in_force,
     fmt,
     metric_names,
     print_json,
@@ -27,6 +26,7 @@ from ltr.cli._common import (
     write_per_query,
 )
 from ltr.errors import ConfigError, ShapeError
+from ltr.metrics import conventions_in_force
 
 if TYPE_CHECKING:
     from ltr.data.runs import MatchedRun
@@ -78,7 +78,7 @@ def evaluate(
     if per_query is not None:
         write_per_query(per_query, result.query_ids, result.per_query)
     if as_json:
-        print_json({**result.means, "conventions": conventions_in_force(conventions)})
+        print_json({**result.means, "conventions": conventions_in_force(**conventions)})
         return
     table = Table(
         title=f"{data}: {judged.n_queries:,} queries",  # as given: two test.txt differ
@@ -156,7 +156,7 @@ def baselines(
         rows.update([ideal])
     if as_json:
         means = {label: evaluation.means for label, evaluation in rows.items()}
-        print_json({**means, "conventions": conventions_in_force(conventions)})
+        print_json({**means, "conventions": conventions_in_force(**conventions)})
         return
     table = Table(
         title=f"baselines on {test}",  # as given, as evaluate does: two test.txt differ
