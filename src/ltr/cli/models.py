@@ -6,7 +6,7 @@ import re
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -15,6 +15,9 @@ from rich.text import Text
 
 from ltr.cli._common import JsonOpt, print_json, print_table, stdout, warn
 from ltr.errors import BundleError, ConfigError, LtrError
+
+if TYPE_CHECKING:
+    from ltr.lifecycle.registry import ValidatedLookup  # imports at call time: fast startup
 
 app = typer.Typer(help="Inspect, verify and roll back the model store.", no_args_is_help=True)
 
@@ -38,10 +41,12 @@ class Stage(str, Enum):
 @app.command("list")
 def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) -> None:
     """List stored versions: live marker, registry name, created_at, source run, ndcg@10, size."""
+    from ltr.lifecycle.registry import ValidatedLookup
     from ltr.lifecycle.store import ModelStore
 
     model_store = ModelStore(store)
     current = _current_or_warn(model_store)
+    lookup = ValidatedLookup()  # one read of each validated folder for the whole listing
     rows: list[dict[str, Any]] = []
     for version in model_store.versions():
         try:
@@ -50,7 +55,7 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
             warn(str(error))
             rows.append({"version": version, "current": version == current, "error": str(error)})
             continue
-        validated, looked_up = _validated_facts(bundle)
+        validated, looked_up = _validated_facts(bundle, lookup)
         rows.append(
             {
                 "version": version,
@@ -199,15 +204,17 @@ def _short(sha256: Any) -> str:
     return f"{sha256[:12]}…" if isinstance(sha256, str) else "unknown"
 
 
-def _validated_facts(bundle: Any) -> tuple[dict[str, Any], bool]:
+def _validated_facts(
+    bundle: Any, lookup: ValidatedLookup | None = None
+) -> tuple[dict[str, Any], bool]:
     """The bundle's ``validated`` block and False; for a bundle exported before production
     recorded it, the validated model of the same source run and version, and True."""
     recorded = bundle.metadata.get("validated")
     if recorded or not bundle.source_run:
         return dict(recorded or {}), False
-    from ltr.lifecycle.registry import validated_model_exported_as
+    from ltr.lifecycle.registry import ValidatedLookup
 
-    model = validated_model_exported_as(bundle.source_run, bundle.version)
+    model = (lookup or ValidatedLookup()).exported_as(bundle.source_run, bundle.version)
     return ({}, False) if model is None else (model.facts(), True)
 
 

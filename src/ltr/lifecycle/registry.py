@@ -82,6 +82,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONVENTION_PRESETS",
     "STATUS_VALIDATED",
+    "ValidatedLookup",
     "ValidatedModel",
     "latest_validated",
     "list_validated",
@@ -367,7 +368,8 @@ def validated_model_exported_as(
     """The validated model of ``run`` at ``version``: the one ``ltr promote RUN --to
     production`` exported as that version, or None.
 
-    For bundles exported before they recorded ``metadata["validated"]``.
+    For bundles exported before they recorded ``metadata["validated"]``; to look up many
+    bundles, use one :class:`ValidatedLookup`.
 
     Args:
         run: the bundle's source run directory.
@@ -376,9 +378,37 @@ def validated_model_exported_as(
             ``promotion.validated_dir``, or the config default when the run or its config is
             gone.
     """
-    run_dir = Path(run).resolve()
-    root = validated_dir if validated_dir is not None else _validated_dir_of(run_dir)
-    return next((m for m in _validations_of(run_dir, root) if m.version == version), None)
+    return ValidatedLookup().exported_as(run, version, validated_dir=validated_dir)
+
+
+class ValidatedLookup:
+    """:func:`validated_model_exported_as` for many bundles (``ltr models list``): each run's
+    config and each validated folder is read once, however many bundles name them."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, list[ValidatedModel]] = {}
+        self._roots: dict[Path, Path] = {}
+
+    def exported_as(
+        self, run: str | Path, version: str, *, validated_dir: str | Path | None = None
+    ) -> ValidatedModel | None:
+        run_dir = Path(run).resolve()
+        if validated_dir is None:
+            if run_dir not in self._roots:
+                self._roots[run_dir] = _validated_dir_of(run_dir)
+            validated_dir = self._roots[run_dir]
+        folder = Path(validated_dir).resolve()
+        if folder not in self._folders:
+            self._folders[folder] = list_validated(validated_dir)
+        models = self._folders[folder]
+        return next(
+            (
+                m
+                for m in models
+                if m.metadata.get("run_dir") == str(run_dir) and m.version == version
+            ),
+            None,
+        )
 
 
 def _validated_dir_of(run_dir: Path) -> Path:

@@ -1,4 +1,4 @@
-"""`ltr promote --to production` against the live model.
+"""`ltr promote --to production` against the live model, and `ltr models list`'s lookups.
 
 A real tiny run, validated into ``tmp_path/validated`` (where `ltr promote` looks from the
 working directory); the store's bundles are written directly (a linear ONNX graph), so no test
@@ -8,12 +8,14 @@ rolling forward to the candidate's stored version.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+import ltr.lifecycle.registry
 from ltr.cli import app
 from ltr.config import PromotionConfig
 from ltr.errors import ConfigError, PromotionRefused
@@ -200,3 +202,30 @@ def test_collision_suggests_a_command_that_validates_no_duplicate(
 
     folders = sorted(p.name for p in (tmp_path / "validated").iterdir())
     assert folders == ["ranker_v1.1.0"]  # one validation of the checkpoint, at a free version
+
+
+def test_models_list_reads_the_validated_folder_once(
+    run: Path, candidate: ValidatedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    for version in ("1.0.0", "1.1.0", "1.2.0"):  # bundles from before they recorded a name
+        add_bundle(store, version, source_run=str(run))
+    listings: list[Path] = []
+    list_validated = ltr.lifecycle.registry.list_validated
+
+    def counting(folder: Any, name: str | None = None) -> list[ValidatedModel]:
+        listings.append(Path(folder))
+        return list_validated(folder, name)
+
+    monkeypatch.setattr(ltr.lifecycle.registry, "list_validated", counting)
+
+    result = CliRunner().invoke(app, ["models", "list", "--json"])
+
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["versions"]
+    assert [(row["name"], row["name_looked_up"]) for row in rows] == [
+        ("ranker", True),
+        (None, False),
+        (None, False),
+    ]
+    assert len(listings) == 1
