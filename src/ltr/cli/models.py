@@ -6,7 +6,7 @@ import re
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -15,6 +15,9 @@ from rich.text import Text
 
 from ltr.cli._common import JsonOpt, print_json, print_table, stdout, warn
 from ltr.errors import BundleError, ConfigError, LtrError
+
+if TYPE_CHECKING:
+    from ltr.lifecycle.registry import ValidatedLookup  # imports at call time: fast startup
 
 app = typer.Typer(help="Inspect, verify and roll back the model store.", no_args_is_help=True)
 
@@ -38,10 +41,12 @@ class Stage(str, Enum):
 @app.command("list")
 def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) -> None:
     """List stored versions: live marker, registry name, created_at, source run, ndcg@10, size."""
+    from ltr.lifecycle.registry import ValidatedLookup
     from ltr.lifecycle.store import ModelStore
 
     model_store = ModelStore(store)
     current = _current_or_warn(model_store)
+    lookup = ValidatedLookup()  # one read of each validated folder for the whole listing
     rows: list[dict[str, Any]] = []
     for version in model_store.versions():
         try:
@@ -50,7 +55,7 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
             warn(str(error))
             rows.append({"version": version, "current": version == current, "error": str(error)})
             continue
-        validated, looked_up = _validated_facts(bundle)
+        validated, looked_up = _validated_facts(bundle, lookup)
         rows.append(
             {
                 "version": version,
@@ -199,15 +204,17 @@ def _short(sha256: Any) -> str:
     return f"{sha256[:12]}…" if isinstance(sha256, str) else "unknown"
 
 
-def _validated_facts(bundle: Any) -> tuple[dict[str, Any], bool]:
+def _validated_facts(
+    bundle: Any, lookup: ValidatedLookup | None = None
+) -> tuple[dict[str, Any], bool]:
     """The bundle's ``validated`` block and False; for a bundle exported before production
     recorded it, the validated model of the same source run and version, and True."""
     recorded = bundle.metadata.get("validated")
     if recorded or not bundle.source_run:
         return dict(recorded or {}), False
-    from ltr.lifecycle.registry import validated_model_exported_as
+    from ltr.lifecycle.registry import ValidatedLookup
 
-    model = validated_model_exported_as(bundle.source_run, bundle.version)
+    model = (lookup or ValidatedLookup()).exported_as(bundle.source_run, bundle.version)
     return ({}, False) if model is None else (model.facts(), True)
 
 
@@ -282,6 +289,14 @@ def promote(
         ),
     ] = None,
     store: StoreOpt = Path("models"),
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="With --to production: replace the live model even though its test metric is "
+            "better on the same test file.",
+        ),
+    ] = False,
 ) -> None:
     """Promote a run: gate and mark it validated, or export a validated run and make it live."""
     from ltr.config import NAME_PATTERN
@@ -292,9 +307,11 @@ def promote(
     if name is not None and not re.fullmatch(NAME_PATTERN, name):
         raise ConfigError(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
     if to is Stage.validated:
+        if force:  # validation has no override: a checkpoint is validated once, gated
+            raise ConfigError("--force: only with --to production (to replace a better live model)")
         _promote_to_validated(run, version, name)
     else:
-        _promote_to_production(run, version, name, store)
+        _promote_to_production(run, version, name, store, force)
 
 
 def _promote_to_validated(run: Path, version: str | None, name: str | None) -> None:
@@ -311,7 +328,9 @@ def _promote_to_validated(run: Path, version: str | None, name: str | None) -> N
     stdout.print(str(validated), highlight=False, soft_wrap=True)
 
 
-def _promote_to_production(run: Path, version: str | None, name: str | None, store: Path) -> None:
+def _promote_to_production(
+    run: Path, version: str | None, name: str | None, store: Path, force: bool
+) -> None:
     from ltr.lifecycle.export import export_bundle
     from ltr.lifecycle.registry import validated_version_of
     from ltr.lifecycle.store import CURRENT_FILE, ModelStore
@@ -319,30 +338,51 @@ def _promote_to_production(run: Path, version: str | None, name: str | None, sto
     validated = validated_version_of(run, version, name=name)  # refuses a run that skipped the gate
     version = validated.version  # the live version is the validated one, never a new number
     model_store = ModelStore(store)
-    if version in model_store.versions():  # e.g. after a rollback: roll forward to it again
-        _switch_to_stored(model_store, validated, store, run)
+    stored = version in model_store.versions()  # e.g. after a rollback: roll forward to it again
+    if stored:
+        _refuse_another_runs_version(model_store, validated, store, run)
+    details = _check_against_live(model_store, validated, force)  # before the slow export
+    if stored:
+        _switch_to_stored(model_store, version, store, details)
         return
 
     def build(output: Path) -> None:
         export_bundle(model=run, output=output, version=version, validated=validated.facts())
 
     bundle = model_store.add(build, version)
-    previous = model_store.set_current(version)
+    previous = model_store.set_current(version, details=details)
     stdout.print(f"exported {run} ({validated.model_id}) to {bundle.path}", highlight=False)
     stdout.print(f"{store / CURRENT_FILE}: {previous or 'none'} -> {version}", highlight=False)
 
 
-def _switch_to_stored(model_store: Any, validated: Any, store: Path, run: Path) -> None:
-    """Make a stored version live again if it is the validated model; never overwrite it."""
+def _check_against_live(model_store: Any, validated: Any, force: bool) -> dict[str, Any]:
+    """Refuse a candidate the live model beats on the same test file, unless ``force``; warn
+    when the two cannot be compared. Returns what the promotion's history event records."""
+    from ltr.errors import PromotionRefused
+    from ltr.lifecycle.production import compare_with_live
+
+    comparison = compare_with_live(model_store, validated)
+    if comparison is None:  # the candidate is live already: nothing changes
+        return {}
+    if comparison.live_is_better:
+        if not force:
+            raise PromotionRefused(f"{comparison.verdict}; add --force to replace it")
+        warn(f"{comparison.verdict}; replacing it (--force)")
+    elif comparison.not_compared and comparison.live_version is not None:
+        warn(f"could not compare with {comparison.live}: {comparison.not_compared}")
+    return {"compared_with_live": comparison.to_dict(), "forced": force}
+
+
+def _refuse_another_runs_version(model_store: Any, validated: Any, store: Path, run: Path) -> None:
+    """A stored version goes live again only if it is the validated model; never overwrite it."""
     from ltr.lifecycle.bundle import parse_version
     from ltr.lifecycle.registry import next_version
-    from ltr.lifecycle.store import CURRENT_FILE
 
     version = validated.version
     bundle = model_store.show(version)  # verifies every checksum of the stored bundle
     if bundle.source_run != validated.metadata["run_dir"]:
-        # the store is keyed by version alone, so every name's 1.0.0 competes for one slot:
-        # the fix is a version above both the store's and the name's
+        # the store is keyed by version alone, so every name's 1.0.0 competes for one slot; a
+        # checkpoint is validated once, so the way out is its validation under a free version
         free = max(
             model_store.next_version(),
             next_version(validated.path.parent, validated.name),
@@ -351,10 +391,17 @@ def _switch_to_stored(model_store: Any, validated: Any, store: Path, run: Path) 
         raise ConfigError(
             f"version {version} in {store} was exported from {bundle.source_run}, not from "
             f"{validated.model_id}'s run {validated.metadata['run_dir']}; versions are never "
-            "overwritten: validate the run as a version the store does not hold, e.g. "
-            f"`ltr promote {run} --to validated --name {validated.name} --version {free}`"
+            "overwritten: validate the run afresh as a version the store does not hold, e.g. "
+            f"`rm -r {validated.path} && ltr promote {run} --to validated --name "
+            f"{validated.name} --version {free}`, or promote it into another --store"
         )
-    previous = model_store.set_current(version)
+
+
+def _switch_to_stored(model_store: Any, version: str, store: Path, details: dict[str, Any]) -> None:
+    """Make a stored version (the validated model's own export) live again."""
+    from ltr.lifecycle.store import CURRENT_FILE
+
+    previous = model_store.set_current(version, details=details)
     if previous == version:
         stdout.print(f"{store / CURRENT_FILE}: {version} is live already", highlight=False)
     else:

@@ -8,9 +8,11 @@
    hashed once; runs from before ltr recorded hashes take the files as they are now.
 1. **Gate** (:mod:`ltr.lifecycle.gates`) with the run's own ``promotion:`` section (or one
    passed in): floors on test metrics and, optionally, a significant improvement over the most
-   recently validated version of the same name (other than this very checkpoint: a run
-   validated already is refused unless a new ``version`` is asked for). A failing run raises
-   :class:`~ltr.errors.PromotionRefused` listing every failed check, and nothing is written.
+   recently validated version of the same name. A checkpoint is validated once: the run's
+   ``best.pt``, validated already under any name and version, is refused naming where it is
+   (a second validation would gate it against itself, or publish one model as two versions).
+   A failing run raises :class:`~ltr.errors.PromotionRefused` listing every failed check, and
+   nothing is written.
 2. **Re-score** the test file with the best checkpoint: the figures must reproduce
    ``metrics.json`` (else the data or checkpoint changed since training), and give the metrics
    under every convention preset.
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONVENTION_PRESETS",
     "STATUS_VALIDATED",
+    "ValidatedLookup",
     "ValidatedModel",
     "latest_validated",
     "list_validated",
@@ -238,9 +241,8 @@ def promote_to_validated(
 
     Raises:
         PromotionRefused: the gate failed (every failed check, with numbers), the run has no
-            test metrics, the version exists, the run's checkpoint is validated under ``name``
-            already (and no ``version`` is given), or re-scoring does not reproduce
-            metrics.json.
+            test metrics, the version exists, the run's checkpoint is validated already
+            (under any name and version), or re-scoring does not reproduce metrics.json.
         DataNotFoundError: the run directory or one of its files, or a data file, is missing.
         ConfigError: ``version`` is not ``X.Y.Z``.
     """
@@ -249,9 +251,7 @@ def promote_to_validated(
     promotion = promotion or config.promotion
     name = name or promotion.registry_name or config.experiment.name
     root = Path(validated_dir if validated_dir is not None else promotion.validated_dir)
-    checkpoint = file_sha256(run_dir / "checkpoints" / "best.pt")
-    if version is None:  # an explicit new version of the same checkpoint is allowed
-        _refuse_revalidation(run_dir, root, name, checkpoint)
+    _refuse_revalidation(run_dir, root, file_sha256(run_dir / "checkpoints" / "best.pt"))
     version = version or next_version(root, name)
     parse_version(version)
     model_id = f"{name}_v{version}"
@@ -274,7 +274,7 @@ def promote_to_validated(
         raise DataNotFoundError(f"run {run_dir.name}: its config names no test file")
     digests = _data_digests(run_dir, paths, report)
     test_file = {"path": str(paths.test.resolve()), "sha256": digests["test"]}
-    gate = _check_gate(run_dir, report, promotion, root, name, test_file, checkpoint)
+    gate = _check_gate(run_dir, report, promotion, root, name, test_file)
     metrics, data = _rescore(run_dir, config, paths, digests, test_metrics)
     metadata: dict[str, Any] = {
         "model_id": model_id,
@@ -368,7 +368,8 @@ def validated_model_exported_as(
     """The validated model of ``run`` at ``version``: the one ``ltr promote RUN --to
     production`` exported as that version, or None.
 
-    For bundles exported before they recorded ``metadata["validated"]``.
+    For bundles exported before they recorded ``metadata["validated"]``; to look up many
+    bundles, use one :class:`ValidatedLookup`.
 
     Args:
         run: the bundle's source run directory.
@@ -377,9 +378,37 @@ def validated_model_exported_as(
             ``promotion.validated_dir``, or the config default when the run or its config is
             gone.
     """
-    run_dir = Path(run).resolve()
-    root = validated_dir if validated_dir is not None else _validated_dir_of(run_dir)
-    return next((m for m in _validations_of(run_dir, root) if m.version == version), None)
+    return ValidatedLookup().exported_as(run, version, validated_dir=validated_dir)
+
+
+class ValidatedLookup:
+    """:func:`validated_model_exported_as` for many bundles (``ltr models list``): each run's
+    config and each validated folder is read once, however many bundles name them."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, list[ValidatedModel]] = {}
+        self._roots: dict[Path, Path] = {}
+
+    def exported_as(
+        self, run: str | Path, version: str, *, validated_dir: str | Path | None = None
+    ) -> ValidatedModel | None:
+        run_dir = Path(run).resolve()
+        if validated_dir is None:
+            if run_dir not in self._roots:
+                self._roots[run_dir] = _validated_dir_of(run_dir)
+            validated_dir = self._roots[run_dir]
+        folder = Path(validated_dir).resolve()
+        if folder not in self._folders:
+            self._folders[folder] = list_validated(validated_dir)
+        models = self._folders[folder]
+        return next(
+            (
+                m
+                for m in models
+                if m.metadata.get("run_dir") == str(run_dir) and m.version == version
+            ),
+            None,
+        )
 
 
 def _validated_dir_of(run_dir: Path) -> Path:
@@ -410,10 +439,11 @@ def _read_run(run_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
     return config, report
 
 
-def _refuse_revalidation(run_dir: Path, root: Path, name: str, checkpoint_sha256: str) -> None:
-    """Refuse validating a checkpoint again under its name: the gate would test it against
-    itself (a changed ``best.pt`` is a new model, gated against the previous version)."""
-    models = list_validated(root, name)
+def _refuse_revalidation(run_dir: Path, root: Path, checkpoint_sha256: str) -> None:
+    """Refuse validating a checkpoint again, whatever the name or version: under its name the
+    gate would test it against itself, under another it would dodge that name's gate (a
+    changed ``best.pt`` is a new model, gated against the previous version)."""
+    models = list_validated(root)
     same = [model for model in models if _same_checkpoint(model, run_dir, checkpoint_sha256)]
     if same:
         model = same[-1]
@@ -429,14 +459,12 @@ def _check_gate(
     root: Path,
     name: str,
     test_file: Mapping[str, Any],
-    checkpoint_sha256: str,
 ) -> GateResult:
     baseline = None
     if promotion.compare_to_validated:
-        # a new version of a validated checkpoint is compared with the others, not itself
-        models = list_validated(root, name)
-        others = [m for m in models if not _same_checkpoint(m, run_dir, checkpoint_sha256)]
-        current = _most_recent(others)
+        # the run's own checkpoint is not among them (_refuse_revalidation), so no baseline
+        # means the name has no validated version at all, as the gate record then says
+        current = latest_validated(root, name)
         if current is not None:
             baseline = Baseline(
                 model_id=current.model_id,

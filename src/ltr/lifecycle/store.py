@@ -32,7 +32,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -176,7 +176,8 @@ class ModelStore:
         return self.show(version)
 
     def history(self) -> dict[str, list[Any]]:
-        """``{"live": [versions, oldest first], "events": [{at, action, from, to}, ...]}``."""
+        """``{"live": [versions, oldest first], "events": [{at, action, from, to, ...}, ...]}``;
+        a promotion's event also holds the ``details`` given to :meth:`set_current`."""
         path = self.root / HISTORY_FILE
         try:
             history = json.loads(path.read_text(encoding="utf-8"))
@@ -247,8 +248,13 @@ class ModelStore:
                 move_dir(bundle_dir, target)
         return self.show(version)
 
-    def set_current(self, version: str) -> str | None:
+    def set_current(self, version: str, *, details: Mapping[str, Any] | None = None) -> str | None:
         """Make ``version`` live: verify it, then replace ``models/current`` atomically.
+
+        Args:
+            version: the stored version to make live.
+            details: more facts for the switch's event in ``history.json`` (e.g. how the new
+                version compared with the live one).
 
         Returns:
             The version that was live before (None if none).
@@ -258,7 +264,7 @@ class ModelStore:
             BundleError: the version is not stored or fails verification; nothing changes.
         """
         with self._lock():
-            return self._switch(version, action="promote")
+            return self._switch(version, action="promote", details=details)
 
     def rollback(self) -> str:
         """Make the previously live version live again; returns it.
@@ -302,7 +308,9 @@ class ModelStore:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _switch(self, version: str, *, action: str) -> str | None:
+    def _switch(
+        self, version: str, *, action: str, details: Mapping[str, Any] | None = None
+    ) -> str | None:
         self.show(version)  # refuse a missing or altered bundle before touching the pointer
         try:
             previous = self.current()
@@ -320,7 +328,13 @@ class ModelStore:
             live = live[:-1]  # the version rolled back from leaves the stack
         if not live or live[-1] != version:
             live.append(version)
-        event = {"at": _utc_now(), "action": action, "from": previous, "to": version}
+        event: dict[str, Any] = {
+            "at": _utc_now(),
+            "action": action,
+            "from": previous,
+            "to": version,
+        }
+        event |= details or {}
         history = {
             "live": live[-MAX_HISTORY:],
             "events": [*history["events"], event][-MAX_HISTORY:],

@@ -7,6 +7,7 @@ Real tiny runs (synthetic data, a few epochs); the MLflow registry is off here
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -25,6 +26,7 @@ from ltr.errors import DataFormatError, PromotionRefused
 from ltr.lifecycle.gates import Baseline, PerQueryTable, evaluate_gate
 from ltr.lifecycle.model_card import render_model_card
 from ltr.lifecycle.registry import (
+    ValidatedModel,
     latest_validated,
     list_validated,
     next_version,
@@ -281,12 +283,25 @@ def test_validated_run_is_refused_again_without_gating_it_against_itself(
     assert [p.name for p in validated.iterdir()] == ["tiny_v1.0.0"]
 
 
-def test_validated_run_under_another_name_is_validated_under_this_one(
-    strong_run: Path, validated: Path
-) -> None:
+def test_validated_run_is_refused_under_another_name(strong_run: Path, validated: Path) -> None:
     promote(strong_run, validated, name="ranker")
 
-    assert promote(strong_run, validated).model_id == "tiny_v1.0.0"
+    with pytest.raises(PromotionRefused) as refused:
+        promote(strong_run, validated, name="other", version="1.3.0")
+
+    assert str(refused.value) == (
+        f"run {strong_run.name}: already validated as ranker 1.0.0 ({validated}/ranker_v1.0.0)"
+    )
+    assert [p.name for p in validated.iterdir()] == ["ranker_v1.0.0"]
+
+
+def test_validated_run_is_refused_under_another_version(strong_run: Path, validated: Path) -> None:
+    promote(strong_run, validated)
+
+    with pytest.raises(PromotionRefused, match=r"already validated as tiny 1\.0\.0 \("):
+        promote(strong_run, validated, version="1.2.0")
+
+    assert [p.name for p in validated.iterdir()] == ["tiny_v1.0.0"]
 
 
 def test_run_retrained_since_validation_is_gated_against_its_previous_version(
@@ -303,19 +318,22 @@ def test_run_retrained_since_validation_is_gated_against_its_previous_version(
     assert (model.version, improvement["baseline"]) == ("1.1.0", "tiny_v1.0.0")
 
 
-def test_new_version_of_a_validated_run_is_compared_with_the_others_only(
-    strong_run: Path, weak_run: Path, validated: Path
+NOTHING_TO_IMPROVE_ON = "no other validated model of this name yet: nothing to improve on"
+
+
+def test_gate_says_nothing_to_improve_on_only_for_a_names_first_version(
+    strong_run: Path, validated: Path
 ) -> None:
     promote(strong_run, validated)
+    with contextlib.suppress(PromotionRefused):  # the same checkpoint as a second version
+        promote(strong_run, validated, version="1.2.0")
 
-    alone = promote(strong_run, validated, version="1.1.0")  # not gated against itself
-    no_comparison = PromotionConfig(compare_to_validated=False)
-    promote(weak_run, validated, version="1.2.0", promotion=no_comparison)
-    after_weak = promote(strong_run, validated, version="1.3.0")
-
-    assert alone.metadata["gate"]["checks"][-1]["baseline"] is None
-    improvement = after_weak.metadata["gate"]["checks"][-1]
-    assert (improvement["baseline"], improvement["passed"]) == ("tiny_v1.2.0", True)
+    claims = [
+        model.version
+        for model in list_validated(validated, NAME)
+        if model.metadata["gate"]["checks"][-1]["message"] == NOTHING_TO_IMPROVE_ON
+    ]
+    assert claims == ["1.0.0"]
 
 
 def relabelled_copy(data_root: Path, destination: Path) -> Path:
@@ -418,14 +436,15 @@ def test_run_with_a_metrics_json_that_is_no_report_is_one_error_naming_the_file(
     assert not validated.exists()
 
 
-def test_existing_version_is_refused(strong_run: Path, validated: Path) -> None:
+def test_existing_version_is_refused(strong_run: Path, validated: Path, tmp_path: Path) -> None:
     no_comparison = PromotionConfig(compare_to_validated=False)
     promote(strong_run, validated, version="2.0.0", promotion=no_comparison)
+    other = copy_run(strong_run, tmp_path / "copy")
 
     with pytest.raises(
         PromotionRefused, match=r"tiny_v2\.0\.0 already exists; .*next free: 2\.1\.0"
     ):
-        promote(strong_run, validated, version="2.0.0", promotion=no_comparison)
+        promote(other, validated, version="2.0.0", promotion=no_comparison)
 
 
 def test_default_version_is_the_next_minor(
@@ -434,21 +453,25 @@ def test_default_version_is_the_next_minor(
     no_comparison = PromotionConfig(compare_to_validated=False)
     first = promote(strong_run, validated, promotion=no_comparison)
     second = promote(copy_run(strong_run, tmp_path / "copy"), validated, promotion=no_comparison)
-    promote(strong_run, validated, version="3.4.1", promotion=no_comparison)
+    third = copy_run(strong_run, tmp_path / "copy2")
+    promote(third, validated, version="3.4.1", promotion=no_comparison)
 
     assert (first.version, second.version) == ("1.0.0", "1.1.0")
     assert next_version(validated, NAME) == "3.5.0"
     assert [m.version for m in list_validated(validated, NAME)] == ["1.0.0", "1.1.0", "3.4.1"]
 
 
-def test_comparison_uses_the_most_recently_validated(strong_run: Path, validated: Path) -> None:
+def test_comparison_uses_the_most_recently_validated(
+    strong_run: Path, validated: Path, tmp_path: Path
+) -> None:
     no_comparison = PromotionConfig(compare_to_validated=False)
     earlier, later = (
         datetime(2026, 1, 1, tzinfo=timezone.utc),
         datetime(2026, 2, 1, tzinfo=timezone.utc),
     )
+    other = copy_run(strong_run, tmp_path / "copy")
     promote(strong_run, validated, version="2.0.0", promotion=no_comparison, now=earlier)
-    promote(strong_run, validated, version="1.5.0", promotion=no_comparison, now=later)
+    promote(other, validated, version="1.5.0", promotion=no_comparison, now=later)
 
     latest = latest_validated(validated, NAME)
 
@@ -466,6 +489,16 @@ def table(query_ids: list[str], values: list[float]) -> PerQueryTable:
 CONVENTIONS = {"gain": "exp2", "no_relevant": "zero"}
 
 
+def validated_again(model: ValidatedModel, name: str, version: str) -> Path:
+    """A copy of ``model``'s folder as ``name`` ``version``: what ltr wrote before a checkpoint
+    could be validated only once."""
+    folder = Path(shutil.copytree(model.path, model.path.parent / f"{name}_v{version}"))
+    metadata = {**model.metadata, "name": name, "version": version}
+    metadata["model_id"] = folder.name
+    (folder / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+    return folder
+
+
 def test_production_refuses_a_run_that_was_never_validated(
     strong_run: Path, weak_run: Path, validated: Path
 ) -> None:
@@ -481,9 +514,9 @@ def test_production_names_the_names_a_run_is_validated_under(
     strong_run: Path, weak_run: Path, validated: Path
 ) -> None:
     gate = PromotionConfig(compare_to_validated=False)
-    promote(strong_run, validated, name="ranker", promotion=gate)
-    promote(strong_run, validated, name="ranker", version="1.1.0", promotion=gate)
-    promote(strong_run, validated, name="r2", promotion=gate)
+    ranker = promote(strong_run, validated, name="ranker", promotion=gate)
+    validated_again(ranker, "ranker", "1.1.0")  # as a store from before the once-only rule
+    validated_again(ranker, "r2", "1.0.0")
     promote(weak_run, validated, name="other", promotion=gate)  # another run: not named
 
     with pytest.raises(PromotionRefused) as refused:
@@ -498,9 +531,9 @@ def test_production_names_the_names_a_run_is_validated_under(
 def test_production_takes_the_runs_highest_validated_version(
     strong_run: Path, validated: Path
 ) -> None:
-    gate = PromotionConfig(compare_to_validated=False)  # the same model twice
-    promote(strong_run, validated, version="1.0.0", promotion=gate)
-    promote(strong_run, validated, version="1.3.0", promotion=gate)
+    gate = PromotionConfig(compare_to_validated=False)
+    first = promote(strong_run, validated, version="1.0.0", promotion=gate)
+    validated_again(first, NAME, "1.3.0")  # the same model twice, from before the rule
 
     assert validated_version_of(strong_run, validated_dir=validated).version == "1.3.0"
     chosen = validated_version_of(strong_run, "1.0.0", validated_dir=validated)
