@@ -108,7 +108,7 @@ def training_curves_figure(runs: Sequence[RunRecord], *, metric: str = "ndcg@10"
             valid_ax.plot(epochs, values, **_line_style(i))
             if run.best_epoch in epochs:
                 best_points.append((i, run.best_epoch, values[epochs.index(run.best_epoch)]))
-        _star_best_epochs(valid_ax, best_points)
+        _star_best_epochs(figure, valid_ax, best_points)
         if relative:
             loss_ax.set_title(
                 f"Training loss{over_folds}, change since epoch 1 (the runs' losses differ)"
@@ -129,7 +129,9 @@ def training_curves_figure(runs: Sequence[RunRecord], *, metric: str = "ndcg@10"
         return figure
 
 
-def _star_best_epochs(ax: Axes, best_points: Sequence[tuple[int, int, float]]) -> None:
+def _star_best_epochs(
+    figure: Figure, ax: Axes, best_points: Sequence[tuple[int, int, float]]
+) -> None:
     """A star in the run's colour, outlined, at each (run index, epoch, value); stars of one
     epoch whose values are closer than a star's height stand side by side, centred on it."""
     from matplotlib.transforms import offset_copy
@@ -142,7 +144,7 @@ def _star_best_epochs(ax: Axes, best_points: Sequence[tuple[int, int, float]]) -
             ax.plot(
                 [epoch], [value], marker="*", markersize=_STAR_POINTS, color=_color(i),
                 markeredgecolor="black", markeredgewidth=1.0, linestyle="none", zorder=5,
-                transform=offset_copy(ax.transData, fig=ax.figure, x=shift, units="points"),
+                transform=offset_copy(ax.transData, fig=figure, x=shift, units="points"),
             )  # fmt: skip
 
 
