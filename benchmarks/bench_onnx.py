@@ -109,6 +109,8 @@ def main() -> None:
                     gates.append(gate_row(n_features, report.quantization, latency.rows))
                 for row in latency.rows:
                     print(f"{label}: {latency_line(row)}", file=sys.stderr)
+                for warning in latency.noise_warnings():  # such figures must not reach the page
+                    print(f"{label}: warning: {warning}", file=sys.stderr)
     print(f"`python benchmarks/bench_onnx.py --features {args.features} --threads "
           f"{args.threads} --seconds {args.seconds}`\n")  # fmt: skip
     print("\n".join(lines))

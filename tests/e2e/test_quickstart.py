@@ -59,7 +59,8 @@ def test_quickstart_runs_every_step_on_synthetic_data(tmp_path: Path) -> None:
         env=env,
         check=True,
     )
-    best_feature = next(v for k, v in json.loads(baselines.stdout).items() if "best single" in k)
+    rankings = json.loads(baselines.stdout)["rankings"]
+    best_feature = next(v for k, v in rankings.items() if "best single" in k)
     assert metrics["test"]["ndcg@10"] > best_feature["ndcg@10"] + 0.1
     train = read_letor(tmp_path / "qs" / "data" / "train.txt")
     assert train.n_queries == 360 and train.n_features == 20

@@ -323,7 +323,7 @@ def test_predict_then_evaluate_reproduces_the_test_metrics(
         app, ["evaluate", "--data", str(test_file), "--scores", str(scores), "--json"]
     )
     assert evaluated.exit_code == 0, evaluated.output
-    means = json.loads(evaluated.stdout)
+    means = json.loads(evaluated.stdout)["metrics"]
     assert means["ndcg@10"] == read_json(ensemble / "metrics.json")["test"]["ndcg@10"]
     assert len(read_scores(scores)) == load_letor(test_file).n_docs
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from ltr.errors import BundleError, ConfigError
 from ltr.lifecycle.bundle import verify_bundle
 from ltr.training import run_experiment
 from support.tiny_runs import write_tiny_data
+
+CONDITIONS = r"1-minute load average \d+\.\d\d -> \d+\.\d\d on \d+ cores"  # title's end
 
 
 def ltr(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -65,7 +68,7 @@ def test_export_then_benchmark_then_refuse_overwrite(
                 "1", "--seconds", "0.2", env=env)  # fmt: skip
     assert bench.returncode == 0, bench.stderr
     lines = bench.stdout.splitlines()  # a box table, like every other command's
-    assert lines[0] == f"{bundle} (float32)"
+    assert re.fullmatch(rf"{re.escape(str(bundle))} \(float32; {CONDITIONS}\)", lines[0])
     assert lines[2].startswith("┃ docs ┃ threads ┃ PyTorch p50 / p99 (us) ┃")
     assert [line.split("│")[1:3] for line in lines[4:6]] == [
         ["   10 ", "       1 "],
@@ -74,7 +77,9 @@ def test_export_then_benchmark_then_refuse_overwrite(
     assert all(line.endswith("│ identical │") for line in lines[4:6])
     assert lines[-1].startswith("matmul floor: the scorer's matrix products alone")
     assert "docs, 1 thread(s)" not in bench.stdout  # the table once, not again as lines
-    progress = bench.stderr.splitlines()  # one line per measured setting while it runs
+    progress = [  # one line per measured setting while it runs; then, if busy, warnings
+        line for line in bench.stderr.splitlines() if not line.startswith("warning: ")
+    ]
     assert progress[0] == "timing 2 settings, about 1 s"
     assert [line.split(": ONNX Runtime p50 ")[0] for line in progress[1:]] == [
         "[1/2] 10 docs, 1 thread(s)",
@@ -98,7 +103,7 @@ def test_benchmark_prints_markdown_on_request(run_dir: Path, tmp_path: Path) -> 
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == f"{bundle} (float32)"
+    assert re.fullmatch(rf"{re.escape(str(bundle))} \(float32; {CONDITIONS}\)", lines[0])
     assert lines[1].startswith("| docs | threads | PyTorch p50 / p99 (us) |")
     assert lines[2] == "|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     assert lines[3].startswith("| 10 | 1 | ") and lines[3].endswith(" | identical |")

@@ -67,10 +67,10 @@ def test_evaluate_json_prints_one_object_matching_the_library(judged: Path, tmp_
     )
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
-    printed.pop("conventions")
+    assert list(printed) == ["metrics", "conventions"]  # every key of "metrics" is a metric
     expected = evaluate_scores(data, scores, ["ndcg@3", "map", "mrr"]).means
-    assert printed == pytest.approx(expected, abs=1e-12)
-    assert list(printed) == ["ndcg@3", "map", "mrr"]
+    assert printed["metrics"] == pytest.approx(expected, abs=1e-12)
+    assert list(printed["metrics"]) == ["ndcg@3", "map", "mrr"]
 
 
 def test_evaluate_run_file_gives_same_numbers_as_score_file(judged: Path, tmp_path: Path) -> None:
@@ -101,8 +101,8 @@ def test_evaluate_run_counts_missing_judged_documents_as_not_retrieved(
     )
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
-    assert printed.pop("conventions") == conventions_in_force()
-    assert printed == pytest.approx({"mrr": 1 / 3, "map": 1 / 9})
+    assert printed["conventions"] == conventions_in_force()
+    assert printed["metrics"] == pytest.approx({"mrr": 1 / 3, "map": 1 / 9})
     assert result.stderr.splitlines() == [
         f"warning: 1 documents of {tmp_path / 'run.txt'} are not judged in {judged}; non-relevant",
         f"warning: 9 judged documents are not in {tmp_path / 'run.txt'}; not retrieved",
@@ -262,8 +262,7 @@ def test_baselines_ideal_row_is_the_ceiling(judged: Path) -> None:
         "baselines", "--train", judged, "--test", judged, "--metrics", "ndcg@10", "--json"
     )
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
-    rows.pop("conventions")
+    rows = json.loads(result.stdout)["rankings"]
     ideal = rows.pop("ideal (labels as scores)")["ndcg@10"]
     assert ideal == pytest.approx(2 / 3)  # one of three queries has no relevant document
     assert all(row["ndcg@10"] <= ideal for row in rows.values())
@@ -606,7 +605,7 @@ def test_evaluate_json_states_every_convention_in_force(judged: Path, tmp_path: 
     result = CliRunner().invoke(app, [*args, "--metrics", "ndcg@3", "--preset", "letor", "--json"])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
-    assert list(printed) == ["ndcg@3", "conventions"]  # the metric keys stay top level
+    assert printed["metrics"].keys() == {"ndcg@3"}
     assert printed["conventions"] == {
         "gain": "exp2",
         "discount": "letor",
@@ -620,11 +619,17 @@ def test_evaluate_json_states_every_convention_in_force(judged: Path, tmp_path: 
 
 # the best single feature is picked by ndcg@10, above every list of the tiny file
 @pytest.mark.filterwarnings("ignore::ltr.metrics.CutoffWarning")
-def test_baselines_json_states_the_conventions_beside_the_rows(judged: Path) -> None:
+def test_baselines_json_states_the_conventions_beside_the_rankings(judged: Path) -> None:
     args = ["baselines", "--train", str(judged), "--test", str(judged), "--metrics", "map"]
     result = CliRunner().invoke(app, [*args, "--gain", "linear", "--json"])
     assert result.exit_code == 0, result.output
-    conventions = json.loads(result.stdout)["conventions"]
+    printed = json.loads(result.stdout)
+    assert list(printed) == ["rankings", "conventions"]  # every key of "rankings" is a ranking
+    names = list(printed["rankings"])
+    assert (names[0], names[-1]) == ("random (seed 0)", "ideal (labels as scores)")
+    assert len(names) == 3 and names[1].endswith("(best single feature on train)")
+    assert all(ranking.keys() == {"map"} for ranking in printed["rankings"].values())
+    conventions = printed["conventions"]
     assert (conventions["gain"], conventions["no_relevant"]) == ("linear", "zero")
     assert conventions["ap_denominator"] == "relevant"
 

@@ -119,8 +119,9 @@ def test_readme_evaluate_examples_run_as_shown(tmp_path: Path) -> None:
     for line in lines:
         result = run_ltr(*shlex.split(line)[1:], cwd=tmp_path)
         assert result.returncode == 0, (line, result.stderr)
-    shown = shown_output(lines[-1])[0]  # {"ndcg@1": ..., ..., "conventions": {...}}
+    shown = shown_output(lines[-1])[0]  # {"metrics": {"ndcg@1": ..., ...}, "conventions": {...}}
     printed = json.loads(result.stdout)
-    assert printed.pop("conventions") == json.loads(shown.split('"conventions": ')[1][:-1])
-    assert list(printed) == re.findall(r'"([^"]+)": \.\.\.', shown)
+    assert list(printed) == ["metrics", "conventions"]
+    assert printed["conventions"] == json.loads(shown.split('"conventions": ')[1][:-1])
+    assert list(printed["metrics"]) == re.findall(r'"([^"]+)": \.\.\.', shown)
     assert (tmp_path / "per_query.tsv").read_text().startswith("qid\tndcg@1\t")

@@ -77,8 +77,8 @@ def evaluate(
         result = evaluate_run(matched, names, **conventions)
     if per_query is not None:
         write_per_query(per_query, result.query_ids, result.per_query)
-    if as_json:
-        print_json({**result.means, "conventions": conventions_in_force(**conventions)})
+    if as_json:  # nested, as baselines' rankings: every key of "metrics" is a metric
+        print_json({"metrics": result.means, "conventions": conventions_in_force(**conventions)})
         return
     table = Table(
         title=f"{data}: {judged.n_queries:,} queries",  # as given: two test.txt differ
@@ -155,8 +155,8 @@ def baselines(
             rows[f"model: {path.name}"] = evaluate_scores(test_data, scores, names, **conventions)
         rows.update([ideal])
     if as_json:
-        means = {label: evaluation.means for label, evaluation in rows.items()}
-        print_json({**means, "conventions": conventions_in_force(**conventions)})
+        rankings = {label: evaluation.means for label, evaluation in rows.items()}
+        print_json({"rankings": rankings, "conventions": conventions_in_force(**conventions)})
         return
     table = Table(
         title=f"baselines on {test}",  # as given, as evaluate does: two test.txt differ

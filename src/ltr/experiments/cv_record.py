@@ -27,7 +27,7 @@ from ltr._fs import read_json
 from ltr.errors import DataFormatError, DataNotFoundError
 from ltr.experiments.compare import RunRecord, load_run, query_mean
 
-__all__ = ["CV_FILE", "is_cv_dir", "load_cv", "load_run_or_cv", "read_cv_json"]
+__all__ = ["CV_FILE", "fold_runs", "is_cv_dir", "load_cv", "load_run_or_cv", "read_cv_json"]
 
 CV_FILE = "cv.json"  # written by ltr.training.crossval
 
@@ -54,6 +54,18 @@ def read_cv_json(cv_dir: str | Path) -> dict[str, Any]:
             path, None, "expected the folds_dir, config and folds (each named once) of ltr cv"
         )
     return state
+
+
+def fold_runs(cv_dir: str | Path) -> list[Path]:
+    """The fold runs of the cv directory ``cv_dir`` that have started, in fold order, under
+    ``cv_dir`` as given (``cv.json`` records them absolute).
+
+    Raises:
+        DataNotFoundError, DataFormatError: see :func:`read_cv_json`.
+    """
+    cv_dir = Path(cv_dir)
+    runs = (_fold_run_dir(cv_dir, entry) for entry in read_cv_json(cv_dir)["folds"])
+    return [run for run in runs if run is not None]
 
 
 def load_run_or_cv(path: str | Path) -> RunRecord:
@@ -104,8 +116,7 @@ def _is_cv_state(state: Any) -> bool:
 def _load_fold(cv_dir: Path, entry: dict[str, Any]) -> RunRecord:
     """The fold's run, found by the layout of ltr cv (``<cv dir>/<fold>/<run id>``), so a cv
     directory that moved still reads; named ``<cv id>/<fold>`` so that messages name the fold."""
-    name, recorded = entry["name"], entry.get("run_dir")
-    run_dir = None if recorded is None else cv_dir / name / Path(recorded).name
+    name, run_dir = entry["name"], _fold_run_dir(cv_dir, entry)
     if run_dir is None or not (run_dir / "metrics.json").is_file():
         raise DataNotFoundError(
             f"cv {cv_dir}: fold {name} is unfinished (it has no metrics.json); finish it with "
@@ -121,6 +132,13 @@ def _load_fold(cv_dir: Path, entry: dict[str, Any]) -> RunRecord:
         run.query_ids,
         run.per_query,
     )
+
+
+def _fold_run_dir(cv_dir: Path, entry: dict[str, Any]) -> Path | None:
+    """Where a fold's run is by the layout of ltr cv (``<cv dir>/<fold>/<run id>``), so a cv
+    directory that moved still reads; None before the fold started."""
+    recorded = entry.get("run_dir")
+    return None if recorded is None else cv_dir / entry["name"] / Path(recorded).name
 
 
 def _mean_history(histories: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["curves_path", "plot_test_metrics", "plot_training_curves"]
+__all__ = ["curves_path", "plot_test_metrics", "plot_training_curves", "training_curves_figure"]
 
 # matplotlib's tab10 (colour-blind-aware ordering), a marker and a dash per run
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -50,6 +50,12 @@ _STYLE: dict[Any, Any] = {
     "grid.alpha": 0.3,
 }
 _DPI = 150
+# best-epoch stars: 20 points wide; neighbours that would cover each other move 12 points
+# apart, so each shows its colour beside the other (overlap: within 6% of the axis, a star's
+# height on the 6-inch-high panel)
+_STAR_POINTS = 20
+_STAR_STEP_POINTS = 12.0
+_STAR_OVERLAP = 0.06
 
 
 def curves_path(path: str | Path) -> Path:
@@ -61,6 +67,15 @@ def curves_path(path: str | Path) -> Path:
 def plot_training_curves(
     runs: Sequence[RunRecord], path: str | Path, *, metric: str = "ndcg@10"
 ) -> Path:
+    """Write :func:`training_curves_figure` to ``path``.
+
+    Returns:
+        ``path``, written atomically.
+    """
+    return _save(training_curves_figure(runs, metric=metric), path)
+
+
+def training_curves_figure(runs: Sequence[RunRecord], *, metric: str = "ndcg@10") -> Figure:
     """Two panels, one line per run: training loss per epoch, and validation ``metric`` per
     epoch with each run's best epoch (the checkpoint it was tested with) marked by a star.
 
@@ -70,14 +85,13 @@ def plot_training_curves(
     and says so on its axis. A run whose history lacks ``valid_<metric>`` has no line on the right;
     a run without epochs (``ltr ensemble``) shows its validation value as a dashed level. A cv's
     line is the mean over its folds (:mod:`ltr.experiments.cv_record`), without a best epoch.
-
-    Returns:
-        ``path``, written atomically.
+    Stars that would cover each other (same best epoch, close values) stand side by side.
     """
     relative = len({run.loss for run in runs}) > 1
     over_folds = ", mean over folds" if any(run.folds for run in runs) else ""
     with _style():
         figure, (loss_ax, valid_ax) = _figure(ncols=2, width=14.0)
+        best_points: list[tuple[int, int, float]] = []  # (run index, best epoch, its value)
         for i, run in enumerate(runs):
             epochs = [int(record["epoch"]) for record in run.history]
             losses = [_num(record.get("train_loss")) for record in run.history]
@@ -93,11 +107,8 @@ def plot_training_curves(
                 continue
             valid_ax.plot(epochs, values, **_line_style(i))
             if run.best_epoch in epochs:
-                best = values[epochs.index(run.best_epoch)]
-                valid_ax.plot(
-                    [run.best_epoch], [best], marker="*", markersize=20, color=_color(i),
-                    markeredgecolor="black", markeredgewidth=1.0, linestyle="none", zorder=5,
-                )  # fmt: skip
+                best_points.append((i, run.best_epoch, values[epochs.index(run.best_epoch)]))
+        _star_best_epochs(figure, valid_ax, best_points)
         if relative:
             loss_ax.set_title(
                 f"Training loss{over_folds}, change since epoch 1 (the runs' losses differ)"
@@ -115,7 +126,40 @@ def plot_training_curves(
             _integer_epochs(ax)
             ax.margins(x=0.05)  # room for the best-epoch star at the last epoch
         _legend_below(figure, loss_ax)
-        return _save(figure, path)
+        return figure
+
+
+def _star_best_epochs(
+    figure: Figure, ax: Axes, best_points: Sequence[tuple[int, int, float]]
+) -> None:
+    """A star in the run's colour, outlined, at each (run index, epoch, value); stars of one
+    epoch whose values are closer than a star's height stand side by side, centred on it."""
+    from matplotlib.transforms import offset_copy
+
+    low, high = ax.get_ylim()  # autoscaled to the lines drawn so far
+    close = _STAR_OVERLAP * (high - low)
+    for group in _overlapping(best_points, close):
+        for j, (i, epoch, value) in enumerate(group):
+            shift = (j - (len(group) - 1) / 2) * _STAR_STEP_POINTS
+            ax.plot(
+                [epoch], [value], marker="*", markersize=_STAR_POINTS, color=_color(i),
+                markeredgecolor="black", markeredgewidth=1.0, linestyle="none", zorder=5,
+                transform=offset_copy(ax.transData, fig=figure, x=shift, units="points"),
+            )  # fmt: skip
+
+
+def _overlapping(
+    points: Sequence[tuple[int, int, float]], close: float
+) -> list[list[tuple[int, int, float]]]:
+    """``points`` in groups: same epoch, each value within ``close`` of the previous one."""
+    groups: list[list[tuple[int, int, float]]] = []
+    for point in sorted(points, key=lambda p: (p[1], p[2], p[0])):
+        last = groups[-1][-1] if groups else None
+        if last is not None and last[1] == point[1] and point[2] - last[2] <= close:
+            groups[-1].append(point)
+        else:
+            groups.append([point])
+    return groups
 
 
 def plot_test_metrics(

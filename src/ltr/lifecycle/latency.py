@@ -9,12 +9,17 @@ come from every call of every round. ONNX Runtime runs with ``ORT_ENABLE_ALL``,
 ``x [N, F] @ W1.T @ W2.T @ ... @ w_out.T`` of the scorer's Linear weights in NumPy at the same
 thread count (``threadpoolctl``), without biases, activations or normalization: the arithmetic
 no runtime can skip. It exists for scorers made of Linear layers only (linear, mlp).
+
+**Noise**: :func:`benchmark_latency` records the 1-minute load average before and after timing
+and the cores available; :func:`timing_noise` says when the figures may be inflated (other work
+on the cores, or a wide p99/p50 spread), so a busy machine's figures do not pass for real ones.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -37,11 +42,13 @@ __all__ = [
     "LATENCY_COLUMNS",
     "LatencyReport",
     "LatencyRow",
+    "available_cores",
     "benchmark_latency",
     "format_latency_table",
     "latency_cells",
     "latency_line",
     "measure_latency",
+    "timing_noise",
 ]
 
 
@@ -76,11 +83,104 @@ class LatencyRow:
 
 @dataclass(frozen=True)
 class LatencyReport:
-    """:func:`benchmark_latency`'s rows and what was measured."""
+    """:func:`benchmark_latency`'s rows, what was measured, and how busy the machine was.
+
+    ``load_before``/``load_after``: the 1-minute load average as timing began and ended (None
+    where the platform has none); ``cores``: the cores this process may run on.
+    """
 
     bundle: Path
     precision: str
     rows: list[LatencyRow]
+    cores: int = 1
+    load_before: float | None = None
+    load_after: float | None = None
+
+    def noise_warnings(self) -> list[str]:
+        """:func:`timing_noise` of this report."""
+        return timing_noise(self.rows, cores=self.cores, load_before=self.load_before)
+
+    def conditions(self) -> str:
+        """``1-minute load average 0.31 -> 1.62 on 2 cores``: for the report's title."""
+        if self.load_before is None or self.load_after is None:
+            return f"{self.cores} cores"
+        return (
+            f"1-minute load average {self.load_before:.2f} -> {self.load_after:.2f} "
+            f"on {self.cores} cores"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bundle": str(self.bundle),
+            "precision": self.precision,
+            "cores": self.cores,
+            "load_1min_before": self.load_before,
+            "load_1min_after": self.load_after,
+            "noise_warnings": self.noise_warnings(),
+            "rows": [row.to_dict() for row in self.rows],
+        }
+
+
+# When timings are not to be trusted (the thresholds of timing_noise):
+# - other work: the 1-minute load average as timing began plus the threads timed exceeds the
+#   cores by more than half a core, so the timed threads waited for a core (a background
+#   training made one PyTorch p50 45x too slow, a "219x" speed-up);
+# - spread: p99/p50 of an engine above 5 (the quiet 2-thread rows of BENCHMARKS.md reach 3.3;
+#   PyTorch's 2-thread p99 on a core shared with other work, 70-100).
+_LOAD_SLACK_CORES = 0.5
+_SPREAD_LIMIT = 5.0
+
+
+def timing_noise(rows: Sequence[LatencyRow], *, cores: int, load_before: float | None) -> list[str]:
+    """One line per reason the figures of ``rows`` may be inflated (thresholds above); empty
+    when the machine looked quiet.
+
+    Args:
+        rows: the measured settings.
+        cores: the cores the timed process may run on.
+        load_before: the 1-minute load average as timing began (None: unknown, not checked).
+    """
+    warnings = []
+    threads = max((row.threads for row in rows), default=1)
+    if load_before is not None and load_before + threads > cores + _LOAD_SLACK_CORES:
+        warnings.append(
+            f"the 1-minute load average was {load_before:.1f} as timing began: other work and "
+            f"the {threads} thread(s) timed need more than the {cores} cores; figures may be "
+            "inflated (time on an idle machine)"
+        )
+    spreads = [
+        (p99 / p50, row, engine)
+        for row in rows
+        for engine, p50, p99 in (
+            ("PyTorch", row.torch_p50_us, row.torch_p99_us),
+            ("ONNX Runtime", row.onnx_p50_us, row.onnx_p99_us),
+        )
+        if p50 > 0 and p99 / p50 > _SPREAD_LIMIT
+    ]
+    if spreads:
+        ratio, row, engine = max(spreads, key=lambda spread: spread[0])
+        others = len({(r.list_size, r.threads) for _, r, _ in spreads}) - 1
+        more = f"; {others} other setting(s) above {_SPREAD_LIMIT:g} too" if others else ""
+        warnings.append(
+            f"p99/p50 = {ratio:.1f} for {row.list_size} docs, {row.threads} thread(s) "
+            f"({engine}{more}): noisy; figures may be inflated"
+        )
+    return warnings
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _load_1min() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows has none
+        return None
 
 
 def measure_latency(
@@ -265,6 +365,7 @@ def benchmark_latency(
     source = load_source(checkpoint or verified.metadata["source"]["checkpoint"])
     if on_start is not None:
         on_start()
+    load_before = _load_1min()
     rows = measure_latency(
         verified.onnx_path,
         source.reference(),
@@ -277,7 +378,9 @@ def benchmark_latency(
         on_row=on_row,
     )
     precision = str(verified.metadata.get("onnx", {}).get("precision", "float32"))
-    return LatencyReport(bundle=verified.path, precision=precision, rows=rows)
+    return LatencyReport(
+        verified.path, precision, rows, available_cores(), load_before, _load_1min()
+    )
 
 
 def latency_line(row: LatencyRow) -> str:

@@ -27,6 +27,7 @@ Writes are atomic (:func:`ltr._fs.atomic_path`): a crash leaves the previous fil
 from __future__ import annotations
 
 import pickle
+import shlex
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -109,12 +110,14 @@ def checkpoint_file(model_path: str | Path, name: str = "best") -> Path:
     """The checkpoint a path stands for: a run directory means ``checkpoints/<name>.pt``.
 
     Raises:
-        DataNotFoundError: neither a file nor a run directory holding that checkpoint.
+        DataNotFoundError: neither a file nor a run directory holding that checkpoint; a cv
+            directory of ``ltr cv`` is named as one, with its fold runs.
     """
     model_path = Path(model_path)
     if model_path.is_dir():
         candidate = model_path / "checkpoints" / f"{name}.pt"
         if not candidate.is_file():
+            _refuse_cv_dir(model_path)
             raise DataNotFoundError(
                 f"{model_path} has no checkpoints/{name}.pt; give a run directory written by "
                 "`ltr train` or a .pt file"
@@ -125,6 +128,25 @@ def checkpoint_file(model_path: str | Path, name: str = "best") -> Path:
             f"model {model_path} does not exist (a run directory or a .pt file)"
         )
     return model_path
+
+
+def _refuse_cv_dir(path: Path) -> None:
+    """A cv directory holds one run per fold, not a model: name them, and the command that
+    averages them into one (every command taking a model comes through here)."""
+    from ltr.experiments.cv_record import fold_runs, is_cv_dir  # only on this error path
+
+    if not is_cv_dir(path):
+        return
+    runs = " ".join(shlex.quote(str(run)) for run in fold_runs(path))
+    if not runs:
+        raise DataNotFoundError(
+            f"{path} is a cv directory of `ltr cv` whose folds have no run yet; train them "
+            f"with `ltr cv --resume {shlex.quote(str(path))}`"
+        )
+    raise DataNotFoundError(
+        f"{path} is a cv directory of `ltr cv`, not a run; give one of its fold runs ({runs}), "
+        f"or average them into one run with `ltr ensemble {runs}`"
+    )
 
 
 def check_feature_count(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from ltr._fs import file_sha256
 from ltr.config import dotted_items, load_config
 from ltr.data.preprocessing import Normalizer
 from ltr.errors import ConfigError, LtrError, ShapeError
-from ltr.experiments.cv_record import is_cv_dir, read_cv_json
+from ltr.experiments.cv_record import fold_runs, is_cv_dir
 from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_mlflow
 from ltr.experiments.tracking import Run
 from ltr.models import EnsembleScorer
@@ -183,12 +184,8 @@ def _refuse_cv_dirs(members: Sequence[str | Path]) -> None:
     for member in members:
         if not is_cv_dir(member):
             continue
-        runs = [  # shown under the path as given: cv.json records them absolute
-            str(Path(member) / Path(fold["run_dir"]).parent.name / Path(fold["run_dir"]).name)
-            for fold in read_cv_json(member)["folds"]
-            if fold.get("run_dir")
-        ]
-        instead = " ".join(runs) if runs else f"the runs under {member}/Fold*/ once trained"
+        runs = " ".join(shlex.quote(str(run)) for run in fold_runs(member))
+        instead = runs or f"the runs under {member}/Fold*/ once trained"
         raise ConfigError(f"{member} is a cv directory; give its fold runs instead: {instead}")
 
 

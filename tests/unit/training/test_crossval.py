@@ -11,15 +11,17 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 import ltr.training.experiment as experiment_module
+from ltr.cli import app
 from ltr.config import ExperimentConfig, load_config
 from ltr.data.letor import load_letor
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 from ltr.experiments.cv_record import CV_FILE
 from ltr.losses import build_loss
 from ltr.training import run_experiment
-from ltr.training.checkpoint import load_checkpoint
+from ltr.training.checkpoint import checkpoint_file, load_checkpoint
 from ltr.training.crossval import find_folds, resume_cv, run_cv, summarize_folds
 from support.tiny_runs import write_tiny_data
 
@@ -89,6 +91,38 @@ def test_cv_directory_holds_one_run_per_fold_beside_ltr_train_runs(
         assert run_dir.parent == cv_dir / fold["name"] and run_dir.name.endswith("-tiny")
         stored = load_config(run_dir / "config.yaml")
         assert stored.data.root == folds_dir.resolve() / fold["name"] == Path(fold["data_root"])
+
+
+def test_a_cv_directory_given_as_a_model_names_its_fold_runs_and_ltr_ensemble(
+    cv_dir: Path,
+) -> None:
+    folds = read_json(cv_dir / CV_FILE)["folds"]
+    runs = " ".join(str(cv_dir / fold["name"] / Path(fold["run_dir"]).name) for fold in folds)
+
+    with pytest.raises(DataNotFoundError) as error:
+        checkpoint_file(cv_dir)
+
+    assert str(error.value) == (
+        f"{cv_dir} is a cv directory of `ltr cv`, not a run; give one of its fold runs ({runs}), "
+        f"or average them into one run with `ltr ensemble {runs}`"
+    )
+
+
+@pytest.mark.parametrize("command", ["predict", "export", "baselines"])
+def test_every_command_taking_a_model_says_a_cv_directory_is_one(
+    cv_dir: Path, folds_dir: Path, tmp_path: Path, command: str
+) -> None:
+    test, out = str(folds_dir / "Fold1" / "test.txt"), str(tmp_path / "out")
+    args = {
+        "predict": ["predict", "--model", str(cv_dir), "--data", test, "--out", out],
+        "export": ["export", "--model", str(cv_dir), "--output", out],
+        "baselines": ["baselines", "--train", test, "--test", test, "--model", str(cv_dir)],
+    }[command]
+
+    result = CliRunner().invoke(app, args)
+
+    assert isinstance(result.exception, DataNotFoundError)
+    assert str(result.exception).startswith(f"{cv_dir} is a cv directory of `ltr cv`, not a run")
 
 
 def test_a_fold_trains_as_ltr_train_with_its_folder_as_data_root(
