@@ -423,10 +423,12 @@ def _validated_dir_of(run_dir: Path) -> Path:
 
 
 def _read_run(run_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
+    from ltr.training.checkpoint import refuse_cv_dir
     from ltr.training.experiment import load_run_config
 
     if not run_dir.is_dir():
         raise DataNotFoundError(f"run {run_dir} does not exist; give a run directory")
+    refuse_cv_dir(run_dir)  # its fold runs are what can be validated
     for name in ("metrics.json", *COPIED_FILES):
         if not (run_dir / name).is_file():
             raise DataNotFoundError(

@@ -48,6 +48,7 @@ __all__ = [
     "check_feature_count",
     "checkpoint_file",
     "load_checkpoint",
+    "refuse_cv_dir",
     "restore_scorer",
     "save_checkpoint",
 ]
@@ -117,7 +118,7 @@ def checkpoint_file(model_path: str | Path, name: str = "best") -> Path:
     if model_path.is_dir():
         candidate = model_path / "checkpoints" / f"{name}.pt"
         if not candidate.is_file():
-            _refuse_cv_dir(model_path)
+            refuse_cv_dir(model_path)
             raise DataNotFoundError(
                 f"{model_path} has no checkpoints/{name}.pt; give a run directory written by "
                 "`ltr train` or a .pt file"
@@ -130,7 +131,7 @@ def checkpoint_file(model_path: str | Path, name: str = "best") -> Path:
     return model_path
 
 
-def _refuse_cv_dir(path: Path) -> None:
+def refuse_cv_dir(path: Path) -> None:
     """A cv directory holds one run per fold, not a model: name them, and the command that
     averages them into one (every command taking a model comes through here)."""
     from ltr.experiments.cv_record import fold_runs, is_cv_dir  # only on this error path

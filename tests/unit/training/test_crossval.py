@@ -108,7 +108,7 @@ def test_a_cv_directory_given_as_a_model_names_its_fold_runs_and_ltr_ensemble(
     )
 
 
-@pytest.mark.parametrize("command", ["predict", "export", "baselines"])
+@pytest.mark.parametrize("command", ["predict", "export", "baselines", "promote"])
 def test_every_command_taking_a_model_says_a_cv_directory_is_one(
     cv_dir: Path, folds_dir: Path, tmp_path: Path, command: str
 ) -> None:
@@ -117,6 +117,7 @@ def test_every_command_taking_a_model_says_a_cv_directory_is_one(
         "predict": ["predict", "--model", str(cv_dir), "--data", test, "--out", out],
         "export": ["export", "--model", str(cv_dir), "--output", out],
         "baselines": ["baselines", "--train", test, "--test", test, "--model", str(cv_dir)],
+        "promote": ["promote", str(cv_dir), "--to", "validated"],
     }[command]
 
     result = CliRunner().invoke(app, args)
