@@ -18,7 +18,7 @@ from ltr.cli._common import (
     print_table,
     stdout,
 )
-from ltr.errors import ConfigError, UsageError
+from ltr.errors import ConfigError
 
 if TYPE_CHECKING:
     from ltr.training.crossval import CvResult
@@ -65,16 +65,6 @@ def _device_sets(device: Device | None) -> list[str]:
     return [f"training.device={option_value(device)}"] if device else []
 
 
-def _check_model(model: str | None) -> None:
-    from ltr._messages import not_one_of
-    from ltr.cli._help import trainable_scorers
-
-    if model == "ensemble":  # it averages trained runs; there is nothing to train
-        raise UsageError("--model ensemble: build ensembles from trained runs with ltr ensemble")
-    if model is not None and model not in trainable_scorers():
-        raise UsageError(f"--model: {not_one_of(model, trainable_scorers())}")
-
-
 def _refuse_beside_resume(what: str, options: list[tuple[str, object]]) -> None:
     """``--resume`` continues ``what`` as it was configured: these options may not come along."""
     if given := [name for name, value in options if value]:
@@ -107,7 +97,6 @@ def train(
     from ltr.training.experiment import check_resume_dir
 
     sets = [*(overrides or []), *_device_sets(device)]
-    _check_model(model)
     if resume is not None:  # a resumed run keeps its scorer and loss
         _refuse_beside_resume(
             "a run with its own config.yaml",
@@ -159,7 +148,6 @@ def cv(
     from ltr.training.crossval import load_cv_config
 
     sets = _device_sets(device)
-    _check_model(model)
     dist = Distributed.from_env()
     announce = print_path if quiet else None  # cv=$(ltr cv ... --quiet), the moment it exists
     if resume is not None:  # folds already done cannot change, so no option may
