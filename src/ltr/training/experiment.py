@@ -63,7 +63,7 @@ from ltr.config import (
     load_config,
 )
 from ltr.data.dataset import BatchLoader, QueryDataset, split_by_query
-from ltr.data.layout import FILE_NAMES, find_data_file
+from ltr.data.layout import FILE_NAMES, data_files_in, find_data_file
 from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
 from ltr.data.summary import describe_data
@@ -531,11 +531,24 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
             found[split] = None
     train_path = found["train"]
     if train_path is None:
-        raise DataNotFoundError(
-            f"data.root {root} holds no training file (looked for "
-            f"{', '.join(FILE_NAMES['train'])}); create one with `ltr data synth --out {root}`"
-        )
+        assert root is not None  # DataConfig needs data.train or data.root
+        raise DataNotFoundError(_missing_training_file(root))
     return DataPaths(train=train_path, valid=found["valid"], test=found["test"])
+
+
+def _missing_training_file(root: Path) -> str:
+    """What is wrong with a ``data.root`` without a training file, and what to do about it."""
+    looked = f"looked for {', '.join(FILE_NAMES['train'])}"
+    held = [path.name for path in data_files_in(root)]
+    if held:  # ltr data synth refuses a folder of data files: say what is missing instead
+        return (
+            f"data.root {root} holds {', '.join(held)} but no training file ({looked}); add "
+            "the training file or point data.root at a folder that holds one"
+        )
+    return (
+        f"data.root {root} holds no training file ({looked}); create one with "
+        f"`ltr data synth --out {root}`"
+    )
 
 
 def _missing_root_hint(root: Path, resuming: bool) -> str:
