@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -109,10 +110,15 @@ def train(
     else:  # --model / --loss switch the file's scorer / loss, keeping what the new one takes
         experiment = load_config(config, sets, model=model, loss=loss)
     dist = Distributed.from_env()  # under torchrun, one process of a DDP job
-    # quiet: the run directory alone, for run=$(ltr train ... --quiet), the moment it exists
-    run_experiment(
-        experiment, resume=resume, quiet=quiet, dist=dist, on_run_dir=print_path if quiet else None
-    )
+    run_experiment(experiment, resume=resume, quiet=quiet, dist=dist, on_run_dir=_announce(quiet))
+
+
+def _announce(quiet: bool) -> Callable[[Path], None]:
+    """How ``ltr train`` shows its run directory, the moment it is the run worked on: alone on
+    its line with ``--quiet`` (``run=$(ltr train ... --quiet)``), else as ``Run directory:``."""
+    if quiet:
+        return print_path
+    return lambda run_dir: stdout.print(f"Run directory: {run_dir}", highlight=False)
 
 
 def cv(
@@ -259,6 +265,8 @@ def ensemble(
             raise ConfigError(
                 f"--weights: give numbers separated by commas; got {weights!r}"
             ) from None
+    if output_dir is not None:  # run directories are printed absolute, as ltr train's and cv's
+        output_dir = output_dir.resolve()
     run_dir = build_ensemble(runs, name=name, output_dir=output_dir, weights=parsed, quiet=quiet)
     if quiet:
         print_path(run_dir)
