@@ -173,3 +173,23 @@ def test_the_library_leaves_showing_the_run_directory_to_its_caller(
     assert shown == [run_dir]
     out = capsys.readouterr().out
     assert "Run directory" not in out and out.startswith("Test (best epoch 1): ")
+
+
+def test_train_log_copies_the_console_and_a_resume_continues_it(root: Path, ltr_main) -> None:
+    status, out, err = ltr_main(*train_args(root))  # the real main(): what `ltr` prints
+    assert status == 0, err
+    log = the_run(root) / "train.log"
+    first = log.read_text(encoding="utf-8").splitlines()
+    assert sorted(first) == sorted([*out.splitlines(), *err.splitlines()])  # stdout and stderr
+    assert any(line.startswith("Epoch 1/1: loss=") for line in first)
+
+    more = ["--set", "training.num_epochs=2"]
+    status, out, err = ltr_main("train", "--resume", the_run(root), *more)
+    assert status == 0, err
+    separator, *second = log.read_text(encoding="utf-8").splitlines()[len(first) :]
+    assert separator.startswith("--- resumed ")
+    assert sorted(second) == sorted([*out.splitlines(), *err.splitlines()])
+
+    status, out, err = ltr_main("train", "--resume", the_run(root), *more)  # nothing left
+    assert status == 1 and err.startswith("error: already trained 2 epochs")
+    assert len(log.read_text(encoding="utf-8").splitlines()) == len(first) + 1 + len(second)

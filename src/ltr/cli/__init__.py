@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 
 from ltr import __version__
+from ltr._console_log import capture_console
 from ltr._signals import (
     Interrupted,
     exit_at_once_on_signal,
@@ -89,6 +90,16 @@ def main() -> None:
     survive_closed_pipes()
     route_warnings()
     try:
+        # each run's train.log: a copy of the console, kept by the one process that writes
+        with capture_console(enabled=not secondary_torchrun_process()):
+            _run_app()
+    finally:  # the command has cleaned up: a stop now only cuts the interpreter's teardown short
+        exit_at_once_on_signal(_exit_status(sys.exc_info()[1]))
+
+
+def _run_app() -> None:
+    """The command, its errors and interruptions turned into one line and an exit status."""
+    try:
         # not standalone: click's usage errors come here instead of printing a boxed block
         status = app(standalone_mode=False)
         if isinstance(status, int) and status:  # an Exit, e.g. typer's 130 for Ctrl-C
@@ -123,8 +134,6 @@ def main() -> None:
         if not secondary_torchrun_process():  # rank 0 says what was kept, for the whole job
             sys.stderr.write(interrupted_line(stop) + "\n")
         sys.exit(stop.exit_code)
-    finally:  # the command has cleaned up: a stop now only cuts the interpreter's teardown short
-        exit_at_once_on_signal(_exit_status(sys.exc_info()[1]))
 
 
 def _exit_status(leaving: BaseException | None) -> int:

@@ -51,6 +51,7 @@ import torch
 import yaml
 from rich.console import Console
 
+from ltr._console_log import log_console_to
 from ltr._fs import file_sha256
 from ltr._messages import closest_hint
 from ltr._signals import deferred_interrupts
@@ -112,6 +113,7 @@ NO_RELEVANT_POLICIES = ("zero", "one", "skip")
 # the official LETOR 4.0 script's NDCG@10 (Eval-Score-4.0.pl), in metrics.json beside them
 LETOR_NDCG10 = "ndcg@10[preset=letor]"
 DATA_PATHS = ("data.root", "data.train", "data.valid", "data.test")
+LOG_FILE = "train.log"  # what the command printed (the ltr command line only: _console_log)
 # fields a resumed run may change; anything else must match the run's config.yaml
 RESUMABLE_CHANGES = (
     "training.num_epochs",
@@ -410,9 +412,12 @@ def _start_run(
 ) -> Run:
     """The run directory, new or reopened, named to ``note`` and (a new one, on rank 0) to
     ``on_run_dir`` as soon as it exists, before the trackers start; a new one is locked in
-    ``held`` (:func:`training_lock`) as soon as it exists."""
+    ``held`` (:func:`training_lock`) as soon as it exists. On rank 0 the console is copied to
+    its ``train.log`` (:func:`log_console_to`) from then on."""
     if resume is not None:  # run_experiment named it to on_run_dir at once
         note.run_dir = resume
+        if dist.is_main:  # every refusal is behind: this session goes into the run's log
+            held.enter_context(log_console_to(resume / LOG_FILE))
         return Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
     check_mlflow(config, rank=dist.rank)  # a bad store fails before the run dir exists
     made = None
@@ -423,6 +428,7 @@ def _start_run(
             held.enter_context(training_lock(made))
             if on_run_dir is not None:
                 on_run_dir(made)
+            held.enter_context(log_console_to(made / LOG_FILE))
     note.run_dir = Path(dist.broadcast_object(str(made)))  # rank 0 named and created it
     return Run(note.run_dir, rank=dist.rank, tensorboard=config.tracking.tensorboard)
 
