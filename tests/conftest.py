@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+import signal
+import sys
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +41,34 @@ def _private_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.setenv("LTR_CACHE_DIR", str(tmp_path_factory.mktemp("ltr-cache")))
         yield
+
+
+@pytest.fixture
+def ltr_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Callable[..., tuple[int, str, str]]]:
+    """Run ``ltr`` in this process through its real ``main()`` (the one-line errors, the exit
+    status); returns (status, stdout, stderr). What main() installs for its process (signal
+    handlers, the ``ltr`` logger's routing, ``warnings.showwarning``) is put back afterwards."""
+    from ltr.cli import main
+
+    logger = logging.getLogger("ltr")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+
+    def run(*args: object) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["ltr", *map(str, args)])
+        try:
+            main()
+            status = 0
+        except SystemExit as stop:
+            status = stop.code if isinstance(stop.code, int) else 1
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    yield run
+    for number, handler in handlers.items():
+        signal.signal(number, handler)
+    logger.handlers[:], logger.propagate = saved[0], saved[1]
+    logger.setLevel(saved[2])

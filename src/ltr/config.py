@@ -17,7 +17,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from ltr._messages import closest_hint, pydantic_problem
+from ltr._messages import closest_hint, not_one_of, pydantic_problem
 from ltr.errors import ConfigError, UsageError
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 __all__ = [
     "NAME_PATTERN",
+    "TRAINABLE_MODELS",
     "DataConfig",
     "EvaluationConfig",
     "ExperimentConfig",
@@ -71,6 +72,8 @@ LossName = Literal[
     "neural_ndcg",
 ]
 ModelName = Literal["linear", "mlp", "transformer", "ensemble"]
+# what --model may switch to: an ensemble averages trained runs (ltr ensemble), nothing to train
+TRAINABLE_MODELS = tuple(name for name in get_args(ModelName) if name != "ensemble")
 Normalization = Literal[
     "none", "standard", "minmax", "log1p_standard", "query_minmax", "query_zscore"
 ]
@@ -408,8 +411,10 @@ def load_config(
     Raises:
         ConfigError: ``<file>: <dotted.field>: <problem>`` for the first invalid field.
         UsageError: ``--model: <problem>`` / ``--loss: <problem>`` for a name that is not a
-            scorer or loss.
+            scorer that trains (:data:`TRAINABLE_MODELS`) or a loss.
     """
+    if model is not None:  # before the file is read: the option alone is wrong
+        _check_model_option(model)
     source = str(path) if path is not None else "config"
     raw: dict[str, Any] = dict(base or {})
     if path is not None:
@@ -424,6 +429,14 @@ def load_config(
         named = _NamedFieldError.from_config_error(error)
     options = {"model.name": ("--model", model), "loss.name": ("--loss", loss)}
     raise _blamed(named, source, overrides, options) from None
+
+
+def _check_model_option(model: str) -> None:
+    """``--model`` names a scorer that trains (:data:`TRAINABLE_MODELS`)."""
+    if model == "ensemble":
+        raise UsageError("--model ensemble: build ensembles from trained runs with ltr ensemble")
+    if model not in TRAINABLE_MODELS:
+        raise UsageError(f"--model: {not_one_of(model, TRAINABLE_MODELS)}")
 
 
 def _first_problem(error: ValidationError) -> _NamedFieldError:

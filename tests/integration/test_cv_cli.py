@@ -177,3 +177,19 @@ def test_cv_refusal_reaches_the_user_as_one_error_line(workdir: Path) -> None:
         result.stderr
         == "error: --resume continues a cv with the config in its cv.json; drop --model\n"
     )
+
+
+def test_a_fold_run_keeps_what_cv_printed_for_it_in_its_train_log(
+    workdir: Path, tmp_path: Path, ltr_main
+) -> None:
+    diverging = ["loss.name=mse", "training.learning_rate=1e30", "training.grad_clip=null"]
+    sets = [
+        arg for item in [*diverging, f"tracking.output_dir={tmp_path}"] for arg in ("--set", item)
+    ]
+    args = ["cv", "--config", workdir / "tiny.yaml", "--folds", workdir / "folds", *sets]
+
+    status, _, err = ltr_main(*args, "--set", "tracking.mlflow=false")
+
+    assert status == 1 and err.startswith("error: training diverged")
+    (fold_run,) = tmp_path.glob("*-cv/Fold1/*")  # fold 1 ended the cv
+    assert (fold_run / "train.log").read_text(encoding="utf-8") == err  # cv prints no epochs

@@ -13,8 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ltr.cli import app
+from ltr.config import load_config
 from ltr.errors import LtrError
-from support.tiny_runs import write_tiny_data
+from ltr.training import run_experiment
+from support.tiny_runs import relabel_in_place, write_tiny_data
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,3 +120,76 @@ def test_a_closed_output_pipe_stops_the_printing_not_the_training(root: Path) ->
     assert {"config.yaml", "training_history.json", "test_per_query.tsv"} <= {
         path.name for path in run_dir.iterdir()
     }
+
+
+def test_a_refused_quiet_resume_still_prints_the_run_directory(root: Path) -> None:
+    first = CliRunner().invoke(app, [*train_args(root), "--quiet"])
+    assert first.exit_code == 0, first.output
+
+    again = CliRunner().invoke(app, ["train", "--resume", str(the_run(root)), "--quiet"])
+
+    assert isinstance(again.exception, LtrError)  # its 1 epoch is done: nothing to train
+    assert str(again.exception).startswith("already trained 1 epochs")
+    assert again.stdout == f"{the_run(root)}\n"  # run=$(ltr train --resume R --quiet) is R
+
+
+def test_a_resume_refused_for_a_changed_data_file_does_not_say_it_is_resuming(root: Path) -> None:
+    first = CliRunner().invoke(app, [*train_args(root), "--quiet"])
+    assert first.exit_code == 0, first.output
+    relabel_in_place(root / "data" / "test.txt")
+    more = ["--set", "training.num_epochs=2"]
+
+    again = CliRunner().invoke(app, ["train", "--resume", str(the_run(root)), *more])
+
+    assert isinstance(again.exception, LtrError)
+    assert "test file" in str(again.exception) and "changed since the run started" in str(
+        again.exception
+    )
+    assert "resuming" not in again.stderr  # every refusal comes before that line
+    assert again.stdout == f"Run directory: {the_run(root)}\n"
+
+
+def test_train_prints_its_run_directory_absolute_whatever_the_output_dir(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(root)
+    relative = ["--set", "tracking.output_dir=runs", "--quiet"]  # the last --set wins
+
+    result = CliRunner().invoke(app, [*train_args(root), *relative])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{the_run(root).resolve()}\n"  # as ltr cv and ltr ensemble print
+
+
+def test_the_library_leaves_showing_the_run_directory_to_its_caller(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sets = train_args(root)[4::2]  # the --set values
+    config = load_config(REPO_ROOT / "configs" / "default.yaml", sets)
+    shown: list[Path] = []
+
+    run_dir = run_experiment(config, on_run_dir=shown.append)
+
+    assert shown == [run_dir]
+    out = capsys.readouterr().out
+    assert "Run directory" not in out and out.startswith("Test (best epoch 1): ")
+
+
+def test_train_log_copies_the_console_and_a_resume_continues_it(root: Path, ltr_main) -> None:
+    status, out, err = ltr_main(*train_args(root))  # the real main(): what `ltr` prints
+    assert status == 0, err
+    log = the_run(root) / "train.log"
+    first = log.read_text(encoding="utf-8").splitlines()
+    assert sorted(first) == sorted([*out.splitlines(), *err.splitlines()])  # stdout and stderr
+    assert any(line.startswith("Epoch 1/1: loss=") for line in first)
+
+    more = ["--set", "training.num_epochs=2"]
+    status, out, err = ltr_main("train", "--resume", the_run(root), *more)
+    assert status == 0, err
+    separator, *second = log.read_text(encoding="utf-8").splitlines()[len(first) :]
+    assert separator.startswith("--- resumed ")
+    assert sorted(second) == sorted([*out.splitlines(), *err.splitlines()])
+
+    status, out, err = ltr_main("train", "--resume", the_run(root), *more)  # nothing left
+    assert status == 1 and err.startswith("error: already trained 2 epochs")
+    assert len(log.read_text(encoding="utf-8").splitlines()) == len(first) + 1 + len(second)

@@ -659,3 +659,20 @@ def test_evaluate_prints_a_long_caption_whole_on_one_line(judged: Path, tmp_path
         "preset=trec_eval: gain=linear, no_relevant=zero, discount=standard, "
         "short_list=truncate, relevance_threshold=1, ap_denominator=relevant"
     )
+
+
+@pytest.mark.parametrize(("rank", "printed"), [("0", True), ("1", False)])
+def test_a_config_error_under_torchrun_is_printed_by_rank_0_only(
+    ltr_main, monkeypatch: pytest.MonkeyPatch, rank: str, printed: bool
+) -> None:
+    for name, value in {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)  # as torchrun sets them; fails before any group is made
+    config = Path(__file__).parents[2] / "configs" / "default.yaml"
+
+    status, out, err = ltr_main("train", "--config", config, "--set", "training.learning_rat=1")
+
+    assert status == 1 and out == ""
+    line = (
+        "error: --set training.learning_rat=1: unknown field; did you mean training.learning_rate?"
+    )
+    assert err == (f"{line}\n" if printed else "")

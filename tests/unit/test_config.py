@@ -235,7 +235,6 @@ def test_naming_the_configured_scorer_or_loss_changes_nothing(config_file: Path)
         ([], {"model": "gbdt"}, r"^--model: 'gbdt' is not one of linear, mlp,"),
         (["model.d_model=abc"], {"model": "transformer"}, r"^--set model\.d_model=abc: "),
         (["model.d_model=6"], {"model": "transformer"}, r"exp\.yaml: model\.n_heads: must"),
-        ([], {"model": "ensemble"}, r"exp\.yaml: model\.members: required"),
         ([], {"loss": "softmax"}, r"^--loss: 'softmax' is not one of mse, ranknet,"),
     ],
 )
@@ -250,6 +249,19 @@ def test_a_switch_to_a_name_not_among_the_choices_is_bad_usage(
 ) -> None:
     with pytest.raises(UsageError):  # the CLI exits 2, as for the choices click checks
         load_config(config_file, **switch)
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("mpl", "--model: 'mpl' is not one of linear, mlp, transformer; did you mean mlp?"),
+        ("ensemble", "--model ensemble: build ensembles from trained runs with ltr ensemble"),
+    ],
+)
+def test_a_switch_of_scorer_names_only_the_scorers_that_train(model: str, message: str) -> None:
+    with pytest.raises(UsageError) as error:  # checked before the file is looked for
+        load_config("no-such.yaml", model=model)
+    assert str(error.value) == message
 
 
 def test_a_bad_name_written_with_set_stays_a_config_error(config_file: Path) -> None:

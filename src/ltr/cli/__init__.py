@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 
 from ltr import __version__
+from ltr._console_log import capture_console
 from ltr._signals import (
     Interrupted,
     exit_at_once_on_signal,
@@ -33,7 +34,7 @@ from ltr.cli._common import secondary_torchrun_process, stdout
 from ltr.cli._pipes import survive_closed_pipes
 from ltr.cli._usage import Abort, ClickException, is_help_without_arguments, usage_line
 from ltr.cli._warnings import route_warnings
-from ltr.errors import LtrError, UsageError
+from ltr.errors import LtrError, PeerLostError, UsageError
 
 _help.install()  # value words in --help: no <bool> on flags, no Python type names
 app = typer.Typer(
@@ -89,12 +90,23 @@ def main() -> None:
     survive_closed_pipes()
     route_warnings()
     try:
+        # each run's train.log: a copy of the console, kept by the one process that writes
+        with capture_console(enabled=not secondary_torchrun_process()):
+            _run_app()
+    finally:  # the command has cleaned up: a stop now only cuts the interpreter's teardown short
+        exit_at_once_on_signal(_exit_status(sys.exc_info()[1]))
+
+
+def _run_app() -> None:
+    """The command, its errors and interruptions turned into one line and an exit status."""
+    try:
         # not standalone: click's usage errors come here instead of printing a boxed block
         status = app(standalone_mode=False)
         if isinstance(status, int) and status:  # an Exit, e.g. typer's 130 for Ctrl-C
             sys.exit(status)
     except ClickException as error:
-        if not is_help_without_arguments(error):  # else the help is printed already
+        # help is printed already; under torchrun every rank fails alike: rank 0 says it
+        if not is_help_without_arguments(error) and not secondary_torchrun_process():
             line = usage_line(error) if error.exit_code == 2 else error.format_message()
             sys.stderr.write(f"error: {line}\n")
         sys.exit(error.exit_code)
@@ -107,8 +119,11 @@ def main() -> None:
         if "TORCHELASTIC_ERROR_FILE" in os.environ:  # one process of a torchrun job
             from ltr.training.distributed import record_for_torchrun
 
-            record_for_torchrun(error)
-        sys.stderr.write(f"error: {error}\n")
+            record_for_torchrun(error)  # torchrun's failure summary shows it, whatever the rank
+        # every rank checks the same config and files: rank 0 says it for all; a lost peer is
+        # each rank's own news
+        if not secondary_torchrun_process() or isinstance(error, PeerLostError):
+            sys.stderr.write(f"error: {error}\n")
         sys.exit(2 if isinstance(error, UsageError) else 1)
     except (Interrupted, SystemExit):
         stop = last_interruption()  # typer reports an interruption as SystemExit(130)
@@ -119,8 +134,6 @@ def main() -> None:
         if not secondary_torchrun_process():  # rank 0 says what was kept, for the whole job
             sys.stderr.write(interrupted_line(stop) + "\n")
         sys.exit(stop.exit_code)
-    finally:  # the command has cleaned up: a stop now only cuts the interpreter's teardown short
-        exit_at_once_on_signal(_exit_status(sys.exc_info()[1]))
 
 
 def _exit_status(leaving: BaseException | None) -> int:

@@ -85,8 +85,6 @@ def loss_names() -> tuple[str, ...]:
 
 def trainable_scorers() -> tuple[str, ...]:
     """Scorers ``ltr train --model`` builds; an ensemble averages trained runs instead."""
-    from typing import get_args
+    from ltr.config import TRAINABLE_MODELS
 
-    from ltr.config import ModelName
-
-    return tuple(name for name in get_args(ModelName) if name != "ensemble")
+    return TRAINABLE_MODELS

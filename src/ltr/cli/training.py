@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,7 +19,7 @@ from ltr.cli._common import (
     print_table,
     stdout,
 )
-from ltr.errors import ConfigError, UsageError
+from ltr.errors import ConfigError
 
 if TYPE_CHECKING:
     from ltr.training.crossval import CvResult
@@ -65,16 +66,6 @@ def _device_sets(device: Device | None) -> list[str]:
     return [f"training.device={option_value(device)}"] if device else []
 
 
-def _check_model(model: str | None) -> None:
-    from ltr._messages import not_one_of
-    from ltr.cli._help import trainable_scorers
-
-    if model == "ensemble":  # it averages trained runs; there is nothing to train
-        raise UsageError("--model ensemble: build ensembles from trained runs with ltr ensemble")
-    if model is not None and model not in trainable_scorers():
-        raise UsageError(f"--model: {not_one_of(model, trainable_scorers())}")
-
-
 def _refuse_beside_resume(what: str, options: list[tuple[str, object]]) -> None:
     """``--resume`` continues ``what`` as it was configured: these options may not come along."""
     if given := [name for name, value in options if value]:
@@ -107,7 +98,6 @@ def train(
     from ltr.training.experiment import check_resume_dir
 
     sets = [*(overrides or []), *_device_sets(device)]
-    _check_model(model)
     if resume is not None:  # a resumed run keeps its scorer and loss
         _refuse_beside_resume(
             "a run with its own config.yaml",
@@ -120,10 +110,15 @@ def train(
     else:  # --model / --loss switch the file's scorer / loss, keeping what the new one takes
         experiment = load_config(config, sets, model=model, loss=loss)
     dist = Distributed.from_env()  # under torchrun, one process of a DDP job
-    # quiet: the run directory alone, for run=$(ltr train ... --quiet), the moment it exists
-    run_experiment(
-        experiment, resume=resume, quiet=quiet, dist=dist, on_run_dir=print_path if quiet else None
-    )
+    run_experiment(experiment, resume=resume, quiet=quiet, dist=dist, on_run_dir=_announce(quiet))
+
+
+def _announce(quiet: bool) -> Callable[[Path], None]:
+    """How ``ltr train`` shows its run directory, the moment it is the run worked on: alone on
+    its line with ``--quiet`` (``run=$(ltr train ... --quiet)``), else as ``Run directory:``."""
+    if quiet:
+        return print_path
+    return lambda run_dir: stdout.print(f"Run directory: {run_dir}", highlight=False)
 
 
 def cv(
@@ -159,7 +154,6 @@ def cv(
     from ltr.training.crossval import load_cv_config
 
     sets = _device_sets(device)
-    _check_model(model)
     dist = Distributed.from_env()
     announce = print_path if quiet else None  # cv=$(ltr cv ... --quiet), the moment it exists
     if resume is not None:  # folds already done cannot change, so no option may
@@ -271,6 +265,8 @@ def ensemble(
             raise ConfigError(
                 f"--weights: give numbers separated by commas; got {weights!r}"
             ) from None
+    if output_dir is not None:  # run directories are printed absolute, as ltr train's and cv's
+        output_dir = output_dir.resolve()
     run_dir = build_ensemble(runs, name=name, output_dir=output_dir, weights=parsed, quiet=quiet)
     if quiet:
         print_path(run_dir)

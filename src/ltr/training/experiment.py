@@ -51,6 +51,7 @@ import torch
 import yaml
 from rich.console import Console
 
+from ltr._console_log import log_console_to
 from ltr._fs import file_sha256
 from ltr._messages import closest_hint
 from ltr._signals import deferred_interrupts
@@ -63,7 +64,7 @@ from ltr.config import (
     load_config,
 )
 from ltr.data.dataset import BatchLoader, QueryDataset, split_by_query
-from ltr.data.layout import FILE_NAMES, find_data_file
+from ltr.data.layout import FILE_NAMES, data_files_in, find_data_file
 from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import Normalizer
 from ltr.data.summary import describe_data
@@ -112,6 +113,7 @@ NO_RELEVANT_POLICIES = ("zero", "one", "skip")
 # the official LETOR 4.0 script's NDCG@10 (Eval-Score-4.0.pl), in metrics.json beside them
 LETOR_NDCG10 = "ndcg@10[preset=letor]"
 DATA_PATHS = ("data.root", "data.train", "data.valid", "data.test")
+LOG_FILE = "train.log"  # what the command printed (the ltr command line only: _console_log)
 # fields a resumed run may change; anything else must match the run's config.yaml
 RESUMABLE_CHANGES = (
     "training.num_epochs",
@@ -164,20 +166,22 @@ def run_experiment(
         resume: a run directory to continue from its ``checkpoints/last.pt``; ``config`` must
             equal the run's own except for :data:`RESUMABLE_CHANGES` (e.g. more epochs). A run
             stopped after its last epoch but before ``metrics.json`` is only tested.
-        quiet: print nothing (tests); ranks other than 0 never print. Else the run directory
-            (as soon as it exists) and the test line go to stdout (the result), the rest to
-            stderr (progress).
+        quiet: print nothing (tests); ranks other than 0 never print. Else the test line goes
+            to stdout (the result), the rest to stderr (progress); the run directory is
+            ``on_run_dir``'s to show.
         dist: this process's place in a torchrun job (:meth:`Distributed.from_env`); None for
             one process. The process group is joined here and left on return or error.
         trackers: more trackers for the run, after TensorBoard and MLflow (``ltr tune``'s
             pruning reporter).
         mlflow_tags: extra tags of the MLflow run (``mlflow.parentRunId`` nests it).
-        on_run_dir: called once, on rank 0, with the run directory as soon as it exists (a
-            resumed one: once it is locked), whether the run then ends, fails or is stopped
-            (``ltr train --quiet`` prints it, as ``mktemp`` does).
+        on_run_dir: called once, on rank 0, with the (absolute) run directory as soon as it
+            is the run being worked on: a new one once it exists, a resumed one once it is
+            known to be a run directory, before any check of whether it may continue; whether
+            the run then ends, fails, is refused or is stopped (``ltr train`` prints it, as
+            ``mktemp`` does).
 
     Returns:
-        The run directory (the same on every rank).
+        The run directory, absolute (the same on every rank).
 
     Raises:
         DataNotFoundError: a data file or the data root is missing.
@@ -190,6 +194,11 @@ def run_experiment(
         LtrError: a missing or corrupt checkpoint, training divergence.
     """
     dist = dist or Distributed()
+    if resume is not None:  # the run worked on is known at once: named before any refusal
+        check_resume_dir(resume)
+        resume = Run.open(resume, tensorboard=False).dir.resolve()  # a run directory
+        if dist.is_main and on_run_dir is not None:
+            on_run_dir(resume)
     per_rank_batch_size(config.training.batch_size, dist.world_size)  # fail before any work
     device = dist.device(resolve_device(config.training.device))
     with process_group(dist, device), _lock_resumed_run(resume, dist):
@@ -218,25 +227,25 @@ def _run(
 ) -> Path:
     """:func:`run_experiment` inside the process group: prepare, open the run, train, test."""
     console = Console(stderr=True, quiet=quiet, soft_wrap=True, markup=False)  # progress
-    results = Console(quiet=quiet, soft_wrap=True, markup=False)  # the run dir, the test line
-
-    def announce(run_dir: Path) -> None:
-        results.print(f"Run directory: {run_dir}", highlight=False)
-        if on_run_dir is not None:
-            on_run_dir(run_dir)
-
+    results = Console(quiet=quiet, soft_wrap=True, markup=False)  # the test line
     config = config.model_copy(update={"data": config.data.absolute()})  # what config.yaml holds
     if config.training.num_threads is not None:
         torch.set_num_threads(config.training.num_threads)
     checkpoint = None
     if resume is not None:  # every check before a file of the run (or TensorBoard's) is written
-        checkpoint = _checkpoint_to_resume(resume, config, console)
+        checkpoint = _checkpoint_to_resume(resume, config)
     splits, normalizer = _load_data(config, resume, checkpoint, dist, console)
+    if resume is not None and checkpoint is not None:  # every refusal is behind: it goes ahead
+        console.print(
+            f"resuming {resume} from checkpoints/last.pt "
+            f"(epoch {checkpoint['epoch']} of {config.training.num_epochs})",
+            highlight=False,
+        )
     train_data, valid_data = map(normalizer.transform_data, (splits.train, splits.valid))
     model, loss_fn, loader = _build_training(config, train_data, dist)
     note = _ResumeNote(config.training.num_epochs, config.tracking.mlflow, writer=dist.is_main)
     with note, contextlib.ExitStack() as held:
-        run = note.run = _start_run(config, resume, dist, note, held, announce)
+        run = note.run = _start_run(config, resume, dist, note, held, on_run_dir)
         with run:
             _open_run(run, config, normalizer, trackers, mlflow_tags)
             meta = {
@@ -263,19 +272,12 @@ def _run(
     return run.dir
 
 
-def _checkpoint_to_resume(
-    resume: Path, config: ExperimentConfig, console: Console
-) -> dict[str, Any]:
+def _checkpoint_to_resume(resume: Path, config: ExperimentConfig) -> dict[str, Any]:
     """The resumed run's ``last.pt``, once the config may continue it and epochs are left."""
     checkpoint = load_checkpoint(Run.open(resume, tensorboard=False).checkpoint_path("last"))
     _check_resumable(resume, checkpoint["config"], config.resolved())
     if (resume / "metrics.json").is_file():  # else it stopped before its test: finish that
         _check_epochs_left(checkpoint, config.training)
-    console.print(
-        f"resuming {resume} from checkpoints/last.pt "
-        f"(epoch {checkpoint['epoch']} of {config.training.num_epochs})",
-        highlight=False,
-    )
     return checkpoint
 
 
@@ -397,8 +399,6 @@ def _lock_resumed_run(
     :func:`_start_run`)."""
     if resume is None:
         return contextlib.nullcontext()
-    check_resume_dir(resume)
-    Run.open(resume, tensorboard=False)  # a run directory, before a lock file goes into it
     return training_lock(resume, rank=dist.rank)
 
 
@@ -408,23 +408,27 @@ def _start_run(
     dist: Distributed,
     note: _ResumeNote,
     held: contextlib.ExitStack,
-    announce: Callable[[Path], None],
+    on_run_dir: Callable[[Path], None] | None,
 ) -> Run:
-    """The run directory, new or reopened, named to ``note`` and (on rank 0) to ``announce`` as
-    soon as it exists, before the trackers start; a new one is locked in ``held``
-    (:func:`training_lock`) as soon as it exists."""
-    if resume is not None:
+    """The run directory, new or reopened, named to ``note`` and (a new one, on rank 0) to
+    ``on_run_dir`` as soon as it exists, before the trackers start; a new one is locked in
+    ``held`` (:func:`training_lock`) as soon as it exists. On rank 0 the console is copied to
+    its ``train.log`` (:func:`log_console_to`) from then on."""
+    if resume is not None:  # run_experiment named it to on_run_dir at once
         note.run_dir = resume
-        if dist.is_main:
-            announce(resume)
+        if dist.is_main:  # every refusal is behind: this session goes into the run's log
+            held.enter_context(log_console_to(resume / LOG_FILE))
         return Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
     check_mlflow(config, rank=dist.rank)  # a bad store fails before the run dir exists
     made = None
     if dist.is_main:
         with deferred_interrupts():  # a directory made is a directory the note and user know
-            made = note.run_dir = Run.make_dir(config.tracking.output_dir, config.experiment.name)
+            output_dir = config.tracking.output_dir.resolve()  # printed paths: absolute
+            made = note.run_dir = Run.make_dir(output_dir, config.experiment.name)
             held.enter_context(training_lock(made))
-            announce(made)
+            if on_run_dir is not None:
+                on_run_dir(made)
+            held.enter_context(log_console_to(made / LOG_FILE))
     note.run_dir = Path(dist.broadcast_object(str(made)))  # rank 0 named and created it
     return Run(note.run_dir, rank=dist.rank, tensorboard=config.tracking.tensorboard)
 
@@ -531,11 +535,24 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
             found[split] = None
     train_path = found["train"]
     if train_path is None:
-        raise DataNotFoundError(
-            f"data.root {root} holds no training file (looked for "
-            f"{', '.join(FILE_NAMES['train'])}); create one with `ltr data synth --out {root}`"
-        )
+        assert root is not None  # DataConfig needs data.train or data.root
+        raise DataNotFoundError(_missing_training_file(root))
     return DataPaths(train=train_path, valid=found["valid"], test=found["test"])
+
+
+def _missing_training_file(root: Path) -> str:
+    """What is wrong with a ``data.root`` without a training file, and what to do about it."""
+    looked = f"looked for {', '.join(FILE_NAMES['train'])}"
+    held = [path.name for path in data_files_in(root)]
+    if held:  # ltr data synth refuses a folder of data files: say what is missing instead
+        return (
+            f"data.root {root} holds {', '.join(held)} but no training file ({looked}); add "
+            "the training file or point data.root at a folder that holds one"
+        )
+    return (
+        f"data.root {root} holds no training file ({looked}); create one with "
+        f"`ltr data synth --out {root}`"
+    )
 
 
 def _missing_root_hint(root: Path, resuming: bool) -> str:

@@ -557,6 +557,23 @@ def test_root_without_training_file_names_what_it_looked_for(tmp_path: Path) -> 
         run_experiment(config, quiet=True)
 
 
+def test_root_with_other_splits_but_no_training_file_names_them_instead_of_synth(
+    data_root: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "fold"
+    root.mkdir()
+    for name in ("vali.txt", "test.txt"):  # ltr data synth would refuse this folder
+        shutil.copy(data_root / name, root / name)
+    config = make_config(root, tmp_path)
+    with pytest.raises(DataNotFoundError) as error:
+        experiment_module.resolve_data_paths(config.data)
+    assert str(error.value) == (
+        f"data.root {root} holds vali.txt, test.txt but no training file (looked for "
+        "train.txt, train.txt.gz); add the training file or point data.root at a folder that "
+        "holds one"
+    )
+
+
 def test_distributed_batch_size_must_divide_over_the_processes(
     data_root: Path, tmp_path: Path
 ) -> None:

@@ -1,0 +1,145 @@
+"""``train.log``: a copy of what a command printed, kept in the run directory it was about.
+
+Everything ``ltr`` shows goes through ``sys.stdout`` and ``sys.stderr`` (rich consoles look
+them up at each print; ``warning:`` and progress lines, Python warnings and the closing
+``error:`` line write to them), so the copy is taken there, once, instead of beside each print.
+:func:`capture_console` (the ``ltr`` command line, on rank 0) puts a tee on both streams for
+the whole command and keeps the lines in memory until a run says where they go;
+:func:`log_console_to` (the run, once its directory is the one worked on) writes those lines
+to its ``train.log`` and then appends each line as it is printed. The file is a log, not an
+artifact: appended line by line, never replaced; a resumed run continues it after a separator.
+
+Lines are kept as a terminal ends up showing them, so a live progress bar leaves nothing:
+colours and other escape sequences are dropped, a line redrawn in place keeps only what follows
+its last carriage return, and a cursor moved up over lines of the same write (how rich takes
+a finished bar off the screen) takes them back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["capture_console", "log_console_to"]
+
+# CSI sequences (colours, cursor moves, erase line), OSC sequences (links), other 2-byte escapes
+_ESCAPES = re.compile(r"(\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_])")
+_CURSOR_UP = re.compile(r"\x1b\[(\d*)A")
+
+
+class _Capture:
+    """The lines of the command so far (until a run takes them), then the run's open log."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] | None = []  # None once a run took them
+        self.log: TextIO | None = None
+
+    def add(self, line: str) -> None:
+        if self.log is not None:
+            try:
+                self.log.write(line + "\n")
+            except OSError:  # a full disk ends the copy, never the command
+                self.close()
+        elif self.pending is not None:
+            self.pending.append(line)
+
+    def attach(self, path: Path) -> None:
+        self.close()
+        log = path.open("a", encoding="utf-8", buffering=1)  # line-buffered: written as it goes
+        if log.tell() > 0:  # a resumed run: its earlier sessions stay above
+            log.write(f"--- resumed {datetime.now():%Y-%m-%d %H:%M:%S} ---\n")
+        log.writelines(line + "\n" for line in self.pending or [])
+        self.pending, self.log = None, log
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+
+class _Tee:
+    """``stream``, whose complete lines are also handed to the capture while it lasts."""
+
+    def __init__(self, stream: TextIO, capture: _Capture) -> None:
+        self._stream, self._capture, self._partial = stream, capture, ""
+        self.active = True
+
+    def write(self, text: str) -> int:
+        written = self._stream.write(text)
+        if self.active:
+            for line in self._lines(text):
+                self._capture.add(line)
+        return written
+
+    def _lines(self, text: str) -> list[str]:
+        """The lines ``text`` completes, as they stay on a terminal."""
+        lines: list[str] = []
+        for i, piece in enumerate(_ESCAPES.split(text)):
+            if i % 2:  # an escape sequence: only moving up over lines changes what is kept
+                if up := _CURSOR_UP.fullmatch(piece):
+                    del lines[max(0, len(lines) - int(up[1] or 1)) :]
+                    self._partial = ""
+                continue
+            *done, self._partial = (self._partial + piece).split("\n")
+            lines.extend(line.rsplit("\r", 1)[-1] for line in done)  # a redrawn line's end
+        return lines
+
+    def end(self) -> None:
+        last = self._partial.rsplit("\r", 1)[-1]
+        if last:  # a last line without its newline
+            self._capture.add(last)
+        self.active = False
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding: the stream's
+        return getattr(self._stream, name)
+
+
+_active: list[_Capture] = []
+
+
+@contextlib.contextmanager
+def capture_console(*, enabled: bool = True) -> Iterator[None]:
+    """Copy the lines written to ``sys.stdout`` and ``sys.stderr`` inside the block, for the
+    run that :func:`log_console_to` names; ``enabled=False`` (a torchrun rank other than 0,
+    which writes no file) changes nothing."""
+    if not enabled:
+        yield
+        return
+    capture = _Capture()
+    tees = {name: _Tee(getattr(sys, name), capture) for name in ("stdout", "stderr")}
+    saved = {name: getattr(sys, name) for name in tees}
+    for name, tee in tees.items():
+        setattr(sys, name, tee)
+    _active.append(capture)
+    try:
+        yield
+    finally:
+        _active.remove(capture)
+        for name, tee in tees.items():
+            tee.end()  # a logger may keep the tee: it goes on writing to the stream alone
+            if getattr(sys, name) is tee:
+                setattr(sys, name, saved[name])
+        capture.close()
+
+
+@contextlib.contextmanager
+def log_console_to(path: Path) -> Iterator[None]:
+    """From here on, the captured console goes to ``path`` (appended), starting with the lines
+    printed before that no run took; nothing happens outside :func:`capture_console`.
+
+    The block ending normally ends the copy. An error or a stop leaves the log open until the
+    command ends (or another run's log opens), so the ``error:`` or ``interrupted by`` line the
+    command prints last is in it.
+    """
+    capture = _active[-1] if _active else None
+    if capture is None:
+        yield
+        return
+    capture.attach(path)
+    yield  # an exception raised here skips the close below, on purpose
+    capture.close()

@@ -1,0 +1,40 @@
+"""train.log's copy of the console: the lines as a terminal ends up showing them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from ltr._console_log import capture_console, log_console_to
+from ltr.training.trainer import _progress
+
+
+def test_a_live_progress_bar_leaves_only_the_lines_printed_around_it(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    with capture_console(), log_console_to(log):
+        console = Console(stderr=True, force_terminal=True, soft_wrap=True)  # a terminal
+        console.print("[yellow]warning:[/] before", highlight=False)
+        with _progress(console, 3, "Epoch 1/1") as tick:  # drawn, redrawn, then taken off
+            for _ in range(3):
+                tick()
+        console.print("Epoch 1/1: loss=0.5000", highlight=False)
+        print("a result", file=sys.stdout)
+
+    assert log.read_text(encoding="utf-8") == "warning: before\nEpoch 1/1: loss=0.5000\na result\n"
+
+
+def test_lines_printed_before_the_log_opens_go_first_and_outside_a_capture_nothing_is_kept(
+    tmp_path: Path,
+) -> None:
+    with log_console_to(tmp_path / "none.log"):  # not under the ltr command line
+        print("not kept")
+    with capture_console():
+        sys.stderr.write("before the run directory\n")
+        with log_console_to(tmp_path / "train.log"):
+            sys.stdout.write("in the run\n")
+        sys.stdout.write("after the run\n")
+
+    assert not (tmp_path / "none.log").exists()
+    assert (tmp_path / "train.log").read_text() == "before the run directory\nin the run\n"
