@@ -154,8 +154,10 @@ def test_two_gloo_processes_match_each_other_and_one_process(tmp_path: Path) -> 
         "preprocessor.json",
         "test_per_query.tsv",
         "train.lock",  # rank 0 alone held it
+        "train.log",  # rank 0's console
         "training_history.json",
     ]
+    assert (run_dir / "train.log").read_text(encoding="utf-8").count("Epoch 3/3") == 1
     assert result.stderr.count("Epoch 3/3") == 1  # progress on stderr, the result on stdout
     assert result.stdout.count("Run directory") == 1 and result.stdout.count("Test (best") == 1
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
