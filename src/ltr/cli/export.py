@@ -93,6 +93,8 @@ def export(
         lines.append(MATMUL_FLOOR_NOTE)  # "1.67x matmul floor" means nothing unexplained
     for line in lines:  # markup=False: rich would take "[batch, list_len, 46]" for a style tag
         stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+    for line in report.latency_noise:  # the model card says so too
+        warn(f"latency at export: {line}")
 
 
 def _int_list(text: str, option: str) -> list[int]:

@@ -33,7 +33,13 @@ from ltr.lifecycle.bundle import (
     parse_version,
     write_bundle,
 )
-from ltr.lifecycle.latency import LatencyRow, measure_latency
+from ltr.lifecycle.latency import (
+    LatencyRow,
+    available_cores,
+    load_average,
+    measure_latency,
+    timing_noise,
+)
 from ltr.lifecycle.model_card import render_model_card
 from ltr.lifecycle.onnx_graph import OnnxGraph, check_opset, export_onnx, matmul_chain
 from ltr.lifecycle.parity import ParityReport, validate_parity
@@ -63,6 +69,8 @@ class ExportReport:
         precision: ``"float32"`` or ``"int8"``.
         parity: the float32 graph against PyTorch eager.
         latency: 1-thread latency of the shipped graph at 10, 100 and 1,000 documents.
+        latency_noise: why those figures may be inflated (other work on the cores, a wide
+            p99/p50 spread: :func:`~ltr.lifecycle.latency.timing_noise`); empty when quiet.
         quantization: the int8 gate, when ``quantize="int8"``.
         metadata: the ``metadata.json`` content (without ``files`` and ``created_at``).
     """
@@ -74,6 +82,7 @@ class ExportReport:
     precision: str
     parity: ParityReport
     latency: list[LatencyRow]
+    latency_noise: list[str]
     quantization: QuantizationReport | None
     metadata: dict[str, Any] = field(repr=False)
 
@@ -155,6 +164,7 @@ def export_bundle(
                 f"{quantization.int8:.4f}); at most {quantization.max_move} is allowed. Export "
                 "without --quantize to ship the float32 graph; no bundle written"
             )
+    load_before = load_average()
     latency = measure_latency(
         shipped,
         reference,
@@ -166,9 +176,11 @@ def export_bundle(
         rounds=3,
         data=data,
     )
+    # the figures go into the model card: say there when a busy machine may have inflated them
+    noise = timing_noise(latency, cores=available_cores(), load_before=load_before)
     precision = "float32" if quantize is None else "int8"
     metadata = _metadata(
-        source, graph, version, data_path, parity, latency, quantization, precision
+        source, graph, version, data_path, parity, latency, noise, quantization, precision
     )
     metadata["validated"] = None if validated is None else dict(validated)
     files = {
@@ -185,6 +197,7 @@ def export_bundle(
         precision=precision,
         parity=parity,
         latency=latency,
+        latency_noise=noise,
         quantization=quantization,
         metadata=metadata,
     )
@@ -226,6 +239,7 @@ def _metadata(
     data_path: Path,
     parity: ParityReport,
     latency: Sequence[LatencyRow],
+    latency_noise: Sequence[str],
     quantization: QuantizationReport | None,
     precision: str,
 ) -> dict[str, Any]:
@@ -275,6 +289,7 @@ def _metadata(
         "latency": {
             "note": "one query, 1 thread, microseconds; PyTorch eager vs ONNX Runtime",
             "rows": [row.to_dict() for row in latency],
+            "noise_warnings": list(latency_noise),
         },
         "quantization": None if quantization is None else quantization.to_dict(),
         "versions": {

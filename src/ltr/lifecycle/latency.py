@@ -47,6 +47,7 @@ __all__ = [
     "format_latency_table",
     "latency_cells",
     "latency_line",
+    "load_average",
     "measure_latency",
     "timing_noise",
 ]
@@ -176,7 +177,8 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _load_1min() -> float | None:
+def load_average() -> float | None:
+    """The 1-minute load average; None where the platform has none."""
     try:
         return os.getloadavg()[0]
     except (AttributeError, OSError):  # Windows has none
@@ -365,7 +367,7 @@ def benchmark_latency(
     source = load_source(checkpoint or verified.metadata["source"]["checkpoint"])
     if on_start is not None:
         on_start()
-    load_before = _load_1min()
+    load_before = load_average()
     rows = measure_latency(
         verified.onnx_path,
         source.reference(),
@@ -379,7 +381,7 @@ def benchmark_latency(
     )
     precision = str(verified.metadata.get("onnx", {}).get("precision", "float32"))
     return LatencyReport(
-        verified.path, precision, rows, available_cores(), load_before, _load_1min()
+        verified.path, precision, rows, available_cores(), load_before, load_average()
     )
 
 

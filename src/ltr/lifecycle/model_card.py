@@ -361,6 +361,8 @@ def _export(m: Mapping[str, Any]) -> str:
             f"{row['speedup']:.1f}x |"
             for row in rows
         ]
+        noise = (m.get("latency") or {}).get("noise_warnings") or []
+        lines += ["", *(f"Caution: {line}." for line in noise)] if noise else []
     return "\n".join(lines)
 
 

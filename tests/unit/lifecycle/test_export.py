@@ -15,6 +15,7 @@ from ltr.errors import BundleError, DataFormatError, ExportError, WriteError
 from ltr.lifecycle import parity, quantize
 from ltr.lifecycle.bundle import verify_bundle
 from ltr.lifecycle.export import ExportReport, export_bundle
+from ltr.lifecycle.model_card import render_model_card
 from ltr.lifecycle.runtime import make_session, run_session
 from ltr.lifecycle.source import load_source
 from ltr.training import run_experiment
@@ -189,6 +190,7 @@ def test_metadata_describes_the_bundle(exported: dict[str, tuple[Path, ExportRep
     assert metadata["onnx"]["precision"] == "float32" and metadata["onnx"]["opset"] >= 17
     assert metadata["parity"]["passed"] and metadata["parity"]["max_abs_diff"] <= 1e-5
     assert [row["list_size"] for row in metadata["latency"]["rows"]] == [10, 100, 1000]
+    assert metadata["latency"]["noise_warnings"] == report.latency_noise  # [] on a quiet machine
     assert set(metadata["versions"]) == {"ltr", "python", "torch", "onnx", "onnxruntime"}
     preprocessor = json.loads((report.output / "preprocessor.json").read_text(encoding="utf-8"))
     assert preprocessor["kind"] == "standard" and len(preprocessor["statistics"]["mean"]) == 10
@@ -220,6 +222,18 @@ def test_model_card_reports_use_metrics_parity_and_limits(
     assert "- `mask`: bool `[batch, list_len]`" in card
     assert "rankings identical: True" in card
     assert "square of the list length" in card
+
+
+def test_model_card_cautions_about_latency_a_busy_machine_may_have_inflated(
+    exported: dict[str, tuple[Path, ExportReport]],
+) -> None:
+    metadata = verify_bundle(exported["mlp"][1].output).metadata
+    busy = "p99/p50 = 41.0 for 100 docs, 1 thread(s) (PyTorch): noisy; figures may be inflated"
+    quiet = {**metadata, "latency": {**metadata["latency"], "noise_warnings": []}}
+    noisy = {**metadata, "latency": {**metadata["latency"], "noise_warnings": [busy]}}
+
+    assert "Caution" not in render_model_card(quiet)
+    assert f"Caution: {busy}." in render_model_card(noisy)
 
 
 def test_broken_graph_fails_parity_and_writes_nothing(
