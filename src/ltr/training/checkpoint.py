@@ -132,8 +132,8 @@ def checkpoint_file(model_path: str | Path, name: str = "best") -> Path:
 
 
 def refuse_cv_dir(path: Path) -> None:
-    """A cv directory holds one run per fold, not a model: name them, and the command that
-    averages them into one (every command taking a model comes through here)."""
+    """A cv directory holds one run per fold, not a model: name them (every command taking a
+    model comes through here)."""
     from ltr.experiments.cv_record import fold_runs, is_cv_dir  # only on this error path
 
     if not is_cv_dir(path):
@@ -144,9 +144,9 @@ def refuse_cv_dir(path: Path) -> None:
             f"{path} is a cv directory of `ltr cv` whose folds have no run yet; train them "
             f"with `ltr cv --resume {shlex.quote(str(path))}`"
         )
+    # no `ltr ensemble` of the folds: each fold's model was trained on the others' test queries
     raise DataNotFoundError(
-        f"{path} is a cv directory of `ltr cv`, not a run; give one of its fold runs ({runs}), "
-        f"or average them into one run with `ltr ensemble {runs}`"
+        f"{path} is a cv directory of `ltr cv`, not a run; give one of its fold runs ({runs})"
     )
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from ltr._fs import file_sha256
 from ltr.config import dotted_items, load_config
 from ltr.data.preprocessing import Normalizer
 from ltr.errors import ConfigError, LtrError, ShapeError
-from ltr.experiments.cv_record import fold_runs, is_cv_dir
+from ltr.experiments.cv_record import is_cv_dir
 from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_mlflow
 from ltr.experiments.tracking import Run
 from ltr.models import EnsembleScorer
@@ -79,9 +78,9 @@ def build_ensemble(
         DataNotFoundError, LtrError: a member that is not a readable run or checkpoint.
     """
     results = Console(quiet=quiet, soft_wrap=True, markup=False)  # stdout: what was built
+    _refuse_cv_dirs(members)  # first: one cv directory given alone is that mistake, not a count
     if len(members) < 2:
         raise ConfigError(f"an ensemble needs at least 2 members; got {len(members)}")
-    _refuse_cv_dirs(members)
     _refuse_unfinished(members)
     paths = [checkpoint_file(member) for member in members]
     seen: dict[Path, str | Path] = {}
@@ -180,13 +179,15 @@ def build_ensemble(
 
 
 def _refuse_cv_dirs(members: Sequence[str | Path]) -> None:
-    """A cv directory holds one run per fold; those runs are what an ensemble averages."""
+    """A cv directory holds one run per fold, and those do not average into one model: each was
+    trained on other folds' test queries (and on other data, so they are not compatible)."""
     for member in members:
-        if not is_cv_dir(member):
-            continue
-        runs = " ".join(shlex.quote(str(run)) for run in fold_runs(member))
-        instead = runs or f"the runs under {member}/Fold*/ once trained"
-        raise ConfigError(f"{member} is a cv directory; give its fold runs instead: {instead}")
+        if is_cv_dir(member):
+            raise ConfigError(
+                f"{member} is a cv directory of `ltr cv`; its fold runs were trained on "
+                "different folds (each on the others' test queries), so they do not average into "
+                "one model: ensemble runs trained on the same data (seeds, losses)"
+            )
 
 
 def _refuse_unfinished(members: Sequence[str | Path]) -> None:

@@ -103,8 +103,7 @@ def test_a_cv_directory_given_as_a_model_names_its_fold_runs_and_ltr_ensemble(
         checkpoint_file(cv_dir)
 
     assert str(error.value) == (
-        f"{cv_dir} is a cv directory of `ltr cv`, not a run; give one of its fold runs ({runs}), "
-        f"or average them into one run with `ltr ensemble {runs}`"
+        f"{cv_dir} is a cv directory of `ltr cv`, not a run; give one of its fold runs ({runs})"
     )
 
 
