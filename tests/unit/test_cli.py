@@ -290,6 +290,27 @@ def test_baselines_rejects_a_model_given_twice(judged: Path, tmp_path: Path) -> 
     )
 
 
+def test_baselines_keeps_two_models_of_one_file_name_apart(tmp_path: Path) -> None:
+    from support.tiny_runs import tiny_run, write_tiny_data
+
+    data = write_tiny_data(tmp_path / "data")
+    first, second = (
+        tiny_run(data, tmp_path / out, training={"seed": seed}) / "checkpoints" / "best.pt"
+        for out, seed in (("a", 0), ("b", 1))
+    )
+    test = str(data / "test.txt")
+    args = ["baselines", "--train", test, "--test", test, "--json"]
+
+    result = CliRunner().invoke(app, [*args, "--model", str(first), "--model", str(second)])
+
+    rankings = json.loads(result.stdout)["rankings"]
+    assert [label for label in rankings if label.startswith("model: ")] == [
+        f"model: {first}",
+        f"model: {second}",
+    ]
+    assert rankings[f"model: {first}"] != rankings[f"model: {second}"]
+
+
 def test_version_prints_the_version_and_exits_0() -> None:
     from ltr import __version__
 

@@ -132,8 +132,9 @@ def baselines(
 
     names = metric_names(metrics)
     conventions = conventions_from(gain, no_relevant, preset)
-    if models and len(set(models)) < len(models):
-        twice = next(path for path in models if models.count(path) > 1)
+    resolved = [path.resolve() for path in models or []]  # ./run and run are one model
+    if len(set(resolved)) < len(resolved):
+        twice = next(path for path in models or [] if resolved.count(path.resolve()) > 1)
         raise ConfigError(f"--model: each model may be given once; got {twice} twice")
     train_data = load_letor(train)
     test_data = load_letor(test)
@@ -150,9 +151,11 @@ def baselines(
         from ltr.inference import Predictor
 
         ideal = rows.popitem()  # the ceiling stays the last row
-        for path in models:
+        short = [path.name for path in models]  # the paths as given where names repeat
+        labels = short if len(set(short)) == len(short) else [str(path) for path in models]
+        for path, label in zip(models, labels, strict=True):
             scores = Predictor.load(path).score(test_data, source=str(test))
-            rows[f"model: {path.name}"] = evaluate_scores(test_data, scores, names, **conventions)
+            rows[f"model: {label}"] = evaluate_scores(test_data, scores, names, **conventions)
         rows.update([ideal])
     if as_json:
         rankings = {label: evaluation.means for label, evaluation in rows.items()}
