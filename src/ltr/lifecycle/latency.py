@@ -143,7 +143,12 @@ def timing_noise(rows: Sequence[LatencyRow], *, cores: int, load_before: float |
     """
     warnings = []
     threads = max((row.threads for row in rows), default=1)
-    if load_before is not None and load_before + threads > cores + _LOAD_SLACK_CORES:
+    if threads > cores:  # no quieter machine helps: the threads wait for each other
+        warnings.append(
+            f"{threads} threads timed on {cores} cores: they take turns on the cores, so "
+            f"figures above {cores} thread(s) measure that, not the runtime"
+        )
+    elif load_before is not None and load_before + threads > cores + _LOAD_SLACK_CORES:
         warnings.append(
             f"the 1-minute load average was {load_before:.1f} as timing began: other work and "
             f"the {threads} thread(s) timed need more than the {cores} cores; figures may be "

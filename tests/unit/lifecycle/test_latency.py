@@ -45,7 +45,15 @@ def test_a_load_beside_one_timed_thread_that_leaves_it_a_core_passes() -> None:
 
 
 def test_an_unknown_load_is_not_checked() -> None:
-    assert timing_noise(QUIET, cores=1, load_before=None) == []
+    assert timing_noise(QUIET, cores=2, load_before=None) == []
+
+
+def test_more_threads_than_cores_are_named_as_such_not_blamed_on_the_load() -> None:
+    # an idle machine would not help: the advice must not be to time on one
+    assert timing_noise(QUIET, cores=1, load_before=0.9) == [
+        "2 threads timed on 1 cores: they take turns on the cores, so figures above 1 thread(s) "
+        "measure that, not the runtime"
+    ]
 
 
 def test_a_wide_spread_names_the_worst_setting_and_counts_the_others() -> None:
