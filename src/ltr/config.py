@@ -609,7 +609,8 @@ def _check_params(
     valid = [name for name in inspect.signature(fn).parameters if name not in skip]
     for key in params:
         if key not in valid:
-            problem = f"{key!r} is not a parameter of {owner}; valid: {', '.join(valid)}"
+            takes = f"valid: {', '.join(valid)}" if valid else f"{owner} takes no parameters"
+            problem = f"{key!r} is not a parameter of {owner}; {takes}"
             raise _NamedFieldError(field, problem, key=f"{field}.{key}")
 
 

@@ -94,6 +94,11 @@ def test_resolved_yaml_loads_back_to_the_same_config(config_file: Path, tmp_path
             r"exp\.yaml: model: 'n_heds' is not a parameter of mlp; valid: hidden_dims",
         ),
         (
+            "model={name: linear, dropout: 0.1}",
+            r"exp\.yaml: model: 'dropout' is not a parameter of linear; linear takes no "
+            r"parameters$",
+        ),
+        (
             "loss.params.sigmaa=1",
             r"exp\.yaml: loss\.params: 'sigmaa' is not a parameter of lambdarank",
         ),
