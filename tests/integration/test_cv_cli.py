@@ -188,8 +188,29 @@ def test_a_fold_run_keeps_what_cv_printed_for_it_in_its_train_log(
     ]
     args = ["cv", "--config", workdir / "tiny.yaml", "--folds", workdir / "folds", *sets]
 
-    status, _, err = ltr_main(*args, "--set", "tracking.mlflow=false")
+    status, out, err = ltr_main(*args, "--set", "tracking.mlflow=false")
 
     assert status == 1 and err.startswith("error: training diverged")
-    (fold_run,) = tmp_path.glob("*-cv/Fold1/*")  # fold 1 ended the cv
-    assert (fold_run / "train.log").read_text(encoding="utf-8") == err  # cv prints no epochs
+    (cv_dir,) = tmp_path.glob("*-cv")
+    assert out == f"CV directory: {cv_dir}\n"  # absolute, as soon as it exists
+    (fold_run,) = cv_dir.glob("Fold1/*")  # fold 1 ended the cv
+    # cv prints no epochs; the first fold's log also takes what cv printed before it began
+    assert (fold_run / "train.log").read_text(encoding="utf-8") == out + err
+
+
+def test_a_refused_quiet_cv_resume_still_prints_the_cv_directory(
+    workdir: Path, tmp_path: Path, ltr_main
+) -> None:
+    from ltr.experiments.tracking import training_lock
+
+    sets = ["--set", f"tracking.output_dir={tmp_path}", "--set", "tracking.mlflow=false"]
+    status, cv_out, _ = ltr_main(
+        "cv", "--config", workdir / "tiny.yaml", "--folds", workdir / "folds", *sets, "--quiet"
+    )
+    assert status == 0
+
+    with training_lock(Path(cv_out.strip())):  # as if another process trained it
+        status, out, err = ltr_main("cv", "--resume", cv_out.strip(), "--quiet")
+
+    assert status == 1 and "is being trained by another process" in err
+    assert out == cv_out  # cv=$(ltr cv --resume C --quiet) holds C, refused or not

@@ -110,15 +110,17 @@ def train(
     else:  # --model / --loss switch the file's scorer / loss, keeping what the new one takes
         experiment = load_config(config, sets, model=model, loss=loss)
     dist = Distributed.from_env()  # under torchrun, one process of a DDP job
-    run_experiment(experiment, resume=resume, quiet=quiet, dist=dist, on_run_dir=_announce(quiet))
+    on_run_dir = _announce("Run directory", quiet)
+    run_experiment(experiment, resume=resume, quiet=quiet, dist=dist, on_run_dir=on_run_dir)
 
 
-def _announce(quiet: bool) -> Callable[[Path], None]:
-    """How ``ltr train`` shows its run directory, the moment it is the run worked on: alone on
-    its line with ``--quiet`` (``run=$(ltr train ... --quiet)``), else as ``Run directory:``."""
+def _announce(label: str, quiet: bool) -> Callable[[Path], None]:
+    """How ``ltr train`` and ``ltr cv`` show their directory, the moment it is the one worked
+    on: alone on its line with ``--quiet`` (``run=$(ltr train ... --quiet)``), else after
+    ``label`` (``Run directory: PATH``)."""
     if quiet:
         return print_path
-    return lambda run_dir: stdout.print(f"Run directory: {run_dir}", highlight=False)
+    return lambda path: stdout.print(f"{label}: {path}", highlight=False)
 
 
 def cv(
@@ -155,7 +157,7 @@ def cv(
 
     sets = _device_sets(device)
     dist = Distributed.from_env()
-    announce = print_path if quiet else None  # cv=$(ltr cv ... --quiet), the moment it exists
+    announce = _announce("CV directory", quiet)  # cv=$(ltr cv ... --quiet), as soon as known
     if resume is not None:  # folds already done cannot change, so no option may
         _refuse_beside_resume(
             "a cv with the config in its cv.json",

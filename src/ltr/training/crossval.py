@@ -224,7 +224,8 @@ def resume_cv(
 
     ``overrides``: ``--set`` items for the folds still to train: ``training.device`` or
     ``training.num_threads`` (every fold keeps the rest of the config of the folds done).
-    ``on_cv_dir``: as for :func:`run_cv`, called once the cv is locked for this process.
+    ``on_cv_dir``: as for :func:`run_cv`, called once ``cv_dir`` is known to be a cv directory,
+    before any check of whether it may continue (a refused resume names it too).
 
     Raises:
         ConfigError: an override of a field a resumed run may not change, or a fold whose
@@ -234,17 +235,17 @@ def resume_cv(
         DataFormatError: ``cv.json`` is not valid JSON or not the layout of ltr cv.
     """
     cv_dir, overrides = Path(cv_dir).resolve(), list(overrides)
+    state = read_cv_json(cv_dir)
+    dist = dist or Distributed()
+    if dist.is_main and on_cv_dir is not None:  # a cv directory: named before any refusal
+        on_cv_dir(cv_dir)
     fixed = [item for item in overrides if not item.startswith(_RESUMABLE_CHANGES)]
     if fixed:
         raise ConfigError(
             f"cannot resume {cv_dir} with {', '.join(fixed)}: the folds done keep their config, "
             f"so only {', '.join(_RESUMABLE_CHANGES)} may change"
         )
-    state = read_cv_json(cv_dir)
-    dist = dist or Distributed()
     with training_lock(cv_dir, rank=dist.rank):  # refused at once, before any check
-        if dist.is_main and on_cv_dir is not None:
-            on_cv_dir(cv_dir)
         return _resume_cv(cv_dir, state, overrides, quiet=quiet, dist=dist)
 
 
