@@ -9,6 +9,10 @@ the whole command and keeps the lines in memory until a run says where they go;
 to its ``train.log`` and then appends each line as it is printed. The file is a log, not an
 artifact: appended line by line, never replaced; a resumed run continues it after a separator.
 
+A quiet command (``--quiet``, or ``ltr cv``'s folds, whose epochs it does not show) still logs
+what it would have shown: :func:`run_console` gives it a console whose lines go to the log
+alone.
+
 Lines are kept as a terminal ends up showing them, so a live progress bar leaves nothing:
 colours and other escape sequences are dropped, a line redrawn in place keeps only what follows
 its last carriage return, and a cursor moved up over lines of the same write (how rich takes
@@ -25,7 +29,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["capture_console", "log_console_to"]
+from rich.console import Console
+
+__all__ = ["capture_console", "log_console_to", "run_console"]
 
 # CSI sequences (colours, cursor moves, erase line), OSC sequences (links), other 2-byte escapes
 _ESCAPES = re.compile(r"(\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_])")
@@ -143,3 +149,32 @@ def log_console_to(path: Path) -> Iterator[None]:
     capture.attach(path)
     yield  # an exception raised here skips the close below, on purpose
     capture.close()
+
+
+class _LogOnly:
+    """A stream whose complete lines go to the log of the capture in progress, and nowhere
+    else (dropped outside a capture: the Python API, a torchrun rank other than 0)."""
+
+    def __init__(self) -> None:
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        *done, self._partial = (self._partial + text).split("\n")
+        if _active:
+            for line in done:
+                _active[-1].add(_ESCAPES.sub("", line))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False  # no live progress bar: the log keeps the epoch lines
+
+
+def run_console(*, quiet: bool, stderr: bool = False) -> Console:
+    """The console a run prints on: ``sys.stderr`` (progress) or ``sys.stdout`` (results); when
+    ``quiet``, one whose lines reach the run's ``train.log`` but not the screen."""
+    if quiet:
+        return Console(file=_LogOnly(), soft_wrap=True, markup=False, color_system=None)  # type: ignore[arg-type]
+    return Console(stderr=stderr, soft_wrap=True, markup=False)

@@ -198,6 +198,24 @@ def test_a_fold_run_keeps_what_cv_printed_for_it_in_its_train_log(
     assert (fold_run / "train.log").read_text(encoding="utf-8") == out + err
 
 
+def test_each_fold_runs_train_log_keeps_its_epoch_lines(
+    workdir: Path, tmp_path: Path, ltr_main
+) -> None:
+    sets = ["--set", f"tracking.output_dir={tmp_path}", "--set", "tracking.mlflow=false"]
+    status, out, err = ltr_main(
+        "cv", "--config", workdir / "tiny.yaml", "--folds", workdir / "folds", *sets
+    )
+
+    assert status == 0, err
+    assert "Epoch" not in err  # cv shows a line per fold, not its epochs
+    folds = sorted(tmp_path.glob("*-cv/Fold*/*/train.log"))
+    assert len(folds) >= 2
+    for log in folds:
+        lines = log.read_text(encoding="utf-8").splitlines()
+        assert any(line.startswith("Epoch 1/") for line in lines), log
+        assert any(line.startswith("Test (best epoch") for line in lines), log
+
+
 def test_a_refused_quiet_cv_resume_still_prints_the_cv_directory(
     workdir: Path, tmp_path: Path, ltr_main
 ) -> None:

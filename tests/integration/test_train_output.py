@@ -175,6 +175,19 @@ def test_the_library_leaves_showing_the_run_directory_to_its_caller(
     assert "Run directory" not in out and out.startswith("Test (best epoch 1): ")
 
 
+def test_a_quiet_runs_train_log_keeps_the_epoch_and_test_lines_it_did_not_show(
+    root: Path, ltr_main
+) -> None:
+    status, out, err = ltr_main(*train_args(root), "--quiet")
+
+    assert status == 0, err
+    assert out == f"{the_run(root)}\n" and "Epoch" not in err  # the screen: the run alone
+    log = (the_run(root) / "train.log").read_text(encoding="utf-8").splitlines()
+    assert log[0] == str(the_run(root))
+    assert any(line.startswith("Epoch 1/1: loss=") for line in log)
+    assert any(line.startswith("Test (best epoch 1)") for line in log)
+
+
 def test_train_log_copies_the_console_and_a_resume_continues_it(root: Path, ltr_main) -> None:
     status, out, err = ltr_main(*train_args(root))  # the real main(): what `ltr` prints
     assert status == 0, err

@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
+from ltr._console_log import run_console
 from ltr._fs import atomic_write_json, file_sha256, read_json
 from ltr.config import ExperimentConfig, load_config
 from ltr.data.layout import FILE_NAMES, find_data_file
@@ -296,7 +296,7 @@ def _train_folds(
     overrides: Iterable[str] = (),
 ) -> CvResult | None:
     """Bring every fold to done, in order, writing ``cv.json`` after each (rank 0)."""
-    console = Console(stderr=True, quiet=quiet or not dist.is_main, soft_wrap=True, markup=False)
+    console = run_console(quiet=quiet or not dist.is_main, stderr=True)
     results = [FoldResult(fold) for fold in folds]
     # rank 0 looks; every rank takes its decisions
     stages = dist.broadcast_object(

@@ -51,7 +51,7 @@ import torch
 import yaml
 from rich.console import Console
 
-from ltr._console_log import log_console_to
+from ltr._console_log import log_console_to, run_console
 from ltr._fs import file_sha256
 from ltr._messages import closest_hint
 from ltr._signals import deferred_interrupts
@@ -226,8 +226,8 @@ def _run(
     on_run_dir: Callable[[Path], None] | None = None,
 ) -> Path:
     """:func:`run_experiment` inside the process group: prepare, open the run, train, test."""
-    console = Console(stderr=True, quiet=quiet, soft_wrap=True, markup=False)  # progress
-    results = Console(quiet=quiet, soft_wrap=True, markup=False)  # the test line
+    console = run_console(quiet=quiet, stderr=True)  # progress; quiet: train.log alone
+    results = run_console(quiet=quiet)  # the test line
     config = config.model_copy(update={"data": config.data.absolute()})  # what config.yaml holds
     if config.training.num_threads is not None:
         torch.set_num_threads(config.training.num_threads)

@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
+from ltr._console_log import run_console
 from ltr._signals import raise_if_interrupted
 from ltr.config import EvaluationConfig, SchedulerConfig, TrainingConfig
 from ltr.data.dataset import Batch, BatchLoader, QueryDataset
@@ -200,7 +201,7 @@ def train(
     conventions = {"gain": evaluation.gain, "no_relevant": evaluation.no_relevant}
     meta = {"config": None, "normalizer": None, "n_features": None, **(meta or {})}
     dist = dist or Distributed()
-    console = Console(stderr=True, quiet=quiet or not dist.is_main, soft_wrap=True, markup=False)
+    console = run_console(quiet=quiet or not dist.is_main, stderr=True)  # quiet: to train.log
     model.to(device)
     optimizer = make_optimizer(cfg, model.parameters())
     scheduler = make_scheduler(cfg.scheduler, optimizer, cfg.num_epochs)
