@@ -202,7 +202,7 @@ def test_each_fold_runs_train_log_keeps_its_epoch_lines(
     workdir: Path, tmp_path: Path, ltr_main
 ) -> None:
     sets = ["--set", f"tracking.output_dir={tmp_path}", "--set", "tracking.mlflow=false"]
-    status, out, err = ltr_main(
+    status, _, err = ltr_main(
         "cv", "--config", workdir / "tiny.yaml", "--folds", workdir / "folds", *sets
     )
 
