@@ -229,3 +229,29 @@ def test_models_list_reads_the_validated_folder_once(
         (None, False),
     ]
     assert len(listings) == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["models", "list"], ["models", "show", "1.0.0"], ["models", "verify"], ["models", "rollback"]],
+)
+def test_models_commands_refuse_a_store_that_is_a_file(tmp_path: Path, command: list[str]) -> None:
+    blocker = tmp_path / "train.txt"
+    blocker.write_text("not a store\n")
+
+    result = CliRunner().invoke(app, [*command, "--store", str(blocker)])
+
+    assert isinstance(result.exception, ConfigError)  # `ltr` prints it as one line, exit 1
+    assert str(result.exception) == f"model store {blocker} is a file, not a folder"
+
+
+def test_production_refuses_a_store_that_is_a_file(
+    run: Path, candidate: ValidatedModel, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "train.txt"
+    blocker.write_text("not a store\n")
+
+    result = promote(run, "--name", "ranker", "--store", str(blocker))
+
+    assert isinstance(result.exception, ConfigError)
+    assert str(result.exception) == f"model store {blocker} is a file, not a folder"
