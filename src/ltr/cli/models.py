@@ -359,7 +359,7 @@ def _check_against_live(model_store: Any, validated: Any, force: bool) -> dict[s
     """Refuse a candidate the live model beats on the same test file, unless ``force``; warn
     when the two cannot be compared. Returns what the promotion's history event records."""
     from ltr.errors import PromotionRefused
-    from ltr.lifecycle.production import compare_with_live
+    from ltr.lifecycle.production import NOTHING_LIVE, compare_with_live
 
     comparison = compare_with_live(model_store, validated)
     if comparison is None:  # the candidate is live already: nothing changes
@@ -368,9 +368,13 @@ def _check_against_live(model_store: Any, validated: Any, force: bool) -> dict[s
         if not force:
             raise PromotionRefused(f"{comparison.verdict}; add --force to replace it")
         warn(f"{comparison.verdict}; replacing it (--force)")
-    elif comparison.not_compared and comparison.live_version is not None:
+    elif comparison.not_compared not in (None, NOTHING_LIVE):
         warn(f"could not compare with {comparison.live}: {comparison.not_compared}")
-    return {"compared_with_live": comparison.to_dict(), "forced": force}
+    # forced: a better live model was replaced, not merely --force given
+    return {
+        "compared_with_live": comparison.to_dict(),
+        "forced": force and comparison.live_is_better,
+    }
 
 
 def _refuse_another_runs_version(model_store: Any, validated: Any, store: Path, run: Path) -> None:

@@ -255,3 +255,37 @@ def test_production_refuses_a_store_that_is_a_file(
 
     assert isinstance(result.exception, ConfigError)
     assert str(result.exception) == f"model store {blocker} is a file, not a folder"
+
+
+def test_force_over_a_worse_live_model_records_nothing_forced(
+    run: Path, candidate: ValidatedModel, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    with_candidate_stored(store, run)
+    add_live(store, candidate, candidate_value(candidate) - 0.05, sha256_of_test_file(candidate))
+
+    result = promote(run, "--name", "ranker", "--force")
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert last_event(store)["forced"] is False  # the candidate was better: nothing overridden
+
+
+def test_production_warns_when_the_live_pointer_cannot_be_read(
+    run: Path, candidate: ValidatedModel, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    with_candidate_stored(store, run)
+    add_live(store, candidate, candidate_value(candidate) + 0.05, sha256_of_test_file(candidate))
+    (store.root / "current").write_text("garbage!!\n")
+
+    result = promote(run, "--name", "ranker")
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "warning: could not compare with the live model: the live model cannot be read: model "
+        f"store models: {Path('models/current')} must name a version X.Y.Z; got 'garbage!!'\n"
+    )
+    assert store.current() == "1.0.0"
+    why = last_event(store)["compared_with_live"]["not_compared"]
+    assert why.startswith("the live model cannot be read: ")
