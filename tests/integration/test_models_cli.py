@@ -364,7 +364,7 @@ def test_promote_to_production_without_name_suggests_the_name_it_is_validated_as
     assert not (tmp_path / "models").exists()
 
 
-def test_promote_to_production_over_another_runs_version_suggests_a_free_one(
+def test_promote_to_production_over_another_runs_version_suggests_another_store(
     trained_run: Path, store: ModelStore, tmp_path: Path
 ) -> None:
     validate_as(trained_run, "ranker", tmp_path)  # ranker 1.0.0; the store holds 1.0.0, 1.1.0
@@ -376,10 +376,10 @@ def test_promote_to_production_over_another_runs_version_suggests_a_free_one(
     assert result.returncode == 1
     assert result.stderr == (
         f"error: version 1.0.0 in models was exported from experiments/run-0, not from "
-        f"ranker_v1.0.0's run {trained_run}; versions are never overwritten: validate the run "
-        "afresh as a version the store does not hold, e.g. `rm -r validated/ranker_v1.0.0 && "
-        f"ltr promote {trained_run} --to validated --name ranker --version 1.2.0`, or promote it "
-        "into another --store\n"
+        f"ranker_v1.0.0's run {trained_run}; the store is keyed by version alone, so the same "
+        "version of two names collides there, and a stored version is never overwritten: "
+        f"promote the run into a store of its own, e.g. `ltr promote {trained_run} --to "
+        "production --name ranker --store models-ranker`\n"
     )
     assert store.versions() == ["1.0.0", "1.1.0"] and store.current() == "1.1.0"
 

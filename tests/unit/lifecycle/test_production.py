@@ -183,25 +183,24 @@ def test_force_is_refused_for_validation(run: Path, tmp_path: Path) -> None:
     )
 
 
-def test_collision_suggests_a_command_that_validates_no_duplicate(
+def test_collision_suggests_another_store_and_deletes_nothing(
     run: Path, candidate: ValidatedModel, tmp_path: Path
 ) -> None:
     store = ModelStore(tmp_path / "models")
     add_bundle(store, "1.0.0", source_run="experiments/other")  # every name's 1.0.0: one slot
 
-    refused = promote(run, "--name", "ranker")
-    assert isinstance(refused.exception, ConfigError)
-    removal, validation = str(refused.exception).split("`")[1].split(" && ")
-    assert removal == "rm -r validated/ranker_v1.0.0"
-    (tmp_path / "validated" / "ranker_v1.0.0").rename(tmp_path / "removed")  # as `rm -r` would
-    command = validation.split()
-    assert command[:5] == ["ltr", "promote", str(run), "--to", "validated"]
-    name, version = (command[command.index(option) + 1] for option in ("--name", "--version"))
-    # what the suggested command runs, without MLflow's registry
-    promote_to_validated(run, name=name, version=version, register=False)
+    refused = promote(run, "--name", "ranker", "--version", "1.0.0")
 
-    folders = sorted(p.name for p in (tmp_path / "validated").iterdir())
-    assert folders == ["ranker_v1.1.0"]  # one validation of the checkpoint, at a free version
+    assert isinstance(refused.exception, ConfigError)
+    assert str(refused.exception) == (
+        f"version 1.0.0 in models was exported from experiments/other, not from ranker_v1.0.0's "
+        f"run {run}; the store is keyed by version alone, so the same version of two names "
+        "collides there, and a stored version is never overwritten: promote the run into a "
+        f"store of its own, e.g. `ltr promote {run} --to production --name ranker --version "
+        "1.0.0 --store models-ranker`"
+    )
+    assert "rm " not in str(refused.exception)
+    assert candidate.path.is_dir() and not ModelStore(tmp_path / "models-ranker").root.exists()
 
 
 def test_models_list_reads_the_validated_folder_once(
