@@ -148,7 +148,7 @@ def test_cli_refuses_a_failing_run_with_exit_1(data_root: Path, tmp_path: Path) 
 
     assert done.returncode == 1
     assert done.stderr == (
-        f"error: run {run.name}: ndcg@10 = {test['ndcg@10']:.3f} is below the gate 0.990\n"
+        f"error: run {run}: ndcg@10 = {test['ndcg@10']:.3f} is below the gate 0.990\n"
     )
     assert not (tmp_path / "validated").exists()
 
@@ -169,7 +169,7 @@ def test_cli_refuses_a_run_whose_test_file_was_edited_in_place_since(tmp_path: P
     assert passed.returncode == 0, passed.stderr
     assert refused.returncode == 1
     assert refused.stderr == (
-        f"error: run {before.name}'s test file {(data / 'test.txt').resolve()} changed since the "
+        f"error: run {before}'s test file {(data / 'test.txt').resolve()} changed since the "
         f"run read it (sha256 {then} then, {now} now); its metrics describe the file it read: "
         "restore that file or train again\n"
     )
