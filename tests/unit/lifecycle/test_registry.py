@@ -524,7 +524,7 @@ def test_promotion_errors_name_the_run_as_it_was_given(
 ) -> None:
     promote(strong_run, validated)
     monkeypatch.chdir(strong_run.parent)
-    given = Path(strong_run.name)  # relative, as typed in the run's parent folder
+    given = Path("..") / strong_run.parent.name / strong_run.name  # neither name nor absolute
 
     with pytest.raises(PromotionRefused) as again:
         promote(given, validated, name="other")
