@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from ltr.cli import app
 from ltr.lifecycle.bundle import write_bundle
 from ltr.lifecycle.store import ModelStore
 from support.onnx_models import linear_onnx
+from support.tiny_runs import retrained_copy
 
 N_FEATURES = 3
 
@@ -285,8 +285,8 @@ def test_promote_to_production_publishes_validated_versions_only(tmp_path: Path)
     again = ltr("promote", str(run_dir), "--to", "production", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "models/current: 1.0.0 is live already"
-    # a checkpoint is validated once: the next version is the same model in another run dir
-    twin = Path(shutil.copytree(run_dir, tmp_path / "twin" / run_dir.name))
+    # a checkpoint is validated once: the next version is a new checkpoint of the same weights
+    twin = retrained_copy(run_dir, tmp_path / "twin" / run_dir.name)
     validate(twin, "1.1.0")
     second = ltr("promote", str(twin), "--to", "production", cwd=tmp_path)
     assert second.returncode == 0, second.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from ltr.config import PromotionConfig, load_config
 from ltr.lifecycle.registry import promote_to_validated
 from ltr.training import run_experiment
-from support.tiny_runs import relabel_in_place, write_tiny_data
+from support.tiny_runs import relabel_in_place, retrained_copy, write_tiny_data
 
 pytestmark = [
     pytest.mark.slow,
@@ -82,7 +81,7 @@ def test_untracked_run_is_registered_from_the_validated_folder(
     run = train_run(data_root, tmp_path / "runs")
     validated = tmp_path / "validated"
 
-    twin = Path(shutil.copytree(run, tmp_path / "twin" / run.name))  # a checkpoint validates once
+    twin = retrained_copy(run, tmp_path / "twin" / run.name)  # a new checkpoint
     first = promote_to_validated(run, validated_dir=validated, tracking_uri=store)
     second = promote_to_validated(
         twin, version="1.1.0", promotion=PromotionConfig(compare_to_validated=False),
@@ -119,7 +118,7 @@ def test_cli_promotes_a_passing_run(data_root: Path, tmp_path: Path) -> None:
     assert metadata["registry"]["alias"] == "validated"
     assert metadata["registry"]["tracking_uri"] == os.environ["MLFLOW_TRACKING_URI"]
 
-    twin = shutil.copytree(run, tmp_path / "twin" / run.name)  # a checkpoint validates once
+    twin = retrained_copy(run, tmp_path / "twin" / run.name)  # a new checkpoint
     named = ltr("promote", str(twin), "--to", "validated", "--name", "tiny-fold2", cwd=tmp_path)
     assert named.returncode == 0, named.stderr
     assert "tiny-fold2_v1.0.0" in named.stdout  # a name of its own starts at 1.0.0

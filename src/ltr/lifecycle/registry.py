@@ -9,7 +9,8 @@
 1. **Gate** (:mod:`ltr.lifecycle.gates`) with the run's own ``promotion:`` section (or one
    passed in): floors on test metrics and, optionally, a significant improvement over the most
    recently validated version of the same name. A checkpoint is validated once: the run's
-   ``best.pt``, validated already under any name and version, is refused naming where it is
+   ``best.pt`` (by sha256, wherever the run lies), validated already under any name and
+   version, is refused naming where it is
    (a second validation would gate it against itself, or publish one model as two versions).
    A failing run raises :class:`~ltr.errors.PromotionRefused` listing every failed check, and
    nothing is written.
@@ -196,10 +197,10 @@ def _validations_of(
     return [model for model in models if model.metadata.get("run_dir") == str(run_dir)]
 
 
-def _same_checkpoint(model: ValidatedModel, run_dir: Path, checkpoint_sha256: str) -> bool:
-    """Whether ``model`` is the run's current ``best.pt``: the same run and the same bytes."""
-    same_bytes = (model.metadata.get("files") or {}).get("best.pt") == checkpoint_sha256
-    return same_bytes and model.metadata.get("run_dir") == str(run_dir)
+def _same_checkpoint(model: ValidatedModel, checkpoint_sha256: str) -> bool:
+    """Whether ``model`` is this ``best.pt``: the same bytes, wherever the run lies now (a
+    copied or moved run directory holds the same model)."""
+    return (model.metadata.get("files") or {}).get("best.pt") == checkpoint_sha256
 
 
 def next_version(validated_dir: str | Path, name: str) -> str:
@@ -251,7 +252,7 @@ def promote_to_validated(
     promotion = promotion or config.promotion
     name = name or promotion.registry_name or config.experiment.name
     root = Path(validated_dir if validated_dir is not None else promotion.validated_dir)
-    _refuse_revalidation(run_dir, shown, root, file_sha256(run_dir / "checkpoints" / "best.pt"))
+    _refuse_revalidation(shown, root, file_sha256(run_dir / "checkpoints" / "best.pt"))
     version = version or next_version(root, name)
     parse_version(version)
     model_id = f"{name}_v{version}"
@@ -443,12 +444,12 @@ def _read_run(run_dir: Path, shown: str) -> tuple[ExperimentConfig, dict[str, An
     return config, report
 
 
-def _refuse_revalidation(run_dir: Path, shown: str, root: Path, checkpoint_sha256: str) -> None:
+def _refuse_revalidation(shown: str, root: Path, checkpoint_sha256: str) -> None:
     """Refuse validating a checkpoint again, whatever the name or version: under its name the
     gate would test it against itself, under another it would dodge that name's gate (a
     changed ``best.pt`` is a new model, gated against the previous version)."""
     models = list_validated(root)
-    same = [model for model in models if _same_checkpoint(model, run_dir, checkpoint_sha256)]
+    same = [model for model in models if _same_checkpoint(model, checkpoint_sha256)]
     if same:
         model = same[-1]
         raise PromotionRefused(

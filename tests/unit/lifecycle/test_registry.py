@@ -34,7 +34,7 @@ from ltr.lifecycle.registry import (
     validated_version_of,
 )
 from ltr.training import run_experiment
-from support.tiny_runs import forget_data_files, relabel_in_place, write_tiny_data
+from support.tiny_runs import forget_data_files, relabel_in_place, retrained_copy, write_tiny_data
 
 NAME = "tiny"
 CARD_SECTIONS = (
@@ -248,9 +248,10 @@ def test_clearly_better_run_passes_the_significance_gate(
 
 
 def copy_run(run: Path, parent: Path) -> Path:
-    """The same trained model in another run directory."""
+    """The same weights in another run directory and another checkpoint file (as training the
+    run again gives), so it is a new model to validate."""
     parent.mkdir()
-    return Path(shutil.copytree(run, parent / run.name))
+    return retrained_copy(run, parent / run.name)
 
 
 def test_same_quality_run_fails_the_significance_gate(
@@ -508,6 +509,18 @@ def test_production_refuses_a_run_that_was_never_validated(
         PromotionRefused, match=r"is not validated as tiny; run `ltr promote .* first$"
     ):
         validated_version_of(weak_run, validated_dir=validated)
+
+
+def test_a_copied_run_is_the_same_checkpoint_validated_once(
+    strong_run: Path, validated: Path, tmp_path: Path
+) -> None:
+    first = promote(strong_run, validated)
+    copied = Path(shutil.copytree(strong_run, tmp_path / "moved" / strong_run.name))
+
+    with pytest.raises(PromotionRefused) as refused:
+        promote(copied, validated, name="zzz")
+    assert str(refused.value) == f"run {copied}: already validated as tiny 1.0.0 ({first.path})"
+    assert [model.model_id for model in list_validated(validated)] == ["tiny_v1.0.0"]
 
 
 def test_not_validated_hint_keeps_the_name_given(weak_run: Path, validated: Path) -> None:
