@@ -205,7 +205,10 @@ def test_rollback_with_nothing_before_exits_1(store: ModelStore) -> None:
     assert ltr("models", "rollback", cwd=store.root.parent).returncode == 0
     result = ltr("models", "rollback", cwd=store.root.parent)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: model store models: nothing to roll back to; 1.0.0")
+    assert result.stderr == (
+        "error: model store models: nothing to roll back to; no version was live before 1.0.0; "
+        "the later ones were rolled back (1.1.0)\n"
+    )
 
 
 def test_show_of_a_bad_version_exits_1_with_the_rule(store: ModelStore) -> None:
