@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from ltr.cli import app
 from ltr.lifecycle.bundle import write_bundle
 from ltr.lifecycle.store import ModelStore
 from support.onnx_models import linear_onnx
+from support.tiny_runs import retrained_copy
 
 N_FEATURES = 3
 
@@ -205,7 +205,10 @@ def test_rollback_with_nothing_before_exits_1(store: ModelStore) -> None:
     assert ltr("models", "rollback", cwd=store.root.parent).returncode == 0
     result = ltr("models", "rollback", cwd=store.root.parent)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: model store models: nothing to roll back to; 1.0.0")
+    assert result.stderr == (
+        "error: model store models: nothing to roll back to; no version was live before 1.0.0; "
+        "the later ones were rolled back (1.1.0)\n"
+    )
 
 
 def test_show_of_a_bad_version_exits_1_with_the_rule(store: ModelStore) -> None:
@@ -285,8 +288,8 @@ def test_promote_to_production_publishes_validated_versions_only(tmp_path: Path)
     again = ltr("promote", str(run_dir), "--to", "production", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "models/current: 1.0.0 is live already"
-    # a checkpoint is validated once: the next version is the same model in another run dir
-    twin = Path(shutil.copytree(run_dir, tmp_path / "twin" / run_dir.name))
+    # a checkpoint is validated once: the next version is a new checkpoint of the same weights
+    twin = retrained_copy(run_dir, tmp_path / "twin" / run_dir.name)
     validate(twin, "1.1.0")
     second = ltr("promote", str(twin), "--to", "production", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
@@ -364,7 +367,7 @@ def test_promote_to_production_without_name_suggests_the_name_it_is_validated_as
     assert not (tmp_path / "models").exists()
 
 
-def test_promote_to_production_over_another_runs_version_suggests_a_free_one(
+def test_promote_to_production_over_another_runs_version_suggests_another_store(
     trained_run: Path, store: ModelStore, tmp_path: Path
 ) -> None:
     validate_as(trained_run, "ranker", tmp_path)  # ranker 1.0.0; the store holds 1.0.0, 1.1.0
@@ -376,10 +379,10 @@ def test_promote_to_production_over_another_runs_version_suggests_a_free_one(
     assert result.returncode == 1
     assert result.stderr == (
         f"error: version 1.0.0 in models was exported from experiments/run-0, not from "
-        f"ranker_v1.0.0's run {trained_run}; versions are never overwritten: validate the run "
-        "afresh as a version the store does not hold, e.g. `rm -r validated/ranker_v1.0.0 && "
-        f"ltr promote {trained_run} --to validated --name ranker --version 1.2.0`, or promote it "
-        "into another --store\n"
+        f"ranker_v1.0.0's run {trained_run}; the store is keyed by version alone, so the same "
+        "version of two names collides there, and a stored version is never overwritten: "
+        f"promote the run into a store of its own, e.g. `ltr promote {trained_run} --to "
+        "production --name ranker --store models-ranker`\n"
     )
     assert store.versions() == ["1.0.0", "1.1.0"] and store.current() == "1.1.0"
 

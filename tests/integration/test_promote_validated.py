@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from ltr.config import PromotionConfig, load_config
 from ltr.lifecycle.registry import promote_to_validated
 from ltr.training import run_experiment
-from support.tiny_runs import relabel_in_place, write_tiny_data
+from support.tiny_runs import relabel_in_place, retrained_copy, write_tiny_data
 
 pytestmark = [
     pytest.mark.slow,
@@ -82,7 +81,7 @@ def test_untracked_run_is_registered_from_the_validated_folder(
     run = train_run(data_root, tmp_path / "runs")
     validated = tmp_path / "validated"
 
-    twin = Path(shutil.copytree(run, tmp_path / "twin" / run.name))  # a checkpoint validates once
+    twin = retrained_copy(run, tmp_path / "twin" / run.name)  # a new checkpoint
     first = promote_to_validated(run, validated_dir=validated, tracking_uri=store)
     second = promote_to_validated(
         twin, version="1.1.0", promotion=PromotionConfig(compare_to_validated=False),
@@ -119,7 +118,7 @@ def test_cli_promotes_a_passing_run(data_root: Path, tmp_path: Path) -> None:
     assert metadata["registry"]["alias"] == "validated"
     assert metadata["registry"]["tracking_uri"] == os.environ["MLFLOW_TRACKING_URI"]
 
-    twin = shutil.copytree(run, tmp_path / "twin" / run.name)  # a checkpoint validates once
+    twin = retrained_copy(run, tmp_path / "twin" / run.name)  # a new checkpoint
     named = ltr("promote", str(twin), "--to", "validated", "--name", "tiny-fold2", cwd=tmp_path)
     assert named.returncode == 0, named.stderr
     assert "tiny-fold2_v1.0.0" in named.stdout  # a name of its own starts at 1.0.0
@@ -148,7 +147,7 @@ def test_cli_refuses_a_failing_run_with_exit_1(data_root: Path, tmp_path: Path) 
 
     assert done.returncode == 1
     assert done.stderr == (
-        f"error: run {run.name}: ndcg@10 = {test['ndcg@10']:.3f} is below the gate 0.990\n"
+        f"error: run {run}: ndcg@10 = {test['ndcg@10']:.3f} is below the gate 0.990\n"
     )
     assert not (tmp_path / "validated").exists()
 
@@ -169,7 +168,7 @@ def test_cli_refuses_a_run_whose_test_file_was_edited_in_place_since(tmp_path: P
     assert passed.returncode == 0, passed.stderr
     assert refused.returncode == 1
     assert refused.stderr == (
-        f"error: run {before.name}'s test file {(data / 'test.txt').resolve()} changed since the "
+        f"error: run {before}'s test file {(data / 'test.txt').resolve()} changed since the "
         f"run read it (sha256 {then} then, {now} now); its metrics describe the file it read: "
         "restore that file or train again\n"
     )

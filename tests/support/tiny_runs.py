@@ -64,3 +64,17 @@ def forget_data_files(run_dir: Path) -> Path:
     del report["data"]
     path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return run_dir
+
+
+def retrained_copy(run_dir: Path, destination: Path) -> Path:
+    """``run_dir`` copied to ``destination`` with a ``best.pt`` of other bytes but the same
+    weights, as training the run again would give: a new checkpoint to validate, with the
+    same metrics (a plain copy is the same checkpoint, validated once wherever it lies)."""
+    import shutil
+
+    from ltr.training.checkpoint import load_checkpoint, save_checkpoint
+
+    copy = Path(shutil.copytree(run_dir, destination))
+    best = copy / "checkpoints" / "best.pt"
+    save_checkpoint(best, {**load_checkpoint(best), "copied_from": str(run_dir)})
+    return copy

@@ -336,11 +336,14 @@ def _promote_to_production(
     from ltr.lifecycle.store import CURRENT_FILE, ModelStore
 
     validated = validated_version_of(run, version, name=name)  # refuses a run that skipped the gate
-    version = validated.version  # the live version is the validated one, never a new number
+    version_given, version = (
+        version,
+        validated.version,
+    )  # the live version is the validated one, never a new number
     model_store = ModelStore(store)
     stored = version in model_store.versions()  # e.g. after a rollback: roll forward to it again
     if stored:
-        _refuse_another_runs_version(model_store, validated, store, run)
+        _refuse_another_runs_version(model_store, validated, store, run, version_given)
     details = _check_against_live(model_store, validated, force)  # before the slow export
     if stored:
         _switch_to_stored(model_store, version, store, details)
@@ -359,7 +362,7 @@ def _check_against_live(model_store: Any, validated: Any, force: bool) -> dict[s
     """Refuse a candidate the live model beats on the same test file, unless ``force``; warn
     when the two cannot be compared. Returns what the promotion's history event records."""
     from ltr.errors import PromotionRefused
-    from ltr.lifecycle.production import compare_with_live
+    from ltr.lifecycle.production import NOTHING_LIVE, compare_with_live
 
     comparison = compare_with_live(model_store, validated)
     if comparison is None:  # the candidate is live already: nothing changes
@@ -368,32 +371,33 @@ def _check_against_live(model_store: Any, validated: Any, force: bool) -> dict[s
         if not force:
             raise PromotionRefused(f"{comparison.verdict}; add --force to replace it")
         warn(f"{comparison.verdict}; replacing it (--force)")
-    elif comparison.not_compared and comparison.live_version is not None:
+    elif comparison.not_compared not in (None, NOTHING_LIVE):
         warn(f"could not compare with {comparison.live}: {comparison.not_compared}")
-    return {"compared_with_live": comparison.to_dict(), "forced": force}
+    # forced: a better live model was replaced, not merely --force given
+    return {
+        "compared_with_live": comparison.to_dict(),
+        "forced": force and comparison.live_is_better,
+    }
 
 
-def _refuse_another_runs_version(model_store: Any, validated: Any, store: Path, run: Path) -> None:
+def _refuse_another_runs_version(
+    model_store: Any, validated: Any, store: Path, run: Path, version_given: str | None
+) -> None:
     """A stored version goes live again only if it is the validated model; never overwrite it."""
-    from ltr.lifecycle.bundle import parse_version
-    from ltr.lifecycle.registry import next_version
-
     version = validated.version
     bundle = model_store.show(version)  # verifies every checksum of the stored bundle
     if bundle.source_run != validated.metadata["run_dir"]:
-        # the store is keyed by version alone, so every name's 1.0.0 competes for one slot; a
-        # checkpoint is validated once, so the way out is its validation under a free version
-        free = max(
-            model_store.next_version(),
-            next_version(validated.path.parent, validated.name),
-            key=parse_version,
-        )
+        # the way out must lose nothing: a validation cannot be redone (a checkpoint validates
+        # once, and a name's later versions would gate it), so suggest a store of its own
+        store_of_its_own = store.with_name(f"{store.name}-{validated.name}")
+        chosen = f" --version {version_given}" if version_given else ""
         raise ConfigError(
             f"version {version} in {store} was exported from {bundle.source_run}, not from "
-            f"{validated.model_id}'s run {validated.metadata['run_dir']}; versions are never "
-            "overwritten: validate the run afresh as a version the store does not hold, e.g. "
-            f"`rm -r {validated.path} && ltr promote {run} --to validated --name "
-            f"{validated.name} --version {free}`, or promote it into another --store"
+            f"{validated.model_id}'s run {validated.metadata['run_dir']}; the store is keyed by "
+            "version alone, so the same version of two names collides there, and a stored "
+            "version is never overwritten: promote the run into a store of its own, e.g. "
+            f"`ltr promote {run} --to production --name {validated.name}{chosen} "
+            f"--store {store_of_its_own}`"
         )
 
 

@@ -20,7 +20,9 @@ from ltr.errors import LtrError
 from ltr.lifecycle.registry import ValidatedModel
 from ltr.lifecycle.store import ModelStore
 
-__all__ = ["LiveComparison", "compare_with_live"]
+__all__ = ["NOTHING_LIVE", "LiveComparison", "compare_with_live"]
+
+NOTHING_LIVE = "nothing is live"  # the one reason not to compare that needs no warning
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,9 @@ class LiveComparison:
 
     @property
     def live(self) -> str:
-        """``live 1.2.0 (exp002_listnet)``."""
+        """``live 1.2.0 (exp002_listnet)``; ``the live model`` when its version is unknown."""
+        if self.live_version is None:
+            return "the live model"
         return f"live {self.live_version}" + (f" ({self.live_name})" if self.live_name else "")
 
     @property
@@ -84,7 +88,7 @@ def compare_with_live(store: ModelStore, candidate: ValidatedModel) -> LiveCompa
     try:
         live_version = store.current()
         if live_version is None:
-            return LiveComparison(metric, None, not_compared="nothing is live")
+            return LiveComparison(metric, None, not_compared=NOTHING_LIVE)
         if live_version == candidate.version:
             return None
         bundle = store.read(live_version)  # metadata only: going live verifies the candidate

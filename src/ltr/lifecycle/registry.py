@@ -9,7 +9,8 @@
 1. **Gate** (:mod:`ltr.lifecycle.gates`) with the run's own ``promotion:`` section (or one
    passed in): floors on test metrics and, optionally, a significant improvement over the most
    recently validated version of the same name. A checkpoint is validated once: the run's
-   ``best.pt``, validated already under any name and version, is refused naming where it is
+   ``best.pt`` (by sha256, wherever the run lies), validated already under any name and
+   version, is refused naming where it is
    (a second validation would gate it against itself, or publish one model as two versions).
    A failing run raises :class:`~ltr.errors.PromotionRefused` listing every failed check, and
    nothing is written.
@@ -196,10 +197,10 @@ def _validations_of(
     return [model for model in models if model.metadata.get("run_dir") == str(run_dir)]
 
 
-def _same_checkpoint(model: ValidatedModel, run_dir: Path, checkpoint_sha256: str) -> bool:
-    """Whether ``model`` is the run's current ``best.pt``: the same run and the same bytes."""
-    same_bytes = (model.metadata.get("files") or {}).get("best.pt") == checkpoint_sha256
-    return same_bytes and model.metadata.get("run_dir") == str(run_dir)
+def _same_checkpoint(model: ValidatedModel, checkpoint_sha256: str) -> bool:
+    """Whether ``model`` is this ``best.pt``: the same bytes, wherever the run lies now (a
+    copied or moved run directory holds the same model)."""
+    return (model.metadata.get("files") or {}).get("best.pt") == checkpoint_sha256
 
 
 def next_version(validated_dir: str | Path, name: str) -> str:
@@ -246,12 +247,12 @@ def promote_to_validated(
         DataNotFoundError: the run directory or one of its files, or a data file, is missing.
         ConfigError: ``version`` is not ``X.Y.Z``.
     """
-    run_dir = Path(run).resolve()
-    config, report = _read_run(run_dir)
+    run_dir, shown = Path(run).resolve(), str(run)  # messages name the run as it was given
+    config, report = _read_run(run_dir, shown)
     promotion = promotion or config.promotion
     name = name or promotion.registry_name or config.experiment.name
     root = Path(validated_dir if validated_dir is not None else promotion.validated_dir)
-    _refuse_revalidation(run_dir, root, file_sha256(run_dir / "checkpoints" / "best.pt"))
+    _refuse_revalidation(shown, root, file_sha256(run_dir / "checkpoints" / "best.pt"))
     version = version or next_version(root, name)
     parse_version(version)
     model_id = f"{name}_v{version}"
@@ -264,18 +265,17 @@ def promote_to_validated(
     test_metrics = report.get("test")
     if not isinstance(test_metrics, dict):
         raise PromotionRefused(
-            f"run {run_dir.name}: has no test metrics (trained without a test file); "
-            "the gate needs them"
+            f"run {shown}: has no test metrics (trained without a test file); the gate needs them"
         )
     from ltr.training.experiment import resolve_data_paths  # imports torch: promotion only
 
     paths = resolve_data_paths(config.data)
     if paths.test is None:
-        raise DataNotFoundError(f"run {run_dir.name}: its config names no test file")
-    digests = _data_digests(run_dir, paths, report)
+        raise DataNotFoundError(f"run {shown}: its config names no test file")
+    digests = _data_digests(shown, paths, report)
     test_file = {"path": str(paths.test.resolve()), "sha256": digests["test"]}
-    gate = _check_gate(run_dir, report, promotion, root, name, test_file)
-    metrics, data = _rescore(run_dir, config, paths, digests, test_metrics)
+    gate = _check_gate(run_dir, shown, report, promotion, root, name, test_file)
+    metrics, data = _rescore(run_dir, shown, config, paths, digests, test_metrics)
     metadata: dict[str, Any] = {
         "model_id": model_id,
         "name": name,
@@ -330,8 +330,8 @@ def validated_version_of(
         DataNotFoundError: the run directory or one of its files is missing.
     """
     run_dir = Path(run).resolve()
-    config, _ = _read_run(run_dir)
-    name = name or config.promotion.registry_name or config.experiment.name
+    config, _ = _read_run(run_dir, str(run))
+    name_given, name = name, name or config.promotion.registry_name or config.experiment.name
     root = validated_dir if validated_dir is not None else config.promotion.validated_dir
     models = _validations_of(run_dir, root, name)
     if not models:
@@ -344,8 +344,10 @@ def validated_version_of(
                 f"run {run} is not validated as {name}; it is validated as {validated_as}: "
                 f"add {names}"
             )
+        with_name = f" --name {name_given}" if name_given else ""
         raise PromotionRefused(
-            f"run {run} is not validated as {name}; run `ltr promote {run} --to validated` first"
+            f"run {run} is not validated as {name}; run `ltr promote {run} --to validated"
+            f"{with_name}` first"
         )
     chosen = next((m for m in models if m.version == version), None) if version else models[-1]
     if chosen is None:
@@ -422,17 +424,18 @@ def _validated_dir_of(run_dir: Path) -> Path:
 # Reading the run and gating it.
 
 
-def _read_run(run_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
+def _read_run(run_dir: Path, shown: str) -> tuple[ExperimentConfig, dict[str, Any]]:
+    """The run's config and metrics.json; ``shown``: the run as the caller gave it."""
     from ltr.training.checkpoint import refuse_cv_dir
     from ltr.training.experiment import load_run_config
 
     if not run_dir.is_dir():
-        raise DataNotFoundError(f"run {run_dir} does not exist; give a run directory")
+        raise DataNotFoundError(f"run {shown} does not exist; give a run directory")
     refuse_cv_dir(run_dir)  # its fold runs are what can be validated
     for name in ("metrics.json", *COPIED_FILES):
         if not (run_dir / name).is_file():
             raise DataNotFoundError(
-                f"run {run_dir.name} has no {name}; promote a finished `ltr train` run"
+                f"run {shown} has no {name}; promote a finished `ltr train` run"
             )
     config = load_run_config(run_dir)
     report = read_json(run_dir / "metrics.json")
@@ -441,21 +444,22 @@ def _read_run(run_dir: Path) -> tuple[ExperimentConfig, dict[str, Any]]:
     return config, report
 
 
-def _refuse_revalidation(run_dir: Path, root: Path, checkpoint_sha256: str) -> None:
+def _refuse_revalidation(shown: str, root: Path, checkpoint_sha256: str) -> None:
     """Refuse validating a checkpoint again, whatever the name or version: under its name the
     gate would test it against itself, under another it would dodge that name's gate (a
     changed ``best.pt`` is a new model, gated against the previous version)."""
     models = list_validated(root)
-    same = [model for model in models if _same_checkpoint(model, run_dir, checkpoint_sha256)]
+    same = [model for model in models if _same_checkpoint(model, checkpoint_sha256)]
     if same:
         model = same[-1]
         raise PromotionRefused(
-            f"run {run_dir.name}: already validated as {model.name} {model.version} ({model.path})"
+            f"run {shown}: already validated as {model.name} {model.version} ({model.path})"
         )
 
 
 def _check_gate(
     run_dir: Path,
+    shown: str,
     report: Mapping[str, Any],
     promotion: PromotionConfig,
     root: Path,
@@ -483,13 +487,11 @@ def _check_gate(
         test_file=test_file,
     )
     if not gate.passed:
-        raise PromotionRefused(gate.refusal(run_dir.name))
+        raise PromotionRefused(gate.refusal(shown))
     return gate
 
 
-def _data_digests(
-    run_dir: Path, paths: DataPaths, report: Mapping[str, Any]
-) -> dict[str, str | None]:
+def _data_digests(shown: str, paths: DataPaths, report: Mapping[str, Any]) -> dict[str, str | None]:
     """sha256 of each data file now, by split, each read once.
 
     Raises:
@@ -502,7 +504,7 @@ def _data_digests(
         recorded = recorded_file(report, split)
         if recorded is not None and digests[split] != recorded["sha256"]:
             raise PromotionRefused(
-                f"run {file_changed(run_dir.name, split, recorded, digests[split] or 'missing')}; "
+                f"run {file_changed(shown, split, recorded, digests[split] or 'missing')}; "
                 "its metrics describe the file it read: restore that file or train again"
             )
     return digests
@@ -521,6 +523,7 @@ def _conventions(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _rescore(
     run_dir: Path,
+    shown: str,
     config: ExperimentConfig,
     paths: DataPaths,
     digests: Mapping[str, str | None],
@@ -543,7 +546,7 @@ def _rescore(
     for metric in names:
         if not abs(again[metric] - test_metrics[metric]) <= _REPRODUCE_TOLERANCE:
             raise PromotionRefused(
-                f"run {run_dir.name}: re-scoring {paths.test} gives {metric} = "
+                f"run {shown}: re-scoring {paths.test} gives {metric} = "
                 f"{again[metric]:.6f}, metrics.json says {test_metrics[metric]:.6f}; the test "
                 "file or the checkpoint changed since training"
             )

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ltr._fs import atomic_write_text, exclusive_lock
-from ltr.errors import BundleError, LtrError
+from ltr.errors import BundleError, ConfigError, LtrError
 from ltr.lifecycle.bundle import (
     Bundle,
     fsync_dir,
@@ -74,10 +74,14 @@ class ModelStore:
     """Versioned model bundles under ``root`` and the pointer to the live one.
 
     Nothing is created until something is written, so a store can be opened before it exists.
+
+    Raises:
+        ConfigError: ``root``, or a folder above it, is a file.
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        _refuse_file_in_the_way(self.root)
 
     def __repr__(self) -> str:
         return f"ModelStore({str(self.root)!r})"
@@ -275,6 +279,10 @@ class ModelStore:
         Raises:
             BundleError: there is no previous live version, or its bundle fails verification.
         """
+        if not self.root.is_dir():  # refused without creating the store's lock file
+            raise BundleError(
+                f"model store {self.root}: nothing to roll back to; no version has been live yet"
+            )
         with self._lock():
             try:
                 current = self.current()
@@ -282,12 +290,9 @@ class ModelStore:
                 current = None
             live = self._live_stack(current)
             if len(live) < 2:
-                why = (
-                    f"{current} is the only version that has been live"
-                    if current
-                    else "no version has been live yet"
+                raise BundleError(
+                    f"model store {self.root}: nothing to roll back to; {self._why_not(live)}"
                 )
-                raise BundleError(f"model store {self.root}: nothing to roll back to; {why}")
             target = live[-2]
             self._switch(target, action="rollback")
             return target
@@ -307,6 +312,20 @@ class ModelStore:
             shutil.rmtree(folder, ignore_errors=True)
 
     # -- internals --------------------------------------------------------------------------------
+
+    def _why_not(self, live: list[str]) -> str:
+        """Why a rollback has nowhere to go, ``live`` (at most one version) being the stack."""
+        if not live:
+            return "no version has been live yet"
+        current = live[-1]
+        went_live = {str(event.get("to")) for event in self.history()["events"]}
+        rolled_back = sorted(went_live - {current, "None"}, key=_version_key)
+        if rolled_back:
+            later = ", ".join(rolled_back)
+            return (
+                f"no version was live before {current}; the later ones were rolled back ({later})"
+            )
+        return f"{current} is the only version that has been live"
 
     def _switch(
         self, version: str, *, action: str, details: Mapping[str, Any] | None = None
@@ -353,6 +372,21 @@ class ModelStore:
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:
         return exclusive_lock(self.root / LOCK_FILE)
+
+
+def _refuse_file_in_the_way(root: Path) -> None:
+    """A store at ``root`` could never be read or written if it, or a folder above it, is a
+    file; say so up front instead of failing with an OS error inside a command."""
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file" if path == root else f"is inside {path}, a file"
+                raise ConfigError(f"model store {root} {where}, not a folder")
+            return
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return parse_version(name) if _is_version(name) else (-1,)
 
 
 def _is_version(name: str) -> bool:

@@ -183,25 +183,24 @@ def test_force_is_refused_for_validation(run: Path, tmp_path: Path) -> None:
     )
 
 
-def test_collision_suggests_a_command_that_validates_no_duplicate(
+def test_collision_suggests_another_store_and_deletes_nothing(
     run: Path, candidate: ValidatedModel, tmp_path: Path
 ) -> None:
     store = ModelStore(tmp_path / "models")
     add_bundle(store, "1.0.0", source_run="experiments/other")  # every name's 1.0.0: one slot
 
-    refused = promote(run, "--name", "ranker")
-    assert isinstance(refused.exception, ConfigError)
-    removal, validation = str(refused.exception).split("`")[1].split(" && ")
-    assert removal == "rm -r validated/ranker_v1.0.0"
-    (tmp_path / "validated" / "ranker_v1.0.0").rename(tmp_path / "removed")  # as `rm -r` would
-    command = validation.split()
-    assert command[:5] == ["ltr", "promote", str(run), "--to", "validated"]
-    name, version = (command[command.index(option) + 1] for option in ("--name", "--version"))
-    # what the suggested command runs, without MLflow's registry
-    promote_to_validated(run, name=name, version=version, register=False)
+    refused = promote(run, "--name", "ranker", "--version", "1.0.0")
 
-    folders = sorted(p.name for p in (tmp_path / "validated").iterdir())
-    assert folders == ["ranker_v1.1.0"]  # one validation of the checkpoint, at a free version
+    assert isinstance(refused.exception, ConfigError)
+    assert str(refused.exception) == (
+        f"version 1.0.0 in models was exported from experiments/other, not from ranker_v1.0.0's "
+        f"run {run}; the store is keyed by version alone, so the same version of two names "
+        "collides there, and a stored version is never overwritten: promote the run into a "
+        f"store of its own, e.g. `ltr promote {run} --to production --name ranker --version "
+        "1.0.0 --store models-ranker`"
+    )
+    assert "rm " not in str(refused.exception)
+    assert candidate.path.is_dir() and not ModelStore(tmp_path / "models-ranker").root.exists()
 
 
 def test_models_list_reads_the_validated_folder_once(
@@ -229,3 +228,63 @@ def test_models_list_reads_the_validated_folder_once(
         (None, False),
     ]
     assert len(listings) == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["models", "list"], ["models", "show", "1.0.0"], ["models", "verify"], ["models", "rollback"]],
+)
+def test_models_commands_refuse_a_store_that_is_a_file(tmp_path: Path, command: list[str]) -> None:
+    blocker = tmp_path / "train.txt"
+    blocker.write_text("not a store\n")
+
+    result = CliRunner().invoke(app, [*command, "--store", str(blocker)])
+
+    assert isinstance(result.exception, ConfigError)  # `ltr` prints it as one line, exit 1
+    assert str(result.exception) == f"model store {blocker} is a file, not a folder"
+
+
+def test_production_refuses_a_store_that_is_a_file(
+    run: Path, candidate: ValidatedModel, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "train.txt"
+    blocker.write_text("not a store\n")
+
+    result = promote(run, "--name", "ranker", "--store", str(blocker))
+
+    assert isinstance(result.exception, ConfigError)
+    assert str(result.exception) == f"model store {blocker} is a file, not a folder"
+
+
+def test_force_over_a_worse_live_model_records_nothing_forced(
+    run: Path, candidate: ValidatedModel, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    with_candidate_stored(store, run)
+    add_live(store, candidate, candidate_value(candidate) - 0.05, sha256_of_test_file(candidate))
+
+    result = promote(run, "--name", "ranker", "--force")
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert last_event(store)["forced"] is False  # the candidate was better: nothing overridden
+
+
+def test_production_warns_when_the_live_pointer_cannot_be_read(
+    run: Path, candidate: ValidatedModel, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    with_candidate_stored(store, run)
+    add_live(store, candidate, candidate_value(candidate) + 0.05, sha256_of_test_file(candidate))
+    (store.root / "current").write_text("garbage!!\n")
+
+    result = promote(run, "--name", "ranker")
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "warning: could not compare with the live model: the live model cannot be read: model "
+        f"store models: {Path('models/current')} must name a version X.Y.Z; got 'garbage!!'\n"
+    )
+    assert store.current() == "1.0.0"
+    why = last_event(store)["compared_with_live"]["not_compared"]
+    assert why.startswith("the live model cannot be read: ")

@@ -34,7 +34,7 @@ from ltr.lifecycle.registry import (
     validated_version_of,
 )
 from ltr.training import run_experiment
-from support.tiny_runs import forget_data_files, relabel_in_place, write_tiny_data
+from support.tiny_runs import forget_data_files, relabel_in_place, retrained_copy, write_tiny_data
 
 NAME = "tiny"
 CARD_SECTIONS = (
@@ -217,7 +217,7 @@ def test_failing_run_is_refused_with_every_failed_check_and_writes_nothing(
 
     report = json.loads((failing_run / "metrics.json").read_text())["test"]
     assert str(refused.value) == (
-        f"run {failing_run.name}: ndcg@10 = {report['ndcg@10']:.3f} is below the gate 0.990; "
+        f"run {failing_run}: ndcg@10 = {report['ndcg@10']:.3f} is below the gate 0.990; "
         f"map = {report['map']:.3f} is below the gate 0.980"
     )
     assert not validated.exists()
@@ -248,9 +248,10 @@ def test_clearly_better_run_passes_the_significance_gate(
 
 
 def copy_run(run: Path, parent: Path) -> Path:
-    """The same trained model in another run directory."""
+    """The same weights in another run directory and another checkpoint file (as training the
+    run again gives), so it is a new model to validate."""
     parent.mkdir()
-    return Path(shutil.copytree(run, parent / run.name))
+    return retrained_copy(run, parent / run.name)
 
 
 def test_same_quality_run_fails_the_significance_gate(
@@ -263,7 +264,7 @@ def test_same_quality_run_fails_the_significance_gate(
         promote(twin, validated)
 
     assert str(refused.value) == (
-        f"run {twin.name}: improvement over validated tiny_v1.0.0 in ndcg@10 is +0.000 "
+        f"run {twin}: improvement over validated tiny_v1.0.0 in ndcg@10 is +0.000 "
         "(p = 1 by randomization test), needs p < 0.05"
     )
     assert [p.name for p in validated.iterdir()] == ["tiny_v1.0.0"]
@@ -278,7 +279,7 @@ def test_validated_run_is_refused_again_without_gating_it_against_itself(
         promote(strong_run, validated)
 
     assert str(refused.value) == (
-        f"run {strong_run.name}: already validated as tiny 1.0.0 ({first.path})"
+        f"run {strong_run}: already validated as tiny 1.0.0 ({first.path})"
     )
     assert [p.name for p in validated.iterdir()] == ["tiny_v1.0.0"]
 
@@ -290,7 +291,7 @@ def test_validated_run_is_refused_under_another_name(strong_run: Path, validated
         promote(strong_run, validated, name="other", version="1.3.0")
 
     assert str(refused.value) == (
-        f"run {strong_run.name}: already validated as ranker 1.0.0 ({validated}/ranker_v1.0.0)"
+        f"run {strong_run}: already validated as ranker 1.0.0 ({validated}/ranker_v1.0.0)"
     )
     assert [p.name for p in validated.iterdir()] == ["ranker_v1.0.0"]
 
@@ -395,7 +396,7 @@ def test_promotion_refuses_a_run_whose_test_file_changed_since_training(
         promote(before, validated)
 
     assert str(refused.value) == (
-        f"run {before.name}'s test file {test_file.resolve()} changed since the run read it "
+        f"run {before}'s test file {test_file.resolve()} changed since the run read it "
         f"(sha256 {then} then, {now} now); its metrics describe the file it read: restore that "
         "file or train again"
     )
@@ -508,6 +509,43 @@ def test_production_refuses_a_run_that_was_never_validated(
         PromotionRefused, match=r"is not validated as tiny; run `ltr promote .* first$"
     ):
         validated_version_of(weak_run, validated_dir=validated)
+
+
+def test_a_copied_run_is_the_same_checkpoint_validated_once(
+    strong_run: Path, validated: Path, tmp_path: Path
+) -> None:
+    first = promote(strong_run, validated)
+    copied = Path(shutil.copytree(strong_run, tmp_path / "moved" / strong_run.name))
+
+    with pytest.raises(PromotionRefused) as refused:
+        promote(copied, validated, name="zzz")
+    assert str(refused.value) == f"run {copied}: already validated as tiny 1.0.0 ({first.path})"
+    assert [model.model_id for model in list_validated(validated)] == ["tiny_v1.0.0"]
+
+
+def test_not_validated_hint_keeps_the_name_given(weak_run: Path, validated: Path) -> None:
+    with pytest.raises(PromotionRefused) as refused:
+        validated_version_of(weak_run, name="ranker", validated_dir=validated)
+    assert str(refused.value) == (
+        f"run {weak_run} is not validated as ranker; run `ltr promote {weak_run} --to validated "
+        "--name ranker` first"
+    )
+
+
+def test_promotion_errors_name_the_run_as_it_was_given(
+    strong_run: Path, validated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    promote(strong_run, validated)
+    monkeypatch.chdir(strong_run.parent)
+    given = Path("..") / strong_run.parent.name / strong_run.name  # neither name nor absolute
+
+    with pytest.raises(PromotionRefused) as again:
+        promote(given, validated, name="other")
+    with pytest.raises(PromotionRefused) as wrong_version:
+        validated_version_of(given, "9.9.9", validated_dir=validated)
+
+    assert str(again.value).startswith(f"run {given}: already validated as tiny 1.0.0 (")
+    assert str(wrong_version.value).startswith(f"run {given}: --version 9.9.9 is not one of")
 
 
 def test_production_names_the_names_a_run_is_validated_under(

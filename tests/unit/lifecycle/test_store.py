@@ -246,6 +246,40 @@ def test_rollback_of_an_empty_store_is_a_clear_error(store: ModelStore) -> None:
         store.rollback()
 
 
+def test_rollback_of_a_missing_store_creates_nothing(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "missing")
+    with pytest.raises(BundleError, match=r"no version has been live yet$"):
+        store.rollback()
+    assert not store.root.exists()  # not even the lock file
+
+
+def test_rollback_past_the_first_live_version_says_the_later_ones_were_rolled_back(
+    store: ModelStore,
+) -> None:
+    fill(store, "1.0.0", "1.1.0")
+    for version in ("1.0.0", "1.1.0"):
+        store.set_current(version)
+    store.rollback()
+    store.set_current("1.1.0")
+    store.rollback()
+    with pytest.raises(BundleError) as refused:
+        store.rollback()
+    assert str(refused.value).endswith(
+        "nothing to roll back to; no version was live before 1.0.0; the later ones were rolled "
+        "back (1.1.0)"
+    )
+
+
+@pytest.mark.parametrize("inside", ["", "sub"])
+def test_a_file_where_the_store_should_be_is_one_clear_error(tmp_path: Path, inside: str) -> None:
+    blocker = tmp_path / "train.txt"
+    blocker.write_text("1 qid:1 1:0.5\n")
+    where = "is a file" if not inside else f"is inside {blocker}, a file"
+    with pytest.raises(ConfigError) as refused:
+        ModelStore(blocker / inside)
+    assert str(refused.value) == f"model store {blocker / inside} {where}, not a folder"
+
+
 def test_rollback_refuses_a_tampered_previous_version(store: ModelStore) -> None:
     fill(store, "1.0.0", "1.1.0")
     store.set_current("1.0.0")
