@@ -344,6 +344,14 @@ def validated_version_of(
                 f"run {run} is not validated as {name}; it is validated as {validated_as}: "
                 f"add {names}"
             )
+        sha256 = file_sha256(run_dir / "checkpoints" / "best.pt")
+        copied = [model for model in list_validated(root) if _same_checkpoint(model, sha256)]
+        if copied:  # a copy or move of a validated run: validating it again is refused
+            model = copied[-1]
+            raise PromotionRefused(
+                f"run {run}: its checkpoint is validated as {model.name} {model.version} from run "
+                f"{model.metadata.get('run_dir')}; promote that run"
+            )
         with_name = f" --name {name_given}" if name_given else ""
         raise PromotionRefused(
             f"run {run} is not validated as {name}; run `ltr promote {run} --to validated"

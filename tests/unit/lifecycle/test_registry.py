@@ -521,6 +521,13 @@ def test_a_copied_run_is_the_same_checkpoint_validated_once(
         promote(copied, validated, name="zzz")
     assert str(refused.value) == f"run {copied}: already validated as tiny 1.0.0 ({first.path})"
     assert [model.model_id for model in list_validated(validated)] == ["tiny_v1.0.0"]
+    # and production points at the run that holds the validation, not at validating the copy
+    with pytest.raises(PromotionRefused) as refused:
+        validated_version_of(copied, validated_dir=validated)
+    assert str(refused.value) == (
+        f"run {copied}: its checkpoint is validated as tiny 1.0.0 from run "
+        f"{strong_run.resolve()}; promote that run"
+    )
 
 
 def test_not_validated_hint_keeps_the_name_given(weak_run: Path, validated: Path) -> None:
