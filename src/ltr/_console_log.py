@@ -54,10 +54,10 @@ class _Capture:
         elif self.pending is not None:
             self.pending.append(line)
 
-    def attach(self, path: Path) -> None:
+    def attach(self, path: Path, *, resumed: bool) -> None:
         self.close()
         log = path.open("a", encoding="utf-8", buffering=1)  # line-buffered: written as it goes
-        if log.tell() > 0:  # a resumed run: its earlier sessions stay above
+        if resumed:  # earlier sessions stay above (a run from before train.log: none is there)
             log.write(f"--- resumed {datetime.now():%Y-%m-%d %H:%M:%S} ---\n")
         log.writelines(line + "\n" for line in self.pending or [])
         self.pending, self.log = None, log
@@ -134,9 +134,10 @@ def capture_console(*, enabled: bool = True) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def log_console_to(path: Path) -> Iterator[None]:
-    """From here on, the captured console goes to ``path`` (appended), starting with the lines
-    printed before that no run took; nothing happens outside :func:`capture_console`.
+def log_console_to(path: Path, *, resumed: bool = False) -> Iterator[None]:
+    """From here on, the captured console goes to ``path`` (appended; after a ``--- resumed``
+    line when ``resumed``), starting with the lines printed before that no run took; nothing
+    happens outside :func:`capture_console`.
 
     The block ending normally ends the copy. An error or a stop leaves the log open until the
     command ends (or another run's log opens), so the ``error:`` or ``interrupted by`` line the
@@ -146,7 +147,7 @@ def log_console_to(path: Path) -> Iterator[None]:
     if capture is None:
         yield
         return
-    capture.attach(path)
+    capture.attach(path, resumed=resumed)
     yield  # an exception raised here skips the close below, on purpose
     capture.close()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
-from ltr._console_log import capture_console, log_console_to
+from ltr._console_log import capture_console, log_console_to, run_console
 from ltr.training.trainer import _progress
 
 
@@ -38,3 +39,24 @@ def test_lines_printed_before_the_log_opens_go_first_and_outside_a_capture_nothi
 
     assert not (tmp_path / "none.log").exists()
     assert (tmp_path / "train.log").read_text() == "before the run directory\nin the run\n"
+
+
+def test_a_resume_marks_where_it_begins_even_in_a_run_that_had_no_log(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"  # a run from before ltr kept train.log: no file yet
+    with capture_console(), log_console_to(log, resumed=True):
+        print("Epoch 4/5: loss=0.5000")
+
+    first, second = log.read_text(encoding="utf-8").splitlines()
+    assert first.startswith("--- resumed ") and second == "Epoch 4/5: loss=0.5000"
+
+
+def test_a_quiet_runs_console_writes_to_the_log_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "train.log"
+    with capture_console(), log_console_to(log):
+        run_console(quiet=True, stderr=True).print("Epoch 1/1: loss=0.5000")
+    run_console(quiet=True).print("outside a capture: dropped")
+
+    assert log.read_text(encoding="utf-8") == "Epoch 1/1: loss=0.5000\n"
+    assert capsys.readouterr() == ("", "")

@@ -417,7 +417,7 @@ def _start_run(
     if resume is not None:  # run_experiment named it to on_run_dir at once
         note.run_dir = resume
         if dist.is_main:  # every refusal is behind: this session goes into the run's log
-            held.enter_context(log_console_to(resume / LOG_FILE))
+            held.enter_context(log_console_to(resume / LOG_FILE, resumed=True))
         return Run.open(resume, rank=dist.rank, tensorboard=config.tracking.tensorboard)
     check_mlflow(config, rank=dist.rank)  # a bad store fails before the run dir exists
     made = None
