@@ -121,7 +121,7 @@ def test_cli_promotes_a_passing_run(data_root: Path, tmp_path: Path) -> None:
     twin = retrained_copy(run, tmp_path / "twin" / run.name)  # a new checkpoint
     named = ltr("promote", str(twin), "--to", "validated", "--name", "tiny-fold2", cwd=tmp_path)
     assert named.returncode == 0, named.stderr
-    assert "tiny-fold2_v1.0.0" in named.stdout  # a name of its own starts at 1.0.0
+    assert "tiny-fold2_v1.1.0" in named.stdout  # its own name; versions: one sequence
     bad = ltr("promote", str(run), "--to", "validated", "--name", "tiny/2", cwd=tmp_path)
     assert bad.returncode == 1
     assert bad.stderr == "error: --name 'tiny/2': use letters, digits, '_', '.' and '-' only\n"

@@ -203,12 +203,16 @@ def _same_checkpoint(model: ValidatedModel, checkpoint_sha256: str) -> bool:
     return (model.metadata.get("files") or {}).get("best.pt") == checkpoint_sha256
 
 
-def next_version(validated_dir: str | Path, name: str) -> str:
-    """The highest validated version of ``name`` with minor + 1; ``1.0.0`` for the first."""
-    models = list_validated(validated_dir, name)
-    if not models:
+def next_version(validated_dir: str | Path) -> str:
+    """The highest validated version of any name with minor + 1; ``1.0.0`` for the first.
+
+    One sequence for every name, as the model store has one for every bundle: two names'
+    first validations are 1.0.0 and 1.1.0, so both can go live in one store.
+    """
+    versions = [parse_version(model.version) for model in list_validated(validated_dir)]
+    if not versions:
         return "1.0.0"
-    major, minor, _ = parse_version(models[-1].version)
+    major, minor, _ = max(versions)
     return f"{major}.{minor + 1}.0"
 
 
@@ -253,14 +257,14 @@ def promote_to_validated(
     name = name or promotion.registry_name or config.experiment.name
     root = Path(validated_dir if validated_dir is not None else promotion.validated_dir)
     _refuse_revalidation(shown, root, file_sha256(run_dir / "checkpoints" / "best.pt"))
-    version = version or next_version(root, name)
+    version = version or next_version(root)
     parse_version(version)
     model_id = f"{name}_v{version}"
     target = root / model_id
     if target.exists():
         raise PromotionRefused(
             f"{target} already exists; a validated version is never overwritten "
-            f"(next free: {next_version(root, name)})"
+            f"(next free: {next_version(root)})"
         )
     test_metrics = report.get("test")
     if not isinstance(test_metrics, dict):

@@ -365,7 +365,7 @@ def test_gate_refuses_a_run_tested_on_another_file_with_the_same_queries(
 
     model = promote(other, validated, name="tiny-relabelled")  # its own name: its own line
 
-    assert model.model_id == "tiny-relabelled_v1.0.0" and model.metadata["name"] == model.name
+    assert model.model_id == "tiny-relabelled_v1.1.0" and model.metadata["name"] == model.name
     assert validated_version_of(other, name="tiny-relabelled", validated_dir=validated) == model
     with pytest.raises(PromotionRefused, match=r"is not validated as tiny; it is validated as"):
         validated_version_of(other, validated_dir=validated)
@@ -458,8 +458,20 @@ def test_default_version_is_the_next_minor(
     promote(third, validated, version="3.4.1", promotion=no_comparison)
 
     assert (first.version, second.version) == ("1.0.0", "1.1.0")
-    assert next_version(validated, NAME) == "3.5.0"
+    assert next_version(validated) == "3.5.0"
     assert [m.version for m in list_validated(validated, NAME)] == ["1.0.0", "1.1.0", "3.4.1"]
+
+
+def test_versions_are_one_sequence_across_names_so_two_names_can_share_a_store(
+    strong_run: Path, validated: Path, tmp_path: Path
+) -> None:
+    no_comparison = PromotionConfig(compare_to_validated=False)
+    first = promote(strong_run, validated, promotion=no_comparison)
+    other = promote(
+        copy_run(strong_run, tmp_path / "copy"), validated, name="other", promotion=no_comparison
+    )
+
+    assert (first.model_id, other.model_id) == (f"{NAME}_v1.0.0", "other_v1.1.0")
 
 
 def test_comparison_uses_the_most_recently_validated(
