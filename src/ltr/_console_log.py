@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-__all__ = ["capture_console", "log_console_to", "run_console"]
+__all__ = ["capture_console", "log_command_to", "log_console_to", "run_console"]
 
 # CSI sequences (colours, cursor moves, erase line), OSC sequences (links), other 2-byte escapes
 _ESCAPES = re.compile(r"(\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_])")
@@ -39,33 +39,59 @@ _CURSOR_UP = re.compile(r"\x1b\[(\d*)A")
 
 
 class _Capture:
-    """The lines of the command so far (until a run takes them), then the run's open log."""
+    """The lines of the command so far (until a log takes them), then the run's open log, and
+    the command's own log (``cv.log``) when it keeps one."""
 
     def __init__(self) -> None:
-        self.pending: list[str] | None = []  # None once a run took them
-        self.log: TextIO | None = None
+        self.pending: list[str] | None = []  # None once a log took them
+        self.log: TextIO | None = None  # the run's train.log
+        self.command_log: TextIO | None = None  # cv.log: every printed line, to the end
 
-    def add(self, line: str) -> None:
+    def add(self, line: str, *, printed: bool = True) -> None:
+        """``printed``: the line is on the screen too (else a quiet run's, for its log only)."""
+        if printed and self.command_log is not None:
+            self.command_log = _written(self.command_log, line)
         if self.log is not None:
-            try:
-                self.log.write(line + "\n")
-            except OSError:  # a full disk ends the copy, never the command
-                self.close()
-        elif self.pending is not None:
+            self.log = _written(self.log, line)
+        elif self.pending is not None and printed:
             self.pending.append(line)
 
     def attach(self, path: Path, *, resumed: bool) -> None:
         self.close()
+        self.log = self._open(path, resumed=resumed)
+
+    def attach_command_log(self, path: Path, *, resumed: bool) -> None:
+        self.command_log = self._open(path, resumed=resumed)
+
+    def _open(self, path: Path, *, resumed: bool) -> TextIO:
         log = path.open("a", encoding="utf-8", buffering=1)  # line-buffered: written as it goes
         if resumed:  # earlier sessions stay above (a run from before train.log: none is there)
             log.write(f"--- resumed {datetime.now():%Y-%m-%d %H:%M:%S} ---\n")
         log.writelines(line + "\n" for line in self.pending or [])
-        self.pending, self.log = None, log
+        self.pending = None
+        return log
 
     def close(self) -> None:
         if self.log is not None:
             self.log.close()
             self.log = None
+
+    def close_all(self) -> None:
+        self.close()
+        if self.command_log is not None:
+            self.command_log.close()
+            self.command_log = None
+
+
+def _written(log: TextIO, line: str) -> TextIO | None:
+    """``log`` after writing ``line`` to it; None once it failed (a full disk ends the copy,
+    never the command)."""
+    try:
+        log.write(line + "\n")
+    except OSError:
+        log.close()
+        return None
+    return log
 
 
 class _Tee:
@@ -130,7 +156,7 @@ def capture_console(*, enabled: bool = True) -> Iterator[None]:
             tee.end()  # a logger may keep the tee: it goes on writing to the stream alone
             if getattr(sys, name) is tee:
                 setattr(sys, name, saved[name])
-        capture.close()
+        capture.close_all()
 
 
 @contextlib.contextmanager
@@ -152,6 +178,16 @@ def log_console_to(path: Path, *, resumed: bool = False) -> Iterator[None]:
     capture.close()
 
 
+def log_command_to(path: Path, *, resumed: bool = False) -> None:
+    """From here to the command's end, every line it prints also goes to ``path`` (appended;
+    after a ``--- resumed`` line when ``resumed``), starting with those printed before: the
+    log of a command that trains several runs (``cv.log``), beside each run's own ``train.log``,
+    which also takes the lines a quiet run does not print. Nothing happens outside
+    :func:`capture_console`."""
+    if _active:
+        _active[-1].attach_command_log(path, resumed=resumed)
+
+
 class _LogOnly:
     """A stream whose complete lines go to the log of the capture in progress, and nowhere
     else (dropped outside a capture: the Python API, a torchrun rank other than 0)."""
@@ -163,7 +199,7 @@ class _LogOnly:
         *done, self._partial = (self._partial + text).split("\n")
         if _active:
             for line in done:
-                _active[-1].add(_ESCAPES.sub("", line))
+                _active[-1].add(_ESCAPES.sub("", line), printed=False)
         return len(text)
 
     def flush(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -194,8 +195,8 @@ def test_a_fold_run_keeps_what_cv_printed_for_it_in_its_train_log(
     (cv_dir,) = tmp_path.glob("*-cv")
     assert out == f"CV directory: {cv_dir}\n"  # absolute, as soon as it exists
     (fold_run,) = cv_dir.glob("Fold1/*")  # fold 1 ended the cv
-    # cv prints no epochs; the first fold's log also takes what cv printed before it began
-    assert (fold_run / "train.log").read_text(encoding="utf-8") == out + err
+    assert (fold_run / "train.log").read_text(encoding="utf-8") == err  # cv prints no epochs
+    assert (cv_dir / "cv.log").read_text(encoding="utf-8") == out + err  # the whole command
 
 
 def test_each_fold_runs_train_log_keeps_its_epoch_lines(
@@ -214,6 +215,32 @@ def test_each_fold_runs_train_log_keeps_its_epoch_lines(
         lines = log.read_text(encoding="utf-8").splitlines()
         assert any(line.startswith("Epoch 1/") for line in lines), log
         assert any(line.startswith("Test (best epoch") for line in lines), log
+
+
+def test_cv_log_keeps_the_whole_command_and_each_resume(
+    workdir: Path, tmp_path: Path, ltr_main
+) -> None:
+    folds = tmp_path / "folds"
+    shutil.copytree(workdir / "folds", folds)
+    broken = folds / "Fold2" / "test.txt"
+    good = broken.read_text(encoding="utf-8")
+    broken.write_text(good + "1 qid:9999 0:1.0\n", encoding="utf-8")  # feature index 0
+    sets = ["--set", f"tracking.output_dir={tmp_path / 'runs'}", "--set", "tracking.mlflow=false"]
+
+    status, out, err = ltr_main("cv", "--config", workdir / "tiny.yaml", "--folds", folds, *sets)
+
+    assert status == 1 and "feature index 0" in err  # fold 2 failed before its run existed
+    (cv_dir,) = (tmp_path / "runs").glob("*-cv")
+    log = (cv_dir / "cv.log").read_text(encoding="utf-8")
+    assert log == out + err  # what the command printed, its error included
+    broken.write_text(good, encoding="utf-8")
+
+    status, out, err = ltr_main("cv", "--resume", cv_dir)
+
+    assert status == 0, err
+    resumed = (cv_dir / "cv.log").read_text(encoding="utf-8")[len(log) :].splitlines()
+    assert resumed[0].startswith("--- resumed ")
+    assert sorted(resumed[1:]) == sorted([*out.splitlines(), *err.splitlines()])
 
 
 def test_a_refused_quiet_cv_resume_still_prints_the_cv_directory(

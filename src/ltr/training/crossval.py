@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ltr._console_log import run_console
+from ltr._console_log import log_command_to, run_console
 from ltr._fs import atomic_write_json, file_sha256, read_json
 from ltr.config import ExperimentConfig, load_config
 from ltr.data.layout import FILE_NAMES, find_data_file
@@ -59,6 +59,7 @@ from ltr.training.experiment import (
 )
 
 __all__ = [
+    "CV_LOG",
     "CvResult",
     "Fold",
     "FoldResult",
@@ -73,6 +74,7 @@ logger = logging.getLogger(__name__)
 
 _FOLD_NAME = re.compile(r"fold(\d+)", re.IGNORECASE)
 _SUMMARY_METRIC = "ndcg@10"  # in every metrics.json (TEST_METRICS)
+CV_LOG = "cv.log"  # what ltr cv printed, every session (the ltr command line only)
 # what --resume may change: where and how fast a fold trains, not what it learns
 _RESUMABLE_CHANGES = ("training.device=", "training.num_threads=")
 # what may differ between the cv's config and a fold run's: the above and where it is tracked
@@ -200,8 +202,10 @@ def run_cv(
         )
         # the note covers the wait for the other ranks: rank 0's directory already exists
         with _note_cv_resume_on_interrupt(made.dir.resolve(), folds, dist):
-            if dist.is_main and on_cv_dir is not None:
-                on_cv_dir(made.dir.resolve())
+            if dist.is_main:
+                if on_cv_dir is not None:
+                    on_cv_dir(made.dir.resolve())
+                log_command_to(made.dir / CV_LOG)
             cv_dir = Path(dist.broadcast_object(str(made.dir.resolve())))
             with training_lock(cv_dir, rank=dist.rank):
                 stored = config.resolved()
@@ -246,6 +250,8 @@ def resume_cv(
             f"so only {', '.join(_RESUMABLE_CHANGES)} may change"
         )
     with training_lock(cv_dir, rank=dist.rank):  # refused at once, before any check
+        if dist.is_main:
+            log_command_to(cv_dir / CV_LOG, resumed=True)
         return _resume_cv(cv_dir, state, overrides, quiet=quiet, dist=dist)
 
 
