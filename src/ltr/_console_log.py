@@ -8,6 +8,8 @@ the whole command and keeps the lines in memory until a run says where they go;
 :func:`log_console_to` (the run, once its directory is the one worked on) writes those lines
 to its ``train.log`` and then appends each line as it is printed. The file is a log, not an
 artifact: appended line by line, never replaced; a resumed run continues it after a separator.
+A command that trains several runs keeps its own log beside theirs (``cv.log``,
+:func:`log_command_to`): every line it printed, whichever run was going on.
 
 A quiet command (``--quiet``, or ``ltr cv``'s folds, whose epochs it does not show) still logs
 what it would have shown: :func:`run_console` gives it a console whose lines go to the log
@@ -89,7 +91,8 @@ def _written(log: TextIO, line: str) -> TextIO | None:
     try:
         log.write(line + "\n")
     except OSError:
-        log.close()
+        with contextlib.suppress(OSError):  # closing flushes: the same full disk
+            log.close()
         return None
     return log
 
