@@ -33,7 +33,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-__all__ = ["capture_console", "log_command_to", "log_console_to", "run_console"]
+__all__ = ["capture_console", "log_command_to", "log_console_to", "next_run_lines", "run_console"]
 
 # CSI sequences (colours, cursor moves, erase line), OSC sequences (links), other 2-byte escapes
 _ESCAPES = re.compile(r"(\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_])")
@@ -45,33 +45,30 @@ class _Capture:
     the command's own log (``cv.log``) when it keeps one."""
 
     def __init__(self) -> None:
-        self.pending: list[str] | None = []  # None once a log took them
+        self.pending: list[str] = []  # printed while no run's log was open: the next run's
         self.log: TextIO | None = None  # the run's train.log
         self.command_log: TextIO | None = None  # cv.log: every printed line, to the end
 
     def add(self, line: str, *, printed: bool = True) -> None:
-        """``printed``: the line is on the screen too (else a quiet run's, for its log only)."""
+        """``printed``: on the screen too, so the command's log takes it (else a quiet run's
+        line, for the run's log alone)."""
         if printed and self.command_log is not None:
             self.command_log = _written(self.command_log, line)
         if self.log is not None:
             self.log = _written(self.log, line)
-        elif self.pending is not None and printed:
+        elif printed:
             self.pending.append(line)
 
     def attach(self, path: Path, *, resumed: bool) -> None:
         self.close()
-        self.log = self._open(path, resumed=resumed)
+        self.log = _opened(path, resumed, self.pending)
+        self.pending = []
 
     def attach_command_log(self, path: Path, *, resumed: bool) -> None:
-        self.command_log = self._open(path, resumed=resumed)
-
-    def _open(self, path: Path, *, resumed: bool) -> TextIO:
-        log = path.open("a", encoding="utf-8", buffering=1)  # line-buffered: written as it goes
-        if resumed:  # earlier sessions stay above (a run from before train.log: none is there)
-            log.write(f"--- resumed {datetime.now():%Y-%m-%d %H:%M:%S} ---\n")
-        log.writelines(line + "\n" for line in self.pending or [])
-        self.pending = None
-        return log
+        """The command's log takes what was printed so far too; the next run's log keeps it."""
+        if self.command_log is not None:
+            self.command_log.close()
+        self.command_log = _opened(path, resumed, self.pending)
 
     def close(self) -> None:
         if self.log is not None:
@@ -83,6 +80,16 @@ class _Capture:
         if self.command_log is not None:
             self.command_log.close()
             self.command_log = None
+
+
+def _opened(path: Path, resumed: bool, earlier: list[str]) -> TextIO:
+    """``path`` open for appending, after a ``--- resumed`` line if ``resumed`` (earlier
+    sessions stay above; a run from before its log has none) and the ``earlier`` lines."""
+    log = path.open("a", encoding="utf-8", buffering=1)  # line-buffered: written as it goes
+    if resumed:
+        log.write(f"--- resumed {datetime.now():%Y-%m-%d %H:%M:%S} ---\n")
+    log.writelines(line + "\n" for line in earlier)
+    return log
 
 
 def _written(log: TextIO, line: str) -> TextIO | None:
@@ -179,6 +186,14 @@ def log_console_to(path: Path, *, resumed: bool = False) -> Iterator[None]:
     capture.attach(path, resumed=resumed)
     yield  # an exception raised here skips the close below, on purpose
     capture.close()
+
+
+def next_run_lines() -> None:
+    """Lines printed from here on, until a run's log opens, are that run's (its warnings before
+    its directory exists); those printed before stay the command's alone (``ltr cv``'s line
+    about the previous fold)."""
+    if _active:
+        _active[-1].pending = []
 
 
 def log_command_to(path: Path, *, resumed: bool = False) -> None:

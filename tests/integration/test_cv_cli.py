@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -241,6 +242,28 @@ def test_cv_log_keeps_the_whole_command_and_each_resume(
     resumed = (cv_dir / "cv.log").read_text(encoding="utf-8")[len(log) :].splitlines()
     assert resumed[0].startswith("--- resumed ")
     assert sorted(resumed[1:]) == sorted([*out.splitlines(), *err.splitlines()])
+
+
+def test_a_folds_data_warning_goes_to_its_own_train_log_and_cv_log(
+    workdir: Path, tmp_path: Path, ltr_main
+) -> None:
+    folds = tmp_path / "folds"
+    shutil.copytree(workdir / "folds", folds)
+    train = folds / "Fold2" / "train.txt"
+    lines = train.read_text(encoding="utf-8").splitlines()
+    train.write_text("".join(re.sub(r" 1:\S+", " 1:0.5", line) + "\n" for line in lines))
+    sets = ["--set", f"tracking.output_dir={tmp_path / 'runs'}", "--set", "tracking.mlflow=false"]
+
+    status, _, err = ltr_main("cv", "--config", workdir / "tiny.yaml", "--folds", folds, *sets)
+
+    assert status == 0, err
+    (warning,) = [line for line in err.splitlines() if "constant" in line]
+    (cv_dir,) = (tmp_path / "runs").glob("*-cv")
+    fold1, fold2 = (next(cv_dir.glob(f"Fold{k}/*")) / "train.log" for k in (1, 2))
+    assert warning in fold2.read_text(encoding="utf-8").splitlines()
+    assert "constant" not in fold1.read_text(encoding="utf-8")
+    assert not any(line.startswith("Fold 1/") for line in fold2.read_text().splitlines())
+    assert warning in (cv_dir / "cv.log").read_text(encoding="utf-8").splitlines()
 
 
 def test_a_refused_quiet_cv_resume_still_prints_the_cv_directory(

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ltr._console_log import log_command_to, run_console
+from ltr._console_log import log_command_to, next_run_lines, run_console
 from ltr._fs import atomic_write_json, file_sha256, read_json
 from ltr.config import ExperimentConfig, load_config
 from ltr.data.layout import FILE_NAMES, find_data_file
@@ -317,6 +317,7 @@ def _train_folds(
             _check_fold_files(fold)
     for i, (fold, (stage, found)) in enumerate(zip(folds, stages, strict=True)):
         started = time.perf_counter()
+        next_run_lines()  # the fold's own warnings go to its train.log, the cv's lines do not
         tags = {
             "mlflow.runName": f"{cv_dir.name}/{fold.name}",
             "ltr.cv_dir": str(cv_dir),
