@@ -290,25 +290,34 @@ def test_baselines_rejects_a_model_given_twice(judged: Path, tmp_path: Path) -> 
     )
 
 
-def test_baselines_keeps_two_models_of_one_file_name_apart(tmp_path: Path) -> None:
+def test_baselines_labels_checkpoints_by_their_runs_and_repeated_names_by_path(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
     from support.tiny_runs import tiny_run, write_tiny_data
 
     data = write_tiny_data(tmp_path / "data")
     first, second = (
-        tiny_run(data, tmp_path / out, training={"seed": seed}) / "checkpoints" / "best.pt"
-        for out, seed in (("a", 0), ("b", 1))
+        tiny_run(data, tmp_path / name, f"experiment.name={name}", training={"seed": seed})
+        for name, seed in (("one", 0), ("two", 1))
     )
+    twin = Path(shutil.copytree(first, tmp_path / "elsewhere" / first.name))  # same run name
     test = str(data / "test.txt")
-    args = ["baselines", "--train", test, "--test", test, "--json"]
 
-    result = CliRunner().invoke(app, [*args, "--model", str(first), "--model", str(second)])
+    def model_rows(*models: Path) -> dict[str, dict[str, float]]:
+        given = [arg for model in models for arg in ("--model", str(model))]
+        result = CliRunner().invoke(
+            app, ["baselines", "--train", test, "--test", test, *given, "--json"]
+        )
+        rankings = json.loads(result.stdout)["rankings"]
+        return {label: row for label, row in rankings.items() if label.startswith("model: ")}
 
-    rankings = json.loads(result.stdout)["rankings"]
-    assert [label for label in rankings if label.startswith("model: ")] == [
-        f"model: {first}",
-        f"model: {second}",
-    ]
-    assert rankings[f"model: {first}"] != rankings[f"model: {second}"]
+    best = [run / "checkpoints" / "best.pt" for run in (first, second)]
+    rows = model_rows(*best)
+    assert list(rows) == [f"model: {first.name}/best.pt", f"model: {second.name}/best.pt"]
+    assert rows[f"model: {first.name}/best.pt"] != rows[f"model: {second.name}/best.pt"]
+    assert list(model_rows(first, twin)) == [f"model: {first}", f"model: {twin}"]
 
 
 def test_version_prints_the_version_and_exits_0() -> None:

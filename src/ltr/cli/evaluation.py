@@ -103,6 +103,14 @@ def _warn_about_run(run: Path, data: Path, matched: MatchedRun) -> None:
         warn(f"{matched.n_queries_unjudged} queries of {run} are not in {data}; left out")
 
 
+def _model_label(path: Path) -> str:
+    """A run's name for its directory or its ``checkpoints/*.pt`` (``RUN/best.pt``), else the
+    file's name."""
+    if path.suffix == ".pt" and path.parent.name == "checkpoints":
+        return f"{path.parent.parent.name}/{path.name}"
+    return path.name
+
+
 def baselines(
     train: Annotated[
         Path, typer.Option("--train", metavar="FILE", help="Picks the best single feature.")
@@ -151,7 +159,7 @@ def baselines(
         from ltr.inference import Predictor
 
         ideal = rows.popitem()  # the ceiling stays the last row
-        short = [path.name for path in models]  # the paths as given where names repeat
+        short = [_model_label(path) for path in models]  # the paths as given where they repeat
         labels = short if len(set(short)) == len(short) else [str(path) for path in models]
         for path, label in zip(models, labels, strict=True):
             scores = Predictor.load(path).score(test_data, source=str(test))

@@ -275,8 +275,8 @@ def promote(
         typer.Option(
             "--version",
             metavar="X.Y.Z",
-            help="With --to validated: the version to register (default: the name's highest "
-            "validated version with the minor number + 1, e.g. 1.3.0 after 1.2.0). With --to "
+            help="With --to validated: the version to register (default: the highest validated "
+            "version of any name with the minor number + 1, e.g. 1.3.0 after 1.2.0). With --to "
             "production: which of the run's validated versions goes live (default: its highest).",
         ),
     ] = None,
