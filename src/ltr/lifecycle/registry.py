@@ -266,6 +266,12 @@ def promote_to_validated(
             f"{target} already exists; a validated version is never overwritten "
             f"(next free: {next_version(root)})"
         )
+    taken = next((m for m in list_validated(root) if m.version == version), None)
+    if taken is not None:  # one sequence across names, so two names never share a store version
+        raise PromotionRefused(
+            f"version {version} is validated already as {taken.model_id}; versions are one "
+            f"sequence across names (next free: {next_version(root)})"
+        )
     test_metrics = report.get("test")
     if not isinstance(test_metrics, dict):
         raise PromotionRefused(

@@ -472,6 +472,13 @@ def test_versions_are_one_sequence_across_names_so_two_names_can_share_a_store(
     )
 
     assert (first.model_id, other.model_id) == (f"{NAME}_v1.0.0", "other_v1.1.0")
+    third = copy_run(strong_run, tmp_path / "copy2")
+    with pytest.raises(PromotionRefused) as refused:  # nor by an explicit --version
+        promote(third, validated, name="gamma", version="1.0.0", promotion=no_comparison)
+    assert str(refused.value) == (
+        f"version 1.0.0 is validated already as {NAME}_v1.0.0; versions are one sequence "
+        "across names (next free: 1.2.0)"
+    )
 
 
 def test_comparison_uses_the_most_recently_validated(
