@@ -354,19 +354,13 @@ def validated_version_of(
                 f"run {run} is not validated as {name}; it is validated as {validated_as}: "
                 f"add {names}"
             )
-        sha256 = file_sha256(run_dir / "checkpoints" / "best.pt")
-        copied = [model for model in list_validated(root) if _same_checkpoint(model, sha256)]
-        if copied:  # a copy or move of a validated run: validating it again is refused
-            model = copied[-1]
+        models = _moved_validations_of(run_dir, str(run), root, name)
+        if not models:
+            with_name = f" --name {name_given}" if name_given else ""
             raise PromotionRefused(
-                f"run {run}: its checkpoint is validated as {model.name} {model.version} from run "
-                f"{model.metadata.get('run_dir')}; promote that run"
+                f"run {run} is not validated as {name}; run `ltr promote {run} --to validated"
+                f"{with_name}` first"
             )
-        with_name = f" --name {name_given}" if name_given else ""
-        raise PromotionRefused(
-            f"run {run} is not validated as {name}; run `ltr promote {run} --to validated"
-            f"{with_name}` first"
-        )
     chosen = next((m for m in models if m.version == version), None) if version else models[-1]
     if chosen is None:
         versions = ", ".join(model.version for model in models)
@@ -380,6 +374,26 @@ def validated_version_of(
             f"{chosen.model_id}; validate it again"
         )
     return chosen
+
+
+def _moved_validations_of(
+    run_dir: Path, shown: str, root: str | Path, name: str
+) -> list[ValidatedModel]:
+    """The validations of ``name`` whose checkpoint ``run_dir`` holds and whose run directory
+    is gone: the run was moved, and stands for them. A copy (the validated run still there) is
+    refused, naming that run: a checkpoint is validated, and published, once."""
+    sha256 = file_sha256(run_dir / "checkpoints" / "best.pt")
+    same = [model for model in list_validated(root) if _same_checkpoint(model, sha256)]
+    moved = [
+        m for m in same if m.name == name and not Path(m.metadata.get("run_dir") or ".").is_dir()
+    ]
+    if same and not moved:
+        model = same[-1]
+        raise PromotionRefused(
+            f"run {shown}: its checkpoint is validated as {model.name} {model.version} from run "
+            f"{model.metadata.get('run_dir')}; promote that run"
+        )
+    return moved
 
 
 def validated_model_exported_as(

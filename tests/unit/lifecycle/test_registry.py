@@ -549,6 +549,18 @@ def test_a_copied_run_is_the_same_checkpoint_validated_once(
     )
 
 
+def test_a_moved_validated_run_stands_for_its_validation_in_production(
+    strong_run: Path, validated: Path, tmp_path: Path
+) -> None:
+    run = Path(shutil.copytree(strong_run, tmp_path / "runs" / strong_run.name))  # ours to move
+    first = promote(run, validated)
+    moved = Path(shutil.move(run, tmp_path / "archive" / run.name))
+
+    chosen = validated_version_of(moved, validated_dir=validated)
+
+    assert (chosen.model_id, chosen.metadata["files"]) == (first.model_id, first.metadata["files"])
+
+
 def test_not_validated_hint_keeps_the_name_given(weak_run: Path, validated: Path) -> None:
     with pytest.raises(PromotionRefused) as refused:
         validated_version_of(weak_run, name="ranker", validated_dir=validated)
