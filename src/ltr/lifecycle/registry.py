@@ -53,7 +53,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -193,8 +193,12 @@ def _validations_of(
     run_dir: Path, validated_dir: str | Path, name: str | None = None
 ) -> list[ValidatedModel]:
     """The validated models made from ``run_dir`` (resolved), of ``name`` only if given."""
-    models = list_validated(validated_dir, name)
-    return [model for model in models if model.metadata.get("run_dir") == str(run_dir)]
+    return [model for model in list_validated(validated_dir, name) if _made_from(model, run_dir)]
+
+
+def _made_from(model: ValidatedModel, run_dir: Path) -> bool:
+    """Whether ``model`` was validated from the run directory ``run_dir`` (resolved)."""
+    return model.metadata.get("run_dir") == str(run_dir)
 
 
 def _same_checkpoint(model: ValidatedModel, checkpoint_sha256: str) -> bool:
@@ -209,7 +213,12 @@ def next_version(validated_dir: str | Path) -> str:
     One sequence for every name, as the model store has one for every bundle: two names'
     first validations are 1.0.0 and 1.1.0, so both can go live in one store.
     """
-    versions = [parse_version(model.version) for model in list_validated(validated_dir)]
+    return _version_after(list_validated(validated_dir))
+
+
+def _version_after(models: Iterable[ValidatedModel]) -> str:
+    """:func:`next_version` of the validated ``models`` of a folder."""
+    versions = [parse_version(model.version) for model in models]
     if not versions:
         return "1.0.0"
     major, minor, _ = max(versions)
@@ -256,21 +265,22 @@ def promote_to_validated(
     promotion = promotion or config.promotion
     name = name or promotion.registry_name or config.experiment.name
     root = Path(validated_dir if validated_dir is not None else promotion.validated_dir)
-    _refuse_revalidation(shown, root, file_sha256(run_dir / "checkpoints" / "best.pt"))
-    version = version or next_version(root)
+    validated = list_validated(root)  # every name: versions and checkpoints span them all
+    _refuse_revalidation(shown, validated, file_sha256(run_dir / "checkpoints" / "best.pt"))
+    version = version or _version_after(validated)
     parse_version(version)
     model_id = f"{name}_v{version}"
     target = root / model_id
     if target.exists():
         raise PromotionRefused(
             f"{target} already exists; a validated version is never overwritten "
-            f"(next free: {next_version(root)})"
+            f"(next free: {_version_after(validated)})"
         )
-    taken = next((m for m in list_validated(root) if m.version == version), None)
+    taken = next((m for m in validated if m.version == version), None)
     if taken is not None:  # one sequence across names, so two names never share a store version
         raise PromotionRefused(
             f"version {version} is validated already as {taken.model_id}; versions are one "
-            f"sequence across names (next free: {next_version(root)})"
+            f"sequence across names (next free: {_version_after(validated)})"
         )
     test_metrics = report.get("test")
     if not isinstance(test_metrics, dict):
@@ -435,14 +445,7 @@ class ValidatedLookup:
         if folder not in self._folders:
             self._folders[folder] = list_validated(validated_dir)
         models = self._folders[folder]
-        return next(
-            (
-                m
-                for m in models
-                if m.metadata.get("run_dir") == str(run_dir) and m.version == version
-            ),
-            None,
-        )
+        return next((m for m in models if _made_from(m, run_dir) and m.version == version), None)
 
 
 def _validated_dir_of(run_dir: Path) -> Path:
@@ -476,12 +479,14 @@ def _read_run(run_dir: Path, shown: str) -> tuple[ExperimentConfig, dict[str, An
     return config, report
 
 
-def _refuse_revalidation(shown: str, root: Path, checkpoint_sha256: str) -> None:
-    """Refuse validating a checkpoint again, whatever the name or version: under its name the
-    gate would test it against itself, under another it would dodge that name's gate (a
-    changed ``best.pt`` is a new model, gated against the previous version)."""
-    models = list_validated(root)
-    same = [model for model in models if _same_checkpoint(model, checkpoint_sha256)]
+def _refuse_revalidation(
+    shown: str, validated: list[ValidatedModel], checkpoint_sha256: str
+) -> None:
+    """Refuse validating a checkpoint again (``validated``: every validated model), whatever
+    the name or version: under its name the gate would test it against itself, under another
+    it would dodge that name's gate (a changed ``best.pt`` is a new model, gated against the
+    previous version)."""
+    same = [model for model in validated if _same_checkpoint(model, checkpoint_sha256)]
     if same:
         model = same[-1]
         raise PromotionRefused(
