@@ -419,3 +419,13 @@ def test_quiet_ensemble_prints_exactly_its_run_directory(
     assert result.exit_code == 0, result.output
     (run_dir,) = tmp_path.iterdir()
     assert result.stdout == f"{run_dir}\n" and result.stderr == ""
+
+
+def test_a_relative_output_dir_gives_an_absolute_run_directory(
+    members: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # as ltr train and ltr cv print theirs
+
+    run_dir = build_ensemble(members[:2], output_dir=Path("ensembles"), quiet=True)
+
+    assert run_dir.is_absolute() and run_dir.parent == tmp_path / "ensembles"

@@ -267,8 +267,6 @@ def ensemble(
             raise ConfigError(
                 f"--weights: give numbers separated by commas; got {weights!r}"
             ) from None
-    if output_dir is not None:  # run directories are printed absolute, as ltr train's and cv's
-        output_dir = output_dir.resolve()
     run_dir = build_ensemble(runs, name=name, output_dir=output_dir, weights=parsed, quiet=quiet)
     if quiet:
         print_path(run_dir)

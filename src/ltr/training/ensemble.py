@@ -152,7 +152,8 @@ def build_ensemble(
         "n_features": n_features,
     }
     check_mlflow(config)  # a bad store fails before the run directory exists
-    with Run.create(config.tracking.output_dir, config.experiment.name, tensorboard=False) as run:
+    output = config.tracking.output_dir.resolve()  # printed absolute, as train and cv do
+    with Run.create(output, config.experiment.name, tensorboard=False) as run:
         attach_mlflow(run, config)
         run.write_text("config.yaml", config.to_yaml())
         run.write_json("preprocessor.json", normalizer.to_dict())
