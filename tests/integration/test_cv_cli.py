@@ -218,15 +218,24 @@ def test_each_fold_runs_train_log_keeps_its_epoch_lines(
         assert any(line.startswith("Test (best epoch") for line in lines), log
 
 
+def own_folds(workdir: Path, tmp_path: Path) -> tuple[Path, list[str]]:
+    """A copy of the folds to edit, and the --set items that put the cv under tmp_path/runs."""
+    folds = Path(shutil.copytree(workdir / "folds", tmp_path / "folds"))
+    return folds, [
+        "--set",
+        f"tracking.output_dir={tmp_path / 'runs'}",
+        "--set",
+        "tracking.mlflow=false",
+    ]
+
+
 def test_cv_log_keeps_the_whole_command_and_each_resume(
     workdir: Path, tmp_path: Path, ltr_main
 ) -> None:
-    folds = tmp_path / "folds"
-    shutil.copytree(workdir / "folds", folds)
+    folds, sets = own_folds(workdir, tmp_path)
     broken = folds / "Fold2" / "test.txt"
     good = broken.read_text(encoding="utf-8")
     broken.write_text(good + "1 qid:9999 0:1.0\n", encoding="utf-8")  # feature index 0
-    sets = ["--set", f"tracking.output_dir={tmp_path / 'runs'}", "--set", "tracking.mlflow=false"]
 
     status, out, err = ltr_main("cv", "--config", workdir / "tiny.yaml", "--folds", folds, *sets)
 
@@ -247,12 +256,10 @@ def test_cv_log_keeps_the_whole_command_and_each_resume(
 def test_a_folds_data_warning_goes_to_its_own_train_log_and_cv_log(
     workdir: Path, tmp_path: Path, ltr_main
 ) -> None:
-    folds = tmp_path / "folds"
-    shutil.copytree(workdir / "folds", folds)
+    folds, sets = own_folds(workdir, tmp_path)
     train = folds / "Fold2" / "train.txt"
     lines = train.read_text(encoding="utf-8").splitlines()
     train.write_text("".join(re.sub(r" 1:\S+", " 1:0.5", line) + "\n" for line in lines))
-    sets = ["--set", f"tracking.output_dir={tmp_path / 'runs'}", "--set", "tracking.mlflow=false"]
 
     status, _, err = ltr_main("cv", "--config", workdir / "tiny.yaml", "--folds", folds, *sets)
 
