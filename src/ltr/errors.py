@@ -6,7 +6,8 @@ so generic handlers (``except ValueError``) keep working::
 
     LtrError(Exception)
     ├── BundleError(LtrError, ValueError)          a model bundle is incomplete or tampered with
-    ├── BusyError(LtrError, RuntimeError)          another process is training the same run
+    ├── BusyError(LtrError, RuntimeError)          another process is training the same run,
+    │                                              or changed the live model meanwhile
     ├── DataFormatError(LtrError, ValueError)      a data file breaks its format (file:line)
     ├── DataNotFoundError(LtrError, FileNotFoundError)
     ├── ConfigError(LtrError, ValueError)          a config or command-line value is invalid
@@ -36,7 +37,8 @@ class BundleError(LtrError, ValueError):
 
 
 class BusyError(LtrError, RuntimeError):
-    """Another process holds the run (or cv) directory this one would train in."""
+    """Another process holds the run (or cv) directory this one would train in, or replaced the
+    live model a promotion was deciding on."""
 
 
 class DataFormatError(LtrError, ValueError):

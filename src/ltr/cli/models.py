@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ltr.cli._common import JsonOpt, print_json, print_table, stdout, warn
-from ltr.errors import BundleError, ConfigError, LtrError
+from ltr.errors import BundleError, BusyError, ConfigError, LtrError
 
 if TYPE_CHECKING:
     from ltr.lifecycle.registry import ValidatedLookup  # imports at call time: fast startup
@@ -344,29 +344,32 @@ def _promote_to_production(
     stored = version in model_store.versions()  # e.g. after a rollback: roll forward to it again
     if stored:
         _refuse_another_runs_version(model_store, validated, store, run, version_given)
-    details = _check_against_live(model_store, validated, force)  # before the slow export
+    details, seen_live = _check_against_live(model_store, validated, force)  # before the export
     if stored:
-        _switch_to_stored(model_store, version, store, details)
+        _switch_to_stored(model_store, version, store, details, seen_live)
         return
 
     def build(output: Path) -> None:
         export_bundle(model=run, output=output, version=version, validated=validated.facts())
 
     bundle = model_store.add(build, version)
-    previous = model_store.set_current(version, details=details)
+    previous = _switch_if_live_unchanged(model_store, version, details, seen_live)
     stdout.print(f"exported {run} ({validated.model_id}) to {bundle.path}", highlight=False)
     stdout.print(f"{store / CURRENT_FILE}: {previous or 'none'} -> {version}", highlight=False)
 
 
-def _check_against_live(model_store: Any, validated: Any, force: bool) -> dict[str, Any]:
+def _check_against_live(
+    model_store: Any, validated: Any, force: bool
+) -> tuple[dict[str, Any], str | None]:
     """Refuse a candidate the live model beats on the same test file, unless ``force``; warn
-    when the two cannot be compared. Returns what the promotion's history event records."""
+    when the two cannot be compared. Returns what the promotion's history event records, and
+    the live version this decision was made on (None: nothing readable was live)."""
     from ltr.errors import PromotionRefused
     from ltr.lifecycle.production import NOTHING_LIVE, compare_with_live
 
     comparison = compare_with_live(model_store, validated)
     if comparison is None:  # the candidate is live already: nothing changes
-        return {}
+        return {}, validated.version
     if comparison.live_is_better:
         if not force:
             raise PromotionRefused(f"{comparison.verdict}; add --force to replace it")
@@ -374,10 +377,27 @@ def _check_against_live(model_store: Any, validated: Any, force: bool) -> dict[s
     elif comparison.not_compared not in (None, NOTHING_LIVE):
         warn(f"could not compare with {comparison.live}: {comparison.not_compared}")
     # forced: a better live model was replaced, not merely --force given
-    return {
+    details = {
         "compared_with_live": comparison.to_dict(),
         "forced": force and comparison.live_is_better,
     }
+    return details, comparison.live_version
+
+
+def _switch_if_live_unchanged(
+    model_store: Any, version: str, details: dict[str, Any], seen_live: str | None
+) -> str | None:
+    """Make ``version`` live unless another promotion changed the live model since it was
+    compared (the comparison runs before the store's lock, to refuse before a slow export)."""
+    try:
+        previous: str | None = model_store.set_current(
+            version, details=details, expected_live=seen_live
+        )
+    except BusyError as error:
+        raise BusyError(
+            f"{error}; {version} is stored: promote it again to compare it with the new live model"
+        ) from None
+    return previous
 
 
 def _refuse_another_runs_version(
@@ -401,11 +421,13 @@ def _refuse_another_runs_version(
         )
 
 
-def _switch_to_stored(model_store: Any, version: str, store: Path, details: dict[str, Any]) -> None:
+def _switch_to_stored(
+    model_store: Any, version: str, store: Path, details: dict[str, Any], seen_live: str | None
+) -> None:
     """Make a stored version (the validated model's own export) live again."""
     from ltr.lifecycle.store import CURRENT_FILE
 
-    previous = model_store.set_current(version, details=details)
+    previous = _switch_if_live_unchanged(model_store, version, details, seen_live)
     if previous == version:
         stdout.print(f"{store / CURRENT_FILE}: {version} is live already", highlight=False)
     else:

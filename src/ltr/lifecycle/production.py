@@ -87,13 +87,17 @@ def compare_with_live(store: ModelStore, candidate: ValidatedModel) -> LiveCompa
     metric = _gate_metric(candidate)
     try:
         live_version = store.current()
-        if live_version is None:
-            return LiveComparison(metric, None, not_compared=NOTHING_LIVE)
-        if live_version == candidate.version:
-            return None
+    except LtrError as error:  # a corrupt pointer: nothing readable is live
+        return LiveComparison(metric, None, not_compared=f"the live model cannot be read: {error}")
+    if live_version is None:
+        return LiveComparison(metric, None, not_compared=NOTHING_LIVE)
+    if live_version == candidate.version:
+        return None
+    try:
         bundle = store.read(live_version)  # metadata only: going live verifies the candidate
     except LtrError as error:
-        return LiveComparison(metric, None, not_compared=f"the live model cannot be read: {error}")
+        unreadable = f"the live model cannot be read: {error}"
+        return LiveComparison(metric, live_version, not_compared=unreadable)
     validated = bundle.metadata.get("validated") or {}
     live_name = validated.get("name") or bundle.metadata.get("experiment")
     metrics = bundle.metrics  # the source run's metrics.json

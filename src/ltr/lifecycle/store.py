@@ -28,6 +28,7 @@ not versions, so they are never listed and never become current.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import shutil
@@ -36,10 +37,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ltr._fs import atomic_write_text, exclusive_lock
-from ltr.errors import BundleError, ConfigError, LtrError
+from ltr.errors import BundleError, BusyError, ConfigError, LtrError
 from ltr.lifecycle.bundle import (
     Bundle,
     fsync_dir,
@@ -55,6 +56,12 @@ HISTORY_FILE = "history.json"
 LOCK_FILE = ".lock"
 STAGING_PREFIX = ".staging-"
 MAX_HISTORY = 100  # live versions kept for rollback, and switch events kept for people
+
+
+class Unchecked(enum.Enum):
+    """``ModelStore.set_current(expected_live=Unchecked.ANY)``: switch whatever is live."""
+
+    ANY = "any"
 
 
 @dataclass(frozen=True)
@@ -252,13 +259,22 @@ class ModelStore:
                 move_dir(bundle_dir, target)
         return self.show(version)
 
-    def set_current(self, version: str, *, details: Mapping[str, Any] | None = None) -> str | None:
+    def set_current(
+        self,
+        version: str,
+        *,
+        details: Mapping[str, Any] | None = None,
+        expected_live: str | Literal[Unchecked.ANY] | None = Unchecked.ANY,
+    ) -> str | None:
         """Make ``version`` live: verify it, then replace ``models/current`` atomically.
 
         Args:
             version: the stored version to make live.
             details: more facts for the switch's event in ``history.json`` (e.g. how the new
                 version compared with the live one).
+            expected_live: the version the caller saw live when it decided to switch (None:
+                nothing was live). Checked under the store's lock, so a decision made on a live
+                model that another process replaced meanwhile is never acted on.
 
         Returns:
             The version that was live before (None if none).
@@ -266,8 +282,11 @@ class ModelStore:
         Raises:
             ConfigError: ``version`` is not ``X.Y.Z``.
             BundleError: the version is not stored or fails verification; nothing changes.
+            BusyError: another version than ``expected_live`` is live; nothing changes.
         """
         with self._lock():
+            if expected_live is not Unchecked.ANY:
+                self._refuse_changed_live(expected_live)
             return self._switch(version, action="promote", details=details)
 
     def rollback(self) -> str:
@@ -312,6 +331,17 @@ class ModelStore:
             shutil.rmtree(folder, ignore_errors=True)
 
     # -- internals --------------------------------------------------------------------------------
+
+    def _refuse_changed_live(self, expected: str | None) -> None:
+        try:
+            live = self.current()
+        except BundleError:  # a corrupt pointer reads as nothing live, as for the caller
+            live = None
+        if live != expected:
+            raise BusyError(
+                f"model store {self.root}: the live version changed from {expected or 'none'} "
+                f"to {live or 'none'} while this promotion ran; nothing was switched"
+            )
 
     def _why_not(self, live: list[str]) -> str:
         """Why a rollback has nowhere to go, ``live`` (at most one version) being the stack."""

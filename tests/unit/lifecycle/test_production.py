@@ -288,3 +288,22 @@ def test_production_warns_when_the_live_pointer_cannot_be_read(
     assert store.current() == "1.0.0"
     why = last_event(store)["compared_with_live"]["not_compared"]
     assert why.startswith("the live model cannot be read: ")
+
+
+def test_production_over_an_unreadable_live_bundle_warns_and_switches_from_it(
+    run: Path, candidate: ValidatedModel, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    with_candidate_stored(store, run)
+    add_live(store, candidate, candidate_value(candidate) + 0.05, sha256_of_test_file(candidate))
+    (store.path_of("1.2.0") / "metadata.json").write_text("{not json")
+
+    result = promote(run, "--name", "ranker")
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(
+        "warning: could not compare with live 1.2.0: the live model cannot be read: "
+    )
+    assert store.current() == "1.0.0"
+    event = last_event(store)
+    assert (event["from"], event["compared_with_live"]["live_version"]) == ("1.2.0", "1.2.0")

@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ltr.errors import BundleError, ConfigError
+from ltr.errors import BundleError, BusyError, ConfigError
 from ltr.lifecycle.bundle import write_bundle
 from ltr.lifecycle.store import ModelStore
 from support.onnx_models import linear_onnx
@@ -195,6 +195,35 @@ def test_load_current_refuses_a_tampered_live_bundle_while_caller_keeps_its_mode
 def test_load_current_without_a_live_model_says_how_to_get_one(store: ModelStore) -> None:
     with pytest.raises(BundleError, match=r"no live model .*ltr promote RUN --to production"):
         store.load_current()
+
+
+def test_set_current_switches_only_from_the_live_version_its_caller_saw(
+    store: ModelStore,
+) -> None:
+    fill(store, "1.0.0", "1.1.0", "1.2.0")
+    store.set_current("1.0.0")
+    seen = store.current()
+    store.set_current("1.1.0")  # another promotion lands between the caller's look and switch
+    history = (store.root / "history.json").read_bytes()
+
+    with pytest.raises(
+        BusyError, match=r"changed from 1\.0\.0 to 1\.1\.0 while this promotion ran; nothing was"
+    ):
+        store.set_current("1.2.0", expected_live=seen)
+
+    assert store.current() == "1.1.0"
+    assert (store.root / "history.json").read_bytes() == history
+    assert store.set_current("1.2.0", expected_live="1.1.0") == "1.1.0"
+
+
+def test_set_current_expecting_nothing_live_refuses_once_something_is(store: ModelStore) -> None:
+    fill(store, "1.0.0", "1.1.0")
+    store.set_current("1.0.0")
+    with pytest.raises(BusyError, match=r"changed from none to 1\.0\.0"):
+        store.set_current("1.1.0", expected_live=None)
+    (store.root / "current").write_text("garbage\n")  # unreadable reads as nothing live
+    assert store.set_current("1.1.0", expected_live=None) is None
+    assert store.current() == "1.1.0"
 
 
 def test_corrupt_pointer_is_an_error_and_set_current_repairs_it(store: ModelStore) -> None:
