@@ -253,6 +253,23 @@ def test_cv_log_keeps_the_whole_command_and_each_resume(
     assert sorted(resumed[1:]) == sorted([*out.splitlines(), *err.splitlines()])
 
 
+def test_a_refused_cv_resume_leaves_cv_log_as_it_was(
+    workdir: Path, tmp_path: Path, ltr_main
+) -> None:
+    folds, sets = own_folds(workdir, tmp_path)
+    status, _, err = ltr_main("cv", "--config", workdir / "tiny.yaml", "--folds", folds, *sets)
+    assert status == 0, err
+    (cv_dir,) = (tmp_path / "runs").glob("*-cv")
+    log = (cv_dir / "cv.log").read_bytes()
+    with open(folds / "Fold1" / "test.txt", "a", encoding="utf-8") as test_file:
+        test_file.write("\n")  # another sha256 than fold 1's run read
+
+    status, _, err = ltr_main("cv", "--resume", cv_dir)
+
+    assert status == 1 and "fold Fold1 is done, but its run" in err
+    assert (cv_dir / "cv.log").read_bytes() == log  # as ltr train leaves its train.log
+
+
 def test_a_folds_data_warning_goes_to_its_own_train_log_and_cv_log(
     workdir: Path, tmp_path: Path, ltr_main
 ) -> None:

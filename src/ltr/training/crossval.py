@@ -212,7 +212,8 @@ def run_cv(
                 stored["data"]["root"] = None
                 state = {"folds_dir": str(Path(folds_dir).resolve()), "config": stored}
                 _write_state(cv_dir, state, [FoldResult(fold) for fold in folds], dist)
-                return _train_folds(cv_dir, config, folds, state, quiet=quiet, dist=dist)
+                stages = _fold_stages(cv_dir, config, folds, dist)
+                return _train_folds(cv_dir, config, folds, stages, state, quiet=quiet, dist=dist)
 
 
 def resume_cv(
@@ -250,8 +251,6 @@ def resume_cv(
             f"so only {', '.join(_RESUMABLE_CHANGES)} may change"
         )
     with training_lock(cv_dir, rank=dist.rank):  # refused at once, before any check
-        if dist.is_main:
-            log_command_to(cv_dir / CV_LOG, resumed=True)
         return _resume_cv(cv_dir, state, overrides, quiet=quiet, dist=dist)
 
 
@@ -270,9 +269,12 @@ def _resume_cv(
     folds = [Fold(entry["name"], Path(entry["data_root"])) for entry in state["folds"]]
     device = dist.device(resolve_device(config.training.device))
     with process_group(dist, device), _note_cv_resume_on_interrupt(cv_dir, folds, dist):
+        stages = _fold_stages(cv_dir, config, folds, dist)
+        if dist.is_main:  # a refused resume leaves cv.log as it was, as ltr train its train.log
+            log_command_to(cv_dir / CV_LOG, resumed=True)
         stored = {"folds_dir": state["folds_dir"], "config": state["config"]}
         return _train_folds(
-            cv_dir, config, folds, stored, quiet=quiet, dist=dist, overrides=overrides
+            cv_dir, config, folds, stages, stored, quiet=quiet, dist=dist, overrides=overrides
         )
 
 
@@ -291,10 +293,30 @@ def summarize_folds(tests: Sequence[Mapping[str, float | None]]) -> dict[str, di
     return summary
 
 
+def _fold_stages(
+    cv_dir: Path, config: ExperimentConfig, folds: Sequence[Fold], dist: Distributed
+) -> list[tuple[str, Any]]:
+    """Where each fold stands (:func:`_fold_stage`: the stage and its run, a Path once started),
+    checked for every fold before any trains."""
+    # rank 0 looks; every rank takes its decisions
+    stages: list[tuple[str, Any]] = dist.broadcast_object(
+        [_fold_stage(cv_dir / fold.name) for fold in folds] if dist.is_main else None
+    )
+    for fold, (stage, found) in zip(folds, stages, strict=True):
+        if found is not None:  # cv.json may have been edited since the fold ran
+            _check_fold_config(found, _fold_config(config, fold, cv_dir), fold)
+        if stage == "done":  # its metrics describe the files it read then
+            _check_fold_data(found, fold)
+        if stage != "done":  # a resumed cv's data may have moved
+            _check_fold_files(fold)
+    return stages
+
+
 def _train_folds(
     cv_dir: Path,
     config: ExperimentConfig,
     folds: Sequence[Fold],
+    stages: Sequence[tuple[str, Any]],
     state: dict[str, Any],
     *,
     quiet: bool,
@@ -304,17 +326,6 @@ def _train_folds(
     """Bring every fold to done, in order, writing ``cv.json`` after each (rank 0)."""
     console = run_console(quiet=quiet or not dist.is_main, stderr=True)
     results = [FoldResult(fold) for fold in folds]
-    # rank 0 looks; every rank takes its decisions
-    stages = dist.broadcast_object(
-        [_fold_stage(cv_dir / fold.name) for fold in folds] if dist.is_main else None
-    )
-    for fold, (stage, found) in zip(folds, stages, strict=True):  # fail before any fold trains
-        if found is not None:  # cv.json may have been edited since the fold ran
-            _check_fold_config(found, _fold_config(config, fold, cv_dir), fold)
-        if stage == "done":  # its metrics describe the files it read then
-            _check_fold_data(found, fold)
-        if stage != "done":  # a resumed cv's data may have moved
-            _check_fold_files(fold)
     for i, (fold, (stage, found)) in enumerate(zip(folds, stages, strict=True)):
         started = time.perf_counter()
         next_run_lines()  # the fold's own warnings go to its train.log, the cv's lines do not
