@@ -108,6 +108,24 @@ def test_run_files_are_artifacts(tracked: tuple[Path, str]) -> None:
     assert (store / run_id / "artifacts" / "checkpoints" / "best.pt").is_file()
 
 
+def test_ltr_train_sends_its_train_log_as_the_run_ended(
+    data_root: Path, tmp_path: Path, ltr_main
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(make_config(data_root, tmp_path / "runs", uri).to_yaml())
+
+    status, _, err = ltr_main("train", "--config", config_file, "--quiet")
+
+    assert status == 0, err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    run_id = read_run_file(run_dir)["run_id"]  # type: ignore[index]
+    sent = Path(MlflowClient(uri).download_artifacts(run_id, "train.log", str(tmp_path)))
+    log = (run_dir / "train.log").read_text(encoding="utf-8")
+    assert "Test (best epoch" in sent.read_text(encoding="utf-8")
+    assert log.startswith(sent.read_text(encoding="utf-8"))
+
+
 def test_switched_off_tracking_writes_no_mlflow_store(data_root: Path, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     config = make_config(data_root, tmp_path / "runs", uri, "tracking.mlflow=false")

@@ -97,6 +97,7 @@ RUN_ARTIFACTS = (
     "metrics.json",
     "test_per_query.tsv",
     "checkpoints/best.pt",
+    "train.log",  # as it stands when the run finishes; runs of the Python API have none
 )
 _NAME_TOKENS = (("@", "_at_"), ("=", "_eq_"))
 _MAX_PARAM_VALUE = 6000  # MLflow's limit on a parameter value's length
