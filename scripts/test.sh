@@ -9,4 +9,4 @@ venv=${LTR_VENV:-.venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[dev]" 2> >(grep -v "is ignored: it is neither" >&2)
 # most of the suite's time is spent starting `ltr` subprocesses, one core each
-exec "$venv/bin/python" -m pytest --numprocesses "${LTR_TEST_WORKERS:-auto}" "$@"
+exec "$venv/bin/python" -m pytest --numprocesses "${LTR_TEST_WORKERS:-logical}" "$@"
