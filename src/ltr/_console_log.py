@@ -13,7 +13,8 @@ A command that trains several runs keeps its own log beside theirs (``cv.log``,
 
 A quiet command (``--quiet``, or ``ltr cv``'s folds, whose epochs it does not show) still logs
 what it would have shown: :func:`run_console` gives it a console whose lines go to the log
-alone.
+alone (the run's, or the command's own: ``ltr cv --quiet``'s fold lines and table are in
+``cv.log``).
 
 Lines are kept as a terminal ends up showing them, so a live progress bar leaves nothing:
 colours and other escape sequences are dropped, a line redrawn in place keeps only what follows
@@ -33,7 +34,14 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-__all__ = ["capture_console", "log_command_to", "log_console_to", "next_run_lines", "run_console"]
+__all__ = [
+    "capture_console",
+    "log_command_lines",
+    "log_command_to",
+    "log_console_to",
+    "next_run_lines",
+    "run_console",
+]
 
 # CSI sequences (colours, cursor moves, erase line), OSC sequences (links), other 2-byte escapes
 _ESCAPES = re.compile(r"(\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_])")
@@ -58,6 +66,11 @@ class _Capture:
             self.log = _written(self.log, line)
         elif printed:
             self.pending.append(line)
+
+    def add_to_command_log(self, line: str) -> None:
+        """A line a quiet command leaves off the screen: for its own log alone (``cv.log``)."""
+        if self.command_log is not None:
+            self.command_log = _written(self.command_log, line)
 
     def attach(self, path: Path, *, resumed: bool) -> None:
         self.close()
@@ -206,18 +219,31 @@ def log_command_to(path: Path, *, resumed: bool = False) -> None:
         _active[-1].attach_command_log(path, resumed=resumed)
 
 
+def log_command_lines(text: str) -> None:
+    """``text``'s lines to the command's own log alone (``cv.log``): what a quiet command leaves
+    off the screen, e.g. the table of ``ltr cv --quiet``."""
+    if _active:
+        for line in text.splitlines():
+            _active[-1].add_to_command_log(_ESCAPES.sub("", line))
+
+
 class _LogOnly:
     """A stream whose complete lines go to the log of the capture in progress, and nowhere
-    else (dropped outside a capture: the Python API, a torchrun rank other than 0)."""
+    else (dropped outside a capture: the Python API, a torchrun rank other than 0): the run's
+    ``train.log``, or with ``command`` the command's own log (``cv.log``)."""
 
-    def __init__(self) -> None:
-        self._partial = ""
+    def __init__(self, *, command: bool = False) -> None:
+        self._partial, self._command = "", command
 
     def write(self, text: str) -> int:
         *done, self._partial = (self._partial + text).split("\n")
         if _active:
             for line in done:
-                _active[-1].add(_ESCAPES.sub("", line), printed=False)
+                line = _ESCAPES.sub("", line)
+                if self._command:
+                    _active[-1].add_to_command_log(line)
+                else:
+                    _active[-1].add(line, printed=False)
         return len(text)
 
     def flush(self) -> None:
@@ -227,9 +253,11 @@ class _LogOnly:
         return False  # no live progress bar: the log keeps the epoch lines
 
 
-def run_console(*, quiet: bool, stderr: bool = False) -> Console:
+def run_console(*, quiet: bool, stderr: bool = False, command: bool = False) -> Console:
     """The console a run prints on: ``sys.stderr`` (progress) or ``sys.stdout`` (results); when
-    ``quiet``, one whose lines reach the run's ``train.log`` but not the screen."""
+    ``quiet``, one whose lines reach the run's ``train.log`` but not the screen (with
+    ``command``, the command's own log: ``ltr cv``'s line per fold goes to ``cv.log``)."""
     if quiet:
-        return Console(file=_LogOnly(), soft_wrap=True, markup=False, color_system=None)  # type: ignore[arg-type]
+        log_only = _LogOnly(command=command)
+        return Console(file=log_only, soft_wrap=True, markup=False, color_system=None)  # type: ignore[arg-type]
     return Console(stderr=stderr, soft_wrap=True, markup=False)

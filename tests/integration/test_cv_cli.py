@@ -253,6 +253,31 @@ def test_cv_log_keeps_the_whole_command_and_each_resume(
     assert sorted(resumed[1:]) == sorted([*out.splitlines(), *err.splitlines()])
 
 
+def test_a_quiet_cv_keeps_its_fold_lines_and_table_in_cv_log(
+    workdir: Path, tmp_path: Path, ltr_main
+) -> None:
+    sets = ["--set", f"tracking.output_dir={tmp_path}", "--set", "tracking.mlflow=false"]
+    args = ["cv", "--config", workdir / "tiny.yaml", "--folds", workdir / "folds", *sets]
+    status, quiet_out, err = ltr_main(*args, "--quiet")
+    assert status == 0, err
+    status, out, err = ltr_main(*args)
+    assert status == 0, err
+    first, second = sorted(tmp_path.glob("*-cv"))
+
+    quiet_log = (first / "cv.log").read_text(encoding="utf-8")
+    assert quiet_log.startswith(quiet_out)  # the directory, then what the screen did not show
+    fold_lines = [line for line in err.splitlines() if line.startswith("Fold ")]
+    assert len(fold_lines) == 3
+    shown = [line for line in quiet_log.splitlines() if line.startswith("Fold ")]
+    assert [line.split(" in ")[0] for line in shown] == [  # `Fold 1/3: trained Fold1`
+        line.split(" in ")[0] for line in fold_lines
+    ]
+    # the same seed, the same table: its mean, ± std and caption lines end both
+    assert quiet_log.splitlines()[-3:] == out.splitlines()[-3:]
+    assert quiet_log.splitlines()[-3].startswith(" mean ")
+    assert second.name in (second / "cv.log").read_text(encoding="utf-8")
+
+
 def test_a_refused_cv_resume_leaves_cv_log_as_it_was(
     workdir: Path, tmp_path: Path, ltr_main
 ) -> None:

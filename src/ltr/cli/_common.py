@@ -33,15 +33,31 @@ def print_table(table: RenderableType) -> None:
     if stdout.is_terminal:
         stdout.print(table, soft_wrap=False)  # soft wrap would leave captions uncentred
     else:
-        console = stdout
-        if natural > console.width:
-            console = Console(width=natural, markup=False)
-        with console.capture() as captured:
-            console.print(table, soft_wrap=False)
-        # rich pads the title and caption to the table's width: no trailing blanks in a file
-        sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+        sys.stdout.write(_table_text(table, natural))
     if caption is not None:
         stdout.print(Text(caption), highlight=False)
+
+
+def log_table(table: RenderableType) -> None:
+    """``table`` as :func:`print_table` prints it into a file, but into the command's own log
+    alone (``cv.log``): a quiet command keeps there what it does not show."""
+    from ltr._console_log import log_command_lines
+
+    natural = stdout.measure(table, options=stdout.options.update_width(10_000)).maximum
+    title, caption = _texts_wider_than(table, natural)
+    text = _table_text(table, natural).rstrip("\n")
+    log_command_lines("\n".join(filter(None, [title, text, caption])))
+
+
+def _table_text(table: RenderableType, natural: int) -> str:
+    """``table`` as plain lines, as wide as its cells need (at least the console's width)."""
+    console = stdout
+    if natural > console.width:
+        console = Console(width=natural, markup=False)
+    with console.capture() as captured:
+        console.print(table, soft_wrap=False)
+    # rich pads the title and caption to the table's width: no trailing blanks in a file
+    return "".join(line.rstrip() + "\n" for line in captured.get().splitlines())
 
 
 def _texts_wider_than(table: RenderableType, width: int) -> tuple[str | None, str | None]:

@@ -14,6 +14,7 @@ from rich.table import Table
 from ltr.cli._common import (
     conventions_caption,
     fmt,
+    log_table,
     option_value,
     print_path,
     print_table,
@@ -177,8 +178,8 @@ def cv(
     else:
         experiment = load_cv_config(config, [*(overrides or []), *sets], model=model, loss=loss)
         result = run_cv(experiment, folds, quiet=quiet, dist=dist, on_cv_dir=announce)
-    if result is not None and not quiet:  # None: a torchrun process other than rank 0
-        print_table(cv_table(result))
+    if result is not None:  # None: a torchrun process other than rank 0
+        (log_table if quiet else print_table)(cv_table(result))  # quiet: in cv.log alone
 
 
 def cv_table(result: CvResult) -> Table:

@@ -324,7 +324,8 @@ def _train_folds(
     overrides: Iterable[str] = (),
 ) -> CvResult | None:
     """Bring every fold to done, in order, writing ``cv.json`` after each (rank 0)."""
-    console = run_console(quiet=quiet or not dist.is_main, stderr=True)
+    # quiet: the fold lines go to cv.log alone
+    console = run_console(quiet=quiet or not dist.is_main, stderr=True, command=True)
     results = [FoldResult(fold) for fold in folds]
     for i, (fold, (stage, found)) in enumerate(zip(folds, stages, strict=True)):
         started = time.perf_counter()
