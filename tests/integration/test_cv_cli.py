@@ -241,6 +241,10 @@ def test_cv_log_keeps_the_whole_command_and_each_resume(
 
     assert status == 1 and "feature index 0" in err  # fold 2 failed before its run existed
     (cv_dir,) = (tmp_path / "runs").glob("*-cv")
+    assert err.endswith(  # the error says how to go on, as a stop does
+        f"; stopped in Fold2, 1 of 3 folds done; once that is fixed, continue with: "
+        f"ltr cv --resume {cv_dir}\n"
+    )
     log = (cv_dir / "cv.log").read_text(encoding="utf-8")
     assert log == out + err  # what the command printed, its error included
     broken.write_text(good, encoding="utf-8")

@@ -123,7 +123,8 @@ def _run_app() -> None:
         # every rank checks the same config and files: rank 0 says it for all; a lost peer is
         # each rank's own news
         if not secondary_torchrun_process() or isinstance(error, PeerLostError):
-            sys.stderr.write(f"error: {error}\n")
+            notes = "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
+            sys.stderr.write(f"error: {error}{notes}\n")  # notes: e.g. how to continue a cv
         sys.exit(2 if isinstance(error, UsageError) else 1)
     except (Interrupted, SystemExit):
         stop = last_interruption()  # typer reports an interruption as SystemExit(130)

@@ -339,12 +339,16 @@ def _train_folds(
             run_dir, outcome = found, f"{fold.name} done before"
         elif stage == "interrupted":
             resumed = load_run_config(found, overrides)
-            run_dir = run_experiment(resumed, resume=found, quiet=True, dist=dist, mlflow_tags=tags)
+            with _note_cv_resume_on_error(cv_dir, folds, dist):
+                run_dir = run_experiment(
+                    resumed, resume=found, quiet=True, dist=dist, mlflow_tags=tags
+                )
             outcome = f"resumed {fold.name} in {time.perf_counter() - started:.1f} s"
         else:
-            run_dir = run_experiment(
-                _fold_config(config, fold, cv_dir), quiet=True, dist=dist, mlflow_tags=tags
-            )
+            with _note_cv_resume_on_error(cv_dir, folds, dist):
+                run_dir = run_experiment(
+                    _fold_config(config, fold, cv_dir), quiet=True, dist=dist, mlflow_tags=tags
+                )
             outcome = f"trained {fold.name} in {time.perf_counter() - started:.1f} s"
         if not dist.is_main:  # rank 0 reads the reports and writes cv.json
             continue
@@ -378,16 +382,31 @@ def _note_cv_resume_on_interrupt(
         raise
 
 
-def _cv_resume_note(cv_dir: Path, folds: Sequence[Fold]) -> str:
+@contextlib.contextmanager
+def _note_cv_resume_on_error(
+    cv_dir: Path, folds: Sequence[Fold], dist: Distributed
+) -> Iterator[None]:
+    """An error that stops a fold's training (bad data, divergence) says, as a stop does, how
+    far the cv got and the command that continues it once the cause is fixed."""
+    try:
+        yield
+    except LtrError as error:
+        if dist.is_main:
+            error.add_note(_cv_resume_note(cv_dir, folds, fixed_first=True))
+        raise
+
+
+def _cv_resume_note(cv_dir: Path, folds: Sequence[Fold], *, fixed_first: bool = False) -> str:
     """Which fold the stop cut, how many are done, and the command that finishes the cv."""
     if not (cv_dir / CV_FILE).is_file():  # stopped before the cv began
         return f"{cv_dir} holds no {CV_FILE} yet (stopped before its first fold); delete it"
     done = [_fold_stage(cv_dir / fold.name)[0] == "done" for fold in folds]
     cut = next((fold.name for fold, is_done in zip(folds, done, strict=True) if not is_done), None)
     where = "every fold is done" if cut is None else f"stopped in {cut}"
+    then = "once that is fixed, continue" if fixed_first else "continue"
     return (
         f"{where}, {sum(done)} of {len(folds)} folds done; "
-        f"continue with: ltr cv --resume {shlex.quote(str(cv_dir))}"
+        f"{then} with: ltr cv --resume {shlex.quote(str(cv_dir))}"
     )
 
 
