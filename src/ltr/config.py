@@ -350,19 +350,45 @@ class PromotionConfig(_Strict):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, name: str) -> str:
-        from ltr.metrics import parse_metric_name
-
-        parse_metric_name(name.partition("[")[0])
+        split_report_name(name)
         return name
 
     @field_validator("min_metrics")
     @classmethod
     def _known_metrics(cls, floors: dict[str, float]) -> dict[str, float]:
-        from ltr.metrics import parse_metric_name
-
         for name in floors:
-            parse_metric_name(name.partition("[")[0])  # "ndcg@10[no_relevant=one]" is fine
+            split_report_name(name)  # "ndcg@10[no_relevant=one]" is fine
         return floors
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The test metrics the gate reads: ``metric`` and each floor's (a run reports them)."""
+        return list(dict.fromkeys([self.metric, *self.min_metrics]))
+
+
+def split_report_name(name: str) -> tuple[str, dict[str, str]]:
+    """A ``metrics.json`` name as its metric and the conventions its brackets set:
+    ``"ndcg@10[no_relevant=one]"`` -> ``("ndcg@10", {"no_relevant": "one"})``; brackets may set
+    ``no_relevant`` (a policy of ltr.metrics) or ``preset`` (one of ltr.metrics.PRESETS).
+
+    Raises:
+        ConfigError: an unknown metric, or brackets that set anything else.
+    """
+    from ltr.metrics import PRESETS, NoRelevant, parse_metric_name
+
+    no_relevant = get_args(NoRelevant)
+    base, bracket, rest = name.partition("[")
+    parse_metric_name(base)
+    if not bracket:
+        return base, {}
+    key, equals, value = rest.removesuffix("]").partition("=")
+    choices = {"no_relevant": no_relevant, "preset": tuple(PRESETS)}.get(key, ())
+    if not rest.endswith("]") or not equals or value not in choices:
+        raise ConfigError(
+            f"{name!r}: a metric's brackets set no_relevant ({', '.join(no_relevant)}) or preset "
+            f"({', '.join(PRESETS)}), e.g. ndcg@10[no_relevant=one]"
+        )
+    return base, {key: value}
 
 
 class ExperimentConfig(_Strict):

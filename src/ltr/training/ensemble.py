@@ -163,9 +163,7 @@ def build_ensemble(
         if splits.test is not None:
             test_data = normalizer.transform_data(splits.test)
             scores = score_data(scorer, test_data, batch_size=batch_size)
-            report["test"], per_query = report_test_metrics(
-                test_data, scores, config.evaluation, config.training
-            )
+            report["test"], per_query = report_test_metrics(test_data, scores, config)
             report["test_queries"] = test_data.n_queries
             run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
         final = {f"best/valid/{k}": v for k, v in (valid or {}).items()}

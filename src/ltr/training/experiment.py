@@ -57,11 +57,11 @@ from ltr._messages import closest_hint
 from ltr._signals import deferred_interrupts
 from ltr.config import (
     DataConfig,
-    EvaluationConfig,
     ExperimentConfig,
     TrainingConfig,
     dotted_items,
     load_config,
+    split_report_name,
 )
 from ltr.data.dataset import BatchLoader, QueryDataset, split_by_query
 from ltr.data.layout import FILE_NAMES, data_files_in, find_data_file
@@ -379,9 +379,7 @@ def _test_and_finish(
     if splits.test is not None:
         test_data = normalizer.transform_data(splits.test)
         scores = score_data(model, test_data, batch_size=config.training.batch_size, device=device)
-        report["test"], per_query = report_test_metrics(
-            test_data, scores, config.evaluation, config.training
-        )
+        report["test"], per_query = report_test_metrics(test_data, scores, config)
         report["test_queries"] = test_data.n_queries
         run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
         shown = ", ".join(f"{k}={v:.4f}" for k, v in report["test"].items() if "[" not in k)
@@ -481,30 +479,34 @@ class _ResumeNote:
 
 
 def report_test_metrics(
-    data: LetorData, scores: np.ndarray, evaluation: EvaluationConfig, training: TrainingConfig
+    data: LetorData, scores: np.ndarray, config: ExperimentConfig
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Test metrics of ``scores``: means and per-query values, by metric name.
 
     Holds :data:`TEST_METRICS`, ``evaluation.metrics`` and ``training.early_stopping_metric``
     (the model was picked by it, so its test value belongs beside the validation one) under the
     configured conventions, in that order, plus ``ndcg@10[no_relevant=<policy>]`` for each of
-    :data:`NO_RELEVANT_POLICIES` and :data:`LETOR_NDCG10` (the official LETOR 4.0 script's
-    NDCG@10).
+    :data:`NO_RELEVANT_POLICIES`, :data:`LETOR_NDCG10` (the official LETOR 4.0 script's
+    NDCG@10) and the metrics the promotion gate reads (``promotion.metric`` and
+    ``promotion.min_metrics``), so every run can be gated on what its config names.
     """
-    names = list(dict.fromkeys([*TEST_METRICS, *validation_metrics(evaluation, training)]))
-    result = evaluate_scores(
-        data, scores, names, gain=evaluation.gain, no_relevant=evaluation.no_relevant
-    )
-    means, per_query = dict(result.means), dict(result.per_query)
-    for policy in NO_RELEVANT_POLICIES:
-        variant = evaluate_scores(
-            data, scores, ["ndcg@10"], gain=evaluation.gain, no_relevant=policy
-        )
-        means[f"ndcg@10[no_relevant={policy}]"] = variant.means["ndcg@10"]
-        per_query[f"ndcg@10[no_relevant={policy}]"] = variant.per_query["ndcg@10"]
-    letor = evaluate_scores(data, scores, ["ndcg@10"], preset="letor")  # published LETOR tables
-    means[LETOR_NDCG10] = letor.means["ndcg@10"]
-    per_query[LETOR_NDCG10] = letor.per_query["ndcg@10"]
+    evaluation = config.evaluation
+    fixed = [f"ndcg@10[no_relevant={policy}]" for policy in NO_RELEVANT_POLICIES]
+    wanted = [*TEST_METRICS, *validation_metrics(evaluation, config.training)]
+    wanted += [*fixed, LETOR_NDCG10, *config.promotion.metric_names]
+    by_conventions: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    for name in dict.fromkeys(wanted):
+        by_conventions.setdefault(tuple(split_report_name(name)[1].items()), []).append(name)
+    means: dict[str, float] = {}
+    per_query: dict[str, np.ndarray] = {}
+    for conventions, names in by_conventions.items():
+        settings = dict(conventions)
+        if "preset" not in settings:  # a bracket changes one convention of the configured ones
+            settings = {"gain": evaluation.gain, "no_relevant": evaluation.no_relevant} | settings
+        bases = [split_report_name(name)[0] for name in names]
+        result = evaluate_scores(data, scores, list(dict.fromkeys(bases)), **settings)
+        for name, base in zip(names, bases, strict=True):
+            means[name], per_query[name] = result.means[base], result.per_query[base]
     return means, per_query
 
 

@@ -143,6 +143,46 @@ def test_metrics_json_holds_the_letor_scripts_ndcg_at_10(step_run: Path, data_ro
     assert reported == pytest.approx(letor, abs=1e-12)
 
 
+def test_a_run_reports_every_metric_its_promotion_gate_reads(
+    data_root: Path, tmp_path: Path
+) -> None:
+    from ltr.inference import Predictor
+
+    gate = "{ndcg@20: 0.0, 'map[no_relevant=one]': 0.0, 'p@5[preset=trec_eval]': 0.0}"
+    config = make_config(
+        data_root, tmp_path, "training.num_epochs=1", "promotion.metric=err@5",
+        f"promotion.min_metrics={gate}",
+    )  # fmt: skip
+    run_dir = run_experiment(config, quiet=True)
+
+    reported = read_json(run_dir / "metrics.json")["test"]
+    test = load_letor(data_root / "test.txt")
+    scores = Predictor.load(run_dir).score(test)
+    expected = {
+        "err@5": evaluate_scores(test, scores, ["err@5"]).means["err@5"],
+        "ndcg@20": evaluate_scores(test, scores, ["ndcg@20"]).means["ndcg@20"],
+        "map[no_relevant=one]": evaluate_scores(test, scores, ["map"], no_relevant="one").means[
+            "map"
+        ],
+        "p@5[preset=trec_eval]": evaluate_scores(test, scores, ["p@5"], preset="trec_eval").means[
+            "p@5"
+        ],
+    }
+    for name, value in expected.items():
+        assert reported[name] == pytest.approx(value, abs=1e-12), name
+    assert "map[no_relevant=one]" in (run_dir / "test_per_query.tsv").read_text().split("\n")[0]
+
+
+@pytest.mark.parametrize(
+    "floor", ["ndcg@10[gain=linear]", "ndcg@10[no_relevant=two]", "ndcg@10[preset=letor"]
+)
+def test_a_gate_metric_with_brackets_ltr_cannot_compute_is_refused(
+    data_root: Path, tmp_path: Path, floor: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"brackets set no_relevant \(zero, one, skip\) or"):
+        make_config(data_root, tmp_path, f"promotion.min_metrics={{'{floor}': 0.5}}")
+
+
 def test_metrics_json_records_the_sha256_and_size_of_each_data_file(
     step_run: Path, data_root: Path
 ) -> None:
