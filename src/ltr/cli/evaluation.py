@@ -135,7 +135,7 @@ def baselines(
 ) -> None:
     """Score no-training baselines (random, best single feature, ideal) beside trained models."""
     from ltr.baselines import evaluate_baselines
-    from ltr.data.letor import load_letor
+    from ltr.data.letor import load_letor, warn_if_narrower
     from ltr.evaluation import evaluate_scores
 
     names = metric_names(metrics)
@@ -154,6 +154,7 @@ def baselines(
         )
     if test_data.n_features < train_data.n_features:
         test_data = load_letor(test, n_features=train_data.n_features)
+        warn_if_narrower(test_data, f"the training file {train}")
     rows = evaluate_baselines(train_data, test_data, names, seed=seed, **conventions)
     if models:
         from ltr.inference import Predictor

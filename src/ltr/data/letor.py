@@ -18,6 +18,7 @@ parser itself (chunked and vectorized, with a line-by-line path for exact errors
 from __future__ import annotations
 
 import gzip
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
@@ -28,6 +29,8 @@ from ltr._fs import atomic_open
 from ltr.data._letor_parser import Layout, label_problem, missing_qid, open_binary, read_rows
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "Layout",
     "LetorData",
@@ -35,6 +38,7 @@ __all__ = [
     "load_letor",
     "read_letor",
     "read_lightgbm",
+    "warn_if_narrower",
     "write_letor",
 ]
 
@@ -210,6 +214,27 @@ def load_letor(
     else:
         data = parse()
     return replace(data, source=path.name)  # warnings name the file, not "the batch"
+
+
+def warn_if_narrower(data: LetorData, reader: str) -> None:
+    """Warn when the last features of ``data`` are 0 in every line: read zero-padded to the
+    width of ``reader`` (``"the model"``, ``"the training file train.txt"``), which is how a
+    sparse file leaves out zeros, but also how another data set with fewer features looks."""
+    used = np.flatnonzero((data.features != 0).any(axis=0))
+    width = int(used[-1]) + 1 if used.size else 0
+    if data.n_docs == 0 or width >= data.n_features:
+        return
+    if width + 1 == data.n_features:
+        unused = f"feature {data.n_features} is"
+    else:
+        unused = f"features {width + 1}-{data.n_features} are"
+    logger.warning(
+        "%s: %s 0 or absent in every line, while %s has %d features; is it the same kind of data?",
+        data.source or "the data",
+        unused,
+        reader,
+        data.n_features,
+    )
 
 
 def write_letor(path: str | Path, data: LetorData, *, sparse: bool = False) -> None:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ltr._fs import check_writable, refuse_directory
-from ltr.data.letor import LetorData, load_letor
+from ltr.data.letor import LetorData, load_letor, warn_if_narrower
 from ltr.data.preprocessing import Normalizer
 from ltr.data.runs import write_scores, write_trec_run
 from ltr.errors import ConfigError
@@ -126,6 +126,7 @@ def predict_file(
     # the model's width, as training reads its test file: a sparse file may leave out the last
     # features (0), and an index beyond the model's is an error naming its file and line
     data = load_letor(data_path, n_features=predictor.n_features)
+    warn_if_narrower(data, "the model")
     scores = predictor.score(data, source=str(data_path))
     out = Path(out_path)
     if fmt == "scores":

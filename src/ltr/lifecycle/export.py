@@ -24,7 +24,7 @@ import torch
 from ltr import __version__
 from ltr._extras import require_extra
 from ltr._fs import check_writable
-from ltr.data.letor import load_letor
+from ltr.data.letor import load_letor, warn_if_narrower
 from ltr.errors import BundleError, ConfigError, DataNotFoundError, ExportError
 from ltr.lifecycle.bundle import (
     MODEL_CARD_FILE,
@@ -134,6 +134,7 @@ def export_bundle(
     source = load_source(model)
     data_path = _test_data_path(source, test_data)
     data = load_letor(data_path, n_features=source.n_features)
+    warn_if_narrower(data, "the model")
     conventions = source.conventions()
 
     graph = export_onnx(source, opset=opset)

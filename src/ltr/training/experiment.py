@@ -65,7 +65,7 @@ from ltr.config import (
 )
 from ltr.data.dataset import BatchLoader, QueryDataset, split_by_query
 from ltr.data.layout import FILE_NAMES, data_files_in, find_data_file
-from ltr.data.letor import LetorData, load_letor
+from ltr.data.letor import LetorData, load_letor, warn_if_narrower
 from ltr.data.preprocessing import Normalizer
 from ltr.data.summary import describe_data
 from ltr.errors import ConfigError, DataNotFoundError, LtrError
@@ -596,11 +596,14 @@ def load_splits(
     """
     paths = resolve_data_paths(cfg, resuming=resuming)
     train_data = load_letor(paths.train)
-    width = train_data.n_features
+    width, train_file = train_data.n_features, f"the training file {paths.train.name}"
     test = None if paths.test is None else load_letor(paths.test, n_features=width)
     if test is None:  # with or without a validation file
         logger.warning("no test file: metrics.json will hold validation numbers only")
     valid_file = None if paths.valid is None else load_letor(paths.valid, n_features=width)
+    for read in (valid_file, test):
+        if read is not None:
+            warn_if_narrower(read, train_file)
     files = None
     if record_files:
         files = _describe_files(paths, {"train": train_data, "valid": valid_file, "test": test})

@@ -130,6 +130,24 @@ def test_sparse_file_without_the_last_features_is_scored_like_training_reads_it(
     assert np.array_equal(got, expected)
 
 
+def test_data_whose_last_features_are_never_set_is_scored_with_a_warning(
+    trained: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root, run_dir = trained
+    test = load_letor(root / "test.txt")
+    predict_file(run_dir, root / "test.txt", tmp_path / "scores.txt")
+    assert caplog.records == []  # the data the model was trained on
+    narrow = tmp_path / "other.txt"  # another data set, with 6 features
+    write_letor(narrow, replace(test, features=test.features[:, :6]))
+
+    predict_file(run_dir, narrow, tmp_path / "other_scores.txt")
+
+    assert caplog.messages == [
+        "other.txt: features 7-9 are 0 or absent in every line, while the model has 9 features; "
+        "is it the same kind of data?"
+    ]
+
+
 def test_missing_and_corrupt_checkpoints_are_clear_errors(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
