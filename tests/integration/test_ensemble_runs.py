@@ -429,3 +429,22 @@ def test_a_relative_output_dir_gives_an_absolute_run_directory(
     run_dir = build_ensemble(members[:2], output_dir=Path("ensembles"), quiet=True)
 
     assert run_dir.is_absolute() and run_dir.parent == tmp_path / "ensembles"
+
+
+def test_an_ensemble_run_keeps_train_log_like_a_trained_run(
+    members: list[Path], tmp_path: Path, ltr_main
+) -> None:
+    status, out, err = ltr_main("ensemble", *members[:2], "--output-dir", tmp_path / "shown")
+    assert status == 0, err
+    (shown,) = (tmp_path / "shown").iterdir()
+    assert (shown / "train.log").read_text(encoding="utf-8") == out + err
+
+    status, out, err = ltr_main(
+        "ensemble", *members[:2], "--output-dir", tmp_path / "quiet", "--quiet"
+    )
+
+    assert status == 0, err
+    (quiet,) = (tmp_path / "quiet").iterdir()
+    assert out == f"{quiet}\n"  # the results are in its train.log alone
+    logged = (quiet / "train.log").read_text(encoding="utf-8").splitlines()
+    assert [line.split(":")[0] for line in logged] == ["Ensemble of 2 runs", "Validation", "Test"]

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
 
+from ltr._console_log import log_console_to, run_console
 from ltr._fs import file_sha256
 from ltr.config import dotted_items, load_config
 from ltr.data.preprocessing import Normalizer
@@ -43,7 +43,7 @@ from ltr.experiments.mlflow_tracker import RUN_ARTIFACTS, attach_mlflow, check_m
 from ltr.experiments.tracking import Run
 from ltr.models import EnsembleScorer
 from ltr.training.checkpoint import checkpoint_file, load_checkpoint
-from ltr.training.experiment import load_splits, report_test_metrics, same_paths
+from ltr.training.experiment import LOG_FILE, load_splits, report_test_metrics, same_paths
 from ltr.training.trainer import evaluate_model, score_data, validation_metrics
 
 __all__ = ["build_ensemble"]
@@ -77,7 +77,7 @@ def build_ensemble(
         ShapeError: members built for different feature counts.
         DataNotFoundError, LtrError: a member that is not a readable run or checkpoint.
     """
-    results = Console(quiet=quiet, soft_wrap=True, markup=False)  # stdout: what was built
+    results = run_console(quiet=quiet)  # stdout: what was built (quiet: train.log alone)
     _refuse_cv_dirs(members)  # first: one cv directory given alone is that mistake, not a count
     if len(members) < 2:
         raise ConfigError(f"an ensemble needs at least 2 members; got {len(members)}")
@@ -153,7 +153,8 @@ def build_ensemble(
     }
     check_mlflow(config)  # a bad store fails before the run directory exists
     output = config.tracking.output_dir.resolve()  # printed absolute, as train and cv do
-    with Run.create(output, config.experiment.name, tensorboard=False) as run:
+    run = Run.create(output, config.experiment.name, tensorboard=False)
+    with run, log_console_to(run.dir / LOG_FILE):  # what the command printed, as train keeps it
         attach_mlflow(run, config)
         run.write_text("config.yaml", config.to_yaml())
         run.write_json("preprocessor.json", normalizer.to_dict())
@@ -166,14 +167,14 @@ def build_ensemble(
             report["test"], per_query = report_test_metrics(test_data, scores, config)
             report["test_queries"] = test_data.n_queries
             run.write_table("test_per_query.tsv", {"qid": test_data.query_ids, **per_query})
+        results.print(f"Ensemble of {len(paths)} runs: {run.dir}", highlight=False)
+        for part, values in (("Validation", valid), ("Test", report["test"])):
+            if values:
+                shown = ", ".join(f"{k}={v:.4f}" for k, v in values.items() if "[" not in k)
+                results.print(f"{part}: {shown}", highlight=False)
         final = {f"best/valid/{k}": v for k, v in (valid or {}).items()}
         final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
-        run.finish(report, final, 0, RUN_ARTIFACTS)
-    results.print(f"Ensemble of {len(paths)} runs: {run.dir}", highlight=False)
-    for part, values in (("Validation", valid), ("Test", report["test"])):
-        if values:
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in values.items() if "[" not in k)
-            results.print(f"{part}: {shown}", highlight=False)
+        run.finish(report, final, 0, RUN_ARTIFACTS)  # train.log goes with the run's files
     return run.dir
 
 
