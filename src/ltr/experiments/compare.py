@@ -599,12 +599,22 @@ def _sha256_now(path: Path | None, hashed: dict[Path, str]) -> str | None:
 def _check_no_relevant(runs: Sequence[RunRecord]) -> None:
     """Refuse runs whose no-relevant policies differ: every metric, and the paired queries, do."""
     # "zero" is the default of ltr.config.EvaluationConfig: a run that records none used it
-    policies = {run.run_id: run.conventions.get("no_relevant", "zero") for run in runs}
-    if len(set(policies.values())) > 1:
-        described = ", ".join(f"{run_id} (no_relevant={p})" for run_id, p in policies.items())
+    groups: dict[str, list[RunRecord]] = {}  # policy -> its runs, in the order given
+    for run in runs:
+        groups.setdefault(run.conventions.get("no_relevant", "zero"), []).append(run)
+    if len(groups) > 1:
+        by_size = sorted(groups.items(), key=lambda item: len(item[1]), reverse=True)
+        described = "; ".join(
+            f"no_relevant={policy}: {', '.join(run.run_id for run in group)}"
+            for policy, group in by_size
+        )
+        fix = "compare runs evaluated alike"
+        if len(by_size[0][1]) > 1:
+            command = " ".join(shlex.quote(str(run.path)) for run in by_size[0][1])
+            fix += f", e.g. ltr compare {command}"
         raise ConfigError(
-            f"runs evaluated under different evaluation.no_relevant cannot be compared: "
-            f"{described}; NDCG, MAP and MRR all depend on it: compare runs evaluated alike"
+            f"runs evaluated under {len(groups)} different evaluation.no_relevant policies "
+            f"cannot be compared ({described}); NDCG, MAP and MRR all depend on it: {fix}"
         )
 
 

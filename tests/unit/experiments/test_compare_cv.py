@@ -222,11 +222,14 @@ def test_compare_refuses_cvs_of_different_no_relevant_policies(
     skip = load_cv(tiny_cv(folds_dir, tmp_path, "evaluation.no_relevant=skip"))
 
     with pytest.raises(ConfigError) as refused:
-        compare_runs([records[0], skip], n_resamples=200)
+        compare_runs([records[0], skip, records[1]], n_resamples=200)
 
-    assert str(refused.value).startswith(
-        "runs evaluated under different evaluation.no_relevant cannot be compared: "
-        f"{records[0].run_id} (no_relevant=zero), {skip.run_id} (no_relevant=skip); "
+    # grouped by policy, the largest group first, ending with the command that compares it
+    assert str(refused.value) == (
+        "runs evaluated under 2 different evaluation.no_relevant policies cannot be compared "
+        f"(no_relevant=zero: {records[0].run_id}, {records[1].run_id}; no_relevant=skip: "
+        f"{skip.run_id}); NDCG, MAP and MRR all depend on it: compare runs evaluated alike, "
+        f"e.g. ltr compare {records[0].path} {records[1].path}"
     )
 
 
