@@ -198,7 +198,12 @@ class ModelStore:
             raise BundleError(f"model store {self.root}: {path} cannot be read: {error}") from None
         if not isinstance(history, dict):
             raise BundleError(f"model store {self.root}: {path} must hold a JSON object")
-        return {"live": list(history.get("live", [])), "events": list(history.get("events", []))}
+        live, events = history.get("live", []), history.get("events", [])
+        if not isinstance(live, list):
+            raise BundleError(f"model store {self.root}: {path}: live must be a list of versions")
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            raise BundleError(f"model store {self.root}: {path}: events must be a list of objects")
+        return {"live": list(live), "events": list(events)}
 
     def next_version(self) -> str:
         """The version a promotion gets when none is given: the highest one with minor + 1."""
@@ -367,11 +372,7 @@ class ModelStore:
             previous = None
         if previous == version:
             return previous
-        # pointer first: a crash before the history write loses one history entry, never the
-        # switch itself; _live_stack reconciles the two
-        atomic_write_text(self.root / CURRENT_FILE, version + "\n")
-        fsync_dir(self.root)
-        history = self.history()
+        history = self.history()  # an unreadable history refuses before the pointer moves
         live = self._live_stack(previous, history)
         if action == "rollback":
             live = live[:-1]  # the version rolled back from leaves the stack
@@ -388,6 +389,10 @@ class ModelStore:
             "live": live[-MAX_HISTORY:],
             "events": [*history["events"], event][-MAX_HISTORY:],
         }
+        # pointer first: a crash before the history write loses one history entry, never the
+        # switch itself; _live_stack reconciles the two
+        atomic_write_text(self.root / CURRENT_FILE, version + "\n")
+        fsync_dir(self.root)
         atomic_write_text(self.root / HISTORY_FILE, _history_text(history))
         return previous
 

@@ -344,6 +344,30 @@ def test_rollback_survives_a_switch_missing_from_history(store: ModelStore) -> N
     assert store.rollback() == "1.1.0"
 
 
+@pytest.mark.parametrize(
+    ("history", "problem"),
+    [
+        ('{"live": [', "cannot be read"),
+        ('{"live": "1.0.0", "events": []}', "live must be a list of versions"),
+        ('{"live": [], "events": [1]}', "events must be a list of objects"),
+    ],
+)
+@pytest.mark.parametrize("switch", ["promote", "rollback"])
+def test_an_unreadable_history_refuses_before_the_pointer_moves(
+    store: ModelStore, history: str, problem: str, switch: str
+) -> None:
+    fill(store, "1.0.0", "1.1.0", "1.2.0")
+    for version in ("1.0.0", "1.1.0"):
+        store.set_current(version)
+    (store.root / "history.json").write_text(history)
+
+    with pytest.raises(BundleError, match=rf"history\.json:? {problem}"):
+        store.set_current("1.2.0") if switch == "promote" else store.rollback()
+
+    assert (store.root / "current").read_text() == "1.1.0\n"
+    assert (store.root / "history.json").read_text() == history
+
+
 # -- a writer switching versions while readers load them --------------------------------------
 
 WRITER = textwrap.dedent(
