@@ -183,6 +183,20 @@ def test_verify_of_one_version_checks_only_that_one(store: ModelStore) -> None:
     assert "bundle models/versions/1.0.0: metadata.json is not valid JSON" in result.stderr
 
 
+def test_verify_checks_every_bundle_then_fails_on_a_corrupt_pointer(store: ModelStore) -> None:
+    (store.root / "current").write_text("garbage\n")
+
+    result = ltr("models", "verify", cwd=store.root.parent)
+
+    assert result.returncode == 1
+    assert result.stdout.split() == ["ok", "1.0.0", "ok", "1.1.0"]
+    assert result.stderr == (
+        "error: model store models: models/current must name a version X.Y.Z; got 'garbage'; "
+        "history.json says 1.1.0 was live last: make it live again with `ltr promote "
+        "experiments/run-1 --to production --version 1.1.0 --store models`\n"
+    )
+
+
 def test_rollback_switches_back_and_says_so(store: ModelStore) -> None:
     result = ltr("models", "rollback", cwd=store.root.parent)
     assert result.returncode == 0, result.stderr
@@ -385,6 +399,32 @@ def test_promote_to_production_over_another_runs_version_suggests_another_store(
         "production --name ranker --store models-ranker`\n"
     )
     assert store.versions() == ["1.0.0", "1.1.0"] and store.current() == "1.1.0"
+
+
+def test_a_broken_pointer_with_nothing_to_roll_back_to_is_repaired_by_the_command_it_names(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    validate_as(trained_run, "ranker", tmp_path)
+    promote = ["promote", str(trained_run), "--to", "production", "--name", "ranker"]
+    assert ltr(*promote, cwd=tmp_path).returncode == 0
+    (tmp_path / "models" / "current").write_text("garbage\n")
+
+    refused = ltr("models", "rollback", cwd=tmp_path)
+
+    assert refused.returncode == 1
+    command = (
+        f"ltr promote {trained_run} --to production --name ranker --version 1.0.0 --store models"
+    )
+    assert refused.stderr == (
+        "error: model store models: nothing to roll back to, and models/current must name a "
+        f"version X.Y.Z; got 'garbage'; history.json says 1.0.0 was live last: make it live "
+        f"again with `{command}`\n"
+    )
+    repaired = ltr(*command.split()[1:], cwd=tmp_path)
+    assert repaired.returncode == 0, repaired.stderr
+    assert repaired.stdout.strip() == "models/current: none -> 1.0.0 (stored already)"
+    assert (tmp_path / "models" / "current").read_text() == "1.0.0\n"
+    assert ltr("models", "verify", cwd=tmp_path).returncode == 0
 
 
 def test_show_and_list_look_up_the_name_of_a_bundle_that_predates_recording_it(

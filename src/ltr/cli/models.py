@@ -236,9 +236,11 @@ def verify(
     from ltr.lifecycle.store import ModelStore
 
     model_store = ModelStore(store)
-    current = model_store.current()  # a corrupt pointer is an error here, not a warning
     checks = model_store.verify(version)
-    if not checks:
+    # the pointer is one more check of the whole store, reported after every bundle's
+    pointer_problem = model_store.pointer_problem() if version is None else None
+    current = None if pointer_problem else _current_or_warn(model_store)
+    if not checks and pointer_problem is None:
         stdout.print(f"no versions in {store}")
         return
     for check in checks:
@@ -247,19 +249,25 @@ def verify(
             stdout.print(f"ok      {check.version}{live}", highlight=False)
         else:
             sys.stderr.write(f"error: {check.error}\n")
-    failed = [check.version for check in checks if not check.ok]
-    if failed:
+    if pointer_problem is not None:
+        sys.stderr.write(f"error: {pointer_problem}\n")
+    if pointer_problem is not None or not all(check.ok for check in checks):
         raise typer.Exit(1)
 
 
 @app.command("rollback")
 def rollback(store: StoreOpt = Path("models")) -> None:
     """Make the previously live version live again."""
-    from ltr.lifecycle.store import CURRENT_FILE, ModelStore
+    from ltr.lifecycle.store import CURRENT_FILE, HISTORY_FILE, ModelStore
 
     model_store = ModelStore(store)
-    previous = _current_or_warn(model_store)  # a corrupt pointer: rollback goes by the history
-    version = model_store.rollback()
+    try:
+        previous, broken = model_store.current(), None
+    except BundleError as error:  # a corrupt pointer: rollback goes by the history
+        previous, broken = None, error
+    version = model_store.rollback()  # when it refuses, its error names the broken pointer
+    if broken is not None:
+        warn(f"{broken}; rolled back by {store / HISTORY_FILE}")
     stdout.print(f"{store / CURRENT_FILE}: {previous or '?'} -> {version}", highlight=False)
 
 
