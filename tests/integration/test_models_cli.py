@@ -197,6 +197,39 @@ def test_verify_checks_every_bundle_then_fails_on_a_corrupt_pointer(store: Model
     )
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list"],
+        ["list", "--json"],
+        ["show", "1.0.0"],
+        ["verify"],
+        ["verify", "1.0.0"],
+        ["rollback"],
+    ],
+)
+def test_models_commands_refuse_a_store_that_does_not_exist(
+    store: ModelStore, command: list[str]
+) -> None:
+    result = ltr("models", *command, "--store", "nosuch", cwd=store.root.parent)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: model store nosuch does not exist; give --store the folder that "
+        "`ltr promote RUN --to production` created\n"
+    )
+    assert result.stdout == ""
+    assert not (store.root.parent / "nosuch").exists()
+
+
+def test_verify_and_list_of_an_empty_store_say_so_and_succeed(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    verified = ltr("models", "verify", cwd=tmp_path)
+    listed = ltr("models", "list", cwd=tmp_path)
+    assert (verified.returncode, verified.stdout) == (0, "no versions in models\n")
+    assert listed.returncode == 0 and listed.stdout.startswith("no versions in models;")
+
+
 def test_rollback_switches_back_and_says_so(store: ModelStore) -> None:
     result = ltr("models", "rollback", cwd=store.root.parent)
     assert result.returncode == 0, result.stderr

@@ -14,10 +14,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ltr.cli._common import JsonOpt, print_json, print_table, stdout, warn
-from ltr.errors import BundleError, BusyError, ConfigError, LtrError
+from ltr.errors import BundleError, BusyError, ConfigError, DataNotFoundError, LtrError
 
-if TYPE_CHECKING:
-    from ltr.lifecycle.registry import ValidatedLookup  # imports at call time: fast startup
+if TYPE_CHECKING:  # imports at call time: fast startup
+    from ltr.lifecycle.registry import ValidatedLookup
+    from ltr.lifecycle.store import ModelStore
 
 app = typer.Typer(help="Inspect, verify and roll back the model store.", no_args_is_help=True)
 
@@ -42,9 +43,8 @@ class Stage(str, Enum):
 def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) -> None:
     """List stored versions: live marker, registry name, created_at, source run, ndcg@10, size."""
     from ltr.lifecycle.registry import ValidatedLookup
-    from ltr.lifecycle.store import ModelStore
 
-    model_store = ModelStore(store)
+    model_store = _existing_store(store)
     current = _current_or_warn(model_store)
     lookup = ValidatedLookup()  # one read of each validated folder for the whole listing
     rows: list[dict[str, Any]] = []
@@ -106,9 +106,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify one version and print its metadata."""
-    from ltr.lifecycle.store import ModelStore
-
-    model_store = ModelStore(store)
+    model_store = _existing_store(store)
     bundle = model_store.show(version)
     live = _current_or_warn(model_store) == version
     validated, looked_up = _validated_facts(bundle)
@@ -233,9 +231,7 @@ def verify(
     store: StoreOpt = Path("models"),
 ) -> None:
     """Recompute every checksum; exit 1 naming the bundle and file on any mismatch."""
-    from ltr.lifecycle.store import ModelStore
-
-    model_store = ModelStore(store)
+    model_store = _existing_store(store)
     checks = model_store.verify(version)
     # the pointer is one more check of the whole store, reported after every bundle's
     pointer_problem = model_store.pointer_problem() if version is None else None
@@ -258,9 +254,9 @@ def verify(
 @app.command("rollback")
 def rollback(store: StoreOpt = Path("models")) -> None:
     """Make the previously live version live again."""
-    from ltr.lifecycle.store import CURRENT_FILE, HISTORY_FILE, ModelStore
+    from ltr.lifecycle.store import CURRENT_FILE, HISTORY_FILE
 
-    model_store = ModelStore(store)
+    model_store = _existing_store(store)
     try:
         previous, broken = model_store.current(), None
     except BundleError as error:  # a corrupt pointer: rollback goes by the history
@@ -443,6 +439,20 @@ def _switch_to_stored(
             f"{store / CURRENT_FILE}: {previous or 'none'} -> {version} (stored already)",
             highlight=False,
         )
+
+
+def _existing_store(store: Path) -> ModelStore:
+    """The model store at ``store``; refused when there is no such folder, so a mistyped
+    ``--store`` is an error rather than an empty store (only `ltr promote` creates one)."""
+    from ltr.lifecycle.store import ModelStore
+
+    model_store = ModelStore(store)  # a file in the way is its own error
+    if not store.is_dir():
+        raise DataNotFoundError(
+            f"model store {store} does not exist; give --store the folder that "
+            "`ltr promote RUN --to production` created"
+        )
+    return model_store
 
 
 def _current_or_warn(model_store: Any) -> str | None:
