@@ -280,6 +280,30 @@ def test_promote_needs_to_option(tmp_path: Path) -> None:
     assert "--to" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--to", "validated", "--force"],
+            "--force: only with --to production (to replace a better live model)",
+        ),
+        (
+            ["--to", "production", "--version", "1.0"],
+            "--version: version must look like X.Y.Z (e.g. 1.2.0); got '1.0'",
+        ),
+        (
+            ["--to", "validated", "--name", "a/b"],
+            "--name 'a/b': use letters, digits, '_', '.' and '-' only",
+        ),
+    ],
+)
+def test_promote_usage_errors_exit_2_naming_the_option(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    result = ltr("promote", "run", *options, cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (2, f"error: {message}\n")
+
+
 def test_promote_to_validated_without_the_registry_says_so(tmp_path: Path) -> None:
     # the registry module hidden, as on a branch without it
     code = (

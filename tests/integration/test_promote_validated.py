@@ -123,7 +123,7 @@ def test_cli_promotes_a_passing_run(data_root: Path, tmp_path: Path) -> None:
     assert named.returncode == 0, named.stderr
     assert "tiny-fold2_v1.1.0" in named.stdout  # its own name; versions: one sequence
     bad = ltr("promote", str(run), "--to", "validated", "--name", "tiny/2", cwd=tmp_path)
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert bad.stderr == "error: --name 'tiny/2': use letters, digits, '_', '.' and '-' only\n"
 
 

@@ -14,7 +14,14 @@ from rich.table import Table
 from rich.text import Text
 
 from ltr.cli._common import JsonOpt, print_json, print_table, stdout, warn
-from ltr.errors import BundleError, BusyError, ConfigError, DataNotFoundError, LtrError
+from ltr.errors import (
+    BundleError,
+    BusyError,
+    ConfigError,
+    DataNotFoundError,
+    LtrError,
+    UsageError,
+)
 
 if TYPE_CHECKING:  # imports at call time: fast startup
     from ltr.lifecycle.registry import ValidatedLookup
@@ -306,13 +313,16 @@ def promote(
     from ltr.config import NAME_PATTERN
     from ltr.lifecycle.bundle import parse_version
 
-    if version is not None:
-        parse_version(version)
+    if version is not None:  # bad usage exits 2, naming the option, as click's own checks
+        try:
+            parse_version(version)
+        except ConfigError as error:
+            raise UsageError(f"--version: {error}") from None
     if name is not None and not re.fullmatch(NAME_PATTERN, name):
-        raise ConfigError(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
+        raise UsageError(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
     if to is Stage.validated:
         if force:  # validation has no override: a checkpoint is validated once, gated
-            raise ConfigError("--force: only with --to production (to replace a better live model)")
+            raise UsageError("--force: only with --to production (to replace a better live model)")
         _promote_to_validated(run, version, name)
     else:
         _promote_to_production(run, version, name, store, force)
