@@ -158,6 +158,56 @@ def test_list_has_a_name_column_and_keeps_run_names_whole_in_a_pipe(
     assert Path(LONG_RUN).name in row
 
 
+def store_with_conventions(root: Path, *no_relevant: str | None) -> ModelStore:
+    """Versions 1.0.0, 1.1.0, ... tested under ``no_relevant`` (None: not recorded)."""
+    store = ModelStore(root)
+    for i, policy in enumerate(no_relevant):
+        metrics: dict[str, object] = {"test": {"ndcg@10": 0.4 + i / 10}}
+        if policy is not None:
+            metrics["conventions"] = {"gain": "exp2", "no_relevant": policy}
+        facts = {"version": f"1.{i}.0", "n_features": N_FEATURES, "metrics": metrics}
+        store.add(lambda out, m=facts: write_bundle(out, {"model.onnx": linear_onnx([1.0] * 3)}, m))
+    return store
+
+
+def test_list_marks_values_tested_under_other_conventions_than_the_live_one(
+    tmp_path: Path,
+) -> None:
+    store = store_with_conventions(tmp_path / "models", "one", "zero", None)
+    store.set_current("1.1.0")
+    args = ["models", "list", "--store", str(store.root)]
+
+    listed = CliRunner().invoke(app, args)
+    as_json = CliRunner().invoke(app, [*args, "--json"])
+
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert [line.split()[-3] for line in lines[2:5]] == ["0.4000‡", "0.5000", "0.6000‡"]
+    assert lines[5] == (
+        "‡ ndcg@10 under other metric conventions than live 1.1.0 (gain=exp2, "
+        "no_relevant=zero): 1.0.0: gain=exp2, no_relevant=one; 1.2.0: conventions not recorded"
+    )
+    conventions = [row["conventions"] for row in json.loads(as_json.stdout)["versions"]]
+    assert conventions == [
+        {"gain": "exp2", "no_relevant": "one"},
+        {"gain": "exp2", "no_relevant": "zero"},
+        None,
+    ]
+
+
+def test_list_without_a_live_version_compares_conventions_with_the_first(tmp_path: Path) -> None:
+    store = store_with_conventions(tmp_path / "models", "zero", "zero", "one")
+
+    listed = CliRunner().invoke(app, ["models", "list", "--store", str(store.root)])
+
+    assert listed.exit_code == 0, listed.output
+    assert "‡" not in "".join(listed.stdout.splitlines()[2:4])
+    assert listed.stdout.splitlines()[-1] == (
+        "‡ ndcg@10 under other metric conventions than the first listed version, 1.0.0 "
+        "(gain=exp2, no_relevant=zero): 1.2.0: gain=exp2, no_relevant=one"
+    )
+
+
 def test_verify_passes_a_clean_store(store: ModelStore) -> None:
     result = ltr("models", "verify", cwd=store.root.parent)
     assert result.returncode == 0, result.stderr

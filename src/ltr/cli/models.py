@@ -38,6 +38,7 @@ LOOKED_UP_MARK = "†"
 LOOKED_UP_NOTE = (
     "not recorded in the bundle; found in the validated folder by source run and version"
 )
+OTHER_CONVENTIONS_MARK = "‡"
 _SPLIT_ORDER = {"train": 0, "valid": 1, "test": 2}
 
 
@@ -72,6 +73,7 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
                 "created_at": bundle.created_at,
                 "source_run": bundle.source_run,
                 LISTED_METRIC: _find_metric(bundle.metrics, LISTED_METRIC),
+                "conventions": bundle.metrics.get("conventions"),
                 "size_bytes": bundle.size_bytes,
             }
         )
@@ -82,14 +84,20 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
         stdout.print(f"no versions in {store}; add one with `ltr promote RUN --to production`")
         return
     table = Table(box=box.SIMPLE_HEAD, show_edge=False)  # fits 80 columns (pipes, CI logs)
-    if any(row.get("name_looked_up") for row in rows):
-        table.caption = f"{LOOKED_UP_MARK} {LOOKED_UP_NOTE}"
+    other, conventions_note = _other_conventions(rows)
+    notes = (
+        [f"{LOOKED_UP_MARK} {LOOKED_UP_NOTE}"] if any(r.get("name_looked_up") for r in rows) else []
+    )
+    if conventions_note:
+        notes.append(conventions_note)
+    table.caption = "\n".join(notes) or None
     table.add_column("", no_wrap=True)  # * = live
     table.add_column("version", no_wrap=True)
     table.add_column("name", no_wrap=True)
     table.add_column("created_at", no_wrap=True)
     table.add_column("source run", overflow="fold")  # may wrap in a terminal, never in a pipe
-    table.add_column(LISTED_METRIC, justify="right", no_wrap=True)
+    # values are 0.xxxx or 1.0000: left-justified, a mark after some keeps the decimals aligned
+    table.add_column(LISTED_METRIC, justify="left" if other else "right", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True)
     for row in rows:
         metric = row.get(LISTED_METRIC)
@@ -100,10 +108,36 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
             Text((row.get("name") or "-") + (LOOKED_UP_MARK if row.get("name_looked_up") else "")),
             _minutes(row["created_at"]) if "created_at" in row else "broken",
             Text(source),  # Text: never read as rich markup
-            "" if metric is None else f"{metric:.4f}",
+            "" if metric is None else f"{metric:.4f}" + other.get(row["version"], ""),
             _size_text(row["size_bytes"]) if "size_bytes" in row else "",
         )
     print_table(table)
+
+
+def _other_conventions(rows: list[dict[str, Any]]) -> tuple[dict[str, str], str | None]:
+    """The listed metric's values tested under other conventions than the live version's (else
+    the first listed one's): ``{version: mark}``, and the footnote saying which conventions."""
+    listed = [row for row in rows if "error" not in row and row.get(LISTED_METRIC) is not None]
+    reference = next((row for row in listed if row["current"]), listed[0] if listed else None)
+    if reference is None:
+        return {}, None
+    other = [row for row in listed if row["conventions"] != reference["conventions"]]
+    if not other:
+        return {}, None
+    which = "live" if reference["current"] else "the first listed version,"
+    differing = "; ".join(f"{row['version']}: {_conventions_text(row)}" for row in other)
+    note = (
+        f"{OTHER_CONVENTIONS_MARK} {LISTED_METRIC} under other metric conventions than {which} "
+        f"{reference['version']} ({_conventions_text(reference)}): {differing}"
+    )
+    return {row["version"]: OTHER_CONVENTIONS_MARK for row in other}, note
+
+
+def _conventions_text(row: dict[str, Any]) -> str:
+    conventions = row.get("conventions")
+    if not isinstance(conventions, dict) or not conventions:
+        return "conventions not recorded"
+    return ", ".join(f"{key}={value}" for key, value in conventions.items())
 
 
 @app.command("show")
