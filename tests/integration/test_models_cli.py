@@ -158,6 +158,56 @@ def test_list_has_a_name_column_and_keeps_run_names_whole_in_a_pipe(
     assert Path(LONG_RUN).name in row
 
 
+def store_with_conventions(root: Path, *no_relevant: str | None) -> ModelStore:
+    """Versions 1.0.0, 1.1.0, ... tested under ``no_relevant`` (None: not recorded)."""
+    store = ModelStore(root)
+    for i, policy in enumerate(no_relevant):
+        metrics: dict[str, object] = {"test": {"ndcg@10": 0.4 + i / 10}}
+        if policy is not None:
+            metrics["conventions"] = {"gain": "exp2", "no_relevant": policy}
+        facts = {"version": f"1.{i}.0", "n_features": N_FEATURES, "metrics": metrics}
+        store.add(lambda out, m=facts: write_bundle(out, {"model.onnx": linear_onnx([1.0] * 3)}, m))
+    return store
+
+
+def test_list_marks_values_tested_under_other_conventions_than_the_live_one(
+    tmp_path: Path,
+) -> None:
+    store = store_with_conventions(tmp_path / "models", "one", "zero", None)
+    store.set_current("1.1.0")
+    args = ["models", "list", "--store", str(store.root)]
+
+    listed = CliRunner().invoke(app, args)
+    as_json = CliRunner().invoke(app, [*args, "--json"])
+
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert [line.split()[-3] for line in lines[2:5]] == ["0.4000‡", "0.5000", "0.6000‡"]
+    assert lines[5] == (
+        "‡ ndcg@10 under other metric conventions than live 1.1.0 (gain=exp2, "
+        "no_relevant=zero): 1.0.0: gain=exp2, no_relevant=one; 1.2.0: conventions not recorded"
+    )
+    conventions = [row["conventions"] for row in json.loads(as_json.stdout)["versions"]]
+    assert conventions == [
+        {"gain": "exp2", "no_relevant": "one"},
+        {"gain": "exp2", "no_relevant": "zero"},
+        None,
+    ]
+
+
+def test_list_without_a_live_version_compares_conventions_with_the_first(tmp_path: Path) -> None:
+    store = store_with_conventions(tmp_path / "models", "zero", "zero", "one")
+
+    listed = CliRunner().invoke(app, ["models", "list", "--store", str(store.root)])
+
+    assert listed.exit_code == 0, listed.output
+    assert "‡" not in "".join(listed.stdout.splitlines()[2:4])
+    assert listed.stdout.splitlines()[-1] == (
+        "‡ ndcg@10 under other metric conventions than the first listed version, 1.0.0 "
+        "(gain=exp2, no_relevant=zero): 1.2.0: gain=exp2, no_relevant=one"
+    )
+
+
 def test_verify_passes_a_clean_store(store: ModelStore) -> None:
     result = ltr("models", "verify", cwd=store.root.parent)
     assert result.returncode == 0, result.stderr
@@ -181,6 +231,53 @@ def test_verify_of_one_version_checks_only_that_one(store: ModelStore) -> None:
     result = ltr("models", "verify", "1.0.0", cwd=store.root.parent)
     assert result.returncode == 1
     assert "bundle models/versions/1.0.0: metadata.json is not valid JSON" in result.stderr
+
+
+def test_verify_checks_every_bundle_then_fails_on_a_corrupt_pointer(store: ModelStore) -> None:
+    (store.root / "current").write_text("garbage\n")
+
+    result = ltr("models", "verify", cwd=store.root.parent)
+
+    assert result.returncode == 1
+    assert result.stdout.split() == ["ok", "1.0.0", "ok", "1.1.0"]
+    assert result.stderr == (
+        "error: model store models: models/current must name a version X.Y.Z; got 'garbage'; "
+        "history.json says 1.1.0 was live last: make it live again with `ltr promote "
+        "experiments/run-1 --to production --version 1.1.0 --store models`\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list"],
+        ["list", "--json"],
+        ["show", "1.0.0"],
+        ["verify"],
+        ["verify", "1.0.0"],
+        ["rollback"],
+    ],
+)
+def test_models_commands_refuse_a_store_that_does_not_exist(
+    store: ModelStore, command: list[str]
+) -> None:
+    result = ltr("models", *command, "--store", "nosuch", cwd=store.root.parent)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: model store nosuch does not exist; give --store the folder that "
+        "`ltr promote RUN --to production` created\n"
+    )
+    assert result.stdout == ""
+    assert not (store.root.parent / "nosuch").exists()
+
+
+def test_verify_and_list_of_an_empty_store_say_so_and_succeed(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    verified = ltr("models", "verify", cwd=tmp_path)
+    listed = ltr("models", "list", cwd=tmp_path)
+    assert (verified.returncode, verified.stdout) == (0, "no versions in models\n")
+    assert listed.returncode == 0 and listed.stdout.startswith("no versions in models;")
 
 
 def test_rollback_switches_back_and_says_so(store: ModelStore) -> None:
@@ -231,6 +328,30 @@ def test_promote_needs_to_option(tmp_path: Path) -> None:
     result = ltr("promote", "run", cwd=tmp_path)
     assert result.returncode == 2
     assert "--to" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--to", "validated", "--force"],
+            "--force: only with --to production (to replace a better live model)",
+        ),
+        (
+            ["--to", "production", "--version", "1.0"],
+            "--version: version must look like X.Y.Z (e.g. 1.2.0); got '1.0'",
+        ),
+        (
+            ["--to", "validated", "--name", "a/b"],
+            "--name 'a/b': use letters, digits, '_', '.' and '-' only",
+        ),
+    ],
+)
+def test_promote_usage_errors_exit_2_naming_the_option(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    result = ltr("promote", "run", *options, cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (2, f"error: {message}\n")
 
 
 def test_promote_to_validated_without_the_registry_says_so(tmp_path: Path) -> None:
@@ -385,6 +506,32 @@ def test_promote_to_production_over_another_runs_version_suggests_another_store(
         "production --name ranker --store models-ranker`\n"
     )
     assert store.versions() == ["1.0.0", "1.1.0"] and store.current() == "1.1.0"
+
+
+def test_a_broken_pointer_with_nothing_to_roll_back_to_is_repaired_by_the_command_it_names(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    validate_as(trained_run, "ranker", tmp_path)
+    promote = ["promote", str(trained_run), "--to", "production", "--name", "ranker"]
+    assert ltr(*promote, cwd=tmp_path).returncode == 0
+    (tmp_path / "models" / "current").write_text("garbage\n")
+
+    refused = ltr("models", "rollback", cwd=tmp_path)
+
+    assert refused.returncode == 1
+    command = (
+        f"ltr promote {trained_run} --to production --name ranker --version 1.0.0 --store models"
+    )
+    assert refused.stderr == (
+        "error: model store models: nothing to roll back to, and models/current must name a "
+        f"version X.Y.Z; got 'garbage'; history.json says 1.0.0 was live last: make it live "
+        f"again with `{command}`\n"
+    )
+    repaired = ltr(*command.split()[1:], cwd=tmp_path)
+    assert repaired.returncode == 0, repaired.stderr
+    assert repaired.stdout.strip() == "models/current: none -> 1.0.0 (stored already)"
+    assert (tmp_path / "models" / "current").read_text() == "1.0.0\n"
+    assert ltr("models", "verify", cwd=tmp_path).returncode == 0
 
 
 def test_show_and_list_look_up_the_name_of_a_bundle_that_predates_recording_it(

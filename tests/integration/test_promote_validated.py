@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ltr.config import PromotionConfig, load_config
+from ltr.errors import LtrError
 from ltr.lifecycle.registry import promote_to_validated
 from ltr.training import run_experiment
 from support.tiny_runs import relabel_in_place, retrained_copy, write_tiny_data
@@ -72,7 +73,11 @@ def test_tracked_run_is_registered_from_its_logged_checkpoint(
     assert int(version.version) == registry["version"]
     assert version.source == f"runs:/{run_id}/checkpoints/best.pt"
     assert version.run_id == run_id
-    assert version.tags == {"ltr.model_id": "tiny_v1.0.0", "ltr.version": "1.0.0"}
+    assert version.tags == {
+        "ltr.model_id": "tiny_v1.0.0",
+        "ltr.version": "1.0.0",
+        "ltr.validated_dir": str((tmp_path / "validated").resolve()),
+    }
 
 
 def test_untracked_run_is_registered_from_the_validated_folder(
@@ -82,17 +87,41 @@ def test_untracked_run_is_registered_from_the_validated_folder(
     validated = tmp_path / "validated"
 
     twin = retrained_copy(run, tmp_path / "twin" / run.name)  # a new checkpoint
-    first = promote_to_validated(run, validated_dir=validated, tracking_uri=store)
+    name = "tiny-untracked"  # the module's store registers "tiny" from another folder
+    first = promote_to_validated(run, name=name, validated_dir=validated, tracking_uri=store)
     second = promote_to_validated(
-        twin, version="1.1.0", promotion=PromotionConfig(compare_to_validated=False),
+        twin, name=name, version="1.1.0", promotion=PromotionConfig(compare_to_validated=False),
         validated_dir=validated, tracking_uri=store,
     )  # fmt: skip
 
-    version = client(store).get_model_version_by_alias(NAME, "validated")  # moved to the newest
+    version = client(store).get_model_version_by_alias(name, "validated")  # moved to the newest
     assert int(version.version) == second.metadata["registry"]["version"]
     assert int(version.version) == first.metadata["registry"]["version"] + 1
-    assert version.source == (validated / "tiny_v1.1.0").resolve().as_uri()
-    assert version.tags["ltr.model_id"] == "tiny_v1.1.0"
+    assert version.source == (validated / "tiny-untracked_v1.1.0").resolve().as_uri()
+    assert version.tags["ltr.model_id"] == "tiny-untracked_v1.1.0"
+
+
+def test_a_name_registered_from_one_validated_folder_refuses_another(
+    data_root: Path, store: str, tmp_path: Path
+) -> None:
+    # the bypass: a run whose promotion.validated_dir is another folder would pass that
+    # folder's empty gate for the name, and move the name's alias to a model never compared
+    run = train_run(data_root, tmp_path / "runs")
+    worse = retrained_copy(run, tmp_path / "twin" / run.name)
+    name, validated, val2 = "tiny-gated", tmp_path / "validated", tmp_path / "val2"
+    promote_to_validated(run, name=name, validated_dir=validated, tracking_uri=store)
+
+    with pytest.raises(LtrError) as refused:
+        promote_to_validated(worse, name=name, validated_dir=val2, tracking_uri=store)
+
+    assert str(refused.value) == (
+        f"MLflow registry at {store}: {name} is registered from validated folder "
+        f"{validated.resolve()} (version 1, {name}_v1.0.0), not from {val2.resolve()}; one gate "
+        f"per name: validate the run into {validated.resolve()} (promotion.validated_dir) or "
+        "under another --name; nothing written"
+    )
+    assert [p.name for p in val2.iterdir()] == []  # no validated model, no temp folder
+    assert int(client(store).get_model_version_by_alias(name, "validated").version) == 1
 
 
 def ltr(*args: str, cwd: Path, store: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -123,7 +152,7 @@ def test_cli_promotes_a_passing_run(data_root: Path, tmp_path: Path) -> None:
     assert named.returncode == 0, named.stderr
     assert "tiny-fold2_v1.1.0" in named.stdout  # its own name; versions: one sequence
     bad = ltr("promote", str(run), "--to", "validated", "--name", "tiny/2", cwd=tmp_path)
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert bad.stderr == "error: --name 'tiny/2': use letters, digits, '_', '.' and '-' only\n"
 
 

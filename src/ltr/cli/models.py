@@ -14,10 +14,18 @@ from rich.table import Table
 from rich.text import Text
 
 from ltr.cli._common import JsonOpt, print_json, print_table, stdout, warn
-from ltr.errors import BundleError, BusyError, ConfigError, LtrError
+from ltr.errors import (
+    BundleError,
+    BusyError,
+    ConfigError,
+    DataNotFoundError,
+    LtrError,
+    UsageError,
+)
 
-if TYPE_CHECKING:
-    from ltr.lifecycle.registry import ValidatedLookup  # imports at call time: fast startup
+if TYPE_CHECKING:  # imports at call time: fast startup
+    from ltr.lifecycle.registry import ValidatedLookup
+    from ltr.lifecycle.store import ModelStore
 
 app = typer.Typer(help="Inspect, verify and roll back the model store.", no_args_is_help=True)
 
@@ -30,6 +38,7 @@ LOOKED_UP_MARK = "†"
 LOOKED_UP_NOTE = (
     "not recorded in the bundle; found in the validated folder by source run and version"
 )
+OTHER_CONVENTIONS_MARK = "‡"
 _SPLIT_ORDER = {"train": 0, "valid": 1, "test": 2}
 
 
@@ -42,9 +51,8 @@ class Stage(str, Enum):
 def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) -> None:
     """List stored versions: live marker, registry name, created_at, source run, ndcg@10, size."""
     from ltr.lifecycle.registry import ValidatedLookup
-    from ltr.lifecycle.store import ModelStore
 
-    model_store = ModelStore(store)
+    model_store = _existing_store(store)
     current = _current_or_warn(model_store)
     lookup = ValidatedLookup()  # one read of each validated folder for the whole listing
     rows: list[dict[str, Any]] = []
@@ -65,6 +73,7 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
                 "created_at": bundle.created_at,
                 "source_run": bundle.source_run,
                 LISTED_METRIC: _find_metric(bundle.metrics, LISTED_METRIC),
+                "conventions": bundle.metrics.get("conventions"),
                 "size_bytes": bundle.size_bytes,
             }
         )
@@ -75,14 +84,20 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
         stdout.print(f"no versions in {store}; add one with `ltr promote RUN --to production`")
         return
     table = Table(box=box.SIMPLE_HEAD, show_edge=False)  # fits 80 columns (pipes, CI logs)
-    if any(row.get("name_looked_up") for row in rows):
-        table.caption = f"{LOOKED_UP_MARK} {LOOKED_UP_NOTE}"
+    other, conventions_note = _other_conventions(rows)
+    notes = (
+        [f"{LOOKED_UP_MARK} {LOOKED_UP_NOTE}"] if any(r.get("name_looked_up") for r in rows) else []
+    )
+    if conventions_note:
+        notes.append(conventions_note)
+    table.caption = "\n".join(notes) or None
     table.add_column("", no_wrap=True)  # * = live
     table.add_column("version", no_wrap=True)
     table.add_column("name", no_wrap=True)
     table.add_column("created_at", no_wrap=True)
     table.add_column("source run", overflow="fold")  # may wrap in a terminal, never in a pipe
-    table.add_column(LISTED_METRIC, justify="right", no_wrap=True)
+    # values are 0.xxxx or 1.0000: left-justified, a mark after some keeps the decimals aligned
+    table.add_column(LISTED_METRIC, justify="left" if other else "right", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True)
     for row in rows:
         metric = row.get(LISTED_METRIC)
@@ -93,10 +108,36 @@ def list_versions(store: StoreOpt = Path("models"), as_json: JsonOpt = False) ->
             Text((row.get("name") or "-") + (LOOKED_UP_MARK if row.get("name_looked_up") else "")),
             _minutes(row["created_at"]) if "created_at" in row else "broken",
             Text(source),  # Text: never read as rich markup
-            "" if metric is None else f"{metric:.4f}",
+            "" if metric is None else f"{metric:.4f}" + other.get(row["version"], ""),
             _size_text(row["size_bytes"]) if "size_bytes" in row else "",
         )
     print_table(table)
+
+
+def _other_conventions(rows: list[dict[str, Any]]) -> tuple[dict[str, str], str | None]:
+    """The listed metric's values tested under other conventions than the live version's (else
+    the first listed one's): ``{version: mark}``, and the footnote saying which conventions."""
+    listed = [row for row in rows if "error" not in row and row.get(LISTED_METRIC) is not None]
+    reference = next((row for row in listed if row["current"]), listed[0] if listed else None)
+    if reference is None:
+        return {}, None
+    other = [row for row in listed if row["conventions"] != reference["conventions"]]
+    if not other:
+        return {}, None
+    which = "live" if reference["current"] else "the first listed version,"
+    differing = "; ".join(f"{row['version']}: {_conventions_text(row)}" for row in other)
+    note = (
+        f"{OTHER_CONVENTIONS_MARK} {LISTED_METRIC} under other metric conventions than {which} "
+        f"{reference['version']} ({_conventions_text(reference)}): {differing}"
+    )
+    return {row["version"]: OTHER_CONVENTIONS_MARK for row in other}, note
+
+
+def _conventions_text(row: dict[str, Any]) -> str:
+    conventions = row.get("conventions")
+    if not isinstance(conventions, dict) or not conventions:
+        return "conventions not recorded"
+    return ", ".join(f"{key}={value}" for key, value in conventions.items())
 
 
 @app.command("show")
@@ -106,9 +147,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify one version and print its metadata."""
-    from ltr.lifecycle.store import ModelStore
-
-    model_store = ModelStore(store)
+    model_store = _existing_store(store)
     bundle = model_store.show(version)
     live = _current_or_warn(model_store) == version
     validated, looked_up = _validated_facts(bundle)
@@ -233,12 +272,12 @@ def verify(
     store: StoreOpt = Path("models"),
 ) -> None:
     """Recompute every checksum; exit 1 naming the bundle and file on any mismatch."""
-    from ltr.lifecycle.store import ModelStore
-
-    model_store = ModelStore(store)
-    current = model_store.current()  # a corrupt pointer is an error here, not a warning
+    model_store = _existing_store(store)
     checks = model_store.verify(version)
-    if not checks:
+    # the pointer is one more check of the whole store, reported after every bundle's
+    pointer_problem = model_store.pointer_problem() if version is None else None
+    current = None if pointer_problem else _current_or_warn(model_store)
+    if not checks and pointer_problem is None:
         stdout.print(f"no versions in {store}")
         return
     for check in checks:
@@ -247,19 +286,25 @@ def verify(
             stdout.print(f"ok      {check.version}{live}", highlight=False)
         else:
             sys.stderr.write(f"error: {check.error}\n")
-    failed = [check.version for check in checks if not check.ok]
-    if failed:
+    if pointer_problem is not None:
+        sys.stderr.write(f"error: {pointer_problem}\n")
+    if pointer_problem is not None or not all(check.ok for check in checks):
         raise typer.Exit(1)
 
 
 @app.command("rollback")
 def rollback(store: StoreOpt = Path("models")) -> None:
     """Make the previously live version live again."""
-    from ltr.lifecycle.store import CURRENT_FILE, ModelStore
+    from ltr.lifecycle.store import CURRENT_FILE, HISTORY_FILE
 
-    model_store = ModelStore(store)
-    previous = _current_or_warn(model_store)  # a corrupt pointer: rollback goes by the history
-    version = model_store.rollback()
+    model_store = _existing_store(store)
+    try:
+        previous, broken = model_store.current(), None
+    except BundleError as error:  # a corrupt pointer: rollback goes by the history
+        previous, broken = None, error
+    version = model_store.rollback()  # when it refuses, its error names the broken pointer
+    if broken is not None:
+        warn(f"{broken}; rolled back by {store / HISTORY_FILE}")
     stdout.print(f"{store / CURRENT_FILE}: {previous or '?'} -> {version}", highlight=False)
 
 
@@ -302,13 +347,16 @@ def promote(
     from ltr.config import NAME_PATTERN
     from ltr.lifecycle.bundle import parse_version
 
-    if version is not None:
-        parse_version(version)
+    if version is not None:  # bad usage exits 2, naming the option, as click's own checks
+        try:
+            parse_version(version)
+        except ConfigError as error:
+            raise UsageError(f"--version: {error}") from None
     if name is not None and not re.fullmatch(NAME_PATTERN, name):
-        raise ConfigError(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
+        raise UsageError(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
     if to is Stage.validated:
         if force:  # validation has no override: a checkpoint is validated once, gated
-            raise ConfigError("--force: only with --to production (to replace a better live model)")
+            raise UsageError("--force: only with --to production (to replace a better live model)")
         _promote_to_validated(run, version, name)
     else:
         _promote_to_production(run, version, name, store, force)
@@ -435,6 +483,20 @@ def _switch_to_stored(
             f"{store / CURRENT_FILE}: {previous or 'none'} -> {version} (stored already)",
             highlight=False,
         )
+
+
+def _existing_store(store: Path) -> ModelStore:
+    """The model store at ``store``; refused when there is no such folder, so a mistyped
+    ``--store`` is an error rather than an empty store (only `ltr promote` creates one)."""
+    from ltr.lifecycle.store import ModelStore
+
+    model_store = ModelStore(store)  # a file in the way is its own error
+    if not store.is_dir():
+        raise DataNotFoundError(
+            f"model store {store} does not exist; give --store the folder that "
+            "`ltr promote RUN --to production` created"
+        )
+    return model_store
 
 
 def _current_or_warn(model_store: Any) -> str | None:

@@ -22,8 +22,10 @@
    ``metadata.json`` and ``model_card.md``. A version is never overwritten; the default version
    is the latest validated one of that name with minor + 1 (``1.0.0`` first).
 4. **Register** the version in the MLflow Model Registry under the same name and point the alias
-   ``validated`` at it (:mod:`ltr.lifecycle.mlflow_registry`). Without MLflow installed the
-   step is skipped and ``metadata.json`` says so. ``model_card.md`` comes from
+   ``validated`` at it (:mod:`ltr.lifecycle.mlflow_registry`), unless the name's versions
+   were registered from another validated folder: the gate above saw only this folder's
+   versions, so one gate per name means one folder per registered name. Without MLflow
+   installed the step is skipped and ``metadata.json`` says so. ``model_card.md`` comes from
    :mod:`ltr.lifecycle.model_card`.
 
 ``metadata.json`` layout::

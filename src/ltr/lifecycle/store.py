@@ -117,16 +117,27 @@ class ModelStore:
         Raises:
             BundleError: the pointer does not hold an ``X.Y.Z`` version.
         """
-        pointer = self.root / CURRENT_FILE
-        try:
-            text = pointer.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
+        version, problem = self._read_pointer()
+        if problem is not None:
+            raise BundleError(f"model store {self.root}: {problem}")
+        return version
+
+    def pointer_problem(self) -> str | None:
+        """What is wrong with ``models/current``, and how to repair it; None when nothing is.
+
+        Wrong: it does not name an ``X.Y.Z`` version, it names one that is not stored, or it is
+        missing while ``history.json`` says a version was live.
+        """
+        version, problem = self._read_pointer()
+        if problem is None and version is not None and version not in self.versions():
+            problem = f"{self.root / CURRENT_FILE} names {version}, which is not stored"
+        if problem is None and version is None:
+            with contextlib.suppress(BundleError):  # an unreadable history is its own problem
+                if self._live_stack(None):
+                    problem = f"{self.root / CURRENT_FILE} is missing"
+        if problem is None:
             return None
-        if not _is_version(text):
-            raise BundleError(
-                f"model store {self.root}: {pointer} must name a version X.Y.Z; got {text!r}"
-            )
-        return text
+        return f"model store {self.root}: {problem}; {self._repair_hint()}"
 
     def show(self, version: str) -> Bundle:
         """The verified bundle of ``version``.
@@ -198,7 +209,12 @@ class ModelStore:
             raise BundleError(f"model store {self.root}: {path} cannot be read: {error}") from None
         if not isinstance(history, dict):
             raise BundleError(f"model store {self.root}: {path} must hold a JSON object")
-        return {"live": list(history.get("live", [])), "events": list(history.get("events", []))}
+        live, events = history.get("live", []), history.get("events", [])
+        if not isinstance(live, list):
+            raise BundleError(f"model store {self.root}: {path}: live must be a list of versions")
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            raise BundleError(f"model store {self.root}: {path}: events must be a list of objects")
+        return {"live": list(live), "events": list(events)}
 
     def next_version(self) -> str:
         """The version a promotion gets when none is given: the highest one with minor + 1."""
@@ -292,8 +308,11 @@ class ModelStore:
     def rollback(self) -> str:
         """Make the previously live version live again; returns it.
 
-        Successive rollbacks walk further back (1.2.0 -> 1.1.0 -> 1.0.0). A corrupt pointer
-        is repaired: the history's last live version is taken as the current one.
+        Successive rollbacks walk further back (1.2.0 -> 1.1.0 -> 1.0.0). A corrupt or
+        missing pointer is repaired: the history's last live version is taken as the current
+        one, and the rollback goes back from it. When there is no version before that one, the
+        error says the pointer is broken and names the command that makes the history's last
+        live version live again (:meth:`pointer_problem`).
 
         Raises:
             BundleError: there is no previous live version, or its bundle fails verification.
@@ -303,11 +322,15 @@ class ModelStore:
                 f"model store {self.root}: nothing to roll back to; no version has been live yet"
             )
         with self._lock():
-            try:
-                current = self.current()
-            except BundleError:  # a corrupt pointer: the history knows what was live
-                current = None
+            current, broken = self._read_pointer()  # broken: the history knows what was live
             live = self._live_stack(current)
+            if len(live) < 2 and (broken or (current is None and live)):
+                # nowhere to go back to, but the pointer needs repair: say how
+                problem = broken or f"{self.root / CURRENT_FILE} is missing"
+                raise BundleError(
+                    f"model store {self.root}: nothing to roll back to, and {problem}; "
+                    f"{self._repair_hint()}"
+                )
             if len(live) < 2:
                 raise BundleError(
                     f"model store {self.root}: nothing to roll back to; {self._why_not(live)}"
@@ -343,6 +366,43 @@ class ModelStore:
                 f"to {live or 'none'} while this promotion ran; nothing was switched"
             )
 
+    def _read_pointer(self) -> tuple[str | None, str | None]:
+        """The version ``models/current`` names (None: no pointer), or what is wrong with it."""
+        pointer = self.root / CURRENT_FILE
+        try:
+            text = pointer.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None, None
+        if not _is_version(text):
+            return None, f"{pointer} must name a version X.Y.Z; got {text!r}"
+        return text, None
+
+    def _repair_hint(self) -> str:
+        """How to make the version the history says was live last live again: the command that
+        rolls forward to a stored version (``ltr promote`` of its source run)."""
+        try:
+            live = self._live_stack(None)
+        except BundleError as error:
+            return f"and {error}"
+        promote = "ltr promote RUN --to production"
+        if not live:
+            return f"no version has been live yet: promote one with `{promote} --store {self.root}`"
+        version = live[-1]
+        try:
+            bundle = self.read(version)
+        except LtrError:
+            return (
+                f"{HISTORY_FILE} says {version} was live last, but it cannot be read from "
+                f"{self.versions_dir}: promote a run with `{promote} --store {self.root}`"
+            )
+        name = (bundle.metadata.get("validated") or {}).get("name")
+        run = bundle.source_run or "RUN"
+        command = f"ltr promote {run} --to production" + (f" --name {name}" if name else "")
+        command += f" --version {version} --store {self.root}"
+        where = "" if bundle.source_run else f" (RUN: the run {version} was exported from)"
+        again = f"make it live again with `{command}`{where}"
+        return f"{HISTORY_FILE} says {version} was live last: {again}"
+
     def _why_not(self, live: list[str]) -> str:
         """Why a rollback has nowhere to go, ``live`` (at most one version) being the stack."""
         if not live:
@@ -367,11 +427,7 @@ class ModelStore:
             previous = None
         if previous == version:
             return previous
-        # pointer first: a crash before the history write loses one history entry, never the
-        # switch itself; _live_stack reconciles the two
-        atomic_write_text(self.root / CURRENT_FILE, version + "\n")
-        fsync_dir(self.root)
-        history = self.history()
+        history = self.history()  # an unreadable history refuses before the pointer moves
         live = self._live_stack(previous, history)
         if action == "rollback":
             live = live[:-1]  # the version rolled back from leaves the stack
@@ -388,6 +444,10 @@ class ModelStore:
             "live": live[-MAX_HISTORY:],
             "events": [*history["events"], event][-MAX_HISTORY:],
         }
+        # pointer first: a crash before the history write loses one history entry, never the
+        # switch itself; _live_stack reconciles the two
+        atomic_write_text(self.root / CURRENT_FILE, version + "\n")
+        fsync_dir(self.root)
         atomic_write_text(self.root / HISTORY_FILE, _history_text(history))
         return previous
 

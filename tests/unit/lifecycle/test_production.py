@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import ltr.lifecycle.registry
 from ltr.cli import app
 from ltr.config import PromotionConfig
-from ltr.errors import ConfigError, PromotionRefused
+from ltr.errors import ConfigError, PromotionRefused, UsageError
 from ltr.lifecycle.bundle import write_bundle
 from ltr.lifecycle.registry import ValidatedModel, promote_to_validated
 from ltr.lifecycle.store import ModelStore
@@ -177,7 +177,7 @@ def test_production_over_a_worse_live_model_records_the_comparison(
 def test_force_is_refused_for_validation(run: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["promote", str(run), "--to", "validated", "--force"])
 
-    assert isinstance(result.exception, ConfigError)
+    assert isinstance(result.exception, UsageError)  # `ltr` exits 2: bad usage
     assert str(result.exception) == (
         "--force: only with --to production (to replace a better live model)"
     )

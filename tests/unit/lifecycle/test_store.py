@@ -299,6 +299,76 @@ def test_rollback_past_the_first_live_version_says_the_later_ones_were_rolled_ba
     )
 
 
+def live_bundle(store: ModelStore) -> ModelStore:
+    """1.0.0 exported from experiments/run-0 as ranker, live: the only version ever live."""
+    metadata = {
+        "version": "1.0.0",
+        "n_features": N_FEATURES,
+        "source_run": "experiments/run-0",
+        "validated": {"name": "ranker"},
+    }
+    files = {"model.onnx": linear_onnx([1.0] * N_FEATURES)}
+    store.add(lambda out: write_bundle(out, files, metadata))
+    store.set_current("1.0.0")
+    return store
+
+
+REPAIR = (
+    "history.json says 1.0.0 was live last: make it live again with `ltr promote "
+    "experiments/run-0 --to production --name ranker --version 1.0.0 --store {root}`"
+)
+
+
+@pytest.mark.parametrize(
+    ("pointer", "problem"),
+    [
+        ("garbage\n", "current must name a version X.Y.Z; got 'garbage'"),
+        (None, "current is missing"),
+    ],
+)
+def test_rollback_with_nowhere_to_go_and_a_broken_pointer_says_how_to_repair_it(
+    store: ModelStore, pointer: str | None, problem: str
+) -> None:
+    live_bundle(store)
+    if pointer is None:
+        (store.root / "current").unlink()
+    else:
+        (store.root / "current").write_text(pointer)
+
+    with pytest.raises(BundleError) as refused:
+        store.rollback()
+
+    assert str(refused.value) == (
+        f"model store {store.root}: nothing to roll back to, and {store.root}/{problem}; "
+        + REPAIR.format(root=store.root)
+    )
+    assert store.pointer_problem() == (
+        f"model store {store.root}: {store.root}/{problem}; " + REPAIR.format(root=store.root)
+    )
+    if pointer is None:
+        assert not (store.root / "current").exists()
+    else:
+        assert (store.root / "current").read_text() == pointer
+
+
+def test_pointer_problem_is_none_for_a_sound_pointer_or_a_store_never_live(
+    store: ModelStore,
+) -> None:
+    fill(store, "1.0.0")
+    assert store.pointer_problem() is None  # stored, never promoted: nothing to point at
+    store.set_current("1.0.0")
+    assert store.pointer_problem() is None
+
+
+def test_pointer_problem_names_a_version_that_is_not_stored(store: ModelStore) -> None:
+    live_bundle(store)
+    (store.root / "current").write_text("9.9.9\n")
+    assert store.pointer_problem() == (
+        f"model store {store.root}: {store.root}/current names 9.9.9, which is not stored; "
+        + REPAIR.format(root=store.root)
+    )
+
+
 @pytest.mark.parametrize("inside", ["", "sub"])
 def test_a_file_where_the_store_should_be_is_one_clear_error(tmp_path: Path, inside: str) -> None:
     blocker = tmp_path / "train.txt"
@@ -342,6 +412,30 @@ def test_rollback_survives_a_switch_missing_from_history(store: ModelStore) -> N
     store.set_current("1.1.0")
     (store.root / "current").write_text("1.2.0\n")
     assert store.rollback() == "1.1.0"
+
+
+@pytest.mark.parametrize(
+    ("history", "problem"),
+    [
+        ('{"live": [', "cannot be read"),
+        ('{"live": "1.0.0", "events": []}', "live must be a list of versions"),
+        ('{"live": [], "events": [1]}', "events must be a list of objects"),
+    ],
+)
+@pytest.mark.parametrize("switch", ["promote", "rollback"])
+def test_an_unreadable_history_refuses_before_the_pointer_moves(
+    store: ModelStore, history: str, problem: str, switch: str
+) -> None:
+    fill(store, "1.0.0", "1.1.0", "1.2.0")
+    for version in ("1.0.0", "1.1.0"):
+        store.set_current(version)
+    (store.root / "history.json").write_text(history)
+
+    with pytest.raises(BundleError, match=rf"history\.json:? {problem}"):
+        store.set_current("1.2.0") if switch == "promote" else store.rollback()
+
+    assert (store.root / "current").read_text() == "1.1.0\n"
+    assert (store.root / "history.json").read_text() == history
 
 
 # -- a writer switching versions while readers load them --------------------------------------
