@@ -393,6 +393,7 @@ def _promote_to_production(
     if stored:
         _refuse_another_runs_version(model_store, validated, store, run, version_given)
     details, seen_live = _check_against_live(model_store, validated, force)  # before the export
+    model_store.history()  # an unreadable history.json would refuse the switch after the export
     if stored:
         _switch_to_stored(model_store, version, store, details, seen_live)
         return

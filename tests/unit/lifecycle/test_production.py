@@ -307,3 +307,17 @@ def test_production_over_an_unreadable_live_bundle_warns_and_switches_from_it(
     assert store.current() == "1.0.0"
     event = last_event(store)
     assert (event["from"], event["compared_with_live"]["live_version"]) == ("1.2.0", "1.2.0")
+
+
+def test_an_unreadable_history_refuses_production_before_the_export(
+    run: Path, candidate: ValidatedModel, tmp_path: Path
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    add_live(store, candidate, candidate_value(candidate) - 0.05, sha256_of_test_file(candidate))
+    (store.root / "history.json").write_text('{"live": [')
+
+    result = promote(run, "--name", "ranker")
+
+    assert result.exit_code == 1
+    assert "history.json cannot be read" in str(result.exception)
+    assert (store.versions(), store.current()) == (["1.2.0"], "1.2.0")  # nothing exported
