@@ -270,43 +270,32 @@ def test_force_over_a_worse_live_model_records_nothing_forced(
     assert last_event(store)["forced"] is False  # the candidate was better: nothing overridden
 
 
-def test_production_warns_when_the_live_pointer_cannot_be_read(
-    run: Path, candidate: ValidatedModel, tmp_path: Path
+@pytest.mark.parametrize(
+    ("damaged", "live", "cause"),
+    [
+        ("current", None, f"model store models: {Path('models/current')} must name a version"),
+        ("versions/1.2.0/metadata.json", "1.2.0", "bundle "),
+    ],
+)
+def test_production_goes_on_with_a_warning_when_the_live_model_cannot_be_read(
+    run: Path, candidate: ValidatedModel, tmp_path: Path, damaged: str, live: str | None, cause: str
 ) -> None:
     store = ModelStore(tmp_path / "models")
     with_candidate_stored(store, run)
     add_live(store, candidate, candidate_value(candidate) + 0.05, sha256_of_test_file(candidate))
-    (store.root / "current").write_text("garbage!!\n")
+    (store.root / damaged).write_text("garbage!!\n")
 
     result = promote(run, "--name", "ranker")
 
     assert result.exit_code == 0, result.output
-    assert result.stderr == (
-        "warning: could not compare with the live model: the live model cannot be read: model "
-        f"store models: {Path('models/current')} must name a version X.Y.Z; got 'garbage!!'\n"
-    )
-    assert store.current() == "1.0.0"
-    why = last_event(store)["compared_with_live"]["not_compared"]
-    assert why.startswith("the live model cannot be read: ")
-
-
-def test_production_over_an_unreadable_live_bundle_warns_and_switches_from_it(
-    run: Path, candidate: ValidatedModel, tmp_path: Path
-) -> None:
-    store = ModelStore(tmp_path / "models")
-    with_candidate_stored(store, run)
-    add_live(store, candidate, candidate_value(candidate) + 0.05, sha256_of_test_file(candidate))
-    (store.path_of("1.2.0") / "metadata.json").write_text("{not json")
-
-    result = promote(run, "--name", "ranker")
-
-    assert result.exit_code == 0, result.output
+    seen = "the live model" if live is None else f"live {live}"
     assert result.stderr.startswith(
-        "warning: could not compare with live 1.2.0: the live model cannot be read: "
+        f"warning: could not compare with {seen}: the live model cannot be read: {cause}"
     )
     assert store.current() == "1.0.0"
-    event = last_event(store)
-    assert (event["from"], event["compared_with_live"]["live_version"]) == ("1.2.0", "1.2.0")
+    event = last_event(store)  # switched from the version the comparison saw live
+    assert (event["from"], event["compared_with_live"]["live_version"]) == (live, live)
+    assert event["compared_with_live"]["not_compared"].startswith("the live model cannot be read")
 
 
 def test_an_unreadable_history_refuses_production_before_the_export(
