@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -19,7 +20,7 @@ from ltr.cli._common import (
     print_table,
     stdout,
 )
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, LtrError
 
 if TYPE_CHECKING:
     from ltr.training.crossval import CvResult
@@ -94,11 +95,19 @@ def train(
 ) -> None:
     """Train a scorer; writes a run directory with checkpoints, history and test metrics."""
     from ltr.config import load_config
+    from ltr.experiments.tracking import Run
     from ltr.training import Distributed, load_run_config, run_experiment
     from ltr.training.experiment import check_resume_dir
 
     sets = [*(overrides or []), *_device_sets(device)]
+    dist = Distributed.from_env()  # under torchrun, one process of a DDP job
+    on_run_dir = _announce("Run directory", quiet, dist.is_main)
     if resume is not None:  # a resumed run keeps its scorer and loss
+        # a run directory is named before any refusal, of a --set too: R=$(ltr train --resume R
+        # --quiet) holds R whatever follows (run_experiment's own call then prints nothing)
+        with contextlib.suppress(LtrError):  # not one: the checks below say why
+            check_resume_dir(resume)
+            on_run_dir(Run.open(resume, tensorboard=False).dir.resolve())
         _refuse_beside_resume(
             "a run with its own config.yaml",
             [("--config", config), ("--model", model), ("--loss", loss)],
@@ -109,18 +118,26 @@ def train(
         raise ConfigError("give --config FILE (e.g. configs/default.yaml) or --resume RUN_DIR")
     else:  # --model / --loss switch the file's scorer / loss, keeping what the new one takes
         experiment = load_config(config, sets, model=model, loss=loss)
-    dist = Distributed.from_env()  # under torchrun, one process of a DDP job
-    on_run_dir = _announce("Run directory", quiet)
     run_experiment(experiment, resume=resume, quiet=quiet, dist=dist, on_run_dir=on_run_dir)
 
 
-def _announce(label: str, quiet: bool) -> Callable[[Path], None]:
+def _announce(label: str, quiet: bool, is_main: bool) -> Callable[[Path], None]:
     """How ``ltr train`` and ``ltr cv`` show their directory, the moment it is the one worked
     on: alone on its line with ``--quiet`` (``run=$(ltr train ... --quiet)``), else after
-    ``label`` (``Run directory: PATH``)."""
-    if quiet:
-        return print_path
-    return lambda path: stdout.print(f"{label}: {path}", highlight=False)
+    ``label`` (``Run directory: PATH``). Once: the command may name a resumed directory before
+    the library, which names it again. Only rank 0 of a torchrun job prints it."""
+    shown: set[Path] = set()
+
+    def announce(path: Path) -> None:
+        if not is_main or path in shown:
+            return
+        shown.add(path)
+        if quiet:
+            print_path(path)
+        else:
+            stdout.print(f"{label}: {path}", highlight=False)
+
+    return announce
 
 
 def cv(
@@ -152,13 +169,17 @@ def cv(
     ] = False,
 ) -> None:
     """Cross-validate: train on each fold as ltr train would; test metrics per fold, mean ± std."""
+    from ltr.experiments.cv_record import read_cv_json
     from ltr.training import Distributed, resume_cv, run_cv
     from ltr.training.crossval import load_cv_config
 
     sets = _device_sets(device)
     dist = Distributed.from_env()
-    announce = _announce("CV directory", quiet)  # cv=$(ltr cv ... --quiet), as soon as known
+    announce = _announce("CV directory", quiet, dist.is_main)  # cv=$(ltr cv ... --quiet)
     if resume is not None:  # folds already done cannot change, so no option may
+        with contextlib.suppress(LtrError):  # not a cv directory: resume_cv says why
+            read_cv_json(resume)
+            announce(resume.resolve())  # before any refusal, as resume_cv names it
         _refuse_beside_resume(
             "a cv with the config in its cv.json",
             [
