@@ -18,6 +18,7 @@ from ltr.cli._common import (
     option_value,
     print_path,
     print_table,
+    secondary_torchrun_process,
     stdout,
 )
 from ltr.errors import ConfigError, LtrError
@@ -100,8 +101,7 @@ def train(
     from ltr.training.experiment import check_resume_dir
 
     sets = [*(overrides or []), *_device_sets(device)]
-    dist = Distributed.from_env()  # under torchrun, one process of a DDP job
-    on_run_dir = _announce("Run directory", quiet, dist.is_main)
+    on_run_dir = _announce("Run directory", quiet)
     if resume is not None:  # a resumed run keeps its scorer and loss
         # a run directory is named before any refusal, of a --set too: R=$(ltr train --resume R
         # --quiet) holds R whatever follows (run_experiment's own call then prints nothing)
@@ -118,10 +118,11 @@ def train(
         raise ConfigError("give --config FILE (e.g. configs/default.yaml) or --resume RUN_DIR")
     else:  # --model / --loss switch the file's scorer / loss, keeping what the new one takes
         experiment = load_config(config, sets, model=model, loss=loss)
+    dist = Distributed.from_env()  # under torchrun, one process of a DDP job
     run_experiment(experiment, resume=resume, quiet=quiet, dist=dist, on_run_dir=on_run_dir)
 
 
-def _announce(label: str, quiet: bool, is_main: bool) -> Callable[[Path], None]:
+def _announce(label: str, quiet: bool) -> Callable[[Path], None]:
     """How ``ltr train`` and ``ltr cv`` show their directory, the moment it is the one worked
     on: alone on its line with ``--quiet`` (``run=$(ltr train ... --quiet)``), else after
     ``label`` (``Run directory: PATH``). Once: the command may name a resumed directory before
@@ -129,7 +130,7 @@ def _announce(label: str, quiet: bool, is_main: bool) -> Callable[[Path], None]:
     shown: set[Path] = set()
 
     def announce(path: Path) -> None:
-        if not is_main or path in shown:
+        if secondary_torchrun_process() or path in shown:
             return
         shown.add(path)
         if quiet:
@@ -175,7 +176,7 @@ def cv(
 
     sets = _device_sets(device)
     dist = Distributed.from_env()
-    announce = _announce("CV directory", quiet, dist.is_main)  # cv=$(ltr cv ... --quiet)
+    announce = _announce("CV directory", quiet)  # cv=$(ltr cv ... --quiet), once known
     if resume is not None:  # folds already done cannot change, so no option may
         with contextlib.suppress(LtrError):  # not a cv directory: resume_cv says why
             read_cv_json(resume)
