@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -21,7 +22,7 @@ from ltr.cli._common import (
     secondary_torchrun_process,
     stdout,
 )
-from ltr.errors import ConfigError, LtrError
+from ltr.errors import ConfigError, LtrError, UsageError
 
 if TYPE_CHECKING:
     from ltr.training.crossval import CvResult
@@ -203,6 +204,21 @@ def cv(
         print_table(cv_table(result))
 
 
+def _weights(text: str, runs: int) -> list[float]:
+    """``--weights``: one finite, non-negative number per run, with a positive sum."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--weights: give numbers separated by commas; got {text!r}") from None
+    if len(values) != runs and runs >= 2:  # fewer runs: build_ensemble says that first
+        raise UsageError(f"--weights: {len(values)} weights for {runs} runs; got {text!r}")
+    if not all(0 <= value < math.inf for value in values) or sum(values) <= 0:
+        raise UsageError(
+            f"--weights: need finite, non-negative weights with a positive sum; got {text!r}"
+        )
+    return values
+
+
 def cv_table(result: CvResult) -> Table:
     """One row per fold, then mean ± std over folds (sample std), of the test metrics."""
     from ltr.training.experiment import LETOR_NDCG10, TEST_METRICS
@@ -281,14 +297,7 @@ def ensemble(
     """Average the scores of trained runs (e.g. one config, several seeds) into a new run."""
     from ltr.training.ensemble import build_ensemble
 
-    parsed = None
-    if weights is not None:
-        try:
-            parsed = [float(w) for w in weights.split(",")]
-        except ValueError:
-            raise ConfigError(
-                f"--weights: give numbers separated by commas; got {weights!r}"
-            ) from None
+    parsed = None if weights is None else _weights(weights, len(runs))
     run_dir = build_ensemble(runs, name=name, output_dir=output_dir, weights=parsed, quiet=quiet)
     if quiet:
         print_path(run_dir)
