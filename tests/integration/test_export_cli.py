@@ -156,3 +156,17 @@ def test_export_refuses_a_version_that_is_not_x_y_z(env: dict[str, str]) -> None
     result = ltr("export", "--model", "run", "--output", "bundle", "--version", "1.0", env=env)
     assert result.returncode == 2
     assert result.stderr == "error: --version must look like X.Y.Z (e.g. 1.2.0); got '1.0'\n"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "example"),
+    [("--threads", "0", "1,2"), ("--list-sizes", "10,0", "10,100")],
+)
+def test_benchmark_refuses_a_count_below_1_with_an_example_of_its_own(
+    option: str, value: str, example: str, env: dict[str, str]
+) -> None:
+    result = ltr("benchmark-onnx", "--model", "bundle", option, value, env=env)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: {option}: expected positive integers, e.g. {example}; got {value!r}\n"
+    )

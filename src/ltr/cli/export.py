@@ -108,13 +108,13 @@ def export(
         warn(f"latency at export: {line}")
 
 
-def _int_list(text: str, option: str) -> list[int]:
+def _int_list(text: str, option: str, example: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise UsageError(f"{option}: expected comma-separated integers; got {text!r}") from None
     if not values or any(value < 1 for value in values):
-        raise UsageError(f"{option}: expected positive integers, e.g. 10,100; got {text!r}")
+        raise UsageError(f"{option}: expected positive integers, e.g. {example}; got {text!r}")
     return values
 
 
@@ -151,7 +151,8 @@ def benchmark_onnx(
     if as_json and fmt is OutputFormat.markdown:
         raise UsageError("--json and --format markdown: give one of them")
     fmt = OutputFormat.json if as_json else fmt
-    sizes, thread_counts = _int_list(list_sizes, "--list-sizes"), _int_list(threads, "--threads")
+    sizes = _int_list(list_sizes, "--list-sizes", example="10,100")
+    thread_counts = _int_list(threads, "--threads", example="1,2")
     settings = len(sizes) * len(thread_counts)
     done = iter(range(1, settings + 1))
 
