@@ -618,7 +618,8 @@ def _is_section(annotation: Any) -> bool:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        found = "a directory, not a config file" if path.is_dir() else "config file not found"
+        raise ConfigError(f"{path}: {found}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as error:  # one line: file:line:column: the problem

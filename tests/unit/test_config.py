@@ -160,6 +160,9 @@ def test_malformed_override_is_refused() -> None:
 def test_missing_file_and_bad_yaml_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path)  # `ltr train --config .`
+    assert str(error.value) == f"{tmp_path}: a directory, not a config file"
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  learning_rate: 0.1\n   batch_size: 3\n")
     with pytest.raises(ConfigError) as error:
