@@ -47,10 +47,11 @@ def _private_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def ltr_main(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Callable[..., tuple[int, str, str]]]:
-    """Run ``ltr`` in this process through its real ``main()`` (the one-line errors, the exit
-    status); returns (status, stdout, stderr). What main() installs for its process (signal
-    handlers, the ``ltr`` logger's routing, ``warnings.showwarning``) is put back afterwards."""
-    from ltr.cli import main
+    """Run ``ltr`` in this process through ``ltr.cli.run()``, what the real ``main()`` runs
+    before it ends the process (the one-line errors, the exit status); returns (status, stdout,
+    stderr). What run() installs for its process (signal handlers, the ``ltr`` logger's routing,
+    ``warnings.showwarning``) is put back afterwards."""
+    from ltr.cli import run as run_ltr
 
     logger = logging.getLogger("ltr")
     saved = (list(logger.handlers), logger.propagate, logger.level)
@@ -60,7 +61,7 @@ def ltr_main(
     def run(*args: object) -> tuple[int, str, str]:
         monkeypatch.setattr(sys, "argv", ["ltr", *map(str, args)])
         try:
-            main()
+            run_ltr()
             status = 0
         except SystemExit as stop:
             status = stop.code if isinstance(stop.code, int) else 1

@@ -30,6 +30,7 @@ under torchrun reaches every worker from the terminal and again from torchrun.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -38,6 +39,7 @@ import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
+from typing import NoReturn
 
 __all__ = [
     "ECHO_SECONDS",
@@ -46,6 +48,7 @@ __all__ = [
     "default_signals",
     "deferred_interrupts",
     "exit_at_once_on_signal",
+    "exit_process",
     "interrupted_line",
     "last_interruption",
     "raise_if_interrupted",
@@ -82,19 +85,45 @@ def default_signals() -> None:
 
 
 def exit_at_once_on_signal(status: int) -> None:
-    """While the interpreter tears down after a command (atexit hooks, threads joining: a second
-    or two with MLflow), SIGINT or SIGTERM ends the process at once with ``status``, the
-    command's own: what it did is done and reported, so a stop now only cuts the teardown short
-    (a finished run must not look failed to a script or to Kubernetes)."""
+    """From now on SIGINT or SIGTERM ends the process at once with ``status``, the command's
+    own: what it did is done and reported, so a stop now only cuts the exit short (a finished
+    run must not look failed to a script or to Kubernetes)."""
 
     def leave(signal_number: int, frame: FrameType | None) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):  # a closed pipe: nothing more to say
-                stream.flush()
+        _flush_std_streams()
         os._exit(status)
 
     for number in SIGNALS:
         signal.signal(number, leave)
+
+
+def exit_process(status: int) -> NoReturn:
+    """End the process with ``status`` after the exit steps that matter, a stop meanwhile
+    ending it at once with the same status (:func:`exit_at_once_on_signal`).
+
+    The steps are the interpreter's own, in its order: wait for non-daemon threads (after
+    ``concurrent.futures`` told its workers to stop), run the ``atexit`` callbacks (logging's
+    flush, MLflow's, ``weakref.finalize`` cleanups such as temporary directories), flush stdout
+    and stderr. What is skipped is the interpreter's teardown of every module, a second or two
+    with torch and MLflow imported, during which CPython has put the default signal actions back
+    (a stop then killed a finished command: exit 143, no line). Teardown closes nothing
+    ``ltr`` relies on: its files are written in ``with`` blocks or closed by their owner
+    (TensorBoard writers when a run ends, ``train.log`` when the command ends).
+    """
+    exit_at_once_on_signal(status)
+    shutdown_threads = getattr(threading, "_shutdown", None)  # what Python calls at exit
+    if shutdown_threads is not None:
+        shutdown_threads()
+    atexit._run_exitfuncs()
+    _flush_std_streams()
+    os._exit(status)
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            with contextlib.suppress(Exception):  # a closed pipe: nothing more to say
+                stream.flush()
 
 
 def last_interruption() -> Interrupted | None:

@@ -446,15 +446,35 @@ def load_config(
     if path is not None:
         raw = _read_yaml(Path(path))
     overrides = list(overrides)
-    raw = apply_overrides(switch_components(raw, model=model, loss=loss), overrides)
+    switched = switch_components(raw, model=model, loss=loss)
     try:
-        return ExperimentConfig.model_validate(raw)
+        return ExperimentConfig.model_validate(apply_overrides(switched, overrides))
     except ValidationError as error:
         named = _first_problem(error)
     except ConfigError as error:  # raised by a validator that knows the field (model., loss.)
         named = _NamedFieldError.from_config_error(error)
     options = {"model.name": ("--model", model), "loss.name": ("--loss", loss)}
-    raise _blamed(named, source, overrides, options) from None
+
+    def causes(index: int) -> bool:  # without overrides[index], the problem goes
+        rest = [item for number, item in enumerate(overrides) if number != index]
+        try:
+            found = _problem_of(apply_overrides(switched, rest))
+        except ConfigError:
+            return True
+        return found is None or str(found) != str(named)
+
+    raise _blamed(named, source, overrides, options, causes=causes) from None
+
+
+def _problem_of(raw: Mapping[str, Any]) -> _NamedFieldError | None:
+    """The first invalid field of ``raw`` as an experiment, or None when it is valid."""
+    try:
+        ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        return _first_problem(error)
+    except ConfigError as error:  # raised by a validator that knows the field (model., loss.)
+        return _NamedFieldError.from_config_error(error)
+    return None
 
 
 def _check_model_option(model: str) -> None:
@@ -482,24 +502,42 @@ def _blamed(
     source: str,
     overrides: Sequence[str],
     options: Mapping[str, tuple[str, str | None]],
+    *,
+    causes: Callable[[int], bool] = lambda index: False,
 ) -> ConfigError:
-    """The error naming where the bad value came from: the last ``--set`` that wrote the
-    offending key (or a section above it), else ``--model`` / ``--loss`` for the name they set
-    (a choice not among the choices: bad usage), else the file."""
+    """The error naming where the bad value came from: the ``--set`` that caused it
+    (:func:`_culprit`), else ``--model`` / ``--loss`` for the name they set (a choice not among
+    the choices: bad usage), else the file."""
     field, problem = error.field, error.problem
-    for item in reversed(overrides):
-        key, _, text = item.partition("=")
-        key = key.strip()
-        if error.key == key or error.key.startswith(f"{key}."):
-            where = f"--set {item}" if key in (field, error.key) else f"--set {item}: {field}"
-            hint = ""
-            if "list" in problem and "," in text and not text.strip().startswith(("[", "{")):
-                hint = f"; write --set '{key}=[{text.strip()}]'"  # YAML reads 64,32 as a string
-            return ConfigError(f"{where}: {problem}{hint}")
+    item = _culprit(error, overrides, causes)
+    if item is not None:
+        key, _, text = (part.strip() for part in item.partition("="))
+        where = f"--set {item}" if key in (field, error.key) else f"--set {item}: {field}"
+        hint = ""
+        if "list" in problem and "," in text and not text.startswith(("[", "{")):
+            hint = f"; write --set '{key}=[{text}]'"  # YAML reads 64,32 as a string
+        return ConfigError(f"{where}: {problem}{hint}")
     option, value = options.get(field, ("", None))
     if value is not None:
         return UsageError(f"{option}: {problem}")
     return ConfigError(f"{source}: {field}: {problem}")
+
+
+def _culprit(
+    error: _NamedFieldError, overrides: Sequence[str], causes: Callable[[int], bool]
+) -> str | None:
+    """The ``--set`` item that caused ``error``: the last one that wrote its key or a section
+    above it; else the last one inside the bad field's section without which the problem goes
+    (``foo.bar=1`` made the unknown section ``foo``; ``model.name=ensemble`` made a scorer the
+    file's ``model.hidden_dims`` do not fit)."""
+    keys = [(index, item, item.partition("=")[0].strip()) for index, item in enumerate(overrides)]
+    for _, item, key in reversed(keys):
+        if error.key == key or error.key.startswith(f"{key}."):
+            return item
+    for index, item, key in reversed(keys):
+        if key.startswith(f"{error.field}.") and causes(index):
+            return item
+    return None
 
 
 def switch_components(
@@ -606,7 +644,8 @@ def _is_section(annotation: Any) -> bool:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        found = "a directory, not a config file" if path.is_dir() else "config file not found"
+        raise ConfigError(f"{path}: {found}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as error:  # one line: file:line:column: the problem

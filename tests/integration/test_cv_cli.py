@@ -335,3 +335,11 @@ def test_a_refused_quiet_cv_resume_still_prints_the_cv_directory(
 
     assert status == 1 and "is being trained by another process" in err
     assert out == cv_out  # cv=$(ltr cv --resume C --quiet) holds C, refused or not
+
+    status, out, err = ltr_main("cv", "--resume", cv_out.strip(), "--set", "a=1", "--quiet")
+    assert status == 1 and "drop --set" in err
+    assert out == cv_out  # named before the options are refused too
+
+    status, out, err = ltr_main("cv", "--resume", cv_out.strip(), "--model", "mlp")
+    assert status == 1 and "drop --model" in err
+    assert out == f"CV directory: {cv_out}"

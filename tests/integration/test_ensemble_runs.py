@@ -366,12 +366,22 @@ def test_ensemble_command_writes_a_weighted_run(members: list[Path], tmp_path: P
     assert test == pytest.approx(read_json(members[0] / "metrics.json")["test"], abs=1e-12)
 
 
-def test_ensemble_command_reports_a_bad_weight_in_one_line(
-    members: list[Path], tmp_path: Path
+@pytest.mark.parametrize(
+    ("weights", "problem"),
+    [
+        ("1,abc", "give numbers separated by commas"),
+        ("a,b", "give numbers separated by commas"),
+        ("2,1,1", "3 weights for 2 runs"),
+        ("1,-1", "need finite, non-negative weights with a positive sum"),
+        ("0,0", "need finite, non-negative weights with a positive sum"),
+    ],
+)
+def test_ensemble_command_reports_bad_weights_as_bad_usage_in_one_line(
+    weights: str, problem: str, members: list[Path], tmp_path: Path
 ) -> None:
-    result = ltr_ensemble(*members[:2], "--output-dir", tmp_path, "--weights", "1,abc")
-    assert result.returncode == 1
-    assert result.stderr == "error: --weights: give numbers separated by commas; got '1,abc'\n"
+    result = ltr_ensemble(*members[:2], "--output-dir", tmp_path, "--weights", weights)
+    assert result.returncode == 2
+    assert result.stderr == f"error: --weights: {problem}; got {weights!r}\n"
     assert list(tmp_path.iterdir()) == []
 
 

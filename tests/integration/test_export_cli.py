@@ -139,14 +139,34 @@ def test_benchmark_refuses_a_non_finite_or_zero_time_budget(
     seconds: str, env: dict[str, str]
 ) -> None:
     result = ltr("benchmark-onnx", "--model", "bundle", "--seconds", seconds, env=env)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a bad option value: bad usage
     assert result.stderr.startswith("error: --seconds: must be a finite number > 0; got ")
 
 
 def test_export_refuses_an_opset_the_exporter_cannot_write(env: dict[str, str]) -> None:
     import onnx
 
-    result = ltr("export", "--model", "run", "--output", "bundle", "--opset", "7", env=env)
-    assert result.returncode == 1
+    result = ltr("export", "--model", "run", "--output", "bundle", "--opset", "17", env=env)
+    assert result.returncode == 2  # as for --quantize int4: a bad option value is bad usage
     newest = onnx.defs.onnx_opset_version()
-    assert result.stderr == f"error: --opset: must be between 18 and {newest}; got 7\n"
+    assert result.stderr == f"error: --opset: must be between 18 and {newest}; got 17\n"
+
+
+def test_export_refuses_a_version_that_is_not_x_y_z(env: dict[str, str]) -> None:
+    result = ltr("export", "--model", "run", "--output", "bundle", "--version", "1.0", env=env)
+    assert result.returncode == 2
+    assert result.stderr == "error: --version must look like X.Y.Z (e.g. 1.2.0); got '1.0'\n"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "example"),
+    [("--threads", "0", "1,2"), ("--list-sizes", "10,0", "10,100")],
+)
+def test_benchmark_refuses_a_count_below_1_with_an_example_of_its_own(
+    option: str, value: str, example: str, env: dict[str, str]
+) -> None:
+    result = ltr("benchmark-onnx", "--model", "bundle", option, value, env=env)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: {option}: expected positive integers, e.g. {example}; got {value!r}\n"
+    )

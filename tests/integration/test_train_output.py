@@ -206,3 +206,27 @@ def test_train_log_copies_the_console_and_a_resume_continues_it(root: Path, ltr_
     status, out, err = ltr_main("train", "--resume", the_run(root), *more)  # nothing left
     assert status == 1 and err.startswith("error: already trained 2 epochs")
     assert len(log.read_text(encoding="utf-8").splitlines()) == len(first) + 1 + len(second)
+
+
+def test_a_resume_names_its_run_directory_before_refusing_its_set_items(
+    root: Path, ltr_main
+) -> None:
+    status, _, err = ltr_main(*train_args(root), "--quiet")
+    assert status == 0, err
+    run_dir = the_run(root).resolve()
+
+    for item in ("training.learning_rat=1", "training.learning_rate=-1", "training.num_epochs=x"):
+        status, out, err = ltr_main("train", "--resume", run_dir, "--set", item, "--quiet")
+        assert status == 1 and err.startswith(f"error: --set {item}"), err
+        assert out == f"{run_dir}\n"  # R=$(ltr train --resume R --quiet) holds R, refused or not
+
+        status, out, err = ltr_main("train", "--resume", run_dir, "--set", item)
+        assert status == 1 and out == f"Run directory: {run_dir}\n", err
+
+
+def test_a_resume_of_no_run_directory_names_none(root: Path, ltr_main) -> None:
+    (root / "empty").mkdir()
+    status, out, err = ltr_main("train", "--resume", root / "empty", "--quiet")
+
+    assert status == 1 and "is it a run directory?" in err
+    assert out == ""

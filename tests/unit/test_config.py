@@ -160,6 +160,9 @@ def test_malformed_override_is_refused() -> None:
 def test_missing_file_and_bad_yaml_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path)  # `ltr train --config .`
+    assert str(error.value) == f"{tmp_path}: a directory, not a config file"
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  learning_rate: 0.1\n   batch_size: 3\n")
     with pytest.raises(ConfigError) as error:
@@ -317,6 +320,17 @@ def test_a_bad_name_written_with_set_stays_a_config_error(config_file: Path) -> 
             "--loss: 'lambdaran' is not one of mse, ranknet, lambdarank, ndcgloss2pp, listnet, "
             "listmle, approx_ndcg, neural_ndcg; did you mean lambdarank?",
         ),
+        (  # a --set inside the bad section made it
+            ["foo.bar=1"],
+            {},
+            "--set foo.bar=1: foo: unknown field",
+        ),
+        (  # the file's hidden_dims fit the file's scorer: the --set is what broke them
+            ["training.seed=1", "model.name=ensemble", "model.dropout=0.1"],
+            {},
+            "--set model.name=ensemble: model: 'hidden_dims' is not a parameter of ensemble; "
+            "valid: members, weights",
+        ),
         (  # the last --set of the field is the one that counts
             ["loss.name=nope"],
             {"loss": "listnet"},
@@ -331,6 +345,16 @@ def test_an_error_from_the_command_line_names_the_option_not_the_file(
     with pytest.raises(ConfigError) as error:
         load_config(config_file, overrides, **switch)
     assert str(error.value) == message
+
+
+def test_a_problem_of_the_file_alone_names_the_file_whatever_else_is_set(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("data: {root: some/fold}\nmodel: {name: mlp, foo: 1}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, ["model.dropout=0.2", "training.seed=1"])
+    assert str(error.value).startswith(f"{path}: model: 'foo' is not a parameter of mlp; ")
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from ltr._console_log import capture_console
 from ltr._signals import (
     Interrupted,
     exit_at_once_on_signal,
+    exit_process,
     interrupted_line,
     last_interruption,
     stop_on_signals,
@@ -85,7 +86,28 @@ def _root(
 
 
 def main() -> None:
-    """Entry point: run the app, turning :class:`LtrError` and interruptions into one line."""
+    """Entry point of the ``ltr`` process: :func:`run`, then the process ends with its status.
+
+    The process ends by :func:`ltr._signals.exit_process`, without the interpreter's module
+    teardown: a stop after the command is done then cannot make it look failed, and every
+    command ends a second or two sooner.
+    """
+    try:
+        run()
+        status = 0
+    except SystemExit as leaving:
+        status = _exit_status(leaving)
+        if isinstance(leaving.code, str):  # what Python prints for sys.exit("...")
+            sys.stderr.write(f"{leaving.code}\n")
+    except BaseException:  # a bug, or an error re-raised for --debug: its traceback, as Python
+        sys.excepthook(*sys.exc_info())
+        status = 1
+    exit_process(status)
+
+
+def run() -> None:
+    """The command line in this process: run the app, turning :class:`LtrError` and
+    interruptions into one line; raises :class:`SystemExit` with a non-zero status."""
     stop_on_signals()
     survive_closed_pipes()
     route_warnings()
@@ -93,7 +115,7 @@ def main() -> None:
         # each run's train.log: a copy of the console, kept by the one process that writes
         with capture_console(enabled=not secondary_torchrun_process()):
             _run_app()
-    finally:  # the command has cleaned up: a stop now only cuts the interpreter's teardown short
+    finally:  # the command has cleaned up: a stop from now on only cuts the exit short
         exit_at_once_on_signal(_exit_status(sys.exc_info()[1]))
 
 

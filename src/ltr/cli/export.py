@@ -19,7 +19,7 @@ from ltr.cli._common import (
     stdout,
     warn,
 )
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from ltr.lifecycle.latency import LatencyReport  # imports onnxruntime: benchmark-onnx only
@@ -58,9 +58,20 @@ def export(
     ] = None,
 ) -> None:
     """Export a trained model to an ONNX bundle; checks parity with PyTorch or writes nothing."""
+    from ltr.lifecycle.bundle import parse_version
     from ltr.lifecycle.export import export_bundle
     from ltr.lifecycle.latency import MATMUL_FLOOR_NOTE, latency_line
+    from ltr.lifecycle.onnx_graph import check_opset
 
+    # bad option values are bad usage (exit 2), told before anything loads
+    try:
+        parse_version(version)
+    except ConfigError as error:  # "version must look like X.Y.Z ..."
+        raise UsageError(f"--{error}") from None
+    try:
+        check_opset(opset)
+    except ConfigError as error:  # "--opset: must be between ..."
+        raise UsageError(str(error)) from None
     report = export_bundle(
         model,
         output,
@@ -97,13 +108,13 @@ def export(
         warn(f"latency at export: {line}")
 
 
-def _int_list(text: str, option: str) -> list[int]:
+def _int_list(text: str, option: str, example: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"{option}: expected comma-separated integers; got {text!r}") from None
+        raise UsageError(f"{option}: expected comma-separated integers; got {text!r}") from None
     if not values or any(value < 1 for value in values):
-        raise ConfigError(f"{option}: expected positive integers, e.g. 10,100; got {text!r}")
+        raise UsageError(f"{option}: expected positive integers, e.g. {example}; got {text!r}")
     return values
 
 
@@ -136,11 +147,12 @@ def benchmark_onnx(
     from ltr.lifecycle.latency import LatencyRow, benchmark_latency, format_latency_table
 
     if not 0 < seconds < math.inf:  # NaN fails both comparisons; inf would never stop
-        raise ConfigError(f"--seconds: must be a finite number > 0; got {seconds}")
+        raise UsageError(f"--seconds: must be a finite number > 0; got {seconds}")
     if as_json and fmt is OutputFormat.markdown:
-        raise ConfigError("--json and --format markdown: give one of them")
+        raise UsageError("--json and --format markdown: give one of them")
     fmt = OutputFormat.json if as_json else fmt
-    sizes, thread_counts = _int_list(list_sizes, "--list-sizes"), _int_list(threads, "--threads")
+    sizes = _int_list(list_sizes, "--list-sizes", example="10,100")
+    thread_counts = _int_list(threads, "--threads", example="1,2")
     settings = len(sizes) * len(thread_counts)
     done = iter(range(1, settings + 1))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -18,9 +20,10 @@ from ltr.cli._common import (
     option_value,
     print_path,
     print_table,
+    secondary_torchrun_process,
     stdout,
 )
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, LtrError, UsageError
 
 if TYPE_CHECKING:
     from ltr.training.crossval import CvResult
@@ -95,11 +98,18 @@ def train(
 ) -> None:
     """Train a scorer; writes a run directory with checkpoints, history and test metrics."""
     from ltr.config import load_config
+    from ltr.experiments.tracking import Run
     from ltr.training import Distributed, load_run_config, run_experiment
     from ltr.training.experiment import check_resume_dir
 
     sets = [*(overrides or []), *_device_sets(device)]
+    on_run_dir = _announce("Run directory", quiet)
     if resume is not None:  # a resumed run keeps its scorer and loss
+        # a run directory is named before any refusal, of a --set too: R=$(ltr train --resume R
+        # --quiet) holds R whatever follows (run_experiment's own call then prints nothing)
+        with contextlib.suppress(LtrError):  # not one: the checks below say why
+            check_resume_dir(resume)
+            on_run_dir(Run.open(resume, tensorboard=False).dir.resolve())
         _refuse_beside_resume(
             "a run with its own config.yaml",
             [("--config", config), ("--model", model), ("--loss", loss)],
@@ -111,17 +121,26 @@ def train(
     else:  # --model / --loss switch the file's scorer / loss, keeping what the new one takes
         experiment = load_config(config, sets, model=model, loss=loss)
     dist = Distributed.from_env()  # under torchrun, one process of a DDP job
-    on_run_dir = _announce("Run directory", quiet)
     run_experiment(experiment, resume=resume, quiet=quiet, dist=dist, on_run_dir=on_run_dir)
 
 
 def _announce(label: str, quiet: bool) -> Callable[[Path], None]:
     """How ``ltr train`` and ``ltr cv`` show their directory, the moment it is the one worked
     on: alone on its line with ``--quiet`` (``run=$(ltr train ... --quiet)``), else after
-    ``label`` (``Run directory: PATH``)."""
-    if quiet:
-        return print_path
-    return lambda path: stdout.print(f"{label}: {path}", highlight=False)
+    ``label`` (``Run directory: PATH``). Once: the command may name a resumed directory before
+    the library, which names it again. Only rank 0 of a torchrun job prints it."""
+    shown: set[Path] = set()
+
+    def announce(path: Path) -> None:
+        if secondary_torchrun_process() or path in shown:
+            return
+        shown.add(path)
+        if quiet:
+            print_path(path)
+        else:
+            stdout.print(f"{label}: {path}", highlight=False)
+
+    return announce
 
 
 def cv(
@@ -153,13 +172,17 @@ def cv(
     ] = False,
 ) -> None:
     """Cross-validate: train on each fold as ltr train would; test metrics per fold, mean ± std."""
+    from ltr.experiments.cv_record import read_cv_json
     from ltr.training import Distributed, resume_cv, run_cv
     from ltr.training.crossval import load_cv_config
 
     sets = _device_sets(device)
     dist = Distributed.from_env()
-    announce = _announce("CV directory", quiet)  # cv=$(ltr cv ... --quiet), as soon as known
+    announce = _announce("CV directory", quiet)  # cv=$(ltr cv ... --quiet), once known
     if resume is not None:  # folds already done cannot change, so no option may
+        with contextlib.suppress(LtrError):  # not a cv directory: resume_cv says why
+            read_cv_json(resume)
+            announce(resume.resolve())  # before any refusal, as resume_cv names it
         _refuse_beside_resume(
             "a cv with the config in its cv.json",
             [
@@ -180,6 +203,21 @@ def cv(
         result = run_cv(experiment, folds, quiet=quiet, dist=dist, on_cv_dir=announce)
     if result is not None:  # None: a torchrun process other than rank 0
         (log_table if quiet else print_table)(cv_table(result))  # quiet: in cv.log alone
+
+
+def _weights(text: str, runs: int) -> list[float]:
+    """``--weights``: one finite, non-negative number per run, with a positive sum."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--weights: give numbers separated by commas; got {text!r}") from None
+    if len(values) != runs and runs >= 2:  # fewer runs: build_ensemble says that first
+        raise UsageError(f"--weights: {len(values)} weights for {runs} runs; got {text!r}")
+    if not all(0 <= value < math.inf for value in values) or sum(values) <= 0:
+        raise UsageError(
+            f"--weights: need finite, non-negative weights with a positive sum; got {text!r}"
+        )
+    return values
 
 
 def cv_table(result: CvResult) -> Table:
@@ -260,14 +298,7 @@ def ensemble(
     """Average the scores of trained runs (e.g. one config, several seeds) into a new run."""
     from ltr.training.ensemble import build_ensemble
 
-    parsed = None
-    if weights is not None:
-        try:
-            parsed = [float(w) for w in weights.split(",")]
-        except ValueError:
-            raise ConfigError(
-                f"--weights: give numbers separated by commas; got {weights!r}"
-            ) from None
+    parsed = None if weights is None else _weights(weights, len(runs))
     run_dir = build_ensemble(runs, name=name, output_dir=output_dir, weights=parsed, quiet=quiet)
     if quiet:
         print_path(run_dir)

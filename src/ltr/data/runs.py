@@ -233,7 +233,8 @@ def _parse_run_line(path: Path, line_no: int, parts: Sequence[str]) -> tuple[str
 def _text_lines(path: Path, what: str) -> list[str]:
     """The file's lines, gunzipped when it starts with the gzip magic, decoded as UTF-8."""
     if not path.is_file():
-        raise DataNotFoundError(f"{what} {path} does not exist")
+        problem = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise DataNotFoundError(f"{what} {path} {problem}")
     with open_binary(path) as handle:  # the data files' reader: gzip by magic, damage named
         raw = handle.read()
     try:

@@ -84,7 +84,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataNotFoundError(f"checkpoint {path} does not exist")
+        problem = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise DataNotFoundError(f"checkpoint {path} {problem}")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip; anything else is not ours
         raise LtrError(
             f"{path}: not a readable ltr checkpoint (not a zip archive as torch.save writes; "

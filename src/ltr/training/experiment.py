@@ -529,7 +529,8 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
         explicit: Path | None = getattr(cfg, split)
         if explicit is not None:
             if not explicit.is_file():
-                raise DataNotFoundError(f"data.{split}: file {explicit} does not exist")
+                problem = "is a directory, not a file" if explicit.is_dir() else "does not exist"
+                raise DataNotFoundError(f"data.{split}: file {explicit} {problem}")
             found[split] = explicit
         elif root is not None:
             found[split] = find_data_file(root, split)

@@ -12,7 +12,7 @@ import pytrec_eval
 from ltr.data.letor import LetorData, read_letor
 from ltr.data.runs import read_scores, read_trec_run, write_scores, write_trec_run
 from ltr.data.synthetic import make_synthetic
-from ltr.errors import DataFormatError
+from ltr.errors import DataFormatError, DataNotFoundError
 from ltr.evaluation import evaluate_run
 
 # trec_eval measure -> ltr report name (preset trec_eval)
@@ -171,3 +171,11 @@ def test_blank_line_inside_a_score_file_is_still_an_error(tmp_path: Path) -> Non
 def test_writing_a_run_needs_doc_ids(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match=r"^plain\.txt: .*'#docid =' .*use --format scores$"):
         write_trec_run(tmp_path / "run.txt", tiny_data(), np.zeros(3), data_path="plain.txt")
+
+
+def test_a_score_file_that_is_a_directory_is_called_one(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError) as error:
+        read_scores(tmp_path)
+    assert str(error.value) == f"score file {tmp_path} is a directory, not a file"
+    with pytest.raises(DataNotFoundError, match=r"nope\.txt does not exist$"):
+        read_scores(tmp_path / "nope.txt")

@@ -666,3 +666,15 @@ def test_checkpoint_of_another_format_is_refused(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(2)}, path)
     with pytest.raises(LtrError, match="not an ltr checkpoint"):
         load_checkpoint(path)
+
+
+def test_a_data_file_or_checkpoint_that_is_a_directory_is_called_one(
+    data_root: Path, tmp_path: Path
+) -> None:
+    data = make_config(data_root, tmp_path).data.model_copy(update={"test": tmp_path})
+    with pytest.raises(DataNotFoundError) as error:
+        experiment_module.resolve_data_paths(data)
+    assert str(error.value) == f"data.test: file {tmp_path} is a directory, not a file"
+    with pytest.raises(DataNotFoundError) as error:
+        load_checkpoint(tmp_path)
+    assert str(error.value) == f"checkpoint {tmp_path} is a directory, not a file"
