@@ -393,13 +393,19 @@ def benchmark_latency(
 def latency_line(row: LatencyRow) -> str:
     """``PyTorch p50 152us / ONNX Runtime p50 75us (2.0x faster) / max |diff| 3.1e-07 / ...``."""
     faster = f"{row.speedup:.1f}x faster" if row.speedup >= 1 else f"{1 / row.speedup:.1f}x slower"
-    floor = "" if row.matmul_ratio is None else f" / {row.matmul_ratio:.2f}x matmul floor"
+    floor = "" if row.matmul_ratio is None else f" / {_ratio_text(row.matmul_ratio)} matmul floor"
     rankings = "rankings identical" if row.rankings_identical else "rankings DIFFER"
     return (
         f"{row.list_size} docs, {row.threads} thread(s): PyTorch p50 {row.torch_p50_us:,.0f}us / "
         f"ONNX Runtime p50 {row.onnx_p50_us:,.0f}us ({faster}){floor} / "
         f"max |diff| {row.max_abs_diff:.1e} / {rankings}"
     )
+
+
+def _ratio_text(ratio: float) -> str:
+    """``1.67x``, ``0.0041x``: two decimals, or two significant digits below 0.1, so a
+    floor timed far too slow (a noisy machine) never reads as ``0.00x``."""
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
 
 
 MATMUL_FLOOR_NOTE = (
@@ -425,7 +431,7 @@ LATENCY_COLUMNS = (
 def latency_cells(row: LatencyRow) -> list[str]:
     """One row's cells under :data:`LATENCY_COLUMNS` (microseconds; ratios from one process)."""
     floor = "n/a" if row.matmul_p50_us is None else f"{row.matmul_p50_us:,.0f}"
-    ratio = "n/a" if row.matmul_ratio is None else f"{row.matmul_ratio:.2f}x"
+    ratio = "n/a" if row.matmul_ratio is None else _ratio_text(row.matmul_ratio)
     return [
         f"{row.list_size:,}",
         str(row.threads),

@@ -77,3 +77,16 @@ def test_the_report_records_the_load_and_its_warnings() -> None:
     assert printed["noise_warnings"] == report.noise_warnings() != []
     assert len(printed["rows"]) == 4
     assert report.conditions() == "1-minute load average 2.90 -> 3.40 on 2 cores"
+
+
+def test_a_floor_timed_far_slower_than_the_runtime_is_not_shown_as_zero() -> None:
+    from dataclasses import replace
+
+    from ltr.lifecycle.latency import latency_cells, latency_line
+
+    slow_floor = replace(row(10, 1), matmul_p50_us=17_095.0)  # ONNX Runtime: 50 us
+    usual = replace(row(10, 1), matmul_p50_us=30.0)
+
+    assert latency_cells(slow_floor)[6] == "0.0029x"
+    assert " / 0.0029x matmul floor / " in latency_line(slow_floor)
+    assert latency_cells(usual)[6] == "1.67x"
