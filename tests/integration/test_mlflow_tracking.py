@@ -161,7 +161,7 @@ def unreachable_port() -> int:
 @pytest.mark.parametrize(
     ("store", "cause"),
     [
-        ("sqlite:///{tmp}/data/train.txt/x.db", r"File exists"),
+        ("sqlite:///{tmp}/data/train.txt/x.db", r"/data/train\.txt is not a folder$"),
         ("sqlite:///{tmp}/not_a_database.db", r"file is not a database"),
         ("http://127.0.0.1:{port}", r"no MLflow server answers"),
     ],

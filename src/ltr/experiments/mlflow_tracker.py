@@ -375,6 +375,7 @@ def _store_errors(uri: str, source: str = "tracking.mlflow_uri") -> Iterator[Non
     errors alike); an unreachable server fails after a short probe, not minutes of retries."""
     try:
         _probe_server(uri)
+        _refuse_file_above(uri)
         yield
     except ConfigError:
         raise
@@ -382,6 +383,15 @@ def _store_errors(uri: str, source: str = "tracking.mlflow_uri") -> Iterator[Non
         lines = str(error).strip().splitlines()  # SQLAlchemy appends the SQL and a link
         cause = lines[0] if lines else type(error).__name__
         raise ConfigError(f"{source} {uri}: {cause}") from error
+
+
+def _refuse_file_above(uri: str) -> None:
+    """A SQLite database whose folder, or a folder above it, is a file cannot be created; say
+    which (the OS says ``File exists`` about the folder it could not make)."""
+    database = _sqlite_path(uri)
+    for folder in () if database is None else database.parents:
+        if folder.exists() and not folder.is_dir():
+            raise OSError(f"{folder} is not a folder")
 
 
 def _probe_server(uri: str) -> None:
