@@ -274,7 +274,9 @@ def test_a_rank_killed_mid_run_ends_the_job_in_bounded_time(tmp_path: Path) -> N
     assert re.search(r"rank\s*: 1 ", cause) and "SIGKILL" in cause, cause
     assert "[rank0]:" not in result.stderr  # rank 0 lost rank 1: one line, no traceback
     (run_dir,) = (tmp_path / "runs").iterdir()
-    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 4
+    # rank 1 starts epoch 5 without waiting for rank 0 to save epoch 4: torchrun's SIGTERM may
+    # reach a busy rank 0 before that save, and a stop keeps the last whole checkpoint
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] in (3, 4)
     assert mlflow_statuses(tmp_path) in (["FAILED"], ["KILLED"])  # closed, not left RUNNING
 
 
