@@ -301,3 +301,56 @@ def test_ctrl_c_on_a_torchrun_job_stops_every_rank_cleanly(tmp_path: Path) -> No
     assert "KeyboardInterrupt" not in stderr
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] >= 2
     assert mlflow_statuses(tmp_path) == ["KILLED"]
+
+
+def torchrun_resume(run_dir: Path, *sets: str) -> list[str]:
+    """`torchrun --nproc-per-node 2 -m ltr train --resume RUN_DIR [--set ...]`."""
+    return [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"),
+        *("--master-port", str(free_port()), "-m", "ltr", "train", "--resume", str(run_dir)),
+        *(arg for item in sets for arg in ("--set", item)),
+    ]
+
+
+@pytest.mark.slow  # three torchrun jobs: ~25 s on 2 cores
+def test_a_resumed_torchrun_run_ends_with_the_weights_of_an_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    # batches of lists of other lengths on each rank use up other numbers of dropout draws, so
+    # the ranks' random states part: a resume must give each rank its own back
+    data = tmp_path / "uneven"
+    write_synthetic(data, n_queries=60, n_features=10, seed=2, min_docs=2, max_docs=60)
+    dropout = (
+        f"data.root={data}", "training.batch_size=4", "model.dropout=0.3",
+        "training.early_stopping_patience=50",
+    )  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run(command: list[str]) -> None:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        assert done.returncode == 0, done.stderr[-4000:]
+
+    whole, parted = tmp_path / "whole", tmp_path / "parted"
+    run(torchrun_train(whole, *dropout, "training.num_epochs=4"))
+    run(torchrun_train(parted, *dropout, "training.num_epochs=2"))
+    (first_half,) = (parted / "runs").iterdir()
+    run(torchrun_resume(first_half, "training.num_epochs=4"))
+
+    (uninterrupted,) = (whole / "runs").iterdir()
+    expected = load_checkpoint(uninterrupted / "checkpoints" / "last.pt")
+    resumed = load_checkpoint(first_half / "checkpoints" / "last.pt")
+    assert resumed["epoch"] == expected["epoch"] == 4
+    for name, weights in expected["model"].items():
+        assert torch.equal(resumed["model"][name], weights), name
+    assert len(resumed["rng_ranks"]) == resumed["world_size"] == 2
+
+    alone = subprocess.run(
+        [sys.executable, "-m", "ltr", "train", "--resume", str(first_half), "--set",
+         "training.num_epochs=5", "--quiet"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert alone.returncode == 0, alone.stderr
+    assert (
+        "warning: the run was trained by 2 process(es) and is resumed by 1: it goes on, but"
+        in alone.stderr
+    )

@@ -12,6 +12,9 @@ A checkpoint is what :func:`torch.save` writes for a dict with these keys (``FOR
     scheduler                  state dict, or None without a scheduler
     state                      best_epoch, best_value, epochs_since_best, stopped_early, history
     rng                        {"torch": CPU generator state, "cuda": [per-device states]}
+    world_size, rng_ranks      the processes that trained it and each one's CPU generator
+                               state (rank order), so a resume by as many restores each rank's
+                               own dropout draws (absent in checkpoints before session 12)
     config                     the resolved experiment config (ExperimentConfig.resolved())
     normalizer                 Normalizer.to_dict() of the training features
     n_features                 the feature count the scorer was built for

@@ -178,6 +178,14 @@ class Distributed:
         torch_dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather_object(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+        if not self.enabled:
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        torch_dist.all_gather_object(gathered, obj)
+        return gathered
+
     def barrier(self) -> None:
         """Wait until every rank gets here."""
         if self.enabled:

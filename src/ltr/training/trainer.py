@@ -28,6 +28,7 @@ Conventions:
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -54,6 +55,8 @@ from ltr.training.distributed import Distributed, ShardLoader
 
 if TYPE_CHECKING:
     from ltr.experiments.tracking import Run
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "Loaders",
@@ -208,7 +211,7 @@ def train(
     state = TrainState()
     averaged = None if cfg.weight_averaging is None else WeightAverage(model, cfg.weight_averaging)
     if resume_from is not None:
-        state = _restore(resume_from, model, optimizer, scheduler, averaged)
+        state = _restore(resume_from, model, optimizer, scheduler, averaged, dist)
         if state.stopped_early and state.epochs_since_best <= cfg.early_stopping_patience:
             state.stopped_early = False  # resumed with more patience: training goes on
     net = dist.wrap(model, device)  # DDP in a distributed job: it trains; `model` is saved
@@ -260,7 +263,7 @@ def train(
         )
         scalars = {"train/loss": train_loss, "train/lr": lr}
         run.log_metrics({**scalars, **{f"valid/{k}": v for k, v in valid.items()}}, epoch + 1)
-        checkpoint = _checkpoint(model, optimizer, scheduler, state, meta, averaged)
+        checkpoint = _checkpoint(model, optimizer, scheduler, state, meta, averaged, dist)
         if improved:  # before last.pt: a stop between the two leaves a last.pt whose best
             run.save_checkpoint("best", checkpoint)  # epoch is in best.pt (atomic writes)
         run.save_checkpoint("last", checkpoint)
@@ -480,12 +483,16 @@ def _checkpoint(
     state: TrainState,
     meta: Mapping[str, Any],
     averaged: WeightAverage | None = None,
+    dist: Distributed | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict (layout in :mod:`ltr.training.checkpoint`).
 
     With weight averaging, ``model`` holds the averaged weights (what validated, what predicts)
-    and ``trained`` the optimizer's own, from which a resumed run continues.
+    and ``trained`` the optimizer's own, from which a resumed run continues. In a distributed
+    job every rank calls this (it gathers each rank's random state: dropout draws differ per
+    rank, and a resume restores each rank's own), and rank 0 writes the result.
     """
+    dist = dist or Distributed()
     extra = {} if averaged is None else {"trained": model.state_dict(), "averaged": averaged.steps}
     return {
         **meta,
@@ -496,6 +503,8 @@ def _checkpoint(
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "state": state.to_dict(),
         "rng": _rng_state(),
+        "world_size": dist.world_size,
+        "rng_ranks": dist.gather_object(torch.get_rng_state()),
     }
 
 
@@ -505,8 +514,10 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     scheduler: Scheduler | None,
     averaged: WeightAverage | None = None,
+    dist: Distributed | None = None,
 ) -> TrainState:
-    """Load weights (and their average), optimizer, schedule and RNG; return the run's state."""
+    """Load weights (and their average), optimizer, schedule and RNG (each rank its own, when
+    the run is resumed by as many processes as trained it); return the run's state."""
     if (averaged is None) != ("averaged" not in checkpoint):
         raise LtrError("the checkpoint was written with another training.weight_averaging")
     if averaged is None:
@@ -521,6 +532,18 @@ def _restore(
     if scheduler is not None:
         scheduler.load_state_dict(checkpoint["scheduler"])
     _set_rng_state(checkpoint["rng"])
+    dist = dist or Distributed()
+    trained_by = checkpoint.get("world_size")  # None: a checkpoint from before ltr recorded it
+    if trained_by is not None and trained_by != dist.world_size:
+        logger.warning(
+            "the run was trained by %d process(es) and is resumed by %d: it goes on, but its "
+            "batches and random draws differ from an uninterrupted run's, so it will not end "
+            "with the same weights; resume with as many processes to get them",
+            trained_by,
+            dist.world_size,
+        )
+    elif trained_by is not None:
+        torch.set_rng_state(checkpoint["rng_ranks"][dist.rank])
     return TrainState.from_dict(checkpoint["state"])
 
 
