@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Annotated
 
@@ -85,6 +86,9 @@ def _root(
     _state["debug"] = debug
 
 
+PEER_LOST_EXIT_DELAY = 2.0  # seconds: many times torchrun's monitor interval (0.1 s)
+
+
 def main() -> None:
     """Entry point of the ``ltr`` process: :func:`run`, then the process ends with its status.
 
@@ -142,6 +146,12 @@ def _run_app() -> None:
             from ltr.training.distributed import record_for_torchrun
 
             record_for_torchrun(error)  # torchrun's failure summary shows it, whatever the rank
+            if isinstance(error, PeerLostError):
+                # torchrun names as root cause the first failure it sees, and two seen at once
+                # by the lower rank: exiting now could hide the process that failed first;
+                # torchrun then stops this one (its SIGTERM ends the wait, same status)
+                exit_at_once_on_signal(1)
+                time.sleep(PEER_LOST_EXIT_DELAY)
         # every rank checks the same config and files: rank 0 says it for all; a lost peer is
         # each rank's own news
         if not secondary_torchrun_process() or isinstance(error, PeerLostError):
