@@ -42,6 +42,8 @@ from typing import Any
 _ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_ROOT / "src"))
 
+from _shared_data import default_data_dir, require_data  # noqa: E402
+
 HIDDEN = [512, 256, 128]
 CASES: list[dict[str, Any]] = [
     {"data": "mq2008", "batch_size": 32, "threads": 2},
@@ -128,7 +130,13 @@ def run_case(case: dict[str, Any], data_dir: Path, epochs: int) -> dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="the shared data folder (default: $LTR_SHARED_DATA, else ../shared/data beside "
+        "the repository)",
+    )
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs after one warm-up")
     parser.add_argument("--case", type=int, default=None, help=argparse.SUPPRESS)  # child mode
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
@@ -136,6 +144,7 @@ def main() -> None:
     if args.case is not None:
         print(json.dumps(run_case(CASES[args.case], args.data_dir, args.epochs)))
         return
+    require_data(args.data_dir, "mq2008/Fold1/train.txt.gz")
     started = time.perf_counter()
     command = "python " + " ".join(sys.argv)
     print(f"$ {command}")
@@ -145,7 +154,10 @@ def main() -> None:
         child = [sys.executable, __file__, "--case", str(index), "--epochs", str(args.epochs)]
         child += ["--data-dir", str(args.data_dir)]
         env = {**os.environ, "OMP_NUM_THREADS": str(CASES[index]["threads"])}
-        out = subprocess.run(child, capture_output=True, text=True, check=True, env=env)
+        out = subprocess.run(child, capture_output=True, text=True, env=env)
+        if out.returncode != 0:  # the child's own traceback says why
+            sys.stderr.write(out.stderr)
+            sys.exit(f"error: case {index} ({CASES[index]}) failed with status {out.returncode}")
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(
         f"MLP {HIDDEN} + LambdaRank (sigma 1, full lists), AdamW, grad clip 5; one epoch = "

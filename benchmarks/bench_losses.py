@@ -38,10 +38,16 @@ sys.path[:0] = [str(_ROOT / "src"), str(_ROOT / "benchmarks" / "stubs")]
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-with warnings.catch_warnings():  # pkg_resources, imported by allRank, warns it is deprecated
-    warnings.simplefilter("ignore")
-    import allrank.models.losses as ar
-    from allrank.models.losses import loss_utils as ar_loss_utils
+ar: Any = None
+ar_loss_utils: Any = None
+_ALLRANK_MISSING: ModuleNotFoundError | None = None
+try:
+    with warnings.catch_warnings():  # pkg_resources, imported by allRank, warns it is deprecated
+        warnings.simplefilter("ignore")
+        import allrank.models.losses as ar
+        from allrank.models.losses import loss_utils as ar_loss_utils
+except ModuleNotFoundError as error:  # main() says which environment to use, after --help
+    _ALLRANK_MISSING = error
 
 from ltr.losses import LOSSES  # noqa: E402
 
@@ -316,6 +322,12 @@ def main() -> None:
     parser.add_argument("--losses", nargs="*", default=list(LOSSES), choices=list(LOSSES))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if _ALLRANK_MISSING is not None:
+        sys.exit(
+            f"error: this Python ({sys.executable}) cannot import {_ALLRANK_MISSING.name}: run "
+            "the benchmark in .venv-allrank (bash benchmarks/allrank_env.sh, then "
+            ".venv-allrank/bin/python benchmarks/bench_losses.py)"
+        )
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.losses:

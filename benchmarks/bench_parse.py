@@ -31,6 +31,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.datasets import load_svmlight_file  # noqa: E402
 
+from _shared_data import default_data_dir  # noqa: E402
 from ltr.data.letor import load_letor, read_letor  # noqa: E402
 
 MIB = 2.0**20
@@ -95,7 +96,13 @@ def measure(name: str, path: Path, repeat: int, cache_dir: Path) -> dict[str, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="the shared data folder, MQ2008 skipped if missing (default: $LTR_SHARED_DATA, "
+        "else ../shared/data beside the repository)",
+    )
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     rows = []

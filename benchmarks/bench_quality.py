@@ -77,6 +77,7 @@ import yaml
 _ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_ROOT / "src"))
 
+from _shared_data import default_data_dir, require_data  # noqa: E402
 from ltr.baselines import best_single_feature  # noqa: E402
 from ltr.data.letor import LetorData, load_letor  # noqa: E402
 from ltr.evaluation import evaluate_scores  # noqa: E402
@@ -812,7 +813,13 @@ def ensemble_report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="the shared data folder (default: $LTR_SHARED_DATA, else ../shared/data beside "
+        "the repository)",
+    )
     parser.add_argument("--folds", default="1,2,3,4,5")
     parser.add_argument("--points", type=int, default=10, help="stage-1 points per loss")
     parser.add_argument("--lgb-points", type=int, default=16, help="stage-1 LightGBM points")
@@ -856,6 +863,8 @@ def main() -> None:
         temp = tempfile.TemporaryDirectory(prefix="bench_quality_")
         args.out_dir = Path(temp.name)
     args.data_dir = args.data_dir.resolve()
+    splits = ("train", "vali", "test")
+    require_data(args.data_dir, *(f"mq2008/Fold{f}/{s}.txt.gz" for f in args.folds for s in splits))
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     print(f"$ {command}\n", flush=True)
     print(protocol_text(args, losses) + "\n", flush=True)

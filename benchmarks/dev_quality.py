@@ -70,6 +70,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _shared_data import default_data_dir, require_data
 from bench_quality import (
     BASE_CONFIG,
     LGB_ANCHOR,
@@ -320,7 +321,13 @@ def _best_feature_scores(data_dir: Path, fold: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="the shared data folder (default: $LTR_SHARED_DATA, else ../shared/data beside "
+        "the repository)",
+    )
     parser.add_argument("--candidate", action="append", default=[], type=parse_candidate)
     parser.add_argument("--blend", action="append", default=[], help="A+B+...: candidates")
     parser.add_argument("--seeds", type=int, default=5)
@@ -332,6 +339,8 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
     folds = [int(f) for f in args.folds.split(",")]
+    splits = ("train", "vali")  # dev_quality never opens a test file
+    require_data(data_dir, *(f"mq2008/Fold{f}/{s}.txt.gz" for f in folds for s in splits))
     lgb_seeds = max(args.seeds, args.lgb_seeds or args.seeds)
     blends = [[parse_candidate(part) for part in b.split("+")] for b in args.blend]
     candidates = {c["label"]: c for c in [*args.candidate, *(p for b in blends for p in b)]}

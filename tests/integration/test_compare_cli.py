@@ -62,10 +62,16 @@ def test_compare_of_one_run_says_there_is_nothing_to_compare_against(runs_dir: P
         f"warning: only one run ({name}): nothing to compare it against; name a second run for "
         "paired tests\n"
     )
-    header, _, row, _, caption = result.stdout.splitlines()
+    header, _, row = result.stdout.splitlines()  # the note once, on stderr: no caption
     assert header == "| Exp ID | Model | Loss | NDCG@1 | NDCG@5 | NDCG@10 | MAP | MRR |"
     assert row.startswith(f"| {name} |") and "★" not in result.stdout
-    assert caption == "One run only: nothing to compare it against, so no paired tests."
+
+
+def test_compare_of_one_run_as_a_table_notes_it_once(runs_dir: Path) -> None:
+    result = run_ltr("compare", runs_dir / run_names(runs_dir)[0], "--resamples", "100")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("nothing to compare") == 1
+    assert "nothing to compare" not in result.stdout and "only" not in result.stdout.lower()
 
 
 def test_compare_json_is_one_object_with_tests_against_the_named_baseline(
@@ -95,6 +101,16 @@ def test_compare_json_is_one_object_with_tests_against_the_named_baseline(
         assert 0 < test["randomization"]["p_value"] <= 1 and 0 <= test["t_test"]["p_value"] <= 1
     assert data["plots"] == [str(tmp_path / "cmp.png"), str(tmp_path / "cmp-curves.png")]
     assert all(Path(path).stat().st_size > 0 for path in data["plots"])
+
+
+def test_compare_json_flag_is_format_json(runs_dir: Path) -> None:
+    names = run_names(runs_dir)[:2]
+    result = run_ltr("compare", *(runs_dir / n for n in names), "--json", "--resamples", "100")
+    assert result.returncode == 0, result.stderr
+    assert [row["id"] for row in json.loads(result.stdout)["runs"]] == names
+    both = run_ltr("compare", runs_dir / names[0], "--json", "--format", "markdown")
+    assert both.returncode != 0
+    assert both.stderr == "error: --json and --format markdown: give one of them\n"
 
 
 def test_compare_markdown_is_a_github_table(runs_dir: Path) -> None:

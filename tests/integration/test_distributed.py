@@ -297,7 +297,8 @@ def test_ctrl_c_on_a_torchrun_job_stops_every_rank_cleanly(tmp_path: Path) -> No
     lines = [line for line in stderr.splitlines() if line.startswith("interrupted by SIGINT")]
     # one closing line, rank 0's (rank 1 wrote nothing, so it has nothing to add), no traceback
     assert len(lines) == 1, stderr[-4000:]
-    assert f"continue with: ltr train --resume {run_dir}" in lines[0]
+    # the same job continues it: as many processes under torchrun
+    assert f"continue with: torchrun --nproc-per-node 2 -m ltr train --resume {run_dir}" in lines[0]
     assert "KeyboardInterrupt" not in stderr
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] >= 2
     assert mlflow_statuses(tmp_path) == ["KILLED"]

@@ -104,10 +104,36 @@ def test_evaluate_run_counts_missing_judged_documents_as_not_retrieved(
     assert printed["conventions"] == conventions_in_force()
     assert printed["metrics"] == pytest.approx({"mrr": 1 / 3, "map": 1 / 9})
     assert result.stderr.splitlines() == [
-        f"warning: 1 documents of {tmp_path / 'run.txt'} are not judged in {judged}; non-relevant",
-        f"warning: 9 judged documents are not in {tmp_path / 'run.txt'}; not retrieved",
-        f"warning: 1 queries of {judged} are not in {tmp_path / 'run.txt'}; they score 0",
+        f"warning: 1 document of {tmp_path / 'run.txt'} is not judged in {judged}; non-relevant",
+        # q1's 3 and q3's 5; q2's document is said by the line on q2
+        f"warning: 8 judged documents are not in {tmp_path / 'run.txt'}; not retrieved",
+        f"warning: 1 query of {judged} is not in {tmp_path / 'run.txt'}; it scores 0",
     ]
+
+
+def test_evaluate_warns_in_plurals_where_counts_are_many(judged: Path, tmp_path: Path) -> None:
+    # q1: 2 unjudged docs, d0..d3 all listed; q2, q3 absent; q8, q9 not in the data file
+    lines = [f"q1 Q0 d{i} {i + 1} {9.0 - i} t" for i in range(4)]
+    lines += ["q1 Q0 x 5 1.0 t", "q1 Q0 y 6 0.5 t", "q8 Q0 z 1 1.0 t", "q9 Q0 z 1 1.0 t"]
+    (tmp_path / "run.txt").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run.txt"
+    result = run_ltr("evaluate", "--data", judged, "--run", run, "--metrics", "mrr", "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"warning: 2 documents of {run} are not judged in {judged}; non-relevant",
+        f"warning: 2 queries of {judged} are not in {run}; they score 0",
+        f"warning: 2 queries of {run} are not in {judged}; left out",
+    ]
+
+
+def test_evaluate_refuses_an_empty_run_file(judged: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run.txt"
+    run.write_text("\n")
+    result = run_ltr("evaluate", "--data", judged, "--run", run)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: {run}: the run file is empty; expected lines 'qid Q0 docid rank score tag'\n"
+    )
 
 
 def test_evaluate_refuses_run_that_matches_no_judged_document(judged: Path, tmp_path: Path) -> None:

@@ -93,14 +93,23 @@ def evaluate(
 
 def _warn_about_run(run: Path, data: Path, matched: MatchedRun) -> None:
     """What trec_eval does silently, said once: the rules are in ltr.data.runs."""
-    if matched.n_unjudged:
-        warn(f"{matched.n_unjudged} documents of {run} are not judged in {data}; non-relevant")
-    if matched.n_missing:
-        warn(f"{matched.n_missing} judged documents are not in {run}; not retrieved")
-    if matched.n_queries_absent:
-        warn(f"{matched.n_queries_absent} queries of {data} are not in {run}; they score 0")
-    if matched.n_queries_unjudged:
-        warn(f"{matched.n_queries_unjudged} queries of {run} are not in {data}; left out")
+    if n := matched.n_unjudged:
+        warn(f"{_number_of(n, 'document')} of {run} {_be(n)} not judged in {data}; non-relevant")
+    if n := matched.n_missing:
+        warn(f"{_number_of(n, 'judged document')} {_be(n)} not in {run}; not retrieved")
+    if n := matched.n_queries_absent:
+        score = "it scores" if n == 1 else "they score"
+        warn(f"{_number_of(n, 'query', 'queries')} of {data} {_be(n)} not in {run}; {score} 0")
+    if n := matched.n_queries_unjudged:
+        warn(f"{_number_of(n, 'query', 'queries')} of {run} {_be(n)} not in {data}; left out")
+
+
+def _number_of(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {plural or noun + 's'}"
+
+
+def _be(n: int) -> str:
+    return "is" if n == 1 else "are"
 
 
 def _model_label(path: Path) -> str:

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ltr.cli._common import FormatOpt, OutputFormat, print_json, print_table, warn
-from ltr.errors import ConfigError
+from ltr.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from ltr.experiments.compare import Comparison, RunRecord
@@ -68,6 +68,7 @@ def compare(
         ),
     ] = None,
     fmt: FormatOpt = OutputFormat.table,
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
     resamples: Annotated[
         int, typer.Option("--resamples", min=1, help="Sign flips of the randomization test.")
     ] = 10_000,
@@ -79,6 +80,9 @@ def compare(
 
     if all_runs == bool(runs):
         raise ConfigError("give run directories, or --all to compare every run under --dir")
+    if as_json and fmt is OutputFormat.markdown:
+        raise UsageError("--json and --format markdown: give one of them")
+    fmt = OutputFormat.json if as_json else fmt
     notes: list[str] = []
     if all_runs:
         records, notes = scan_runs(directory)
@@ -132,7 +136,8 @@ def markdown_table(comparison: Comparison) -> str:
     ]
     for row in _rows(comparison, best=lambda text: f"**{text}** {STAR}"):
         lines.append("| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |")
-    return "\n".join([*lines, "", _caption(comparison)])
+    caption = _caption(comparison)
+    return "\n".join([*lines, "", caption] if caption else lines)
 
 
 def _headers(comparison: Comparison) -> list[str]:
@@ -187,9 +192,8 @@ def _caption(comparison: Comparison) -> str:
         if comparison.baseline.folds
         else ""
     )
-    if not comparison.tests:
-        kind = "cv" if comparison.baseline.folds else "run"
-        return f"{pooled}One {kind} only: nothing to compare it against, so no paired tests."
+    if not comparison.tests:  # one run: its note (stderr) says there is nothing to test
+        return pooled.rstrip()
     return (
         f"{STAR} best per metric. {pooled}Baseline: {comparison.baseline.run_id}. "
         f"Δ = run - baseline on {comparison.metric}{pairs}; two-sided paired t-test and "

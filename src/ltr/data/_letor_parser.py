@@ -584,7 +584,11 @@ def _parse_line(
     qid = None
     pairs = tokens[1:]
     if layout == "letor":
-        if not pairs or not pairs[0].startswith(b"qid:") or len(pairs[0]) == 4:
+        if pairs and pairs[0] == b"qid:":
+            raise _LineError(
+                "the qid is empty: write the query id right after the colon, qid:<query id>"
+            )
+        if not pairs or not pairs[0].startswith(b"qid:"):
             raise _LineError(missing_qid(_text(pairs[0]) if pairs else "nothing", path))
         qid, pairs = _text(pairs[0][4:]), pairs[1:]
     features: dict[int, float] = {}

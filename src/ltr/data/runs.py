@@ -95,7 +95,8 @@ class MatchedRun:
         query_ids: ``str [n_queries]`` the data file's queries, in its order.
         query_offsets: ``int64 [n_queries + 1]``.
         n_unjudged: retrieved documents the data file does not judge.
-        n_missing: judged documents the run does not list.
+        n_missing: judged documents the run does not list, in the queries it lists (a query it
+            does not list counts in ``n_queries_absent`` only).
         n_queries_absent: data-file queries the run does not list.
         n_queries_unjudged: run queries the data file does not hold (left out).
         source: the data file's :attr:`~ltr.data.letor.LetorData.source`, for warnings.
@@ -125,8 +126,8 @@ def read_trec_run(
     Raises:
         DataNotFoundError: no such file.
         DataFormatError: undecodable bytes, a malformed line, a non-finite score, a (qid, docid)
-            listed twice; a data file without doc ids or with a docid twice in one query; a run
-            that matches no judged document.
+            listed twice; a data file without doc ids or with a docid twice in one query; an
+            empty run, or one that matches no judged document.
     """
     path = Path(path)
     lines = _text_lines(path, "run file")
@@ -147,6 +148,10 @@ def read_trec_run(
         if docid in listed:
             raise DataFormatError(path, line_no, f"qid {qid} docid {docid} is listed twice")
         listed[docid] = score
+    if not retrieved:
+        raise DataFormatError(
+            path, None, "the run file is empty; expected lines 'qid Q0 docid rank score tag'"
+        )
     if not any(d in judged.get(q, {}) for q, docs in retrieved.items() for d in docs):
         raise DataFormatError(
             path,
@@ -173,7 +178,7 @@ def _match(
         scores += [float(len(ranked) - i) for i in range(len(ranked))]
         scores += [-np.inf] * len(unranked)
         n_unjudged += sum(d not in qrels for d in ranked)
-        n_missing += len(unranked)
+        n_missing += len(unranked) if run else 0  # an absent query is counted as one
         n_absent += not run
         lengths.append(len(ranked) + len(unranked))
     return MatchedRun(

@@ -394,11 +394,30 @@ def _with_loss_details(runs: Sequence[RunRecord]) -> list[RunRecord]:
         differing = [
             key for key in keys if len({json.dumps(p.get(key), sort_keys=True) for p in params}) > 1
         ]
+        texts = {key: _value_texts([p[key] for p in params if key in p]) for key in differing}
         for i, p in zip(indices, params, strict=True):
-            details = ", ".join(f"{key}={p[key]}" for key in differing if key in p)
+            details = ", ".join(
+                f"{key}={texts[key][json.dumps(p[key], sort_keys=True)]}"
+                for key in differing
+                if key in p
+            )
             if details:
                 labelled[i] = replace(runs[i], loss_details=details)
     return labelled
+
+
+def _value_texts(values: Sequence[Any]) -> dict[str, str]:
+    """How each of one parameter's values is shown, by its JSON text: a float with 4 significant
+    digits, more when two of the values would otherwise read alike (1.68758 and 1.68759)."""
+    distinct = {json.dumps(value, sort_keys=True): value for value in values}
+    for digits in range(4, 18):
+        texts = {
+            key: f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+            for key, value in distinct.items()
+        }
+        if len(set(texts.values())) == len(texts):
+            return texts
+    return {key: repr(value) for key, value in distinct.items()}  # 2 and 2.0 both print "2"
 
 
 def _alone_note(runs: Sequence[RunRecord]) -> list[str]:

@@ -243,7 +243,12 @@ def _run(
         )
     train_data, valid_data = map(normalizer.transform_data, (splits.train, splits.valid))
     model, loss_fn, loader = _build_training(config, train_data, dist)
-    note = _ResumeNote(config.training.num_epochs, config.tracking.mlflow, writer=dist.is_main)
+    note = _ResumeNote(
+        config.training.num_epochs,
+        config.tracking.mlflow,
+        writer=dist.is_main,
+        processes=dist.world_size,
+    )
     with note, contextlib.ExitStack() as held:
         run = note.run = _start_run(config, resume, dist, note, held, on_run_dir)
         with run:
@@ -435,11 +440,13 @@ def _start_run(
 class _ResumeNote:
     """On Ctrl-C or SIGTERM inside it, note on the interruption what the run keeps and how to
     continue it (the CLI prints the notes in its closing line); ``run_dir`` is set once the
-    directory exists, ``run`` once its trackers run (the writer, rank 0, notes)."""
+    directory exists, ``run`` once its trackers run (the writer, rank 0, notes). A job of
+    ``processes`` > 1 (torchrun) is continued with torchrun and as many processes."""
 
     num_epochs: int
     mlflow: bool
     writer: bool
+    processes: int = 1
     run_dir: Path | None = None
     run: Run | None = None
 
@@ -472,9 +479,12 @@ class _ResumeNote:
             epoch = load_checkpoint(last)["epoch"]
         except LtrError:  # cannot happen with atomic writes; the hint must not hide the stop
             epoch = "?"
+        launcher = (
+            "ltr" if self.processes == 1 else f"torchrun --nproc-per-node {self.processes} -m ltr"
+        )
         return (
             f"{self.run_dir}: checkpoints/last.pt holds epoch {epoch} of {self.num_epochs}; "
-            f"continue with: ltr train --resume {shlex.quote(str(self.run_dir))}"
+            f"continue with: {launcher} train --resume {shlex.quote(str(self.run_dir))}"
         )
 
 

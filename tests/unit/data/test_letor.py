@@ -268,6 +268,7 @@ BAD_LINES = [
     (b"abc qid:1 1:0.5", r"train\.txt:3: the label must be a number; got 'abc'"),
     (b"1 qid:1 1:x", r"train\.txt:3: the value of feature 1 must be a number; got 'x'"),
     (b"1 1:0.5", r"train\.txt:3: missing qid: .*got '1:0\.5'"),
+    (b"1 qid: 1:0.5", r"train\.txt:3: the qid is empty: write the query id right after the colon"),
     (
         b"1 qid:1 0:0.5",
         r"train\.txt:3: feature index 0 is invalid; LETOR feature indices start at 1",

@@ -315,12 +315,36 @@ def test_runs_of_one_loss_show_the_parameters_that_tell_them_apart(
     comparison = compare_runs([runs[0], runs[1], load_run(variant)], n_resamples=200)
 
     assert [run.loss for run in comparison.runs] == [
-        "lambdarank (sigma=1.0)",
+        "lambdarank (sigma=1)",
         "listnet",  # the only listnet run: nothing to tell apart
-        "lambdarank (sigma=2.0)",
+        "lambdarank (sigma=2)",
     ]
-    assert comparison.to_dict()["runs"][2]["loss"] == "lambdarank (sigma=2.0)"
+    assert comparison.to_dict()["runs"][2]["loss"] == "lambdarank (sigma=2)"
     assert runs[0].loss == "lambdarank"  # the caller's records are left as they were
+
+
+@pytest.mark.parametrize(
+    ("sigmas", "shown"),
+    [
+        ((1.6875875571239969, 2.0), ["sigma=1.688", "sigma=2"]),  # 4 significant digits
+        ((1.68758, 1.68759), ["sigma=1.68758", "sigma=1.68759"]),  # more where 4 read alike
+        ((1.0, 1.0 + 2**-52), ["sigma=1", "sigma=1.0000000000000002"]),  # up to 17 digits
+    ],
+)
+def test_loss_parameters_show_few_digits_but_never_alike(
+    runs: list[RunRecord], tmp_path: Path, sigmas: tuple[float, float], shown: list[str]
+) -> None:
+    variants = []
+    for i, sigma in enumerate(sigmas):
+        variant = Path(shutil.copytree(runs[0].path, tmp_path / f"{runs[0].run_id}-{i}"))
+        config = yaml.safe_load((variant / "config.yaml").read_text(encoding="utf-8"))
+        config["loss"]["params"]["sigma"] = sigma
+        (variant / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        variants.append(load_run(variant))
+
+    comparison = compare_runs(variants, n_resamples=50)
+
+    assert [run.loss for run in comparison.runs] == [f"lambdarank ({s})" for s in shown]
 
 
 def test_comparison_as_json_is_strict_json(runs: list[RunRecord]) -> None:
