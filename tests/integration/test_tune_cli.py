@@ -199,6 +199,11 @@ def test_ctrl_c_in_a_trial_ends_with_how_to_continue_the_study(
         f"{first.value:.4f}; trial 1 stopped, marked FAIL; "
         "run the same ltr tune command again to continue it"
     )
+    records = json.loads((tmp_path / "out" / "tune-tiny_tune" / "trials.json").read_text())
+    assert records[1]["error"] == "stopped by SIGINT"
+    run_dir = Path(records[1]["run_dir"])  # the stopped trial's run is there, and named
+    assert run_dir.parent == tmp_path / "out" / "tune-tiny_tune" / "trials"
+    assert (run_dir / "config.yaml").is_file() and run_dir != Path(records[0]["run_dir"])
     again = run_study(load_config(config), trials=3, quiet=True)
     assert again.n_complete == 3
 
@@ -294,5 +299,6 @@ def test_a_diverging_trial_is_one_line_with_its_error_and_the_search_goes_on(
     assert any(shown.startswith(line) for shown in result.stderr.splitlines()), result.stderr
     records = json.loads((tmp_path / "out" / "tune-tiny_tune" / "trials.json").read_text())
     assert [r["error"] for r in records] == [t.user_attrs.get("error") for t in trials]
+    assert all(Path(r["run_dir"]).is_dir() for r in records)  # the failed ones' runs too
     best_config = tmp_path / "out" / "tune-tiny_tune" / "best_config.yaml"
     assert result.stdout.splitlines()[-1].endswith(f"; wrote {best_config}")  # not wrapped

@@ -34,7 +34,8 @@ the validation ``tune.metric`` of its best epoch (higher is better).
 - **Outputs** in ``<tracking.output_dir>/tune-<study>/``, rewritten when each process ends:
   ``best_config.yaml`` (the YAML with the best trial's values, without ``tune``, ready for
   ``ltr train --config``), ``trials.csv`` and ``trials.json`` (every trial: state, value,
-  values, run directory, last epoch reported, the error of a failed one),
+  values, run directory of every trial that got one, last epoch reported, the error of a failed
+  one, ``stopped by SIGINT`` for a stopped one),
   ``optimization_history.png`` and ``param_importances.png`` (needs two completed trials whose
   values differ). The trials' run
   directories are under ``trials/`` there. The parent MLflow run gets the same files.
@@ -60,7 +61,12 @@ from rich.text import Text
 
 from ltr._extras import require_extra
 from ltr._fs import atomic_path, atomic_write_json, atomic_write_text
-from ltr._signals import deferred_interrupts, last_interruption, raise_if_interrupted
+from ltr._signals import (
+    Interrupted,
+    deferred_interrupts,
+    last_interruption,
+    raise_if_interrupted,
+)
 from ltr.config import ExperimentConfig, SearchDimension, TuneConfig, dotted_items, load_config
 from ltr.errors import ConfigError, LtrError
 from ltr.experiments.mlflow_tracker import MLflowTracker, mlflow_available, resolve_tracking_uri
@@ -365,9 +371,11 @@ def _objective(
         try:
             raise_if_interrupted()  # a trial Optuna started just as the search was stopped
             return _train_trial(trial, config, metric, out_dir, parent, study_name)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             stopped.append(trial.number)
             explained.append(trial.number)
+            how = stop.signal_name if isinstance(stop, Interrupted) else "KeyboardInterrupt"
+            trial.set_user_attr("error", f"stopped by {how}")
             raise
         except LtrError as error:
             trial.set_user_attr("error", str(error))
@@ -400,8 +408,14 @@ def _train_trial(
             "ltr.optuna.trial": str(trial.number),
         }
     reporter = _PruningReporter(trial, f"valid/{metric}")
-    run_dir = run_experiment(trial_cfg, quiet=True, trackers=[reporter], mlflow_tags=tags)
-    trial.set_user_attr("run_dir", str(run_dir))
+    run_dir = run_experiment(
+        trial_cfg,
+        quiet=True,
+        trackers=[reporter],
+        mlflow_tags=tags,
+        # known once the run exists: a pruned, failed or stopped trial keeps it too
+        on_run_dir=lambda path: trial.set_user_attr("run_dir", str(path)),
+    )
     report = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     value = report["valid"].get(metric)
     return math.nan if value is None else float(value)  # NaN: Optuna fails the trial
