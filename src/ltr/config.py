@@ -296,7 +296,8 @@ class TuneConfig(_Strict):
     ``pruner``: ``median`` stops a trial whose epoch value falls below the median of earlier
     trials at the same epoch (after ``pruner_startup_trials`` trials and ``pruner_warmup_epochs``
     epochs); ``hyperband`` runs successive halving over epochs; ``none`` never prunes.
-    ``seed`` seeds the TPE sampler (null: random).
+    ``seed`` seeds the TPE sampler's draws of each trial together with the trial's number
+    (null: random): one worker draws the same trials again, workers sharing a study draw apart.
     """
 
     metric: str | None = None

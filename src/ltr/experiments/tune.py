@@ -49,13 +49,15 @@ import io
 import json
 import logging
 import math
+import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.text import Text
 
@@ -307,7 +309,9 @@ def _open_study(
     """Create the study, or load it when it exists; True when this process created it."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # ltr prints one line per trial
     storage = _storage(url)
-    sampler = optuna.samplers.TPESampler(seed=tune.seed)
+    sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler()
+    if tune.seed is not None:
+        sampler = _TrialSeededSampler(tune.seed)
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     if tune.pruner == "median":
         pruner = optuna.pruners.MedianPruner(
@@ -322,9 +326,70 @@ def _open_study(
     except optuna.exceptions.DuplicatedStudyError:
         pass
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    if tune.seed is not None:  # a resumed or joined study must not redraw the first trials
-        study.sampler = optuna.samplers.TPESampler(seed=tune.seed + len(study.trials))
     return study, False
+
+
+class _TrialSeededSampler(optuna.samplers.BaseSampler):
+    """TPE whose random draws for trial ``n`` come from a generator seeded with ``(seed, n)``.
+
+    One seeded generator per process would make workers that start together (two shells, or
+    a resumed and a new process) draw the same values: each starts from the same state. The
+    trial number is unique in a study (the storage hands it out), so seeding each trial's draws
+    with it gives concurrent workers different values, a resumed study new ones, and one worker
+    the same trials for the same seed: TPE's other input, the finished trials, is the same then.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._samplers: dict[int, optuna.samplers.TPESampler] = {}  # by trial number
+        self._lock = threading.Lock()  # --n-jobs threads start and end trials side by side
+
+    def _for(self, trial: optuna.trial.FrozenTrial) -> optuna.samplers.TPESampler:
+        with self._lock:
+            sampler = self._samplers.get(trial.number)
+            if sampler is None:
+                state = np.random.SeedSequence([self.seed, trial.number]).generate_state(1)
+                sampler = self._samplers[trial.number] = optuna.samplers.TPESampler(
+                    seed=int(state[0])
+                )
+            return sampler
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, optuna.distributions.BaseDistribution]:
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        search_space: dict[str, optuna.distributions.BaseDistribution],
+    ) -> dict[str, Any]:
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        param_name: str,
+        param_distribution: optuna.distributions.BaseDistribution,
+    ) -> Any:
+        sampler = self._for(trial)
+        return sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
+        with self._lock:
+            self._samplers.pop(trial.number, None)
 
 
 def _storage(url: str) -> optuna.storages.RDBStorage:

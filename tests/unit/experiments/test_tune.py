@@ -18,8 +18,10 @@ from ltr.experiments.tune import (
     TrialPruned,
     _check_fixed_config,
     _check_tune,
+    _open_study,
     _progress,
     _PruningReporter,
+    _suggest,
     fixed_config,
     trial_config,
 )
@@ -189,3 +191,42 @@ def test_trial_line_shows_sampled_parameters_and_time() -> None:
         "Trial 0: ndcg@10=0.7922 (best 0.7922, trial 0); 31.2 s; "
         "learning_rate=0.00031 dropout=0.2 hidden_dims=[64]\n"
     )
+
+
+def drawn(study: optuna.Study, space: dict[str, Any]) -> dict[str, Any]:
+    """Ask ``study`` for a trial and draw ``space``; the trial stays running."""
+    cfg_space = load_config(base={"data": {"root": "d"}, "tune": {"space": space}}).tune
+    assert cfg_space is not None
+    trial = study.ask()
+    return {key: _suggest(trial, key, dim) for key, dim in cfg_space.space.items()}
+
+
+def seeded_study(tmp_path: Path, name: str) -> tuple[optuna.Study, bool]:
+    tune = make_config(tmp_path, LR_SPACE, seed=0).tune
+    assert tune is not None
+    return _open_study(f"sqlite:///{tmp_path / 'optuna.db'}", name, tune, 4)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask, not optimize
+def test_workers_that_start_together_draw_different_values(tmp_path: Path) -> None:
+    (first, created), (second, joined) = seeded_study(tmp_path, "s"), seeded_study(tmp_path, "s")
+    assert created and not joined
+
+    ours, theirs = drawn(first, LR_SPACE), drawn(second, LR_SPACE)  # trials 0 and 1, both new
+
+    assert ours != theirs
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask, not optimize
+def test_one_seeded_worker_draws_the_same_trials_again(tmp_path: Path) -> None:
+    runs = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        study, _ = seeded_study(tmp_path / folder, "s")
+        values = []
+        for _ in range(3):
+            values.append(drawn(study, LR_SPACE))
+            study.tell(study.trials[-1].number, 0.5)
+        runs.append(values)
+    assert runs[0] == runs[1]
+    assert len({str(v) for v in runs[0]}) == 3
