@@ -302,3 +302,22 @@ def test_a_diverging_trial_is_one_line_with_its_error_and_the_search_goes_on(
     assert all(Path(r["run_dir"]).is_dir() for r in records)  # the failed ones' runs too
     best_config = tmp_path / "out" / "tune-tiny_tune" / "best_config.yaml"
     assert result.stdout.splitlines()[-1].endswith(f"; wrote {best_config}")  # not wrapped
+
+
+def test_tune_refuses_to_run_under_torchrun(data_root: Path, tmp_path: Path) -> None:
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(raw_config(data_root, tmp_path / "out")))
+    torchrun = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+    env = {**os.environ, **torchrun, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+
+    result = subprocess.run(
+        tune_command(config, 2), env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: ltr tune does not run under torchrun (WORLD_SIZE=2): each trial trains in one "
+        "process; to search in parallel, start ltr tune in several shells (or machines) with "
+        "one --storage"
+    ]
+    assert not (tmp_path / "out" / "optuna.db").exists()

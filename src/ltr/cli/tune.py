@@ -45,8 +45,17 @@ def tune(
 ) -> None:
     """Search hyper-parameters; writes best_config.yaml, trials and plots to tune-<study>/."""
     from ltr.config import load_config
+    from ltr.errors import UsageError
     from ltr.experiments.tune import run_study
+    from ltr.training import Distributed
 
+    world_size = Distributed.from_env().world_size
+    if world_size > 1:  # every process would run the whole search, and print every line
+        raise UsageError(
+            f"ltr tune does not run under torchrun (WORLD_SIZE={world_size}): each trial trains "
+            "in one process; to search in parallel, start ltr tune in several shells (or "
+            "machines) with one --storage"
+        )
     experiment = load_config(config, overrides or [])
     result = run_study(
         experiment,
