@@ -321,3 +321,25 @@ def test_tune_refuses_to_run_under_torchrun(data_root: Path, tmp_path: Path) -> 
         "one --storage"
     ]
     assert not (tmp_path / "out" / "optuna.db").exists()
+
+
+def test_a_command_whose_trials_all_fail_says_why(data_root: Path, tmp_path: Path) -> None:
+    raw = raw_config(data_root, tmp_path / "out")
+    raw["loss"] = {"name": "mse"}
+    raw["training"]["optimizer"] = "sgd"
+    raw["tune"]["space"] = {"training.learning_rate": {"type": "categorical", "choices": [1e12]}}
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(raw))
+
+    result = subprocess.run(
+        [*tune_command(config, 2), "--quiet"], capture_output=True, text=True, timeout=240
+    )
+
+    assert result.returncode == 1, result.stderr
+    trials = study_trials(tmp_path / "out")
+    assert len(trials) == 2 and all(t.state == TrialState.FAIL for t in trials)
+    error = trials[0].user_attrs["error"]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: all 2 trials this command ran failed (study tiny_tune); trial 0: {error}"
+    )
+    assert result.stdout == ""

@@ -45,7 +45,7 @@ def tune(
 ) -> None:
     """Search hyper-parameters; writes best_config.yaml, trials and plots to tune-<study>/."""
     from ltr.config import load_config
-    from ltr.errors import UsageError
+    from ltr.errors import LtrError, UsageError
     from ltr.experiments.tune import run_study
     from ltr.training import Distributed
 
@@ -66,6 +66,10 @@ def tune(
         timeout_seconds=timeout,
         quiet=quiet,
     )
+    if result.n_ended_here and not result.n_finished_here:  # a broken config, not bad luck
+        n = result.n_ended_here
+        which = "the trial this command ran" if n == 1 else f"all {n} trials this command ran"
+        raise LtrError(f"{which} failed (study {result.study}); {result.first_failure}")
     summary = f"{result.n_complete} complete, {result.n_pruned} pruned"
     if result.best_config is None:
         stdout.print(f"study {result.study}: {summary}; no completed trial yet", highlight=False)

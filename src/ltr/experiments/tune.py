@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -109,6 +110,9 @@ class TuneResult:
         best_trial: number of the best completed trial (None without one).
         best_value: its objective.
         best_config: path of ``best_config.yaml`` (None without a completed trial).
+        n_ended_here: trials this process ran to their end (finished or failed).
+        n_finished_here: those of them that finished (COMPLETE or PRUNED).
+        first_failure: ``trial N: <error>`` of the first trial this process saw fail.
     """
 
     study: str
@@ -118,6 +122,9 @@ class TuneResult:
     best_trial: int | None
     best_value: float | None
     best_config: Path | None
+    n_ended_here: int = 0
+    n_finished_here: int = 0
+    first_failure: str | None = None
 
 
 class TrialPruned(RunStopped, optuna.TrialPruned):
@@ -177,6 +184,7 @@ def run_study(
     else:
         console.print(f"{where}: {done} of {trials} trials finished", highlight=False)
     stopped: list[int] = []  # trials a stop ended, in this process
+    ended: list[optuna.trial.FrozenTrial] = []  # trials this process ran to their end
     explained: list[int] = []  # failed trials whose reason the per-trial line or the note gives
     error: BaseException | None = None
     try:
@@ -192,6 +200,7 @@ def run_study(
                 callbacks=[
                     optuna.study.MaxTrialsCallback(trials, states=FINISHED),
                     _progress(console, metric),
+                    lambda _, trial: ended.append(trial),
                     _stop_when_interrupted,
                 ],
             )
@@ -202,6 +211,13 @@ def run_study(
             result = _finish(study, config, metric, out_dir, parent, error)
         if error is not None:
             raise error
+        failed = [t for t in ended if t.state == optuna.trial.TrialState.FAIL]
+        result = dataclasses.replace(
+            result,
+            n_ended_here=len(ended),
+            n_finished_here=sum(t.state in FINISHED for t in ended),
+            first_failure=None if not failed else f"trial {failed[0].number}: {_why(failed[0])}",
+        )
     except KeyboardInterrupt as stop:  # replaces the stopped trials' resume hints
         stop.__notes__ = [_stopped_note(study, storage, trials, metric, stopped)]
         raise
@@ -484,6 +500,12 @@ def _train_trial(
     report = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     value = report["valid"].get(metric)
     return math.nan if value is None else float(value)  # NaN: Optuna fails the trial
+
+
+def _why(trial: optuna.trial.FrozenTrial) -> str:
+    """Why a failed trial failed: its error, else the reason Optuna recorded (a NaN value)."""
+    error = trial.user_attrs.get("error") or trial.system_attrs.get("fail_reason")
+    return str(error) if error else "no reason recorded"
 
 
 def _stop_when_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
