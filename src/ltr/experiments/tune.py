@@ -329,12 +329,18 @@ def _open_study(
     if tune.seed is not None:
         sampler = _TrialSeededSampler(tune.seed)
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
+    # epochs count from 1: the first a pruner may stop a trial at is the one after the warmup
+    first_epoch = min(tune.pruner_warmup_epochs + 1, num_epochs)
     if tune.pruner == "median":
         pruner = optuna.pruners.MedianPruner(
-            n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_epochs
+            n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=first_epoch
         )
     elif tune.pruner == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=num_epochs)
+        pruner = _Hyperband(
+            n_startup_trials=tune.pruner_startup_trials,
+            min_resource=first_epoch,
+            max_resource=num_epochs,
+        )
     kwargs: dict[str, Any] = {"storage": storage, "study_name": name, "direction": "maximize"}
     try:
         study = optuna.create_study(sampler=sampler, pruner=pruner, **kwargs)
@@ -343,6 +349,23 @@ def _open_study(
         pass
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     return study, False
+
+
+class _Hyperband(optuna.pruners.HyperbandPruner):
+    """Hyperband whose first rung is ``min_resource`` epochs (the warmup) and which prunes no
+    trial before ``n_startup_trials`` trials completed, as the median pruner does."""
+
+    def __init__(self, *, n_startup_trials: int, min_resource: int, max_resource: int) -> None:
+        super().__init__(min_resource=min_resource, max_resource=max_resource)
+        self.n_startup_trials = n_startup_trials
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        # asked even during the startup: it records the trial's value at each rung it reaches,
+        # which later trials are compared with
+        verdict = super().prune(study, trial)
+        return verdict and _count(study, (optuna.trial.TrialState.COMPLETE,)) >= (
+            self.n_startup_trials
+        )
 
 
 class _TrialSeededSampler(optuna.samplers.BaseSampler):

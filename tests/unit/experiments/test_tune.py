@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 from rich.console import Console
 
 from ltr.config import ExperimentConfig, load_config
@@ -230,3 +231,28 @@ def test_one_seeded_worker_draws_the_same_trials_again(tmp_path: Path) -> None:
         runs.append(values)
     assert runs[0] == runs[1]
     assert len({str(v) for v in runs[0]}) == 3
+
+
+@pytest.mark.parametrize("pruner", ["median", "hyperband"])
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask, not optimize
+def test_pruners_wait_for_the_startup_trials_and_the_warmup_epochs(
+    pruner: str, tmp_path: Path
+) -> None:
+    space = {"model.dropout": {"type": "uniform", "low": 0.0, "high": 0.5}}
+    tune = make_config(
+        tmp_path, space, pruner=pruner, pruner_startup_trials=3, pruner_warmup_epochs=2
+    ).tune
+    assert tune is not None
+    study, _ = _open_study(f"sqlite:///{tmp_path / 'optuna.db'}", "s", tune, 9)
+    pruned_at = []
+    for number in range(6):  # each trial worse than the one before, at every epoch
+        trial, value, stop = study.ask(), 0.9 - 0.1 * number, None
+        for epoch in range(1, 10):
+            trial.report(value, epoch)
+            if trial.should_prune():
+                stop = epoch
+                break
+        study.tell(trial, None if stop else value, state=TrialState.PRUNED if stop else None)
+        pruned_at.append(stop)
+
+    assert pruned_at == [None, None, None, 3, 3, 3]  # after 3 trials, after 2 epochs
