@@ -108,9 +108,9 @@ def test_each_trial_is_a_child_run_of_the_study_run(finished_study: dict[str, An
 def test_interrupted_study_resumes_and_completes(data_root: Path, tmp_path: Path) -> None:
     config = load_config(base=raw_config(data_root, tmp_path / "out"))
     first = run_study(config, trials=3, timeout_seconds=0.01, quiet=True)  # stops after 1 trial
-    assert first.n_complete == 1
-    second = run_study(config, trials=3, quiet=True)
-    assert second.n_complete == 3  # N is the study's total: 2 more, not 3
+    assert first.n_complete == 1 and first.timed_out
+    second = run_study(config, trials=3, timeout_seconds=600, quiet=True)
+    assert second.n_complete == 3 and not second.timed_out  # N is the study's total: 2 more
     assert [t.number for t in study_trials(tmp_path / "out")] == [0, 1, 2]
 
 
@@ -343,3 +343,21 @@ def test_a_command_whose_trials_all_fail_says_why(data_root: Path, tmp_path: Pat
         f"error: all 2 trials this command ran failed (study tiny_tune); trial 0: {error}"
     )
     assert result.stdout == ""
+
+
+def test_a_timeout_says_it_ended_the_search(data_root: Path, tmp_path: Path) -> None:
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(raw_config(data_root, tmp_path / "out")))
+
+    result = subprocess.run(
+        [*tune_command(config, 3), "--timeout", "0.01", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(
+        "study tiny_tune: 1 complete, 0 pruned, stopped by --timeout 0.01s after 1 of 3 trials; "
+    )

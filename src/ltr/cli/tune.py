@@ -71,6 +71,9 @@ def tune(
         which = "the trial this command ran" if n == 1 else f"all {n} trials this command ran"
         raise LtrError(f"{which} failed (study {result.study}); {result.first_failure}")
     summary = f"{result.n_complete} complete, {result.n_pruned} pruned"
+    if result.timed_out:
+        finished = result.n_complete + result.n_pruned
+        summary += f", stopped by --timeout {timeout:g}s after {finished} of {trials} trials"
     if result.best_config is None:
         stdout.print(f"study {result.study}: {summary}; no completed trial yet", highlight=False)
         return

@@ -113,6 +113,7 @@ class TuneResult:
         n_ended_here: trials this process ran to their end (finished or failed).
         n_finished_here: those of them that finished (COMPLETE or PRUNED).
         first_failure: ``trial N: <error>`` of the first trial this process saw fail.
+        timed_out: ``timeout_seconds`` ended the search before the study had ``trials``.
     """
 
     study: str
@@ -125,6 +126,7 @@ class TuneResult:
     n_ended_here: int = 0
     n_finished_here: int = 0
     first_failure: str | None = None
+    timed_out: bool = False
 
 
 class TrialPruned(RunStopped, optuna.TrialPruned):
@@ -187,6 +189,7 @@ def run_study(
     ended: list[optuna.trial.FrozenTrial] = []  # trials this process ran to their end
     explained: list[int] = []  # failed trials whose reason the per-trial line or the note gives
     error: BaseException | None = None
+    started = time.monotonic()
     try:
         # a stop waits for a safe point: a trial's next batch (in every thread), the end of a
         # trial or of the search; Optuna's bookkeeping is never cut, so no trial stays RUNNING
@@ -217,6 +220,9 @@ def run_study(
             n_ended_here=len(ended),
             n_finished_here=sum(t.state in FINISHED for t in ended),
             first_failure=None if not failed else f"trial {failed[0].number}: {_why(failed[0])}",
+            timed_out=timeout_seconds is not None
+            and time.monotonic() - started >= timeout_seconds
+            and result.n_complete + result.n_pruned < trials,
         )
     except KeyboardInterrupt as stop:  # replaces the stopped trials' resume hints
         stop.__notes__ = [_stopped_note(study, storage, trials, metric, stopped)]
