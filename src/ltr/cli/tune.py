@@ -34,7 +34,14 @@ def tune(
         str | None, typer.Option("--study", help="Study name; default experiment.name.")
     ] = None,
     n_jobs: Annotated[
-        int, typer.Option("--n-jobs", min=1, help="Trials in parallel threads here.")
+        int,
+        typer.Option(
+            "--n-jobs",
+            min=1,
+            help="Trials side by side in threads of this process: faster, but they share "
+            "torch's random generator, so a trial is not reproducible; for that, run separate "
+            "processes on one --storage.",
+        ),
     ] = 1,
     timeout: Annotated[
         float | None,

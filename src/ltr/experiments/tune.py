@@ -156,7 +156,10 @@ def run_study(
         trials: the study's total of finished trials to reach (see the module docstring).
         storage: an Optuna RDB URL; default :func:`default_storage` of ``tracking.output_dir``.
         study_name: default ``experiment.name``.
-        n_jobs: trials run in parallel threads of this process (processes scale better).
+        n_jobs: trials run side by side in threads of this process. They share torch's
+            random generator, so above 1 a trial's result depends on the trials beside it;
+            separate processes sharing ``storage`` are the reproducible way to parallelize.
+            Each trial's ``train.log`` holds its own lines.
         timeout_seconds: start no trial after this many seconds.
         quiet: no per-trial lines.
 
