@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -50,32 +51,56 @@ _CURSOR_UP = re.compile(r"\x1b\[(\d*)A")
 
 class _Capture:
     """The lines of the command so far (until a log takes them), then the run's open log, and
-    the command's own log (``cv.log``) when it keeps one."""
+    the command's own log (``cv.log``) when it keeps one.
+
+    Runs that train side by side in threads (``ltr tune --n-jobs 2``) each have their log: a
+    thread that opened one writes its lines there. A thread that never opened one (a live
+    display's refresh thread) writes to the log opened last.
+    """
 
     def __init__(self) -> None:
         self.pending: list[str] = []  # printed while no run's log was open: the next run's
-        self.log: TextIO | None = None  # the run's train.log
+        self.logs: dict[int, TextIO] = {}  # each thread's open train.log
+        self.openers: set[int] = set()  # threads that opened a log, open or closed since
+        self.latest: int | None = None  # the thread whose log opened last
         self.command_log: TextIO | None = None  # cv.log: every printed line, to the end
+        self._lock = threading.Lock()
+
+    @property
+    def log(self) -> TextIO | None:
+        """The run's log the calling thread writes to."""
+        thread = threading.get_ident()
+        if thread in self.openers:
+            return self.logs.get(thread)
+        return None if self.latest is None else self.logs.get(self.latest)
 
     def add(self, line: str, *, printed: bool = True) -> None:
         """``printed``: on the screen too, so the command's log takes it (else a quiet run's
         line, for the run's log alone)."""
-        if printed and self.command_log is not None:
-            self.command_log = _written(self.command_log, line)
-        if self.log is not None:
-            self.log = _written(self.log, line)
-        elif printed:
-            self.pending.append(line)
+        with self._lock:
+            if printed and self.command_log is not None:
+                self.command_log = _written(self.command_log, line)
+            log = self.log
+            if log is not None:
+                if _written(log, line) is None:  # a full disk: that log takes no more
+                    self.logs = {k: v for k, v in self.logs.items() if v is not log}
+            elif printed:
+                self.pending.append(line)
 
     def add_to_command_log(self, line: str) -> None:
         """A line a quiet command leaves off the screen: for its own log alone (``cv.log``)."""
-        if self.command_log is not None:
-            self.command_log = _written(self.command_log, line)
+        with self._lock:
+            if self.command_log is not None:
+                self.command_log = _written(self.command_log, line)
 
     def attach(self, path: Path, *, resumed: bool) -> None:
         self.close()
-        self.log = _opened(path, resumed, self.pending)
-        self.pending = []
+        with self._lock:
+            thread = threading.get_ident()
+            self.logs[thread] = _opened(path, resumed, self.pending)
+            self.openers.add(thread)
+            self.latest = thread
+            self.pending = []
 
     def attach_command_log(self, path: Path, *, resumed: bool) -> None:
         """The command's log takes what was printed so far too; the next run's log keeps it."""
@@ -84,12 +109,17 @@ class _Capture:
         self.command_log = _opened(path, resumed, self.pending)
 
     def close(self) -> None:
-        if self.log is not None:
-            self.log.close()
-            self.log = None
+        """Close the calling thread's log."""
+        with self._lock:
+            log = self.logs.pop(threading.get_ident(), None)
+        if log is not None:
+            log.close()
 
     def close_all(self) -> None:
-        self.close()
+        with self._lock:
+            logs, self.logs = list(self.logs.values()), {}
+        for log in logs:
+            log.close()
         if self.command_log is not None:
             self.command_log.close()
             self.command_log = None

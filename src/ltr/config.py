@@ -294,9 +294,12 @@ class TuneConfig(_Strict):
     ``--set`` overrides and validated like the file. The objective is the validation ``metric``
     (default: ``training.early_stopping_metric``) of the trial's best epoch, higher is better.
     ``pruner``: ``median`` stops a trial whose epoch value falls below the median of earlier
-    trials at the same epoch (after ``pruner_startup_trials`` trials and ``pruner_warmup_epochs``
-    epochs); ``hyperband`` runs successive halving over epochs; ``none`` never prunes.
-    ``seed`` seeds the TPE sampler (null: random).
+    trials at the same epoch; ``hyperband`` runs successive halving over epochs, its first rung
+    the epoch after the warmup; ``none`` never prunes. Either prunes no trial before
+    ``pruner_startup_trials`` trials completed, nor in its first ``pruner_warmup_epochs``
+    epochs.
+    ``seed`` seeds the TPE sampler's draws of each trial together with the trial's number
+    (null: random): one worker draws the same trials again, workers sharing a study draw apart.
     """
 
     metric: str | None = None

@@ -108,9 +108,9 @@ def test_each_trial_is_a_child_run_of_the_study_run(finished_study: dict[str, An
 def test_interrupted_study_resumes_and_completes(data_root: Path, tmp_path: Path) -> None:
     config = load_config(base=raw_config(data_root, tmp_path / "out"))
     first = run_study(config, trials=3, timeout_seconds=0.01, quiet=True)  # stops after 1 trial
-    assert first.n_complete == 1
-    second = run_study(config, trials=3, quiet=True)
-    assert second.n_complete == 3  # N is the study's total: 2 more, not 3
+    assert first.n_complete == 1 and first.timed_out
+    second = run_study(config, trials=3, timeout_seconds=600, quiet=True)
+    assert second.n_complete == 3 and not second.timed_out  # N is the study's total: 2 more
     assert [t.number for t in study_trials(tmp_path / "out")] == [0, 1, 2]
 
 
@@ -199,6 +199,11 @@ def test_ctrl_c_in_a_trial_ends_with_how_to_continue_the_study(
         f"{first.value:.4f}; trial 1 stopped, marked FAIL; "
         "run the same ltr tune command again to continue it"
     )
+    records = json.loads((tmp_path / "out" / "tune-tiny_tune" / "trials.json").read_text())
+    assert records[1]["error"] == "stopped by SIGINT"
+    run_dir = Path(records[1]["run_dir"])  # the stopped trial's run is there, and named
+    assert run_dir.parent == tmp_path / "out" / "tune-tiny_tune" / "trials"
+    assert (run_dir / "config.yaml").is_file() and run_dir != Path(records[0]["run_dir"])
     again = run_study(load_config(config), trials=3, quiet=True)
     assert again.n_complete == 3
 
@@ -294,5 +299,65 @@ def test_a_diverging_trial_is_one_line_with_its_error_and_the_search_goes_on(
     assert any(shown.startswith(line) for shown in result.stderr.splitlines()), result.stderr
     records = json.loads((tmp_path / "out" / "tune-tiny_tune" / "trials.json").read_text())
     assert [r["error"] for r in records] == [t.user_attrs.get("error") for t in trials]
+    assert all(Path(r["run_dir"]).is_dir() for r in records)  # the failed ones' runs too
     best_config = tmp_path / "out" / "tune-tiny_tune" / "best_config.yaml"
     assert result.stdout.splitlines()[-1].endswith(f"; wrote {best_config}")  # not wrapped
+
+
+def test_tune_refuses_to_run_under_torchrun(data_root: Path, tmp_path: Path) -> None:
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(raw_config(data_root, tmp_path / "out")))
+    torchrun = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+    env = {**os.environ, **torchrun, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+
+    result = subprocess.run(
+        tune_command(config, 2), env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: ltr tune does not run under torchrun (WORLD_SIZE=2): each trial trains in one "
+        "process; to search in parallel, start ltr tune in several shells (or machines) with "
+        "one --storage"
+    ]
+    assert not (tmp_path / "out" / "optuna.db").exists()
+
+
+def test_a_command_whose_trials_all_fail_says_why(data_root: Path, tmp_path: Path) -> None:
+    raw = raw_config(data_root, tmp_path / "out")
+    raw["loss"] = {"name": "mse"}
+    raw["training"]["optimizer"] = "sgd"
+    raw["tune"]["space"] = {"training.learning_rate": {"type": "categorical", "choices": [1e12]}}
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(raw))
+
+    result = subprocess.run(
+        [*tune_command(config, 2), "--quiet"], capture_output=True, text=True, timeout=240
+    )
+
+    assert result.returncode == 1, result.stderr
+    trials = study_trials(tmp_path / "out")
+    assert len(trials) == 2 and all(t.state == TrialState.FAIL for t in trials)
+    error = trials[0].user_attrs["error"]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: all 2 trials this command ran failed (study tiny_tune); trial 0: {error}"
+    )
+    assert result.stdout == ""
+
+
+def test_a_timeout_says_it_ended_the_search(data_root: Path, tmp_path: Path) -> None:
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(raw_config(data_root, tmp_path / "out")))
+
+    result = subprocess.run(
+        [*tune_command(config, 3), "--timeout", "0.01", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(
+        "study tiny_tune: 1 complete, 0 pruned, stopped by --timeout 0.01s after 1 of 3 trials; "
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,38 @@ def test_a_quiet_runs_console_writes_to_the_log_alone(
 
     assert log.read_text(encoding="utf-8") == "Epoch 1/1: loss=0.5000\n"
     assert capsys.readouterr() == ("", "")
+
+
+def test_runs_in_threads_side_by_side_each_log_their_own_lines(tmp_path: Path) -> None:
+    both_open, a_printed = threading.Barrier(2), threading.Barrier(2)
+
+    def run(name: str) -> None:  # ltr tune --n-jobs 2: a quiet trial in each thread
+        with log_console_to(tmp_path / f"{name}.log"):
+            both_open.wait()  # each log opened before either prints
+            console = run_console(quiet=True, stderr=True)
+            if name == "b":
+                a_printed.wait()
+            console.print(f"{name}: epoch 1")
+            if name == "a":
+                a_printed.wait()
+            print(f"{name}: done")
+
+    with capture_console():
+        threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert (tmp_path / "a.log").read_text() == "a: epoch 1\na: done\n"
+    assert (tmp_path / "b.log").read_text() == "b: epoch 1\nb: done\n"
+
+
+def test_a_thread_that_opened_no_log_writes_to_the_run_log_opened_last(tmp_path: Path) -> None:
+    with capture_console(), log_console_to(tmp_path / "train.log"):
+        print("main")
+        helper = threading.Thread(target=print, args=("from a refresh thread",))
+        helper.start()
+        helper.join()
+
+    assert (tmp_path / "train.log").read_text() == "main\nfrom a refresh thread\n"

@@ -34,7 +34,8 @@ the validation ``tune.metric`` of its best epoch (higher is better).
 - **Outputs** in ``<tracking.output_dir>/tune-<study>/``, rewritten when each process ends:
   ``best_config.yaml`` (the YAML with the best trial's values, without ``tune``, ready for
   ``ltr train --config``), ``trials.csv`` and ``trials.json`` (every trial: state, value,
-  values, run directory, last epoch reported, the error of a failed one),
+  values, run directory of every trial that got one, last epoch reported, the error of a failed
+  one, ``stopped by SIGINT`` for a stopped one),
   ``optimization_history.png`` and ``param_importances.png`` (needs two completed trials whose
   values differ). The trials' run
   directories are under ``trials/`` there. The parent MLflow run gets the same files.
@@ -44,23 +45,31 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import logging
 import math
+import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.text import Text
 
 from ltr._extras import require_extra
 from ltr._fs import atomic_path, atomic_write_json, atomic_write_text
-from ltr._signals import deferred_interrupts, last_interruption, raise_if_interrupted
+from ltr._signals import (
+    Interrupted,
+    deferred_interrupts,
+    last_interruption,
+    raise_if_interrupted,
+)
 from ltr.config import ExperimentConfig, SearchDimension, TuneConfig, dotted_items, load_config
 from ltr.errors import ConfigError, LtrError
 from ltr.experiments.mlflow_tracker import MLflowTracker, mlflow_available, resolve_tracking_uri
@@ -101,6 +110,10 @@ class TuneResult:
         best_trial: number of the best completed trial (None without one).
         best_value: its objective.
         best_config: path of ``best_config.yaml`` (None without a completed trial).
+        n_ended_here: trials this process ran to their end (finished or failed).
+        n_finished_here: those of them that finished (COMPLETE or PRUNED).
+        first_failure: ``trial N: <error>`` of the first trial this process saw fail.
+        timed_out: ``timeout_seconds`` ended the search before the study had ``trials``.
     """
 
     study: str
@@ -110,6 +123,10 @@ class TuneResult:
     best_trial: int | None
     best_value: float | None
     best_config: Path | None
+    n_ended_here: int = 0
+    n_finished_here: int = 0
+    first_failure: str | None = None
+    timed_out: bool = False
 
 
 class TrialPruned(RunStopped, optuna.TrialPruned):
@@ -139,7 +156,10 @@ def run_study(
         trials: the study's total of finished trials to reach (see the module docstring).
         storage: an Optuna RDB URL; default :func:`default_storage` of ``tracking.output_dir``.
         study_name: default ``experiment.name``.
-        n_jobs: trials run in parallel threads of this process (processes scale better).
+        n_jobs: trials run side by side in threads of this process. They share torch's
+            random generator, so above 1 a trial's result depends on the trials beside it;
+            separate processes sharing ``storage`` are the reproducible way to parallelize.
+            Each trial's ``train.log`` holds its own lines.
         timeout_seconds: start no trial after this many seconds.
         quiet: no per-trial lines.
 
@@ -169,8 +189,10 @@ def run_study(
     else:
         console.print(f"{where}: {done} of {trials} trials finished", highlight=False)
     stopped: list[int] = []  # trials a stop ended, in this process
+    ended: list[optuna.trial.FrozenTrial] = []  # trials this process ran to their end
     explained: list[int] = []  # failed trials whose reason the per-trial line or the note gives
     error: BaseException | None = None
+    started = time.monotonic()
     try:
         # a stop waits for a safe point: a trial's next batch (in every thread), the end of a
         # trial or of the search; Optuna's bookkeeping is never cut, so no trial stays RUNNING
@@ -184,6 +206,7 @@ def run_study(
                 callbacks=[
                     optuna.study.MaxTrialsCallback(trials, states=FINISHED),
                     _progress(console, metric),
+                    lambda _, trial: ended.append(trial),
                     _stop_when_interrupted,
                 ],
             )
@@ -194,6 +217,16 @@ def run_study(
             result = _finish(study, config, metric, out_dir, parent, error)
         if error is not None:
             raise error
+        failed = [t for t in ended if t.state == optuna.trial.TrialState.FAIL]
+        result = dataclasses.replace(
+            result,
+            n_ended_here=len(ended),
+            n_finished_here=sum(t.state in FINISHED for t in ended),
+            first_failure=None if not failed else f"trial {failed[0].number}: {_why(failed[0])}",
+            timed_out=timeout_seconds is not None
+            and time.monotonic() - started >= timeout_seconds
+            and result.n_complete + result.n_pruned < trials,
+        )
     except KeyboardInterrupt as stop:  # replaces the stopped trials' resume hints
         stop.__notes__ = [_stopped_note(study, storage, trials, metric, stopped)]
         raise
@@ -301,14 +334,22 @@ def _open_study(
     """Create the study, or load it when it exists; True when this process created it."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # ltr prints one line per trial
     storage = _storage(url)
-    sampler = optuna.samplers.TPESampler(seed=tune.seed)
+    sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler()
+    if tune.seed is not None:
+        sampler = _TrialSeededSampler(tune.seed)
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
+    # epochs count from 1: the first a pruner may stop a trial at is the one after the warmup
+    first_epoch = min(tune.pruner_warmup_epochs + 1, num_epochs)
     if tune.pruner == "median":
         pruner = optuna.pruners.MedianPruner(
-            n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_epochs
+            n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=first_epoch
         )
     elif tune.pruner == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=num_epochs)
+        pruner = _Hyperband(
+            n_startup_trials=tune.pruner_startup_trials,
+            min_resource=first_epoch,
+            max_resource=num_epochs,
+        )
     kwargs: dict[str, Any] = {"storage": storage, "study_name": name, "direction": "maximize"}
     try:
         study = optuna.create_study(sampler=sampler, pruner=pruner, **kwargs)
@@ -316,9 +357,87 @@ def _open_study(
     except optuna.exceptions.DuplicatedStudyError:
         pass
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    if tune.seed is not None:  # a resumed or joined study must not redraw the first trials
-        study.sampler = optuna.samplers.TPESampler(seed=tune.seed + len(study.trials))
     return study, False
+
+
+class _Hyperband(optuna.pruners.HyperbandPruner):
+    """Hyperband whose first rung is ``min_resource`` epochs (the warmup) and which prunes no
+    trial before ``n_startup_trials`` trials completed, as the median pruner does."""
+
+    def __init__(self, *, n_startup_trials: int, min_resource: int, max_resource: int) -> None:
+        super().__init__(min_resource=min_resource, max_resource=max_resource)
+        self.n_startup_trials = n_startup_trials
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        # asked even during the startup: it records the trial's value at each rung it reaches,
+        # which later trials are compared with
+        verdict = super().prune(study, trial)
+        return verdict and _count(study, (optuna.trial.TrialState.COMPLETE,)) >= (
+            self.n_startup_trials
+        )
+
+
+class _TrialSeededSampler(optuna.samplers.BaseSampler):
+    """TPE whose random draws for trial ``n`` come from a generator seeded with ``(seed, n)``.
+
+    One seeded generator per process would make workers that start together (two shells, or
+    a resumed and a new process) draw the same values: each starts from the same state. The
+    trial number is unique in a study (the storage hands it out), so seeding each trial's draws
+    with it gives concurrent workers different values, a resumed study new ones, and one worker
+    the same trials for the same seed: TPE's other input, the finished trials, is the same then.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._samplers: dict[int, optuna.samplers.TPESampler] = {}  # by trial number
+        self._lock = threading.Lock()  # --n-jobs threads start and end trials side by side
+
+    def _for(self, trial: optuna.trial.FrozenTrial) -> optuna.samplers.TPESampler:
+        with self._lock:
+            sampler = self._samplers.get(trial.number)
+            if sampler is None:
+                state = np.random.SeedSequence([self.seed, trial.number]).generate_state(1)
+                sampler = self._samplers[trial.number] = optuna.samplers.TPESampler(
+                    seed=int(state[0])
+                )
+            return sampler
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, optuna.distributions.BaseDistribution]:
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        search_space: dict[str, optuna.distributions.BaseDistribution],
+    ) -> dict[str, Any]:
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        param_name: str,
+        param_distribution: optuna.distributions.BaseDistribution,
+    ) -> Any:
+        sampler = self._for(trial)
+        return sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
+        with self._lock:
+            self._samplers.pop(trial.number, None)
 
 
 def _storage(url: str) -> optuna.storages.RDBStorage:
@@ -365,9 +484,11 @@ def _objective(
         try:
             raise_if_interrupted()  # a trial Optuna started just as the search was stopped
             return _train_trial(trial, config, metric, out_dir, parent, study_name)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             stopped.append(trial.number)
             explained.append(trial.number)
+            how = stop.signal_name if isinstance(stop, Interrupted) else "KeyboardInterrupt"
+            trial.set_user_attr("error", f"stopped by {how}")
             raise
         except LtrError as error:
             trial.set_user_attr("error", str(error))
@@ -400,11 +521,23 @@ def _train_trial(
             "ltr.optuna.trial": str(trial.number),
         }
     reporter = _PruningReporter(trial, f"valid/{metric}")
-    run_dir = run_experiment(trial_cfg, quiet=True, trackers=[reporter], mlflow_tags=tags)
-    trial.set_user_attr("run_dir", str(run_dir))
+    run_dir = run_experiment(
+        trial_cfg,
+        quiet=True,
+        trackers=[reporter],
+        mlflow_tags=tags,
+        # known once the run exists: a pruned, failed or stopped trial keeps it too
+        on_run_dir=lambda path: trial.set_user_attr("run_dir", str(path)),
+    )
     report = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     value = report["valid"].get(metric)
     return math.nan if value is None else float(value)  # NaN: Optuna fails the trial
+
+
+def _why(trial: optuna.trial.FrozenTrial) -> str:
+    """Why a failed trial failed: its error, else the reason Optuna recorded (a NaN value)."""
+    error = trial.user_attrs.get("error") or trial.system_attrs.get("fail_reason")
+    return str(error) if error else "no reason recorded"
 
 
 def _stop_when_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 from rich.console import Console
 
 from ltr.config import ExperimentConfig, load_config
@@ -18,8 +19,10 @@ from ltr.experiments.tune import (
     TrialPruned,
     _check_fixed_config,
     _check_tune,
+    _open_study,
     _progress,
     _PruningReporter,
+    _suggest,
     fixed_config,
     trial_config,
 )
@@ -189,3 +192,67 @@ def test_trial_line_shows_sampled_parameters_and_time() -> None:
         "Trial 0: ndcg@10=0.7922 (best 0.7922, trial 0); 31.2 s; "
         "learning_rate=0.00031 dropout=0.2 hidden_dims=[64]\n"
     )
+
+
+def drawn(study: optuna.Study, space: dict[str, Any]) -> dict[str, Any]:
+    """Ask ``study`` for a trial and draw ``space``; the trial stays running."""
+    cfg_space = load_config(base={"data": {"root": "d"}, "tune": {"space": space}}).tune
+    assert cfg_space is not None
+    trial = study.ask()
+    return {key: _suggest(trial, key, dim) for key, dim in cfg_space.space.items()}
+
+
+def seeded_study(tmp_path: Path, name: str) -> tuple[optuna.Study, bool]:
+    tune = make_config(tmp_path, LR_SPACE, seed=0).tune
+    assert tune is not None
+    return _open_study(f"sqlite:///{tmp_path / 'optuna.db'}", name, tune, 4)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask, not optimize
+def test_workers_that_start_together_draw_different_values(tmp_path: Path) -> None:
+    (first, created), (second, joined) = seeded_study(tmp_path, "s"), seeded_study(tmp_path, "s")
+    assert created and not joined
+
+    ours, theirs = drawn(first, LR_SPACE), drawn(second, LR_SPACE)  # trials 0 and 1, both new
+
+    assert ours != theirs
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask, not optimize
+def test_one_seeded_worker_draws_the_same_trials_again(tmp_path: Path) -> None:
+    runs = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        study, _ = seeded_study(tmp_path / folder, "s")
+        values = []
+        for _ in range(3):
+            values.append(drawn(study, LR_SPACE))
+            study.tell(study.trials[-1].number, 0.5)
+        runs.append(values)
+    assert runs[0] == runs[1]
+    assert len({str(v) for v in runs[0]}) == 3
+
+
+@pytest.mark.parametrize("pruner", ["median", "hyperband"])
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask, not optimize
+def test_pruners_wait_for_the_startup_trials_and_the_warmup_epochs(
+    pruner: str, tmp_path: Path
+) -> None:
+    space = {"model.dropout": {"type": "uniform", "low": 0.0, "high": 0.5}}
+    tune = make_config(
+        tmp_path, space, pruner=pruner, pruner_startup_trials=3, pruner_warmup_epochs=2
+    ).tune
+    assert tune is not None
+    study, _ = _open_study(f"sqlite:///{tmp_path / 'optuna.db'}", "s", tune, 9)
+    pruned_at = []
+    for number in range(6):  # each trial worse than the one before, at every epoch
+        trial, value, stop = study.ask(), 0.9 - 0.1 * number, None
+        for epoch in range(1, 10):
+            trial.report(value, epoch)
+            if trial.should_prune():
+                stop = epoch
+                break
+        study.tell(trial, None if stop else value, state=TrialState.PRUNED if stop else None)
+        pruned_at.append(stop)
+
+    assert pruned_at == [None, None, None, 3, 3, 3]  # after 3 trials, after 2 epochs
