@@ -6,6 +6,7 @@ repository (found from this file, not from the current folder).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def default_data_dir() -> Path:
     """``$LTR_SHARED_DATA``, else ``<repository>/../shared/data``."""
     return Path(os.environ.get("LTR_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
+
+
+def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir DIR``, defaulting to :func:`default_data_dir`."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="the shared data folder (default: $LTR_SHARED_DATA, else ../shared/data beside "
+        "the repository)",
+    )
 
 
 def require_data(data_dir: Path, *files: str) -> None:

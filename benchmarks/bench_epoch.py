@@ -42,7 +42,7 @@ from typing import Any
 _ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_ROOT / "src"))
 
-from _shared_data import default_data_dir, require_data  # noqa: E402
+from _shared_data import add_data_dir_option, require_data  # noqa: E402
 
 HIDDEN = [512, 256, 128]
 CASES: list[dict[str, Any]] = [
@@ -130,13 +130,7 @@ def run_case(case: dict[str, Any], data_dir: Path, epochs: int) -> dict[str, Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=default_data_dir(),
-        help="the shared data folder (default: $LTR_SHARED_DATA, else ../shared/data beside "
-        "the repository)",
-    )
+    add_data_dir_option(parser)
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs after one warm-up")
     parser.add_argument("--case", type=int, default=None, help=argparse.SUPPRESS)  # child mode
     parser.add_argument("--json", type=Path, default=None, help="also write results here")

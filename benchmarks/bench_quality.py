@@ -77,7 +77,7 @@ import yaml
 _ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_ROOT / "src"))
 
-from _shared_data import default_data_dir, require_data  # noqa: E402
+from _shared_data import add_data_dir_option, require_data  # noqa: E402
 from ltr.baselines import best_single_feature  # noqa: E402
 from ltr.data.letor import LetorData, load_letor  # noqa: E402
 from ltr.evaluation import evaluate_scores  # noqa: E402
@@ -813,13 +813,7 @@ def ensemble_report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=default_data_dir(),
-        help="the shared data folder (default: $LTR_SHARED_DATA, else ../shared/data beside "
-        "the repository)",
-    )
+    add_data_dir_option(parser)
     parser.add_argument("--folds", default="1,2,3,4,5")
     parser.add_argument("--points", type=int, default=10, help="stage-1 points per loss")
     parser.add_argument("--lgb-points", type=int, default=16, help="stage-1 LightGBM points")

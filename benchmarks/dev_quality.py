@@ -70,7 +70,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _shared_data import default_data_dir, require_data
+from _shared_data import add_data_dir_option, require_data
 from bench_quality import (
     BASE_CONFIG,
     LGB_ANCHOR,
@@ -321,13 +321,7 @@ def _best_feature_scores(data_dir: Path, fold: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=default_data_dir(),
-        help="the shared data folder (default: $LTR_SHARED_DATA, else ../shared/data beside "
-        "the repository)",
-    )
+    add_data_dir_option(parser)
     parser.add_argument("--candidate", action="append", default=[], type=parse_candidate)
     parser.add_argument("--blend", action="append", default=[], help="A+B+...: candidates")
     parser.add_argument("--seeds", type=int, default=5)
