@@ -457,12 +457,20 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
                     heartbeat_interval=HEARTBEAT_SECONDS,
                     grace_period=GRACE_PERIOD_SECONDS,
                 )
-        except Exception as error:  # sqlalchemy's OperationalError, IntegrityError
-            if attempt == 4:
-                message = f"cannot open the Optuna storage {_safe_url(url)}: {error}"
-                raise ConfigError(message) from error
+        except Exception as error:  # sqlalchemy's OperationalError, IntegrityError, ...
+            if attempt == 4 or not _another_worker_creating(error):
+                cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                message = f"cannot open the Optuna storage {_safe_url(url)}: {cause}"
+                raise ConfigError(message) from error  # SQLAlchemy's next lines: a link
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _another_worker_creating(error: Exception) -> bool:
+    """An error of two workers creating the same tables at once, which a retry gets past (a bad
+    URL, a missing driver or an unreachable server would only fail again, slower)."""
+    text = str(error).lower()
+    return type(error).__name__ == "IntegrityError" or "already exists" in text or "locked" in text
 
 
 def _objective(

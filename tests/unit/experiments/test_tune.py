@@ -256,3 +256,27 @@ def test_pruners_wait_for_the_startup_trials_and_the_warmup_epochs(
         pruned_at.append(stop)
 
     assert pruned_at == [None, None, None, 3, 3, 3]  # after 3 trials, after 2 epochs
+
+
+@pytest.mark.parametrize(
+    ("url", "cause"),
+    [
+        ("foo", "Could not parse SQLAlchemy URL"),  # not a URL
+        ("sqlite:///{tmp}/missing/folder/x.db", "unable to open database file"),
+    ],
+)
+def test_a_storage_that_cannot_work_fails_at_once_in_one_line(
+    tmp_path: Path, url: str, cause: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ltr.experiments.tune as tune_module
+
+    def no_retry(seconds: float) -> None:
+        raise AssertionError(f"retried after {seconds} s: another try would fail alike")
+
+    monkeypatch.setattr(tune_module.time, "sleep", no_retry)
+    with pytest.raises(ConfigError) as refused:
+        tune_module._storage(url.format(tmp=tmp_path))
+
+    message = str(refused.value)
+    assert message.startswith("cannot open the Optuna storage ") and cause in message
+    assert "\n" not in message and "sqlalche.me" not in message
