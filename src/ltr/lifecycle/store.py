@@ -356,10 +356,7 @@ class ModelStore:
     # -- internals --------------------------------------------------------------------------------
 
     def _refuse_changed_live(self, expected: str | None) -> None:
-        try:
-            live = self.current()
-        except BundleError:  # a corrupt pointer reads as nothing live, as for the caller
-            live = None
+        live, _ = self._read_pointer()  # a corrupt pointer reads as nothing live, as for the caller
         if live != expected:
             raise BusyError(
                 f"model store {self.root}: the live version changed from {expected or 'none'} "
@@ -421,10 +418,7 @@ class ModelStore:
         self, version: str, *, action: str, details: Mapping[str, Any] | None = None
     ) -> str | None:
         self.show(version)  # refuse a missing or altered bundle before touching the pointer
-        try:
-            previous = self.current()
-        except BundleError:  # a corrupt pointer: this switch repairs it
-            previous = None
+        previous, _ = self._read_pointer()  # a corrupt pointer: None, and this switch repairs it
         if previous == version:
             return previous
         history = self.history()  # an unreadable history refuses before the pointer moves
