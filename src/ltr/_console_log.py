@@ -78,8 +78,8 @@ class _Capture:
         """``printed``: on the screen too, so the command's log takes it (else a quiet run's
         line, for the run's log alone)."""
         with self._lock:
-            if printed and self.command_log is not None:
-                self.command_log = _written(self.command_log, line)
+            if printed:
+                self._to_command_log(line)
             log = self.log
             if log is not None:
                 if _written(log, line) is None:  # a full disk: that log takes no more
@@ -90,8 +90,11 @@ class _Capture:
     def add_to_command_log(self, line: str) -> None:
         """A line a quiet command leaves off the screen: for its own log alone (``cv.log``)."""
         with self._lock:
-            if self.command_log is not None:
-                self.command_log = _written(self.command_log, line)
+            self._to_command_log(line)
+
+    def _to_command_log(self, line: str) -> None:  # under the lock
+        if self.command_log is not None:
+            self.command_log = _written(self.command_log, line)
 
     def attach(self, path: Path, *, resumed: bool) -> None:
         self.close()
@@ -252,9 +255,7 @@ def log_command_to(path: Path, *, resumed: bool = False) -> None:
 def log_command_lines(text: str) -> None:
     """``text``'s lines to the command's own log alone (``cv.log``): what a quiet command leaves
     off the screen, e.g. the table of ``ltr cv --quiet``."""
-    if _active:
-        for line in text.splitlines():
-            _active[-1].add_to_command_log(_ESCAPES.sub("", line))
+    _LogOnly(command=True).write(text.rstrip("\n") + "\n")
 
 
 class _LogOnly:
