@@ -450,34 +450,30 @@ def load_config(
         raw = _read_yaml(Path(path))
     overrides = list(overrides)
     switched = switch_components(raw, model=model, loss=loss)
-    try:
-        return ExperimentConfig.model_validate(apply_overrides(switched, overrides))
-    except ValidationError as error:
-        named = _first_problem(error)
-    except ConfigError as error:  # raised by a validator that knows the field (model., loss.)
-        named = _NamedFieldError.from_config_error(error)
+    named = _validated(apply_overrides(switched, overrides))
+    if isinstance(named, ExperimentConfig):
+        return named
     options = {"model.name": ("--model", model), "loss.name": ("--loss", loss)}
 
     def causes(index: int) -> bool:  # without overrides[index], the problem goes
         rest = [item for number, item in enumerate(overrides) if number != index]
         try:
-            found = _problem_of(apply_overrides(switched, rest))
+            found = _validated(apply_overrides(switched, rest))
         except ConfigError:
             return True
-        return found is None or str(found) != str(named)
+        return isinstance(found, ExperimentConfig) or str(found) != str(named)
 
     raise _blamed(named, source, overrides, options, causes=causes) from None
 
 
-def _problem_of(raw: Mapping[str, Any]) -> _NamedFieldError | None:
-    """The first invalid field of ``raw`` as an experiment, or None when it is valid."""
+def _validated(raw: Mapping[str, Any]) -> ExperimentConfig | _NamedFieldError:
+    """``raw`` as an experiment, or its first invalid field."""
     try:
-        ExperimentConfig.model_validate(raw)
+        return ExperimentConfig.model_validate(raw)
     except ValidationError as error:
         return _first_problem(error)
     except ConfigError as error:  # raised by a validator that knows the field (model., loss.)
         return _NamedFieldError.from_config_error(error)
-    return None
 
 
 def _check_model_option(model: str) -> None:
