@@ -31,6 +31,12 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def missing_file(path: Path) -> str:
+    """Why ``path``, which is no file, cannot be read: ``is a directory, not a file`` or
+    ``does not exist`` (for messages like ``checkpoint PATH does not exist``)."""
+    return "is a directory, not a file" if path.is_dir() else "does not exist"
+
+
 def refuse_directory(path: str | Path) -> None:
     """Raise :class:`ConfigError` when an output ``path`` is an existing directory; commands
     call it before their work, so a typo costs no computation."""

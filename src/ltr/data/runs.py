@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ltr._fs import atomic_open
+from ltr._fs import atomic_open, missing_file
 from ltr.data._letor_parser import open_binary
 from ltr.data.letor import LetorData
 from ltr.errors import DataFormatError, DataNotFoundError
@@ -238,8 +238,7 @@ def _parse_run_line(path: Path, line_no: int, parts: Sequence[str]) -> tuple[str
 def _text_lines(path: Path, what: str) -> list[str]:
     """The file's lines, gunzipped when it starts with the gzip magic, decoded as UTF-8."""
     if not path.is_file():
-        problem = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise DataNotFoundError(f"{what} {path} {problem}")
+        raise DataNotFoundError(f"{what} {path} {missing_file(path)}")
     with open_binary(path) as handle:  # the data files' reader: gzip by magic, damage named
         raw = handle.read()
     try:

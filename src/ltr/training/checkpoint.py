@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ltr import __version__
-from ltr._fs import atomic_path
+from ltr._fs import atomic_path, missing_file
 from ltr.data.preprocessing import Normalizer
 from ltr.errors import DataNotFoundError, LtrError, ShapeError
 from ltr.models import build_model
@@ -87,8 +87,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        problem = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise DataNotFoundError(f"checkpoint {path} {problem}")
+        raise DataNotFoundError(f"checkpoint {path} {missing_file(path)}")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip; anything else is not ours
         raise LtrError(
             f"{path}: not a readable ltr checkpoint (not a zip archive as torch.save writes; "

@@ -52,7 +52,7 @@ import yaml
 from rich.console import Console
 
 from ltr._console_log import log_console_to, run_console
-from ltr._fs import file_sha256
+from ltr._fs import file_sha256, missing_file
 from ltr._messages import closest_hint
 from ltr._signals import deferred_interrupts
 from ltr.config import (
@@ -539,8 +539,7 @@ def resolve_data_paths(cfg: DataConfig, *, resuming: bool = False) -> DataPaths:
         explicit: Path | None = getattr(cfg, split)
         if explicit is not None:
             if not explicit.is_file():
-                problem = "is a directory, not a file" if explicit.is_dir() else "does not exist"
-                raise DataNotFoundError(f"data.{split}: file {explicit} {problem}")
+                raise DataNotFoundError(f"data.{split}: file {explicit} {missing_file(explicit)}")
             found[split] = explicit
         elif root is not None:
             found[split] = find_data_file(root, split)
