@@ -78,8 +78,17 @@ def mean_over(per_query: Tensor, keep: Tensor) -> Tensor:
 
 
 def exp2_gain(labels: Tensor) -> Tensor:
-    """``2**label - 1``; padding must already be 0 (see :func:`prepare`)."""
-    return torch.exp2(labels) - 1.0
+    """``[queries, list_len]`` gains ``2**label - 1``, each query's divided by ``2**top``, ``top``
+    its largest label, so that none overflows (``2**label`` is inf in float32 from label 128,
+    in float16 from 16); padding must already be 0 (see :func:`prepare`).
+
+    The scale cancels wherever the losses use gains: always over the ideal DCG of the same
+    gains. For integer labels the quotient is bit-identical (powers of two scale exactly).
+    """
+    if labels.shape[-1] == 0:
+        return labels
+    top = labels.amax(dim=-1, keepdim=True)
+    return torch.exp2(labels - top) - torch.exp2(-top)
 
 
 def rank_discounts(list_len: int, k: int | None, like: Tensor) -> Tensor:
