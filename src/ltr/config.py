@@ -176,7 +176,7 @@ class LossConfig(_Strict):
             name = info.data["name"]
             skip = ("scores", "labels", "mask")
             _check_params("loss.params", name, LOSSES[name], params, skip=skip)
-            _probe_loss(LOSSES[name], params)
+            _probe_loss(name, params)
         return params
 
 
@@ -678,24 +678,15 @@ def _check_params(
             raise _NamedFieldError(field, problem, key=f"{field}.{key}")
 
 
-def _probe_loss(fn: Callable[..., Any], params: Mapping[str, Any]) -> None:
-    """Call the loss on a two-document query, so that a bad parameter value (``sigma: 0``) fails
-    when the config is read, naming ``loss.params.<key>``, rather than at the first batch."""
-    import torch
+def _probe_loss(name: str, params: Mapping[str, Any]) -> None:
+    """Bad parameter values (``sigma: 0``) fail when the config is read, naming
+    ``loss.params.<key>``: the check :func:`ltr.losses.build_loss` makes, shared."""
+    from ltr.losses import check_loss_params
 
-    batch = (torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), torch.ones(1, 2, dtype=torch.bool))
-    with torch.random.fork_rng(devices=[]):  # ListMLE's random ties must not move the seed
-        for key, value in params.items():  # one at a time, so the message names the key
-            try:
-                fn(*batch, **{key: value})
-            except TypeError as error:  # e.g. a string where a number belongs
-                raise _NamedFieldError(
-                    f"loss.params.{key}", f"has a value of the wrong type ({value!r}): {error}"
-                ) from None
-            except ValueError as error:  # the loss's own check: "sigma must be greater than 0"
-                problem = str(error).removeprefix(f"{key} ")
-                raise _NamedFieldError(f"loss.params.{key}", problem) from None
-        fn(*batch, **params)
+    try:
+        check_loss_params(name, params)
+    except ConfigError as error:
+        raise _NamedFieldError.from_config_error(error) from None
 
 
 def _probe_model(cls: Callable[..., Any], params: Mapping[str, Any]) -> None:

@@ -48,8 +48,10 @@ Conventions (keyword-only; the anchor each value reproduces):
 - Precision@k divides by ``k`` even when a list is shorter (missing positions count as
   non-relevant), as trec_eval ``P_k``, ranx and the LETOR script do.
 
-Real documents need labels >= 0 and scores that are not NaN (only ``-inf`` has a meaning);
-otherwise every metric raises :class:`~ltr.errors.ShapeError`. Padding may hold anything.
+Real documents need finite labels >= 0 and scores that are not NaN (only ``-inf`` has a
+meaning); otherwise every metric raises :class:`~ltr.errors.ShapeError`. Padding may hold
+anything. NDCG and DCG raise it too when a gain overflows (``2^label`` from label 1024 in
+float64): a NaN there would read as a skipped query.
 
 :data:`PRESETS` bundles these for ``"letor"``, ``"lightgbm"`` and ``"trec_eval"``;
 :func:`compute_metrics` reads report names such as ``"ndcg@10"`` or ``"map"``.
@@ -188,6 +190,9 @@ class _NumpyOps:
     def isnan(self, x: Any) -> Any:
         return np.isnan(x)
 
+    def all_finite(self, x: Any) -> bool:
+        return bool(np.isfinite(x).all())
+
 
 class _TorchOps:
     def __init__(self) -> None:
@@ -253,6 +258,9 @@ class _TorchOps:
 
     def isnan(self, x: Any) -> Any:
         return self.torch.isnan(x)
+
+    def all_finite(self, x: Any) -> bool:
+        return bool(self.torch.isfinite(x).all())
 
 
 _Ops = _NumpyOps | _TorchOps
@@ -344,28 +352,30 @@ def _backend(scores: Any, labels: Any, mask: Any) -> _Ops:
 
 
 def _check_values(ops: _Ops, scores: Any, labels: Any, mask: Any) -> None:
-    """Real documents need a score that is not NaN and a label >= 0; padding may hold anything."""
+    """Real documents need a score that is not NaN and a finite label >= 0; padding may hold
+    anything (``labels`` has 0 there already)."""
     if not all(mask.shape):
         return
-    # Fast path, two reductions without temporaries: the sum is NaN only if some score is NaN
-    # (or +inf meets -inf, which the exact check below clears); padded labels are already 0.
+    # Fast path, three reductions without temporaries: the sum is NaN only if some score is NaN
+    # (or +inf meets -inf, which the exact check below clears); a NaN label makes min NaN.
     with np.errstate(all="ignore"):  # padding may overflow the sum; only NaN matters here
         total = float(scores.sum())
-    if not math.isnan(total) and float(labels.min()) >= 0:
+    if not math.isnan(total) and float(labels.min()) >= 0 and float(labels.max()) < math.inf:
         return
-    nan_scores = mask & ops.isnan(scores)
-    negative = labels < 0
-    if not bool((nan_scores | negative).any()):  # NaN in padding only, or +inf and -inf
-        return
-    if n_nan := int(nan_scores.sum()):
+    if n_nan := int((mask & ops.isnan(scores)).sum()):
         raise ShapeError(
             "scores of real documents must not be NaN (-inf means not retrieved); "
             f"scores hold NaN at {n_nan} real documents"
         )
-    raise ShapeError(
-        "labels must be non-negative; labels hold negative values at "
-        f"{int(negative.sum())} real documents"
-    )
+    if n_infinite := int((ops.isnan(labels) | (labels == math.inf)).sum()):
+        raise ShapeError(
+            f"labels must be finite; labels hold NaN or inf at {n_infinite} real documents"
+        )
+    if n_negative := int((labels < 0).sum()):
+        raise ShapeError(
+            f"labels must be non-negative; labels hold negative values at {n_negative} real "
+            "documents"
+        )
 
 
 def _check_cutoff(k: int | None) -> None:
@@ -404,14 +414,29 @@ def _dcg_parts(r: _Ranked, gain: str, discount: str, short_list: str) -> tuple[A
     _check_choice("discount", discount)
     _check_choice("short_list", short_list)
     ops = r.ops
-    gains = r.labels if gain == "linear" else ops.exp2(r.labels) - 1.0
-    disc = ops.const(_discounts(r.cut, discount), like=gains)
+    with np.errstate(over="ignore"):  # an overflow is reported below, as an error
+        gains = r.labels if gain == "linear" else ops.exp2(r.labels) - 1.0
+        disc = ops.const(_discounts(r.cut, discount), like=gains)
+        ideal = ops.sum(ops.top_sorted(gains, r.cut) * disc)
+    # One check per call: every DCG is at most its query's ideal DCG. Unchecked, an overflow
+    # made NDCG inf / inf = NaN, which means "skipped" to every mean.
+    if not ops.all_finite(ideal):
+        raise _gain_overflow(r.labels, gain)
     value = ops.sum(r.ranked(gains) * disc)
-    ideal = ops.sum(ops.top_sorted(gains, r.cut) * disc)
     keep = None
     if short_list == "zero" and r.k is not None:  # LETOR: NDCG@k of a list shorter than k is 0
         keep = ops.sum(r.mask) >= r.k
     return value, ideal, keep
+
+
+def _gain_overflow(labels: Any, gain: str) -> ShapeError:
+    largest, dtype = float(labels.max()), _dtype_name(labels)
+    if gain == "exp2":
+        return ShapeError(
+            f"the exp2 gain 2^label - 1 overflows {dtype} at the largest label, {largest:g}; "
+            "use gain='linear' for labels this large"
+        )
+    return ShapeError(f"the ideal DCG overflows {dtype}; the largest label is {largest:g}")
 
 
 def dcg(
@@ -680,7 +705,9 @@ def err(
             f"labels must not exceed max_label={max_label}; "
             f"labels exceed it at {n_above} real documents"
         )
-    stop = (ops.exp2(r.labels) - 1.0) / 2.0**max_label  # chance the user stops at a document
+    # chance the user stops at a document, (2^label - 1) / 2^max_label, in a form that cannot
+    # overflow (label <= max_label) and is exact for integer labels
+    stop = ops.exp2(r.labels - max_label) - 2.0**-max_label
     ranked = r.ranked(stop)
     reach = ops.exclusive_cumprod(1.0 - ranked)  # chance the user gets to each position
     result: ArrayT = r.finish(ops.sum(ranked * reach / r.positions), ops.any(stop > 0), no_relevant)

@@ -305,6 +305,48 @@ def test_negative_label_of_a_real_document_raises_shape_error(name: str, as_tens
         METRICS[name](scores, labels, mask)
 
 
+@pytest.mark.parametrize("as_tensor", [False, True])
+@pytest.mark.parametrize("name", sorted(METRICS))
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_label_of_a_real_document_raises_shape_error(
+    name: str, bad: float, as_tensor: bool
+) -> None:
+    scores, labels, mask = one_query([2.0, 1.0, 0.0], [bad, 1.0, 0.0])
+    if as_tensor:
+        scores, labels, mask = (torch.as_tensor(x) for x in (scores, labels, mask))
+    with pytest.raises(ShapeError, match=r"^labels must be finite; .* at 1 real documents$"):
+        METRICS[name](scores, labels, mask)
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+@pytest.mark.parametrize("name", ["ndcg", "dcg"])
+def test_exp2_gain_overflow_raises_naming_the_largest_label(name: str, as_tensor: bool) -> None:
+    # 2^2000 is inf in float64: NDCG came out inf / inf = NaN, read as a skipped query
+    scores, labels, mask = one_query([0.5, 0.1], [2000.0, 0.0])
+    if as_tensor:
+        scores, labels, mask = (torch.as_tensor(x) for x in (scores, labels, mask))
+    with pytest.raises(
+        ShapeError,
+        match=r"exp2 gain 2\^label - 1 overflows float64 at the largest label, 2000; "
+        r"use gain='linear'",
+    ):
+        METRICS[name](scores, labels, mask)
+
+
+def test_an_overflowing_query_is_not_dropped_from_the_means() -> None:
+    scores = np.array([[0.5, 0.1], [0.1, 0.9]])
+    labels, mask = np.array([[2000.0, 0.0], [1.0, 0.0]]), np.ones((2, 2), bool)
+    with pytest.raises(ShapeError, match=r"overflows"):
+        compute_metrics(scores, labels, mask, ["ndcg", "map"])
+    linear = compute_metrics(scores, labels, mask, ["ndcg"], gain="linear")
+    assert linear["ndcg"] == pytest.approx((1.0 + 1 / LOG2_3) / 2)
+
+
+def test_err_takes_labels_whose_exp2_overflows() -> None:
+    scores, labels, mask = one_query([0.5, 0.1], [1500.0, 0.0])
+    assert err(scores, labels, mask, max_label=1500)[0] == 1.0  # 1 - 2^-1500 rounds to 1
+
+
 def test_nan_scores_and_negative_labels_in_padding_are_ignored() -> None:
     scores, labels, _ = one_query([2.0, 1.0, math.nan], [0.0, 1.0, -5.0])
     mask = np.array([[True, True, False]])

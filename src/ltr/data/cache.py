@@ -3,11 +3,15 @@
 One ``.npz`` (uncompressed, loaded with ``allow_pickle=False``: never pickle) per source file and
 parse options, in the cache folder (``$LTR_CACHE_DIR``, else ``~/.cache/ltr``). Its name comes
 from the resolved source paths and the options; inside, a ``meta`` entry records the cache format
-version, each source's identity (resolved path, size, mtime in ns) and the CRC-32 of every
-stored array. An entry whose meta does not match the sources now (a source changed), that cannot
-be read (truncated, corrupt) or whose arrays fail their CRC (a flipped bit), is rebuilt silently
-apart from a log line. Writes are atomic, so readers never see half a file. The cache is an
-optimization: when the folder cannot be written, the parsed data is returned anyway.
+version, each source's identity (resolved path, size, mtime, inode and ctime; times in ns) and
+the CRC-32 of every stored array. The ctime is there because tools restore the mtime of a changed
+file (``cp -p``, ``touch -r``, ``tar x``, ``rsync -t``) while nobody can set the ctime: every
+write or metadata change moves it (a ``chmod`` too, which only costs a needless parse); the inode
+catches a file replaced by another. An entry whose meta does not match the sources now (a source
+changed), that cannot be read (truncated, corrupt) or whose arrays fail their CRC (a flipped
+bit), is rebuilt silently apart from a log line. Writes are atomic, so readers never see half a
+file. The cache is an optimization: when the folder cannot be written, the parsed data is
+returned anyway.
 
 Integrity: the arrays are read straight from the file, past :mod:`zipfile` and its own CRC pass
 (see :func:`_read_npz`), so the check is ours. ``zlib.crc32`` runs at several GB/s (about 25 ms
@@ -63,7 +67,8 @@ def cached_parse(
     """The cached arrays of ``sources`` when they are current, else ``parse()`` (then stored).
 
     Args:
-        sources: the file(s) ``parse`` reads; their size and mtime decide freshness.
+        sources: the file(s) ``parse`` reads; their size, mtime, inode and ctime decide
+            freshness.
         parse: builds the data from the text.
         cache_dir: the cache folder; default :func:`default_cache_dir`.
         key_extra: every option that changes the result (layout, ``n_features``).
@@ -106,7 +111,15 @@ def _meta(sources: list[Path], key_extra: str) -> dict[str, object]:
     identity = []
     for source in sources:
         stat = source.stat()
-        identity.append([str(source.resolve()), stat.st_size, stat.st_mtime_ns])
+        identity.append(
+            [
+                str(source.resolve()),
+                stat.st_size,
+                stat.st_mtime_ns,
+                stat.st_ino,
+                stat.st_ctime_ns,
+            ]
+        )
     return {"version": FORMAT_VERSION, "sources": identity, "options": key_extra}
 
 

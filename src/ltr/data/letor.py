@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gzip
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -43,9 +43,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LetorData:
     """A ranking data set as flat arrays, documents of one query contiguous.
+
+    Equality is identity (``a == b`` only for the same object) and instances hash by identity:
+    comparing array fields element-wise has no single truth value.
 
     Attributes:
         features: ``float32 [n_docs, n_features]``; a feature absent from a sparse line is 0.
@@ -63,7 +66,7 @@ class LetorData:
     query_ids: np.ndarray
     query_offsets: np.ndarray
     doc_ids: np.ndarray | None = None
-    source: str | None = field(default=None, compare=False)
+    source: str | None = None
 
     @property
     def n_docs(self) -> int:

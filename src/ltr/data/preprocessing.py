@@ -40,7 +40,7 @@ from torch import nn
 
 from ltr._fs import atomic_write_json
 from ltr.data.letor import LetorData
-from ltr.errors import ConfigError, DataNotFoundError, LtrError, ShapeError
+from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError, ShapeError
 
 __all__ = [
     "NORMALIZER_KINDS",
@@ -132,11 +132,18 @@ class Normalizer:
                 global kinds.
 
         Raises:
-            ShapeError: features that are not ``[n_docs, n_features]`` or not finite.
+            DataFormatError: the file ``data`` was read from has no features at all.
+            ShapeError: features that are not ``[n_docs, n_features]`` with at least one
+                column, or not finite.
         """
         features = np.asarray(data.features)
         if features.ndim != 2:
             raise ShapeError(f"features must be [n_docs, n_features]; got {features.shape}")
+        if features.shape[1] == 0:  # a file of labels and qids only: nothing to learn from
+            if data.source is not None:
+                problem = "no features (every line has only a label and qid)"
+                raise DataFormatError(data.source, None, problem)
+            raise ShapeError(f"features need at least one column; got shape {features.shape}")
         _check_finite(features)
         self.n_features = int(features.shape[1])
         self.statistics = {}

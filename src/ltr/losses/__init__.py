@@ -3,7 +3,8 @@
 ``scores`` and ``labels`` are float ``[queries, list_len]``, ``mask`` is bool ``[queries,
 list_len]`` (True = real document). Every loss is vectorized over the batch, ignores padding
 completely (value and gradient), and is lower-is-better. Config files pick a loss by its name in
-:data:`LOSSES`; :func:`build_loss` binds its keyword parameters and checks them early.
+:data:`LOSSES`; :func:`build_loss` binds its keyword parameters and checks their names and values
+early (:func:`check_loss_params`, which the config reader calls too).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import torch
 from torch import Tensor
 
 from ltr.errors import ConfigError
@@ -25,6 +27,7 @@ __all__ = [
     "LossFn",
     "approx_ndcg_loss",
     "build_loss",
+    "check_loss_params",
     "lambdarank_loss",
     "listmle_loss",
     "listnet_loss",
@@ -64,8 +67,8 @@ def build_loss(name: str, params: Mapping[str, Any] | None = None) -> LossFn:
         A callable ``(scores, labels, mask) -> scalar tensor``.
 
     Raises:
-        ConfigError: unknown loss name, or a parameter the loss does not take (the message
-            lists the valid choices).
+        ConfigError: unknown loss name, a parameter the loss does not take (the message
+            lists the valid choices), or a value it refuses (:func:`check_loss_params`).
 
     >>> loss_fn = build_loss("ranknet", {"sigma": 2.0})
     >>> try:
@@ -90,4 +93,34 @@ def build_loss(name: str, params: Mapping[str, Any] | None = None) -> LossFn:
     if bad is not None:
         valid = ", ".join(keyword_only) or "(none)"
         raise ConfigError(f"loss.params.{bad}: {name} has no parameter {bad!r}; valid: {valid}")
+    check_loss_params(name, params)
     return functools.partial(fn, **params) if params else fn
+
+
+def check_loss_params(name: str, params: Mapping[str, Any]) -> None:
+    """Call the loss ``name`` on a two-document query with ``params``, so that a bad value
+    (``sigma: 0``, ``sigma: "1"``) fails when the loss is built or the config read, naming the
+    parameter, rather than at the first batch. Names must already be valid (:func:`build_loss`).
+
+    Raises:
+        ConfigError: ``loss.params.<key>: <problem>``, for the first parameter whose value the
+            loss refuses (each is tried alone, so the message names one).
+
+    >>> check_loss_params("ranknet", {"sigma": 0})
+    Traceback (most recent call last):
+    ...
+    ltr.errors.ConfigError: loss.params.sigma: must be greater than 0; got 0
+    """
+    fn = LOSSES[name]
+    batch = (torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), torch.ones(1, 2, dtype=torch.bool))
+    with torch.random.fork_rng(devices=[]):  # ListMLE's random ties must not move the seed
+        for key, value in params.items():
+            try:
+                fn(*batch, **{key: value})
+            except TypeError as error:  # e.g. a string where a number belongs
+                problem = f"has a value of the wrong type ({value!r}): {error}"
+                raise ConfigError(f"loss.params.{key}: {problem}") from None
+            except ValueError as error:  # the loss's own check: "sigma must be greater than 0"
+                problem = str(error).removeprefix(f"{key} ")
+                raise ConfigError(f"loss.params.{key}: {problem}") from None
+        fn(*batch, **params)

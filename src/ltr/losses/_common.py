@@ -15,28 +15,73 @@ from torch import Tensor
 from ltr.errors import ConfigError, ShapeError
 
 
-def check_shapes(scores: Tensor, labels: Tensor, mask: Tensor) -> None:
-    """Raise :class:`ShapeError` unless all three are ``[queries, list_len]`` and mask is bool."""
+def check_inputs(scores: Tensor, labels: Tensor, mask: Tensor) -> None:
+    """Raise :class:`ShapeError` unless all three are tensors of shape ``[queries, list_len]``
+    on one device, with floating-point scores, a bool mask, and labels that are finite and
+    >= 0 at every real document (padding may hold anything).
+
+    The checks of types, shapes and dtypes read attributes only. The label values take one
+    fused pass (``aminmax``, which NaN propagates to) and one host sync, over the whole tensor:
+    padding is usually 0 and then needs no masking; only when that pass fails are the real
+    documents looked at (the error, or padding such as allRank's -1). The messages are the
+    metrics'.
+    """
+    if not all(isinstance(x, Tensor) for x in (scores, labels, mask)):
+        kinds = ", ".join(type(x).__name__ for x in (scores, labels, mask))
+        raise ShapeError(f"scores, labels and mask must be torch tensors; got {kinds}")
     if scores.dim() != 2 or scores.shape != labels.shape or scores.shape != mask.shape:
+        hint = "; for a single query add a leading axis (x[None])" if scores.dim() == 1 else ""
         raise ShapeError(
             "scores, labels and mask must share shape [queries, list_len]; got "
-            f"{tuple(scores.shape)}, {tuple(labels.shape)}, {tuple(mask.shape)}"
+            f"{tuple(scores.shape)}, {tuple(labels.shape)}, {tuple(mask.shape)}{hint}"
         )
     if mask.dtype != torch.bool:
         raise ShapeError(f"mask must be a bool tensor (True = real document); got {mask.dtype}")
+    if not scores.is_floating_point():
+        raise ShapeError(f"scores must be a floating-point tensor; got {scores.dtype}")
+    if labels.is_complex():
+        raise ShapeError(f"labels must hold real numbers; got {labels.dtype}")
+    if not scores.device == labels.device == mask.device:
+        raise ShapeError(
+            "scores, labels and mask must be on one device; got "
+            f"{scores.device}, {labels.device}, {mask.device}"
+        )
+    if labels.numel() == 0 or labels.dtype == torch.bool:
+        return
+    low, high = torch.aminmax(labels)
+    if low.item() >= 0 and high.item() < math.inf:  # on a GPU only the first read waits
+        return
+    real = labels[mask]
+    if n_infinite := int((real.isnan() | (real == math.inf)).sum()):
+        raise ShapeError(
+            f"labels must be finite; labels hold NaN or inf at {n_infinite} real documents"
+        )
+    if n_negative := int((real < 0).sum()):
+        raise ShapeError(
+            f"labels must be non-negative; labels hold negative values at {n_negative} real "
+            "documents"
+        )
 
 
 def prepare(scores: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Check shapes and return ``scores, labels`` with padding set to 0.
-
-    Zeroing with ``masked_fill`` keeps wild padded values (inf, NaN, -1 labels) out of every
-    later expression and gives padded scores an exactly-zero gradient.
+    """:func:`check_inputs`, then :func:`zero_padding`.
 
     Raises:
-        ShapeError: see :func:`check_shapes`.
+        ShapeError: see :func:`check_inputs`.
     """
-    check_shapes(scores, labels, mask)
-    return scores.masked_fill(~mask, 0.0), labels.to(scores.dtype).masked_fill(~mask, 0.0)
+    check_inputs(scores, labels, mask)
+    return zero_padding(scores, labels, mask)
+
+
+def zero_padding(scores: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """``scores, labels`` (in the scores' dtype) with padding set to 0; inputs already checked.
+
+    Zeroing keeps wild padded values (inf, NaN, -1 labels) out of every later expression and
+    gives padded scores an exactly-zero gradient. ``torch.where`` rather than ``masked_fill``
+    of ``~mask``: one kernel instead of three, forward and backward (~15 us of a 110 us MSE
+    step at 64 x 128 on CPU, which pays for the label check of :func:`check_inputs`).
+    """
+    return torch.where(mask, scores, 0.0), torch.where(mask, labels.to(scores.dtype), 0.0)
 
 
 def no_documents_loss(scores: Tensor) -> Tensor:
@@ -78,8 +123,17 @@ def mean_over(per_query: Tensor, keep: Tensor) -> Tensor:
 
 
 def exp2_gain(labels: Tensor) -> Tensor:
-    """``2**label - 1``; padding must already be 0 (see :func:`prepare`)."""
-    return torch.exp2(labels) - 1.0
+    """``[queries, list_len]`` gains ``2**label - 1``, each query's divided by ``2**top``, ``top``
+    its largest label, so that none overflows (``2**label`` is inf in float32 from label 128,
+    in float16 from 16); padding must already be 0 (see :func:`prepare`).
+
+    The scale cancels wherever the losses use gains: always over the ideal DCG of the same
+    gains. For integer labels the quotient is bit-identical (powers of two scale exactly).
+    """
+    if labels.shape[-1] == 0:
+        return labels
+    top = labels.amax(dim=-1, keepdim=True)
+    return torch.exp2(labels - top) - torch.exp2(-top)
 
 
 def rank_discounts(list_len: int, k: int | None, like: Tensor) -> Tensor:

@@ -18,16 +18,16 @@ from torch import Tensor
 
 from ltr.errors import ConfigError
 from ltr.losses._common import (
+    check_inputs,
     check_k,
-    check_shapes,
     exp2_gain,
     ideal_dcg,
     mean_over,
     no_documents_loss,
-    prepare,
     rank_discounts,
     require_positive,
     varied_queries,
+    zero_padding,
 )
 
 Ties = Literal["random", "first"]
@@ -55,7 +55,7 @@ def listnet_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     ...              torch.tensor([[True, True, False]]))
     tensor(0.5822)
     """
-    check_shapes(scores, labels, mask)
+    check_inputs(scores, labels, mask)
     if scores.shape[-1] == 0:
         return no_documents_loss(scores)
     # Padding gets the most negative finite value rather than -inf: probability exp(min - max)
@@ -198,7 +198,7 @@ def listmle_loss(
         raise ConfigError(f"ties must be 'random' or 'first'; got {ties!r}")
     if terms not in get_args(Terms):
         raise ConfigError(f"terms must be 'all' or 'relevant'; got {terms!r}")
-    check_shapes(scores, labels, mask)
+    check_inputs(scores, labels, mask)
     if scores.shape[-1] == 0:
         return no_documents_loss(scores)
     key = torch.where(mask, labels.to(scores.dtype), math.inf)  # padding sorts last
@@ -249,10 +249,10 @@ def approx_ndcg_loss(
     tensor(-1.0000)
     """
     require_positive("alpha", alpha)
-    check_shapes(scores, labels, mask)
+    check_inputs(scores, labels, mask)
     if scores.shape[-1] == 0:
         return no_documents_loss(scores)
-    scores, labels = prepare(scores, labels, mask)
+    scores, labels = zero_padding(scores, labels, mask)
     gains = exp2_gain(labels)
     approx_ranks: Tensor = _ApproxRanks.apply(scores, mask, alpha)  # type: ignore[no-untyped-call]
     dcg = (gains / torch.log2(approx_ranks + 1.0)).sum(dim=-1)
@@ -431,14 +431,14 @@ def neural_ndcg_loss(
         or (sinkhorn_iters < 0)
     ):
         raise ConfigError(f"sinkhorn_iters must be an integer >= 0; got {sinkhorn_iters!r}")
-    check_shapes(scores, labels, mask)
+    check_inputs(scores, labels, mask)
     if scores.shape[-1] == 0:
         return no_documents_loss(scores)
     out_dtype = scores.dtype
     if out_dtype in (torch.float16, torch.bfloat16):
         # (m + 1 - 2i) s and its exp overflow float16 (max 65504) for large scores or lists
         scores = scores.float()
-    scores, labels = prepare(scores, labels, mask)
+    scores, labels = zero_padding(scores, labels, mask)
     n_real = mask.sum(dim=-1, keepdim=True).to(scores.dtype)  # m, [q, 1]
     position = torch.arange(scores.shape[-1], device=scores.device, dtype=scores.dtype)
     slope = n_real - 1.0 - 2.0 * position  # m + 1 - 2i for 1-based rank i

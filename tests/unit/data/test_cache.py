@@ -56,6 +56,27 @@ def test_changed_source_makes_the_entry_stale(source: Path, tmp_path: Path) -> N
     assert parse.calls == 2 and data.n_docs == 4
 
 
+def test_same_size_edit_with_restored_mtime_makes_the_entry_stale(
+    source: Path, tmp_path: Path
+) -> None:
+    parse = CountingParser(source)
+    cached_parse(source, parse, cache_dir=tmp_path / "cache")
+    before = source.stat()
+    # the kernel stamps ctime from a coarse clock: wait for a tick so the edit gets a new one
+    probe = tmp_path / "probe"
+    probe.touch()
+    while probe.stat().st_ctime_ns <= before.st_ctime_ns:
+        probe.touch()
+    source.write_bytes(TEXT.replace(b"2 qid:10", b"3 qid:10"))  # same size
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))  # as cp -p or touch -r do
+    assert (source.stat().st_size, source.stat().st_mtime_ns) == (
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    data = cached_parse(source, parse, cache_dir=tmp_path / "cache")
+    assert parse.calls == 2 and data.labels[0] == 3.0
+
+
 def test_options_are_part_of_the_key(source: Path, tmp_path: Path) -> None:
     narrow = load_letor(source, cache_dir=tmp_path / "cache")
     wide = load_letor(source, n_features=5, cache_dir=tmp_path / "cache")

@@ -56,6 +56,14 @@ def assert_same(a: LetorData, b: LetorData) -> None:
         assert a.doc_ids.tolist() == b.doc_ids.tolist()
 
 
+def test_letor_data_compares_and_hashes_by_identity() -> None:
+    data = random_data(0, doc_ids=True)
+    copy = LetorData(**{name: getattr(data, name) for name in data.__dataclass_fields__})
+    assert data == data
+    assert data != copy  # equal arrays, still another object: no element-wise comparison
+    assert {data: 1, copy: 2}[data] == 1
+
+
 # ---------------------------------------------------------------------------- round trips
 
 

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from ltr.data.dataset import pad_slates
-from ltr.data.letor import LetorData
+from ltr.data.letor import LetorData, load_letor
 from ltr.data.preprocessing import NORMALIZER_KINDS, Normalizer
-from ltr.errors import ConfigError, DataNotFoundError, LtrError, ShapeError
+from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError, ShapeError
 
 CONSTANT_COLUMN = 3
 
@@ -246,6 +246,18 @@ def test_load_rejects_a_feature_count_other_than_the_data(train: LetorData, tmp_
     path = write_edited(tmp_path / "n.json", train)
     with pytest.raises(ConfigError, match="expects 5 features; the data has 46"):
         Normalizer.load(path, n_features=46)
+
+
+@pytest.mark.parametrize("kind", NORMALIZER_KINDS)
+def test_fit_refuses_a_file_without_features_naming_it(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "labels_only.txt"
+    path.write_text("1 qid:1\n0 qid:1\n")
+    data = load_letor(path, use_cache=False)
+    with pytest.raises(
+        DataFormatError,
+        match=r"^labels_only\.txt: no features \(every line has only a label and qid\)$",
+    ):
+        Normalizer(kind).fit(data)
 
 
 @pytest.mark.parametrize("kind", NORMALIZER_KINDS)

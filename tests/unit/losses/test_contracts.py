@@ -158,6 +158,19 @@ def test_long_lists_and_extreme_scores_stay_finite_in_float32(name: str) -> None
     assert torch.isfinite(grad).all()
 
 
+@pytest.mark.parametrize("name", RANKING_LOSSES)
+def test_labels_whose_exp2_overflows_float32_match_float64(name: str) -> None:
+    # 2^200 is inf in float32: NDCG-based losses gave a NaN loss and gradient
+    scores = torch.tensor([[0.5, 0.1, -0.3], [0.2, 0.4, 0.0]], dtype=torch.float64)
+    labels = torch.tensor([[200.0, 0.0, 3.0], [1.0, 130.0, 0.0]], dtype=torch.float64)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    fn = loss_fn(name)
+    loss64, grad64 = loss_and_grad(fn, (scores, labels, mask))
+    loss32, grad32 = loss_and_grad(fn, (scores.float(), labels.float(), mask))
+    torch.testing.assert_close(loss32, loss64.float())
+    torch.testing.assert_close(grad32, grad64.float())
+
+
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_single_document_lists_work(name: str) -> None:
     scores = torch.tensor([[0.3], [-1.0]], requires_grad=True)

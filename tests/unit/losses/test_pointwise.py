@@ -1,12 +1,20 @@
-"""MSE and the shape checks every loss shares."""
+"""MSE and the input checks every loss shares."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
 from ltr.errors import ShapeError
 from ltr.losses import LOSSES, mse_loss
+from ltr.metrics import ndcg
+
+SCORES = torch.tensor([[0.5, 0.2, -0.1], [1.0, 0.0, 3.0]])
+LABELS = torch.tensor([[2.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+MASK = torch.tensor([[True, True, True], [True, True, False]])
 
 
 def test_mse_averages_squared_errors_over_real_documents() -> None:
@@ -26,6 +34,45 @@ def test_mismatched_shapes_raise_shape_error(name: str) -> None:
         LOSSES[name](scores, labels, torch.ones(2, 3, dtype=torch.bool))
 
 
-def test_non_bool_mask_raises_shape_error() -> None:
-    with pytest.raises(ShapeError, match=r"mask must be a bool tensor"):
-        mse_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, 2))
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_non_bool_mask_raises_shape_error(name: str) -> None:
+    with pytest.raises(ShapeError, match=r"^mask must be a bool tensor .*; got torch\.float32$"):
+        LOSSES[name](SCORES, LABELS, MASK.float())
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_numpy_arrays_raise_shape_error(name: str) -> None:
+    with pytest.raises(
+        ShapeError, match=r"^scores, labels and mask must be torch tensors; got ndarray, "
+    ):
+        LOSSES[name](SCORES.numpy(), LABELS.numpy(), np.asarray(MASK))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_integer_scores_raise_shape_error(name: str) -> None:
+    # listmle returned an int64 loss, mse rounded the labels to integers
+    with pytest.raises(
+        ShapeError, match=r"^scores must be a floating-point tensor; got torch\.int64$"
+    ):
+        LOSSES[name](SCORES.long(), LABELS, MASK)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
+def test_bad_label_of_a_real_document_raises_the_metrics_error(name: str, bad: float) -> None:
+    # NaN gave loss 0 and no gradient (the query silently skipped), -1 a loss of 1e11
+    labels = LABELS.clone()
+    labels[0, 1] = bad
+    with pytest.raises(ShapeError) as metric_error:
+        ndcg(SCORES, labels, MASK)
+    with pytest.raises(ShapeError, match=r" at 1 real documents$") as loss_error:
+        LOSSES[name](SCORES, labels, MASK)
+    assert str(loss_error.value) == str(metric_error.value)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_integer_and_bool_labels_are_read_as_numbers(name: str) -> None:
+    params = {"ties": "first"} if name == "listmle" else {}
+    expected = LOSSES[name](SCORES, LABELS, MASK, **params)
+    torch.testing.assert_close(LOSSES[name](SCORES, LABELS.long(), MASK, **params), expected)
+    assert torch.isfinite(LOSSES[name](SCORES, LABELS > 0, MASK, **params))

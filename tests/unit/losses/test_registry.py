@@ -58,3 +58,19 @@ def test_positional_arguments_cannot_be_passed_as_params() -> None:
         match=r"loss\.params\.labels: listnet has no parameter 'labels'; valid: \(none\)",
     ):
         build_loss("listnet", {"labels": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("ranknet", {"sigma": -1}, r"^loss\.params\.sigma: must be greater than 0; got -1$"),
+        ("ranknet", {"sigma": "1"}, r"^loss\.params\.sigma: has a value of the wrong type \('1'\)"),
+        ("lambdarank", {"k": 2.5}, r"^loss\.params\.k: must be a positive integer or None"),
+        ("listmle", {"ties": "last"}, r"^loss\.params\.ties: must be 'random' or 'first'"),
+    ],
+)
+def test_build_loss_refuses_a_bad_value_before_the_first_call(
+    name: str, params: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_loss(name, params)
