@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -38,8 +39,14 @@ logger = logging.getLogger(__name__)
 _PROBE_FEATURES = 3  # the feature count scorers are built for while a config is checked
 # experiment and registry names: they become folder names and MLflow names
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+# the devices ltr trains and scores on, one rule for training.device and the Python API: other
+# torch backends (mps, xpu, meta) are refused up front instead of failing deep inside torch
+DEVICE_PATTERN = r"cpu|cuda|cuda:[0-9]+|auto"
+DEVICE_RULE = "must be cpu, cuda, cuda:N or auto"
 
 __all__ = [
+    "DEVICE_PATTERN",
+    "DEVICE_RULE",
     "NAME_PATTERN",
     "TRAINABLE_MODELS",
     "DataConfig",
@@ -212,8 +219,15 @@ class TrainingConfig(_Strict):
     early_stopping_metric: str = "ndcg@10"
     bucket_by_length: bool = True
     seed: int = 0
-    device: Literal["cpu", "cuda", "auto"] = "auto"
+    device: str = "auto"  # DEVICE_PATTERN: cpu, cuda, cuda:N, auto (cuda when available)
     num_threads: int | None = Field(None, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, name: str) -> str:
+        if re.fullmatch(DEVICE_PATTERN, name) is None:
+            raise ValueError(f"{DEVICE_RULE}; got {name!r}")
+        return name
 
     @field_validator("early_stopping_metric")
     @classmethod

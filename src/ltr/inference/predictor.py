@@ -60,7 +60,8 @@ class Predictor:
         """Rebuild the scorer of a run directory (its ``checkpoints/best.pt``) or a ``.pt`` file.
 
         Raises:
-            ConfigError: ``device`` is not a device name, or names an unavailable cuda.
+            ConfigError: ``device`` is not ``cpu``, ``cuda``, ``cuda:N`` or ``auto``, or
+                names an unavailable cuda.
             DataNotFoundError: no such run directory or file.
             LtrError: a corrupt checkpoint, or one without the config it was trained with.
         """
@@ -106,7 +107,7 @@ def predict_file(
         out_path: where to write.
         fmt: ``"scores"``: one score per line, aligned with the data lines;
             ``"trec"``: a TREC run (``qid Q0 docid rank score tag``, tag = the run's name).
-        device: where to run the model.
+        device: where to run the model: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
 
     Returns:
         ``out_path``.

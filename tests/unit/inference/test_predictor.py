@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -186,9 +187,16 @@ def test_a_zip_that_is_not_a_checkpoint_is_refused_without_unpickling_advice(
     assert "safe_globals" not in str(error.value)
 
 
-def test_an_unknown_device_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^device must be cpu, cuda, cuda:N or auto; got 'gpu'$"):
-        Predictor.load(tmp_path, device="gpu")
+@pytest.mark.parametrize(
+    "device", ["gpu", "mps", "xpu", "meta", "cpu:0", "CPU", "", torch.device("meta")]
+)
+def test_an_unknown_device_is_a_config_error(device: str | torch.device, tmp_path: Path) -> None:
+    # torch knows mps, xpu and meta, but they failed later and in torch's words, if at all
+    with pytest.raises(
+        ConfigError,
+        match=rf"^device must be cpu, cuda, cuda:N or auto; got {re.escape(repr(device))}$",
+    ):
+        Predictor.load(tmp_path, device=device)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without cuda")
