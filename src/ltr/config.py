@@ -110,6 +110,13 @@ class _Strict(BaseModel):
 
 
 class ExperimentInfo(_Strict):
+    """The ``experiment`` section: what the run is called and why.
+
+    ``name`` starts the run directory's name (``experiments/<date>-<time>-<name>``) and names
+    the MLflow experiment, so it holds letters, digits, ``_``, ``.`` and ``-`` only.
+    ``description`` is free text kept in the resolved config.
+    """
+
     name: str = Field("experiment", min_length=1, pattern=NAME_PATTERN)
     description: str = ""
 
@@ -171,6 +178,13 @@ class ModelConfig(BaseModel):
 
 
 class LossConfig(_Strict):
+    """The ``loss`` section: a loss of :data:`ltr.losses.LOSSES` by name, and its parameters.
+
+    ``params`` are keyword arguments of that loss function (``{sigma: 1.0, k: 10}`` for
+    lambdarank), checked against its signature when the config is read; left out, they take
+    the function's defaults, which the resolved config spells out.
+    """
+
     name: LossName = "lambdarank"
     params: dict[str, Any] = {}
 
@@ -205,6 +219,15 @@ class SchedulerConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
+    """The ``training`` section: optimization, early stopping, seed and device.
+
+    Training stops after ``num_epochs`` or once ``early_stopping_metric`` (on validation,
+    higher is better) has not improved for more than ``early_stopping_patience`` epochs;
+    ``checkpoints/best.pt`` keeps the best epoch. ``device`` is ``cpu``, ``cuda``, ``cuda:N``
+    or ``auto`` (cuda when a GPU is visible); an unavailable cuda fails when the run starts.
+    ``num_threads`` None leaves torch's CPU thread count alone.
+    """
+
     batch_size: int = Field(32, ge=1)  # queries per step; the global batch under torchrun
     num_epochs: int = Field(50, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
@@ -409,6 +432,14 @@ def split_report_name(name: str) -> tuple[str, dict[str, str]]:
 
 
 class ExperimentConfig(_Strict):
+    """One experiment file, validated: what :func:`ltr.training.run_experiment` trains.
+
+    Build it with :func:`load_config` (a YAML file plus ``--set``-style overrides), which turns
+    the first invalid field into one :class:`~ltr.errors.ConfigError` naming it. Frozen: to
+    change a field, load again with an override. :meth:`resolved` / :meth:`to_yaml` give it
+    with every default spelled out, as the run directory's ``config.yaml`` stores it.
+    """
+
     experiment: ExperimentInfo = Field(default_factory=ExperimentInfo)
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -437,6 +468,7 @@ class ExperimentConfig(_Strict):
         return raw
 
     def to_yaml(self) -> str:
+        """:meth:`resolved` as YAML, in section order; :func:`load_config` reads it back."""
         return yaml.safe_dump(self.resolved(), sort_keys=False)
 
 
