@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -38,8 +39,14 @@ logger = logging.getLogger(__name__)
 _PROBE_FEATURES = 3  # the feature count scorers are built for while a config is checked
 # experiment and registry names: they become folder names and MLflow names
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+# the devices ltr trains and scores on, one rule for training.device and the Python API: other
+# torch backends (mps, xpu, meta) are refused up front instead of failing deep inside torch
+DEVICE_PATTERN = r"cpu|cuda|cuda:[0-9]+|auto"
+DEVICE_RULE = "must be cpu, cuda, cuda:N or auto"
 
 __all__ = [
+    "DEVICE_PATTERN",
+    "DEVICE_RULE",
     "NAME_PATTERN",
     "TRAINABLE_MODELS",
     "DataConfig",
@@ -103,6 +110,13 @@ class _Strict(BaseModel):
 
 
 class ExperimentInfo(_Strict):
+    """The ``experiment`` section: what the run is called and why.
+
+    ``name`` starts the run directory's name (``experiments/<date>-<time>-<name>``) and names
+    the MLflow experiment, so it holds letters, digits, ``_``, ``.`` and ``-`` only.
+    ``description`` is free text kept in the resolved config.
+    """
+
     name: str = Field("experiment", min_length=1, pattern=NAME_PATTERN)
     description: str = ""
 
@@ -164,6 +178,13 @@ class ModelConfig(BaseModel):
 
 
 class LossConfig(_Strict):
+    """The ``loss`` section: a loss of :data:`ltr.losses.LOSSES` by name, and its parameters.
+
+    ``params`` are keyword arguments of that loss function (``{sigma: 1.0, k: 10}`` for
+    lambdarank), checked against its signature when the config is read; left out, they take
+    the function's defaults, which the resolved config spells out.
+    """
+
     name: LossName = "lambdarank"
     params: dict[str, Any] = {}
 
@@ -198,6 +219,15 @@ class SchedulerConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
+    """The ``training`` section: optimization, early stopping, seed and device.
+
+    Training stops after ``num_epochs`` or once ``early_stopping_metric`` (on validation,
+    higher is better) has not improved for more than ``early_stopping_patience`` epochs;
+    ``checkpoints/best.pt`` keeps the best epoch. ``device`` is ``cpu``, ``cuda``, ``cuda:N``
+    or ``auto`` (cuda when a GPU is visible); an unavailable cuda fails when the run starts.
+    ``num_threads`` None leaves torch's CPU thread count alone.
+    """
+
     batch_size: int = Field(32, ge=1)  # queries per step; the global batch under torchrun
     num_epochs: int = Field(50, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
@@ -212,8 +242,15 @@ class TrainingConfig(_Strict):
     early_stopping_metric: str = "ndcg@10"
     bucket_by_length: bool = True
     seed: int = 0
-    device: Literal["cpu", "cuda", "auto"] = "auto"
+    device: str = "auto"  # DEVICE_PATTERN: cpu, cuda, cuda:N, auto (cuda when available)
     num_threads: int | None = Field(None, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, name: str) -> str:
+        if re.fullmatch(DEVICE_PATTERN, name) is None:
+            raise ValueError(f"{DEVICE_RULE}; got {name!r}")
+        return name
 
     @field_validator("early_stopping_metric")
     @classmethod
@@ -395,6 +432,14 @@ def split_report_name(name: str) -> tuple[str, dict[str, str]]:
 
 
 class ExperimentConfig(_Strict):
+    """One experiment file, validated: what :func:`ltr.training.run_experiment` trains.
+
+    Build it with :func:`load_config` (a YAML file plus ``--set``-style overrides), which turns
+    the first invalid field into one :class:`~ltr.errors.ConfigError` naming it. Frozen: to
+    change a field, load again with an override. :meth:`resolved` / :meth:`to_yaml` give it
+    with every default spelled out, as the run directory's ``config.yaml`` stores it.
+    """
+
     experiment: ExperimentInfo = Field(default_factory=ExperimentInfo)
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -423,6 +468,7 @@ class ExperimentConfig(_Strict):
         return raw
 
     def to_yaml(self) -> str:
+        """:meth:`resolved` as YAML, in section order; :func:`load_config` reads it back."""
         return yaml.safe_dump(self.resolved(), sort_keys=False)
 
 

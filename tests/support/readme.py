@@ -42,3 +42,9 @@ def ltr_arguments(line: str) -> list[str] | None:
     rest = tokens[tokens.index("ltr") + 1 :]
     end = next((i for i, token in enumerate(rest) if token in (";", "&&", "|", ")")), len(rest))
     return rest[:end]
+
+
+def python_block(heading: str) -> str:
+    """The first ``python`` fenced block after the README heading line ``heading``."""
+    section = README.split(f"\n{heading}\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]

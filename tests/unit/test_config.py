@@ -51,6 +51,12 @@ def test_default_yaml_spells_out_every_field() -> None:
     }
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:0", "cuda:12", "auto"])
+def test_device_takes_cpu_cuda_a_numbered_cuda_or_auto(config_file: Path, device: str) -> None:
+    # checked against the machine when a run starts (resolve_device), not when read
+    assert load_config(config_file, [f"training.device={device}"]).training.device == device
+
+
 def test_overrides_apply_before_validation(config_file: Path) -> None:
     config = load_config(config_file, ["training.learning_rate=3e-4", "model.dropout=0.0"])
     assert config.training.learning_rate == 3e-4
@@ -129,6 +135,13 @@ def test_resolved_yaml_loads_back_to_the_same_config(config_file: Path, tmp_path
         ("loss.name=lambda", r"exp\.yaml: loss\.name: 'lambda' is not one of mse, ranknet,"),
         ("evaluation.metrics=[ndcg@0]", r"exp\.yaml: evaluation\.metrics"),
         ("training.scheduler.name=linear", r"exp\.yaml: training\.scheduler\.name: "),
+        # one device rule for the config and the Python API (Predictor.load)
+        (
+            "training.device=mps",
+            r"exp\.yaml: training\.device: must be cpu, cuda, cuda:N or auto; got 'mps'$",
+        ),
+        ("training.device=cuda:x", r"exp\.yaml: training\.device: must be cpu, cuda, cuda:N or"),
+        ("training.device=1", r"exp\.yaml: training\.device: must be a string; got 1"),
     ],
 )
 def test_invalid_values_name_file_and_field(config_file: Path, override: str, message: str) -> None:

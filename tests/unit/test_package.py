@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
+import pkgutil
 import re
 import subprocess
 import sys
@@ -50,6 +52,43 @@ def _public_callables() -> list[tuple[str, Any]]:
             if inspect.isfunction(value):
                 found.append((f"{module.__name__}.{name}", value))
     return found
+
+
+# methods of public classes in files other work is changing now; remove once documented there
+_UNDOCUMENTED_FOR_NOW = {
+    "ltr.data.preprocessing.NormalizerModule.extra_repr",
+    "ltr.training.distributed.ShardLoader.set_epoch",
+}
+
+
+def _undocumented(module: Any) -> list[str]:
+    """Names in ``module.__all__`` (classes, functions, classes' public methods) without a
+    docstring of their own (a subclass repeating its base's does not count)."""
+    missing = []
+    for name in getattr(module, "__all__", ()):
+        value = getattr(module, name)
+        if not (inspect.isclass(value) or inspect.isfunction(value)):
+            continue
+        base = value.__mro__[1] if inspect.isclass(value) else None
+        if not (value.__doc__ or "").strip() or (base and value.__doc__ == base.__doc__):
+            missing.append(f"{module.__name__}.{name}")
+        methods = vars(value).items() if inspect.isclass(value) else ()
+        missing += [
+            f"{module.__name__}.{name}.{method}"
+            for method, function in methods
+            if inspect.isfunction(function)
+            and not method.startswith("_")
+            and not (function.__doc__ or "").strip()
+        ]
+    return missing
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    modules = [ltr] + [
+        importlib.import_module(info.name) for info in pkgutil.walk_packages(ltr.__path__, "ltr.")
+    ]
+    missing = {name for module in modules for name in _undocumented(module)}
+    assert sorted(missing - _UNDOCUMENTED_FOR_NOW) == []
 
 
 def _documented_args(doc: str) -> dict[str, str]:

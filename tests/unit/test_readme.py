@@ -19,7 +19,15 @@ from ltr.cli import app
 from ltr.data.letor import read_letor
 from ltr.data.runs import write_scores, write_trec_run
 from ltr.data.synthetic import write_synthetic
-from support.readme import README, console_blocks, console_lines, ltr_arguments, shown_output
+from support.readme import (
+    README,
+    README_PATH,
+    console_blocks,
+    console_lines,
+    ltr_arguments,
+    python_block,
+    shown_output,
+)
 
 # typer's (vendored) click objects: a group has .commands, a command .params and .make_context
 ROOT_COMMAND: Any = typer.main.get_command(app)
@@ -125,3 +133,26 @@ def test_readme_evaluate_examples_run_as_shown(tmp_path: Path) -> None:
     assert printed["conventions"] == json.loads(shown.split('"conventions": ')[1][:-1])
     assert list(printed["metrics"]) == re.findall(r'"([^"]+)": \.\.\.', shown)
     assert (tmp_path / "per_query.tsv").read_text().startswith("qid\tndcg@1\t")
+
+
+def test_readme_python_training_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = python_block("### From Python: train, score, evaluate")
+    epochs = '"training.num_epochs=30"'
+    assert epochs in code, "the example no longer sets its epochs as this test expects"
+    quick = '"training.num_epochs=2", "tracking.mlflow=false", "tracking.tensorboard=false"'
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "default.yaml").write_bytes(
+        (README_PATH.parent / "configs" / "default.yaml").read_bytes()
+    )
+    write_synthetic(tmp_path / "quickstart" / "data", n_queries=60, n_features=20, seed=0)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+
+    exec(code.replace(epochs, quick), namespace)  # the example as written, only shorter
+
+    means = namespace["result"].means
+    assert set(means) == {"ndcg@10", "map"} and all(0 < value <= 1 for value in means.values())
+    assert capsys.readouterr().out.endswith(f"{means}\n")
+    assert namespace["run_dir"].parent == tmp_path / "experiments"

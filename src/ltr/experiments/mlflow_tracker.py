@@ -307,6 +307,8 @@ class MLflowTracker:
             self.client.log_batch(self.run_id, params=chunk)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Log ``metrics`` at ``step`` in batches, names as :func:`mlflow_metric_name` makes
+        them (``valid/ndcg@10`` -> ``valid/ndcg_at_10``)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -318,6 +320,7 @@ class MLflowTracker:
             self.client.log_batch(self.run_id, metrics=chunk)
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        """Upload ``path`` to the run's artifact store, under ``folder`` (None: top level)."""
         self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
 
     def close(self, error: BaseException | None = None) -> None:

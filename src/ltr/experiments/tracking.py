@@ -69,13 +69,21 @@ class Tracker(Protocol):
     ``close`` gets the exception that ended the run, if any (None: it finished).
     """
 
-    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record the resolved config (nested sections); called once, at the start."""
+        ...
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Record one epoch's numbers (``train/loss``, ``valid/ndcg@10``, ...) at ``step``."""
+        ...
 
-    def log_artifact(self, path: Path, folder: str | None = None) -> None: ...
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        """Copy the run's file ``path``, under ``folder`` (None: top level), e.g. a checkpoint."""
+        ...
 
-    def close(self, error: BaseException | None = None) -> None: ...
+    def close(self, error: BaseException | None = None) -> None:
+        """End the run: ``error`` is the exception that ended it, None when it finished."""
+        ...
 
 
 class TensorBoardTracker:
@@ -98,6 +106,7 @@ class TensorBoardTracker:
         """TensorBoard shows the config as text; the run's ``config.yaml`` is the record."""
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """One scalar per name at ``step`` (the epoch), flushed so TensorBoard sees it live."""
         for name, value in metrics.items():
             self._writer.add_scalar(name, value, global_step=step)
         self._writer.flush()
@@ -106,6 +115,7 @@ class TensorBoardTracker:
         """Files stay in the run directory; TensorBoard shows scalars only."""
 
     def close(self, error: BaseException | None = None) -> None:
+        """Flush and close the event file; ``error`` changes nothing here."""
         self._writer.close()
 
 

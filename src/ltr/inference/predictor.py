@@ -21,13 +21,8 @@ from ltr._fs import check_writable, refuse_directory
 from ltr.data.letor import LetorData, load_letor, warn_if_narrower
 from ltr.data.preprocessing import Normalizer
 from ltr.data.runs import write_scores, write_trec_run
-from ltr.errors import ConfigError
-from ltr.training.checkpoint import (
-    check_feature_count,
-    checkpoint_file,
-    load_checkpoint,
-    restore_scorer,
-)
+from ltr.errors import ConfigError, ShapeError
+from ltr.training.checkpoint import checkpoint_file, load_checkpoint, restore_scorer
 from ltr.training.experiment import resolve_device
 from ltr.training.trainer import score_data
 
@@ -60,7 +55,8 @@ class Predictor:
         """Rebuild the scorer of a run directory (its ``checkpoints/best.pt``) or a ``.pt`` file.
 
         Raises:
-            ConfigError: ``device`` is not a device name, or names an unavailable cuda.
+            ConfigError: ``device`` is not ``cpu``, ``cuda``, ``cuda:N`` or ``auto``, or
+                names an unavailable cuda.
             DataNotFoundError: no such run directory or file.
             LtrError: a corrupt checkpoint, or one without the config it was trained with.
         """
@@ -77,17 +73,37 @@ class Predictor:
             source=path,
         )
 
-    def score(self, data: LetorData, *, source: str = "the data") -> np.ndarray:
+    def score(self, data: LetorData, *, source: str | None = None) -> np.ndarray:
         """``float64 [n_docs]`` scores of raw (unnormalized) ``data``, in file order.
 
+        Args:
+            data: the documents to score.
+            source: what errors call ``data``; None: its file (``data.source``), else
+                "the data".
+
         Raises:
-            ShapeError: ``data`` has another feature count than the model (names both).
+            ShapeError: ``data`` has another feature count than the model (names both, and
+                for narrower data how to read the file at the model's width).
         """
-        model = f"model {self.source}"  # a command may score several models
-        check_feature_count({"n_features": self.n_features}, data.n_features, source, model=model)
+        if data.n_features != self.n_features:
+            raise ShapeError(self._width_problem(data, source or data.source or "the data"))
         device = next(self.model.parameters()).device
         normalized = self.normalizer.transform_data(data)
         return score_data(self.model, normalized, batch_size=self.batch_size, device=device)
+
+    def _width_problem(self, data: LetorData, source: str) -> str:
+        problem = (  # names the model: a command may score several
+            f"model {self.source} was trained on {self.n_features} features; "
+            f"{source} has {data.n_features}"
+        )
+        if data.n_features > self.n_features:
+            return problem
+        # a sparse file omits features that are 0: one whose last features are all 0 reads
+        # narrower than the files the model was trained on
+        return (
+            f"{problem}; a sparse file that leaves out trailing zero features reads narrower: "
+            f"load it with load_letor(path, n_features={self.n_features})"
+        )
 
 
 def predict_file(
@@ -106,7 +122,7 @@ def predict_file(
         out_path: where to write.
         fmt: ``"scores"``: one score per line, aligned with the data lines;
             ``"trec"``: a TREC run (``qid Q0 docid rank score tag``, tag = the run's name).
-        device: where to run the model.
+        device: where to run the model: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
 
     Returns:
         ``out_path``.

@@ -53,6 +53,11 @@ class PerQueryTable:
     columns: dict[str, np.ndarray]
 
     def column(self, metric: str, *, source: str) -> np.ndarray:
+        """``metric``'s per-query values.
+
+        Raises:
+            PromotionRefused: the table has no such column (``source`` names the file).
+        """
         if metric not in self.columns:
             raise PromotionRefused(
                 f"{source} has no per-query {metric}; it has {', '.join(self.columns)}"
@@ -88,6 +93,7 @@ class GateCheck:
     values: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``name``, ``passed``, ``message`` and the figures the check compared."""
         return {"name": self.name, "passed": self.passed, "message": self.message, **self.values}
 
 
@@ -105,6 +111,8 @@ class GateResult:
         return f"run {run_name}: {'; '.join(failed)}" if failed else ""
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready ``{passed, checks: [...]}``, as a validated model's ``metadata.json``
+        records it under ``gate``."""
         return {"passed": self.passed, "checks": [check.to_dict() for check in self.checks]}
 
 

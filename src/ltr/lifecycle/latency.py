@@ -79,6 +79,7 @@ class LatencyRow:
         return None if self.matmul_p50_us is None else self.onnx_p50_us / self.matmul_p50_us
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field plus ``speedup`` and ``matmul_ratio`` (microseconds)."""
         return {**asdict(self), "speedup": self.speedup, "matmul_ratio": self.matmul_ratio}
 
 
@@ -111,6 +112,8 @@ class LatencyReport:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, as ``ltr benchmark-onnx --json`` prints it: the conditions (cores,
+        load averages, noise warnings) and one dict per row."""
         return {
             "bundle": str(self.bundle),
             "precision": self.precision,

@@ -67,6 +67,8 @@ class LiveComparison:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields, as a promotion to production records them (``compared_with_live``);
+        ``not_compared`` says why the values are missing when they are."""
         return {
             "metric": self.metric,
             "live_version": self.live_version,

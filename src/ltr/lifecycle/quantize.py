@@ -107,6 +107,7 @@ class QuantizationReport:
         return abs(self.move) <= self.max_move
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with ``move`` and ``passed``: ``metadata.json``'s ``quantization``."""
         return {
             "kind": QUANTIZATION,
             "metric": self.metric,

@@ -438,6 +438,8 @@ class ValidatedLookup:
     def exported_as(
         self, run: str | Path, version: str, *, validated_dir: str | Path | None = None
     ) -> ValidatedModel | None:
+        """The validated model made from ``run`` with ``version``, or None (arguments as
+        :func:`validated_model_exported_as`)."""
         run_dir = Path(run).resolve()
         if validated_dir is None:
             if run_dir not in self._roots:

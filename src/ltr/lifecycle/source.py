@@ -33,6 +33,7 @@ class RankingModule(nn.Module):
         self.normalizer, self.scorer = normalizer, scorer
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
+        """Scores ``[B, L]`` of raw ``features [B, L, F]``; ``mask [B, L]`` True = real."""
         scores: Tensor = self.scorer(self.normalizer(features, mask), mask)
         return scores
 

@@ -62,6 +62,7 @@ class PiecewiseLinearEncoding(nn.Module):
         return self.n_features * self.bins
 
     def extra_repr(self) -> str:
+        """What ``print(model)`` shows beside the class name."""
         return f"n_features={self.n_features}, bins={self.bins}"
 
     def fit(self, features: np.ndarray) -> None:
@@ -91,6 +92,8 @@ class PiecewiseLinearEncoding(nn.Module):
             self.inv_width.copy_(torch.from_numpy(inv_width))
 
     def forward(self, features: Tensor) -> Tensor:
+        """``[..., F * bins]`` encoding of ``features [..., F]``, every column in [0, 1];
+        feature f's columns are ``f * bins`` to ``f * bins + bins - 1``."""
         encoded = ((features.unsqueeze(-1) - self.low) * self.inv_width).clamp(0.0, 1.0)
         return encoded.flatten(-2)
 

@@ -15,7 +15,7 @@ from ltr.errors import ConfigError
 from ltr.models.encoding import PiecewiseLinearEncoding
 from ltr.models.list_ranks import ListPercentileRanks
 
-__all__ = ["document_inputs", "input_modules"]
+__all__ = ["document_inputs", "input_modules", "zero_padding"]
 
 
 def input_modules(
@@ -48,3 +48,16 @@ def document_inputs(
     if ranks is None:
         return inputs
     return torch.cat([inputs, ranks(features, mask)], dim=-1)
+
+
+def zero_padding(features: Tensor, mask: Tensor) -> Tensor:
+    """``features [B, L, F]`` with the padded rows (``mask [B, L]`` False) set to 0.
+
+    Whatever a caller leaves in padded rows would otherwise leak as 0 x NaN = NaN (0 x inf
+    too): through attention, which weighs a padded document by 0, and into the weight gradient
+    of any first layer, which multiplies a padded row by its zero gradient. The context-aware
+    scorer calls this always; scorers that score each document alone call it in training only,
+    since in evaluation a padded row reaches nothing but its own score, which callers ignore,
+    and their exported graphs stay free of it.
+    """
+    return features.masked_fill(~mask.unsqueeze(-1), 0.0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ltr.models.inputs import zero_padding
+
 
 class LinearScorer(nn.Module):
     """One linear layer applied to every document independently.
@@ -21,6 +23,8 @@ class LinearScorer(nn.Module):
         self.linear = nn.Linear(n_features, 1)
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
-        """Scores ``[B, L]`` from ``features [B, L, F]``; ``mask`` is unused (uniform API)."""
+        """Scores ``[B, L]`` from ``features [B, L, F]`` and ``mask [B, L]`` (True = real)."""
+        if self.training:  # keep padded values out of the gradient (zero_padding)
+            features = zero_padding(features, mask)
         scores: Tensor = self.linear(features)
         return scores.squeeze(-1)

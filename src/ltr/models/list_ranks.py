@@ -48,6 +48,8 @@ class ListPercentileRanks(nn.Module):
     """
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
+        """``[B, L, F]`` scaled ranks of ``features [B, L, F]`` among the real documents of
+        each list (``mask [B, L]`` True); padded rows get 0."""
         real = mask.unsqueeze(-1)  # [B, L, 1]
         last = torch.full_like(features, float("inf"))  # padding sorts after every real value
         ascending = _sorted_positions(torch.where(real, features, last))

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ltr.errors import ConfigError
-from ltr.models.inputs import document_inputs, input_modules
+from ltr.models.inputs import document_inputs, input_modules, zero_padding
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -139,6 +139,8 @@ class MLPScorer(nn.Module):
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
         """Scores ``[B, L]`` from ``features [B, L, F]`` and ``mask [B, L]``."""
+        if self.training:  # keep padded values out of batch statistics and gradients
+            features = zero_padding(features, mask)
         x = document_inputs(features, mask, self.encoding, self.ranks)
         for linear, norm, block in zip(self.linears, self.norms, self.blocks, strict=True):
             x = linear(x)

@@ -11,16 +11,17 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ltr.errors import ConfigError
-from ltr.models.inputs import document_inputs, input_modules
+from ltr.models.inputs import document_inputs, input_modules, zero_padding
 from ltr.models.mlp import make_activation
 
 
 class ContextAwareScorer(nn.Module):
     """Transformer encoder over each list; one score per document.
 
-    Padding is a key padding mask, so real documents never attend to padded ones and their
-    scores do not depend on padded features. Built without nested tensors and with plain
-    tensor ops in ``forward``, so it traces to ONNX with dynamic batch and list length.
+    Padding is a key padding mask and padded features are zeroed on entry, so real documents
+    never attend to padded ones and their scores do not depend on padded features, NaN and inf
+    included. Built without nested tensors and with plain tensor ops in ``forward``, so it
+    traces to ONNX with dynamic batch and list length.
 
     Args:
         n_features: length of each document's feature vector.
@@ -92,6 +93,7 @@ class ContextAwareScorer(nn.Module):
         # A list with no real document would make every attention row -inf (NaN); let such a
         # list attend to all its (padded) documents instead, which keeps its scores finite.
         ignore = ~mask & mask.any(dim=-1, keepdim=True)
+        features = zero_padding(features, mask)  # attention weighs padding by 0; 0 x NaN = NaN
         x = document_inputs(features, mask, self.encoding, self.ranks)
         x = self.encoder(self.input(x), src_key_padding_mask=ignore)
         scores: Tensor = self.output(x)

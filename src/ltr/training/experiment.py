@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -56,6 +57,8 @@ from ltr._fs import file_sha256, missing_file
 from ltr._messages import closest_hint
 from ltr._signals import deferred_interrupts
 from ltr.config import (
+    DEVICE_PATTERN,
+    DEVICE_RULE,
     DataConfig,
     ExperimentConfig,
     TrainingConfig,
@@ -663,20 +666,25 @@ def resolve_device(name: str | torch.device, field: str = "training.device") -> 
     """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` must be available.
 
     Args:
-        name: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (or any torch device).
+        name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (as ``training.device`` takes them), or
+            a ``torch.device`` of type cpu or cuda.
         field: what the error messages call the value.
 
     Raises:
-        ConfigError: not a device name, or ``cuda`` asked for but not available.
+        ConfigError: any other name (``mps``, ``xpu``, ``meta``, ``gpu``), or ``cuda`` asked
+            for but not available, or a ``cuda:N`` beyond the visible GPUs.
     """
-    if name == "auto":
+    text = str(name) if isinstance(name, torch.device) else name
+    if not isinstance(text, str) or re.fullmatch(DEVICE_PATTERN, text) is None:
+        raise ConfigError(f"{field} {DEVICE_RULE}; got {name!r}")
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):  # torch's message lists every backend it knows
-        raise ConfigError(f"{field} must be cpu, cuda, cuda:N or auto; got {name!r}") from None
+    device = torch.device(text)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{field}: cuda is not available here; use cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ConfigError(f"{field}: {text} is not a visible GPU; this machine shows {count}")
     return device
 
 

@@ -128,6 +128,7 @@ class TrainState:
         return improved
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for a checkpoint's ``state``; :meth:`from_dict` reads it back."""
         return asdict(self)
 
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -115,6 +116,26 @@ def test_scoring_data_of_another_width_names_the_model_and_both_counts(
         predictor.score(wide, source="wide.txt")
 
 
+def test_narrower_data_is_named_by_its_file_with_how_to_read_it_at_the_model_width(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    root, run_dir = trained
+    test = load_letor(root / "test.txt")
+    narrow = tmp_path / "narrow.txt"  # features 8 and 9 left out: a sparse file's trailing zeros
+    write_letor(narrow, replace(test, features=test.features[:, :7]))
+    predictor = Predictor.load(run_dir)
+    expected = (
+        rf"^model {re.escape(str(predictor.source))} was trained on 9 features; narrow\.txt has 7; "
+        r"a sparse file that leaves out trailing zero features reads narrower: load it with "
+        r"load_letor\(path, n_features=9\)$"
+    )
+    with pytest.raises(ShapeError, match=expected):
+        predictor.score(load_letor(narrow))
+    assert predictor.score(load_letor(narrow, n_features=predictor.n_features)).shape == (
+        test.n_docs,
+    )
+
+
 def test_sparse_file_without_the_last_features_is_scored_like_training_reads_it(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -186,9 +207,16 @@ def test_a_zip_that_is_not_a_checkpoint_is_refused_without_unpickling_advice(
     assert "safe_globals" not in str(error.value)
 
 
-def test_an_unknown_device_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^device must be cpu, cuda, cuda:N or auto; got 'gpu'$"):
-        Predictor.load(tmp_path, device="gpu")
+@pytest.mark.parametrize(
+    "device", ["gpu", "mps", "xpu", "meta", "cpu:0", "CPU", "", torch.device("meta")]
+)
+def test_an_unknown_device_is_a_config_error(device: str | torch.device, tmp_path: Path) -> None:
+    # torch knows mps, xpu and meta, but they failed later and in torch's words, if at all
+    with pytest.raises(
+        ConfigError,
+        match=rf"^device must be cpu, cuda, cuda:N or auto; got {re.escape(repr(device))}$",
+    ):
+        Predictor.load(tmp_path, device=device)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without cuda")

@@ -169,6 +169,28 @@ def test_list_ranks_graph_breaks_ties_as_pytorch_does(
     np.testing.assert_allclose(scores[mask], expected.numpy()[mask], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("junk", [np.nan, np.inf])
+@pytest.mark.parametrize("key", sorted(RUNS))
+def test_graph_ignores_nan_and_inf_in_padded_rows(
+    exported: dict[str, tuple[Path, ExportReport]], key: str, junk: float
+) -> None:
+    # the graph must mask padding as the eager scorer does: real scores as with zero padding
+    run_dir, report = exported[key]
+    rng = np.random.default_rng(3)
+    features = rng.uniform(0, 1, (3, 8, N_FEATURES)).astype(np.float32)
+    mask = np.ones((3, 8), dtype=bool)
+    mask[1:, 5:] = False
+    zero_padded = np.where(mask[..., None], features, np.float32(0.0))
+    junk_padded = np.where(mask[..., None], features, np.float32(junk))
+
+    scores = run_session(make_session(report.output / "model.onnx"), junk_padded, mask)
+    with torch.inference_mode():
+        expected = load_source(run_dir).reference()(torch.tensor(zero_padded), torch.tensor(mask))
+
+    assert np.isfinite(scores[mask]).all()
+    np.testing.assert_allclose(scores[mask], expected.numpy()[mask], rtol=0, atol=1e-5)
+
+
 def test_metadata_describes_the_bundle(exported: dict[str, tuple[Path, ExportReport]]) -> None:
     run_dir, report = exported["mlp"]
 

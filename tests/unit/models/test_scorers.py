@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from ltr.errors import ConfigError
 from ltr.losses import listnet_loss
-from ltr.models import MODELS, build_model
+from ltr.models import MODELS, build_model, fit_input_encodings
 
 N_FEATURES = 6
 SMALL = {  # fast configurations of every registered scorer
@@ -23,11 +24,27 @@ VARIANTS = [(name, SMALL[name]) for name in sorted(MODELS)] + [
     ("mlp", {"hidden_dims": (16,), "norm": "layer", "activation": "tanh"}),
     ("mlp", {"hidden_dims": (16,), "dropout": 0.1, "list_ranks": True}),
     ("transformer", {**SMALL["transformer"], "list_ranks": True}),
+    ("mlp", {"hidden_dims": (16,), "piecewise_bins": 4}),
+    ("transformer", {**SMALL["transformer"], "piecewise_bins": 4, "list_ranks": True}),
+    (
+        "ensemble",
+        {"members": [{"name": "linear"}, {"name": "transformer", **SMALL["transformer"]}]},
+    ),
 ]
 IDS = [
     f"{name}-{params.get('norm', '')}{'-ranks' if params.get('list_ranks') else ''}"
+    f"{'-bins' if params.get('piecewise_bins') else ''}"
+    f"{'-context' if 'transformer' in str(params.get('members')) else ''}"
     for name, params in VARIANTS
 ]
+# what a caller may leave in padded rows; NaN and inf leak as 0 x NaN wherever padding is
+# multiplied by a zero weight (attention, a first layer's weight gradient)
+JUNK = {
+    "wild": lambda n: torch.randn(n, N_FEATURES) * 1e3,
+    "nan": lambda n: torch.full((n, N_FEATURES), float("nan")),
+    "inf": lambda n: torch.full((n, N_FEATURES), float("inf")),
+    "-inf": lambda n: torch.full((n, N_FEATURES), float("-inf")),
+}
 
 
 def batch(queries: int, list_len: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,7 +57,9 @@ def batch(queries: int, list_len: int, seed: int = 0) -> tuple[torch.Tensor, tor
 
 def model(name: str, params: dict[str, object], seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model(name, N_FEATURES, **params)
+    scorer = build_model(name, N_FEATURES, **params)
+    fit_input_encodings(scorer, np.random.default_rng(seed).standard_normal((200, N_FEATURES)))
+    return scorer
 
 
 @pytest.mark.parametrize(("name", "params"), VARIANTS, ids=IDS)
@@ -52,20 +71,46 @@ def test_scores_have_one_finite_value_per_document(name, params, list_len: int) 
     assert torch.isfinite(scores).all()
 
 
+def with_junk(features: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+    junk = features.clone()
+    junk[~mask] = JUNK[kind](int((~mask).sum()))
+    return junk
+
+
+def no_dropout(params: dict[str, object]) -> dict[str, object]:
+    return {**params, "dropout": 0.0} if "dropout" in params else params
+
+
 @pytest.mark.parametrize(("name", "params"), VARIANTS, ids=IDS)
 @pytest.mark.parametrize("training", [True, False])
-def test_padded_features_do_not_change_real_scores(name, params, training: bool) -> None:
-    scorer = model(name, {**params, "dropout": 0.0} if "dropout" in params else params)
+@pytest.mark.parametrize("kind", sorted(JUNK))
+def test_padded_features_do_not_change_real_scores(name, params, training: bool, kind) -> None:
+    scorer = model(name, no_dropout(params))
     scorer.train(training)
     features, mask = batch(3, 9)
-    junk = features.clone()
-    junk[~mask] = torch.randn(int((~mask).sum()), N_FEATURES) * 1e3
+    junk = with_junk(features, mask, kind)
     with torch.no_grad():
         torch.manual_seed(1)
         clean = scorer(features, mask)
         torch.manual_seed(1)
         noisy = scorer(junk, mask)
+    assert torch.isfinite(noisy[mask]).all()
     torch.testing.assert_close(noisy[mask], clean[mask])
+
+
+@pytest.mark.parametrize(("name", "params"), VARIANTS, ids=IDS)
+@pytest.mark.parametrize("kind", ["nan", "inf"])
+def test_padded_features_do_not_change_gradients(name, params, kind: str) -> None:
+    features, mask = batch(3, 9)
+    labels = torch.rand(3, 9, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for inputs in (features, with_junk(features, mask, kind)):
+        scorer = model(name, no_dropout(params))
+        listnet_loss(scorer(inputs, mask), labels, mask).backward()
+        grads.append([p.grad for p in scorer.parameters() if p.grad is not None])
+    assert grads[0] and all(torch.isfinite(g).all() for g in grads[1])
+    for clean, noisy in zip(*grads, strict=True):
+        torch.testing.assert_close(noisy, clean)
 
 
 @pytest.mark.parametrize(("name", "params"), VARIANTS, ids=IDS)
