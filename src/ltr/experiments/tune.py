@@ -316,7 +316,7 @@ def _check_tune(config: ExperimentConfig) -> TuneConfig:
             try:
                 trial_config(config, {key: value})
             except ConfigError as error:
-                message = f"tune.space.{key}: the value {value!r} is refused: {error}"
+                message = f"tune.space[{key}]: the value {value!r} is refused: {error}"
                 raise ConfigError(message) from None
     return config.tune
 
