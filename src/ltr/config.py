@@ -513,8 +513,8 @@ def _blamed(
     field, problem = error.field, error.problem
     item = _culprit(error, overrides, causes)
     if item is not None:
-        parts, value, _ = _split_override(item)
-        key, text = _render_key(parts), value.strip()
+        parts, written, _ = _split_override(item)
+        key, text = _render_key(parts), written.strip()
         where = f"--set {item}" if key in (field, error.key) else f"--set {item}: {field}"
         hint = ""
         if "list" in problem and "," in text and not text.startswith(("[", "{")):
