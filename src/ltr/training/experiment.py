@@ -247,7 +247,7 @@ def _run(
         config.training.num_epochs,
         config.tracking.mlflow,
         writer=dist.is_main,
-        processes=dist.world_size,
+        dist=dist,
     )
     with note, contextlib.ExitStack() as held:
         run = note.run = _start_run(config, resume, dist, note, held, on_run_dir)
@@ -440,13 +440,14 @@ def _start_run(
 class _ResumeNote:
     """On Ctrl-C or SIGTERM inside it, note on the interruption what the run keeps and how to
     continue it (the CLI prints the notes in its closing line); ``run_dir`` is set once the
-    directory exists, ``run`` once its trackers run (the writer, rank 0, notes). A job of
-    ``processes`` > 1 (torchrun) is continued with torchrun and as many processes."""
+    directory exists, ``run`` once its trackers run (the writer, rank 0, notes). A torchrun
+    job (``dist``) is continued with torchrun, as many machines and processes per machine
+    (:attr:`Distributed.launcher`)."""
 
     num_epochs: int
     mlflow: bool
     writer: bool
-    processes: int = 1
+    dist: Distributed
     run_dir: Path | None = None
     run: Run | None = None
 
@@ -479,12 +480,11 @@ class _ResumeNote:
             epoch = load_checkpoint(last)["epoch"]
         except LtrError:  # cannot happen with atomic writes; the hint must not hide the stop
             epoch = "?"
-        launcher = (
-            "ltr" if self.processes == 1 else f"torchrun --nproc-per-node {self.processes} -m ltr"
-        )
+        where = " on every machine, with the job's rendezvous options" * (self.dist.nodes > 1)
         return (
             f"{self.run_dir}: checkpoints/last.pt holds epoch {epoch} of {self.num_epochs}; "
-            f"continue with: {launcher} train --resume {shlex.quote(str(self.run_dir))}"
+            f"continue with: {self.dist.launcher} train --resume {shlex.quote(str(self.run_dir))}"
+            f"{where}"
         )
 
 
