@@ -96,6 +96,7 @@ __all__ = [
     "Splits",
     "check_resume_dir",
     "config_changes",
+    "last_checkpoint",
     "load_run_config",
     "load_splits",
     "report_test_metrics",
@@ -196,7 +197,8 @@ def run_experiment(
     dist = dist or Distributed()
     if resume is not None:  # the run worked on is known at once: named before any refusal
         check_resume_dir(resume)
-        resume = Run.open(resume, tensorboard=False).dir.resolve()  # a run directory
+        last_checkpoint(resume)  # a run directory
+        resume = resume.resolve()
         if dist.is_main and on_run_dir is not None:
             on_run_dir(resume)
     per_rank_batch_size(config.training.batch_size, dist.world_size)  # fail before any work
@@ -279,7 +281,7 @@ def _run(
 
 def _checkpoint_to_resume(resume: Path, config: ExperimentConfig) -> dict[str, Any]:
     """The resumed run's ``last.pt``, once the config may continue it and epochs are left."""
-    checkpoint = load_checkpoint(Run.open(resume, tensorboard=False).checkpoint_path("last"))
+    checkpoint = load_checkpoint(resume / "checkpoints" / "last.pt")  # run_experiment saw it
     _check_resumable(resume, checkpoint["config"], config.resolved())
     if (resume / "metrics.json").is_file():  # else it stopped before its test: finish that
         _check_epochs_left(checkpoint, config.training)
@@ -700,6 +702,20 @@ def check_resume_dir(run_dir: Path) -> None:
             f"{run_dir} is an ensemble (ltr ensemble): it averages trained runs and was not "
             "trained itself, so there is nothing to resume"
         )
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    """``run_dir``'s ``checkpoints/last.pt``, what a resume continues from.
+
+    Raises:
+        DataNotFoundError: there is none (not a run directory).
+    """
+    path = run_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"cannot resume {run_dir}: expected a run directory holding checkpoints/last.pt"
+        )
+    return path
 
 
 def _model_name(config_file: Path) -> Any:
