@@ -5,7 +5,9 @@ The file has the sections ``experiment``, ``data``, ``model``, ``loss``, ``train
 lives here; the scorer's and the loss's own parameters are checked against their signatures
 (their defaults live with them and are filled into the resolved config). Any field can be
 overridden from the command line with ``--set training.learning_rate=3e-4``: overrides are
-applied to the raw YAML before validation, so they obey the same rules as the file.
+applied to the raw YAML before validation, so they obey the same rules as the file. A key that
+itself holds dots (an entry of ``tune.space``) goes in brackets:
+``--set 'tune.space[model.dropout].low=0.1'``; error messages name such fields the same way.
 ``ltr train --model NAME`` / ``--loss NAME`` switch the scorer or the loss of a file before the
 overrides, keeping the parameters the new one takes (:func:`switch_components`), so one
 experiment file serves every scorer and loss.
@@ -18,7 +20,8 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -536,7 +539,7 @@ def _first_problem(error: ValidationError) -> _NamedFieldError:
     cause = first.get("ctx", {}).get("error")
     if isinstance(cause, _NamedFieldError):  # names a parameter, deeper than pydantic's loc
         return cause
-    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    field = _render_key([str(part) for part in first["loc"]]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return _NamedFieldError(field, _unknown_field(first["loc"]))
     return _NamedFieldError(field, pydantic_problem(first))
@@ -556,7 +559,8 @@ def _blamed(
     field, problem = error.field, error.problem
     item = _culprit(error, overrides, causes)
     if item is not None:
-        key, _, text = (part.strip() for part in item.partition("="))
+        parts, written, _ = _split_override(item)
+        key, text = _render_key(parts), written.strip()
         where = f"--set {item}" if key in (field, error.key) else f"--set {item}: {field}"
         hint = ""
         if "list" in problem and "," in text and not text.startswith(("[", "{")):
@@ -575,12 +579,14 @@ def _culprit(
     above it; else the last one inside the bad field's section without which the problem goes
     (``foo.bar=1`` made the unknown section ``foo``; ``model.name=ensemble`` made a scorer the
     file's ``model.hidden_dims`` do not fit)."""
-    keys = [(index, item, item.partition("=")[0].strip()) for index, item in enumerate(overrides)]
+    keys = [
+        (index, item, _render_key(_split_override(item)[0])) for index, item in enumerate(overrides)
+    ]
     for _, item, key in reversed(keys):
-        if error.key == key or error.key.startswith(f"{key}."):
+        if error.key == key or error.key.startswith((f"{key}.", f"{key}[")):
             return item
     for index, item, key in reversed(keys):
-        if key.startswith(f"{error.field}.") and causes(index):
+        if key.startswith((f"{error.field}.", f"{error.field}[")) and causes(index):
             return item
     return None
 
@@ -633,17 +639,23 @@ def _kept(
 def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """A copy of ``raw`` with each ``dotted.key=value`` set; values are parsed as YAML scalars.
 
+    A key with dots of its own goes in brackets (:func:`_split_override`); a field of such an
+    entry can only be set when the entry exists (else the field would start a new entry).
+
     >>> apply_overrides({"training": {"seed": 0}}, ["training.seed=3", "model.hidden_dims=[8]"])
     {'training': {'seed': 3}, 'model': {'hidden_dims': [8]}}
+    >>> space = {"tune": {"space": {"model.dropout": {"type": "uniform", "low": 0, "high": 1}}}}
+    >>> apply_overrides(space, ["tune.space[model.dropout].low=0.1"])["tune"]["space"]
+    {'model.dropout': {'type': 'uniform', 'low': 0.1, 'high': 1}}
     """
     result = _deep_copy(raw)
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. training.seed=3")
+        parts, text, bracketed = _split_override(item)
         node = result
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
+        *parents, leaf = parts
+        for depth, part in enumerate(parents):
+            if part not in node:
+                _check_new_section(item, parts, depth, bracketed, node)
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {item}: {part} is not a section")
@@ -654,6 +666,81 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
             problem = getattr(error, "problem", None) or "cannot be read"
             raise ConfigError(f"--set {item}: the value is not valid YAML: {problem}") from None
     return result
+
+
+def _split_override(item: str) -> tuple[list[str], str, set[int]]:
+    """``KEY=VALUE`` as the key's parts, the value's text and which parts were in brackets.
+
+    Dots separate the parts of the key; a part in brackets is taken whole, dots, ``=`` and
+    nested brackets included (``tune.space[model.dropout].low``,
+    ``promotion.min_metrics[ndcg@10[no_relevant=one]]``).
+
+    Raises:
+        ConfigError: ``--set <item>: expected KEY=VALUE ...`` when ``item`` is not one.
+    """
+    parts: list[str] = []
+    bracketed: set[int] = set()
+    name, depth, closed = "", 0, False  # closed: a bracket just ended the part
+    for index, char in enumerate(item):
+        if depth:  # inside brackets every character is the part's but the closing bracket
+            depth += {"[": 1, "]": -1}.get(char, 0)
+            if depth:
+                name += char
+            else:
+                bracketed.add(len(parts))
+                parts.append(name.strip())
+                name, closed = "", True
+        elif char in ".[=":
+            if name.strip():
+                parts.append(name.strip())
+            elif not closed and (char != "[" or parts):  # "a..b", "=3", "a.[b]"
+                break
+            if char == "=":
+                if all(parts):  # "a[]=3" has an empty part
+                    return parts, item[index + 1 :], bracketed
+                break
+            name, depth, closed = "", int(char == "["), False
+        elif char == "]" or (closed and not char.isspace()):  # "a]", "a[b]c"
+            break
+        else:
+            name += char
+    raise ConfigError(
+        f"--set {item}: expected KEY=VALUE, e.g. training.seed=3 or "
+        "tune.space[model.dropout].low=0.1 (brackets around a key that has dots)"
+    )
+
+
+def _render_key(parts: Sequence[str]) -> str:
+    """The key of ``parts`` as ``--set`` reads it: dotted, brackets around a part with dots."""
+    key = ""
+    for part in parts:
+        if part and not any(char in part for char in ".[]="):
+            key += f".{part}" if key else part
+        else:
+            key += f"[{part}]"
+    return key
+
+
+def _check_new_section(
+    item: str, parts: list[str], depth: int, bracketed: set[int], node: Mapping[str, Any]
+) -> None:
+    """Refuse to start a section at ``parts[depth]``, missing from ``node``, when that cannot be
+    what ``item`` meant: a field of a bracketed entry that does not exist, or a dotted path
+    into an entry whose key has dots (``tune.space.model.dropout.low``)."""
+    where, missing = _render_key(parts[:depth]), parts[depth]
+    if depth in bracketed:
+        hint = closest_hint(missing, [str(key) for key in node])
+        if not hint and node:
+            hint = f"; it has {', '.join(str(key) for key in node)}"
+        raise ConfigError(f"--set {item}: {where} has no entry {missing}{hint}")
+    for end in range(depth + 2, len(parts) + 1):
+        entry = ".".join(parts[depth:end])
+        if entry in node:
+            fixed = _render_key([*parts[:depth], entry, *parts[end:]])
+            raise ConfigError(
+                f"--set {item}: {where} has no entry {missing}; write "
+                f"--set '{fixed}={item.partition('=')[2]}' for the entry {entry}"
+            )
 
 
 def dotted_items(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -675,12 +762,23 @@ def _unknown_field(loc: Sequence[Any]) -> str:
     """``unknown field; did you mean <the closest known one>?`` for a misspelt key."""
     section: Any = ExperimentConfig
     for part in loc[:-1]:  # down the nested sections to the one holding the key
+        if get_origin(section) is dict:  # an entry of a mapping (tune.space[model.dropout])
+            section = get_args(section)[1]
+            continue
         field = section.model_fields.get(part) if _is_section(section) else None
-        section = None if field is None else field.annotation
+        section = None if field is None else _without_none(field.annotation)
     known = list(section.model_fields) if _is_section(section) else []
-    prefix = ".".join(str(part) for part in loc[:-1])
+    prefix = _render_key([str(part) for part in loc[:-1]])
     hint = closest_hint(str(loc[-1]), known, prefix=f"{prefix}." if prefix else "")
     return f"unknown field{hint}"
+
+
+def _without_none(annotation: Any) -> Any:
+    """``X`` for an optional section ``X | None`` (``tune``), else ``annotation``."""
+    if get_origin(annotation) in (Union, UnionType):
+        rest = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return rest[0] if len(rest) == 1 else annotation
+    return annotation
 
 
 def _is_section(annotation: Any) -> bool:

@@ -262,6 +262,22 @@ def test_an_error_only_rank_0_meets_ends_the_job_and_is_named_its_root_cause(
     assert "[rank1]:" not in result.stderr  # rank 1 has no traceback: one line, if any
 
 
+def test_a_misspelt_set_fails_every_rank_on_its_own_and_none_is_killed(tmp_path: Path) -> None:
+    # every rank meets the error at startup, a moment apart; torchrun used to stop the later
+    # one (exit 143, and no error line at all when that was rank 0)
+    command = torchrun_train(tmp_path, "misspelt.key=1")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+    assert result.returncode == 1, result.stderr[-4000:]
+    line = "error: --set misspelt.key=1: misspelt: unknown field\n"
+    assert result.stderr.count(line) == 1, result.stderr[-4000:]  # rank 0's, for every rank
+    summary = result.stderr.split("Failures:", 1)[1]
+    ranks = re.findall(r"rank\s*: (\d) \(local_rank: \d\)\s*exitcode\s*: (-?\d+)", summary)
+    assert sorted(ranks) == [("0", "1"), ("1", "1")], summary  # both failed, neither killed
+    assert "ConfigError: --set misspelt.key=1" in root_cause(result.stderr)
+    assert "interrupted by SIGTERM" not in result.stderr
+
+
 def test_a_rank_killed_mid_run_ends_the_job_in_bounded_time(tmp_path: Path) -> None:
     # rank 1 is SIGKILLed as its 5th batch starts; rank 0 is then inside a collective
     command = torchrun_train(tmp_path, script=[str(STOP_AT), "loss:5@1", "SIGKILL"])

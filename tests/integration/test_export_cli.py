@@ -155,7 +155,7 @@ def test_export_refuses_an_opset_the_exporter_cannot_write(env: dict[str, str]) 
 def test_export_refuses_a_version_that_is_not_x_y_z(env: dict[str, str]) -> None:
     result = ltr("export", "--model", "run", "--output", "bundle", "--version", "1.0", env=env)
     assert result.returncode == 2
-    assert result.stderr == "error: --version must look like X.Y.Z (e.g. 1.2.0); got '1.0'\n"
+    assert result.stderr == "error: --version: must look like X.Y.Z (e.g. 1.2.0); got '1.0'\n"
 
 
 @pytest.mark.parametrize(

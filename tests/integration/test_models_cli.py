@@ -339,7 +339,7 @@ def test_promote_needs_to_option(tmp_path: Path) -> None:
         ),
         (
             ["--to", "production", "--version", "1.0"],
-            "--version: version must look like X.Y.Z (e.g. 1.2.0); got '1.0'",
+            "--version: must look like X.Y.Z (e.g. 1.2.0); got '1.0'",
         ),
         (
             ["--to", "validated", "--name", "a/b"],

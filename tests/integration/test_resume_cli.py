@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import ltr.training.experiment as experiment_module
+from ltr.experiments.tracking import Run
 from ltr.training.ensemble import build_ensemble
 from support.tiny_runs import tiny_run, write_tiny_data
 
@@ -63,3 +67,32 @@ def test_resume_of_an_ensemble_says_it_was_never_trained(runs: list[Path], tmp_p
         f"error: {ensemble} is an ensemble (ltr ensemble): it averages trained runs and was not "
         "trained itself, so there is nothing to resume\n"
     )
+
+
+def test_a_resume_checks_its_folder_once_per_entry_and_opens_the_run_once(
+    ltr_main: Callable[..., tuple[int, str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tiny_run(write_tiny_data(tmp_path / "data"), tmp_path / "runs")
+    checked: list[Path] = []  # the real functions run; the lists only count the calls
+    opened: list[Path] = []
+    check, open_run = experiment_module.check_resume_dir, Run.open.__func__
+
+    def counted_check(folder: Path) -> None:
+        checked.append(folder)
+        check(folder)
+
+    def counted_open(cls: type[Run], path: Path, **options: Any) -> Run:
+        opened.append(path)
+        return open_run(cls, path, **options)
+
+    monkeypatch.setattr(experiment_module, "check_resume_dir", counted_check)
+    monkeypatch.setattr(Run, "open", classmethod(counted_open))
+    sets = ["--set", "training.num_epochs=4", "--quiet"]
+    status, out, err = ltr_main("train", "--resume", run_dir, *sets)
+
+    assert status == 0, err
+    assert out == f"{run_dir}\n"
+    # once by the command (to name the run before any refusal), once by run_experiment (its own
+    # callers pass any folder); the run itself is opened once, to train
+    assert checked == [run_dir, run_dir]
+    assert opened == [run_dir]

@@ -196,8 +196,8 @@ def test_ctrl_c_in_a_trial_ends_with_how_to_continue_the_study(
     assert closing_line(result) == (
         f"interrupted by SIGINT; study 'tiny_tune' in sqlite:///{tmp_path}/out/optuna.db: "
         f"1 of 3 trials finished (1 complete, 0 pruned), best trial 0 with ndcg@10="
-        f"{first.value:.4f}; trial 1 stopped, marked FAIL; "
-        "run the same ltr tune command again to continue it"
+        f"{first.value:.4f}; trial 1 stopped, marked FAIL; run the same ltr tune command "
+        "again to continue the study with new trials (trial 1 is not resumed)"
     )
     records = json.loads((tmp_path / "out" / "tune-tiny_tune" / "trials.json").read_text())
     assert records[1]["error"] == "stopped by SIGINT"
@@ -223,7 +223,8 @@ def test_a_stop_ends_both_trials_of_n_jobs_2_and_leaves_no_run_running(
     assert closing_line(result) == (
         f"interrupted by {signal_name}; study 'tiny_tune' in sqlite:///{tmp_path}/out/optuna.db: "
         "0 of 4 trials finished (0 complete, 0 pruned), no trial completed yet; "
-        "trials 0, 1 stopped, marked FAIL; run the same ltr tune command again to continue it"
+        "trials 0, 1 stopped, marked FAIL; run the same ltr tune command again to continue "
+        "the study with new trials (trials 0, 1 are not resumed)"
     )
     assert [t.state for t in study_trials(tmp_path / "out")] == [TrialState.FAIL] * 2
     records = json.loads((tmp_path / "out" / "tune-tiny_tune" / "trials.json").read_text())

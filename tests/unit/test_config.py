@@ -170,6 +170,67 @@ def test_malformed_override_is_refused() -> None:
         apply_overrides({}, ["training.seed"])
 
 
+@pytest.fixture
+def tune_file(config_file: Path) -> Path:
+    space = {"model.dropout": {"type": "uniform", "low": 0.0, "high": 0.5}}
+    config_file.write_text(config_file.read_text() + yaml.safe_dump({"tune": {"space": space}}))
+    return config_file
+
+
+def test_a_bracketed_key_sets_a_field_of_one_tune_space_entry(tune_file: Path) -> None:
+    config = load_config(tune_file, ["tune.space[model.dropout].low=0.1"])
+    assert config.tune is not None
+    assert config.tune.space["model.dropout"].model_dump(exclude_none=True) == {
+        "type": "uniform",
+        "low": 0.1,
+        "high": 0.5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "tune.space[model.dropot].low=0.1",
+            "--set tune.space[model.dropot].low=0.1: tune.space has no entry model.dropot; "
+            "did you mean model.dropout?",
+        ),
+        (
+            "tune.space.model.dropout.low=0.1",
+            "--set tune.space.model.dropout.low=0.1: tune.space has no entry model; "
+            "write --set 'tune.space[model.dropout].low=0.1' for the entry model.dropout",
+        ),
+        (
+            "tune.space[model.dropout].lo=0.1",
+            "--set tune.space[model.dropout].lo=0.1: unknown field; "
+            "did you mean tune.space[model.dropout].low?",
+        ),
+        (
+            "tune.space[model.dropout].low=0.9",
+            "--set tune.space[model.dropout].low=0.9: tune.space[model.dropout]: "
+            "a uniform dimension needs low < high; got 0.9, 0.5",
+        ),
+        (
+            "tune.space[model.dropout.low=0.1",
+            "--set tune.space[model.dropout.low=0.1: expected KEY=VALUE, e.g. training.seed=3 "
+            "or tune.space[model.dropout].low=0.1 (brackets around a key that has dots)",
+        ),
+    ],
+)
+def test_a_tune_space_override_that_misses_its_entry_names_it(
+    tune_file: Path, override: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(tune_file, [override])
+    assert str(error.value) == message
+
+
+def test_a_bracketed_key_may_hold_brackets_and_equals_signs(config_file: Path) -> None:
+    floor = "promotion.min_metrics[ndcg@10[no_relevant=one]]=0.4"
+    config = load_config(config_file, [floor])
+    assert config.promotion.min_metrics == {"ndcg@10[no_relevant=one]": 0.4}
+
+
 def test_missing_file_and_bad_yaml_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")

@@ -86,7 +86,9 @@ def _root(
     _state["debug"] = debug
 
 
-PEER_LOST_EXIT_DELAY = 2.0  # seconds: many times torchrun's monitor interval (0.1 s)
+# seconds a failing torchrun process waits before it exits: many times torchrun's monitor
+# interval (0.1 s), and more than the skew between ranks that meet the same error at startup
+PEER_EXIT_DELAY = 2.0
 
 
 def main() -> None:
@@ -135,6 +137,7 @@ def _run_app() -> None:
         if not is_help_without_arguments(error) and not secondary_torchrun_process():
             line = usage_line(error) if error.exit_code == 2 else error.format_message()
             sys.stderr.write(f"error: {line}\n")
+        _wait_for_peers(error, error.exit_code)
         sys.exit(error.exit_code)
     except Abort:  # a prompt got end of input
         sys.stderr.write("error: aborted\n")
@@ -142,22 +145,14 @@ def _run_app() -> None:
     except LtrError as error:
         if _state["debug"]:
             raise
-        if "TORCHELASTIC_ERROR_FILE" in os.environ:  # one process of a torchrun job
-            from ltr.training.distributed import record_for_torchrun
-
-            record_for_torchrun(error)  # torchrun's failure summary shows it, whatever the rank
-            if isinstance(error, PeerLostError):
-                # torchrun names as root cause the first failure it sees, and two seen at once
-                # by the lower rank: exiting now could hide the process that failed first;
-                # torchrun then stops this one (its SIGTERM ends the wait, same status)
-                exit_at_once_on_signal(1)
-                time.sleep(PEER_LOST_EXIT_DELAY)
         # every rank checks the same config and files: rank 0 says it for all; a lost peer is
         # each rank's own news
         if not secondary_torchrun_process() or isinstance(error, PeerLostError):
             notes = "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
             sys.stderr.write(f"error: {error}{notes}\n")  # notes: e.g. how to continue a cv
-        sys.exit(2 if isinstance(error, UsageError) else 1)
+        status = 2 if isinstance(error, UsageError) else 1
+        _wait_for_peers(error, status)
+        sys.exit(status)
     except (Interrupted, SystemExit):
         stop = last_interruption()  # typer reports an interruption as SystemExit(130)
         if stop is None:
@@ -167,6 +162,28 @@ def _run_app() -> None:
         if not secondary_torchrun_process():  # rank 0 says what was kept, for the whole job
             sys.stderr.write(interrupted_line(stop) + "\n")
         sys.exit(stop.exit_code)
+
+
+def _wait_for_peers(error: BaseException, status: int) -> None:
+    """Under torchrun, record ``error`` for torchrun's failure summary, then wait
+    :data:`PEER_EXIT_DELAY` before exiting with ``status``.
+
+    torchrun stops every other process (SIGTERM) as soon as one exits with an error, and names
+    as root cause the first failure it sees. Without the wait, a peer a moment behind on the
+    same error (a misspelt --set, met by every rank at startup) was killed before it could
+    fail on its own (exit 143 in the summary, and no error line when the peer was rank 0); and
+    a rank that merely lost a peer could exit before the peer that failed first. A SIGTERM
+    during the wait ends it with the same ``status``.
+    """
+    if "TORCHELASTIC_ERROR_FILE" not in os.environ:  # not a process of a torchrun job
+        return
+    from ltr.training.distributed import record_for_torchrun
+
+    record_for_torchrun(error)  # torchrun's failure summary shows it, whatever the rank
+    exit_at_once_on_signal(status)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stderr.flush()
+        time.sleep(PEER_EXIT_DELAY)
 
 
 def _exit_status(leaving: BaseException | None) -> int:

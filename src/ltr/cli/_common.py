@@ -217,6 +217,16 @@ def _nan_to_none(obj: Any) -> Any:
     return obj
 
 
+def check_version_option(version: str | None) -> None:
+    """``--version`` of ``ltr export`` and ``ltr promote``: ``X.Y.Z`` or not given; else bad
+    usage (exit 2) naming the option, told before anything loads."""
+    from ltr.lifecycle.bundle import version_problem
+
+    problem = None if version is None else version_problem(version)
+    if problem is not None:
+        raise UsageError(f"--version: {problem}")
+
+
 def secondary_torchrun_process() -> bool:
     """A torchrun process other than rank 0: it keeps quiet about what rank 0 says for all."""
     return os.environ.get("RANK", "0") != "0"

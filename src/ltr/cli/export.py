@@ -13,6 +13,7 @@ from rich.table import Table
 from ltr.cli._common import (
     FormatOpt,
     OutputFormat,
+    check_version_option,
     print_json,
     print_table,
     progress,
@@ -58,16 +59,12 @@ def export(
     ] = None,
 ) -> None:
     """Export a trained model to an ONNX bundle; checks parity with PyTorch or writes nothing."""
-    from ltr.lifecycle.bundle import parse_version
     from ltr.lifecycle.export import export_bundle
     from ltr.lifecycle.latency import MATMUL_FLOOR_NOTE, latency_line
     from ltr.lifecycle.onnx_graph import check_opset
 
     # bad option values are bad usage (exit 2), told before anything loads
-    try:
-        parse_version(version)
-    except ConfigError as error:  # "version must look like X.Y.Z ..."
-        raise UsageError(f"--{error}") from None
+    check_version_option(version)
     try:
         check_opset(opset)
     except ConfigError as error:  # "--opset: must be between ..."

@@ -13,7 +13,14 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from ltr.cli._common import JsonOpt, print_json, print_table, stdout, warn
+from ltr.cli._common import (
+    JsonOpt,
+    check_version_option,
+    print_json,
+    print_table,
+    stdout,
+    warn,
+)
 from ltr.errors import (
     BundleError,
     BusyError,
@@ -345,13 +352,8 @@ def promote(
 ) -> None:
     """Promote a run: gate and mark it validated, or export a validated run and make it live."""
     from ltr.config import NAME_PATTERN
-    from ltr.lifecycle.bundle import parse_version
 
-    if version is not None:  # bad usage exits 2, naming the option, as click's own checks
-        try:
-            parse_version(version)
-        except ConfigError as error:
-            raise UsageError(f"--version: {error}") from None
+    check_version_option(version)  # bad usage exits 2, naming the option, as click's own checks
     if name is not None and not re.fullmatch(NAME_PATTERN, name):
         raise UsageError(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
     if to is Stage.validated:

@@ -23,7 +23,7 @@ from ltr.cli._common import (
     secondary_torchrun_process,
     stdout,
 )
-from ltr.errors import ConfigError, LtrError, UsageError
+from ltr.errors import ConfigError, DataNotFoundError, LtrError, UsageError
 
 if TYPE_CHECKING:
     from ltr.training.crossval import CvResult
@@ -98,23 +98,29 @@ def train(
 ) -> None:
     """Train a scorer; writes a run directory with checkpoints, history and test metrics."""
     from ltr.config import load_config
-    from ltr.experiments.tracking import Run
     from ltr.training import Distributed, load_run_config, run_experiment
-    from ltr.training.experiment import check_resume_dir
+    from ltr.training.experiment import check_resume_dir, last_checkpoint
 
     sets = [*(overrides or []), *_device_sets(device)]
     on_run_dir = _announce("Run directory", quiet)
     if resume is not None:  # a resumed run keeps its scorer and loss
         # a run directory is named before any refusal, of a --set too: R=$(ltr train --resume R
         # --quiet) holds R whatever follows (run_experiment's own call then prints nothing)
-        with contextlib.suppress(LtrError):  # not one: the checks below say why
+        not_a_run = None
+        try:
             check_resume_dir(resume)
-            on_run_dir(Run.open(resume, tensorboard=False).dir.resolve())
+        except LtrError as error:  # told after a misused option, before config.yaml is read
+            not_a_run = error
+        else:  # without last.pt run_experiment refuses it, after config.yaml and --set
+            with contextlib.suppress(DataNotFoundError):
+                last_checkpoint(resume)
+                on_run_dir(resume.resolve())
         _refuse_beside_resume(
             "a run with its own config.yaml",
             [("--config", config), ("--model", model), ("--loss", loss)],
         )
-        check_resume_dir(resume)  # before its config.yaml is looked for
+        if not_a_run is not None:
+            raise not_a_run
         experiment = load_run_config(resume, sets)
     elif config is None:
         raise ConfigError("give --config FILE (e.g. configs/default.yaml) or --resume RUN_DIR")

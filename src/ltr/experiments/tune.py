@@ -316,7 +316,7 @@ def _check_tune(config: ExperimentConfig) -> TuneConfig:
             try:
                 trial_config(config, {key: value})
             except ConfigError as error:
-                message = f"tune.space.{key}: the value {value!r} is refused: {error}"
+                message = f"tune.space[{key}]: the value {value!r} is refused: {error}"
                 raise ConfigError(message) from None
     return config.tune
 
@@ -588,12 +588,17 @@ def _stopped_note(
         f"study {study.study_name!r} in {_safe_url(storage)}: {finished} of {trials} trials "
         f"finished ({complete} complete, {finished - complete} pruned), {best_text}; "
     )
+    named = ""
     if stopped:
         numbers = ", ".join(str(number) for number in sorted(stopped))
-        note += f"{'trials' if len(stopped) > 1 else 'trial'} {numbers} stopped, marked FAIL; "
+        named = f"{'trials' if len(stopped) > 1 else 'trial'} {numbers}"
+        note += f"{named} stopped, marked FAIL; "
     if finished >= trials:  # the stop came as the search ended
         return note + "the study is complete, nothing to continue"
-    return note + "run the same ltr tune command again to continue it"
+    note += "run the same ltr tune command again to continue the study with new trials"
+    if stopped:  # a FAIL trial is never restarted: the next command samples fresh ones
+        note += f" ({named} {'are' if len(stopped) > 1 else 'is'} not resumed)"
+    return note
 
 
 def _suggest(trial: optuna.Trial, key: str, dimension: SearchDimension) -> Any:

@@ -50,17 +50,26 @@ _VERSION = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+def version_problem(text: object) -> str | None:
+    """What keeps ``text`` from being a version (``must look like X.Y.Z (e.g. 1.2.0); got
+    '1.0'``), None when it is one: ``X.Y.Z`` with non-negative integers without leading zeros,
+    so one version has exactly one folder name. The one wording of the rule, wherever a
+    version comes from (``--version`` of ``ltr export`` and ``ltr promote``, a folder name)."""
+    if isinstance(text, str) and _VERSION.fullmatch(text):
+        return None
+    return f"must look like X.Y.Z (e.g. 1.2.0); got {text!r}"
+
+
 def parse_version(text: str) -> tuple[int, int, int]:
     """``"1.10.0"`` -> ``(1, 10, 0)``, the key that sorts versions semantically.
 
     Raises:
-        ConfigError: ``text`` is not ``X.Y.Z`` with non-negative integers without leading
-            zeros (so one version has exactly one folder name).
+        ConfigError: ``version <problem>`` when ``text`` is not one (:func:`version_problem`).
     """
-    match = _VERSION.fullmatch(text) if isinstance(text, str) else None
-    if match is None:
-        raise ConfigError(f"version must look like X.Y.Z (e.g. 1.2.0); got {text!r}")
-    major, minor, patch = (int(part) for part in match.groups())
+    problem = version_problem(text)
+    if problem is not None:
+        raise ConfigError(f"version {problem}")
+    major, minor, patch = (int(part) for part in text.split("."))
     return major, minor, patch
 
 

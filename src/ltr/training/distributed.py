@@ -80,15 +80,21 @@ class Distributed:
         rank: this process, ``0 <= rank < world_size``; rank 0 writes every file.
         world_size: number of processes.
         local_rank: this process on its machine; picks the GPU.
+        local_world_size: number of processes on this machine.
+        nodes: number of machines (torchrun's ``--nnodes``).
     """
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1
+    nodes: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Distributed:
-        """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as torchrun sets them.
+        """Read ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` and
+        ``GROUP_WORLD_SIZE`` (machines) as torchrun sets them; without the last two, every
+        process is on this machine.
 
         Without ``WORLD_SIZE`` (a plain ``ltr train``) this is one process.
 
@@ -103,14 +109,23 @@ class Distributed:
             world_size = int(env["WORLD_SIZE"])
             rank = int(env.get("RANK", "0"))
             local_rank = int(env.get("LOCAL_RANK", str(rank)))
+            local_world_size = int(env.get("LOCAL_WORLD_SIZE", str(world_size)))
+            nodes = int(env.get("GROUP_WORLD_SIZE", "1"))
         except ValueError:
+            names = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_WORLD_SIZE")
+            got = ", ".join(f"{name}={env.get(name)!r}" for name in names if name in env)
             raise ConfigError(
-                "RANK, WORLD_SIZE and LOCAL_RANK must be integers (torchrun sets them); got "
-                f"{env.get('RANK')!r}, {env.get('WORLD_SIZE')!r}, {env.get('LOCAL_RANK')!r}"
+                f"{', '.join(names)} must be integers (torchrun sets them); got {got}"
             ) from None
-        if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
+        if (
+            world_size < 1
+            or not 0 <= rank < world_size
+            or not 0 <= local_rank < local_world_size <= world_size
+            or not 1 <= nodes <= world_size
+        ):
             raise ConfigError(
-                f"RANK={rank}, LOCAL_RANK={local_rank}, WORLD_SIZE={world_size} do not describe "
+                f"RANK={rank}, LOCAL_RANK={local_rank}, WORLD_SIZE={world_size}, "
+                f"LOCAL_WORLD_SIZE={local_world_size}, GROUP_WORLD_SIZE={nodes} do not describe "
                 "a process of a distributed job"
             )
         missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in env]
@@ -119,7 +134,17 @@ class Distributed:
                 f"WORLD_SIZE={world_size} but {' and '.join(missing)} not set; start distributed "
                 "training with `torchrun --nproc-per-node N -m ltr train ...`"
             )
-        return cls(rank, world_size, local_rank)
+        return cls(rank, world_size, local_rank, local_world_size, nodes)
+
+    @property
+    def launcher(self) -> str:
+        """How to start ``ltr`` as this job was started: ``ltr`` for one process, else torchrun
+        with as many machines and processes per machine (``torchrun --nnodes 2
+        --nproc-per-node 4 -m ltr``; several machines also need the job's rendezvous options)."""
+        if not self.enabled:
+            return "ltr"
+        nodes = f"--nnodes {self.nodes} " if self.nodes > 1 else ""
+        return f"torchrun {nodes}--nproc-per-node {self.local_world_size} -m ltr"
 
     @property
     def enabled(self) -> bool:

@@ -99,6 +99,7 @@ __all__ = [
     "Splits",
     "check_resume_dir",
     "config_changes",
+    "last_checkpoint",
     "load_run_config",
     "load_splits",
     "report_test_metrics",
@@ -199,7 +200,8 @@ def run_experiment(
     dist = dist or Distributed()
     if resume is not None:  # the run worked on is known at once: named before any refusal
         check_resume_dir(resume)
-        resume = Run.open(resume, tensorboard=False).dir.resolve()  # a run directory
+        last_checkpoint(resume)  # a run directory
+        resume = resume.resolve()
         if dist.is_main and on_run_dir is not None:
             on_run_dir(resume)
     per_rank_batch_size(config.training.batch_size, dist.world_size)  # fail before any work
@@ -250,7 +252,7 @@ def _run(
         config.training.num_epochs,
         config.tracking.mlflow,
         writer=dist.is_main,
-        processes=dist.world_size,
+        dist=dist,
     )
     with note, contextlib.ExitStack() as held:
         run = note.run = _start_run(config, resume, dist, note, held, on_run_dir)
@@ -282,7 +284,7 @@ def _run(
 
 def _checkpoint_to_resume(resume: Path, config: ExperimentConfig) -> dict[str, Any]:
     """The resumed run's ``last.pt``, once the config may continue it and epochs are left."""
-    checkpoint = load_checkpoint(Run.open(resume, tensorboard=False).checkpoint_path("last"))
+    checkpoint = load_checkpoint(resume / "checkpoints" / "last.pt")  # run_experiment saw it
     _check_resumable(resume, checkpoint["config"], config.resolved())
     if (resume / "metrics.json").is_file():  # else it stopped before its test: finish that
         _check_epochs_left(checkpoint, config.training)
@@ -443,13 +445,14 @@ def _start_run(
 class _ResumeNote:
     """On Ctrl-C or SIGTERM inside it, note on the interruption what the run keeps and how to
     continue it (the CLI prints the notes in its closing line); ``run_dir`` is set once the
-    directory exists, ``run`` once its trackers run (the writer, rank 0, notes). A job of
-    ``processes`` > 1 (torchrun) is continued with torchrun and as many processes."""
+    directory exists, ``run`` once its trackers run (the writer, rank 0, notes). A torchrun
+    job (``dist``) is continued with torchrun, as many machines and processes per machine
+    (:attr:`Distributed.launcher`)."""
 
     num_epochs: int
     mlflow: bool
     writer: bool
-    processes: int = 1
+    dist: Distributed
     run_dir: Path | None = None
     run: Run | None = None
 
@@ -482,12 +485,11 @@ class _ResumeNote:
             epoch = load_checkpoint(last)["epoch"]
         except LtrError:  # cannot happen with atomic writes; the hint must not hide the stop
             epoch = "?"
-        launcher = (
-            "ltr" if self.processes == 1 else f"torchrun --nproc-per-node {self.processes} -m ltr"
-        )
+        where = " on every machine, with the job's rendezvous options" * (self.dist.nodes > 1)
         return (
             f"{self.run_dir}: checkpoints/last.pt holds epoch {epoch} of {self.num_epochs}; "
-            f"continue with: {launcher} train --resume {shlex.quote(str(self.run_dir))}"
+            f"continue with: {self.dist.launcher} train --resume {shlex.quote(str(self.run_dir))}"
+            f"{where}"
         )
 
 
@@ -708,6 +710,20 @@ def check_resume_dir(run_dir: Path) -> None:
             f"{run_dir} is an ensemble (ltr ensemble): it averages trained runs and was not "
             "trained itself, so there is nothing to resume"
         )
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    """``run_dir``'s ``checkpoints/last.pt``, what a resume continues from.
+
+    Raises:
+        DataNotFoundError: there is none (not a run directory).
+    """
+    path = run_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"cannot resume {run_dir}: expected a run directory holding checkpoints/last.pt"
+        )
+    return path
 
 
 def _model_name(config_file: Path) -> Any:

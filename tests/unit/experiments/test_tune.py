@@ -56,7 +56,7 @@ def test_trial_config_sets_dotted_fields_and_drops_the_search(tmp_path: Path) ->
 def test_a_space_value_the_config_refuses_fails_before_any_trial(tmp_path: Path) -> None:
     space = {"training.batch_size": {"type": "categorical", "choices": [8, 0]}}
     cfg = make_config(tmp_path, space)
-    with pytest.raises(ConfigError, match=r"tune\.space\.training\.batch_size: the value 0 is"):
+    with pytest.raises(ConfigError, match=r"tune\.space\[training\.batch_size\]: the value 0 is"):
         _check_tune(cfg)
 
 

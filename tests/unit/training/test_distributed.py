@@ -46,11 +46,32 @@ def test_torchrun_variables_give_rank_world_size_and_local_rank() -> None:
 
 
 @pytest.mark.parametrize(
+    ("changes", "launcher"),
+    [
+        ({"WORLD_SIZE": None}, "ltr"),
+        ({}, "torchrun --nproc-per-node 2 -m ltr"),  # no LOCAL_WORLD_SIZE: all on one machine
+        ({"LOCAL_WORLD_SIZE": "2", "GROUP_WORLD_SIZE": "1"}, "torchrun --nproc-per-node 2 -m ltr"),
+        (
+            {"WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4", "GROUP_WORLD_SIZE": "2"},
+            "torchrun --nnodes 2 --nproc-per-node 4 -m ltr",
+        ),
+    ],
+)
+def test_the_launcher_starts_as_many_machines_and_processes_per_machine(
+    changes: dict[str, str | None], launcher: str
+) -> None:
+    env = {k: v for k, v in {**TORCHRUN, **changes}.items() if v is not None}
+    assert Distributed.from_env(env).launcher == launcher
+
+
+@pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"MASTER_PORT": None}, "MASTER_PORT not set; start distributed training with `torchrun"),
         ({"RANK": "2"}, "RANK=2, LOCAL_RANK=1, WORLD_SIZE=2"),
         ({"WORLD_SIZE": "two"}, "must be integers"),
+        ({"LOCAL_WORLD_SIZE": "1"}, "LOCAL_RANK=1, WORLD_SIZE=2, LOCAL_WORLD_SIZE=1"),
+        ({"GROUP_WORLD_SIZE": "3"}, "LOCAL_WORLD_SIZE=2, GROUP_WORLD_SIZE=3 do not describe"),
     ],
 )
 def test_inconsistent_environment_is_a_config_error(

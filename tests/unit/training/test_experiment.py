@@ -678,3 +678,32 @@ def test_a_data_file_or_checkpoint_that_is_a_directory_is_called_one(
     with pytest.raises(DataNotFoundError) as error:
         load_checkpoint(tmp_path)
     assert str(error.value) == f"checkpoint {tmp_path} is a directory, not a file"
+
+
+@pytest.mark.parametrize(
+    ("env", "command"),
+    [
+        (
+            {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "GROUP_WORLD_SIZE": "1"},
+            "torchrun --nproc-per-node 2 -m ltr train --resume {run_dir}",
+        ),
+        (
+            {"WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4", "GROUP_WORLD_SIZE": "2"},
+            "torchrun --nnodes 2 --nproc-per-node 4 -m ltr train --resume {run_dir} on every "
+            "machine, with the job's rendezvous options",
+        ),
+    ],
+)
+def test_the_resume_hint_of_a_torchrun_job_gives_its_machines_and_processes_per_machine(
+    tmp_path: Path, env: dict[str, str], command: str
+) -> None:
+    env = {"RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "h", "MASTER_PORT": "1", **env}
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"not read: the hint says epoch ?")
+    note = experiment_module._ResumeNote(
+        5, mlflow=False, writer=True, dist=Distributed.from_env(env), run_dir=tmp_path
+    )
+    assert note.text() == (
+        f"{tmp_path}: checkpoints/last.pt holds epoch ? of 5; "
+        f"continue with: {command.format(run_dir=tmp_path)}"
+    )
