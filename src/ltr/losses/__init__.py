@@ -2,9 +2,12 @@
 
 ``scores`` and ``labels`` are float ``[queries, list_len]``, ``mask`` is bool ``[queries,
 list_len]`` (True = real document). Every loss is vectorized over the batch, ignores padding
-completely (value and gradient), and is lower-is-better. Config files pick a loss by its name in
-:data:`LOSSES`; :func:`build_loss` binds its keyword parameters and checks their names and values
-early (:func:`check_loss_params`, which the config reader calls too).
+completely (value and gradient), and is lower-is-better. Labels of real documents must be
+finite and >= 0: the pairwise and NDCG-based losses raise :class:`~ltr.errors.ShapeError`
+otherwise, with the metrics' message; MSE, ListNet and ListMLE, the cheapest, skip that pass,
+and a NaN label makes their loss NaN (the trainer stops on it). Config files pick a loss by its
+name in :data:`LOSSES`; :func:`build_loss` binds its keyword parameters and checks their names
+and values early (:func:`check_loss_params`, which the config reader calls too).
 """
 
 from __future__ import annotations

@@ -17,14 +17,7 @@ from ltr.errors import ConfigError, ShapeError
 
 def check_inputs(scores: Tensor, labels: Tensor, mask: Tensor) -> None:
     """Raise :class:`ShapeError` unless all three are tensors of shape ``[queries, list_len]``
-    on one device, with floating-point scores, a bool mask, and labels that are finite and
-    >= 0 at every real document (padding may hold anything).
-
-    The checks of types, shapes and dtypes read attributes only. The label values take one
-    fused pass (``aminmax``, which NaN propagates to) and one host sync, over the whole tensor:
-    padding is usually 0 and then needs no masking; only when that pass fails are the real
-    documents looked at (the error, or padding such as allRank's -1). The messages are the
-    metrics'.
+    on one device, with floating-point scores and a bool mask; reads attributes only.
     """
     if not all(isinstance(x, Tensor) for x in (scores, labels, mask)):
         kinds = ", ".join(type(x).__name__ for x in (scores, labels, mask))
@@ -46,6 +39,20 @@ def check_inputs(scores: Tensor, labels: Tensor, mask: Tensor) -> None:
             "scores, labels and mask must be on one device; got "
             f"{scores.device}, {labels.device}, {mask.device}"
         )
+
+
+def check_label_values(labels: Tensor, mask: Tensor) -> None:
+    """Raise :class:`ShapeError` unless the labels of real documents are finite and >= 0
+    (padding may hold anything), with the metrics' messages.
+
+    For the losses a bad label would corrupt without a sign (a NaN label skipped its query, a
+    negative one gave LambdaRank a loss of 1e11). MSE, ListNet and ListMLE skip it: a NaN label
+    makes their loss NaN, any other real number is a target they can use, and this pass would
+    cost them 2-6% of a step (``benchmarks/bench_losses.py``), against allRank margins of a few
+    percent. One fused pass (``aminmax``, which NaN propagates to) and one host sync over the
+    whole tensor: padding is usually 0 and then needs no masking; only when that pass fails are
+    the real documents looked at (the error, or padding such as allRank's -1).
+    """
     if labels.numel() == 0 or labels.dtype == torch.bool:
         return
     low, high = torch.aminmax(labels)
@@ -64,12 +71,13 @@ def check_inputs(scores: Tensor, labels: Tensor, mask: Tensor) -> None:
 
 
 def prepare(scores: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`check_inputs`, then :func:`zero_padding`.
+    """:func:`check_inputs` and :func:`check_label_values`, then :func:`zero_padding`.
 
     Raises:
-        ShapeError: see :func:`check_inputs`.
+        ShapeError: see both checks.
     """
     check_inputs(scores, labels, mask)
+    check_label_values(labels, mask)
     return zero_padding(scores, labels, mask)
 
 
@@ -78,8 +86,7 @@ def zero_padding(scores: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, 
 
     Zeroing keeps wild padded values (inf, NaN, -1 labels) out of every later expression and
     gives padded scores an exactly-zero gradient. ``torch.where`` rather than ``masked_fill``
-    of ``~mask``: one kernel instead of three, forward and backward (~15 us of a 110 us MSE
-    step at 64 x 128 on CPU, which pays for the label check of :func:`check_inputs`).
+    of ``~mask``: one kernel instead of three, forward and backward.
     """
     return torch.where(mask, scores, 0.0), torch.where(mask, labels.to(scores.dtype), 0.0)
 

@@ -20,6 +20,7 @@ from ltr.errors import ConfigError
 from ltr.losses._common import (
     check_inputs,
     check_k,
+    check_label_values,
     exp2_gain,
     ideal_dcg,
     mean_over,
@@ -214,12 +215,17 @@ def listmle_loss(
         columns = torch.arange(n - 1, -1, -1, device=key.device)
     ranked_key, positions = key.index_select(-1, columns).sort(dim=-1, stable=ties == "first")
     order = columns.take(positions)
-    padding = ranked_key == math.inf
+    # from the mask, not the key: a real label of +inf sorts among the padding yet counts
+    padding = ~mask.gather(-1, order)
     # None: every real position; otherwise those of documents above the lowest label
     counted = None if terms == "all" else (ranked_key > ranked_key[:, :1]) & ~padding
-    # Informative query: its highest real label exceeds its lowest (the first, ascending).
+    # Weight 1 for an informative query (its highest real label exceeds its lowest, the first
+    # ascending), 0 for one without an order to learn. A NaN label (which sorts last) gives NaN,
+    # and so a NaN loss: this loss has no value check (see check_label_values), and a NaN
+    # label must not skip its query unseen.
     top = ranked_key.masked_fill(padding, -math.inf).amax(dim=-1)
-    keep = (top > ranked_key[:, 0]).to(torch.promote_types(scores.dtype, torch.float32))
+    keep = (top - ranked_key[:, 0]).clamp_(0.0, 1.0).ceil_()  # NaN stays NaN, unlike sign
+    keep = keep.to(torch.promote_types(scores.dtype, torch.float32))
     weights = keep / keep.sum().clamp(min=1.0)
     total: Tensor = _PlackettLuceNLL.apply(scores, order, padding, weights, counted)  # type: ignore[no-untyped-call]
     return total
@@ -250,6 +256,7 @@ def approx_ndcg_loss(
     """
     require_positive("alpha", alpha)
     check_inputs(scores, labels, mask)
+    check_label_values(labels, mask)
     if scores.shape[-1] == 0:
         return no_documents_loss(scores)
     scores, labels = zero_padding(scores, labels, mask)
@@ -432,6 +439,7 @@ def neural_ndcg_loss(
     ):
         raise ConfigError(f"sinkhorn_iters must be an integer >= 0; got {sinkhorn_iters!r}")
     check_inputs(scores, labels, mask)
+    check_label_values(labels, mask)
     if scores.shape[-1] == 0:
         return no_documents_loss(scores)
     out_dtype = scores.dtype

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ltr.losses._common import prepare
+from ltr.losses._common import check_inputs, zero_padding
 
 
 def mse_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
@@ -29,5 +29,6 @@ def mse_loss(scores: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     ...          torch.tensor([[True, True, False]]))
     tensor(0.5000)
     """
-    scores, labels = prepare(scores, labels, mask)  # padding: 0 - 0, no loss, no gradient
+    check_inputs(scores, labels, mask)  # a NaN label makes the loss NaN; no value pass
+    scores, labels = zero_padding(scores, labels, mask)  # padding: 0 - 0, no loss, no gradient
     return (scores - labels).square().sum() / mask.sum().clamp(min=1)
