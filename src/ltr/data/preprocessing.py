@@ -440,6 +440,7 @@ class NormalizerModule(nn.Module):
             self.shift = self.inv_scale = None
 
     def extra_repr(self) -> str:
+        """What ``print(model)`` shows beside the class name: the normalization kind."""
         return f"kind={self.kind!r}"
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

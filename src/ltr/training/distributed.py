@@ -346,6 +346,7 @@ class ShardLoader:
     steps: int
 
     def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch``'s order of this rank's shard from the next iteration on."""
         self.loader.set_epoch(epoch)
 
     def __len__(self) -> int:
