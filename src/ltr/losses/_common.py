@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ltr.errors import ConfigError, ShapeError
+from ltr.metrics import refuse_bad_labels
 
 
 def check_inputs(scores: Tensor, labels: Tensor, mask: Tensor) -> None:
@@ -59,15 +60,10 @@ def check_label_values(labels: Tensor, mask: Tensor) -> None:
     if low.item() >= 0 and high.item() < math.inf:  # on a GPU only the first read waits
         return
     real = labels[mask]
-    if n_infinite := int((real.isnan() | (real == math.inf)).sum()):
-        raise ShapeError(
-            f"labels must be finite; labels hold NaN or inf at {n_infinite} real documents"
-        )
-    if n_negative := int((real < 0).sum()):
-        raise ShapeError(
-            f"labels must be non-negative; labels hold negative values at {n_negative} real "
-            "documents"
-        )
+    refuse_bad_labels(
+        n_infinite=int((real.isnan() | (real == math.inf)).sum()),
+        n_negative=int((real < 0).sum()),
+    )
 
 
 def prepare(scores: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
