@@ -284,7 +284,7 @@ def _run(
 
 def _checkpoint_to_resume(resume: Path, config: ExperimentConfig) -> dict[str, Any]:
     """The resumed run's ``last.pt``, once the config may continue it and epochs are left."""
-    checkpoint = load_checkpoint(resume / "checkpoints" / "last.pt")  # run_experiment saw it
+    checkpoint = load_checkpoint(last_checkpoint(resume))
     _check_resumable(resume, checkpoint["config"], config.resolved())
     if (resume / "metrics.json").is_file():  # else it stopped before its test: finish that
         _check_epochs_left(checkpoint, config.training)
