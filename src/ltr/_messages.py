@@ -87,7 +87,7 @@ def pydantic_problem(error: Mapping[str, Any]) -> str:
 def plain(message: str) -> str:
     """A message from pydantic or click (as typer passes them on) in ltr's wording."""
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    found = re.fullmatch(r"'(.*)' is not one of (.*?)\.?", message)
+    found = re.fullmatch(r"'(.*)' is not one of ('.*?')\.?", message)
     if found:  # typer's choice check: "'gpu' is not one of 'cpu', 'cuda', 'auto'."
         return not_one_of(found[1], re.findall(r"'([^']*)'", found[2]))
     found = re.fullmatch(r"Input should be a valid (\w+)\b.*", message)

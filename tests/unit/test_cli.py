@@ -550,7 +550,11 @@ def test_ensemble_and_promote_usage_name_their_arguments() -> None:
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["--device", "gpu"], "--device: 'gpu' is not one of cpu, cuda, auto"),
+        (["--device", "gpu"], "--device: 'gpu' is not one of cpu, cuda, cuda:N, auto"),
+        (
+            ["--device", "cuda:x"],
+            "--device: 'cuda:x' is not one of cpu, cuda, cuda:N, auto; did you mean cuda:N?",
+        ),
         (  # checked by ltr, not click: the same kind of mistake, the same status
             ["--config", "c.yaml", "--model", "mpl"],
             "--model: 'mpl' is not one of linear, mlp, transformer; did you mean mlp?",
@@ -564,6 +568,14 @@ def test_a_usage_error_is_one_line_naming_the_option_with_exit_status_2(
     assert result.returncode == 2
     assert result.stderr == f"error: {line}\n"
     assert result.stdout == ""
+
+
+def test_device_takes_a_numbered_cuda_as_training_device_does() -> None:
+    # no usage error: the name goes on to training.device, which checks it against the GPUs
+    config = Path(__file__).parents[2] / "configs" / "default.yaml"
+    result = run_ltr("train", "--config", config, "--device", "cuda:1", "--quiet")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: training.device: ")  # no GPU, or no second one
 
 
 def _usage_error(*args: str) -> str:

@@ -146,10 +146,6 @@ FormatOpt = Annotated[
 ]
 
 
-def option_value(option: str | Enum) -> str:
-    return option.value if isinstance(option, Enum) else option
-
-
 def metric_names(text: str) -> list[str]:
     """The names of ``--metrics``, each checked; a bad one is bad usage, named as the option."""
     from ltr.metrics import parse_metric_name

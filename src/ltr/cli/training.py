@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -13,11 +14,11 @@ import typer
 from rich import box
 from rich.table import Table
 
+from ltr._messages import not_one_of
 from ltr.cli._common import (
     conventions_caption,
     fmt,
     log_table,
-    option_value,
     print_path,
     print_table,
     secondary_torchrun_process,
@@ -27,12 +28,6 @@ from ltr.errors import ConfigError, DataNotFoundError, LtrError, UsageError
 
 if TYPE_CHECKING:
     from ltr.training.crossval import CvResult
-
-
-class Device(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-    auto = "auto"
 
 
 class OutputFormat(str, Enum):
@@ -60,14 +55,30 @@ SetOption = Annotated[
         "A list in YAML brackets: --set 'model.hidden_dims=[64,32]'.",
     ),
 ]
+
+
+def _device_name(name: str | None) -> str | None:
+    """``--device``'s value when it is one ``training.device`` takes, else a usage error."""
+    from ltr.config import DEVICE_PATTERN
+
+    if name is None or re.fullmatch(DEVICE_PATTERN, name):
+        return name
+    raise typer.BadParameter(not_one_of(name, ["cpu", "cuda", "cuda:N", "auto"]))
+
+
 DeviceOption = Annotated[
-    Device | None,
-    typer.Option("--device", help="Where to train; auto: cuda when a GPU is visible, else cpu."),
+    str | None,
+    typer.Option(
+        "--device",
+        metavar="cpu|cuda|cuda:N|auto",
+        callback=_device_name,
+        help="Where to train; auto: cuda when a GPU is visible, else cpu.",
+    ),
 ]
 
 
-def _device_sets(device: Device | None) -> list[str]:
-    return [f"training.device={option_value(device)}"] if device else []
+def _device_sets(device: str | None) -> list[str]:
+    return [f"training.device={device}"] if device else []
 
 
 def _refuse_beside_resume(what: str, options: list[tuple[str, object]]) -> None:
