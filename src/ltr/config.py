@@ -301,7 +301,7 @@ class SearchDimension(_Strict):
 
     ``loguniform`` and ``uniform`` draw floats in ``[low, high]``; ``int`` draws integers in
     ``[low, high]`` (every ``step``); ``categorical`` picks one of ``choices`` (any YAML value,
-    lists included, e.g. hidden-layer sizes).
+    lists included, e.g. hidden-layer sizes). A field the type does not use is refused.
     """
 
     type: Literal["loguniform", "uniform", "int", "categorical"]
@@ -312,6 +312,15 @@ class SearchDimension(_Strict):
 
     @model_validator(mode="after")
     def _bounds_or_choices(self) -> SearchDimension:
+        own = {"categorical": ("choices",), "int": ("low", "high", "step")}
+        foreign = [
+            name
+            for name in ("low", "high", "step", "choices")
+            if getattr(self, name) is not None and name not in own.get(self.type, ("low", "high"))
+        ]
+        if foreign:  # a choices list on a uniform dimension would be ignored silently
+            article = "an" if self.type == "int" else "a"
+            raise ValueError(f"{article} {self.type} dimension takes no {', '.join(foreign)}")
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical dimension needs a non-empty list of choices")

@@ -122,7 +122,11 @@ def test_resolved_yaml_loads_back_to_the_same_config(config_file: Path, tmp_path
         ),
         (
             "loss.params.sigma=abc",
-            r"exp\.yaml: loss\.params\.sigma: has a value of the wrong type \('abc'\)",
+            r"exp\.yaml: loss\.params\.sigma: must be a finite number; got 'abc'",
+        ),
+        (
+            "loss.params.sigma=.inf",
+            r"exp\.yaml: loss\.params\.sigma: must be a finite number; got inf",
         ),
         # scorer parameters are checked when the config is read, not after the data loads
         ("model.hidden_dims=8", r"exp\.yaml: model\.hidden_dims: must be a list of integer"),

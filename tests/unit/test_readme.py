@@ -156,3 +156,34 @@ def test_readme_python_training_example_runs_as_written(
     assert set(means) == {"ndcg@10", "map"} and all(0 < value <= 1 for value in means.values())
     assert capsys.readouterr().out.endswith(f"{means}\n")
     assert namespace["run_dir"].parent == tmp_path / "experiments"
+
+
+@pytest.mark.parametrize("silenced", [False, True])
+def test_readme_quiet_run_experiment_leaves_only_logged_warnings(
+    tmp_path: Path, silenced: bool
+) -> None:
+    # the README: quiet=True prints no progress or result; warnings come through the `ltr`
+    # logger, shown on stderr by Python until the caller sets the logger's level
+    write_synthetic(tmp_path / "data", n_queries=20, n_features=20, seed=0)  # constant columns
+    script = "\n".join(
+        [
+            "import logging",
+            "from ltr.config import load_config",
+            "from ltr.training import run_experiment",
+            'logging.getLogger("ltr").setLevel(logging.ERROR)' if silenced else "",
+            f"config = load_config(base={{'data': {{'root': {str(tmp_path / 'data')!r}}}}},",
+            "    overrides=['training.num_epochs=1', 'tracking.mlflow=false',",
+            f"               'tracking.output_dir={tmp_path / 'runs'}'])",
+            "run_experiment(config, quiet=True)",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    if silenced:
+        assert result.stderr == ""
+    else:
+        assert re.fullmatch(r"\d+ feature\(s\) are constant in train\.txt .*\n", result.stderr)

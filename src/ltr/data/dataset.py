@@ -25,6 +25,7 @@ import torch
 
 from ltr.data.letor import LetorData
 from ltr.errors import ConfigError, ShapeError
+from ltr.metrics import refuse_bad_labels
 
 __all__ = [
     "Batch",
@@ -97,7 +98,9 @@ class Batch:
 
 
 def _check_data(data: LetorData) -> None:
-    """Cheap consistency checks of the flat arrays; raises ShapeError."""
+    """Cheap consistency checks of the flat arrays, and of the labels (finite and non-negative:
+    the losses that skip a per-batch label check would turn a bad one into a NaN loss); raises
+    ShapeError."""
     offsets = data.query_offsets
     if data.features.ndim != 2 or data.labels.shape != (data.n_docs,):
         raise ShapeError(
@@ -109,6 +112,15 @@ def _check_data(data: LetorData) -> None:
             f"query_offsets must run from 0 to n_docs={data.n_docs}; got {offsets.shape} array "
             f"from {offsets[:1].tolist()} to {offsets[-1:].tolist()}"
         )
+    try:
+        refuse_bad_labels(
+            n_infinite=int(np.count_nonzero(~np.isfinite(data.labels))),
+            n_negative=int(np.count_nonzero(data.labels < 0)),
+        )
+    except ShapeError as err:
+        if data.source is None:
+            raise
+        raise ShapeError(f"{data.source}: {err}") from None
 
 
 def _query_indices(n_queries: int, query_indices: Sequence[int] | np.ndarray | None) -> np.ndarray:

@@ -312,6 +312,7 @@ def _check_tune(config: ExperimentConfig) -> TuneConfig:
             f"evaluation.metrics (now {', '.join(config.evaluation.metrics)})"
         )
     for key, dimension in config.tune.space.items():
+        _check_searchable(key)
         for value in _extremes(dimension):
             try:
                 trial_config(config, {key: value})
@@ -319,6 +320,21 @@ def _check_tune(config: ExperimentConfig) -> TuneConfig:
                 message = f"tune.space[{key}]: the value {value!r} is refused: {error}"
                 raise ConfigError(message) from None
     return config.tune
+
+
+def _check_searchable(key: str) -> None:
+    """Refuse a space key that :func:`trial_config` overrides: searching it would vary nothing
+    while the trial lines show the drawn values."""
+    if key == "tune" or key.startswith("tune."):
+        raise ConfigError(
+            f"tune.space[{key}]: trials run without the tune section, so searching it varies "
+            "nothing; search a field outside tune"
+        )
+    if key == "tracking.output_dir":
+        raise ConfigError(
+            f"tune.space[{key}]: every trial writes under the study's trials folder, so "
+            "searching tracking.output_dir varies nothing"
+        )
 
 
 def _extremes(dimension: SearchDimension) -> list[Any]:

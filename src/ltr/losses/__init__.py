@@ -4,8 +4,10 @@
 list_len]`` (True = real document). Every loss is vectorized over the batch, ignores padding
 completely (value and gradient), and is lower-is-better. Labels of real documents must be
 finite and >= 0: the pairwise and NDCG-based losses raise :class:`~ltr.errors.ShapeError`
-otherwise, with the metrics' message; MSE, ListNet and ListMLE, the cheapest, skip that pass,
-and a NaN label makes their loss NaN (the trainer stops on it). Config files pick a loss by its
+otherwise, with the metrics' message; MSE, ListNet and ListMLE, the cheapest, skip that pass:
+a NaN label makes their loss NaN, and a +inf one makes MSE inf and ListNet NaN (ListMLE only
+sorts by label, so it ranks that document first). :class:`~ltr.data.dataset.QueryDataset` refuses
+such labels once per data set, before training. Config files pick a loss by its
 name in :data:`LOSSES`; :func:`build_loss` binds its keyword parameters and checks their names
 and values early (:func:`check_loss_params`, which the config reader calls too).
 """

@@ -8,6 +8,7 @@ order (stable sort), as the metrics do.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -95,10 +96,38 @@ def no_documents_loss(scores: Tensor) -> Tensor:
     return scores.sum()
 
 
+def require_finite(name: str, value: float) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a finite real number (not a bool): an
+    infinite ``sigma`` or ``alpha`` would make the loss NaN at the first batch."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number; got {value!r}")
+
+
 def require_positive(name: str, value: float) -> None:
-    """Raise :class:`ConfigError` unless ``value > 0`` (a loss parameter such as ``sigma``)."""
+    """Raise :class:`ConfigError` unless ``value`` is finite and ``> 0`` (``sigma``, ...)."""
+    require_finite(name, value)
     if not value > 0:
         raise ConfigError(f"{name} must be greater than 0; got {value!r}")
+
+
+def require_non_negative(name: str, value: float) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is finite and ``>= 0`` (``mu``)."""
+    require_finite(name, value)
+    if not value >= 0:
+        raise ConfigError(f"{name} must be at least 0; got {value!r}")
+
+
+def require_count(name: str, value: int) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a whole number ``>= 0`` (not a bool); a
+    float such as ``50.0`` counts."""
+    whole = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and int(value) == value
+    )
+    if not whole or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0; got {value!r}")
 
 
 def check_k(k: int | None) -> None:

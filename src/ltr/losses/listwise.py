@@ -26,6 +26,7 @@ from ltr.losses._common import (
     mean_over,
     no_documents_loss,
     rank_discounts,
+    require_count,
     require_positive,
     varied_queries,
     zero_padding,
@@ -432,12 +433,7 @@ def neural_ndcg_loss(
     """
     require_positive("tau", tau)
     check_k(k)
-    if (
-        isinstance(sinkhorn_iters, bool)
-        or int(sinkhorn_iters) != sinkhorn_iters
-        or (sinkhorn_iters < 0)
-    ):
-        raise ConfigError(f"sinkhorn_iters must be an integer >= 0; got {sinkhorn_iters!r}")
+    require_count("sinkhorn_iters", sinkhorn_iters)
     check_inputs(scores, labels, mask)
     check_label_values(labels, mask)
     if scores.shape[-1] == 0:

@@ -37,6 +37,7 @@ from ltr.losses._common import (
     ideal_dcg,
     prepare,
     rank_discounts,
+    require_non_negative,
     require_positive,
     score_ranks,
 )
@@ -261,7 +262,6 @@ def ndcgloss2pp_loss(
     ...                  torch.ones(1, 3, dtype=torch.bool), reduction="pairs")
     tensor(3.5646)
     """
-    if not mu >= 0:
-        raise ConfigError(f"mu must be at least 0; got {mu!r}")
+    require_non_negative("mu", mu)
     weight = functools.partial(_lambdaloss_weight, mu=mu)
     return ranknet_loss(scores, labels, mask, sigma=sigma, reduction=reduction, pair_weight=weight)

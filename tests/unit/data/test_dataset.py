@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,24 @@ def test_pad_slates_rejects_a_query_index_out_of_range() -> None:
         ShapeError, match=r"query_indices must lie in \[0, 2\); got values from 0 to 5"
     ):
         pad_slates(make_data([2, 4]), [0, 5])
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.nan, "labels must be finite; labels hold NaN or inf at 2 real documents"),
+        (np.inf, "labels must be finite; labels hold NaN or inf at 2 real documents"),
+        (-1.0, "labels must be non-negative; labels hold negative values at 2 real documents"),
+    ],
+)
+def test_query_dataset_refuses_bad_labels_naming_the_source(bad: float, message: str) -> None:
+    # MSE, ListNet and ListMLE skip a per-batch label check: the data set is where NaN stops
+    data = make_data([2, 4])
+    data.labels[[1, 4]] = bad
+    with pytest.raises(ShapeError, match=f"^{message}$"):
+        QueryDataset(data)
+    with pytest.raises(ShapeError, match=f"^train.txt: {message}$"):
+        QueryDataset(replace(data, source="train.txt"))
 
 
 @settings(max_examples=40, deadline=None)

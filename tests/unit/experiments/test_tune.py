@@ -60,6 +60,48 @@ def test_a_space_value_the_config_refuses_fails_before_any_trial(tmp_path: Path)
         _check_tune(cfg)
 
 
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("tune.seed", r"trials run without the tune section, so searching it varies nothing"),
+        ("tune", r"trials run without the tune section"),
+        ("tracking.output_dir", r"every trial writes under the study's trials folder"),
+    ],
+)
+def test_a_space_key_every_trial_overrides_is_refused(
+    tmp_path: Path, key: str, message: str
+) -> None:
+    space = {key: {"type": "categorical", "choices": [1, 2]}}
+    cfg = make_config(tmp_path, space)
+    with pytest.raises(ConfigError, match=rf"^tune\.space\[{key}\]: {message}"):
+        _check_tune(cfg)
+
+
+@pytest.mark.parametrize(
+    ("dimension", "message"),
+    [
+        (
+            {"type": "uniform", "low": 0, "high": 1, "choices": [0.1]},
+            "a uniform dimension takes no choices",
+        ),
+        (
+            {"type": "loguniform", "low": 0.1, "high": 1, "step": 2},
+            "a loguniform dimension takes no step",
+        ),
+        ({"type": "int", "low": 0, "high": 4, "choices": [1]}, "an int dimension takes no choices"),
+        (
+            {"type": "categorical", "choices": [1], "low": 0, "high": 2},
+            "a categorical dimension takes no low, high",
+        ),
+    ],
+)
+def test_a_field_the_dimension_type_does_not_use_is_refused(
+    dimension: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"tune\.space\[model\.dropout\]: {message}$"):
+        load_config(base={"data": {"root": "d"}, "tune": {"space": {"model.dropout": dimension}}})
+
+
 def test_a_metric_validation_does_not_compute_is_refused(tmp_path: Path) -> None:
     space = {"model.dropout": {"type": "uniform", "low": 0.0, "high": 0.5}}
     cfg = make_config(tmp_path, space, metric="err@5")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -64,7 +66,35 @@ def test_positional_arguments_cannot_be_passed_as_params() -> None:
     ("name", "params", "message"),
     [
         ("ranknet", {"sigma": -1}, r"^loss\.params\.sigma: must be greater than 0; got -1$"),
-        ("ranknet", {"sigma": "1"}, r"^loss\.params\.sigma: has a value of the wrong type \('1'\)"),
+        ("ranknet", {"sigma": "1"}, r"^loss\.params\.sigma: must be a finite number; got '1'$"),
+        ("ranknet", {"sigma": True}, r"^loss\.params\.sigma: must be a finite number; got True$"),
+        (
+            "lambdarank",
+            {"sigma": math.inf},
+            r"^loss\.params\.sigma: must be a finite number; got inf$",
+        ),
+        (
+            "ranknet",
+            {"sigma": math.nan},
+            r"^loss\.params\.sigma: must be a finite number; got nan$",
+        ),
+        (
+            "approx_ndcg",
+            {"alpha": math.inf},
+            r"^loss\.params\.alpha: must be a finite number; got inf$",
+        ),
+        (
+            "neural_ndcg",
+            {"tau": math.inf},
+            r"^loss\.params\.tau: must be a finite number; got inf$",
+        ),
+        ("ndcgloss2pp", {"mu": math.inf}, r"^loss\.params\.mu: must be a finite number; got inf$"),
+        ("ndcgloss2pp", {"mu": -1}, r"^loss\.params\.mu: must be at least 0; got -1$"),
+        (
+            "neural_ndcg",
+            {"sinkhorn_iters": math.inf},
+            r"^loss\.params\.sinkhorn_iters: must be an integer >= 0; got inf$",
+        ),
         ("lambdarank", {"k": 2.5}, r"^loss\.params\.k: must be a positive integer or None"),
         ("listmle", {"ties": "last"}, r"^loss\.params\.ties: must be 'random' or 'first'"),
     ],
