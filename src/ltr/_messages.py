@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ltr.errors import ShapeError
+
 _NAME_PATTERN_WORDS = "may hold only letters, digits, '_', '.' and '-'"
 
 # pydantic error type -> what the value must be
@@ -99,3 +101,17 @@ def plain(message: str) -> str:
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def refuse_bad_labels(*, n_infinite: int, n_negative: int) -> None:
+    """Raise :class:`~ltr.errors.ShapeError` when real documents hold non-finite or negative
+    labels: one wording for the metrics, the losses and the data sets."""
+    if n_infinite:
+        raise ShapeError(
+            f"labels must be finite; labels hold NaN or inf at {n_infinite} real documents"
+        )
+    if n_negative:
+        raise ShapeError(
+            f"labels must be non-negative; labels hold negative values at {n_negative} real "
+            "documents"
+        )

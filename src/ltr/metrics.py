@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 import numpy as np
 
+from ltr._messages import refuse_bad_labels
 from ltr.errors import ConfigError, ShapeError
 
 if TYPE_CHECKING:
@@ -371,20 +372,6 @@ def _check_values(ops: _Ops, scores: Any, labels: Any, mask: Any) -> None:
         n_infinite=int((ops.isnan(labels) | (labels == math.inf)).sum()),
         n_negative=int((labels < 0).sum()),
     )
-
-
-def refuse_bad_labels(*, n_infinite: int, n_negative: int) -> None:
-    """Raise :class:`ShapeError` when real documents hold non-finite or negative labels: the
-    one message of the metrics and the losses (:mod:`ltr.losses` checks labels too)."""
-    if n_infinite:
-        raise ShapeError(
-            f"labels must be finite; labels hold NaN or inf at {n_infinite} real documents"
-        )
-    if n_negative:
-        raise ShapeError(
-            f"labels must be non-negative; labels hold negative values at {n_negative} real "
-            "documents"
-        )
 
 
 def _check_cutoff(k: int | None) -> None:

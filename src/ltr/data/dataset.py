@@ -23,9 +23,9 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
+from ltr._messages import refuse_bad_labels
 from ltr.data.letor import LetorData
 from ltr.errors import ConfigError, ShapeError
-from ltr.metrics import refuse_bad_labels
 
 __all__ = [
     "Batch",

@@ -13,8 +13,8 @@ import numbers
 import torch
 from torch import Tensor
 
+from ltr._messages import refuse_bad_labels
 from ltr.errors import ConfigError, ShapeError
-from ltr.metrics import refuse_bad_labels
 
 
 def check_inputs(scores: Tensor, labels: Tensor, mask: Tensor) -> None:
