@@ -750,6 +750,12 @@ def _check_new_section(
                 f"--set {item}: {where} has no entry {missing}; write "
                 f"--set '{fixed}={item.partition('=')[2]}' for the entry {entry}"
             )
+    if where == "tune.space":  # its keys are dotted fields: a section there is never meant
+        entry = ".".join(parts[depth:])
+        raise ConfigError(
+            f"--set {item}: the entries of tune.space are config fields, written in brackets: "
+            f"--set '{_render_key([*parts[:depth], entry])}={item.partition('=')[2]}'"
+        )
 
 
 def dotted_items(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -219,6 +219,12 @@ def test_a_bracketed_key_sets_a_field_of_one_tune_space_entry(tune_file: Path) -
             "--set tune.space[model.dropout.low=0.1: expected KEY=VALUE, e.g. training.seed=3 "
             "or tune.space[model.dropout].low=0.1 (brackets around a key that has dots)",
         ),
+        (  # a new entry in dots: it became a section "model" and the file took the blame
+            "tune.space.model.norm={type: categorical, choices: [null, layer]}",
+            "--set tune.space.model.norm={type: categorical, choices: [null, layer]}: the "
+            "entries of tune.space are config fields, written in brackets: "
+            "--set 'tune.space[model.norm]={type: categorical, choices: [null, layer]}'",
+        ),
     ],
 )
 def test_a_tune_space_override_that_misses_its_entry_names_it(
