@@ -69,9 +69,9 @@ from ltr.config import (
 from ltr.data.dataset import BatchLoader, QueryDataset, split_by_query
 from ltr.data.layout import FILE_NAMES, data_files_in, find_data_file
 from ltr.data.letor import LetorData, load_letor, warn_if_narrower
-from ltr.data.preprocessing import Normalizer
+from ltr.data.preprocessing import NO_FEATURES, Normalizer
 from ltr.data.summary import describe_data
-from ltr.errors import ConfigError, DataNotFoundError, LtrError
+from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError
 from ltr.evaluation import evaluate_scores, refuse_gain_overflow
 from ltr.experiments.cv_record import CV_FILE
 from ltr.experiments.mlflow_tracker import (
@@ -618,12 +618,14 @@ def load_splits(
     each file read, right after reading it.
 
     Raises:
-        DataFormatError: a label of an evaluated file (validation, test, or train when
-            validation is carved from it) overflows ``gain`` (``evaluation.gain``) in NDCG:
-            refused before any epoch, not at the test.
+        DataFormatError: the training file has no features, or a label of an evaluated file
+            (validation, test, or train when validation is carved from it) overflows ``gain``
+            (``evaluation.gain``) in NDCG: refused before any epoch, not at the test.
     """
     paths = resolve_data_paths(cfg, resuming=resuming)
     train_data = load_letor(paths.train)
+    if train_data.n_features == 0:  # before vali/test are read with its width, 0
+        raise DataFormatError(paths.train, None, NO_FEATURES)
     width, train_file = train_data.n_features, f"the training file {paths.train.name}"
     test = None if paths.test is None else load_letor(paths.test, n_features=width)
     if test is None:  # with or without a validation file

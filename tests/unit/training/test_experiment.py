@@ -589,6 +589,24 @@ def test_labels_of_1024_train_and_test_with_the_linear_gain(
     assert LETOR_NDCG10 not in test  # the LETOR script's exp2 gain cannot score these labels
 
 
+def test_a_training_file_without_features_is_refused_naming_it_before_vali_and_test(
+    data_root: Path, tmp_path: Path
+) -> None:
+    lines = (data_root / "train.txt").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "train.txt").write_text(
+        "".join(" ".join(line.split()[:2]) + "\n" for line in lines), encoding="utf-8"
+    )
+    shutil.copy(data_root / "vali.txt", tmp_path / "vali.txt")
+    shutil.copy(data_root / "test.txt", tmp_path / "test.txt")
+
+    with pytest.raises(DataFormatError) as caught:
+        load_splits(make_config(tmp_path, tmp_path / "runs").data)
+
+    assert str(caught.value) == (
+        f"{tmp_path / 'train.txt'}: no features (every line has only a label and qid)"
+    )
+
+
 @pytest.mark.parametrize("files", [("train.txt",), ("train.txt", "vali.txt")])
 def test_missing_test_file_is_noticed_with_or_without_validation_file(
     data_root: Path, tmp_path: Path, files: tuple[str, ...], caplog: pytest.LogCaptureFixture
