@@ -7,14 +7,22 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ltr.data.letor import LetorData
 from ltr.data.runs import MatchedRun
-from ltr.errors import ShapeError
-from ltr.metrics import CutoffWarning, parse_metric_name, per_query_metrics
+from ltr.errors import DataFormatError, ShapeError
+from ltr.metrics import (
+    CutoffWarning,
+    conventions_in_force,
+    gain_overflows,
+    parse_metric_name,
+    per_query_metrics,
+    reads_gain,
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,40 @@ def padding_mask(query_offsets: np.ndarray) -> np.ndarray:
     """``bool [n_queries, max_list_len]``: True where a query has a real document."""
     lengths = np.diff(query_offsets)
     return np.arange(int(lengths.max(initial=0))) < lengths[:, None]
+
+
+def refuse_gain_overflow(
+    data: LetorData,
+    metrics: Sequence[str],
+    fix: str,
+    where: str | Path | None = None,
+    **conventions: Any,
+) -> None:
+    """Refuse, when the data is read rather than when NDCG first meets it, a label whose gain
+    overflows float64 (:func:`ltr.metrics.gain_overflows`: 1024 and above with exp2).
+
+    Args:
+        data: the judged documents.
+        metrics: the report names that will be computed; none reading the gain, no check.
+        fix: how the caller's user switches to the linear gain (``--gain linear``).
+        where: what the message calls the file; default ``data.source``.
+        **conventions: ``preset`` and the metric conventions, as for :func:`evaluate_scores`.
+
+    Raises:
+        DataFormatError: ``where: label L of query Q overflows ...; fix``.
+    """
+    gain = conventions_in_force(**conventions)["gain"]
+    if not data.n_docs or not reads_gain(metrics):
+        return
+    row = int(np.argmax(data.labels))
+    largest = float(data.labels[row])
+    if not gain_overflows(largest, gain):
+        return
+    query = data.query_ids[int(np.searchsorted(data.query_offsets, row, side="right")) - 1]
+    problem = (
+        f"label {largest:g} of query {query}: the exp2 gain 2^label - 1 overflows float64; {fix}"
+    )
+    raise DataFormatError(where or data.source or "the data", None, problem)
 
 
 def evaluate_scores(
@@ -114,7 +156,12 @@ def _evaluate(
     with warnings.catch_warnings():
         if source is not None:  # the whole file is one padded batch: say so by its name
             warnings.simplefilter("ignore", CutoffWarning)
-        values = per_query_metrics(padded_scores, padded_labels, mask, metrics, **conventions)
+        try:
+            values = per_query_metrics(padded_scores, padded_labels, mask, metrics, **conventions)
+        except ShapeError as error:  # a label or gain it cannot use: say in which file
+            if source is None:
+                raise
+            raise ShapeError(f"{source}: {error}") from None
     if source is not None and mask.shape[0]:
         longest = mask.shape[1]
         for k in sorted({k for _, k in map(parse_metric_name, metrics) if k and k > longest}):

@@ -85,11 +85,13 @@ __all__ = [
     "conventions_in_force",
     "dcg",
     "err",
+    "gain_overflows",
     "metric_order",
     "ndcg",
     "parse_metric_name",
     "per_query_metrics",
     "precision",
+    "reads_gain",
     "recall",
     "reciprocal_rank",
 ]
@@ -425,9 +427,27 @@ def _dcg_parts(r: _Ranked, gain: str, discount: str, short_list: str) -> tuple[A
     return value, ideal, keep
 
 
+def gain_overflows(largest_label: float, gain: str, dtype: str = "float64") -> bool:
+    """Whether the gain of ``largest_label`` is past ``dtype``'s range, so that NDCG and DCG
+    refuse the labels; only the exp2 gain can be (``2^1024 - 1`` in float64).
+
+    >>> gain_overflows(1023, "exp2"), gain_overflows(1024, "exp2"), gain_overflows(1024, "linear")
+    (False, True, False)
+    """
+    _check_choice("gain", gain)
+    if gain == "linear":  # labels are finite (checked first): so is their sum in the ideal DCG
+        return False
+    with np.errstate(over="ignore"):
+        return not bool(np.isfinite(np.exp2(np.asarray(largest_label, dtype=dtype)) - 1.0))
+
+
 def _gain_overflow(labels: Any, gain: str) -> ShapeError:
     largest, dtype = float(labels.max()), _dtype_name(labels)
-    if gain == "exp2":
+    try:
+        one_label = gain_overflows(largest, gain, dtype)
+    except TypeError:  # a dtype numpy lacks (bfloat16): 2^label is the likelier overflow
+        one_label = gain == "exp2"
+    if one_label:
         return ShapeError(
             f"the exp2 gain 2^label - 1 overflows {dtype} at the largest label, {largest:g}; "
             "use gain='linear' for labels this large"
@@ -780,6 +800,16 @@ def parse_metric_name(name: str) -> tuple[str, int | None]:
             f"such as ndcg@10; got {name!r}"
         )
     return match.group(1), None if match.group(2) is None else int(match.group(2))
+
+
+def reads_gain(names: Iterable[str]) -> bool:
+    """Whether a metric of ``names`` (report names) reads the ``gain`` convention (NDCG, DCG).
+
+    >>> reads_gain(["map", "ndcg@10"]), reads_gain(["map", "err@10"])
+    (True, False)
+    """
+    fns = (cast(Callable[..., Any], METRICS[parse_metric_name(name)[0]]) for name in names)
+    return any("gain" in _accepted(fn) for fn in fns)
 
 
 def metric_order(name: str) -> tuple[str, int, str]:

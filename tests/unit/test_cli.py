@@ -294,6 +294,29 @@ def test_baselines_ideal_row_is_the_ceiling(judged: Path) -> None:
     assert all(row["ndcg@10"] <= ideal for row in rows.values())
 
 
+def test_evaluate_and_baselines_refuse_a_label_overflowing_exp2_naming_file_and_option(
+    judged: Path, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.txt"
+    lines = judged.read_text(encoding="utf-8").splitlines()
+    lines[7] = "1024" + lines[7][1:]  # label 3 of query q3 becomes 1024
+    big.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    scores = tmp_path / "scores.txt"
+    write_scores(scores, np.zeros(11))
+    expected = (
+        f"error: {big}: label 1024 of query q3: the exp2 gain 2^label - 1 overflows float64; "
+        "use the linear gain: --gain linear"
+    )
+
+    evaluated = run_ltr("evaluate", "--data", big, "--scores", scores)
+    baselines = run_ltr("baselines", "--train", judged, "--test", big)
+
+    assert (evaluated.returncode, evaluated.stderr.strip()) == (1, expected)
+    assert (baselines.returncode, baselines.stderr.strip()) == (1, expected)
+    linear = run_ltr("evaluate", "--data", big, "--scores", scores, "--gain", "linear", "--json")
+    assert linear.returncode == 0, linear.stderr
+
+
 def test_baselines_refuses_test_file_with_more_features(judged: Path, tmp_path: Path) -> None:
     wide = tmp_path / "wide.txt"
     write_letor(wide, make_synthetic(n_queries=3, n_features=12, seed=0))

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ltr.data.letor import LetorData, load_letor, write_letor
-from ltr.errors import ShapeError
-from ltr.evaluation import evaluate_scores
+from ltr.errors import DataFormatError, ShapeError
+from ltr.evaluation import evaluate_scores, refuse_gain_overflow
 from ltr.metrics import CutoffWarning
 
 
@@ -53,3 +53,27 @@ def test_a_cutoff_beyond_every_list_of_a_file_is_warned_once_naming_the_file(
 def test_data_made_in_memory_keeps_the_batch_wording() -> None:
     with pytest.warns(CutoffWarning, match=r"every list in the batch \(the longest has 2 "):
         evaluate_scores(two_queries(), np.zeros(4), ["ndcg@5"])
+
+
+def test_a_label_overflowing_the_exp2_gain_is_refused_naming_file_query_and_fix(
+    tmp_path: Path,
+) -> None:
+    data = two_queries()
+    data.labels[2] = 1024.0  # the first document of q2
+    write_letor(tmp_path / "vali.txt", data)
+    read = load_letor(tmp_path / "vali.txt", use_cache=False)
+
+    with pytest.raises(DataFormatError) as caught:
+        refuse_gain_overflow(read, ["map", "ndcg@10"], "use --gain linear")
+
+    assert str(caught.value) == (
+        "vali.txt: label 1024 of query q2: the exp2 gain 2^label - 1 overflows float64; "
+        "use --gain linear"
+    )
+    # no metric reading the gain, or a gain that cannot overflow: nothing to refuse
+    refuse_gain_overflow(read, ["map", "err@10"], "use --gain linear")
+    refuse_gain_overflow(read, ["ndcg@10"], "use --gain linear", gain="linear")
+    refuse_gain_overflow(read, ["ndcg@10"], "use --gain linear", preset="trec_eval")
+    # the metrics themselves, when asked anyway, name the file too
+    with pytest.raises(ShapeError, match=r"^vali.txt: the exp2 gain 2\^label - 1 overflows"):
+        evaluate_scores(read, np.zeros(4), ["ndcg@10"])

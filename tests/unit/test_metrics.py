@@ -22,10 +22,12 @@ from ltr.metrics import (
     compute_metrics,
     dcg,
     err,
+    gain_overflows,
     ndcg,
     parse_metric_name,
     per_query_metrics,
     precision,
+    reads_gain,
     recall,
     reciprocal_rank,
 )
@@ -340,6 +342,26 @@ def test_an_overflowing_query_is_not_dropped_from_the_means() -> None:
         compute_metrics(scores, labels, mask, ["ndcg", "map"])
     linear = compute_metrics(scores, labels, mask, ["ndcg"], gain="linear")
     assert linear["ndcg"] == pytest.approx((1.0 + 1 / LOG2_3) / 2)
+
+
+def test_gain_overflows_from_label_1024_in_float64_and_128_in_float32() -> None:
+    assert not gain_overflows(1023, "exp2") and gain_overflows(1024, "exp2")
+    assert not gain_overflows(127, "exp2", "float32") and gain_overflows(128, "exp2", "float32")
+    assert not gain_overflows(1e300, "linear")
+    with pytest.raises(ConfigError, match=r"^gain must be one of"):
+        gain_overflows(1.0, "exp")
+
+
+def test_an_ideal_dcg_overflowing_below_label_1024_does_not_blame_the_gain() -> None:
+    # each 2^1023 - 1 is finite; three of them summed in the ideal DCG are not
+    scores, labels, mask = one_query([0.3, 0.2, 0.1], [1023.0, 1023.0, 1023.0])
+    with pytest.raises(ShapeError, match=r"^the ideal DCG overflows float64; the largest label"):
+        ndcg(scores, labels, mask)
+
+
+def test_reads_gain_names_the_metrics_that_take_the_gain_convention() -> None:
+    assert reads_gain(["map", "dcg@5"]) and reads_gain(["NDCG@10"])
+    assert not reads_gain(["map", "mrr", "err@10", "p@5", "recall@10"])
 
 
 def test_err_takes_labels_whose_exp2_overflows() -> None:

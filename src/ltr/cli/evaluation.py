@@ -31,6 +31,8 @@ from ltr.metrics import conventions_in_force
 if TYPE_CHECKING:
     from ltr.data.runs import MatchedRun
 
+GAIN_FIX = "use the linear gain: --gain linear"  # the end of a label the exp2 gain overflows
+
 
 def evaluate(
     data: Annotated[Path, typer.Option("--data", metavar="FILE", help="The judged LETOR file.")],
@@ -57,7 +59,7 @@ def evaluate(
     """Evaluate a ranking (scores or a TREC run) against a judged data file."""
     from ltr.data.letor import load_letor
     from ltr.data.runs import read_scores, read_trec_run
-    from ltr.evaluation import evaluate_run, evaluate_scores
+    from ltr.evaluation import evaluate_run, evaluate_scores, refuse_gain_overflow
 
     if (scores is None) == (run is None):
         raise ConfigError("give exactly one of --scores FILE or --run FILE")
@@ -67,6 +69,7 @@ def evaluate(
         refuse_directory(per_query)
         check_writable(per_query)
     judged = load_letor(data)
+    refuse_gain_overflow(judged, names, GAIN_FIX, where=data, **conventions)
     if scores is not None:
         values = read_scores(scores, expected=judged.n_docs)
         result = evaluate_scores(judged, values, names, **conventions)
@@ -145,7 +148,7 @@ def baselines(
     """Score no-training baselines (random, best single feature, ideal) beside trained models."""
     from ltr.baselines import evaluate_baselines
     from ltr.data.letor import load_letor, warn_if_narrower
-    from ltr.evaluation import evaluate_scores
+    from ltr.evaluation import evaluate_scores, refuse_gain_overflow
 
     names = metric_names(metrics)
     conventions = conventions_from(gain, no_relevant, preset)
@@ -164,6 +167,9 @@ def baselines(
     if test_data.n_features < train_data.n_features:
         test_data = load_letor(test, n_features=train_data.n_features)
         warn_if_narrower(test_data, f"the training file {train}")
+    # the best single feature is picked by ndcg@10 on train (evaluate_baselines)
+    refuse_gain_overflow(train_data, ["ndcg@10"], GAIN_FIX, where=train, **conventions)
+    refuse_gain_overflow(test_data, names, GAIN_FIX, where=test, **conventions)
     rows = evaluate_baselines(train_data, test_data, names, seed=seed, **conventions)
     if models:
         from ltr.inference import Predictor

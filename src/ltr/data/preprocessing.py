@@ -44,6 +44,7 @@ from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError
 
 __all__ = [
     "NORMALIZER_KINDS",
+    "NO_FEATURES",
     "Normalizer",
     "NormalizerKind",
     "NormalizerModule",
@@ -57,6 +58,8 @@ NormalizerKind = Literal[
 NORMALIZER_KINDS: tuple[str, ...] = get_args(NormalizerKind)
 FORMAT = "ltr.normalizer"
 FORMAT_VERSION = 1
+# what a data file without a single feature is told, by the normalizer and by load_splits
+NO_FEATURES = "no features (every line has only a label and qid)"
 
 # per-feature statistics each global kind learns, in JSON order
 _STATISTICS: dict[str, tuple[str, ...]] = {
@@ -141,8 +144,7 @@ class Normalizer:
             raise ShapeError(f"features must be [n_docs, n_features]; got {features.shape}")
         if features.shape[1] == 0:  # a file of labels and qids only: nothing to learn from
             if data.source is not None:
-                problem = "no features (every line has only a label and qid)"
-                raise DataFormatError(data.source, None, problem)
+                raise DataFormatError(data.source, None, NO_FEATURES)
             raise ShapeError(f"features need at least one column; got shape {features.shape}")
         _check_finite(features)
         self.n_features = int(features.shape[1])

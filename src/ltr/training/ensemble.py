@@ -121,7 +121,7 @@ def build_ensemble(
     scorer.eval()
 
     normalizer = Normalizer.from_dict(payloads[0]["normalizer"], source=str(paths[0]))
-    splits = load_splits(config.data, record_files=True)
+    splits = load_splits(config.data, record_files=True, gain=config.evaluation.gain)
     batch_size = config.training.batch_size
     valid_data = normalizer.transform_data(splits.valid)
     names = validation_metrics(config.evaluation, config.training)

@@ -69,10 +69,10 @@ from ltr.config import (
 from ltr.data.dataset import BatchLoader, QueryDataset, split_by_query
 from ltr.data.layout import FILE_NAMES, data_files_in, find_data_file
 from ltr.data.letor import LetorData, load_letor, warn_if_narrower
-from ltr.data.preprocessing import Normalizer
+from ltr.data.preprocessing import NO_FEATURES, Normalizer
 from ltr.data.summary import describe_data
-from ltr.errors import ConfigError, DataNotFoundError, LtrError
-from ltr.evaluation import evaluate_scores
+from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError
+from ltr.evaluation import evaluate_scores, refuse_gain_overflow
 from ltr.experiments.cv_record import CV_FILE
 from ltr.experiments.mlflow_tracker import (
     RUN_ARTIFACTS,
@@ -82,6 +82,7 @@ from ltr.experiments.mlflow_tracker import (
 )
 from ltr.experiments.tracking import Run, Tracker, training_lock
 from ltr.losses import LossFn, build_loss
+from ltr.metrics import PRESETS, gain_overflows
 from ltr.models import build_model, fit_input_encodings
 from ltr.training.checkpoint import check_feature_count, load_checkpoint
 from ltr.training.distributed import (
@@ -305,6 +306,7 @@ def _load_data(
         console=console,
         resuming=resume is not None,
         record_files=dist.is_main or resume is not None,
+        gain=config.evaluation.gain,
     )
     if checkpoint is None:
         return splits, Normalizer(config.data.normalization).fit(splits.train)
@@ -504,11 +506,16 @@ def report_test_metrics(
     :data:`NO_RELEVANT_POLICIES`, :data:`LETOR_NDCG10` (the official LETOR 4.0 script's
     NDCG@10) and the metrics the promotion gate reads (``promotion.metric`` and
     ``promotion.min_metrics``), so every run can be gated on what its config names.
+    :data:`LETOR_NDCG10` is left out where its exp2 gain overflows (labels of 1024 and above,
+    trained with ``evaluation.gain=linear``): no config asked for it.
     """
     evaluation = config.evaluation
     fixed = [f"ndcg@10[no_relevant={policy}]" for policy in NO_RELEVANT_POLICIES]
+    largest = float(data.labels.max()) if data.n_docs else 0.0
+    if not gain_overflows(largest, PRESETS["letor"]["gain"]):
+        fixed.append(LETOR_NDCG10)
     wanted = [*TEST_METRICS, *validation_metrics(evaluation, config.training)]
-    wanted += [*fixed, LETOR_NDCG10, *config.promotion.metric_names]
+    wanted += [*fixed, *config.promotion.metric_names]
     by_conventions: dict[tuple[tuple[str, str], ...], list[str]] = {}
     for name in dict.fromkeys(wanted):
         by_conventions.setdefault(tuple(split_report_name(name)[1].items()), []).append(name)
@@ -602,20 +609,35 @@ def load_splits(
     console: Console | None = None,
     resuming: bool = False,
     record_files: bool = False,
+    gain: str = "exp2",
 ) -> Splits:
     """Read the data of :func:`resolve_data_paths`; split train by query if there is no valid.
 
     Validation and test files are read with the training file's feature count. With
     ``record_files`` (the process that writes ``metrics.json``), :attr:`Splits.files` describes
     each file read, right after reading it.
+
+    Raises:
+        DataFormatError: the training file has no features, or a label of an evaluated file
+            (validation, test, or train when validation is carved from it) overflows ``gain``
+            (``evaluation.gain``) in NDCG: refused before any epoch, not at the test.
     """
     paths = resolve_data_paths(cfg, resuming=resuming)
     train_data = load_letor(paths.train)
+    if train_data.n_features == 0:  # before vali/test are read with its width, 0
+        raise DataFormatError(paths.train, None, NO_FEATURES)
     width, train_file = train_data.n_features, f"the training file {paths.train.name}"
     test = None if paths.test is None else load_letor(paths.test, n_features=width)
     if test is None:  # with or without a validation file
         logger.warning("no test file: metrics.json will hold validation numbers only")
     valid_file = None if paths.valid is None else load_letor(paths.valid, n_features=width)
+    evaluated = {paths.test: test, paths.valid: valid_file}
+    if valid_file is None:  # validation queries come from train
+        evaluated[paths.train] = train_data
+    for path, data in evaluated.items():
+        if data is not None:
+            fix = "use the linear gain: --set evaluation.gain=linear"
+            refuse_gain_overflow(data, TEST_METRICS, fix, where=path, gain=gain)
     for read in (valid_file, test):
         if read is not None:
             warn_if_narrower(read, train_file)

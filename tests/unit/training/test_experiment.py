@@ -21,14 +21,14 @@ import ltr.training.experiment as experiment_module
 from ltr.config import ExperimentConfig, load_config
 from ltr.data.letor import load_letor
 from ltr.data.preprocessing import Normalizer
-from ltr.errors import ConfigError, DataNotFoundError, LtrError, WriteError
+from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError, WriteError
 from ltr.evaluation import evaluate_scores
 from ltr.experiments.tracking import Run
 from ltr.losses import build_loss
 from ltr.models import build_model
 from ltr.training import Distributed, load_run_config, run_experiment
 from ltr.training.checkpoint import FORMAT, VERSION, load_checkpoint
-from ltr.training.experiment import load_splits
+from ltr.training.experiment import LETOR_NDCG10, load_splits
 from ltr.training.trainer import score_data
 from support.tiny_runs import relabel_in_place, write_tiny_data
 
@@ -543,6 +543,68 @@ def test_validation_split_from_train_is_recorded_as_such(data_root: Path, tmp_pa
         "queries": splits.valid.n_queries,
         "documents": splits.valid.n_docs,
     }
+
+
+def copy_with_label(source: Path, target: Path, label: str) -> Path:
+    """``source`` copied to ``target`` with the label of its first line replaced."""
+    first, rest = source.read_text(encoding="utf-8").split("\n", 1)
+    target.write_text(f"{label} {first.split(' ', 1)[1]}\n{rest}", encoding="utf-8")
+    return target
+
+
+@pytest.mark.parametrize("big", ["test.txt", "vali.txt"])
+def test_a_label_overflowing_the_exp2_gain_is_refused_before_the_first_epoch(
+    data_root: Path, tmp_path: Path, big: str
+) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    for name in ("train.txt", "vali.txt", "test.txt"):
+        shutil.copy(data_root / name, root / name)
+    copy_with_label(data_root / big, root / big, "1024")
+    qid = load_letor(root / big, use_cache=False).query_ids[0]
+    runs = tmp_path / "runs"
+
+    with pytest.raises(DataFormatError) as caught:
+        run_experiment(make_config(root, runs, "training.num_epochs=1"), quiet=True)
+
+    assert str(caught.value) == (
+        f"{root / big}: label 1024 of query {qid}: the exp2 gain 2^label - 1 overflows float64; "
+        "use the linear gain: --set evaluation.gain=linear"
+    )
+    assert not runs.exists() or not any(runs.iterdir())  # no run directory, no epoch trained
+
+
+def test_labels_of_1024_train_and_test_with_the_linear_gain(
+    data_root: Path, tmp_path: Path
+) -> None:
+    shutil.copy(data_root / "train.txt", tmp_path / "train.txt")
+    copy_with_label(data_root / "test.txt", tmp_path / "test.txt", "1024")
+    config = make_config(
+        tmp_path, tmp_path / "runs", "training.num_epochs=1", "evaluation.gain=linear"
+    )
+
+    test = read_json(run_experiment(config, quiet=True) / "metrics.json")["test"]
+
+    assert 0 < test["ndcg@10"] <= 1
+    assert LETOR_NDCG10 not in test  # the LETOR script's exp2 gain cannot score these labels
+
+
+def test_a_training_file_without_features_is_refused_naming_it_before_vali_and_test(
+    data_root: Path, tmp_path: Path
+) -> None:
+    lines = (data_root / "train.txt").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "train.txt").write_text(
+        "".join(" ".join(line.split()[:2]) + "\n" for line in lines), encoding="utf-8"
+    )
+    shutil.copy(data_root / "vali.txt", tmp_path / "vali.txt")
+    shutil.copy(data_root / "test.txt", tmp_path / "test.txt")
+
+    with pytest.raises(DataFormatError) as caught:
+        load_splits(make_config(tmp_path, tmp_path / "runs").data)
+
+    assert str(caught.value) == (
+        f"{tmp_path / 'train.txt'}: no features (every line has only a label and qid)"
+    )
 
 
 @pytest.mark.parametrize("files", [("train.txt",), ("train.txt", "vali.txt")])
