@@ -151,10 +151,16 @@ def _written(log: TextIO, line: str) -> TextIO | None:
 
 
 class _Tee:
-    """``stream``, whose complete lines are also handed to the capture while it lasts."""
+    """``stream``, whose complete lines are also handed to the capture while it lasts.
+
+    Each thread's unfinished line is kept apart: ``print`` writes its text and its newline in
+    two calls, and threads printing side by side (``ltr tune --n-jobs 2``) would otherwise join
+    one thread's text to the other's line, in the other's log.
+    """
 
     def __init__(self, stream: TextIO, capture: _Capture) -> None:
-        self._stream, self._capture, self._partial = stream, capture, ""
+        self._stream, self._capture = stream, capture
+        self._partials: dict[int, str] = {}  # each thread's line so far
         self.active = True
 
     def write(self, text: str) -> int:
@@ -165,22 +171,27 @@ class _Tee:
         return written
 
     def _lines(self, text: str) -> list[str]:
-        """The lines ``text`` completes, as they stay on a terminal."""
+        """The lines ``text`` completes, as they stay on a terminal, in the calling thread's
+        output."""
+        thread = threading.get_ident()
+        partial = self._partials.get(thread, "")
         lines: list[str] = []
         for i, piece in enumerate(_ESCAPES.split(text)):
             if i % 2:  # an escape sequence: only moving up over lines changes what is kept
                 if up := _CURSOR_UP.fullmatch(piece):
                     del lines[max(0, len(lines) - int(up[1] or 1)) :]
-                    self._partial = ""
+                    partial = ""
                 continue
-            *done, self._partial = (self._partial + piece).split("\n")
+            *done, partial = (partial + piece).split("\n")
             lines.extend(line.rsplit("\r", 1)[-1] for line in done)  # a redrawn line's end
+        self._partials[thread] = partial
         return lines
 
     def end(self) -> None:
-        last = self._partial.rsplit("\r", 1)[-1]
-        if last:  # a last line without its newline
-            self._capture.add(last)
+        for partial in self._partials.values():
+            last = partial.rsplit("\r", 1)[-1]
+            if last:  # a last line without its newline
+                self._capture.add(last)
         self.active = False
 
     def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding: the stream's

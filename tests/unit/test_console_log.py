@@ -63,6 +63,34 @@ def test_a_quiet_runs_console_writes_to_the_log_alone(
     assert capsys.readouterr() == ("", "")
 
 
+def test_a_line_a_thread_has_not_finished_stays_its_own(tmp_path: Path) -> None:
+    # print() writes its text and its newline in two calls: another thread's line written in
+    # between once took the unfinished text into its own log ("b: donea: done" in a.log)
+    b_started, a_done = threading.Barrier(2), threading.Barrier(2)
+
+    def run(name: str) -> None:
+        with log_console_to(tmp_path / f"{name}.log"):
+            if name == "b":
+                sys.stdout.write("b: done")
+                b_started.wait()
+                a_done.wait()
+                sys.stdout.write("\n")
+            else:
+                b_started.wait()
+                sys.stdout.write("a: done\n")
+                a_done.wait()
+
+    with capture_console():
+        threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert (tmp_path / "a.log").read_text() == "a: done\n"
+    assert (tmp_path / "b.log").read_text() == "b: done\n"
+
+
 def test_runs_in_threads_side_by_side_each_log_their_own_lines(tmp_path: Path) -> None:
     both_open, a_printed = threading.Barrier(2), threading.Barrier(2)
 
