@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,16 @@ def test_a_quiet_runs_console_writes_to_the_log_alone(
     assert capsys.readouterr() == ("", "")
 
 
+def _in_threads_a_and_b(run: Callable[[str], None]) -> None:
+    """``run("a")`` and ``run("b")`` in two threads side by side, inside one capture."""
+    with capture_console():
+        threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
 def test_a_line_a_thread_has_not_finished_stays_its_own(tmp_path: Path) -> None:
     # print() writes its text and its newline in two calls: another thread's line written in
     # between once took the unfinished text into its own log ("b: donea: done" in a.log)
@@ -80,12 +91,7 @@ def test_a_line_a_thread_has_not_finished_stays_its_own(tmp_path: Path) -> None:
                 sys.stdout.write("a: done\n")
                 a_done.wait()
 
-    with capture_console():
-        threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    _in_threads_a_and_b(run)
 
     assert (tmp_path / "a.log").read_text() == "a: done\n"
     assert (tmp_path / "b.log").read_text() == "b: done\n"
@@ -105,12 +111,7 @@ def test_runs_in_threads_side_by_side_each_log_their_own_lines(tmp_path: Path) -
                 a_printed.wait()
             print(f"{name}: done")
 
-    with capture_console():
-        threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    _in_threads_a_and_b(run)
 
     assert (tmp_path / "a.log").read_text() == "a: epoch 1\na: done\n"
     assert (tmp_path / "b.log").read_text() == "b: epoch 1\nb: done\n"
