@@ -190,7 +190,7 @@ def _join_doc_ids(parts: list[np.ndarray | None], rows: list[int]) -> np.ndarray
 def _decoded(ids: np.ndarray) -> np.ndarray:
     if ids.dtype.kind == "U":
         return ids
-    return np.array([i.decode("utf-8", errors="replace") for i in ids.tolist()], dtype=str)
+    return np.array([i.decode("utf-8") for i in ids.tolist()], dtype=str)  # checked: UTF-8
 
 
 @contextlib.contextmanager
@@ -332,6 +332,8 @@ def _parse_chunk_fast(
     if features is None:
         return None
     doc_ids = _doc_ids_of_rows(*_find_doc_ids(raw, newlines), tokens.line_of_row)
+    if doc_ids is not None and not _all_utf8(doc_ids):
+        return None  # the line parser names the line of the id that is not UTF-8
     return _Block(features, labels.astype(np.float32), runs, doc_ids)
 
 
@@ -438,7 +440,10 @@ def _qid_runs(
     run_starts = np.flatnonzero(new_run)
     sizes = np.diff(np.append(run_starts, qids.shape[0]))
     lines = tokens.line_of_row[run_starts] + first_line
-    names = [q.decode("utf-8", errors="replace") for q in qids[run_starts].tolist()]
+    try:
+        names = [q.decode("utf-8") for q in qids[run_starts].tolist()]
+    except UnicodeDecodeError:
+        return None  # the line parser names the line
     return list(zip(names, lines.tolist(), sizes.tolist(), strict=True))
 
 
@@ -501,6 +506,18 @@ def _find_doc_ids(raw: bytes, newlines: np.ndarray) -> tuple[np.ndarray, list[by
     return lines[first], ids
 
 
+def _all_utf8(ids: np.ndarray) -> bool:
+    """Whether every id of an ``S`` array is UTF-8 (ASCII, the usual case, is checked at once)."""
+    if ids.tobytes().isascii():
+        return True
+    try:
+        for value in ids.tolist():
+            value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _doc_ids_of_rows(
     doc_lines: np.ndarray, doc_values: list[bytes], line_of_row: np.ndarray
 ) -> np.ndarray | None:
@@ -546,6 +563,8 @@ def _parse_chunk_slow(
             continue
         try:
             label, qid, features = _parse_line(tokens, layout, n_features, path)
+            match = _DOC_ID.search(line) if comment else None
+            doc_id = _utf8(match.group(1), "the docid") if match else ""
         except _LineError as error:
             tracker.add_runs(runs)
             raise DataFormatError(path, number, str(error)) from None
@@ -556,8 +575,7 @@ def _parse_chunk_slow(
                 runs.append((qid, number, 1))
         labels.append(label)
         rows.append(features)
-        match = _DOC_ID.search(line) if comment else None
-        doc_ids.append(match.group(1).decode("utf-8", errors="replace") if match else "")
+        doc_ids.append(doc_id)
     tracker.add_runs(runs)
     width = n_features or max((max(r) for r in rows if r), default=0)
     features_block = np.zeros((len(rows), width), dtype=np.float32)
@@ -590,7 +608,7 @@ def _parse_line(
             )
         if not pairs or not pairs[0].startswith(b"qid:"):
             raise _LineError(missing_qid(_text(pairs[0]) if pairs else "nothing", path))
-        qid, pairs = _text(pairs[0][4:]), pairs[1:]
+        qid, pairs = _utf8(pairs[0][4:], "the qid"), pairs[1:]
     features: dict[int, float] = {}
     for token in pairs:
         index, value = _parse_pair(token, layout, n_features)
@@ -653,5 +671,17 @@ def _parse_pair(token: bytes, layout: Layout, n_features: int | None) -> tuple[i
     return index, value
 
 
+def _utf8(token: bytes, what: str) -> str:
+    """A qid or docid as text; an id in another encoding is refused, never garbled."""
+    try:
+        return token.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _LineError(
+            f"{what} must be UTF-8 text; got {token!r} (byte 0x{token[error.start]:02x}); "
+            "re-encode the file, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
 def _text(token: bytes) -> str:
+    """A token quoted in an error message (undecodable bytes shown as U+FFFD)."""
     return token.decode("utf-8", errors="replace")

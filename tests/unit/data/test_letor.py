@@ -304,6 +304,23 @@ def test_reader_names_file_and_line_of_a_bad_line(
         read_letor(path)
 
 
+@pytest.mark.parametrize(
+    ("line", "what"),
+    [(b"1 qid:2 1:0.5 #docid = caf\xe9", "docid"), (b"1 qid:caf\xe9 1:0.5 #docid = c", "qid")],
+)
+def test_ids_that_are_not_utf8_are_refused_with_their_line(
+    tmp_path: Path, line: bytes, what: str
+) -> None:
+    text = b"0 qid:1 1:0.5 #docid = a\n0 qid:1 1:0.25 #docid = b\n" + line + b"\n"
+    assert _letor_parser._parse_chunk_fast(text, 1, "letor", None) is None
+    with pytest.raises(
+        DataFormatError,
+        match=rf"train\.txt:3: the {what} must be UTF-8 text; got b'caf\\xe9' \(byte 0xe9\); "
+        r"re-encode the file, e\.g\. iconv -f latin1 -t utf-8$",
+    ):
+        read_letor(write(tmp_path, text))
+
+
 def test_both_parsers_leave_float32_overflow_to_the_line_error(tmp_path: Path) -> None:
     edge = b"1 qid:1 1:3.40282356e38 2:-3.40282356e38\n"  # rounds to float32's largest, not inf
     fast = _letor_parser._parse_chunk_fast(edge, 1, "letor", None)
