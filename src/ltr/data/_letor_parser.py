@@ -156,6 +156,7 @@ class _Assembler:
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """``(features, labels, doc_ids)`` of all rows; the assembler is empty afterwards."""
         labels = np.concatenate(self.labels)
+        labels += 0.0  # a label written "-0" is valid; -0.0 + 0.0 is 0.0, so it prints as 0
         doc_ids = _join_doc_ids(self.doc_ids, [part.shape[0] for part in self.labels])
         self.labels, self.doc_ids = [], []
         if len(self.segments) == 1:

@@ -115,6 +115,13 @@ def test_reader_skips_blank_and_comment_lines_and_tolerates_crlf(tmp_path: Path)
     assert data.doc_ids is not None and data.doc_ids.tolist() == ["a", ""]
 
 
+@pytest.mark.parametrize("exponent", [b"", b"e-5"])  # vectorized, line-by-line parser
+def test_label_written_minus_zero_is_stored_as_zero(tmp_path: Path, exponent: bytes) -> None:
+    data = read_letor(write(tmp_path, b"-0 qid:1 1:0.5\n-0.0 qid:1 1:1" + exponent + b"\n"))
+    assert data.labels.view(np.uint32).tolist() == [0, 0]  # +0.0, not -0.0 (0x80000000)
+    assert str(data.labels[0]) == "0.0"
+
+
 def test_reader_accepts_a_last_line_without_newline(tmp_path: Path) -> None:
     data = read_letor(write(tmp_path, b"1 qid:1 1:0.5\n0 qid:2 1:0.25"))
     assert data.list_lengths.tolist() == [1, 1]
