@@ -568,10 +568,10 @@ def _blamed(
     field, problem = error.field, error.problem
     item = _culprit(error, overrides, causes)
     if item is not None:
-        parts, written, _ = _split_override(item)
+        parts, written, bracketed = _split_override(item)
         key, text = _render_key(parts), written.strip()
         where = f"--set {item}" if key in (field, error.key) else f"--set {item}: {field}"
-        hint = ""
+        hint = _whole_key_hint(parts, bracketed, field, written)
         if "list" in problem and "," in text and not text.startswith(("[", "{")):
             hint = f"; write --set '{key}=[{text}]'"  # YAML reads 64,32 as a string
         return ConfigError(f"{where}: {problem}{hint}")
@@ -579,6 +579,17 @@ def _blamed(
     if value is not None:
         return UsageError(f"{option}: {problem}")
     return ConfigError(f"{source}: {field}: {problem}")
+
+
+def _whole_key_hint(parts: list[str], bracketed: set[int], field: str, value: str) -> str:
+    """When the bad ``field`` is the name a bracketed part follows (``ndcg@10`` of
+    ``min_metrics.ndcg@10[no_relevant=one]``), both were likely one key: the spelling for it."""
+    for index in sorted(bracketed):
+        if index and _render_key(parts[:index]) == field:
+            whole = f"{parts[index - 1]}[{parts[index]}]"
+            key = _render_key([*parts[: index - 1], whole, *parts[index + 1 :]])
+            return f"; for the key {whole}, put it in brackets: --set '{key}={value}'"
+    return ""
 
 
 def _culprit(
