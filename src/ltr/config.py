@@ -496,13 +496,14 @@ def load_config(
     ``loss`` if given (:func:`switch_components`), apply ``key=value`` overrides, validate.
 
     Raises:
-        ConfigError: ``<file>: <dotted.field>: <problem>`` for the first invalid field.
+        ConfigError: ``<file>: <dotted.field>: <problem>`` for the first invalid field
+            (``<dotted.field>: <problem>`` for a config from ``base``, which has no file).
         UsageError: ``--model: <problem>`` / ``--loss: <problem>`` for a name that is not a
             scorer that trains (:data:`TRAINABLE_MODELS`) or a loss.
     """
     if model is not None:  # before the file is read: the option alone is wrong
         _check_model_option(model)
-    source = str(path) if path is not None else "config"
+    source = str(path) if path is not None else None  # from base: no file to name
     raw: dict[str, Any] = dict(base or {})
     if path is not None:
         raw = _read_yaml(Path(path))
@@ -556,7 +557,7 @@ def _first_problem(error: ValidationError) -> _NamedFieldError:
 
 def _blamed(
     error: _NamedFieldError,
-    source: str,
+    source: str | None,
     overrides: Sequence[str],
     options: Mapping[str, tuple[str, str | None]],
     *,
@@ -578,7 +579,7 @@ def _blamed(
     option, value = options.get(field, ("", None))
     if value is not None:
         return UsageError(f"{option}: {problem}")
-    return ConfigError(f"{source}: {field}: {problem}")
+    return ConfigError(f"{source}: {field}: {problem}" if source else f"{field}: {problem}")
 
 
 def _whole_key_hint(parts: list[str], bracketed: set[int], field: str, value: str) -> str:
