@@ -496,13 +496,14 @@ def load_config(
     ``loss`` if given (:func:`switch_components`), apply ``key=value`` overrides, validate.
 
     Raises:
-        ConfigError: ``<file>: <dotted.field>: <problem>`` for the first invalid field.
+        ConfigError: ``<file>: <dotted.field>: <problem>`` for the first invalid field
+            (``<dotted.field>: <problem>`` for a config from ``base``, which has no file).
         UsageError: ``--model: <problem>`` / ``--loss: <problem>`` for a name that is not a
             scorer that trains (:data:`TRAINABLE_MODELS`) or a loss.
     """
     if model is not None:  # before the file is read: the option alone is wrong
         _check_model_option(model)
-    source = str(path) if path is not None else "config"
+    source = str(path) if path is not None else None  # from base: no file to name
     raw: dict[str, Any] = dict(base or {})
     if path is not None:
         raw = _read_yaml(Path(path))
@@ -556,7 +557,7 @@ def _first_problem(error: ValidationError) -> _NamedFieldError:
 
 def _blamed(
     error: _NamedFieldError,
-    source: str,
+    source: str | None,
     overrides: Sequence[str],
     options: Mapping[str, tuple[str, str | None]],
     *,
@@ -568,17 +569,28 @@ def _blamed(
     field, problem = error.field, error.problem
     item = _culprit(error, overrides, causes)
     if item is not None:
-        parts, written, _ = _split_override(item)
+        parts, written, bracketed = _split_override(item)
         key, text = _render_key(parts), written.strip()
         where = f"--set {item}" if key in (field, error.key) else f"--set {item}: {field}"
-        hint = ""
+        hint = _whole_key_hint(parts, bracketed, field, written)
         if "list" in problem and "," in text and not text.startswith(("[", "{")):
             hint = f"; write --set '{key}=[{text}]'"  # YAML reads 64,32 as a string
         return ConfigError(f"{where}: {problem}{hint}")
     option, value = options.get(field, ("", None))
     if value is not None:
         return UsageError(f"{option}: {problem}")
-    return ConfigError(f"{source}: {field}: {problem}")
+    return ConfigError(f"{source}: {field}: {problem}" if source else f"{field}: {problem}")
+
+
+def _whole_key_hint(parts: list[str], bracketed: set[int], field: str, value: str) -> str:
+    """When the bad ``field`` is the name a bracketed part follows (``ndcg@10`` of
+    ``min_metrics.ndcg@10[no_relevant=one]``), both were likely one key: the spelling for it."""
+    for index in sorted(bracketed):
+        if index and _render_key(parts[:index]) == field:
+            whole = f"{parts[index - 1]}[{parts[index]}]"
+            key = _render_key([*parts[: index - 1], whole, *parts[index + 1 :]])
+            return f"; for the key {whole}, put it in brackets: --set '{key}={value}'"
+    return ""
 
 
 def _culprit(

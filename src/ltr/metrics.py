@@ -704,7 +704,7 @@ def err(
         ``[queries]`` values in [0, 1], same array type (and device) as ``scores``.
 
     Raises:
-        ConfigError: ``max_label`` is not a positive number.
+        ConfigError: ``max_label`` is not a finite number > 0.
         ShapeError: a real document's label exceeds ``max_label``.
 
     >>> scores, labels = np.array([[3.0, 2.0, 1.0]]), np.array([[0.0, 1.0, 2.0]])
@@ -712,8 +712,8 @@ def err(
     array([0.3125])
     """
     _check_number("max_label", max_label)
-    if max_label <= 0:
-        raise ConfigError(f"max_label must be positive; got {max_label!r}")
+    if not 0 < max_label < math.inf:  # NaN fails both comparisons; inf makes every stop 0
+        raise ConfigError(f"max_label must be a finite number > 0; got {max_label!r}")
     r = _Ranked(scores, labels, mask, k, stacklevel=2)
     ops = r.ops
     if n_above := int((r.labels > max_label).sum()):  # a stop chance above 1 is no probability

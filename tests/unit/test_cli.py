@@ -73,6 +73,41 @@ def test_evaluate_json_prints_one_object_matching_the_library(judged: Path, tmp_
     assert list(printed["metrics"]) == ["ndcg@3", "map", "mrr"]
 
 
+def test_evaluate_max_label_sets_err_and_refuses_a_label_above_it(
+    judged: Path, tmp_path: Path
+) -> None:
+    data = read_letor(judged)  # labels up to 3
+    scores = np.random.default_rng(2).random(data.n_docs)
+    write_scores(tmp_path / "scores.txt", scores)
+    args = ("evaluate", "--data", judged, "--scores", tmp_path / "scores.txt", "--metrics", "err")
+
+    three = run_ltr(*args, "--max-label", "3", "--json")
+    two = run_ltr(*args, "--max-label", "2")
+
+    assert three.returncode == 0, three.stderr
+    printed = json.loads(three.stdout)
+    expected = evaluate_scores(data, scores, ["err"], max_label=3).means["err"]
+    assert printed["metrics"]["err"] == pytest.approx(expected, abs=1e-12)
+    assert printed["conventions"]["max_label"] == 3
+    assert expected != evaluate_scores(data, scores, ["err"]).means["err"]  # 4 differs
+    assert (two.returncode, two.stderr.strip()) == (
+        1,
+        f"error: {judged.name}: labels must not exceed max_label=2; "
+        "labels exceed it at 1 real documents",
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_evaluate_refuses_a_max_label_that_is_not_finite_and_positive(
+    judged: Path, tmp_path: Path, value: str
+) -> None:
+    write_scores(tmp_path / "scores.txt", np.zeros(11))
+    args = ("--data", judged, "--scores", tmp_path / "scores.txt", "--max-label", value)
+    result = CliRunner().invoke(app, ["evaluate", *map(str, args)])
+    assert isinstance(result.exception, UsageError)
+    assert str(result.exception) == f"--max-label: must be a finite number > 0; got {float(value)}"
+
+
 def test_evaluate_run_file_gives_same_numbers_as_score_file(judged: Path, tmp_path: Path) -> None:
     data = read_letor(judged)
     scores = np.random.default_rng(1).random(data.n_docs)

@@ -241,6 +241,19 @@ def test_a_bracketed_key_may_hold_brackets_and_equals_signs(config_file: Path) -
     assert config.promotion.min_metrics == {"ndcg@10[no_relevant=one]": 0.4}
 
 
+def test_a_bracketed_key_written_without_outer_brackets_gets_the_bracketed_spelling(
+    config_file: Path,
+) -> None:
+    floor = "promotion.min_metrics.ndcg@10[no_relevant=one]=0.4"
+    with pytest.raises(ConfigError) as error:
+        load_config(config_file, [floor])
+    assert str(error.value) == (
+        f"--set {floor}: promotion.min_metrics.ndcg@10: must be a number; got "
+        "{'no_relevant=one': 0.4}; for the key ndcg@10[no_relevant=one], put it in brackets: "
+        "--set 'promotion.min_metrics[ndcg@10[no_relevant=one]]=0.4'"
+    )
+
+
 def test_missing_file_and_bad_yaml_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")

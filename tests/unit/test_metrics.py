@@ -392,9 +392,9 @@ def test_err_label_above_max_label_raises_shape_error() -> None:
         err(*one_query([4, 3, 2, 1], [5, 5, 5, 0]))
 
 
-@pytest.mark.parametrize("max_label", [0, -1.0])
-def test_err_non_positive_max_label_raises_config_error(max_label: float) -> None:
-    with pytest.raises(ConfigError, match=r"max_label must be positive; got"):
+@pytest.mark.parametrize("max_label", [0, -1.0, math.inf, math.nan])
+def test_err_max_label_not_finite_and_positive_raises_config_error(max_label: float) -> None:
+    with pytest.raises(ConfigError, match=r"max_label must be a finite number > 0; got"):
         err(*one_query([2, 1], [0, 1]), max_label=max_label)
 
 

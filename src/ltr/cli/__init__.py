@@ -134,10 +134,10 @@ def _run_app() -> None:
             sys.exit(status)
     except ClickException as error:
         # help is printed already; under torchrun every rank fails alike: rank 0 says it
+        line = usage_line(error) if error.exit_code == 2 else error.format_message()
         if not is_help_without_arguments(error) and not secondary_torchrun_process():
-            line = usage_line(error) if error.exit_code == 2 else error.format_message()
             sys.stderr.write(f"error: {line}\n")
-        _wait_for_peers(error, error.exit_code)
+        _wait_for_peers(error, error.exit_code, line)
         sys.exit(error.exit_code)
     except Abort:  # a prompt got end of input
         sys.stderr.write("error: aborted\n")
@@ -147,11 +147,12 @@ def _run_app() -> None:
             raise
         # every rank checks the same config and files: rank 0 says it for all; a lost peer is
         # each rank's own news
+        notes = "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
+        line = f"{error}{notes}"  # notes: e.g. how to continue a cv
         if not secondary_torchrun_process() or isinstance(error, PeerLostError):
-            notes = "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
-            sys.stderr.write(f"error: {error}{notes}\n")  # notes: e.g. how to continue a cv
+            sys.stderr.write(f"error: {line}\n")
         status = 2 if isinstance(error, UsageError) else 1
-        _wait_for_peers(error, status)
+        _wait_for_peers(error, status, line)
         sys.exit(status)
     except (Interrupted, SystemExit):
         stop = last_interruption()  # typer reports an interruption as SystemExit(130)
@@ -164,9 +165,9 @@ def _run_app() -> None:
         sys.exit(stop.exit_code)
 
 
-def _wait_for_peers(error: BaseException, status: int) -> None:
-    """Under torchrun, record ``error`` for torchrun's failure summary, then wait
-    :data:`PEER_EXIT_DELAY` before exiting with ``status``.
+def _wait_for_peers(error: BaseException, status: int, line: str) -> None:
+    """Under torchrun, record ``error`` (its ``line``, as printed) for torchrun's failure
+    summary, then wait :data:`PEER_EXIT_DELAY` before exiting with ``status``.
 
     torchrun stops every other process (SIGTERM) as soon as one exits with an error, and names
     as root cause the first failure it sees. Without the wait, a peer a moment behind on the
@@ -179,7 +180,7 @@ def _wait_for_peers(error: BaseException, status: int) -> None:
         return
     from ltr.training.distributed import record_for_torchrun
 
-    record_for_torchrun(error)  # torchrun's failure summary shows it, whatever the rank
+    record_for_torchrun(error, f"error: {line}")  # the failure summary shows it, any rank
     exit_at_once_on_signal(status)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         sys.stderr.flush()

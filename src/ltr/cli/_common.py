@@ -124,6 +124,15 @@ NoRelevantOpt = Annotated[
         "default: the preset's, else zero.",
     ),
 ]
+MaxLabelOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-label",
+        metavar="N",
+        help="ERR's highest grade: its stop chance is 1 - 2^-N, a larger label is refused; "
+        "default 4.",
+    ),
+]
 PresetOpt = Annotated[
     Preset | None,
     typer.Option(
@@ -162,11 +171,26 @@ def metric_names(text: str) -> list[str]:
 
 
 def conventions_from(
-    gain: Gain | None, no_relevant: NoRelevant | None, preset: Preset | None
+    gain: Gain | None,
+    no_relevant: NoRelevant | None,
+    preset: Preset | None,
+    max_label: float | None = None,
 ) -> dict[str, Any]:
-    """Only what the user set: a preset fills the rest, explicit options override it."""
+    """Only what the user set: a preset fills the rest, explicit options override it.
+
+    Raises:
+        UsageError: ``--max-label`` is not a finite number > 0.
+    """
     chosen = {"gain": gain, "no_relevant": no_relevant, "preset": preset}
-    return {key: value.value for key, value in chosen.items() if value is not None}
+    conventions: dict[str, Any] = {
+        key: value.value for key, value in chosen.items() if value is not None
+    }
+    if max_label is not None:
+        if not 0 < max_label < math.inf:  # NaN fails both comparisons
+            raise UsageError(f"--max-label: must be a finite number > 0; got {max_label}")
+        # 5, not 5.0, in the caption and the JSON, as the default 4
+        conventions["max_label"] = int(max_label) if max_label.is_integer() else max_label
+    return conventions
 
 
 def conventions_caption(conventions: dict[str, Any]) -> str:

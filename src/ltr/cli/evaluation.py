@@ -13,6 +13,7 @@ from ltr.cli._common import (
     DEFAULT_METRICS,
     GainOpt,
     JsonOpt,
+    MaxLabelOpt,
     MetricsOpt,
     NoRelevantOpt,
     PresetOpt,
@@ -49,6 +50,7 @@ def evaluate(
     metrics: MetricsOpt = DEFAULT_METRICS,
     gain: GainOpt = None,
     no_relevant: NoRelevantOpt = None,
+    max_label: MaxLabelOpt = None,
     preset: PresetOpt = None,
     per_query: Annotated[
         Path | None,
@@ -64,7 +66,7 @@ def evaluate(
     if (scores is None) == (run is None):
         raise ConfigError("give exactly one of --scores FILE or --run FILE")
     names = metric_names(metrics)
-    conventions = conventions_from(gain, no_relevant, preset)
+    conventions = conventions_from(gain, no_relevant, preset, max_label)
     if per_query is not None:
         refuse_directory(per_query)
         check_writable(per_query)
@@ -133,6 +135,7 @@ def baselines(
     metrics: MetricsOpt = DEFAULT_METRICS,
     gain: GainOpt = None,
     no_relevant: NoRelevantOpt = None,
+    max_label: MaxLabelOpt = None,
     preset: PresetOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random ranking.")] = 0,
     models: Annotated[
@@ -151,7 +154,7 @@ def baselines(
     from ltr.evaluation import evaluate_scores, refuse_gain_overflow
 
     names = metric_names(metrics)
-    conventions = conventions_from(gain, no_relevant, preset)
+    conventions = conventions_from(gain, no_relevant, preset, max_label)
     resolved = [path.resolve() for path in models or []]  # ./run and run are one model
     if len(set(resolved)) < len(resolved):
         twice = next(path for path in models or [] if resolved.count(path.resolve()) > 1)

@@ -48,7 +48,7 @@ class Rows(NamedTuple):
     labels: np.ndarray  # float32 [rows]
     query_ids: list[str]
     query_sizes: list[int]
-    doc_ids: np.ndarray | None  # str [rows], "" where a row has none; None: no row has one
+    doc_ids: np.ndarray | None  # str [rows]; None: no row has one (some but not all: an error)
 
 
 class _Block(NamedTuple):
@@ -58,11 +58,13 @@ class _Block(NamedTuple):
     labels: np.ndarray
     runs: list[tuple[str, int, int]]  # (qid, line number of first row, rows), file order
     doc_ids: np.ndarray | None  # [rows] bytes ("S", fast path) or str ("U", slow path)
+    id_lines: tuple[int | None, int | None]  # lines of the first row with a docid, without one
 
 
 def read_rows(path: Path, layout: Layout, n_features: int | None) -> Rows:
     """Parse every line of ``path``; raise :class:`DataFormatError` at the first bad one."""
     tracker = _QueryTracker(path)
+    id_lines: tuple[int | None, int | None] = (None, None)
     with open_binary(path) as handle:
         text_bytes = _text_bytes(path)
         assembler = _Assembler(n_features, text_bytes)
@@ -73,6 +75,7 @@ def read_rows(path: Path, layout: Layout, n_features: int | None) -> Rows:
                 block = _parse_chunk_slow(raw, first_line, layout, n_features, path, tracker)
             else:
                 tracker.add_runs(block.runs)
+            id_lines = _join_id_lines(path, id_lines, block.id_lines)
             assembler.add(block, len(raw))
             del raw, block  # not alive while the next chunk is read and parsed
     if not assembler.labels:
@@ -106,6 +109,21 @@ class _QueryTracker:
                 self.first_line[qid] = line
                 self.query_ids.append(qid)
                 self.sizes.append(rows)
+
+
+def _join_id_lines(
+    path: Path, seen: tuple[int | None, int | None], block: tuple[int | None, int | None]
+) -> tuple[int | None, int | None]:
+    """The first lines with and without a docid so far; refuse a file that has both."""
+    with_id, without_id = seen[0] or block[0], seen[1] or block[1]
+    if with_id and without_id:
+        raise DataFormatError(
+            path,
+            without_id,
+            f"no docid, while line {with_id} has one; give every data line a '#docid = <id>' "
+            "comment, or none",
+        )
+    return with_id, without_id
 
 
 class _Assembler:
@@ -156,7 +174,8 @@ class _Assembler:
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """``(features, labels, doc_ids)`` of all rows; the assembler is empty afterwards."""
         labels = np.concatenate(self.labels)
-        doc_ids = _join_doc_ids(self.doc_ids, [part.shape[0] for part in self.labels])
+        labels += 0.0  # a label written "-0" is valid; -0.0 + 0.0 is 0.0, so it prints as 0
+        doc_ids = _join_doc_ids(self.doc_ids)
         self.labels, self.doc_ids = [], []
         if len(self.segments) == 1:
             features, filled = self.segments.pop()
@@ -173,13 +192,12 @@ class _Assembler:
         return features, labels, doc_ids
 
 
-def _join_doc_ids(parts: list[np.ndarray | None], rows: list[int]) -> np.ndarray | None:
+def _join_doc_ids(parts: list[np.ndarray | None]) -> np.ndarray | None:
     """One ``str [rows]`` array of exact width; bytes from the fast path are decoded once."""
-    if all(part is None for part in parts):
+    filled = [part for part in parts if part is not None]
+    if not filled:
         return None
-    filled = [
-        np.zeros(n, "S1") if part is None else part for part, n in zip(parts, rows, strict=True)
-    ]
+    assert len(filled) == len(parts)  # read_rows refused rows without a docid among rows with
     if all(part.dtype.kind == "S" for part in filled):
         joined = np.concatenate(filled)
         if (joined.view(np.uint8) < 128).all():  # ASCII: numpy's decoding equals UTF-8's
@@ -190,7 +208,7 @@ def _join_doc_ids(parts: list[np.ndarray | None], rows: list[int]) -> np.ndarray
 def _decoded(ids: np.ndarray) -> np.ndarray:
     if ids.dtype.kind == "U":
         return ids
-    return np.array([i.decode("utf-8", errors="replace") for i in ids.tolist()], dtype=str)
+    return np.array([i.decode("utf-8") for i in ids.tolist()], dtype=str)  # checked: UTF-8
 
 
 @contextlib.contextmanager
@@ -298,7 +316,7 @@ def _parse_chunk_fast(
     tokens = _split_tokens(white, newlines, comments)
     del white
     if tokens.first.size == 0:
-        return _Block(np.zeros((0, 0), np.float32), np.zeros(0, np.float32), [], None)
+        return _Block(np.zeros((0, 0), np.float32), np.zeros(0, np.float32), [], None, (None, None))
     label_fields = tokens.starts[tokens.first], tokens.ends[tokens.first]
     pairs = _split_pairs(a, tokens, comments)
     tokens = tokens._replace(starts=label_fields[0], ends=label_fields[1])  # drops the rest
@@ -332,7 +350,10 @@ def _parse_chunk_fast(
     if features is None:
         return None
     doc_ids = _doc_ids_of_rows(*_find_doc_ids(raw, newlines), tokens.line_of_row)
-    return _Block(features, labels.astype(np.float32), runs, doc_ids)
+    if doc_ids is not None and not _all_utf8(doc_ids):
+        return None  # the line parser names the line of the id that is not UTF-8
+    id_lines = _id_lines(doc_ids, tokens.line_of_row + first_line)
+    return _Block(features, labels.astype(np.float32), runs, doc_ids, id_lines)
 
 
 def _padded_bytes(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -438,7 +459,10 @@ def _qid_runs(
     run_starts = np.flatnonzero(new_run)
     sizes = np.diff(np.append(run_starts, qids.shape[0]))
     lines = tokens.line_of_row[run_starts] + first_line
-    names = [q.decode("utf-8", errors="replace") for q in qids[run_starts].tolist()]
+    try:
+        names = [q.decode("utf-8") for q in qids[run_starts].tolist()]
+    except UnicodeDecodeError:
+        return None  # the line parser names the line
     return list(zip(names, lines.tolist(), sizes.tolist(), strict=True))
 
 
@@ -501,6 +525,29 @@ def _find_doc_ids(raw: bytes, newlines: np.ndarray) -> tuple[np.ndarray, list[by
     return lines[first], ids
 
 
+def _id_lines(doc_ids: np.ndarray | None, row_lines: np.ndarray) -> tuple[int | None, int | None]:
+    """Line numbers of the first row with a docid and of the first row without one."""
+    if row_lines.size == 0:
+        return None, None
+    if doc_ids is None:
+        return None, int(row_lines[0])
+    has_id = doc_ids != doc_ids.dtype.type()  # "" where a row has none
+    without = None if has_id.all() else int(row_lines[np.argmax(~has_id)])
+    return int(row_lines[np.argmax(has_id)]), without
+
+
+def _all_utf8(ids: np.ndarray) -> bool:
+    """Whether every id of an ``S`` array is UTF-8 (ASCII, the usual case, is checked at once)."""
+    if ids.tobytes().isascii():
+        return True
+    try:
+        for value in ids.tolist():
+            value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _doc_ids_of_rows(
     doc_lines: np.ndarray, doc_values: list[bytes], line_of_row: np.ndarray
 ) -> np.ndarray | None:
@@ -538,6 +585,7 @@ def _parse_chunk_slow(
     labels: list[float] = []
     rows: list[dict[int, float]] = []
     doc_ids: list[str] = []
+    row_lines: list[int] = []
     runs: list[tuple[str, int, int]] = []
     for number, line in enumerate(raw.split(b"\n")[:-1], start=first_line):
         code, _, comment = line.partition(b"#")
@@ -546,6 +594,8 @@ def _parse_chunk_slow(
             continue
         try:
             label, qid, features = _parse_line(tokens, layout, n_features, path)
+            match = _DOC_ID.search(line) if comment else None
+            doc_id = _utf8(match.group(1), "the docid") if match else ""
         except _LineError as error:
             tracker.add_runs(runs)
             raise DataFormatError(path, number, str(error)) from None
@@ -556,8 +606,8 @@ def _parse_chunk_slow(
                 runs.append((qid, number, 1))
         labels.append(label)
         rows.append(features)
-        match = _DOC_ID.search(line) if comment else None
-        doc_ids.append(match.group(1).decode("utf-8", errors="replace") if match else "")
+        doc_ids.append(doc_id)
+        row_lines.append(number)
     tracker.add_runs(runs)
     width = n_features or max((max(r) for r in rows if r), default=0)
     features_block = np.zeros((len(rows), width), dtype=np.float32)
@@ -565,7 +615,8 @@ def _parse_chunk_slow(
         for index, value in row.items():
             features_block[i, index - 1] = value
     ids = np.array(doc_ids, dtype=str) if any(doc_ids) else None
-    return _Block(features_block, np.array(labels, np.float32), runs, ids)
+    id_lines = _id_lines(ids, np.array(row_lines, np.int64))
+    return _Block(features_block, np.array(labels, np.float32), runs, ids, id_lines)
 
 
 class _LineError(Exception):
@@ -590,7 +641,7 @@ def _parse_line(
             )
         if not pairs or not pairs[0].startswith(b"qid:"):
             raise _LineError(missing_qid(_text(pairs[0]) if pairs else "nothing", path))
-        qid, pairs = _text(pairs[0][4:]), pairs[1:]
+        qid, pairs = _utf8(pairs[0][4:], "the qid"), pairs[1:]
     features: dict[int, float] = {}
     for token in pairs:
         index, value = _parse_pair(token, layout, n_features)
@@ -653,5 +704,17 @@ def _parse_pair(token: bytes, layout: Layout, n_features: int | None) -> tuple[i
     return index, value
 
 
+def _utf8(token: bytes, what: str) -> str:
+    """A qid or docid as text; an id in another encoding is refused, never garbled."""
+    try:
+        return token.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _LineError(
+            f"{what} must be UTF-8 text; got {token!r} (byte 0x{token[error.start]:02x}); "
+            "re-encode the file, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
 def _text(token: bytes) -> str:
+    """A token quoted in an error message (undecodable bytes shown as U+FFFD)."""
     return token.decode("utf-8", errors="replace")

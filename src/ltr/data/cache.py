@@ -40,8 +40,10 @@ from ltr.data.letor import LetorData
 logger = logging.getLogger(__name__)
 
 # Bump when the stored arrays or their meaning change, or when the reader starts rejecting
-# input it used to accept (2: CRC-32 in meta; 3: no inf from float32 overflow, .gz is gzip).
-FORMAT_VERSION = 3
+# input it used to accept (2: CRC-32 in meta; 3: no inf from float32 overflow, .gz is gzip;
+# 4: ids that are not UTF-8 are refused, a label "-0" is stored as 0.0, a docid on some
+# lines only is refused).
+FORMAT_VERSION = 4
 
 
 def default_cache_dir() -> Path:

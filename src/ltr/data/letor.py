@@ -5,6 +5,9 @@ A LETOR line is ``<label> qid:<query id> <index>:<value> ... # comment``. Conven
 - feature indices start at 1 and may come in any order; an absent feature is 0.0 (sparse lines);
 - the lines of one query are contiguous; queries keep file order;
 - ``#docid = X`` in the comment gives the document id (MQ2007/MQ2008 carry one on every line);
+  every data line has one or none does (a line without one among lines with one is an error);
+- query and document ids are UTF-8: an id in another encoding (Latin-1) is an error, never
+  replaced by U+FFFD;
 - blank lines and comment-only lines are skipped, but still count for line numbers in errors;
 - plain text or gzip (detected by the magic bytes; a name ending in ``.gz`` must be gzip),
   LF or CRLF line endings;

@@ -43,6 +43,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ import torch.distributed as torch_dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ltr._fs import atomic_write_json
 from ltr.data.dataset import Batch, BatchLoader, QueryDataset
 from ltr.data.letor import LetorData
 from ltr.errors import ConfigError, LtrError, PeerLostError
@@ -256,7 +258,7 @@ def process_group(dist: Distributed, device: torch.device) -> Iterator[None]:
         # and closes its sockets, so torchrun sees this rank end first and names it the root
         # cause. Leaving the group here let a peer fail and exit while this one was still
         # shutting down, and torchrun named the peer.
-        record_for_torchrun(error)
+        record_for_torchrun(error, f"error: {error}")
         raise
     except RuntimeError as error:
         cause = _peer_lost(str(error))
@@ -283,19 +285,22 @@ def _peer_lost(message: str) -> str | None:
     return None
 
 
-def record_for_torchrun(error: BaseException) -> None:
-    """Under torchrun, leave ``error`` where its failure summary looks for it, so the summary
-    names this rank's error as the root cause, not a peer that merely lost its connection.
+def record_for_torchrun(error: BaseException, line: str) -> None:
+    """Under torchrun, leave ``line`` (the ``error: ...`` line the CLI prints for ``error``)
+    where its failure summary looks for it, so the summary names this rank's error as the root
+    cause, not a peer that merely lost its connection.
 
-    The first record stands: torchrun ranks failures by their time, and a later write of the
-    same error would only make it look later than the peers it brought down.
+    The record is the file torchrun's ``ErrorHandler`` writes, without its traceback: an error
+    ltr raises on purpose is one line, and the traceback would only show click's and ltr's
+    frames. The first record stands: torchrun ranks failures by their time, and a later write
+    of the same error would only make it look later than the peers it brought down.
     """
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if not path or os.path.exists(path) or isinstance(error, PeerLostError):
         return  # a lost peer is a consequence, never the root cause
-    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
-
-    ErrorHandler().record_exception(error)
+    # the summary shows extraInfo.py_callstack when present, else the message
+    record = {"message": line, "extraInfo": {"timestamp": str(int(time.time()))}}
+    atomic_write_json(path, {"message": record})
 
 
 # --------------------------------------------------------------------------------------------

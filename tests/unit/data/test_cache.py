@@ -13,7 +13,7 @@ from ltr.data.cache import cache_path, cached_parse, default_cache_dir
 from ltr.data.letor import LetorData, load_letor, read_letor
 from ltr.errors import DataFormatError
 
-TEXT = b"2 qid:10 1:0.5 2:1.25 #docid = A\n0 qid:10 1:0 2:3 #docid = B\n1 qid:7 2:1\n"
+TEXT = b"2 qid:10 1:0.5 2:1.25 #docid = A\n0 qid:10 1:0 2:3 #docid = B\n1 qid:7 2:1 #docid = C\n"
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_second_call_is_a_hit_with_equal_arrays(source: Path, tmp_path: Path) ->
 def test_changed_source_makes_the_entry_stale(source: Path, tmp_path: Path) -> None:
     parse = CountingParser(source)
     cached_parse(source, parse, cache_dir=tmp_path / "cache")
-    source.write_bytes(TEXT + b"3 qid:8 1:9\n")
+    source.write_bytes(TEXT + b"3 qid:8 1:9 #docid = D\n")
     os.utime(source, ns=(0, source.stat().st_mtime_ns + 10**9))  # mtime changes even if fast
     data = cached_parse(source, parse, cache_dir=tmp_path / "cache")
     assert parse.calls == 2 and data.n_docs == 4

@@ -109,10 +109,19 @@ def test_reader_returns_queries_offsets_and_doc_ids(tmp_path: Path) -> None:
 
 
 def test_reader_skips_blank_and_comment_lines_and_tolerates_crlf(tmp_path: Path) -> None:
-    text = b"# header\r\n\r\n1 qid:1 1:0.5 #docid = a\r\n   \r\n# x 1:2\r\n0 qid:1 2:1e-5\r\n"
+    text = (
+        b"# header\r\n\r\n1 qid:1 1:0.5 #docid = a\r\n   \r\n# x 1:2\r\n0 qid:1 2:1e-5 #docid=b\r\n"
+    )
     data = read_letor(write(tmp_path, text))
     assert data.features.tolist() == [[0.5, 0.0], [0.0, np.float32(1e-5)]]
-    assert data.doc_ids is not None and data.doc_ids.tolist() == ["a", ""]
+    assert data.doc_ids is not None and data.doc_ids.tolist() == ["a", "b"]
+
+
+@pytest.mark.parametrize("exponent", [b"", b"e-5"])  # vectorized, line-by-line parser
+def test_label_written_minus_zero_is_stored_as_zero(tmp_path: Path, exponent: bytes) -> None:
+    data = read_letor(write(tmp_path, b"-0 qid:1 1:0.5\n-0.0 qid:1 1:1" + exponent + b"\n"))
+    assert data.labels.view(np.uint32).tolist() == [0, 0]  # +0.0, not -0.0 (0x80000000)
+    assert str(data.labels[0]) == "0.0"
 
 
 def test_reader_accepts_a_last_line_without_newline(tmp_path: Path) -> None:
@@ -206,11 +215,11 @@ def test_reader_grows_past_a_row_estimate_from_long_first_lines(
 ) -> None:
     monkeypatch.setattr(_letor_parser, "_CHUNK_BYTES", 256)
     long = [f"1 qid:0 1:{i}.123456789 2:0.5 3:0.25 #docid = long-{i}" for i in range(10)]
-    short = [f"0 qid:{i} 1:{i}" for i in range(1, 500)]
+    short = [f"0 qid:{i} 1:{i} #docid = s{i}" for i in range(1, 500)]
     data = read_letor(write(tmp_path, ("\n".join(long + short) + "\n").encode()))
     assert data.n_docs == 509 and data.n_queries == 500
     assert data.features[10:, 0].tolist() == list(range(1, 500))
-    assert data.doc_ids is not None and data.doc_ids[9] == "long-9" and data.doc_ids[10] == ""
+    assert data.doc_ids is not None and data.doc_ids[9] == "long-9" and data.doc_ids[10] == "s1"
 
 
 def test_doc_ids_of_fast_and_slow_chunks_join_with_exact_width(
@@ -220,12 +229,12 @@ def test_doc_ids_of_fast_and_slow_chunks_join_with_exact_width(
     text = (
         "1 qid:1 1:0.5 #docid = caf\u00e9\n"  # non-ASCII: decoded as UTF-8
         "0 qid:1 1:1e-5 #docid = b\n"  # an exponent: this chunk goes the line-by-line way
-        "0 qid:2 1:1\n"  # no doc id
+        "0 qid:2 1:1 #docid = c\n"
         "2 qid:2 1:2 #docid = a-long-id\n"
     )
     data = read_letor(write(tmp_path, text.encode()))
     assert data.doc_ids is not None
-    assert data.doc_ids.tolist() == ["caf\u00e9", "b", "", "a-long-id"]
+    assert data.doc_ids.tolist() == ["caf\u00e9", "b", "c", "a-long-id"]
     assert data.doc_ids.dtype == np.dtype("<U9")
 
 
@@ -302,6 +311,39 @@ def test_reader_names_file_and_line_of_a_bad_line(
     path = write(tmp_path, HEAD + line + b"\n" + HEAD)
     with pytest.raises(DataFormatError, match=message):
         read_letor(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "what"),
+    [(b"1 qid:2 1:0.5 #docid = caf\xe9", "docid"), (b"1 qid:caf\xe9 1:0.5 #docid = c", "qid")],
+)
+def test_ids_that_are_not_utf8_are_refused_with_their_line(
+    tmp_path: Path, line: bytes, what: str
+) -> None:
+    text = b"0 qid:1 1:0.5 #docid = a\n0 qid:1 1:0.25 #docid = b\n" + line + b"\n"
+    assert _letor_parser._parse_chunk_fast(text, 1, "letor", None) is None
+    with pytest.raises(
+        DataFormatError,
+        match=rf"train\.txt:3: the {what} must be UTF-8 text; got b'caf\\xe9' \(byte 0xe9\); "
+        r"re-encode the file, e\.g\. iconv -f latin1 -t utf-8$",
+    ):
+        read_letor(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("value", ["0.5", "1e-5"])  # vectorized, line-by-line parser
+@pytest.mark.parametrize(("missing", "having"), [(17, 1), (1, 2)])
+def test_a_line_without_docid_among_lines_with_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, missing: int, having: int
+) -> None:
+    monkeypatch.setattr(_letor_parser, "_CHUNK_BYTES", 64)  # the two lines in different chunks
+    lines = [f"1 qid:1 1:{value} #docid = d{i}" for i in range(1, 18)]
+    lines[missing - 1] = f"0 qid:1 1:{value}"
+    with pytest.raises(
+        DataFormatError,
+        match=rf"train\.txt:{missing}: no docid, while line {having} has one; give every data "
+        r"line a '#docid = <id>' comment, or none$",
+    ):
+        read_letor(write(tmp_path, ("\n".join(lines) + "\n").encode()))
 
 
 def test_both_parsers_leave_float32_overflow_to_the_line_error(tmp_path: Path) -> None:

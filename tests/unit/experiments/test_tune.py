@@ -63,6 +63,21 @@ def test_a_space_value_the_config_refuses_fails_before_any_trial(tmp_path: Path)
 @pytest.mark.parametrize(
     ("key", "message"),
     [
+        ("training.batch_size", r"the value 0 is refused: training\.batch_size: must be >= 1"),
+        ("model.nrom", r"the value 8 is refused: model: 'nrom' is not a parameter of mlp; valid:"),
+    ],
+)
+def test_a_refused_space_value_names_the_field_without_an_inner_source(
+    tmp_path: Path, key: str, message: str
+) -> None:
+    cfg = make_config(tmp_path, {key: {"type": "categorical", "choices": [8, 0]}})
+    with pytest.raises(ConfigError, match=rf"^tune\.space\[{key}\]: {message}"):
+        _check_tune(cfg)  # not "... is refused: config: model: ...": the trial has no file
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
         ("tune.seed", r"trials run without the tune section, so searching it varies nothing"),
         ("tune", r"trials run without the tune section"),
         ("tracking.output_dir", r"every trial writes under the study's trials folder"),
