@@ -121,7 +121,7 @@ DATA_PATHS = ("data.root", "data.train", "data.valid", "data.test")
 LOG_FILE = "train.log"  # what the command printed (the ltr command line only: _console_log)
 # fields a resumed run may change; anything else must match the run's config.yaml
 RESUMABLE_CHANGES = (
-    "training.num_epochs",
+    "training.num_epochs",  # not with a cosine schedule: it spans num_epochs
     "training.early_stopping_patience",
     "training.device",
     "training.num_threads",
@@ -190,7 +190,8 @@ def run_experiment(
 
     Raises:
         DataNotFoundError: a data file or the data root is missing.
-        ConfigError: a resumed run with a different config or a data file edited since the
+        ConfigError: a resumed run with a different config (or another
+            ``training.num_epochs`` with a cosine schedule) or a data file edited since the
             run started (checkpoints record each file's sha256), or a finished one (it has its
             ``metrics.json``) with no epoch left to train (its ``num_epochs`` done, or stopped
             early and the patience not raised; a run interrupted after its last epoch but
@@ -825,10 +826,19 @@ def config_changes(
 
 
 def _check_resumable(run_dir: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
-    """Refuse to resume with a config that changes more than :data:`RESUMABLE_CHANGES`."""
+    """Refuse to resume with a config that changes more than :data:`RESUMABLE_CHANGES`, or
+    that changes ``training.num_epochs`` of a cosine schedule (its length)."""
     changed = config_changes(stored, wanted, allowed=RESUMABLE_CHANGES)
     if changed:
         raise ConfigError(
             f"cannot resume {run_dir}: the config differs from the run's in {', '.join(changed)}; "
             f"only {', '.join(RESUMABLE_CHANGES)} may change"
+        )
+    before, after = stored["training"], wanted["training"]
+    if after["scheduler"]["name"] == "cosine" and before["num_epochs"] != after["num_epochs"]:
+        # the rates of the epochs done followed the old length; a new one cannot continue them
+        raise ConfigError(
+            f"cannot resume {run_dir}: training.num_epochs cannot change ({before['num_epochs']} "
+            f"to {after['num_epochs']}) with training.scheduler cosine: the cosine schedule spans "
+            "num_epochs, so a resume cannot continue it; start a new run"
         )

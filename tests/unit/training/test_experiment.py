@@ -320,6 +320,25 @@ def test_resume_refuses_a_config_that_changes_the_model(step_run: Path, data_roo
         run_experiment(config, resume=step_run, quiet=True)
 
 
+def test_resume_refuses_another_number_of_epochs_of_a_cosine_schedule(
+    data_root: Path, tmp_path: Path
+) -> None:
+    cosine = "training.scheduler={name: cosine, warmup_epochs: 1}"
+    run_dir = run_experiment(
+        make_config(data_root, tmp_path, cosine, "training.num_epochs=1"), quiet=True
+    )
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    config = load_run_config(run_dir, ["training.num_epochs=2"])
+    message = (
+        r"cannot resume .*: training\.num_epochs cannot change \(1 to 2\) with "
+        r"training\.scheduler cosine: the cosine schedule spans num_epochs, so a resume cannot "
+        r"continue it; start a new run$"
+    )
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(config, resume=run_dir, quiet=True)
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
 @pytest.fixture
 def stopped_run(data_root: Path, tmp_path: Path) -> Path:
     """A run stopped early at epoch 2 (best 1, patience 0): a tiny rate leaves NDCG unchanged."""
