@@ -87,7 +87,6 @@ from ltr.models import build_model, fit_input_encodings
 from ltr.training.checkpoint import check_feature_count, load_checkpoint
 from ltr.training.distributed import (
     Distributed,
-    ShardLoader,
     per_rank_batch_size,
     process_group,
     shard_loader,
@@ -319,7 +318,7 @@ def _load_data(
 
 def _build_training(
     config: ExperimentConfig, train_data: LetorData, dist: Distributed
-) -> tuple[torch.nn.Module, LossFn, BatchLoader | ShardLoader]:
+) -> tuple[torch.nn.Module, LossFn, BatchLoader]:
     """The seeded scorer, the loss and this rank's loader of the (normalized) training data."""
     training = config.training
     torch.manual_seed(training.seed)  # on every rank: the weights start identical

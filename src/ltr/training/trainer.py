@@ -51,7 +51,7 @@ from ltr.data.letor import LetorData
 from ltr.errors import LtrError
 from ltr.evaluation import Evaluation, evaluate_scores
 from ltr.losses import LossFn
-from ltr.training.distributed import Distributed, ShardLoader
+from ltr.training.distributed import Distributed
 
 if TYPE_CHECKING:
     from ltr.experiments.tracking import Run
@@ -85,7 +85,7 @@ class Loaders:
         valid: the (normalized) validation data, scored whole after every epoch.
     """
 
-    train: BatchLoader | ShardLoader
+    train: BatchLoader
     valid: LetorData
 
 
