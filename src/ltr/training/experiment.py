@@ -6,7 +6,8 @@
    the files in ``data.root`` (``train``, ``vali`` or ``valid``, ``test``; ``.txt`` or
    ``.txt.gz``). Without a validation file, ``data.valid_fraction`` of the training queries
    (split by query, seeded with ``data.split_seed``) validate; the test file is never used to pick
-   a model. Without a test file the run reports validation numbers only.
+   a model (a validation file that is the test or the training file, by path or by bytes, is
+   refused). Without a test file the run reports validation numbers only.
 2. Fit the normalizer on the training queries only; transform train, validation and test once.
 3. Seed torch with ``training.seed``, build the scorer and the loss, create the run directory
    (or reopen it to resume), write ``config.yaml`` and ``preprocessor.json``.
@@ -618,11 +619,14 @@ def load_splits(
     each file read, right after reading it.
 
     Raises:
+        ConfigError: the validation file is the test file or the training file (the same
+            path, or the same bytes): it would pick the epoch on queries that are not held out.
         DataFormatError: the training file has no features, or a label of an evaluated file
             (validation, test, or train when validation is carved from it) overflows ``gain``
             (``evaluation.gain``) in NDCG: refused before any epoch, not at the test.
     """
     paths = resolve_data_paths(cfg, resuming=resuming)
+    _refuse_validation_on_other_splits(paths)
     train_data = load_letor(paths.train)
     if train_data.n_features == 0:  # before vali/test are read with its width, 0
         raise DataFormatError(paths.train, None, NO_FEATURES)
@@ -667,6 +671,33 @@ def load_splits(
     if console is not None:
         console.print(message, highlight=False)
     return Splits(train_part, valid, test, valid_from_train=True, files=files)
+
+
+def _refuse_validation_on_other_splits(paths: DataPaths) -> None:
+    """Refuse a validation file that is the test or the training file: the same path, or a copy
+    (the same size, then the same sha256; files of different sizes are never hashed)."""
+    if paths.valid is None:
+        return
+    for field, other, split in (
+        ("data.test", paths.test, "test"),
+        ("data.train", paths.train, "training"),
+    ):
+        if other is None:
+            continue
+        if paths.valid.resolve() == other.resolve():
+            same = f"data.valid and {field} are the same file {other}"
+        elif _same_bytes(paths.valid, other):
+            same = f"data.valid {paths.valid} holds the same bytes as {field} {other}"
+        else:
+            continue
+        raise ConfigError(
+            f"{same}: the epoch would be picked on the {split} queries; use a validation file "
+            "of other queries"
+        )
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and file_sha256(a) == file_sha256(b)
 
 
 def _describe_files(paths: DataPaths, read: Mapping[str, LetorData | None]) -> dict[str, Any]:

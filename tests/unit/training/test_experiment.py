@@ -653,6 +653,43 @@ def test_explicit_paths_win_over_the_root_and_valid_txt_is_accepted(
     )
 
 
+@pytest.mark.parametrize(
+    ("valid", "message"),
+    [
+        ("test.txt", r"data\.valid and data\.test are the same file .*test\.txt: the epoch would "),
+        ("copy of test.txt", r"data\.valid .*vali\.txt holds the same bytes as data\.test .*test"),
+        ("train.txt", r"data\.valid and data\.train are the same file .*: the epoch would be "),
+    ],
+)
+def test_a_validation_file_that_is_the_test_or_training_file_is_refused(
+    data_root: Path, tmp_path: Path, valid: str, message: str
+) -> None:
+    root = tmp_path / "fold"
+    root.mkdir()
+    for name in ("train.txt", "test.txt"):
+        shutil.copy(data_root / name, root / name)
+    if valid == "copy of test.txt":  # found in the root as vali.txt, a byte-for-byte copy
+        shutil.copy(root / "test.txt", root / "vali.txt")
+        overrides: tuple[str, ...] = ()
+    else:
+        overrides = (f"data.valid={root / valid}",)
+    config = make_config(root, tmp_path / "runs", *overrides)
+    with pytest.raises(ConfigError, match=message + ".*use a validation file of other queries$"):
+        load_splits(config.data)
+
+
+def test_a_validation_file_of_the_test_files_size_but_other_bytes_is_accepted(
+    data_root: Path, tmp_path: Path
+) -> None:
+    for name in ("train.txt", "test.txt"):
+        shutil.copy(data_root / name, tmp_path / name)
+    shutil.copy(tmp_path / "test.txt", tmp_path / "vali.txt")
+    relabel_in_place(tmp_path / "vali.txt")  # one label flipped: the same size
+    assert (tmp_path / "vali.txt").stat().st_size == (tmp_path / "test.txt").stat().st_size
+    splits = load_splits(make_config(tmp_path, tmp_path / "runs").data)
+    assert not splits.valid_from_train
+
+
 @pytest.mark.parametrize(("existing", "given"), [("Fold1", "fold1"), ("MQ2008", "mq2008")])
 def test_misspelt_data_root_names_the_similar_folder_instead_of_suggesting_synth(
     tmp_path: Path, existing: str, given: str
