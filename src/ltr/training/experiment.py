@@ -308,6 +308,7 @@ def _load_data(
         resuming=resume is not None,
         record_files=dist.is_main or resume is not None,
         gain=config.evaluation.gain,
+        early_stopping_metric=config.training.early_stopping_metric,
     )
     if checkpoint is None:
         return splits, Normalizer(config.data.normalization).fit(splits.train)
@@ -611,16 +612,20 @@ def load_splits(
     resuming: bool = False,
     record_files: bool = False,
     gain: str = "exp2",
+    early_stopping_metric: str | None = None,
 ) -> Splits:
     """Read the data of :func:`resolve_data_paths`; split train by query if there is no valid.
 
     Validation and test files are read with the training file's feature count. With
     ``record_files`` (the process that writes ``metrics.json``), :attr:`Splits.files` describes
-    each file read, right after reading it.
+    each file read, right after reading it. With ``early_stopping_metric`` (a run that trains)
+    the validation queries must hold a relevant document.
 
     Raises:
         ConfigError: the validation file is the test file or the training file (the same
-            path, or the same bytes): it would pick the epoch on queries that are not held out.
+            path, or the same bytes): it would pick the epoch on queries that are not held out;
+            or (``early_stopping_metric``) no validation document has a label above 0, so the
+            metric would be the same (or NaN) every epoch and could not pick one.
         DataFormatError: the training file has no features, or a label of an evaluated file
             (validation, test, or train when validation is carved from it) overflows ``gain``
             (``evaluation.gain``) in NDCG: refused before any epoch, not at the test.
@@ -649,8 +654,23 @@ def load_splits(
     if record_files:
         files = _describe_files(paths, {"train": train_data, "valid": valid_file, "test": test})
     if valid_file is not None:
+        if early_stopping_metric is not None and not _any_relevant(valid_file):
+            raise ConfigError(
+                f"{paths.valid}: no validation query has a relevant document (every label is "
+                f"0), so training.early_stopping_metric {early_stopping_metric} would be the "
+                "same (or NaN) every epoch and could not pick one; use a validation file with "
+                "relevance labels"
+            )
         return Splits(train_data, valid_file, test, valid_from_train=False, files=files)
     train_part, valid = split_by_query(train_data, cfg.valid_fraction, seed=cfg.split_seed)
+    if early_stopping_metric is not None and not _any_relevant(valid):
+        raise ConfigError(
+            f"the {valid.n_queries} validation queries split from {paths.train} "
+            f"(data.valid_fraction={cfg.valid_fraction}, data.split_seed={cfg.split_seed}): none "
+            f"has a relevant document (every label is 0), so training.early_stopping_metric "
+            f"{early_stopping_metric} would be the same (or NaN) every epoch and could not pick "
+            "one; raise data.valid_fraction, change data.split_seed or add a validation file"
+        )
     name = train_data.source or "the training data"  # warnings name what they are about
     train_part = replace(train_part, source=name)
     valid = replace(valid, source=f"the validation queries of {name}")
@@ -694,6 +714,11 @@ def _refuse_validation_on_other_splits(paths: DataPaths) -> None:
             f"{same}: the epoch would be picked on the {split} queries; use a validation file "
             "of other queries"
         )
+
+
+def _any_relevant(data: LetorData) -> bool:
+    """Whether some document of ``data`` has a label above 0 (every metric's relevant one)."""
+    return bool((data.labels > 0).any())
 
 
 def _same_bytes(a: Path, b: Path) -> bool:

@@ -250,6 +250,13 @@ def train(
             **conventions,
         ).means
         value = dist.broadcast(valid[cfg.early_stopping_metric])  # one decision on every rank
+        if math.isnan(value) and dist.is_main:
+            logger.warning(
+                "epoch %d: the validation %s (training.early_stopping_metric) is NaN; an epoch "
+                "with NaN never beats one with a number",
+                epoch + 1,
+                cfg.early_stopping_metric,
+            )
         _step_scheduler(scheduler, value)
         improved = state.record(value)
         state.stopped_early = state.epochs_since_best > cfg.early_stopping_patience

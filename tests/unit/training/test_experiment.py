@@ -593,6 +593,40 @@ def test_a_label_overflowing_the_exp2_gain_is_refused_before_the_first_epoch(
     assert not runs.exists() or not any(runs.iterdir())  # no run directory, no epoch trained
 
 
+def copy_without_relevant(source: Path, target: Path) -> None:
+    """``source`` with every label set to 0."""
+    lines = source.read_text(encoding="utf-8").splitlines()
+    target.write_text("".join(f"0 {line.split(' ', 1)[1]}\n" for line in lines), encoding="utf-8")
+
+
+@pytest.mark.parametrize("irrelevant", ["vali.txt", "train.txt"])
+def test_validation_queries_without_a_relevant_document_are_refused_before_the_first_epoch(
+    data_root: Path, tmp_path: Path, irrelevant: str
+) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    names = ("train.txt", "vali.txt", "test.txt") if irrelevant == "vali.txt" else ("test.txt",)
+    for name in names:
+        shutil.copy(data_root / name, root / name)
+    copy_without_relevant(data_root / irrelevant, root / irrelevant)  # no vali: split from train
+    runs = tmp_path / "runs"
+    config = make_config(root, runs, "training.num_epochs=1", "evaluation.no_relevant=skip")
+    where = {
+        "vali.txt": f"{root / 'vali.txt'}: no validation query has a relevant document",
+        "train.txt": (
+            f"the 7 validation queries split from {root / 'train.txt'} (data.valid_fraction=0.2, "
+            "data.split_seed=0): none has a relevant document"
+        ),
+    }[irrelevant]
+    with pytest.raises(ConfigError) as caught:
+        run_experiment(config, quiet=True)
+    assert str(caught.value).startswith(
+        f"{where} (every label is 0), so training.early_stopping_metric ndcg@10 would be the "
+        "same (or NaN) every epoch and could not pick one; "
+    )
+    assert not runs.exists() or not any(runs.iterdir())  # no run directory, no epoch trained
+
+
 def test_labels_of_1024_train_and_test_with_the_linear_gain(
     data_root: Path, tmp_path: Path
 ) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -154,6 +156,33 @@ def test_patience_stops_after_more_than_patience_epochs_without_improvement(
     with Run(tmp_path, tensorboard=False) as run:
         result = train(model, build_loss("mse"), _loaders(), cfg, run, quiet=True)
     assert (result.best_epoch, result.epochs, result.stopped_early) == (1, 4, True)
+
+
+def test_an_epoch_whose_early_stopping_value_is_nan_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    loaders = _loaders()
+    labels = np.zeros_like(loaders.valid.labels)  # no relevant document: every query skipped
+    loaders = Loaders(train=loaders.train, valid=replace(loaders.valid, labels=labels))
+    cfg = TrainingConfig(num_epochs=2, learning_rate=1e-2)
+    torch.manual_seed(0)
+    with Run(tmp_path, tensorboard=False) as run:
+        result = train(
+            build_model("linear", 8),
+            build_loss("listnet"),
+            loaders,
+            cfg,
+            run,
+            evaluation=EvaluationConfig(no_relevant="skip"),
+            quiet=True,
+        )
+    assert math.isnan(result.best_value)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [
+        f"epoch {epoch}: the validation ndcg@10 (training.early_stopping_metric) is NaN; an "
+        "epoch with NaN never beats one with a number"
+        for epoch in (1, 2)
+    ]
 
 
 def test_best_checkpoint_holds_the_best_epoch_not_the_last(tmp_path: Path) -> None:
