@@ -198,7 +198,8 @@ def train(
         :class:`TrainResult` (the same on every rank).
 
     Raises:
-        LtrError: the training loss became NaN or infinite.
+        LtrError: the training loss or, after an epoch, a weight (or averaged weight) became
+            NaN or infinite.
     """
     evaluation = evaluation or EvaluationConfig()
     metrics = validation_metrics(evaluation, cfg)
@@ -239,6 +240,16 @@ def train(
                 f"training diverged: the mean training loss of epoch {epoch + 1} is {train_loss}; "
                 "lower training.learning_rate or set training.grad_clip"
             )
+        # the epoch's last step comes after its last loss: its weights are checked before any
+        # of them is validated or saved
+        for which, weights in (("weights", model), ("averaged weights", averaged)):
+            broken = [] if weights is None else _non_finite(weights)
+            if broken:
+                raise LtrError(
+                    f"training diverged: the {which} after epoch {epoch + 1} are not finite "
+                    f"({', '.join(broken)}); lower training.learning_rate or set "
+                    "training.grad_clip"
+                )
         scorer = model if averaged is None else averaged.model  # what validates is what is saved
         valid = evaluate_model(
             scorer,
@@ -576,6 +587,15 @@ class WeightAverage:
             mine.lerp_(theirs.detach(), 1.0 - decay)
         for buffer, source in zip(self.model.buffers(), model.buffers(), strict=True):
             buffer.copy_(source)
+
+
+def _non_finite(weights: nn.Module | WeightAverage) -> list[str]:
+    """Names of the tensors of a model (or of its average) holding NaN or infinity."""
+    model = weights.model if isinstance(weights, WeightAverage) else weights
+    tensors = {k: t for k, t in model.state_dict().items() if t.is_floating_point()}
+    if not tensors or bool(torch.stack([t.isfinite().all() for t in tensors.values()]).all()):
+        return []  # one host sync per epoch when every tensor is finite
+    return [name for name, t in tensors.items() if not bool(t.isfinite().all())]
 
 
 def _rng_state() -> dict[str, Any]:

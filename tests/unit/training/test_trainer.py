@@ -13,6 +13,7 @@ import torch
 from ltr.config import EvaluationConfig, SchedulerConfig, TrainingConfig
 from ltr.data.dataset import QueryDataset
 from ltr.data.synthetic import make_synthetic
+from ltr.errors import LtrError
 from ltr.experiments.tracking import Run
 from ltr.losses import LOSSES, build_loss
 from ltr.models import MODELS, build_model
@@ -183,6 +184,34 @@ def test_an_epoch_whose_early_stopping_value_is_nan_is_warned_about(
         "epoch with NaN never beats one with a number"
         for epoch in (1, 2)
     ]
+
+
+@pytest.mark.parametrize("weight_averaging", [None, 0.5])
+def test_weights_broken_by_an_epochs_last_step_are_neither_validated_nor_saved(
+    tmp_path: Path, weight_averaging: float | None
+) -> None:
+    # one batch per epoch: its loss is computed before the step that breaks the weights, so
+    # the epoch's mean loss is finite
+    data = make_synthetic(n_queries=16, n_features=8, max_docs=12, seed=0)
+    loaders = _loaders()
+    loaders = Loaders(train=QueryDataset(data).loader(16, shuffle=True), valid=loaders.valid)
+    cfg = TrainingConfig(
+        num_epochs=1,
+        batch_size=16,
+        optimizer="sgd",
+        learning_rate=3e38,
+        grad_clip=None,
+        weight_averaging=weight_averaging,
+    )
+    torch.manual_seed(0)
+    with Run(tmp_path, tensorboard=False) as run, pytest.raises(LtrError) as caught:
+        train(build_model("linear", 8), build_loss("mse"), loaders, cfg, run, quiet=True)
+    assert str(caught.value).startswith(
+        "training diverged: the weights after epoch 1 are not finite (linear."
+    )
+    assert str(caught.value).endswith("; lower training.learning_rate or set training.grad_clip")
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+    assert not (tmp_path / "training_history.json").exists()
 
 
 def test_best_checkpoint_holds_the_best_epoch_not_the_last(tmp_path: Path) -> None:
