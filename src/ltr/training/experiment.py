@@ -260,6 +260,8 @@ def _run(
         run = note.run = _start_run(config, resume, dist, note, held, on_run_dir)
         with run:
             _open_run(run, config, normalizer, trackers, mlflow_tags)
+            if checkpoint is not None and dist.is_main:
+                _restore_best_checkpoint(run, checkpoint)
             meta = {
                 "config": config.resolved(),
                 "normalizer": normalizer.to_dict(),
@@ -369,8 +371,18 @@ def _test_and_finish(
     results: Console,
 ) -> None:
     """Test the best epoch's weights and end the run: ``test_per_query.tsv``, ``metrics.json``
-    and the final MLflow numbers (:meth:`Run.finish`); the test line goes to ``results``."""
-    model.load_state_dict(load_checkpoint(result.best_checkpoint)["model"])
+    and the final MLflow numbers (:meth:`Run.finish`); the test line goes to ``results``.
+
+    Raises:
+        LtrError: ``best.pt`` holds another epoch than the run's best one.
+    """
+    best = load_checkpoint(result.best_checkpoint)
+    if best["epoch"] != result.best_epoch:
+        raise LtrError(
+            f"{result.best_checkpoint} holds epoch {best['epoch']}, not the run's best epoch "
+            f"{result.best_epoch}, whose weights are gone; it cannot be tested: train a new run"
+        )
+    model.load_state_dict(best["model"])
     best_record = next(r for r in result.history if r["epoch"] == result.best_epoch)
     report: dict[str, Any] = {
         "best_epoch": result.best_epoch,
@@ -402,6 +414,19 @@ def _test_and_finish(
     final.update({f"best/valid/{k}": v for k, v in report["valid"].items()})
     final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
     run.finish(report, final, result.best_epoch or 0, RUN_ARTIFACTS)
+
+
+def _restore_best_checkpoint(run: Run, last: Mapping[str, Any]) -> None:
+    """Rewrite ``best.pt`` from the resumed ``last.pt`` when a stop came between the two
+    writes of the best epoch (``last.pt`` is written first): ``last.pt`` then holds the best
+    epoch, and ``best.pt`` is missing or holds an earlier one."""
+    best_epoch = last["state"]["best_epoch"]
+    if best_epoch is None or last["epoch"] != best_epoch:
+        return
+    path = run.checkpoint_path("best")
+    if not path.is_file() or load_checkpoint(path)["epoch"] != best_epoch:
+        logger.info("%s: rewritten from checkpoints/last.pt, which holds the best epoch", path)
+        run.save_checkpoint("best", last)
 
 
 def _lock_resumed_run(

@@ -283,9 +283,9 @@ def train(
         scalars = {"train/loss": train_loss, "train/lr": lr}
         run.log_metrics({**scalars, **{f"valid/{k}": v for k, v in valid.items()}}, epoch + 1)
         checkpoint = _checkpoint(model, optimizer, scheduler, state, meta, averaged, dist)
-        if improved:  # before last.pt: a stop between the two leaves a last.pt whose best
-            run.save_checkpoint("best", checkpoint)  # epoch is in best.pt (atomic writes)
         run.save_checkpoint("last", checkpoint)
+        if improved:  # after last.pt: a stop between the two leaves a last.pt that holds its
+            run.save_checkpoint("best", checkpoint)  # best epoch, whence a resume rewrites best.pt
         run.write_json("training_history.json", state.history)
         console.print(
             f"Epoch {epoch + 1}/{cfg.num_epochs}: loss={train_loss:.4f}, "

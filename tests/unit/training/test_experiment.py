@@ -27,7 +27,7 @@ from ltr.experiments.tracking import Run
 from ltr.losses import build_loss
 from ltr.models import build_model
 from ltr.training import Distributed, load_run_config, run_experiment
-from ltr.training.checkpoint import FORMAT, VERSION, load_checkpoint
+from ltr.training.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
 from ltr.training.experiment import LETOR_NDCG10, load_splits
 from ltr.training.trainer import score_data
 from support.tiny_runs import relabel_in_place, write_tiny_data
@@ -312,6 +312,66 @@ def test_run_crashed_mid_epoch_resumes_to_the_uninterrupted_result(
     run_experiment(config, resume=crashed, quiet=True)
     assert_same_weights(weights(crashed), weights(reference))
     assert_same_weights(weights(crashed, "best"), weights(reference, "best"))
+
+
+def stop_between_the_checkpoints_of(epoch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C after the first and before the second checkpoint write of ``epoch``."""
+    save = Run.save_checkpoint
+    saved: list[str] = []
+
+    def save_or_stop(run: Run, name: str, checkpoint: dict[str, Any]) -> None:
+        if checkpoint["epoch"] == epoch:
+            saved.append(name)
+            if len(saved) == 2:
+                raise KeyboardInterrupt
+        save(run, name, checkpoint)
+
+    monkeypatch.setattr(Run, "save_checkpoint", save_or_stop)
+
+
+def test_a_stop_between_the_checkpoints_of_a_best_epoch_resumes_to_a_consistent_run(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = run_experiment(make_config(data_root, tmp_path / "reference"), quiet=True)
+    values = [r["valid_ndcg@10"] for r in read_json(reference / "training_history.json")]
+    improving = [e for e in range(2, 5) if values[e - 1] > max(values[: e - 1])]
+    assert improving, values  # the stop needs a best epoch after the first
+    epoch = improving[0]
+    with monkeypatch.context() as patch:
+        stop_between_the_checkpoints_of(epoch, patch)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(make_config(data_root, tmp_path / "stopped"), quiet=True)
+    (stopped,) = (tmp_path / "stopped").iterdir()
+    assert load_checkpoint(stopped / "checkpoints" / "last.pt")["epoch"] == epoch
+    assert load_checkpoint(stopped / "checkpoints" / "best.pt")["epoch"] < epoch
+    shorter = shutil.copytree(stopped, tmp_path / "shorter")
+
+    run_experiment(make_config(data_root, tmp_path), resume=stopped, quiet=True)
+    assert read_json(stopped / "metrics.json") == read_json(reference / "metrics.json")
+    assert_same_weights(weights(stopped, "best"), weights(reference, "best"))
+
+    # fewer epochs: none is trained again, so the test reads the best.pt the resume rewrote
+    fewer = make_config(data_root, tmp_path, f"training.num_epochs={epoch - 1}")
+    run_experiment(fewer, resume=shorter, quiet=True)
+    report = read_json(shorter / "metrics.json")
+    assert (
+        report["best_epoch"] == epoch == load_checkpoint(shorter / "checkpoints/best.pt")["epoch"]
+    )
+    assert_same_weights(weights(shorter, "best"), weights(shorter, "last"))
+
+
+def test_a_best_checkpoint_of_another_epoch_than_the_runs_best_is_not_tested(
+    stopped_run: Path, tmp_path: Path
+) -> None:
+    run_dir = shutil.copytree(stopped_run, tmp_path / "copy" / stopped_run.name)
+    (run_dir / "metrics.json").unlink()  # killed before its test
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert (last["epoch"], last["state"]["best_epoch"]) == (2, 1)
+    save_checkpoint(run_dir / "checkpoints" / "best.pt", last)
+    message = r"best\.pt holds epoch 2, not the run's best epoch 1, whose weights are gone; it "
+    with pytest.raises(LtrError, match=message):
+        run_experiment(load_run_config(run_dir), resume=run_dir, quiet=True)
+    assert not (run_dir / "metrics.json").exists()
 
 
 def test_resume_refuses_a_config_that_changes_the_model(step_run: Path, data_root: Path) -> None:
