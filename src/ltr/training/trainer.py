@@ -48,7 +48,7 @@ from ltr._signals import raise_if_interrupted
 from ltr.config import EvaluationConfig, SchedulerConfig, TrainingConfig
 from ltr.data.dataset import Batch, BatchLoader, QueryDataset
 from ltr.data.letor import LetorData
-from ltr.errors import LtrError
+from ltr.errors import DivergedError, LtrError
 from ltr.evaluation import Evaluation, evaluate_scores
 from ltr.losses import LossFn
 from ltr.training.distributed import Distributed
@@ -198,8 +198,8 @@ def train(
         :class:`TrainResult` (the same on every rank).
 
     Raises:
-        LtrError: the training loss or, after an epoch, a weight (or averaged weight) became
-            NaN or infinite.
+        DivergedError: the training loss or, after an epoch, a weight (or averaged weight)
+            became NaN or infinite.
     """
     evaluation = evaluation or EvaluationConfig()
     metrics = validation_metrics(evaluation, cfg)
@@ -236,7 +236,7 @@ def train(
                 tick()
         train_loss = dist.average(float(running) / max(len(loaders.train), 1))
         if not math.isfinite(train_loss):
-            raise LtrError(
+            raise DivergedError(
                 f"training diverged: the mean training loss of epoch {epoch + 1} is {train_loss}; "
                 "lower training.learning_rate or set training.grad_clip"
             )
@@ -245,7 +245,7 @@ def train(
         for which, weights in (("weights", model), ("averaged weights", averaged)):
             broken = [] if weights is None else _non_finite(weights)
             if broken:
-                raise LtrError(
+                raise DivergedError(
                     f"training diverged: the {which} after epoch {epoch + 1} are not finite "
                     f"({', '.join(broken)}); lower training.learning_rate or set "
                     "training.grad_clip"
