@@ -199,13 +199,18 @@ def test_weights_broken_by_an_epochs_last_step_are_neither_validated_nor_saved(
         num_epochs=1,
         batch_size=16,
         optimizer="sgd",
-        learning_rate=3e38,
+        learning_rate=1e30,
         grad_clip=None,
         weight_averaging=weight_averaging,
     )
+    mse = build_loss("mse")
+
+    def steep(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return 1e12 * mse(scores, labels, mask)  # finite, but its step overflows float32
+
     torch.manual_seed(0)
     with Run(tmp_path, tensorboard=False) as run, pytest.raises(LtrError) as caught:
-        train(build_model("linear", 8), build_loss("mse"), loaders, cfg, run, quiet=True)
+        train(build_model("linear", 8), steep, loaders, cfg, run, quiet=True)
     assert str(caught.value).startswith(
         "training diverged: the weights after epoch 1 are not finite (linear."
     )
