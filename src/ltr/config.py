@@ -234,7 +234,8 @@ class TrainingConfig(_Strict):
     batch_size: int = Field(32, ge=1)  # queries per step; the global batch under torchrun
     num_epochs: int = Field(50, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
-    learning_rate: float = Field(1e-3, gt=0)
+    # above 1e30 the optimizers' float32 arithmetic overflows (Adam's first step is 10x the rate)
+    learning_rate: float = Field(1e-3, gt=0, le=1e30)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)

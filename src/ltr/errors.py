@@ -12,6 +12,8 @@ so generic handlers (``except ValueError``) keep working::
     ├── DataNotFoundError(LtrError, FileNotFoundError)
     ├── ConfigError(LtrError, ValueError)          a config or command-line value is invalid
     │   └── UsageError(ConfigError)                an option's value is not among its choices
+    ├── DivergedError(LtrError, ArithmeticError)   training's loss or weights became NaN or
+    │                                              infinite; the config has to change
     ├── ExportError(LtrError, RuntimeError)        an ONNX export fails a check; nothing written
     ├── MissingExtraError(LtrError, ModuleNotFoundError)
     │                                              a package of an optional extra is not installed
@@ -61,6 +63,11 @@ class ConfigError(LtrError, ValueError):
 class UsageError(ConfigError):
     """An option's value is not among its choices (``--loss``, ``--metrics``): bad usage, so the
     CLI exits with status 2, as for the choices click checks itself."""
+
+
+class DivergedError(LtrError, ArithmeticError):
+    """Training diverged (its loss or weights became NaN or infinite): the same config would
+    diverge again, so a resume cannot help; the message says what to change."""
 
 
 class ExportError(LtrError, RuntimeError):

@@ -85,6 +85,11 @@ def test_resolved_yaml_loads_back_to_the_same_config(config_file: Path, tmp_path
             "training.learning_rate=-1",
             r"exp\.yaml: training\.learning_rate: must be > 0\.0; got -1$",
         ),
+        (  # torch's float32 optimizer steps would overflow: one line, not a traceback
+            "training.learning_rate=1e300",
+            r"exp\.yaml: training\.learning_rate: must be <= 1e\+30; got '1e300'$",
+        ),
+        ("training.learning_rate=.inf", r"exp\.yaml: training\.learning_rate: must be <= 1e\+30"),
         ("trainin.seed=1", r"exp\.yaml: trainin: unknown field; did you mean training\?$"),
         (
             "training.learning_rat=0.1",

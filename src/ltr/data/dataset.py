@@ -328,6 +328,14 @@ class QueryDataset:
             lengths = np.minimum(lengths, self.max_list_length)
         return lengths
 
+    def _epoch_size(self, max_queries: int | None) -> int:
+        """Queries one epoch uses: all, or at most ``max_queries``."""
+        if max_queries is None:
+            return len(self)
+        if max_queries < 0:
+            raise ConfigError(f"max_queries must be at least 0; got {max_queries}")
+        return min(len(self), max_queries)
+
     def subset(self, query_indices: Sequence[int] | np.ndarray) -> QueryDataset:
         """The same dataset restricted to ``query_indices`` (positions in ``self.data``)."""
         return QueryDataset(
@@ -355,15 +363,17 @@ class QueryDataset:
         by_length = np.argsort(self.data.list_lengths[self.query_indices], kind="stable")
         return np.sort(self.query_indices[by_length[rank::world_size]])
 
-    def num_batches(self, batch_size: int, *, drop_last: bool = False) -> int:
-        """How many batches one epoch yields.
+    def num_batches(
+        self, batch_size: int, *, drop_last: bool = False, max_queries: int | None = None
+    ) -> int:
+        """How many batches one epoch yields (``max_queries`` as in :meth:`batch_indices`).
 
         Raises:
             ConfigError: ``batch_size`` below 1, as :meth:`batch_indices`.
         """
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1; got {batch_size}")
-        full, rest = divmod(len(self), batch_size)
+        full, rest = divmod(self._epoch_size(max_queries), batch_size)
         return full + int(rest > 0 and not drop_last)
 
     def batch_indices(
@@ -376,6 +386,7 @@ class QueryDataset:
         bucket_by_length: bool = False,
         drop_last: bool = False,
         bucket_batches: int = 50,
+        max_queries: int | None = None,
     ) -> list[np.ndarray]:
         """The query indices (positions in ``self.data``) of every batch of one epoch.
 
@@ -383,7 +394,9 @@ class QueryDataset:
         ``bucket_by_length``. With ``shuffle`` the order is a permutation seeded by
         ``(seed, epoch)``; ``bucket_by_length`` then sorts queries by length within shuffled
         chunks of ``bucket_batches * batch_size`` queries, cuts the batches, and shuffles the
-        batch order, so that each batch holds lists of similar length.
+        batch order, so that each batch holds lists of similar length. ``max_queries`` keeps
+        the first queries of the permutation (of dataset order without ``shuffle``) before
+        any sorting or cutting: a shuffled epoch leaves out other queries than the next.
 
         Args:
             batch_size: queries per batch, at least 1.
@@ -393,6 +406,8 @@ class QueryDataset:
             bucket_by_length: group queries of similar list length to keep padding small.
             drop_last: drop a last batch smaller than ``batch_size``.
             bucket_batches: chunk size, in batches, of the length sorting when shuffling.
+            max_queries: use at most this many queries this epoch (a distributed job gives
+                every rank as many); None for all.
 
         Returns:
             One ``int64 [<= batch_size]`` array per batch.
@@ -402,9 +417,10 @@ class QueryDataset:
                 f"batch_size and bucket_batches must be at least 1; got {batch_size} and "
                 f"{bucket_batches}"
             )
-        n = len(self)
         rng = np.random.default_rng((seed, epoch, _SHUFFLE_STREAM))
-        order = rng.permutation(n) if shuffle else np.arange(n)
+        order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
+        n = self._epoch_size(max_queries)
+        order = order[:n]  # the surplus is left out before any batch is cut
         if bucket_by_length:
             chunk_size = batch_size * bucket_batches if shuffle else max(n, 1)
             chunk = np.arange(n) // chunk_size
@@ -449,6 +465,7 @@ class QueryDataset:
         epoch: int = 0,
         bucket_by_length: bool = False,
         drop_last: bool = False,
+        max_queries: int | None = None,
     ) -> Iterator[Slates]:
         """NumPy slates of one epoch; arguments as in :meth:`batch_indices`."""
         rng = np.random.default_rng((seed, epoch, _SAMPLE_STREAM))
@@ -459,6 +476,7 @@ class QueryDataset:
             epoch=epoch,
             bucket_by_length=bucket_by_length,
             drop_last=drop_last,
+            max_queries=max_queries,
         ):
             yield self.slates(index, rng=rng)
 
@@ -471,6 +489,7 @@ class QueryDataset:
         epoch: int = 0,
         bucket_by_length: bool = False,
         drop_last: bool = False,
+        max_queries: int | None = None,
     ) -> Iterator[Batch]:
         """Torch batches of one epoch; arguments as in :meth:`batch_indices`."""
         for slates in self.iter_slates(
@@ -480,6 +499,7 @@ class QueryDataset:
             epoch=epoch,
             bucket_by_length=bucket_by_length,
             drop_last=drop_last,
+            max_queries=max_queries,
         ):
             yield Batch.from_slates(slates)
 
@@ -491,8 +511,10 @@ class QueryDataset:
         seed: int = 0,
         bucket_by_length: bool = False,
         drop_last: bool = False,
+        max_queries: int | None = None,
     ) -> BatchLoader:
-        """A re-iterable batch source with ``len()``; call ``set_epoch`` before each epoch."""
+        """A re-iterable batch source with ``len()``; call ``set_epoch`` before each epoch.
+        Arguments as in :meth:`batch_indices`."""
         return BatchLoader(
             self,
             batch_size,
@@ -500,6 +522,7 @@ class QueryDataset:
             seed=seed,
             bucket_by_length=bucket_by_length,
             drop_last=drop_last,
+            max_queries=max_queries,
         )
 
 
@@ -517,6 +540,7 @@ class BatchLoader:
     seed: int = 0
     bucket_by_length: bool = False
     drop_last: bool = False
+    max_queries: int | None = None
     epoch: int = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -524,7 +548,9 @@ class BatchLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.dataset.num_batches(self.batch_size, drop_last=self.drop_last)
+        return self.dataset.num_batches(
+            self.batch_size, drop_last=self.drop_last, max_queries=self.max_queries
+        )
 
     def __iter__(self) -> Iterator[Batch]:
         return self.dataset.batches(
@@ -534,4 +560,5 @@ class BatchLoader:
             epoch=self.epoch,
             bucket_by_length=self.bucket_by_length,
             drop_last=self.drop_last,
+            max_queries=self.max_queries,
         )

@@ -45,7 +45,7 @@ from ltr._console_log import log_command_to, next_run_lines, run_console
 from ltr._fs import atomic_write_json, file_sha256, read_json
 from ltr.config import ExperimentConfig, load_config
 from ltr.data.layout import FILE_NAMES, find_data_file
-from ltr.errors import ConfigError, DataNotFoundError, LtrError
+from ltr.errors import ConfigError, DataNotFoundError, DivergedError, LtrError
 from ltr.experiments.cv_record import CV_FILE, read_cv_json
 from ltr.experiments.mlflow_tracker import check_mlflow
 from ltr.experiments.tracking import Run, json_safe, training_lock
@@ -327,6 +327,10 @@ def _train_folds(
     # quiet: the fold lines go to cv.log alone
     console = run_console(quiet=quiet or not dist.is_main, stderr=True, command=True)
     results = [FoldResult(fold) for fold in folds]
+    restart = (  # after a divergence: a new cv with a changed config (the user's file, unknown)
+        f"ltr cv --config <config> --folds {shlex.quote(str(state['folds_dir']))} "
+        f"--set training.learning_rate={config.training.learning_rate / 10:g}"
+    )
     for i, (fold, (stage, found)) in enumerate(zip(folds, stages, strict=True)):
         started = time.perf_counter()
         next_run_lines()  # the fold's own warnings go to its train.log, the cv's lines do not
@@ -339,13 +343,13 @@ def _train_folds(
             run_dir, outcome = found, f"{fold.name} done before"
         elif stage == "interrupted":
             resumed = load_run_config(found, overrides)
-            with _note_cv_resume_on_error(cv_dir, folds, dist):
+            with _note_cv_resume_on_error(cv_dir, folds, dist, restart):
                 run_dir = run_experiment(
                     resumed, resume=found, quiet=True, dist=dist, mlflow_tags=tags
                 )
             outcome = f"resumed {fold.name} in {time.perf_counter() - started:.1f} s"
         else:
-            with _note_cv_resume_on_error(cv_dir, folds, dist):
+            with _note_cv_resume_on_error(cv_dir, folds, dist, restart):
                 run_dir = run_experiment(
                     _fold_config(config, fold, cv_dir), quiet=True, dist=dist, mlflow_tags=tags
                 )
@@ -384,15 +388,23 @@ def _note_cv_resume_on_interrupt(
 
 @contextlib.contextmanager
 def _note_cv_resume_on_error(
-    cv_dir: Path, folds: Sequence[Fold], dist: Distributed
+    cv_dir: Path, folds: Sequence[Fold], dist: Distributed, restart: str
 ) -> Iterator[None]:
-    """An error that stops a fold's training (bad data, divergence) says, as a stop does, how
-    far the cv got and the command that continues it once the cause is fixed."""
+    """An error that stops a fold's training says, as a stop does, how far the cv got and how
+    to go on: bad data, with the command that continues the cv once the cause is fixed; a
+    divergence, which the cv's own config would repeat on a resume, with ``restart``, the
+    command that starts a new cv with a changed config."""
     try:
         yield
     except LtrError as error:
         if dist.is_main:
-            error.add_note(_cv_resume_note(cv_dir, folds, fixed_first=True))
+            if isinstance(error, DivergedError):
+                error.add_note(
+                    f"{_cv_progress(cv_dir, folds)}; ltr cv --resume would train with the same "
+                    f"config and diverge again: start a new cv with the change, e.g. {restart}"
+                )
+            else:
+                error.add_note(_cv_resume_note(cv_dir, folds, fixed_first=True))
         raise
 
 
@@ -400,14 +412,16 @@ def _cv_resume_note(cv_dir: Path, folds: Sequence[Fold], *, fixed_first: bool = 
     """Which fold the stop cut, how many are done, and the command that finishes the cv."""
     if not (cv_dir / CV_FILE).is_file():  # stopped before the cv began
         return f"{cv_dir} holds no {CV_FILE} yet (stopped before its first fold); delete it"
+    then = "once that is fixed, continue" if fixed_first else "continue"
+    return f"{_cv_progress(cv_dir, folds)}; {then} with: ltr cv --resume {shlex.quote(str(cv_dir))}"
+
+
+def _cv_progress(cv_dir: Path, folds: Sequence[Fold]) -> str:
+    """``stopped in Fold2, 1 of 5 folds done``."""
     done = [_fold_stage(cv_dir / fold.name)[0] == "done" for fold in folds]
     cut = next((fold.name for fold, is_done in zip(folds, done, strict=True) if not is_done), None)
     where = "every fold is done" if cut is None else f"stopped in {cut}"
-    then = "once that is fixed, continue" if fixed_first else "continue"
-    return (
-        f"{where}, {sum(done)} of {len(folds)} folds done; "
-        f"{then} with: ltr cv --resume {shlex.quote(str(cv_dir))}"
-    )
+    return f"{where}, {sum(done)} of {len(folds)} folds done"
 
 
 def _fold_config(config: ExperimentConfig, fold: Fold, cv_dir: Path) -> ExperimentConfig:

@@ -13,10 +13,11 @@ How the work is split:
   ``training.batch_size`` is the *global* batch: every rank takes ``batch_size // world_size``
   queries per step (:func:`per_rank_batch_size` refuses a batch size not divisible by the
   number of processes). DDP needs the same number of steps on every rank, so every rank trains
-  on as many batches per epoch as the smallest shard yields (:func:`steps_per_epoch`); a rank
-  whose shard yields one batch more skips its last batch of that epoch. That happens only when
-  ``n_queries // world_size`` is a multiple of the per-rank batch size, and since the batch
-  order comes from ``(seed, epoch)`` the skipped queries change from epoch to epoch.
+  on ``n_queries // world_size`` queries per epoch, the size of the smallest shard, and takes
+  the same number of steps (:func:`steps_per_epoch`): a rank whose shard holds one query more
+  leaves out the last query of the epoch's shuffled order before its batches are cut. An epoch
+  thus skips at most ``world_size - 1`` queries, and since the order comes from
+  ``(seed, epoch)`` the skipped queries change from epoch to epoch.
 - Every rank seeds torch alike before building the model, so the weights start identical (DDP
   also broadcasts rank 0's at the start).
 - Validation: each rank scores its shard of the validation queries; the score vectors are summed
@@ -40,7 +41,6 @@ hold equally many informative queries; pair-averaged losses almost never are.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import time
@@ -56,13 +56,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ltr._fs import atomic_write_json
-from ltr.data.dataset import Batch, BatchLoader, QueryDataset
+from ltr.data.dataset import BatchLoader, QueryDataset
 from ltr.data.letor import LetorData
 from ltr.errors import ConfigError, LtrError, PeerLostError
 
 __all__ = [
     "Distributed",
-    "ShardLoader",
     "per_rank_batch_size",
     "process_group",
     "shard_loader",
@@ -323,7 +322,8 @@ def per_rank_batch_size(batch_size: int, world_size: int) -> int:
 
 
 def steps_per_epoch(n_queries: int, world_size: int, batch_size: int) -> int:
-    """Steps every rank takes per epoch: the batches of the smallest shard.
+    """Steps every rank takes per epoch: the batches of the smallest shard, whose size every
+    rank trains on (:func:`shard_loader`).
 
     Shards of :meth:`QueryDataset.shard` hold ``n_queries // world_size`` or one more query.
 
@@ -343,24 +343,6 @@ def steps_per_epoch(n_queries: int, world_size: int, batch_size: int) -> int:
     return math.ceil(smallest / local)
 
 
-@dataclass
-class ShardLoader:
-    """One rank's training batches, cut to the ``steps`` every rank takes per epoch."""
-
-    loader: BatchLoader
-    steps: int
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use ``epoch``'s order of this rank's shard from the next iteration on."""
-        self.loader.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return min(self.steps, len(self.loader))
-
-    def __iter__(self) -> Iterator[Batch]:
-        return itertools.islice(iter(self.loader), self.steps)
-
-
 def shard_loader(
     dataset: QueryDataset,
     dist: Distributed,
@@ -368,22 +350,26 @@ def shard_loader(
     batch_size: int,
     seed: int,
     bucket_by_length: bool,
-) -> BatchLoader | ShardLoader:
+) -> BatchLoader:
     """The shuffled training batches of this rank; all of ``dataset`` for one process.
 
     In a distributed job: this rank's shard, ``batch_size // world_size`` queries per batch,
-    :func:`steps_per_epoch` batches per epoch, order from ``(seed, epoch)``.
+    order from ``(seed, epoch)``; every rank uses ``len(dataset) // world_size`` queries of
+    its shard per epoch (a shard one query larger leaves out another one each epoch), so every
+    rank takes :func:`steps_per_epoch` steps.
     """
     if not dist.enabled:
         return dataset.loader(
             batch_size, shuffle=True, seed=seed, bucket_by_length=bucket_by_length
         )
-    steps = steps_per_epoch(len(dataset), dist.world_size, batch_size)
+    steps = steps_per_epoch(len(dataset), dist.world_size, batch_size)  # refuses too few
     shard = dataset.subset(dataset.shard(dist.rank, dist.world_size))
     loader = shard.loader(
         per_rank_batch_size(batch_size, dist.world_size),
         shuffle=True,
         seed=seed,
         bucket_by_length=bucket_by_length,
+        max_queries=len(dataset) // dist.world_size,
     )
-    return ShardLoader(loader, steps)
+    assert len(loader) == steps  # DDP hangs on unequal step counts
+    return loader

@@ -6,7 +6,8 @@
    the files in ``data.root`` (``train``, ``vali`` or ``valid``, ``test``; ``.txt`` or
    ``.txt.gz``). Without a validation file, ``data.valid_fraction`` of the training queries
    (split by query, seeded with ``data.split_seed``) validate; the test file is never used to pick
-   a model. Without a test file the run reports validation numbers only.
+   a model (a validation file that is the test or the training file, by path or by bytes, is
+   refused). Without a test file the run reports validation numbers only.
 2. Fit the normalizer on the training queries only; transform train, validation and test once.
 3. Seed torch with ``training.seed``, build the scorer and the loss, create the run directory
    (or reopen it to resume), write ``config.yaml`` and ``preprocessor.json``.
@@ -87,7 +88,6 @@ from ltr.models import build_model, fit_input_encodings
 from ltr.training.checkpoint import check_feature_count, load_checkpoint
 from ltr.training.distributed import (
     Distributed,
-    ShardLoader,
     per_rank_batch_size,
     process_group,
     shard_loader,
@@ -121,7 +121,7 @@ DATA_PATHS = ("data.root", "data.train", "data.valid", "data.test")
 LOG_FILE = "train.log"  # what the command printed (the ltr command line only: _console_log)
 # fields a resumed run may change; anything else must match the run's config.yaml
 RESUMABLE_CHANGES = (
-    "training.num_epochs",
+    "training.num_epochs",  # not with a cosine schedule: it spans num_epochs
     "training.early_stopping_patience",
     "training.device",
     "training.num_threads",
@@ -190,7 +190,8 @@ def run_experiment(
 
     Raises:
         DataNotFoundError: a data file or the data root is missing.
-        ConfigError: a resumed run with a different config or a data file edited since the
+        ConfigError: a resumed run with a different config (or another
+            ``training.num_epochs`` with a cosine schedule) or a data file edited since the
             run started (checkpoints record each file's sha256), or a finished one (it has its
             ``metrics.json``) with no epoch left to train (its ``num_epochs`` done, or stopped
             early and the patience not raised; a run interrupted after its last epoch but
@@ -259,6 +260,8 @@ def _run(
         run = note.run = _start_run(config, resume, dist, note, held, on_run_dir)
         with run:
             _open_run(run, config, normalizer, trackers, mlflow_tags)
+            if checkpoint is not None and dist.is_main:
+                _restore_best_checkpoint(run, checkpoint)
             meta = {
                 "config": config.resolved(),
                 "normalizer": normalizer.to_dict(),
@@ -307,6 +310,7 @@ def _load_data(
         resuming=resume is not None,
         record_files=dist.is_main or resume is not None,
         gain=config.evaluation.gain,
+        early_stopping_metric=config.training.early_stopping_metric,
     )
     if checkpoint is None:
         return splits, Normalizer(config.data.normalization).fit(splits.train)
@@ -318,7 +322,7 @@ def _load_data(
 
 def _build_training(
     config: ExperimentConfig, train_data: LetorData, dist: Distributed
-) -> tuple[torch.nn.Module, LossFn, BatchLoader | ShardLoader]:
+) -> tuple[torch.nn.Module, LossFn, BatchLoader]:
     """The seeded scorer, the loss and this rank's loader of the (normalized) training data."""
     training = config.training
     torch.manual_seed(training.seed)  # on every rank: the weights start identical
@@ -367,8 +371,18 @@ def _test_and_finish(
     results: Console,
 ) -> None:
     """Test the best epoch's weights and end the run: ``test_per_query.tsv``, ``metrics.json``
-    and the final MLflow numbers (:meth:`Run.finish`); the test line goes to ``results``."""
-    model.load_state_dict(load_checkpoint(result.best_checkpoint)["model"])
+    and the final MLflow numbers (:meth:`Run.finish`); the test line goes to ``results``.
+
+    Raises:
+        LtrError: ``best.pt`` holds another epoch than the run's best one.
+    """
+    best = load_checkpoint(result.best_checkpoint)
+    if best["epoch"] != result.best_epoch:
+        raise LtrError(
+            f"{result.best_checkpoint} holds epoch {best['epoch']}, not the run's best epoch "
+            f"{result.best_epoch}, whose weights are gone; it cannot be tested: train a new run"
+        )
+    model.load_state_dict(best["model"])
     best_record = next(r for r in result.history if r["epoch"] == result.best_epoch)
     report: dict[str, Any] = {
         "best_epoch": result.best_epoch,
@@ -400,6 +414,19 @@ def _test_and_finish(
     final.update({f"best/valid/{k}": v for k, v in report["valid"].items()})
     final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
     run.finish(report, final, result.best_epoch or 0, RUN_ARTIFACTS)
+
+
+def _restore_best_checkpoint(run: Run, last: Mapping[str, Any]) -> None:
+    """Rewrite ``best.pt`` from the resumed ``last.pt`` when a stop came between the two
+    writes of the best epoch (``last.pt`` is written first): ``last.pt`` then holds the best
+    epoch, and ``best.pt`` is missing or holds an earlier one."""
+    best_epoch = last["state"]["best_epoch"]
+    if best_epoch is None or last["epoch"] != best_epoch:
+        return
+    path = run.checkpoint_path("best")
+    if not path.is_file() or load_checkpoint(path)["epoch"] != best_epoch:
+        logger.info("%s: rewritten from checkpoints/last.pt, which holds the best epoch", path)
+        run.save_checkpoint("best", last)
 
 
 def _lock_resumed_run(
@@ -610,19 +637,26 @@ def load_splits(
     resuming: bool = False,
     record_files: bool = False,
     gain: str = "exp2",
+    early_stopping_metric: str | None = None,
 ) -> Splits:
     """Read the data of :func:`resolve_data_paths`; split train by query if there is no valid.
 
     Validation and test files are read with the training file's feature count. With
     ``record_files`` (the process that writes ``metrics.json``), :attr:`Splits.files` describes
-    each file read, right after reading it.
+    each file read, right after reading it. With ``early_stopping_metric`` (a run that trains)
+    the validation queries must hold a relevant document.
 
     Raises:
+        ConfigError: the validation file is the test file or the training file (the same
+            path, or the same bytes): it would pick the epoch on queries that are not held out;
+            or (``early_stopping_metric``) no validation document has a label above 0, so the
+            metric would be the same (or NaN) every epoch and could not pick one.
         DataFormatError: the training file has no features, or a label of an evaluated file
             (validation, test, or train when validation is carved from it) overflows ``gain``
             (``evaluation.gain``) in NDCG: refused before any epoch, not at the test.
     """
     paths = resolve_data_paths(cfg, resuming=resuming)
+    _refuse_validation_on_other_splits(paths)
     train_data = load_letor(paths.train)
     if train_data.n_features == 0:  # before vali/test are read with its width, 0
         raise DataFormatError(paths.train, None, NO_FEATURES)
@@ -645,8 +679,23 @@ def load_splits(
     if record_files:
         files = _describe_files(paths, {"train": train_data, "valid": valid_file, "test": test})
     if valid_file is not None:
+        if early_stopping_metric is not None and not _any_relevant(valid_file):
+            raise ConfigError(
+                f"{paths.valid}: no validation query has a relevant document (every label is "
+                f"0), so training.early_stopping_metric {early_stopping_metric} would be the "
+                "same (or NaN) every epoch and could not pick one; use a validation file with "
+                "relevance labels"
+            )
         return Splits(train_data, valid_file, test, valid_from_train=False, files=files)
     train_part, valid = split_by_query(train_data, cfg.valid_fraction, seed=cfg.split_seed)
+    if early_stopping_metric is not None and not _any_relevant(valid):
+        raise ConfigError(
+            f"the {valid.n_queries} validation queries split from {paths.train} "
+            f"(data.valid_fraction={cfg.valid_fraction}, data.split_seed={cfg.split_seed}): none "
+            f"has a relevant document (every label is 0), so training.early_stopping_metric "
+            f"{early_stopping_metric} would be the same (or NaN) every epoch and could not pick "
+            "one; raise data.valid_fraction, change data.split_seed or add a validation file"
+        )
     name = train_data.source or "the training data"  # warnings name what they are about
     train_part = replace(train_part, source=name)
     valid = replace(valid, source=f"the validation queries of {name}")
@@ -667,6 +716,38 @@ def load_splits(
     if console is not None:
         console.print(message, highlight=False)
     return Splits(train_part, valid, test, valid_from_train=True, files=files)
+
+
+def _refuse_validation_on_other_splits(paths: DataPaths) -> None:
+    """Refuse a validation file that is the test or the training file: the same path, or a copy
+    (the same size, then the same sha256; files of different sizes are never hashed)."""
+    if paths.valid is None:
+        return
+    for field, other, split in (
+        ("data.test", paths.test, "test"),
+        ("data.train", paths.train, "training"),
+    ):
+        if other is None:
+            continue
+        if paths.valid.resolve() == other.resolve():
+            same = f"data.valid and {field} are the same file {other}"
+        elif _same_bytes(paths.valid, other):
+            same = f"data.valid {paths.valid} holds the same bytes as {field} {other}"
+        else:
+            continue
+        raise ConfigError(
+            f"{same}: the epoch would be picked on the {split} queries; use a validation file "
+            "of other queries"
+        )
+
+
+def _any_relevant(data: LetorData) -> bool:
+    """Whether some document of ``data`` has a label above 0 (every metric's relevant one)."""
+    return bool((data.labels > 0).any())
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and file_sha256(a) == file_sha256(b)
 
 
 def _describe_files(paths: DataPaths, read: Mapping[str, LetorData | None]) -> dict[str, Any]:
@@ -825,10 +906,19 @@ def config_changes(
 
 
 def _check_resumable(run_dir: Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
-    """Refuse to resume with a config that changes more than :data:`RESUMABLE_CHANGES`."""
+    """Refuse to resume with a config that changes more than :data:`RESUMABLE_CHANGES`, or
+    that changes ``training.num_epochs`` of a cosine schedule (its length)."""
     changed = config_changes(stored, wanted, allowed=RESUMABLE_CHANGES)
     if changed:
         raise ConfigError(
             f"cannot resume {run_dir}: the config differs from the run's in {', '.join(changed)}; "
             f"only {', '.join(RESUMABLE_CHANGES)} may change"
+        )
+    before, after = stored["training"], wanted["training"]
+    if after["scheduler"]["name"] == "cosine" and before["num_epochs"] != after["num_epochs"]:
+        # the rates of the epochs done followed the old length; a new one cannot continue them
+        raise ConfigError(
+            f"cannot resume {run_dir}: training.num_epochs cannot change ({before['num_epochs']} "
+            f"to {after['num_epochs']}) with training.scheduler cosine: the cosine schedule spans "
+            "num_epochs, so a resume cannot continue it; start a new run"
         )

@@ -48,10 +48,10 @@ from ltr._signals import raise_if_interrupted
 from ltr.config import EvaluationConfig, SchedulerConfig, TrainingConfig
 from ltr.data.dataset import Batch, BatchLoader, QueryDataset
 from ltr.data.letor import LetorData
-from ltr.errors import LtrError
+from ltr.errors import DivergedError, LtrError
 from ltr.evaluation import Evaluation, evaluate_scores
 from ltr.losses import LossFn
-from ltr.training.distributed import Distributed, ShardLoader
+from ltr.training.distributed import Distributed
 
 if TYPE_CHECKING:
     from ltr.experiments.tracking import Run
@@ -85,7 +85,7 @@ class Loaders:
         valid: the (normalized) validation data, scored whole after every epoch.
     """
 
-    train: BatchLoader | ShardLoader
+    train: BatchLoader
     valid: LetorData
 
 
@@ -198,7 +198,8 @@ def train(
         :class:`TrainResult` (the same on every rank).
 
     Raises:
-        LtrError: the training loss became NaN or infinite.
+        DivergedError: the training loss or, after an epoch, a weight (or averaged weight)
+            became NaN or infinite.
     """
     evaluation = evaluation or EvaluationConfig()
     metrics = validation_metrics(evaluation, cfg)
@@ -235,10 +236,20 @@ def train(
                 tick()
         train_loss = dist.average(float(running) / max(len(loaders.train), 1))
         if not math.isfinite(train_loss):
-            raise LtrError(
+            raise DivergedError(
                 f"training diverged: the mean training loss of epoch {epoch + 1} is {train_loss}; "
                 "lower training.learning_rate or set training.grad_clip"
             )
+        # the epoch's last step comes after its last loss: its weights are checked before any
+        # of them is validated or saved
+        for which, weights in (("weights", model), ("averaged weights", averaged)):
+            broken = [] if weights is None else _non_finite(weights)
+            if broken:
+                raise DivergedError(
+                    f"training diverged: the {which} after epoch {epoch + 1} are not finite "
+                    f"({', '.join(broken)}); lower training.learning_rate or set "
+                    "training.grad_clip"
+                )
         scorer = model if averaged is None else averaged.model  # what validates is what is saved
         valid = evaluate_model(
             scorer,
@@ -250,6 +261,13 @@ def train(
             **conventions,
         ).means
         value = dist.broadcast(valid[cfg.early_stopping_metric])  # one decision on every rank
+        if math.isnan(value) and dist.is_main:
+            logger.warning(
+                "epoch %d: the validation %s (training.early_stopping_metric) is NaN; an epoch "
+                "with NaN never beats one with a number",
+                epoch + 1,
+                cfg.early_stopping_metric,
+            )
         _step_scheduler(scheduler, value)
         improved = state.record(value)
         state.stopped_early = state.epochs_since_best > cfg.early_stopping_patience
@@ -265,9 +283,9 @@ def train(
         scalars = {"train/loss": train_loss, "train/lr": lr}
         run.log_metrics({**scalars, **{f"valid/{k}": v for k, v in valid.items()}}, epoch + 1)
         checkpoint = _checkpoint(model, optimizer, scheduler, state, meta, averaged, dist)
-        if improved:  # before last.pt: a stop between the two leaves a last.pt whose best
-            run.save_checkpoint("best", checkpoint)  # epoch is in best.pt (atomic writes)
         run.save_checkpoint("last", checkpoint)
+        if improved:  # after last.pt: a stop between the two leaves a last.pt that holds its
+            run.save_checkpoint("best", checkpoint)  # best epoch, whence a resume rewrites best.pt
         run.write_json("training_history.json", state.history)
         console.print(
             f"Epoch {epoch + 1}/{cfg.num_epochs}: loss={train_loss:.4f}, "
@@ -569,6 +587,15 @@ class WeightAverage:
             mine.lerp_(theirs.detach(), 1.0 - decay)
         for buffer, source in zip(self.model.buffers(), model.buffers(), strict=True):
             buffer.copy_(source)
+
+
+def _non_finite(weights: nn.Module | WeightAverage) -> list[str]:
+    """Names of the tensors of a model (or of its average) holding NaN or infinity."""
+    model = weights.model if isinstance(weights, WeightAverage) else weights
+    tensors = {k: t for k, t in model.state_dict().items() if t.is_floating_point()}
+    if not tensors or bool(torch.stack([t.isfinite().all() for t in tensors.values()]).all()):
+        return []  # one host sync per epoch when every tensor is finite
+    return [name for name, t in tensors.items() if not bool(t.isfinite().all())]
 
 
 def _rng_state() -> dict[str, Any]:

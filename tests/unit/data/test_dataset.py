@@ -282,6 +282,35 @@ def test_loader_len_matches_its_batches_and_set_epoch_changes_the_order() -> Non
     assert [b.query_index.tolist() for b in loader] != first
 
 
+@pytest.mark.parametrize("bucket_by_length", [False, True])
+def test_max_queries_leaves_out_the_end_of_the_epochs_order_before_batching(
+    bucket_by_length: bool,
+) -> None:
+    dataset = QueryDataset(make_data(np.arange(1, 22)))  # 21 queries of distinct lengths
+    left_out = []
+    for epoch in range(4):
+        every = dataset.batch_indices(
+            4, shuffle=True, seed=0, epoch=epoch, bucket_by_length=bucket_by_length
+        )
+        some = dataset.batch_indices(
+            4,
+            shuffle=True,
+            seed=0,
+            epoch=epoch,
+            bucket_by_length=bucket_by_length,
+            max_queries=20,
+        )
+        # five full batches: the surplus query goes, not a batch
+        assert [b.size for b in some] == [4] * 5 == [4] * dataset.num_batches(4, max_queries=20)
+        used = np.concatenate(some)
+        assert np.unique(used).size == 20
+        (missing,) = set(range(21)) - set(used.tolist())
+        left_out.append(missing)
+        if not bucket_by_length:  # the same order, one query shorter
+            assert np.concatenate(every)[:20].tolist() == used.tolist()
+    assert len(set(left_out)) > 1  # another query each epoch
+
+
 def test_shards_are_disjoint_cover_all_queries_and_balance_documents() -> None:
     lengths = np.random.default_rng(0).integers(1, 100, size=101)
     dataset = QueryDataset(make_data(lengths, n_features=1))

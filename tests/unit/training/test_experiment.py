@@ -27,7 +27,7 @@ from ltr.experiments.tracking import Run
 from ltr.losses import build_loss
 from ltr.models import build_model
 from ltr.training import Distributed, load_run_config, run_experiment
-from ltr.training.checkpoint import FORMAT, VERSION, load_checkpoint
+from ltr.training.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
 from ltr.training.experiment import LETOR_NDCG10, load_splits
 from ltr.training.trainer import score_data
 from support.tiny_runs import relabel_in_place, write_tiny_data
@@ -314,10 +314,89 @@ def test_run_crashed_mid_epoch_resumes_to_the_uninterrupted_result(
     assert_same_weights(weights(crashed, "best"), weights(reference, "best"))
 
 
+def stop_between_the_checkpoints_of(epoch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C after the first and before the second checkpoint write of ``epoch``."""
+    save = Run.save_checkpoint
+    saved: list[str] = []
+
+    def save_or_stop(run: Run, name: str, checkpoint: dict[str, Any]) -> None:
+        if checkpoint["epoch"] == epoch:
+            saved.append(name)
+            if len(saved) == 2:
+                raise KeyboardInterrupt
+        save(run, name, checkpoint)
+
+    monkeypatch.setattr(Run, "save_checkpoint", save_or_stop)
+
+
+def test_a_stop_between_the_checkpoints_of_a_best_epoch_resumes_to_a_consistent_run(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = run_experiment(make_config(data_root, tmp_path / "reference"), quiet=True)
+    values = [r["valid_ndcg@10"] for r in read_json(reference / "training_history.json")]
+    improving = [e for e in range(2, 5) if values[e - 1] > max(values[: e - 1])]
+    assert improving, values  # the stop needs a best epoch after the first
+    epoch = improving[0]
+    with monkeypatch.context() as patch:
+        stop_between_the_checkpoints_of(epoch, patch)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(make_config(data_root, tmp_path / "stopped"), quiet=True)
+    (stopped,) = (tmp_path / "stopped").iterdir()
+    assert load_checkpoint(stopped / "checkpoints" / "last.pt")["epoch"] == epoch
+    assert load_checkpoint(stopped / "checkpoints" / "best.pt")["epoch"] < epoch
+    shorter = shutil.copytree(stopped, tmp_path / "shorter")
+
+    run_experiment(make_config(data_root, tmp_path), resume=stopped, quiet=True)
+    assert read_json(stopped / "metrics.json") == read_json(reference / "metrics.json")
+    assert_same_weights(weights(stopped, "best"), weights(reference, "best"))
+
+    # fewer epochs: none is trained again, so the test reads the best.pt the resume rewrote
+    fewer = make_config(data_root, tmp_path, f"training.num_epochs={epoch - 1}")
+    run_experiment(fewer, resume=shorter, quiet=True)
+    report = read_json(shorter / "metrics.json")
+    assert (
+        report["best_epoch"] == epoch == load_checkpoint(shorter / "checkpoints/best.pt")["epoch"]
+    )
+    assert_same_weights(weights(shorter, "best"), weights(shorter, "last"))
+
+
+def test_a_best_checkpoint_of_another_epoch_than_the_runs_best_is_not_tested(
+    stopped_run: Path, tmp_path: Path
+) -> None:
+    run_dir = shutil.copytree(stopped_run, tmp_path / "copy" / stopped_run.name)
+    (run_dir / "metrics.json").unlink()  # killed before its test
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert (last["epoch"], last["state"]["best_epoch"]) == (2, 1)
+    save_checkpoint(run_dir / "checkpoints" / "best.pt", last)
+    message = r"best\.pt holds epoch 2, not the run's best epoch 1, whose weights are gone; it "
+    with pytest.raises(LtrError, match=message):
+        run_experiment(load_run_config(run_dir), resume=run_dir, quiet=True)
+    assert not (run_dir / "metrics.json").exists()
+
+
 def test_resume_refuses_a_config_that_changes_the_model(step_run: Path, data_root: Path) -> None:
     config = make_config(data_root, step_run.parent, "model.hidden_dims=[32]")
     with pytest.raises(ConfigError, match=r"cannot resume .*model\.hidden_dims"):
         run_experiment(config, resume=step_run, quiet=True)
+
+
+def test_resume_refuses_another_number_of_epochs_of_a_cosine_schedule(
+    data_root: Path, tmp_path: Path
+) -> None:
+    cosine = "training.scheduler={name: cosine, warmup_epochs: 1}"
+    run_dir = run_experiment(
+        make_config(data_root, tmp_path, cosine, "training.num_epochs=1"), quiet=True
+    )
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    config = load_run_config(run_dir, ["training.num_epochs=2"])
+    message = (
+        r"cannot resume .*: training\.num_epochs cannot change \(1 to 2\) with "
+        r"training\.scheduler cosine: the cosine schedule spans num_epochs, so a resume cannot "
+        r"continue it; start a new run$"
+    )
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(config, resume=run_dir, quiet=True)
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
 
 @pytest.fixture
@@ -574,6 +653,40 @@ def test_a_label_overflowing_the_exp2_gain_is_refused_before_the_first_epoch(
     assert not runs.exists() or not any(runs.iterdir())  # no run directory, no epoch trained
 
 
+def copy_without_relevant(source: Path, target: Path) -> None:
+    """``source`` with every label set to 0."""
+    lines = source.read_text(encoding="utf-8").splitlines()
+    target.write_text("".join(f"0 {line.split(' ', 1)[1]}\n" for line in lines), encoding="utf-8")
+
+
+@pytest.mark.parametrize("irrelevant", ["vali.txt", "train.txt"])
+def test_validation_queries_without_a_relevant_document_are_refused_before_the_first_epoch(
+    data_root: Path, tmp_path: Path, irrelevant: str
+) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    names = ("train.txt", "vali.txt", "test.txt") if irrelevant == "vali.txt" else ("test.txt",)
+    for name in names:
+        shutil.copy(data_root / name, root / name)
+    copy_without_relevant(data_root / irrelevant, root / irrelevant)  # no vali: split from train
+    runs = tmp_path / "runs"
+    config = make_config(root, runs, "training.num_epochs=1", "evaluation.no_relevant=skip")
+    where = {
+        "vali.txt": f"{root / 'vali.txt'}: no validation query has a relevant document",
+        "train.txt": (
+            f"the 7 validation queries split from {root / 'train.txt'} (data.valid_fraction=0.2, "
+            "data.split_seed=0): none has a relevant document"
+        ),
+    }[irrelevant]
+    with pytest.raises(ConfigError) as caught:
+        run_experiment(config, quiet=True)
+    assert str(caught.value).startswith(
+        f"{where} (every label is 0), so training.early_stopping_metric ndcg@10 would be the "
+        "same (or NaN) every epoch and could not pick one; "
+    )
+    assert not runs.exists() or not any(runs.iterdir())  # no run directory, no epoch trained
+
+
 def test_labels_of_1024_train_and_test_with_the_linear_gain(
     data_root: Path, tmp_path: Path
 ) -> None:
@@ -632,6 +745,43 @@ def test_explicit_paths_win_over_the_root_and_valid_txt_is_accepted(
         root / "valid.txt",
         data_root / "test.txt",
     )
+
+
+@pytest.mark.parametrize(
+    ("valid", "message"),
+    [
+        ("test.txt", r"data\.valid and data\.test are the same file .*test\.txt: the epoch would "),
+        ("copy of test.txt", r"data\.valid .*vali\.txt holds the same bytes as data\.test .*test"),
+        ("train.txt", r"data\.valid and data\.train are the same file .*: the epoch would be "),
+    ],
+)
+def test_a_validation_file_that_is_the_test_or_training_file_is_refused(
+    data_root: Path, tmp_path: Path, valid: str, message: str
+) -> None:
+    root = tmp_path / "fold"
+    root.mkdir()
+    for name in ("train.txt", "test.txt"):
+        shutil.copy(data_root / name, root / name)
+    if valid == "copy of test.txt":  # found in the root as vali.txt, a byte-for-byte copy
+        shutil.copy(root / "test.txt", root / "vali.txt")
+        overrides: tuple[str, ...] = ()
+    else:
+        overrides = (f"data.valid={root / valid}",)
+    config = make_config(root, tmp_path / "runs", *overrides)
+    with pytest.raises(ConfigError, match=message + ".*use a validation file of other queries$"):
+        load_splits(config.data)
+
+
+def test_a_validation_file_of_the_test_files_size_but_other_bytes_is_accepted(
+    data_root: Path, tmp_path: Path
+) -> None:
+    for name in ("train.txt", "test.txt"):
+        shutil.copy(data_root / name, tmp_path / name)
+    shutil.copy(tmp_path / "test.txt", tmp_path / "vali.txt")
+    relabel_in_place(tmp_path / "vali.txt")  # one label flipped: the same size
+    assert (tmp_path / "vali.txt").stat().st_size == (tmp_path / "test.txt").stat().st_size
+    splits = load_splits(make_config(tmp_path, tmp_path / "runs").data)
+    assert not splits.valid_from_train
 
 
 @pytest.mark.parametrize(("existing", "given"), [("Fold1", "fold1"), ("MQ2008", "mq2008")])

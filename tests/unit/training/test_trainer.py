@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ltr.config import EvaluationConfig, SchedulerConfig, TrainingConfig
 from ltr.data.dataset import QueryDataset
 from ltr.data.synthetic import make_synthetic
+from ltr.errors import LtrError
 from ltr.experiments.tracking import Run
 from ltr.losses import LOSSES, build_loss
 from ltr.models import MODELS, build_model
@@ -154,6 +157,66 @@ def test_patience_stops_after_more_than_patience_epochs_without_improvement(
     with Run(tmp_path, tensorboard=False) as run:
         result = train(model, build_loss("mse"), _loaders(), cfg, run, quiet=True)
     assert (result.best_epoch, result.epochs, result.stopped_early) == (1, 4, True)
+
+
+def test_an_epoch_whose_early_stopping_value_is_nan_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    loaders = _loaders()
+    labels = np.zeros_like(loaders.valid.labels)  # no relevant document: every query skipped
+    loaders = Loaders(train=loaders.train, valid=replace(loaders.valid, labels=labels))
+    cfg = TrainingConfig(num_epochs=2, learning_rate=1e-2)
+    torch.manual_seed(0)
+    with Run(tmp_path, tensorboard=False) as run:
+        result = train(
+            build_model("linear", 8),
+            build_loss("listnet"),
+            loaders,
+            cfg,
+            run,
+            evaluation=EvaluationConfig(no_relevant="skip"),
+            quiet=True,
+        )
+    assert math.isnan(result.best_value)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [
+        f"epoch {epoch}: the validation ndcg@10 (training.early_stopping_metric) is NaN; an "
+        "epoch with NaN never beats one with a number"
+        for epoch in (1, 2)
+    ]
+
+
+@pytest.mark.parametrize("weight_averaging", [None, 0.5])
+def test_weights_broken_by_an_epochs_last_step_are_neither_validated_nor_saved(
+    tmp_path: Path, weight_averaging: float | None
+) -> None:
+    # one batch per epoch: its loss is computed before the step that breaks the weights, so
+    # the epoch's mean loss is finite
+    data = make_synthetic(n_queries=16, n_features=8, max_docs=12, seed=0)
+    loaders = _loaders()
+    loaders = Loaders(train=QueryDataset(data).loader(16, shuffle=True), valid=loaders.valid)
+    cfg = TrainingConfig(
+        num_epochs=1,
+        batch_size=16,
+        optimizer="sgd",
+        learning_rate=1e30,
+        grad_clip=None,
+        weight_averaging=weight_averaging,
+    )
+    mse = build_loss("mse")
+
+    def steep(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return 1e12 * mse(scores, labels, mask)  # finite, but its step overflows float32
+
+    torch.manual_seed(0)
+    with Run(tmp_path, tensorboard=False) as run, pytest.raises(LtrError) as caught:
+        train(build_model("linear", 8), steep, loaders, cfg, run, quiet=True)
+    assert str(caught.value).startswith(
+        "training diverged: the weights after epoch 1 are not finite (linear."
+    )
+    assert str(caught.value).endswith("; lower training.learning_rate or set training.grad_clip")
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+    assert not (tmp_path / "training_history.json").exists()
 
 
 def test_best_checkpoint_holds_the_best_epoch_not_the_last(tmp_path: Path) -> None:
