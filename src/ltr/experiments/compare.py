@@ -27,8 +27,12 @@ Choices:
 - **Same no-relevant policy or nothing.** ``evaluation.no_relevant`` (zero, one, skip) sets the
   value of a query without a relevant document in NDCG, MAP and MRR alike, and ``skip`` drops
   such queries from the paired tests; runs evaluated under different policies are refused
-  (:class:`ConfigError` naming the runs and their policies). Runs that differ only in NDCG's
-  gain (exp2, linear) are compared with a note: MAP and MRR do not depend on the gain.
+  (:class:`ConfigError` naming the runs and their policies).
+- **NDCG of different gains is not compared.** Runs that differ in NDCG's gain (exp2, linear)
+  show their NDCG columns without a best mark, since the values measure different things (MAP
+  and MRR do not depend on the gain); a note names the column computed with one gain in every
+  run, ``ndcg@10[preset=letor]``. Paired tests on such a column are refused when the metric was
+  asked for, and shown as n/a (with the note) when it is the default ``ndcg@10``.
 - **Cross-validations** (cv directories of ``ltr cv``, read by :mod:`ltr.experiments.cv_record`)
   compare like runs whose test queries are those of all their folds, pooled and keyed by fold
   and query id; means are over the pooled queries. Runs and cvs are not compared with each
@@ -50,6 +54,7 @@ import yaml
 from numpy.typing import NDArray
 
 from ltr._fs import file_sha256, read_json
+from ltr.config import split_report_name
 from ltr.data.layout import config_test_file
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 from ltr.experiments.significance import (
@@ -64,8 +69,10 @@ from ltr.experiments.significance import (
 )
 from ltr.experiments.tracking import json_safe
 from ltr.lifecycle.provenance import file_changed, recorded_file
+from ltr.metrics import reads_gain
 
 __all__ = [
+    "DEFAULT_METRIC",
     "DEFAULT_METRICS",
     "RUN_FILES",
     "BaselineTest",
@@ -79,6 +86,9 @@ __all__ = [
 
 RUN_FILES = ("config.yaml", "training_history.json", "metrics.json", "test_per_query.tsv")
 DEFAULT_METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr")
+DEFAULT_METRIC = "ndcg@10"
+# every run writes it (ltr.training.experiment.LETOR_NDCG10): one gain, whatever the config's
+FIXED_GAIN_METRIC = "ndcg@10[preset=letor]"
 
 
 @dataclass(frozen=True)
@@ -156,13 +166,17 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class BaselineTest:
-    """One run against the baseline on one metric; differences are run - baseline."""
+    """One run against the baseline on one metric; differences are run - baseline.
+
+    A test that could not be run has NaN statistics and p-values (shown as n/a); then
+    ``win_tie_loss`` is None when the values are not comparable at all (different NDCG gains).
+    """
 
     run_id: str
     metric: str
     t_test: TestResult
     randomization: TestResult
-    win_tie_loss: WinTieLoss
+    win_tie_loss: WinTieLoss | None
     p_t_test_holm: float
     p_randomization_holm: float
 
@@ -308,7 +322,7 @@ def scan_runs(directory: str | Path) -> tuple[list[RunRecord], list[str]]:
 def compare_runs(
     runs: Sequence[RunRecord],
     *,
-    metric: str = "ndcg@10",
+    metric: str | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     baseline: int = 0,
     n_resamples: int = 10_000,
@@ -322,62 +336,101 @@ def compare_runs(
         runs: at least one run, as :func:`load_run` reads them, all tested on the same queries;
             or cvs, as :func:`ltr.experiments.cv_record.load_cv` reads them, all of the same
             folds (their test files checked fold by fold).
-        metric: the metric of the paired tests (must be in every ``test_per_query.tsv``).
-        metrics: the metrics to report; ``metric`` is added when missing.
+        metric: the metric of the paired tests (must be in every ``test_per_query.tsv``);
+            None: :data:`DEFAULT_METRIC`, whose tests are n/a (not refused) when the runs
+            differ in NDCG gain.
+        metrics: the metrics to report; the tests' metric is added when missing.
         baseline: index in ``runs`` of the run the others are tested against.
         n_resamples, seed: of the randomization test and its bootstrap interval.
 
     Raises:
         ConfigError: no run, a bad baseline index, a metric some run lacks, runs tested on
-            different queries, runs evaluated under different no-relevant policies, a mix of
-            runs and cvs, or cvs of different folds.
+            different queries, runs evaluated under different no-relevant policies, a
+            ``metric`` computed with different NDCG gains, a mix of runs and cvs, or cvs of
+            different folds.
     """
     if not runs:
         raise ConfigError("nothing to compare: give at least one run")
     if not 0 <= baseline < len(runs):
         raise ConfigError(f"baseline index must be in 0..{len(runs) - 1}; got {baseline}")
-    names = list(dict.fromkeys([*metrics, metric]))
+    chosen = DEFAULT_METRIC if metric is None else metric
+    names = list(dict.fromkeys([*metrics, chosen]))
     runs = _with_loss_details(runs)
     _check_kinds(runs)
     _check_metrics(runs, names)
     _check_no_relevant(runs)
     file_notes = _check_fold_test_files(runs) if runs[0].folds else _check_test_files(runs)
-    base = runs[baseline]
-    aligned = {run.run_id: _aligned_values(run, base, metric) for run in runs}
-    others = [run for run in runs if run is not base]
-    t_tests = [paired_t_test(aligned[run.run_id], aligned[base.run_id]) for run in others]
-    rand_tests = [
-        randomization_test(
-            aligned[run.run_id], aligned[base.run_id], n_resamples=n_resamples, seed=seed
+    gains = _gain_groups(runs)
+    mixed = [name for name in names if len(gains) > 1 and _reads_configured_gain(name)]
+    if chosen in mixed and metric is not None:
+        raise ConfigError(
+            f"metric {chosen}: runs use different NDCG gains ({_describe_gains(gains)}), so "
+            f"their {chosen} values are not comparable; test a metric of one gain in every "
+            f"run: {FIXED_GAIN_METRIC} (in every run's test_per_query.tsv), map or mrr"
         )
-        for run in others
-    ]
+    base = runs[baseline]
+    aligned = {run.run_id: _aligned_values(run, base, chosen) for run in runs}
+    tests = _baseline_tests(
+        runs,
+        base,
+        chosen,
+        aligned,
+        comparable=chosen not in mixed,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    return Comparison(
+        runs=list(runs),
+        baseline=base,
+        metric=chosen,
+        metrics=names,
+        best={name: [] if name in mixed else _best(runs, name) for name in names},
+        tests=tests,
+        n_queries=len(base.query_ids),
+        n_resamples=n_resamples,
+        seed=seed,
+        notes=file_notes + _gain_notes(gains, mixed, chosen) + _alone_note(runs),
+    )
+
+
+def _baseline_tests(
+    runs: Sequence[RunRecord],
+    base: RunRecord,
+    metric: str,
+    aligned: dict[str, NDArray[np.float64]],
+    *,
+    comparable: bool,
+    n_resamples: int,
+    seed: int,
+) -> dict[str, BaselineTest]:
+    """Every run but ``base`` tested against it on ``metric``, p-values adjusted with Holm;
+    NaN throughout (n/a) when the values are not ``comparable``."""
+    others = [run for run in runs if run is not base]
+    b = aligned[base.run_id]
+    if comparable:
+        t_tests = [paired_t_test(aligned[run.run_id], b) for run in others]
+        rand_tests = [
+            randomization_test(aligned[run.run_id], b, n_resamples=n_resamples, seed=seed)
+            for run in others
+        ]
+    else:
+        pairs = int(np.count_nonzero(np.isfinite(b)))
+        untested = TestResult(math.nan, math.nan, math.nan, math.nan, math.nan, pairs)
+        t_tests = rand_tests = [untested] * len(others)
     t_holm = holm_bonferroni([t.p_value for t in t_tests])
     rand_holm = holm_bonferroni([t.p_value for t in rand_tests])
-    tests = {
+    return {
         run.run_id: BaselineTest(
             run.run_id,
             metric,
             t_tests[i],
             rand_tests[i],
-            win_tie_loss(aligned[run.run_id], aligned[base.run_id]),
+            win_tie_loss(aligned[run.run_id], b) if comparable else None,
             t_holm[i],
             rand_holm[i],
         )
         for i, run in enumerate(others)
     }
-    return Comparison(
-        runs=list(runs),
-        baseline=base,
-        metric=metric,
-        metrics=names,
-        best={name: _best(runs, name) for name in names},
-        tests=tests,
-        n_queries=len(base.query_ids),
-        n_resamples=n_resamples,
-        seed=seed,
-        notes=file_notes + _convention_notes(runs) + _alone_note(runs),
-    )
 
 
 def _with_loss_details(runs: Sequence[RunRecord]) -> list[RunRecord]:
@@ -637,14 +690,35 @@ def _check_no_relevant(runs: Sequence[RunRecord]) -> None:
         )
 
 
-def _convention_notes(runs: Sequence[RunRecord]) -> list[str]:
-    seen = {json.dumps(run.conventions, sort_keys=True) for run in runs}
-    if len(seen) <= 1:
+def _gain_groups(runs: Sequence[RunRecord]) -> dict[str, list[str]]:
+    """NDCG gain -> ids of the runs evaluated with it (exp2, the default, when none recorded)."""
+    groups: dict[str, list[str]] = {}
+    for run in runs:
+        groups.setdefault(str(run.conventions.get("gain", "exp2")), []).append(run.run_id)
+    return groups
+
+
+def _reads_configured_gain(name: str) -> bool:
+    """Whether ``name``'s values depend on the run's ``evaluation.gain``: NDCG and DCG, unless
+    a preset in brackets fixes the gain (``ndcg@10[preset=letor]``)."""
+    base, bracket = split_report_name(name)
+    return "preset" not in bracket and reads_gain([base])
+
+
+def _describe_gains(gains: dict[str, list[str]]) -> str:
+    return "; ".join(f"{gain}: {_first_ids(ids)}" for gain, ids in gains.items())
+
+
+def _gain_notes(gains: dict[str, list[str]], mixed: Sequence[str], metric: str) -> list[str]:
+    """Why NDCG columns have no best mark (and the tests are n/a) when gains differ."""
+    if not mixed:
         return []
-    described = "; ".join(f"{run.run_id}: {run.conventions}" for run in runs)
+    tested = f", and the paired tests on {metric} are n/a" if metric in mixed else ""
     return [
-        "runs use different NDCG gains, so NDCG values differ in meaning (MAP and MRR do not "
-        f"depend on the gain): {described}"
+        f"runs use different NDCG gains ({_describe_gains(gains)}): {', '.join(mixed)} measure "
+        f"different things in them, so no best is marked there{tested}; MAP and MRR do not "
+        f"depend on the gain. Compare NDCG on the column of one gain in every run: --metric "
+        f"'{FIXED_GAIN_METRIC}' --metrics '{FIXED_GAIN_METRIC},map,mrr'"
     ]
 
 
@@ -659,6 +733,7 @@ def _cv_dict(cv: RunRecord, metrics: Sequence[str]) -> dict[str, Any]:
 
 def _test_dict(test: BaselineTest) -> dict[str, Any]:
     wtl = test.win_tie_loss
+    counts = {"wins": None, "ties": None, "losses": None} if wtl is None else wtl._asdict()
     return {
         "metric": test.metric,
         "queries": test.n,
@@ -667,9 +742,7 @@ def _test_dict(test: BaselineTest) -> dict[str, Any]:
         "randomization": _result_dict(test.randomization),
         "p_t_test_holm": test.p_t_test_holm,
         "p_randomization_holm": test.p_randomization_holm,
-        "wins": wtl.wins,
-        "ties": wtl.ties,
-        "losses": wtl.losses,
+        **counts,
     }
 
 

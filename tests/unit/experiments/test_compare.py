@@ -263,13 +263,62 @@ def test_compare_refuses_a_metric_a_run_lacks(runs: list[RunRecord]) -> None:
         compare_runs(runs, metric="err@10")
 
 
-def test_compare_notes_different_metric_conventions(runs: list[RunRecord], tmp_path: Path) -> None:
-    linear = copy_run(runs[1], tmp_path)
-    report = json.loads((linear / "metrics.json").read_text(encoding="utf-8"))
-    report["conventions"]["gain"] = "linear"
-    (linear / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
-    comparison = compare_runs([runs[0], load_run(linear)], n_resamples=500)
-    assert len(comparison.notes) == 1 and "different NDCG gains" in comparison.notes[0]
+@pytest.fixture(scope="module")
+def linear_gain_twin(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RunRecord:
+    """The first run of `runs` trained again (same data, loss, seed) under a linear NDCG gain."""
+    first = scan_runs(runs_dir)[0][0]
+    out = tmp_path_factory.mktemp("linear_gain")
+    return load_run(
+        tiny_run(
+            Path(first.config["data"]["root"]),
+            out,
+            "experiment.name=linear",
+            "loss.name=lambdarank",
+            "evaluation.gain=linear",
+            training={"seed": 0, "num_epochs": 3},
+        )
+    )
+
+
+def test_compare_marks_no_best_and_runs_no_test_on_ndcg_of_different_gains(
+    runs: list[RunRecord], linear_gain_twin: RunRecord
+) -> None:
+    pair = [runs[0], linear_gain_twin]
+
+    comparison = compare_runs(pair, metrics=["ndcg@10", "map"], n_resamples=500)
+
+    assert comparison.best["ndcg@10"] == [] and comparison.best["map"] != []
+    test = comparison.tests[linear_gain_twin.run_id]
+    assert np.isnan(test.randomization.p_value) and np.isnan(test.t_test.p_value)
+    assert test.win_tie_loss is None and np.isnan(test.mean_diff)
+    assert len(comparison.notes) == 1
+    assert f"exp2: {runs[0].run_id}; linear: {linear_gain_twin.run_id}" in comparison.notes[0]
+    assert "--metric 'ndcg@10[preset=letor]'" in comparison.notes[0]
+
+
+def test_compare_refuses_an_asked_ndcg_metric_of_different_gains(
+    runs: list[RunRecord], linear_gain_twin: RunRecord
+) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"metric ndcg@5: runs use different NDCG gains .* test a metric of one gain in "
+        r"every run: ndcg@10\[preset=letor\]",
+    ):
+        compare_runs([runs[0], linear_gain_twin], metric="ndcg@5", n_resamples=500)
+
+
+def test_compare_tests_the_letor_ndcg_column_across_gains(
+    runs: list[RunRecord], linear_gain_twin: RunRecord
+) -> None:
+    name = "ndcg@10[preset=letor]"
+
+    comparison = compare_runs(
+        [runs[0], linear_gain_twin], metric=name, metrics=[name, "map"], n_resamples=500
+    )
+
+    test = comparison.tests[linear_gain_twin.run_id]
+    assert comparison.notes == [] and comparison.best[name] != []
+    assert 0.0 <= test.randomization.p_value <= 1.0 and test.win_tie_loss is not None
 
 
 def test_compare_refuses_runs_of_different_no_relevant_policies(
