@@ -23,7 +23,8 @@ Choices:
   in place between two runs is caught; a recorded file that has changed since gets a note
   naming both hashes. Runs from before ltr recorded hashes fall back to the test file of their
   ``config.yaml`` as it is now (with a note); if that file no longer exists, a note says the
-  run could not be checked.
+  run could not be checked. A run whose recorded train or valid file has its test file's
+  sha256 was fitted or early-stopped on its test queries: compared, with a note naming it.
 - **Same no-relevant policy or nothing.** ``evaluation.no_relevant`` (zero, one, skip) sets the
   value of a query without a relevant document in NDCG, MAP and MRR alike, and ``skip`` drops
   such queries from the paired tests; runs evaluated under different policies are refused
@@ -584,6 +585,7 @@ def _check_test_files(runs: Sequence[RunRecord], *, fix: str | None = None) -> l
     notes = []
     for run in runs:
         recorded = recorded_file(run.report, "test")
+        notes += _test_file_reuse_notes(run)
         if recorded is None:
             digest, note = _current_test_digest(run, hashed)
             notes.append(note)
@@ -614,6 +616,30 @@ def _check_test_files(runs: Sequence[RunRecord], *, fix: str | None = None) -> l
     return notes + [
         f"{change}; compared by the sha256 recorded at training" for change in changed.values()
     ]
+
+
+def _test_file_reuse_notes(run: RunRecord) -> list[str]:
+    """A run whose recorded train or valid file is its test file (same sha256): its test
+    numbers are optimistically biased (fitted, or its epoch picked, on the test queries)."""
+    test = recorded_file(run.report, "test")
+    if test is None:
+        return []
+    done = {"train": "was trained", "valid": "picked its best epoch"}
+    notes = []
+    for split, did in done.items():
+        record = recorded_file(run.report, split)
+        if record is None or record["sha256"] != test["sha256"]:
+            continue
+        same = (
+            f"is its test file {test['path']}"
+            if record["path"] == test["path"]
+            else f"has the sha256 of its test file {test['path']}"
+        )
+        notes.append(
+            f"{run.run_id} {did} on its test queries: its {split} file {record['path']} {same} "
+            f"(sha256 {test['sha256'][:12]}), so its test metrics are optimistically biased"
+        )
+    return notes
 
 
 def _describe_group(

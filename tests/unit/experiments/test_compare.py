@@ -258,6 +258,28 @@ def test_compare_pairs_runs_by_recorded_sha256_and_notes_a_file_changed_since(
     ]
 
 
+@pytest.mark.parametrize(
+    ("split", "did"), [("valid", "picked its best epoch"), ("train", "was trained")]
+)
+def test_compare_notes_a_run_that_used_its_test_file_to_train_or_early_stop(
+    runs: list[RunRecord], tmp_path: Path, split: str, did: str
+) -> None:
+    """As an older run trained with data.valid (or data.train) = its test file."""
+    leaky = copy_run(runs[1], tmp_path)
+    report = json.loads((leaky / "metrics.json").read_text(encoding="utf-8"))
+    report["data"][split] = report["data"]["test"]
+    (leaky / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
+    test = report["data"]["test"]
+
+    comparison = compare_runs([runs[0], load_run(leaky)], n_resamples=500)
+
+    assert comparison.notes == [
+        f"{runs[1].run_id} {did} on its test queries: its {split} file {test['path']} is its "
+        f"test file {test['path']} (sha256 {test['sha256'][:12]}), so its test metrics are "
+        "optimistically biased"
+    ]
+
+
 def test_compare_refuses_a_metric_a_run_lacks(runs: list[RunRecord]) -> None:
     with pytest.raises(ConfigError, match=r"has no per-query values of err@10; it has ndcg@1, "):
         compare_runs(runs, metric="err@10")
