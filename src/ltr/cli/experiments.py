@@ -198,6 +198,11 @@ def _caption(comparison: Comparison) -> str:
     )
     if not comparison.tests:  # one run: its note (stderr) says there is nothing to test
         return pooled.rstrip()
+    if all(math.isnan(test.t_test.p_value) for test in comparison.tests.values()):
+        return (
+            f"{STAR} best per metric. {pooled}Baseline: {comparison.baseline.run_id}. "
+            f"Δ = run - baseline on {comparison.metric}; paired tests n/a (see the note)."
+        )
     return (
         f"{STAR} best per metric. {pooled}Baseline: {comparison.baseline.run_id}. "
         f"Δ = run - baseline on {comparison.metric}{pairs}; two-sided paired t-test and "

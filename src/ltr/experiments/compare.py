@@ -331,7 +331,9 @@ def compare_runs(
 ) -> Comparison:
     """Compare ``runs``: test metrics, the best per metric, paired tests against the baseline.
 
-    One run is shown with a note that it has nothing to be compared against (no tests).
+    One run is shown with a note that it has nothing to be compared against (no tests). Runs
+    with fewer than 2 test queries that have a value in both them and the baseline are shown
+    with their tests n/a (NaN) and a note.
 
     Args:
         runs: at least one run, as :func:`load_run` reads them, all tested on the same queries;
@@ -371,7 +373,7 @@ def compare_runs(
         )
     base = runs[baseline]
     aligned = {run.run_id: _aligned_values(run, base, chosen) for run in runs}
-    tests = _baseline_tests(
+    tests, test_notes = _baseline_tests(
         runs,
         base,
         chosen,
@@ -390,7 +392,7 @@ def compare_runs(
         n_queries=len(base.query_ids),
         n_resamples=n_resamples,
         seed=seed,
-        notes=file_notes + _gain_notes(gains, mixed, chosen) + _alone_note(runs),
+        notes=file_notes + _gain_notes(gains, mixed, chosen) + test_notes + _alone_note(runs),
     )
 
 
@@ -403,24 +405,30 @@ def _baseline_tests(
     comparable: bool,
     n_resamples: int,
     seed: int,
-) -> dict[str, BaselineTest]:
-    """Every run but ``base`` tested against it on ``metric``, p-values adjusted with Holm;
-    NaN throughout (n/a) when the values are not ``comparable``."""
+) -> tuple[dict[str, BaselineTest], list[str]]:
+    """Every run but ``base`` tested against it on ``metric``, p-values adjusted with Holm, and
+    notes on the tests that could not run. A test is NaN throughout (n/a) when the values are
+    not ``comparable``, and has NaN statistics when fewer than 2 queries pair up."""
     others = [run for run in runs if run is not base]
     b = aligned[base.run_id]
-    if comparable:
-        t_tests = [paired_t_test(aligned[run.run_id], b) for run in others]
-        rand_tests = [
-            randomization_test(aligned[run.run_id], b, n_resamples=n_resamples, seed=seed)
-            for run in others
-        ]
-    else:
-        pairs = int(np.count_nonzero(np.isfinite(b)))
-        untested = TestResult(math.nan, math.nan, math.nan, math.nan, math.nan, pairs)
-        t_tests = rand_tests = [untested] * len(others)
+    t_tests, rand_tests = [], []
+    too_few: dict[int, list[str]] = {}  # pairs -> the runs with so few
+    for run in others:
+        a = aligned[run.run_id]
+        pairs = int(np.count_nonzero(np.isfinite(a) & np.isfinite(b)))
+        if comparable and pairs >= 2:
+            t_tests.append(paired_t_test(a, b))
+            rand_tests.append(randomization_test(a, b, n_resamples=n_resamples, seed=seed))
+            continue
+        mean_diff = query_mean(a - b) if comparable else math.nan
+        untested = TestResult(math.nan, math.nan, mean_diff, math.nan, math.nan, pairs)
+        t_tests.append(untested)
+        rand_tests.append(untested)
+        if comparable:
+            too_few.setdefault(pairs, []).append(run.run_id)
     t_holm = holm_bonferroni([t.p_value for t in t_tests])
     rand_holm = holm_bonferroni([t.p_value for t in rand_tests])
-    return {
+    tests = {
         run.run_id: BaselineTest(
             run.run_id,
             metric,
@@ -432,6 +440,28 @@ def _baseline_tests(
         )
         for i, run in enumerate(others)
     }
+    notes = [
+        _too_few_pairs_note(ids, base.run_id, metric, pairs, b.size)
+        for pairs, ids in too_few.items()
+    ]
+    return tests, notes
+
+
+def _too_few_pairs_note(
+    ids: Sequence[str], base_id: str, metric: str, pairs: int, total: int
+) -> str:
+    """Why a test is n/a: few test queries, or few with a value (the others skipped)."""
+    if pairs == total:
+        why = f"the test set has {_count(total, 'query', 'queries')}"
+    else:
+        why = (
+            f"{pairs} of {total} test queries have a value of {metric} in both runs (the other "
+            f"{total - pairs} are NaN: skipped, with no relevant document)"
+        )
+    return (
+        f"no paired test of {_first_ids(ids)} against {base_id} (n/a): a paired test needs at "
+        f"least 2 queries with a value in both runs, and {why}"
+    )
 
 
 def _with_loss_details(runs: Sequence[RunRecord]) -> list[RunRecord]:
@@ -655,8 +685,8 @@ def _describe_group(
     return f"{path} (sha256 {sha256[:12]}{since}): {_count(len(group), 'run')} ({ids})"
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
 
 
 def _first_ids(ids: Sequence[str], shown: int = 3) -> str:

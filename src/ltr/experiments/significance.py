@@ -269,9 +269,11 @@ def _differences(a: ArrayLike, b: ArrayLike, *, min_pairs: int = 2) -> NDArray[n
         )
     d = (x - y)[np.isfinite(x) & np.isfinite(y)]
     if d.size < min_pairs:
+        others = x.size - d.size
+        skipped = f" of {x.size}; the other {others} are NaN (skipped queries)" if others else ""
         raise ShapeError(
             f"a paired test needs at least {min_pairs} queries with a value in both runs; "
-            f"got {d.size} of {x.size} (the others are NaN: skipped queries)"
+            f"got {d.size}{skipped}"
         )
     return d
 

@@ -100,6 +100,52 @@ def test_compare_marks_the_best_and_tests_every_run_against_the_baseline(
     assert test.p_randomization_holm >= test.randomization.p_value
 
 
+def blank_all_but_one_query(run_dir: Path, metric: str) -> None:
+    """``metric`` NaN (skipped) for every test query but the first, as under skip."""
+    path = run_dir / "test_per_query.tsv"
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    column = header.split("\t").index(metric)
+    cells = [row.split("\t") for row in rows]
+    for row in cells[1:]:
+        row[column] = "nan"
+    path.write_text("\n".join([header, *map("\t".join, cells)]) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("case", "why"),
+    [
+        ("one query", "the test set has 1 query"),
+        (
+            "one not skipped",
+            "1 of {n} test queries have a value of ndcg@10 in both runs (the "
+            "other {skipped} are NaN: skipped, with no relevant document)",
+        ),
+    ],
+)
+def test_compare_shows_tests_as_na_when_fewer_than_two_queries_pair(
+    runs: list[RunRecord], tmp_path: Path, case: str, why: str
+) -> None:
+    copies = [copy_run(run, tmp_path) for run in runs[:2]]
+    for copy in copies:
+        if case == "one query":
+            rewrite_per_query(copy, slice(0, 1))
+        else:
+            blank_all_but_one_query(copy, "ndcg@10")
+    a, b = map(load_run, copies)
+
+    comparison = compare_runs([a, b], n_resamples=500)
+
+    test = comparison.tests[b.run_id]
+    assert np.isnan(test.t_test.p_value) and np.isnan(test.p_randomization_holm)
+    assert test.n == 1 and sum(test.win_tie_loss or ()) == 1
+    assert test.mean_diff == pytest.approx(b.per_query["ndcg@10"][0] - a.per_query["ndcg@10"][0])
+    n = len(a.query_ids)
+    assert comparison.notes == [
+        f"no paired test of {b.run_id} against {a.run_id} (n/a): a paired test needs at least 2 "
+        f"queries with a value in both runs, and {why.format(n=n, skipped=n - 1)}"
+    ]
+
+
 def test_compare_uses_the_chosen_baseline(runs: list[RunRecord]) -> None:
     comparison = compare_runs(runs, baseline=2, n_resamples=500)
     assert comparison.baseline is runs[2] and runs[2].run_id not in comparison.tests

@@ -124,8 +124,13 @@ def test_paired_tests_need_equal_lengths() -> None:
 
 
 def test_paired_tests_need_two_pairs_with_values() -> None:
-    with pytest.raises(ShapeError, match="at least 2 queries with a value in both runs; got 1 "):
+    with pytest.raises(ShapeError, match="in both runs; got 1 of 3; the other 2 are NaN"):
         randomization_test([0.1, np.nan, 0.3], [0.2, 0.2, np.nan])
+
+
+def test_paired_tests_of_one_query_do_not_blame_skipped_queries() -> None:
+    with pytest.raises(ShapeError, match=r"in both runs; got 1$"):
+        paired_t_test([0.1], [0.2])
 
 
 def test_win_tie_loss_counts_queries_and_ignores_tiny_differences() -> None:
