@@ -146,7 +146,8 @@ def randomization_test(
     then never 0 and the test keeps its level with a finite number ``B`` of random resamples
     (Phipson & Smyth, 2010). When ``2**n <= n_resamples`` every sign flip is enumerated instead
     and the p-value is exact, :math:`\#\{|T^*| \ge |T|\} / 2^n`, with no correction (the
-    observed labelling is among the enumerated ones). The exact p-value is that of
+    observed labelling is among the enumerated ones; enumerated in chunks, so memory stays
+    bounded). The exact p-value is that of
     ``scipy.stats.permutation_test(..., permutation_type="samples", n_resamples=np.inf)`` (the
     sign-flip null is symmetric, so counting ``|T*| >= |T|`` equals scipy's twice the smaller
     tail), except where the differences nearly cancel: scipy's tolerance, relative to
@@ -175,8 +176,10 @@ def randomization_test(
     chunk = max(1, _CHUNK_VALUES // n)
     extreme = 0
     if 2**n <= n_resamples:  # small n: all 2**n sign vectors, an exact p-value
-        signs = 1.0 - 2.0 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
-        extreme = int(np.count_nonzero(np.abs(signs @ d) >= threshold))
+        for start in range(0, 2**n, chunk):  # in chunks: 2**n rows would not fit in memory
+            rows = np.arange(start, min(start + chunk, 2**n))
+            signs = 1.0 - 2.0 * ((rows[:, None] >> np.arange(n)) & 1)
+            extreme += int(np.count_nonzero(np.abs(signs @ d) >= threshold))
         p = extreme / 2**n
     else:
         rng = np.random.default_rng(seed)

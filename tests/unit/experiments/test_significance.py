@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import tracemalloc
 from fractions import Fraction
 
 import numpy as np
@@ -104,6 +105,24 @@ def test_randomization_test_monte_carlo_counts_ties_as_integer_arithmetic_does()
         sums = tenths.sum() - 2 * (flips.astype(np.int64) @ tenths)
         expected = (1 + np.count_nonzero(np.abs(sums) >= abs(tenths.sum()))) / 10_001
         assert randomization_test(a / 10, b / 10, seed=0).p_value == expected
+
+
+def test_randomization_test_enumerates_in_chunks_of_bounded_memory() -> None:
+    """2**20 sign vectors of 20 queries: 160 MB as one float matrix, far less in chunks."""
+    a, b = paired_values(20, 0.05, seed=4)
+    tracemalloc.start()
+    try:
+        result = randomization_test(a, b, n_resamples=2**20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    d = a - b
+    flips = np.array(list(itertools.product([-1.0, 1.0], repeat=10)))  # halves of the 20 signs
+    halves = flips @ d[:10], flips @ d[10:]
+    sums = np.abs(halves[0][:, None] + halves[1][None, :])
+    tolerance = 4 * 20 * np.finfo(np.float64).eps * np.abs(d).sum()
+    assert result.p_value == np.count_nonzero(sums >= abs(d.sum()) - tolerance) / 2**20
+    assert peak < 80e6
 
 
 def test_randomization_test_agrees_with_scipy_within_monte_carlo_error() -> None:
