@@ -241,7 +241,9 @@ def _write_plots(comparison: Comparison, path: Path) -> list[Path]:
 
 
 def _number(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.4f}"
+    from ltr.experiments.compare import SHOWN_DECIMALS
+
+    return "n/a" if math.isnan(value) else f"{value:.{SHOWN_DECIMALS}f}"
 
 
 def _p(value: float) -> str:

@@ -3,7 +3,8 @@
 What ``ltr compare`` shows, as data (the CLI formats it as a table, markdown or JSON):
 
 - one row per run: its id (the run folder's name), model, loss and test metrics (means from
-  ``metrics.json``); the best run per metric is listed in :attr:`Comparison.best` (ties: all);
+  ``metrics.json``); the best run per metric is listed in :attr:`Comparison.best` (ties at the
+  4 decimals shown: all);
 - for every run except the baseline, paired tests of one metric (``ndcg@10`` by default) over the
   per-query values of ``test_per_query.tsv``: the mean difference (run - baseline), a paired
   t-test, a sign-flip randomization test, win/tie/loss counts, and both p-values adjusted with
@@ -88,6 +89,7 @@ __all__ = [
 RUN_FILES = ("config.yaml", "training_history.json", "metrics.json", "test_per_query.tsv")
 DEFAULT_METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr")
 DEFAULT_METRIC = "ndcg@10"
+SHOWN_DECIMALS = 4  # of the means in ltr compare's table; the best is picked at this precision
 # every run writes it (ltr.training.experiment.LETOR_NDCG10): one gain, whatever the config's
 FIXED_GAIN_METRIC = "ndcg@10[preset=letor]"
 
@@ -516,12 +518,17 @@ def _alone_note(runs: Sequence[RunRecord]) -> list[str]:
 
 
 def _best(runs: Sequence[RunRecord], metric: str) -> list[str]:
-    """Ids of the runs with the highest mean (every metric here is higher-is-better)."""
+    """Ids of the runs with the highest mean (every metric here is higher-is-better), at the
+    :data:`SHOWN_DECIMALS` the table shows: two means that read alike are both best."""
     means = np.array([run.mean(metric) for run in runs])
     if not np.isfinite(means).any():
         return []
-    top = np.nanmax(means)
-    return [run.run_id for run, value in zip(runs, means, strict=True) if value == top]
+    top = f"{np.nanmax(means):.{SHOWN_DECIMALS}f}"
+    return [
+        run.run_id
+        for run, value in zip(runs, means, strict=True)
+        if np.isfinite(value) and f"{value:.{SHOWN_DECIMALS}f}" == top
+    ]
 
 
 def _check_metrics(runs: Sequence[RunRecord], names: Sequence[str]) -> None:

@@ -146,6 +146,22 @@ def test_compare_shows_tests_as_na_when_fewer_than_two_queries_pair(
     ]
 
 
+@pytest.mark.parametrize(("other", "both_best"), [(0.50004, True), (0.50006, False)])
+def test_compare_marks_as_best_every_mean_that_reads_as_the_best(
+    runs: list[RunRecord], tmp_path: Path, other: float, both_best: bool
+) -> None:
+    copies = [copy_run(run, tmp_path) for run in runs[:2]]
+    for copy, mean in zip(copies, [0.5, other], strict=True):
+        report = json.loads((copy / "metrics.json").read_text(encoding="utf-8"))
+        report["test"]["map"] = mean  # 0.5000 and 0.5000 shown: one value to the reader
+        (copy / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
+    a, b = map(load_run, copies)
+
+    comparison = compare_runs([a, b], metrics=["map"], n_resamples=100)
+
+    assert comparison.best["map"] == ([a.run_id, b.run_id] if both_best else [b.run_id])
+
+
 def test_compare_uses_the_chosen_baseline(runs: list[RunRecord]) -> None:
     comparison = compare_runs(runs, baseline=2, n_resamples=500)
     assert comparison.baseline is runs[2] and runs[2].run_id not in comparison.tests
