@@ -19,7 +19,9 @@ Choices:
   not comparable either, so :func:`compare_runs` refuses them (:class:`ConfigError` naming both
   runs and example query ids) rather than testing on the intersection. Query order may differ:
   values are matched by query id. Same query ids are not enough: the runs' test files must
-  have the same sha256, so a relabelled copy of ``test.txt`` is refused too. Each run's sha256
+  have the same sha256, so a relabelled copy of ``test.txt`` is refused too; files of other
+  bytes but the same data decompressed (``test.txt`` and ``test.txt.gz``) are compared, with a
+  note, while both files are there unchanged. Each run's sha256
   is the one its ``metrics.json`` recorded at training time (``data.test``), so a file edited
   in place between two runs is caught; a recorded file that has changed since gets a note
   naming both hashes. Runs from before ltr recorded hashes fall back to the test file of their
@@ -29,7 +31,9 @@ Choices:
 - **Same no-relevant policy or nothing.** ``evaluation.no_relevant`` (zero, one, skip) sets the
   value of a query without a relevant document in NDCG, MAP and MRR alike, and ``skip`` drops
   such queries from the paired tests; runs evaluated under different policies are refused
-  (:class:`ConfigError` naming the runs and their policies).
+  (:class:`ConfigError` naming the runs and their policies), unless every compared column fixes
+  the policy in its brackets (``ndcg@10[no_relevant=zero]``, ``ndcg@10[preset=letor]``: every
+  run writes these).
 - **NDCG of different gains is not compared.** Runs that differ in NDCG's gain (exp2, linear)
   show their NDCG columns without a best mark, since the values measure different things (MAP
   and MRR do not depend on the gain); a note names the column computed with one gain in every
@@ -43,6 +47,7 @@ Choices:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shlex
@@ -57,6 +62,7 @@ from numpy.typing import NDArray
 
 from ltr._fs import file_sha256, read_json
 from ltr.config import split_report_name
+from ltr.data._letor_parser import open_binary
 from ltr.data.layout import config_test_file
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 from ltr.experiments.significance import (
@@ -71,7 +77,7 @@ from ltr.experiments.significance import (
 )
 from ltr.experiments.tracking import json_safe
 from ltr.lifecycle.provenance import file_changed, recorded_file
-from ltr.metrics import reads_gain
+from ltr.metrics import PRESETS, reads_gain
 
 __all__ = [
     "DEFAULT_METRIC",
@@ -363,7 +369,7 @@ def compare_runs(
     runs = _with_loss_details(runs)
     _check_kinds(runs)
     _check_metrics(runs, names)
-    _check_no_relevant(runs)
+    _check_no_relevant(runs, names)
     file_notes = _check_fold_test_files(runs) if runs[0].folds else _check_test_files(runs)
     gains = _gain_groups(runs)
     mixed = [name for name in names if len(gains) > 1 and _reads_configured_gain(name)]
@@ -641,6 +647,18 @@ def _check_test_files(runs: Sequence[RunRecord], *, fix: str | None = None) -> l
     if len(groups) > 1:
         by_size = sorted(groups.values(), key=len, reverse=True)  # stable: ties keep run order
         described = "; ".join(_describe_group(group, digests, now_sha256) for group in by_size)
+        content = _content_sha256s(by_size, digests, hashed)
+        if content is not None and len(set(content)) == 1:  # e.g. test.txt and test.txt.gz
+            return [
+                *notes,
+                f"runs were tested on files of different bytes but the same data (sha256 "
+                f"{content[0][:12]} decompressed): {described}; compared",
+            ]
+        if content is None:
+            described += (
+                " (file bytes differ; a plain and a gzip copy of the same data are compared "
+                "by content only while both files are there unchanged)"
+            )
         if fix is None and len(by_size[0]) > 1:
             command = " ".join(shlex.quote(str(run.path)) for run in by_size[0])
             fix = f"compare runs of one test file: name them, e.g. ltr compare {command}"
@@ -677,6 +695,29 @@ def _test_file_reuse_notes(run: RunRecord) -> list[str]:
             f"(sha256 {test['sha256'][:12]}), so its test metrics are optimistically biased"
         )
     return notes
+
+
+def _content_sha256s(
+    groups: Sequence[Sequence[RunRecord]],
+    digests: dict[str, tuple[Path | None, str]],
+    hashed: dict[Path, str],
+) -> list[str] | None:
+    """sha256 of each group's test data decompressed, read from its file; None when a file is
+    gone or no longer has the sha256 its runs recorded (then its content is not known)."""
+    found = []
+    for group in groups:
+        path, sha256 = digests[group[0].run_id]
+        if path is None or _sha256_now(path, hashed) != sha256:
+            return None
+        digest = hashlib.sha256()
+        try:
+            with open_binary(path) as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        except (DataFormatError, DataNotFoundError, OSError):
+            return None
+        found.append(digest.hexdigest())
+    return found
 
 
 def _describe_group(
@@ -731,13 +772,16 @@ def _sha256_now(path: Path | None, hashed: dict[Path, str]) -> str | None:
     return hashed[resolved]
 
 
-def _check_no_relevant(runs: Sequence[RunRecord]) -> None:
-    """Refuse runs whose no-relevant policies differ: every metric, and the paired queries, do."""
+def _check_no_relevant(runs: Sequence[RunRecord], names: Sequence[str]) -> None:
+    """Refuse runs whose no-relevant policies differ on a compared column: every metric, and
+    the paired queries, depend on it, unless the column's brackets fix it
+    (``ndcg@10[no_relevant=zero]``, ``ndcg@10[preset=letor]``)."""
+    depending = [name for name in names if _policy_of(name, "?") == "?"]
     # "zero" is the default of ltr.config.EvaluationConfig: a run that records none used it
     groups: dict[str, list[RunRecord]] = {}  # policy -> its runs, in the order given
     for run in runs:
         groups.setdefault(run.conventions.get("no_relevant", "zero"), []).append(run)
-    if len(groups) > 1:
+    if len(groups) > 1 and depending:
         by_size = sorted(groups.items(), key=lambda item: len(item[1]), reverse=True)
         described = "; ".join(
             f"no_relevant={policy}: {', '.join(run.run_id for run in group)}"
@@ -747,10 +791,21 @@ def _check_no_relevant(runs: Sequence[RunRecord]) -> None:
         if len(by_size[0][1]) > 1:
             command = " ".join(shlex.quote(str(run.path)) for run in by_size[0][1])
             fix += f", e.g. ltr compare {command}"
+        fixed = "ndcg@10[no_relevant=zero]"
         raise ConfigError(
             f"runs evaluated under {len(groups)} different evaluation.no_relevant policies "
-            f"cannot be compared ({described}); NDCG, MAP and MRR all depend on it: {fix}"
+            f"cannot be compared ({described}) on {', '.join(depending)}: NDCG, MAP and MRR all "
+            f"depend on it; {fix}, or compare on columns that fix the policy: --metric "
+            f"'{fixed}' --metrics '{fixed},{FIXED_GAIN_METRIC}'"
         )
+
+
+def _policy_of(name: str, configured: str) -> str:
+    """The no-relevant policy of a column: its brackets', else the run's ``configured`` one."""
+    bracket = split_report_name(name)[1]
+    if "preset" in bracket:
+        return str(PRESETS[bracket["preset"]].get("no_relevant", "zero"))
+    return bracket.get("no_relevant", configured)
 
 
 def _gain_groups(runs: Sequence[RunRecord]) -> dict[str, list[str]]:

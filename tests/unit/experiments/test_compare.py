@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -419,6 +420,65 @@ def test_compare_refuses_runs_of_different_no_relevant_policies(
         rf"\(no_relevant=zero: {runs[0].run_id}; no_relevant=skip: ",
     ):
         compare_runs([runs[0], load_run(skip)], n_resamples=500)
+
+
+def test_compare_accepts_different_policies_on_columns_that_fix_the_policy(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    skip = copy_run(runs[1], tmp_path)
+    report = json.loads((skip / "metrics.json").read_text(encoding="utf-8"))
+    report["conventions"]["no_relevant"] = "skip"
+    (skip / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
+    fixed = ["ndcg@10[no_relevant=zero]", "ndcg@10[preset=letor]"]
+
+    comparison = compare_runs([runs[0], load_run(skip)], metric=fixed[0], metrics=fixed)
+
+    test = comparison.tests[runs[1].run_id]
+    assert comparison.notes == [] and test.n == len(runs[0].query_ids)
+    assert 0.0 <= test.randomization.p_value <= 1.0
+
+
+@pytest.fixture(scope="module")
+def gzip_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One model trained twice: on a folder with test.txt, and on a copy with test.txt.gz."""
+    root = tmp_path_factory.mktemp("gzip")
+    plain = write_tiny_data(root / "plain", seed=4)
+    zipped = Path(shutil.copytree(plain, root / "zipped"))
+    test = zipped / "test.txt"
+    (zipped / "test.txt.gz").write_bytes(gzip.compress(test.read_bytes(), mtime=0))
+    test.unlink()
+    return {
+        name: tiny_run(data, root / "runs", f"experiment.name={name}")
+        for name, data in (("plain", plain), ("zipped", zipped))
+    }
+
+
+def test_compare_pairs_runs_tested_on_a_plain_and_a_gzip_copy_of_one_file(
+    gzip_runs: dict[str, Path],
+) -> None:
+    plain, zipped = load_run(gzip_runs["plain"]), load_run(gzip_runs["zipped"])
+
+    comparison = compare_runs([plain, zipped], n_resamples=500)
+
+    content = plain.report["data"]["test"]["sha256"]  # the plain file's bytes are the data
+    assert len(comparison.notes) == 1 and comparison.notes[0].startswith(
+        f"runs were tested on files of different bytes but the same data (sha256 {content[:12]} "
+        "decompressed): "
+    )
+    assert comparison.tests[zipped.run_id].win_tie_loss == (0, len(plain.query_ids), 0)
+
+
+def test_compare_refuses_a_gzip_copy_it_cannot_read_saying_the_bytes_differ(
+    gzip_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    zipped = load_run(gzip_runs["zipped"])
+    moved = tmp_path / "test.txt.gz"
+    shutil.move(zipped.report["data"]["test"]["path"], moved)
+    try:
+        with pytest.raises(ConfigError, match=r"\(file bytes differ; a plain and a gzip copy"):
+            compare_runs([load_run(gzip_runs["plain"]), zipped], n_resamples=500)
+    finally:
+        shutil.move(moved, zipped.report["data"]["test"]["path"])
 
 
 @pytest.mark.parametrize(
