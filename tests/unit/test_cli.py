@@ -78,7 +78,7 @@ def test_evaluate_json_prints_one_object_matching_the_library(judged: Path, tmp_
     )
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
-    assert list(printed) == ["metrics", "conventions"]  # every key of "metrics" is a metric
+    assert list(printed) == ["metrics", "queries", "averaged_queries", "conventions"]
     expected = evaluate_scores(data, scores, ["ndcg@3", "map", "mrr"]).means
     assert printed["metrics"] == pytest.approx(expected, abs=1e-12)
     assert list(printed["metrics"]) == ["ndcg@3", "map", "mrr"]
@@ -817,6 +817,23 @@ def test_baselines_titles_the_table_with_the_path_as_given(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == f"baselines on {judged}"  # not judged.txt alone
+
+
+def test_evaluate_says_how_many_queries_the_means_are_over_when_some_are_skipped(
+    judged: Path, tmp_path: Path
+) -> None:
+    write_scores(tmp_path / "scores.txt", np.arange(11, dtype=float))
+    args = ["evaluate", "--data", str(judged), "--scores", str(tmp_path / "scores.txt")]
+    args += ["--metrics", "map,ndcg@3", "--no-relevant", "skip"]
+
+    table = CliRunner().invoke(app, args)
+    printed = CliRunner().invoke(app, [*args, "--json"])
+
+    assert table.stdout.splitlines()[0] == (
+        f"{judged}: 3 queries, means over 2 (1 skipped: no relevant document)"
+    )
+    data = json.loads(printed.stdout)
+    assert (data["queries"], data["averaged_queries"]) == (3, {"map": 2, "ndcg@3": 2})
 
 
 def test_evaluate_prints_a_long_caption_whole_on_one_line(judged: Path, tmp_path: Path) -> None:

@@ -61,7 +61,12 @@ def evaluate(
     """Evaluate a ranking (scores or a TREC run) against a judged data file."""
     from ltr.data.letor import load_letor
     from ltr.data.runs import read_scores, read_trec_run
-    from ltr.evaluation import evaluate_run, evaluate_scores, refuse_gain_overflow
+    from ltr.evaluation import (
+        evaluate_run,
+        evaluate_scores,
+        refuse_gain_overflow,
+        skipped_queries_note,
+    )
 
     if (scores is None) == (run is None):
         raise ConfigError("give exactly one of --scores FILE or --run FILE")
@@ -83,10 +88,19 @@ def evaluate(
     if per_query is not None:
         write_per_query(per_query, result.query_ids, result.per_query)
     if as_json:  # nested, as baselines' rankings: every key of "metrics" is a metric
-        print_json({"metrics": result.means, "conventions": conventions_in_force(**conventions)})
+        print_json(
+            {
+                "metrics": result.means,
+                "queries": len(result.query_ids),
+                "averaged_queries": result.averaged,
+                "conventions": conventions_in_force(**conventions),
+            }
+        )
         return
+    skipped = skipped_queries_note(len(result.query_ids), list(result.averaged.values()))
     table = Table(
-        title=f"{data}: {judged.n_queries:,} queries",  # as given: two test.txt differ
+        # the path as given: two test.txt differ
+        title=f"{data}: {len(result.query_ids):,} queries" + (f", {skipped}" if skipped else ""),
         caption=conventions_caption(conventions),
         title_justify="left",
     )

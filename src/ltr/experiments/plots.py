@@ -21,16 +21,25 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ltr._extras import require_extra
 from ltr._fs import atomic_path
 from ltr.errors import ConfigError
+from ltr.evaluation import skipped_queries_note
 from ltr.experiments.compare import DEFAULT_METRICS, RunRecord
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["curves_path", "plot_test_metrics", "plot_training_curves", "training_curves_figure"]
+__all__ = [
+    "curves_path",
+    "metrics_plot_title",
+    "plot_test_metrics",
+    "plot_training_curves",
+    "training_curves_figure",
+]
 
 # matplotlib's tab10 (colour-blind-aware ordering), a marker and a dash per run
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -200,15 +209,25 @@ def plot_test_metrics(
             ax.axvline(boundary - 0.5, color="0.8", linewidth=1.0)
         ax.set_xlim(-0.5, len(metrics) - 0.5)
         ax.grid(axis="x", visible=False)
-        n = len(runs[0].query_ids) if runs else 0
-        pooled = " of all folds" if any(run.folds for run in runs) else ""
         ax.set_ylabel(f"test value (mean, {confidence:.0%} CI)")
-        ax.set_title(
-            f"Test metrics: mean over {n:,} queries{pooled}, "
-            f"whiskers: {confidence:.0%} confidence interval"
-        )
+        ax.set_title(metrics_plot_title(runs, metrics, confidence=confidence))
         _legend_below(figure, ax)
         return _save(figure, path)
+
+
+def metrics_plot_title(
+    runs: Sequence[RunRecord], metrics: Sequence[str], *, confidence: float = 0.95
+) -> str:
+    """The title of :func:`plot_test_metrics`: the queries the means are over, and how many
+    were skipped (``no_relevant="skip"``) when some were."""
+    n = len(runs[0].query_ids) if runs else 0
+    pooled = " of all folds" if any(run.folds for run in runs) else ""
+    averaged = [int(np.isfinite(run.per_query[name]).sum()) for run in runs for name in metrics]
+    skipped = skipped_queries_note(n, averaged)
+    over = (
+        f" on {n:,} queries{pooled}: {skipped}" if skipped else f": mean over {n:,} queries{pooled}"
+    )
+    return f"Test metrics{over}, whiskers: {confidence:.0%} confidence interval"
 
 
 def _figure(*, ncols: int, width: float) -> tuple[Figure, list[Axes]]:

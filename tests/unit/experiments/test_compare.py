@@ -13,7 +13,12 @@ import yaml
 
 from ltr.errors import ConfigError, DataNotFoundError
 from ltr.experiments.compare import RunRecord, compare_runs, load_run, scan_runs
-from ltr.experiments.plots import curves_path, plot_test_metrics, plot_training_curves
+from ltr.experiments.plots import (
+    curves_path,
+    metrics_plot_title,
+    plot_test_metrics,
+    plot_training_curves,
+)
 from support.tiny_runs import forget_data_files, relabel_in_place, tiny_run, write_tiny_data
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -545,6 +550,24 @@ def test_comparison_as_json_is_strict_json(runs: list[RunRecord]) -> None:
     text = json.dumps(data, allow_nan=False)
     assert json.loads(text)["baseline"] == runs[0].run_id
     assert [row["vs_baseline"] is None for row in data["runs"]] == [True, False, False]
+
+
+def test_the_metrics_plot_title_counts_the_queries_the_means_are_over(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    skipping = copy_run(runs[0], tmp_path)
+    blank_all_but_one_query(skipping, "ndcg@10")  # as under skip: 1 query with a relevant doc
+    run, n = load_run(skipping), len(runs[0].query_ids)
+
+    titles = [metrics_plot_title([run], metrics) for metrics in (["ndcg@10"], ["ndcg@10", "map"])]
+
+    assert titles == [
+        f"Test metrics on {n} queries: means over 1 ({n - 1} skipped: no relevant document), "
+        "whiskers: 95% confidence interval",
+        f"Test metrics on {n} queries: means over 1 to {n} (the others skipped: no relevant "
+        "document), whiskers: 95% confidence interval",
+    ]
+    assert metrics_plot_title(runs, ["map"]).startswith(f"Test metrics: mean over {n} queries, ")
 
 
 def test_plots_write_two_pngs_atomically(runs: list[RunRecord], tmp_path: Path) -> None:
