@@ -8,7 +8,9 @@ What ``ltr compare`` shows, as data (the CLI formats it as a table, markdown or 
 - for every run except the baseline, paired tests of one metric (``ndcg@10`` by default) over the
   per-query values of ``test_per_query.tsv``: the mean difference (run - baseline), a paired
   t-test, a sign-flip randomization test, win/tie/loss counts, and both p-values adjusted with
-  Holm-Bonferroni over the runs compared with the baseline (:mod:`ltr.experiments.significance`).
+  Holm-Bonferroni over the runs compared with the baseline (:mod:`ltr.experiments.significance`);
+- in the JSON, each run's ``ci95`` per metric: the t interval of its mean over queries, as
+  computed (not clipped to the metric's range, which the plot does), null for a single value.
 
 Choices:
 

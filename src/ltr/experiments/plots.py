@@ -28,6 +28,7 @@ from ltr._fs import atomic_path
 from ltr.errors import ConfigError
 from ltr.evaluation import skipped_queries_note
 from ltr.experiments.compare import DEFAULT_METRICS, RunRecord
+from ltr.experiments.significance import ConfidenceInterval
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "curves_path",
+    "drawn_interval",
     "metrics_plot_title",
     "plot_test_metrics",
     "plot_training_curves",
@@ -180,8 +182,10 @@ def plot_test_metrics(
 ) -> Path:
     """Dot-and-whisker chart of test metrics: for each metric a group with one dot per run (its
     mean over test queries) and a whisker (the t-based ``confidence`` interval of that mean over
-    queries; NaN queries dropped). Overlapping whiskers do not mean "no difference": the paired
-    tests of ``ltr compare`` are the sharper instrument, this shows spread and scale.
+    queries; NaN queries dropped; clipped to the metric's range, [0, 1] but for DCG, while the
+    JSON of ``ltr compare`` gives it unclipped; none for a single value). Overlapping whiskers
+    do not mean "no difference": the paired tests of ``ltr compare`` are the sharper
+    instrument, this shows spread and scale.
 
     Returns:
         ``path``, written atomically.
@@ -193,7 +197,7 @@ def plot_test_metrics(
         step = group / len(runs)
         for i, run in enumerate(runs):
             offsets = [m - group / 2 + step * (i + 0.5) for m in range(len(metrics))]
-            intervals = [run.interval(name, confidence=confidence) for name in metrics]
+            intervals = [drawn_interval(run, name, confidence) for name in metrics]
             means = [ci.mean for ci in intervals]
             errors = [
                 [ci.mean - ci.low for ci in intervals],
@@ -213,6 +217,14 @@ def plot_test_metrics(
         ax.set_title(metrics_plot_title(runs, metrics, confidence=confidence))
         _legend_below(figure, ax)
         return _save(figure, path)
+
+
+def drawn_interval(run: RunRecord, metric: str, confidence: float) -> ConfidenceInterval:
+    """``run``'s interval of ``metric`` clipped to the metric's range (all but DCG lie in
+    [0, 1]); NaN bounds (no whisker drawn) where there is no interval (fewer than 2 values)."""
+    ci = run.interval(metric, confidence=confidence)
+    high = math.inf if metric.startswith("dcg") else 1.0
+    return ConfidenceInterval(ci.mean, max(ci.low, 0.0), min(ci.high, high))
 
 
 def metrics_plot_title(

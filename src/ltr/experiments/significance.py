@@ -208,8 +208,9 @@ def win_tie_loss(a: ArrayLike, b: ArrayLike, *, tol: float = 1e-12) -> WinTieLos
 def mean_confidence_interval(values: ArrayLike, *, confidence: float = 0.95) -> ConfidenceInterval:
     r"""Mean of ``values`` with a t-based interval, :math:`\bar x \pm t_{n-1} s / \sqrt n`.
 
-    NaN values (skipped queries) are dropped. One value gives a zero-width interval; none give
-    NaN throughout.
+    NaN values (skipped queries) are dropped. One value has no interval (its bounds are NaN: a
+    zero-width one would read as certainty); none gives NaN throughout. The interval is not
+    clipped to the range of a bounded metric: plots clip what they draw.
 
     >>> [round(v, 3) for v in mean_confidence_interval([0.2, 0.4, 0.6])]
     [0.4, -0.097, 0.897]
@@ -219,7 +220,7 @@ def mean_confidence_interval(values: ArrayLike, *, confidence: float = 0.95) -> 
         return ConfidenceInterval(math.nan, math.nan, math.nan)
     mean = float(x.mean())
     if x.size == 1:
-        return ConfidenceInterval(mean, mean, mean)
+        return ConfidenceInterval(mean, math.nan, math.nan)
     half = float(stats.t.ppf(0.5 + confidence / 2.0, df=x.size - 1) * x.std(ddof=1))
     half /= math.sqrt(x.size)
     return ConfidenceInterval(mean, mean - half, mean + half)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from ltr.errors import ConfigError, DataNotFoundError
 from ltr.experiments.compare import RunRecord, compare_runs, load_run, scan_runs
 from ltr.experiments.plots import (
     curves_path,
+    drawn_interval,
     metrics_plot_title,
     plot_test_metrics,
     plot_training_curves,
@@ -568,6 +571,25 @@ def test_the_metrics_plot_title_counts_the_queries_the_means_are_over(
         "document), whiskers: 95% confidence interval",
     ]
     assert metrics_plot_title(runs, ["map"]).startswith(f"Test metrics: mean over {n} queries, ")
+
+
+def test_plotted_whiskers_stay_in_the_metric_range_and_one_value_has_none(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    run = runs[0]
+    n = len(run.query_ids)
+    near_one = np.ones(n)
+    near_one[0] = 0.0  # mean close to 1, a t interval reaching above it
+    one_value = np.full(n, np.nan)
+    one_value[0] = 0.5
+    edited = dataclasses.replace(run, per_query={"mrr": near_one, "ndcg@10": one_value})
+
+    mrr, ndcg = drawn_interval(edited, "mrr", 0.95), drawn_interval(edited, "ndcg@10", 0.95)
+
+    assert edited.interval("mrr").high > 1.0 and mrr.high == 1.0 and 0.0 < mrr.low < mrr.mean
+    assert ndcg.mean == 0.5 and math.isnan(ndcg.low) and math.isnan(ndcg.high)
+    path = plot_test_metrics([edited], tmp_path / "cmp.png", metrics=["mrr", "ndcg@10"])
+    assert path.read_bytes().startswith(PNG_MAGIC)
 
 
 def test_plots_write_two_pngs_atomically(runs: list[RunRecord], tmp_path: Path) -> None:
