@@ -23,8 +23,9 @@ Members share their data section, so without a validation file they validated on
 split of the training file (``data.split_seed``), and so does the ensemble.
 
 **Score scaling.** Members trained with different losses score on different scales (an MSE
-member's scores spread about twice as wide as a ListNet member's), and a plain mean lets the
-wider one dominate. With scaling, each member's weight is divided by the spread of its scores
+and a ListNet MLP on synthetic data: one spreads its scores within a query about twice as
+wide as the other, which one depends on the data), and a plain mean lets the wider one
+dominate. With scaling, each member's weight is divided by the spread of its scores
 on the training file (the pooled within-query standard deviation: a query's offset changes no
 ranking), so every member moves the mean alike; the scaled weights, normalized to sum 1, are the
 ensemble's ``model.weights``, so Python scoring and the ONNX export apply the same ones. On by
