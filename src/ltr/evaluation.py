@@ -42,6 +42,26 @@ class Evaluation:
         """Metric name -> mean over queries, skipping NaN (the ``no_relevant="skip"`` queries)."""
         return {name: _nanmean(values) for name, values in self.per_query.items()}
 
+    @property
+    def averaged(self) -> dict[str, int]:
+        """Metric name -> the number of queries its mean is over (those not skipped)."""
+        return {name: int(np.isfinite(v).sum()) for name, v in self.per_query.items()}
+
+
+def skipped_queries_note(total: int, averaged: Sequence[int]) -> str:
+    """How many of ``total`` queries means over metrics that counted ``averaged`` are over, when
+    some were skipped (``no_relevant="skip"``); "" when none was.
+
+    >>> skipped_queries_note(12, [10, 10]), skipped_queries_note(6, [6])
+    ('means over 10 (2 skipped: no relevant document)', '')
+    """
+    low, high = min(averaged, default=total), max(averaged, default=total)
+    if low == total:
+        return ""
+    if low == high:
+        return f"means over {low:,} ({total - low:,} skipped: no relevant document)"
+    return f"means over {low:,} to {high:,} (the others skipped: no relevant document)"
+
 
 def pad_per_query(values: np.ndarray, query_offsets: np.ndarray, fill: float = 0.0) -> np.ndarray:
     """Scatter a flat per-document array into ``[n_queries, max_list_len]``, padding with ``fill``.

@@ -458,3 +458,68 @@ def test_an_ensemble_run_keeps_train_log_like_a_trained_run(
     assert out == f"{quiet}\n"  # the results are in its train.log alone
     logged = (quiet / "train.log").read_text(encoding="utf-8").splitlines()
     assert [line.split(":")[0] for line in logged] == ["Ensemble of 2 runs", "Validation", "Test"]
+
+
+@pytest.fixture(scope="module")
+def mse_member(root: Path) -> Path:
+    """The first member's config trained with a pointwise loss: scores on another scale."""
+    return train(
+        root, root / "data", "loss.name=mse", f"training.seed={SEEDS[0]}", "experiment.name=mse"
+    )
+
+
+def train_spread(member: Path, root: Path) -> float:
+    """Pooled within-query standard deviation of ``member``'s scores on the training file."""
+    train_data = load_letor(root / "data" / "train.txt")
+    scores = Predictor.load(member).score(train_data)
+    sizes = np.diff(train_data.query_offsets)
+    means = np.add.reduceat(scores, train_data.query_offsets[:-1]) / sizes
+    return float(np.sqrt(np.mean((scores - np.repeat(means, sizes)) ** 2)))
+
+
+def test_members_of_different_losses_are_scaled_to_one_spread_by_default(
+    root: Path, members: list[Path], mse_member: Path, tmp_path: Path
+) -> None:
+    pair = [members[0], mse_member]
+
+    built = build_ensemble(pair, output_dir=tmp_path, quiet=True)
+
+    scaling = read_json(built / "metrics.json")["score_scaling"]
+    spreads = [train_spread(member, root) for member in pair]
+    assert (scaling["scaled"], scaling["why"]) == (True, "the members' losses differ")
+    assert scaling["train_score_std"] == pytest.approx(spreads, rel=1e-5)
+    weights = load_config(built / "config.yaml").model.params["weights"]
+    assert weights == pytest.approx(scaling["weights"]) and sum(weights) == pytest.approx(1.0)
+    # each member's weighted scores spread alike: neither dominates the mean
+    assert weights[0] * spreads[0] == pytest.approx(weights[1] * spreads[1], rel=1e-5)
+    test = load_letor(root / "data" / "test.txt")
+    mean = sum(w * Predictor.load(m).score(test) for w, m in zip(weights, pair, strict=True))
+    np.testing.assert_allclose(Predictor.load(built).score(test), mean, rtol=0, atol=1e-6)
+    assert export_bundle(built, tmp_path / "bundle").parity.passed
+
+
+def test_members_of_one_loss_average_unscaled_by_default(ensemble: Path) -> None:
+    scaling = read_json(ensemble / "metrics.json")["score_scaling"]
+
+    assert (scaling["scaled"], scaling["why"]) == (False, "the members share one loss")
+    assert scaling["weights"] == pytest.approx([1 / len(SEEDS)] * len(SEEDS))
+    assert "train_score_std" not in scaling
+
+
+@pytest.mark.parametrize("flag", ["--scale-scores", "--no-scale-scores"])
+def test_ensemble_command_forces_score_scaling_on_or_off(
+    members: list[Path], mse_member: Path, tmp_path: Path, flag: str
+) -> None:
+    pair = [members[0], mse_member] if flag == "--no-scale-scores" else members[:2]
+    args = ["ensemble", *map(str, pair), "--output-dir", str(tmp_path), flag, "--quiet"]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    scaling = read_json(Path(result.stdout.strip()) / "metrics.json")["score_scaling"]
+    forced = flag == "--scale-scores"
+    assert (
+        scaling["scaled"] is forced
+        and scaling["why"] == f"asked (scale_scores={str(forced).lower()})"
+    )
+    assert ("train_score_std" in scaling) is forced

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,15 @@ def judged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def judged_train(judged: Path) -> Path:
+    """Another LETOR file of the same 5 features: the --train of ltr baselines beside judged."""
+    data = read_letor(judged)
+    path = judged.with_name("judged_train.txt")
+    write_letor(path, replace(data, features=data.features[::-1].copy()))
+    return path
+
+
 def test_evaluate_json_prints_one_object_matching_the_library(judged: Path, tmp_path: Path) -> None:
     data = read_letor(judged)
     scores = np.random.default_rng(0).random(data.n_docs)
@@ -67,7 +78,7 @@ def test_evaluate_json_prints_one_object_matching_the_library(judged: Path, tmp_
     )
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
-    assert list(printed) == ["metrics", "conventions"]  # every key of "metrics" is a metric
+    assert list(printed) == ["metrics", "queries", "averaged_queries", "conventions"]
     expected = evaluate_scores(data, scores, ["ndcg@3", "map", "mrr"]).means
     assert printed["metrics"] == pytest.approx(expected, abs=1e-12)
     assert list(printed["metrics"]) == ["ndcg@3", "map", "mrr"]
@@ -318,9 +329,9 @@ def test_data_inspect_json_counts(judged: Path) -> None:
     assert isinstance(lengths["min"], int) and isinstance(lengths["max"], int)
 
 
-def test_baselines_ideal_row_is_the_ceiling(judged: Path) -> None:
+def test_baselines_ideal_row_is_the_ceiling(judged: Path, judged_train: Path) -> None:
     result = run_ltr(
-        "baselines", "--train", judged, "--test", judged, "--metrics", "ndcg@10", "--json"
+        "baselines", "--train", judged_train, "--test", judged, "--metrics", "ndcg@10", "--json"
     )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["rankings"]
@@ -352,6 +363,30 @@ def test_evaluate_and_baselines_refuse_a_label_overflowing_exp2_naming_file_and_
     assert linear.returncode == 0, linear.stderr
 
 
+def test_baselines_refuses_one_file_as_train_and_test_naming_both_options(
+    judged: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes(judged.read_bytes())
+
+    same_path = run_ltr("baselines", "--train", judged, "--test", judged)
+    same_bytes = run_ltr("baselines", "--train", copy, "--test", judged)
+
+    expected = (
+        "error: --train and --test must be different files: the best single feature is picked "
+        f"on --train and scored on --test; got {{}} and {judged}, {{}}"
+    )
+    assert (same_path.returncode, same_path.stderr.strip()) == (
+        1,
+        expected.format(judged, "the same file"),
+    )
+    digest = hashlib.sha256(judged.read_bytes()).hexdigest()[:12]
+    assert (same_bytes.returncode, same_bytes.stderr.strip()) == (
+        1,
+        expected.format(copy, f"the same bytes (sha256 {digest})"),
+    )
+
+
 def test_baselines_refuses_test_file_with_more_features(judged: Path, tmp_path: Path) -> None:
     wide = tmp_path / "wide.txt"
     write_letor(wide, make_synthetic(n_queries=3, n_features=12, seed=0))
@@ -363,10 +398,12 @@ def test_baselines_refuses_test_file_with_more_features(judged: Path, tmp_path: 
     )
 
 
-def test_baselines_rejects_a_model_given_twice(judged: Path, tmp_path: Path) -> None:
+def test_baselines_rejects_a_model_given_twice(
+    judged: Path, judged_train: Path, tmp_path: Path
+) -> None:
     model = tmp_path / "run"
     result = run_ltr(
-        "baselines", "--train", judged, "--test", judged, "--model", model, "--model", model
+        "baselines", "--train", judged_train, "--test", judged, "--model", model, "--model", model
     )
     assert result.returncode == 1
     assert (
@@ -387,12 +424,12 @@ def test_baselines_labels_checkpoints_by_their_runs_and_repeated_names_by_path(
         for name, seed in (("one", 0), ("two", 1))
     )
     twin = Path(shutil.copytree(first, tmp_path / "elsewhere" / first.name))  # same run name
-    test = str(data / "test.txt")
+    train, test = str(data / "train.txt"), str(data / "test.txt")
 
     def model_rows(*models: Path) -> dict[str, dict[str, float]]:
         given = [arg for model in models for arg in ("--model", str(model))]
         result = CliRunner().invoke(
-            app, ["baselines", "--train", test, "--test", test, *given, "--json"]
+            app, ["baselines", "--train", train, "--test", test, *given, "--json"]
         )
         rankings = json.loads(result.stdout)["rankings"]
         return {label: row for label, row in rankings.items() if label.startswith("model: ")}
@@ -421,9 +458,11 @@ def test_paths_print_whole_on_one_line_brackets_included(tmp_path: Path) -> None
     ]
 
 
-def test_a_table_reaches_a_pipe_whole_whatever_columns_says(judged: Path) -> None:
+def test_a_table_reaches_a_pipe_whole_whatever_columns_says(
+    judged: Path, judged_train: Path
+) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ltr.cli", "baselines", "--train", judged, "--test", judged],
+        [sys.executable, "-m", "ltr.cli", "baselines", "--train", judged_train, "--test", judged],
         capture_output=True,
         text=True,
         timeout=120,
@@ -745,8 +784,10 @@ def test_evaluate_json_states_every_convention_in_force(judged: Path, tmp_path: 
 
 # the best single feature is picked by ndcg@10, above every list of the tiny file
 @pytest.mark.filterwarnings("ignore::ltr.metrics.CutoffWarning")
-def test_baselines_json_states_the_conventions_beside_the_rankings(judged: Path) -> None:
-    args = ["baselines", "--train", str(judged), "--test", str(judged), "--metrics", "map"]
+def test_baselines_json_states_the_conventions_beside_the_rankings(
+    judged: Path, judged_train: Path
+) -> None:
+    args = ["baselines", "--train", str(judged_train), "--test", str(judged), "--metrics", "map"]
     result = CliRunner().invoke(app, [*args, "--gain", "linear", "--json"])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
@@ -769,11 +810,30 @@ def test_evaluate_titles_the_table_with_the_path_as_given(judged: Path, tmp_path
 
 
 @pytest.mark.filterwarnings("ignore::ltr.metrics.CutoffWarning")  # as above
-def test_baselines_titles_the_table_with_the_path_as_given(judged: Path) -> None:
-    args = ["baselines", "--train", str(judged), "--test", str(judged), "--metrics", "map"]
+def test_baselines_titles_the_table_with_the_path_as_given(
+    judged: Path, judged_train: Path
+) -> None:
+    args = ["baselines", "--train", str(judged_train), "--test", str(judged), "--metrics", "map"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == f"baselines on {judged}"  # not judged.txt alone
+
+
+def test_evaluate_says_how_many_queries_the_means_are_over_when_some_are_skipped(
+    judged: Path, tmp_path: Path
+) -> None:
+    write_scores(tmp_path / "scores.txt", np.arange(11, dtype=float))
+    args = ["evaluate", "--data", str(judged), "--scores", str(tmp_path / "scores.txt")]
+    args += ["--metrics", "map,ndcg@3", "--no-relevant", "skip"]
+
+    table = CliRunner().invoke(app, args)
+    printed = CliRunner().invoke(app, [*args, "--json"])
+
+    assert table.stdout.splitlines()[0] == (
+        f"{judged}: 3 queries, means over 2 (1 skipped: no relevant document)"
+    )
+    data = json.loads(printed.stdout)
+    assert (data["queries"], data["averaged_queries"]) == (3, {"map": 2, "ndcg@3": 2})
 
 
 def test_evaluate_prints_a_long_caption_whole_on_one_line(judged: Path, tmp_path: Path) -> None:

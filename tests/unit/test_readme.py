@@ -129,9 +129,10 @@ def test_readme_evaluate_examples_run_as_shown(tmp_path: Path) -> None:
         assert result.returncode == 0, (line, result.stderr)
     shown = shown_output(lines[-1])[0]  # {"metrics": {"ndcg@1": ..., ...}, "conventions": {...}}
     printed = json.loads(result.stdout)
-    assert list(printed) == ["metrics", "conventions"]
+    assert list(printed) == ["metrics", "queries", "averaged_queries", "conventions"]
     assert printed["conventions"] == json.loads(shown.split('"conventions": ')[1][:-1])
-    assert list(printed["metrics"]) == re.findall(r'"([^"]+)": \.\.\.', shown)
+    shown_metrics = shown.split(', "queries"')[0]
+    assert list(printed["metrics"]) == re.findall(r'"([^"]+)": \.\.\.', shown_metrics)
     assert (tmp_path / "per_query.tsv").read_text().startswith("qid\tndcg@1\t")
 
 

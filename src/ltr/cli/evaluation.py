@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ltr._fs import check_writable, refuse_directory
+from ltr._fs import check_writable, file_sha256, refuse_directory
 from ltr.cli._common import (
     DEFAULT_METRICS,
     GainOpt,
@@ -61,7 +61,12 @@ def evaluate(
     """Evaluate a ranking (scores or a TREC run) against a judged data file."""
     from ltr.data.letor import load_letor
     from ltr.data.runs import read_scores, read_trec_run
-    from ltr.evaluation import evaluate_run, evaluate_scores, refuse_gain_overflow
+    from ltr.evaluation import (
+        evaluate_run,
+        evaluate_scores,
+        refuse_gain_overflow,
+        skipped_queries_note,
+    )
 
     if (scores is None) == (run is None):
         raise ConfigError("give exactly one of --scores FILE or --run FILE")
@@ -83,10 +88,19 @@ def evaluate(
     if per_query is not None:
         write_per_query(per_query, result.query_ids, result.per_query)
     if as_json:  # nested, as baselines' rankings: every key of "metrics" is a metric
-        print_json({"metrics": result.means, "conventions": conventions_in_force(**conventions)})
+        print_json(
+            {
+                "metrics": result.means,
+                "queries": len(result.query_ids),
+                "averaged_queries": result.averaged,
+                "conventions": conventions_in_force(**conventions),
+            }
+        )
         return
+    skipped = skipped_queries_note(len(result.query_ids), list(result.averaged.values()))
     table = Table(
-        title=f"{data}: {judged.n_queries:,} queries",  # as given: two test.txt differ
+        # the path as given: two test.txt differ
+        title=f"{data}: {len(result.query_ids):,} queries" + (f", {skipped}" if skipped else ""),
         caption=conventions_caption(conventions),
         title_justify="left",
     )
@@ -125,6 +139,24 @@ def _model_label(path: Path) -> str:
     return path.name
 
 
+def _refuse_same_file(train: Path, test: Path) -> None:
+    """The best single feature picked on the test file would be scored on what picked it."""
+    same = "the same file" if train.resolve() == test.resolve() else None
+    # hash only files of one size: a different size is different data
+    if same is None and train.is_file() and test.is_file() and _same_size(train, test):
+        digest = file_sha256(train)
+        same = f"the same bytes (sha256 {digest[:12]})" if digest == file_sha256(test) else None
+    if same is not None:
+        raise ConfigError(
+            f"--train and --test must be different files: the best single feature is picked on "
+            f"--train and scored on --test; got {train} and {test}, {same}"
+        )
+
+
+def _same_size(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size
+
+
 def baselines(
     train: Annotated[
         Path, typer.Option("--train", metavar="FILE", help="Picks the best single feature.")
@@ -159,6 +191,7 @@ def baselines(
     if len(set(resolved)) < len(resolved):
         twice = next(path for path in models or [] if resolved.count(path.resolve()) > 1)
         raise ConfigError(f"--model: each model may be given once; got {twice} twice")
+    _refuse_same_file(train, test)
     train_data = load_letor(train)
     test_data = load_letor(test)
     # A sparse test file may name fewer features than train; more means another feature set.

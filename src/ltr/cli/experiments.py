@@ -47,9 +47,13 @@ def compare(
         Path, typer.Option("--dir", metavar="DIR", help="Where --all looks for runs.")
     ] = Path("experiments"),
     metric: Annotated[
-        str,
-        typer.Option("--metric", metavar="NAME", help="Metric of the paired tests and the curves."),
-    ] = "ndcg@10",
+        str | None,
+        typer.Option(
+            "--metric",
+            metavar="NAME",
+            help="Metric of the paired tests and the curves (default: ndcg@10).",
+        ),
+    ] = None,
     metrics: Annotated[
         str, typer.Option("--metrics", metavar="NAMES", help="Comma-separated metrics to show.")
     ] = "ndcg@1,ndcg@5,ndcg@10,map,mrr",
@@ -92,7 +96,7 @@ def compare(
     names = [name.strip().lower() for name in metrics.split(",") if name.strip()]
     comparison = compare_runs(
         records,
-        metric=metric.strip().lower(),
+        metric=None if metric is None else metric.strip().lower(),
         metrics=names,
         baseline=base,
         n_resamples=resamples,
@@ -162,11 +166,11 @@ def _rows(comparison: Comparison, *, best: Callable[[str], Cell]) -> list[list[s
         elif test is not None:
             wtl = test.win_tie_loss
             cells += [
-                f"{test.mean_diff:+.4f}",
+                "n/a" if math.isnan(test.mean_diff) else f"{test.mean_diff:+.4f}",
                 _p(test.t_test.p_value),
                 _p(test.randomization.p_value),
                 _p(test.p_randomization_holm),
-                f"{wtl.wins}/{wtl.ties}/{wtl.losses}",
+                "n/a" if wtl is None else f"{wtl.wins}/{wtl.ties}/{wtl.losses}",
             ]
         rows.append(cells)
     return rows
@@ -194,6 +198,11 @@ def _caption(comparison: Comparison) -> str:
     )
     if not comparison.tests:  # one run: its note (stderr) says there is nothing to test
         return pooled.rstrip()
+    if all(math.isnan(test.t_test.p_value) for test in comparison.tests.values()):
+        return (
+            f"{STAR} best per metric. {pooled}Baseline: {comparison.baseline.run_id}. "
+            f"Δ = run - baseline on {comparison.metric}; paired tests n/a (see the note)."
+        )
     return (
         f"{STAR} best per metric. {pooled}Baseline: {comparison.baseline.run_id}. "
         f"Δ = run - baseline on {comparison.metric}{pairs}; two-sided paired t-test and "
@@ -232,7 +241,9 @@ def _write_plots(comparison: Comparison, path: Path) -> list[Path]:
 
 
 def _number(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.4f}"
+    from ltr.experiments.compare import SHOWN_DECIMALS
+
+    return "n/a" if math.isnan(value) else f"{value:.{SHOWN_DECIMALS}f}"
 
 
 def _p(value: float) -> str:

@@ -307,6 +307,14 @@ def ensemble(
             "--weights", metavar="W1,W2,...", help="Comma-separated weights, one per run."
         ),
     ] = None,
+    scale_scores: Annotated[
+        bool | None,
+        typer.Option(
+            "--scale-scores/--no-scale-scores",
+            help="Divide each run's weight by the spread of its scores on the training file "
+            "(default: when the runs' losses differ).",
+        ),
+    ] = None,
     quiet: Annotated[
         bool,
         typer.Option("--quiet", help="Print only the new run directory (stdout): no metric lines."),
@@ -316,7 +324,14 @@ def ensemble(
     from ltr.training.ensemble import build_ensemble
 
     parsed = None if weights is None else _weights(weights, len(runs))
-    run_dir = build_ensemble(runs, name=name, output_dir=output_dir, weights=parsed, quiet=quiet)
+    run_dir = build_ensemble(
+        runs,
+        name=name,
+        output_dir=output_dir,
+        weights=parsed,
+        scale_scores=scale_scores,
+        quiet=quiet,
+    )
     if quiet:
         print_path(run_dir)
 

@@ -3,11 +3,14 @@
 What ``ltr compare`` shows, as data (the CLI formats it as a table, markdown or JSON):
 
 - one row per run: its id (the run folder's name), model, loss and test metrics (means from
-  ``metrics.json``); the best run per metric is listed in :attr:`Comparison.best` (ties: all);
+  ``metrics.json``); the best run per metric is listed in :attr:`Comparison.best` (ties at the
+  4 decimals shown: all);
 - for every run except the baseline, paired tests of one metric (``ndcg@10`` by default) over the
   per-query values of ``test_per_query.tsv``: the mean difference (run - baseline), a paired
   t-test, a sign-flip randomization test, win/tie/loss counts, and both p-values adjusted with
-  Holm-Bonferroni over the runs compared with the baseline (:mod:`ltr.experiments.significance`).
+  Holm-Bonferroni over the runs compared with the baseline (:mod:`ltr.experiments.significance`);
+- in the JSON, each run's ``ci95`` per metric: the t interval of its mean over queries, as
+  computed (not clipped to the metric's range, which the plot does), null for a single value.
 
 Choices:
 
@@ -18,17 +21,26 @@ Choices:
   not comparable either, so :func:`compare_runs` refuses them (:class:`ConfigError` naming both
   runs and example query ids) rather than testing on the intersection. Query order may differ:
   values are matched by query id. Same query ids are not enough: the runs' test files must
-  have the same sha256, so a relabelled copy of ``test.txt`` is refused too. Each run's sha256
+  have the same sha256, so a relabelled copy of ``test.txt`` is refused too; files of other
+  bytes but the same data decompressed (``test.txt`` and ``test.txt.gz``) are compared, with a
+  note, while both files are there unchanged. Each run's sha256
   is the one its ``metrics.json`` recorded at training time (``data.test``), so a file edited
   in place between two runs is caught; a recorded file that has changed since gets a note
   naming both hashes. Runs from before ltr recorded hashes fall back to the test file of their
   ``config.yaml`` as it is now (with a note); if that file no longer exists, a note says the
-  run could not be checked.
+  run could not be checked. A run whose recorded train or valid file has its test file's
+  sha256 was fitted or early-stopped on its test queries: compared, with a note naming it.
 - **Same no-relevant policy or nothing.** ``evaluation.no_relevant`` (zero, one, skip) sets the
   value of a query without a relevant document in NDCG, MAP and MRR alike, and ``skip`` drops
   such queries from the paired tests; runs evaluated under different policies are refused
-  (:class:`ConfigError` naming the runs and their policies). Runs that differ only in NDCG's
-  gain (exp2, linear) are compared with a note: MAP and MRR do not depend on the gain.
+  (:class:`ConfigError` naming the runs and their policies), unless every compared column fixes
+  the policy in its brackets (``ndcg@10[no_relevant=zero]``, ``ndcg@10[preset=letor]``: every
+  run writes these).
+- **NDCG of different gains is not compared.** Runs that differ in NDCG's gain (exp2, linear)
+  show their NDCG columns without a best mark, since the values measure different things (MAP
+  and MRR do not depend on the gain); a note names the column computed with one gain in every
+  run, ``ndcg@10[preset=letor]``. Paired tests on such a column are refused when the metric was
+  asked for, and shown as n/a (with the note) when it is the default ``ndcg@10``.
 - **Cross-validations** (cv directories of ``ltr cv``, read by :mod:`ltr.experiments.cv_record`)
   compare like runs whose test queries are those of all their folds, pooled and keyed by fold
   and query id; means are over the pooled queries. Runs and cvs are not compared with each
@@ -37,6 +49,7 @@ Choices:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shlex
@@ -50,6 +63,8 @@ import yaml
 from numpy.typing import NDArray
 
 from ltr._fs import file_sha256, read_json
+from ltr.config import split_report_name
+from ltr.data._letor_parser import open_binary
 from ltr.data.layout import config_test_file
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 from ltr.experiments.significance import (
@@ -64,8 +79,10 @@ from ltr.experiments.significance import (
 )
 from ltr.experiments.tracking import json_safe
 from ltr.lifecycle.provenance import file_changed, recorded_file
+from ltr.metrics import PRESETS, reads_gain
 
 __all__ = [
+    "DEFAULT_METRIC",
     "DEFAULT_METRICS",
     "RUN_FILES",
     "BaselineTest",
@@ -79,6 +96,10 @@ __all__ = [
 
 RUN_FILES = ("config.yaml", "training_history.json", "metrics.json", "test_per_query.tsv")
 DEFAULT_METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr")
+DEFAULT_METRIC = "ndcg@10"
+SHOWN_DECIMALS = 4  # of the means in ltr compare's table; the best is picked at this precision
+# every run writes it (ltr.training.experiment.LETOR_NDCG10): one gain, whatever the config's
+FIXED_GAIN_METRIC = "ndcg@10[preset=letor]"
 
 
 @dataclass(frozen=True)
@@ -156,13 +177,17 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class BaselineTest:
-    """One run against the baseline on one metric; differences are run - baseline."""
+    """One run against the baseline on one metric; differences are run - baseline.
+
+    A test that could not be run has NaN statistics and p-values (shown as n/a); then
+    ``win_tie_loss`` is None when the values are not comparable at all (different NDCG gains).
+    """
 
     run_id: str
     metric: str
     t_test: TestResult
     randomization: TestResult
-    win_tie_loss: WinTieLoss
+    win_tie_loss: WinTieLoss | None
     p_t_test_holm: float
     p_randomization_holm: float
 
@@ -308,7 +333,7 @@ def scan_runs(directory: str | Path) -> tuple[list[RunRecord], list[str]]:
 def compare_runs(
     runs: Sequence[RunRecord],
     *,
-    metric: str = "ndcg@10",
+    metric: str | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     baseline: int = 0,
     n_resamples: int = 10_000,
@@ -316,42 +341,101 @@ def compare_runs(
 ) -> Comparison:
     """Compare ``runs``: test metrics, the best per metric, paired tests against the baseline.
 
-    One run is shown with a note that it has nothing to be compared against (no tests).
+    One run is shown with a note that it has nothing to be compared against (no tests). Runs
+    with fewer than 2 test queries that have a value in both them and the baseline are shown
+    with their tests n/a (NaN) and a note.
 
     Args:
         runs: at least one run, as :func:`load_run` reads them, all tested on the same queries;
             or cvs, as :func:`ltr.experiments.cv_record.load_cv` reads them, all of the same
             folds (their test files checked fold by fold).
-        metric: the metric of the paired tests (must be in every ``test_per_query.tsv``).
-        metrics: the metrics to report; ``metric`` is added when missing.
+        metric: the metric of the paired tests (must be in every ``test_per_query.tsv``);
+            None: :data:`DEFAULT_METRIC`, whose tests are n/a (not refused) when the runs
+            differ in NDCG gain.
+        metrics: the metrics to report; the tests' metric is added when missing.
         baseline: index in ``runs`` of the run the others are tested against.
         n_resamples, seed: of the randomization test and its bootstrap interval.
 
     Raises:
         ConfigError: no run, a bad baseline index, a metric some run lacks, runs tested on
-            different queries, runs evaluated under different no-relevant policies, a mix of
-            runs and cvs, or cvs of different folds.
+            different queries, runs evaluated under different no-relevant policies, a
+            ``metric`` computed with different NDCG gains, a mix of runs and cvs, or cvs of
+            different folds.
     """
     if not runs:
         raise ConfigError("nothing to compare: give at least one run")
     if not 0 <= baseline < len(runs):
         raise ConfigError(f"baseline index must be in 0..{len(runs) - 1}; got {baseline}")
-    names = list(dict.fromkeys([*metrics, metric]))
+    chosen = DEFAULT_METRIC if metric is None else metric
+    names = list(dict.fromkeys([*metrics, chosen]))
     runs = _with_loss_details(runs)
     _check_kinds(runs)
     _check_metrics(runs, names)
-    _check_no_relevant(runs)
+    _check_no_relevant(runs, names)
     file_notes = _check_fold_test_files(runs) if runs[0].folds else _check_test_files(runs)
-    base = runs[baseline]
-    aligned = {run.run_id: _aligned_values(run, base, metric) for run in runs}
-    others = [run for run in runs if run is not base]
-    t_tests = [paired_t_test(aligned[run.run_id], aligned[base.run_id]) for run in others]
-    rand_tests = [
-        randomization_test(
-            aligned[run.run_id], aligned[base.run_id], n_resamples=n_resamples, seed=seed
+    gains = _gain_groups(runs)
+    mixed = [name for name in names if len(gains) > 1 and _reads_configured_gain(name)]
+    if chosen in mixed and metric is not None:
+        raise ConfigError(
+            f"metric {chosen}: runs use different NDCG gains ({_describe_gains(gains)}), so "
+            f"their {chosen} values are not comparable; test a metric of one gain in every "
+            f"run: {FIXED_GAIN_METRIC} (in every run's test_per_query.tsv), map or mrr"
         )
-        for run in others
-    ]
+    base = runs[baseline]
+    aligned = {run.run_id: _aligned_values(run, base, chosen) for run in runs}
+    tests, test_notes = _baseline_tests(
+        runs,
+        base,
+        chosen,
+        aligned,
+        comparable=chosen not in mixed,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    return Comparison(
+        runs=list(runs),
+        baseline=base,
+        metric=chosen,
+        metrics=names,
+        best={name: [] if name in mixed else _best(runs, name) for name in names},
+        tests=tests,
+        n_queries=len(base.query_ids),
+        n_resamples=n_resamples,
+        seed=seed,
+        notes=file_notes + _gain_notes(gains, mixed, chosen) + test_notes + _alone_note(runs),
+    )
+
+
+def _baseline_tests(
+    runs: Sequence[RunRecord],
+    base: RunRecord,
+    metric: str,
+    aligned: dict[str, NDArray[np.float64]],
+    *,
+    comparable: bool,
+    n_resamples: int,
+    seed: int,
+) -> tuple[dict[str, BaselineTest], list[str]]:
+    """Every run but ``base`` tested against it on ``metric``, p-values adjusted with Holm, and
+    notes on the tests that could not run. A test is NaN throughout (n/a) when the values are
+    not ``comparable``, and has NaN statistics when fewer than 2 queries pair up."""
+    others = [run for run in runs if run is not base]
+    b = aligned[base.run_id]
+    t_tests, rand_tests = [], []
+    too_few: dict[int, list[str]] = {}  # pairs -> the runs with so few
+    for run in others:
+        a = aligned[run.run_id]
+        pairs = int(np.count_nonzero(np.isfinite(a) & np.isfinite(b)))
+        if comparable and pairs >= 2:
+            t_tests.append(paired_t_test(a, b))
+            rand_tests.append(randomization_test(a, b, n_resamples=n_resamples, seed=seed))
+            continue
+        mean_diff = query_mean(a - b) if comparable else math.nan
+        untested = TestResult(math.nan, math.nan, mean_diff, math.nan, math.nan, pairs)
+        t_tests.append(untested)
+        rand_tests.append(untested)
+        if comparable:
+            too_few.setdefault(pairs, []).append(run.run_id)
     t_holm = holm_bonferroni([t.p_value for t in t_tests])
     rand_holm = holm_bonferroni([t.p_value for t in rand_tests])
     tests = {
@@ -360,23 +444,33 @@ def compare_runs(
             metric,
             t_tests[i],
             rand_tests[i],
-            win_tie_loss(aligned[run.run_id], aligned[base.run_id]),
+            win_tie_loss(aligned[run.run_id], b) if comparable else None,
             t_holm[i],
             rand_holm[i],
         )
         for i, run in enumerate(others)
     }
-    return Comparison(
-        runs=list(runs),
-        baseline=base,
-        metric=metric,
-        metrics=names,
-        best={name: _best(runs, name) for name in names},
-        tests=tests,
-        n_queries=len(base.query_ids),
-        n_resamples=n_resamples,
-        seed=seed,
-        notes=file_notes + _convention_notes(runs) + _alone_note(runs),
+    notes = [
+        _too_few_pairs_note(ids, base.run_id, metric, pairs, b.size)
+        for pairs, ids in too_few.items()
+    ]
+    return tests, notes
+
+
+def _too_few_pairs_note(
+    ids: Sequence[str], base_id: str, metric: str, pairs: int, total: int
+) -> str:
+    """Why a test is n/a: few test queries, or few with a value (the others skipped)."""
+    if pairs == total:
+        why = f"the test set has {_count(total, 'query', 'queries')}"
+    else:
+        why = (
+            f"{pairs} of {total} test queries have a value of {metric} in both runs (the other "
+            f"{total - pairs} are NaN: skipped, with no relevant document)"
+        )
+    return (
+        f"no paired test of {_first_ids(ids)} against {base_id} (n/a): a paired test needs at "
+        f"least 2 queries with a value in both runs, and {why}"
     )
 
 
@@ -432,12 +526,17 @@ def _alone_note(runs: Sequence[RunRecord]) -> list[str]:
 
 
 def _best(runs: Sequence[RunRecord], metric: str) -> list[str]:
-    """Ids of the runs with the highest mean (every metric here is higher-is-better)."""
+    """Ids of the runs with the highest mean (every metric here is higher-is-better), at the
+    :data:`SHOWN_DECIMALS` the table shows: two means that read alike are both best."""
     means = np.array([run.mean(metric) for run in runs])
     if not np.isfinite(means).any():
         return []
-    top = np.nanmax(means)
-    return [run.run_id for run, value in zip(runs, means, strict=True) if value == top]
+    top = f"{np.nanmax(means):.{SHOWN_DECIMALS}f}"
+    return [
+        run.run_id
+        for run, value in zip(runs, means, strict=True)
+        if np.isfinite(value) and f"{value:.{SHOWN_DECIMALS}f}" == top
+    ]
 
 
 def _check_metrics(runs: Sequence[RunRecord], names: Sequence[str]) -> None:
@@ -531,6 +630,7 @@ def _check_test_files(runs: Sequence[RunRecord], *, fix: str | None = None) -> l
     notes = []
     for run in runs:
         recorded = recorded_file(run.report, "test")
+        notes += _test_file_reuse_notes(run)
         if recorded is None:
             digest, note = _current_test_digest(run, hashed)
             notes.append(note)
@@ -549,6 +649,18 @@ def _check_test_files(runs: Sequence[RunRecord], *, fix: str | None = None) -> l
     if len(groups) > 1:
         by_size = sorted(groups.values(), key=len, reverse=True)  # stable: ties keep run order
         described = "; ".join(_describe_group(group, digests, now_sha256) for group in by_size)
+        content = _content_sha256s(by_size, digests, hashed)
+        if content is not None and len(set(content)) == 1:  # e.g. test.txt and test.txt.gz
+            return [
+                *notes,
+                f"runs were tested on files of different bytes but the same data (sha256 "
+                f"{content[0][:12]} decompressed): {described}; compared",
+            ]
+        if content is None and any(str(path).endswith(".gz") for path, _ in digests.values()):
+            described += (
+                " (file bytes differ; a plain and a gzip copy of the same data are compared "
+                "by content only while both files are there unchanged)"
+            )
         if fix is None and len(by_size[0]) > 1:
             command = " ".join(shlex.quote(str(run.path)) for run in by_size[0])
             fix = f"compare runs of one test file: name them, e.g. ltr compare {command}"
@@ -561,6 +673,53 @@ def _check_test_files(runs: Sequence[RunRecord], *, fix: str | None = None) -> l
     return notes + [
         f"{change}; compared by the sha256 recorded at training" for change in changed.values()
     ]
+
+
+def _test_file_reuse_notes(run: RunRecord) -> list[str]:
+    """A run whose recorded train or valid file is its test file (same sha256): its test
+    numbers are optimistically biased (fitted, or its epoch picked, on the test queries)."""
+    test = recorded_file(run.report, "test")
+    if test is None:
+        return []
+    done = {"train": "was trained", "valid": "picked its best epoch"}
+    notes = []
+    for split, did in done.items():
+        record = recorded_file(run.report, split)
+        if record is None or record["sha256"] != test["sha256"]:
+            continue
+        same = (
+            f"is its test file {test['path']}"
+            if record["path"] == test["path"]
+            else f"has the sha256 of its test file {test['path']}"
+        )
+        notes.append(
+            f"{run.run_id} {did} on its test queries: its {split} file {record['path']} {same} "
+            f"(sha256 {test['sha256'][:12]}), so its test metrics are optimistically biased"
+        )
+    return notes
+
+
+def _content_sha256s(
+    groups: Sequence[Sequence[RunRecord]],
+    digests: dict[str, tuple[Path | None, str]],
+    hashed: dict[Path, str],
+) -> list[str] | None:
+    """sha256 of each group's test data decompressed, read from its file; None when a file is
+    gone or no longer has the sha256 its runs recorded (then its content is not known)."""
+    found = []
+    for group in groups:
+        path, sha256 = digests[group[0].run_id]
+        if path is None or _sha256_now(path, hashed) != sha256:
+            return None
+        digest = hashlib.sha256()
+        try:
+            with open_binary(path) as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        except (DataFormatError, DataNotFoundError, OSError):
+            return None
+        found.append(digest.hexdigest())
+    return found
 
 
 def _describe_group(
@@ -576,8 +735,8 @@ def _describe_group(
     return f"{path} (sha256 {sha256[:12]}{since}): {_count(len(group), 'run')} ({ids})"
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
 
 
 def _first_ids(ids: Sequence[str], shown: int = 3) -> str:
@@ -615,13 +774,16 @@ def _sha256_now(path: Path | None, hashed: dict[Path, str]) -> str | None:
     return hashed[resolved]
 
 
-def _check_no_relevant(runs: Sequence[RunRecord]) -> None:
-    """Refuse runs whose no-relevant policies differ: every metric, and the paired queries, do."""
+def _check_no_relevant(runs: Sequence[RunRecord], names: Sequence[str]) -> None:
+    """Refuse runs whose no-relevant policies differ on a compared column: every metric, and
+    the paired queries, depend on it, unless the column's brackets fix it
+    (``ndcg@10[no_relevant=zero]``, ``ndcg@10[preset=letor]``)."""
+    depending = [name for name in names if _policy_of(name, "?") == "?"]
     # "zero" is the default of ltr.config.EvaluationConfig: a run that records none used it
     groups: dict[str, list[RunRecord]] = {}  # policy -> its runs, in the order given
     for run in runs:
         groups.setdefault(run.conventions.get("no_relevant", "zero"), []).append(run)
-    if len(groups) > 1:
+    if len(groups) > 1 and depending:
         by_size = sorted(groups.items(), key=lambda item: len(item[1]), reverse=True)
         described = "; ".join(
             f"no_relevant={policy}: {', '.join(run.run_id for run in group)}"
@@ -631,20 +793,52 @@ def _check_no_relevant(runs: Sequence[RunRecord]) -> None:
         if len(by_size[0][1]) > 1:
             command = " ".join(shlex.quote(str(run.path)) for run in by_size[0][1])
             fix += f", e.g. ltr compare {command}"
+        fixed = "ndcg@10[no_relevant=zero]"
         raise ConfigError(
             f"runs evaluated under {len(groups)} different evaluation.no_relevant policies "
-            f"cannot be compared ({described}); NDCG, MAP and MRR all depend on it: {fix}"
+            f"cannot be compared ({described}) on {', '.join(depending)}: NDCG, MAP and MRR all "
+            f"depend on it; {fix}, or compare on columns that fix the policy: --metric "
+            f"'{fixed}' --metrics '{fixed},{FIXED_GAIN_METRIC}'"
         )
 
 
-def _convention_notes(runs: Sequence[RunRecord]) -> list[str]:
-    seen = {json.dumps(run.conventions, sort_keys=True) for run in runs}
-    if len(seen) <= 1:
+def _policy_of(name: str, configured: str) -> str:
+    """The no-relevant policy of a column: its brackets', else the run's ``configured`` one."""
+    bracket = split_report_name(name)[1]
+    if "preset" in bracket:
+        return str(PRESETS[bracket["preset"]].get("no_relevant", "zero"))
+    return bracket.get("no_relevant", configured)
+
+
+def _gain_groups(runs: Sequence[RunRecord]) -> dict[str, list[str]]:
+    """NDCG gain -> ids of the runs evaluated with it (exp2, the default, when none recorded)."""
+    groups: dict[str, list[str]] = {}
+    for run in runs:
+        groups.setdefault(str(run.conventions.get("gain", "exp2")), []).append(run.run_id)
+    return groups
+
+
+def _reads_configured_gain(name: str) -> bool:
+    """Whether ``name``'s values depend on the run's ``evaluation.gain``: NDCG and DCG, unless
+    a preset in brackets fixes the gain (``ndcg@10[preset=letor]``)."""
+    base, bracket = split_report_name(name)
+    return "preset" not in bracket and reads_gain([base])
+
+
+def _describe_gains(gains: dict[str, list[str]]) -> str:
+    return "; ".join(f"{gain}: {_first_ids(ids)}" for gain, ids in gains.items())
+
+
+def _gain_notes(gains: dict[str, list[str]], mixed: Sequence[str], metric: str) -> list[str]:
+    """Why NDCG columns have no best mark (and the tests are n/a) when gains differ."""
+    if not mixed:
         return []
-    described = "; ".join(f"{run.run_id}: {run.conventions}" for run in runs)
+    tested = f", and the paired tests on {metric} are n/a" if metric in mixed else ""
     return [
-        "runs use different NDCG gains, so NDCG values differ in meaning (MAP and MRR do not "
-        f"depend on the gain): {described}"
+        f"runs use different NDCG gains ({_describe_gains(gains)}): {', '.join(mixed)} measure "
+        f"different things in them, so no best is marked there{tested}; MAP and MRR do not "
+        f"depend on the gain. Compare NDCG on the column of one gain in every run: --metric "
+        f"'{FIXED_GAIN_METRIC}' --metrics '{FIXED_GAIN_METRIC},map,mrr'"
     ]
 
 
@@ -659,6 +853,7 @@ def _cv_dict(cv: RunRecord, metrics: Sequence[str]) -> dict[str, Any]:
 
 def _test_dict(test: BaselineTest) -> dict[str, Any]:
     wtl = test.win_tie_loss
+    counts = {"wins": None, "ties": None, "losses": None} if wtl is None else wtl._asdict()
     return {
         "metric": test.metric,
         "queries": test.n,
@@ -667,9 +862,7 @@ def _test_dict(test: BaselineTest) -> dict[str, Any]:
         "randomization": _result_dict(test.randomization),
         "p_t_test_holm": test.p_t_test_holm,
         "p_randomization_holm": test.p_randomization_holm,
-        "wins": wtl.wins,
-        "ties": wtl.ties,
-        "losses": wtl.losses,
+        **counts,
     }
 
 

@@ -21,16 +21,27 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ltr._extras import require_extra
 from ltr._fs import atomic_path
 from ltr.errors import ConfigError
+from ltr.evaluation import skipped_queries_note
 from ltr.experiments.compare import DEFAULT_METRICS, RunRecord
+from ltr.experiments.significance import ConfidenceInterval
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["curves_path", "plot_test_metrics", "plot_training_curves", "training_curves_figure"]
+__all__ = [
+    "curves_path",
+    "drawn_interval",
+    "metrics_plot_title",
+    "plot_test_metrics",
+    "plot_training_curves",
+    "training_curves_figure",
+]
 
 # matplotlib's tab10 (colour-blind-aware ordering), a marker and a dash per run
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -171,8 +182,10 @@ def plot_test_metrics(
 ) -> Path:
     """Dot-and-whisker chart of test metrics: for each metric a group with one dot per run (its
     mean over test queries) and a whisker (the t-based ``confidence`` interval of that mean over
-    queries; NaN queries dropped). Overlapping whiskers do not mean "no difference": the paired
-    tests of ``ltr compare`` are the sharper instrument, this shows spread and scale.
+    queries; NaN queries dropped; clipped to the metric's range, [0, 1] but for DCG, while the
+    JSON of ``ltr compare`` gives it unclipped; none for a single value). Overlapping whiskers
+    do not mean "no difference": the paired tests of ``ltr compare`` are the sharper
+    instrument, this shows spread and scale.
 
     Returns:
         ``path``, written atomically.
@@ -184,7 +197,7 @@ def plot_test_metrics(
         step = group / len(runs)
         for i, run in enumerate(runs):
             offsets = [m - group / 2 + step * (i + 0.5) for m in range(len(metrics))]
-            intervals = [run.interval(name, confidence=confidence) for name in metrics]
+            intervals = [drawn_interval(run, name, confidence) for name in metrics]
             means = [ci.mean for ci in intervals]
             errors = [
                 [ci.mean - ci.low for ci in intervals],
@@ -200,15 +213,33 @@ def plot_test_metrics(
             ax.axvline(boundary - 0.5, color="0.8", linewidth=1.0)
         ax.set_xlim(-0.5, len(metrics) - 0.5)
         ax.grid(axis="x", visible=False)
-        n = len(runs[0].query_ids) if runs else 0
-        pooled = " of all folds" if any(run.folds for run in runs) else ""
         ax.set_ylabel(f"test value (mean, {confidence:.0%} CI)")
-        ax.set_title(
-            f"Test metrics: mean over {n:,} queries{pooled}, "
-            f"whiskers: {confidence:.0%} confidence interval"
-        )
+        ax.set_title(metrics_plot_title(runs, metrics, confidence=confidence))
         _legend_below(figure, ax)
         return _save(figure, path)
+
+
+def drawn_interval(run: RunRecord, metric: str, confidence: float) -> ConfidenceInterval:
+    """``run``'s interval of ``metric`` clipped to the metric's range (all but DCG lie in
+    [0, 1]); NaN bounds (no whisker drawn) where there is no interval (fewer than 2 values)."""
+    ci = run.interval(metric, confidence=confidence)
+    high = math.inf if metric.startswith("dcg") else 1.0
+    return ConfidenceInterval(ci.mean, max(ci.low, 0.0), min(ci.high, high))
+
+
+def metrics_plot_title(
+    runs: Sequence[RunRecord], metrics: Sequence[str], *, confidence: float = 0.95
+) -> str:
+    """The title of :func:`plot_test_metrics`: the queries the means are over, and how many
+    were skipped (``no_relevant="skip"``) when some were."""
+    n = len(runs[0].query_ids) if runs else 0
+    pooled = " of all folds" if any(run.folds for run in runs) else ""
+    averaged = [int(np.isfinite(run.per_query[name]).sum()) for run in runs for name in metrics]
+    skipped = skipped_queries_note(n, averaged)
+    over = (
+        f" on {n:,} queries{pooled}: {skipped}" if skipped else f": mean over {n:,} queries{pooled}"
+    )
+    return f"Test metrics{over}, whiskers: {confidence:.0%} confidence interval"
 
 
 def _figure(*, ncols: int, width: float) -> tuple[Figure, list[Axes]]:

@@ -7,6 +7,8 @@ Trees?"). ``ltr ensemble`` builds one from finished runs (:mod:`ltr.training.ens
 result is one scorer, so ``ltr predict``, ``ltr export`` and the model store treat it like any
 other. Members see the same normalized features, so they must share the normalizer; the mean
 of raw scores assumes comparable score scales, which members trained with the same loss have.
+For members of different losses, ``ltr ensemble`` folds a per-member scale into the weights
+(:mod:`ltr.training.ensemble`, score scaling), so this module stays a weighted mean.
 """
 
 from __future__ import annotations

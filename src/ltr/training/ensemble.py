@@ -21,6 +21,17 @@ is refused before any work, with how far it got, rather than averaged in silentl
 
 Members share their data section, so without a validation file they validated on the same
 split of the training file (``data.split_seed``), and so does the ensemble.
+
+**Score scaling.** Members trained with different losses score on different scales (an MSE
+and a ListNet MLP on synthetic data: one spreads its scores within a query about twice as
+wide as the other, which one depends on the data), and a plain mean lets the wider one
+dominate. With scaling, each member's weight is divided by the spread of its scores
+on the training file (the pooled within-query standard deviation: a query's offset changes no
+ranking), so every member moves the mean alike; the scaled weights, normalized to sum 1, are the
+ensemble's ``model.weights``, so Python scoring and the ONNX export apply the same ones. On by
+default when the members' losses differ, off when they share one (seed ensembles score as plain
+means); ``scale_scores`` forces it. ``metrics.json["score_scaling"]`` records the choice, why,
+and each member's spread.
 """
 
 from __future__ import annotations
@@ -31,11 +42,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from ltr._console_log import log_console_to, run_console
 from ltr._fs import file_sha256
 from ltr.config import dotted_items, load_config
+from ltr.data.letor import LetorData
 from ltr.data.preprocessing import Normalizer
 from ltr.errors import ConfigError, LtrError, ShapeError
 from ltr.experiments.cv_record import is_cv_dir
@@ -55,6 +68,7 @@ def build_ensemble(
     name: str | None = None,
     output_dir: str | Path | None = None,
     weights: Sequence[float] | None = None,
+    scale_scores: bool | None = None,
     quiet: bool = False,
 ) -> Path:
     """Average the scorers of ``members`` (run directories or checkpoints) into a new run.
@@ -65,6 +79,8 @@ def build_ensemble(
         output_dir: where the run directory goes (default: beside the first member's run
             directory, or its ``tracking.output_dir`` when it is a bare checkpoint).
         weights: one weight per member (default equal).
+        scale_scores: divide each member's weight by the spread of its scores on the training
+            file; None: when the members' losses differ (module docstring).
         quiet: print nothing; else the run directory and its numbers, on stdout.
 
     Returns:
@@ -73,7 +89,8 @@ def build_ensemble(
     Raises:
         ConfigError: fewer than two members, a cv directory (its fold runs are the members), a
             member whose run did not finish (no ``metrics.json``), a member given twice, members
-            trained on different data settings or normalized differently, or bad weights.
+            trained on different data settings or normalized differently, bad weights, or
+            (scaling) a member that scores every document of each training query alike.
         ShapeError: members built for different feature counts.
         DataNotFoundError, LtrError: a member that is not a readable run or checkpoint.
     """
@@ -112,17 +129,28 @@ def build_ensemble(
     config = load_config(base=raw)  # a bad --name is a ConfigError, not a pydantic traceback
     config = config.model_copy(update={"data": config.data.absolute()})  # members' may be relative
     n_features = int(payloads[0]["n_features"])
-    scorer = EnsembleScorer(n_features, config.model.params["members"], weights)
-    for index, (member, payload) in enumerate(zip(scorer.members, payloads, strict=True)):
-        try:
-            member.load_state_dict(payload["model"])
-        except RuntimeError as error:
-            raise LtrError(f"{paths[index]}: the weights do not fit its config: {error}") from None
-    scorer.eval()
-
+    scorer = _load_scorer(n_features, config.model.params["members"], weights, paths, payloads)
     normalizer = Normalizer.from_dict(payloads[0]["normalizer"], source=str(paths[0]))
     splits = load_splits(config.data, record_files=True, gain=config.evaluation.gain)
     batch_size = config.training.batch_size
+    scaling = _score_scaling(payloads, scale_scores)
+    if scaling["scaled"]:
+        train_data = normalizer.transform_data(splits.train)
+        spreads = [
+            _within_query_std(score_data(member, train_data, batch_size=batch_size), train_data)
+            for member in scorer.members
+        ]
+        _refuse_flat_members(paths, spreads)
+        chosen = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
+        scaled = [w / spread for w, spread in zip(chosen, spreads, strict=True)]
+        raw["model"]["weights"] = [w / sum(scaled) for w in scaled]
+        config = load_config(base=raw)
+        config = config.model_copy(update={"data": config.data.absolute()})
+        scorer = _load_scorer(
+            n_features, config.model.params["members"], raw["model"]["weights"], paths, payloads
+        )
+        scaling["train_score_std"] = spreads
+    scaling["weights"] = [float(w) for w in scorer.weights]
     valid_data = normalizer.transform_data(splits.valid)
     names = validation_metrics(config.evaluation, config.training)
     conventions: dict[str, Any] = {
@@ -145,6 +173,7 @@ def build_ensemble(
         "members": [
             _member_record(path, payload) for path, payload in zip(paths, payloads, strict=True)
         ],
+        "score_scaling": scaling,
     }
     meta = {
         "config": config.resolved(),
@@ -176,6 +205,54 @@ def build_ensemble(
         final.update({f"test/{k}": v for k, v in (report["test"] or {}).items()})
         run.finish(report, final, 0, RUN_ARTIFACTS)  # train.log goes with the run's files
     return run.dir
+
+
+def _load_scorer(
+    n_features: int,
+    members: Sequence[dict[str, Any]],
+    weights: Sequence[float] | None,
+    paths: Sequence[Path],
+    payloads: Sequence[dict[str, Any]],
+) -> EnsembleScorer:
+    """The ensemble of ``members`` with their trained weights loaded, in eval mode."""
+    scorer = EnsembleScorer(n_features, members, weights)
+    for index, (member, payload) in enumerate(zip(scorer.members, payloads, strict=True)):
+        try:
+            member.load_state_dict(payload["model"])
+        except RuntimeError as error:
+            raise LtrError(f"{paths[index]}: the weights do not fit its config: {error}") from None
+    scorer.eval()
+    return scorer
+
+
+def _score_scaling(payloads: Sequence[dict[str, Any]], forced: bool | None) -> dict[str, Any]:
+    """Whether to scale the members' scores, and why: ``forced``, else when losses differ."""
+    losses = list(dict.fromkeys(str(p["config"].get("loss", {}).get("name")) for p in payloads))
+    if forced is not None:
+        why = "asked (scale_scores=" + ("true)" if forced else "false)")
+        return {"scaled": forced, "why": why, "losses": losses}
+    if len(losses) > 1:
+        return {"scaled": True, "why": "the members' losses differ", "losses": losses}
+    return {"scaled": False, "why": "the members share one loss", "losses": losses}
+
+
+def _within_query_std(scores: np.ndarray, data: LetorData) -> float:
+    """Pooled within-query standard deviation of ``scores [docs]`` (file order): the spread
+    that moves rankings, without the queries' offsets."""
+    sizes = np.diff(data.query_offsets)
+    means = np.add.reduceat(scores.astype(np.float64), data.query_offsets[:-1]) / sizes
+    deviations = scores - np.repeat(means, sizes)
+    return float(np.sqrt(np.mean(deviations**2)))
+
+
+def _refuse_flat_members(paths: Sequence[Path], spreads: Sequence[float]) -> None:
+    for path, spread in zip(paths, spreads, strict=True):
+        if not spread > 0.0:
+            raise ConfigError(
+                f"{path} scores every document of each training query alike (within-query "
+                "standard deviation 0), so its scores cannot be scaled; leave it out, or build "
+                "the ensemble without scaling (scale_scores=False, --no-scale-scores)"
+            )
 
 
 def _refuse_cv_dirs(members: Sequence[str | Path]) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -12,7 +15,13 @@ import yaml
 
 from ltr.errors import ConfigError, DataNotFoundError
 from ltr.experiments.compare import RunRecord, compare_runs, load_run, scan_runs
-from ltr.experiments.plots import curves_path, plot_test_metrics, plot_training_curves
+from ltr.experiments.plots import (
+    curves_path,
+    drawn_interval,
+    metrics_plot_title,
+    plot_test_metrics,
+    plot_training_curves,
+)
 from support.tiny_runs import forget_data_files, relabel_in_place, tiny_run, write_tiny_data
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -98,6 +107,68 @@ def test_compare_marks_the_best_and_tests_every_run_against_the_baseline(
     assert test.mean_diff == pytest.approx(np.nanmean(diff))
     assert sum(test.win_tie_loss) == test.n == len(runs[0].query_ids)
     assert test.p_randomization_holm >= test.randomization.p_value
+
+
+def blank_all_but_one_query(run_dir: Path, metric: str) -> None:
+    """``metric`` NaN (skipped) for every test query but the first, as under skip."""
+    path = run_dir / "test_per_query.tsv"
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    column = header.split("\t").index(metric)
+    cells = [row.split("\t") for row in rows]
+    for row in cells[1:]:
+        row[column] = "nan"
+    path.write_text("\n".join([header, *map("\t".join, cells)]) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("case", "why"),
+    [
+        ("one query", "the test set has 1 query"),
+        (
+            "one not skipped",
+            "1 of {n} test queries have a value of ndcg@10 in both runs (the "
+            "other {skipped} are NaN: skipped, with no relevant document)",
+        ),
+    ],
+)
+def test_compare_shows_tests_as_na_when_fewer_than_two_queries_pair(
+    runs: list[RunRecord], tmp_path: Path, case: str, why: str
+) -> None:
+    copies = [copy_run(run, tmp_path) for run in runs[:2]]
+    for copy in copies:
+        if case == "one query":
+            rewrite_per_query(copy, slice(0, 1))
+        else:
+            blank_all_but_one_query(copy, "ndcg@10")
+    a, b = map(load_run, copies)
+
+    comparison = compare_runs([a, b], n_resamples=500)
+
+    test = comparison.tests[b.run_id]
+    assert np.isnan(test.t_test.p_value) and np.isnan(test.p_randomization_holm)
+    assert test.n == 1 and sum(test.win_tie_loss or ()) == 1
+    assert test.mean_diff == pytest.approx(b.per_query["ndcg@10"][0] - a.per_query["ndcg@10"][0])
+    n = len(a.query_ids)
+    assert comparison.notes == [
+        f"no paired test of {b.run_id} against {a.run_id} (n/a): a paired test needs at least 2 "
+        f"queries with a value in both runs, and {why.format(n=n, skipped=n - 1)}"
+    ]
+
+
+@pytest.mark.parametrize(("other", "both_best"), [(0.50004, True), (0.50006, False)])
+def test_compare_marks_as_best_every_mean_that_reads_as_the_best(
+    runs: list[RunRecord], tmp_path: Path, other: float, both_best: bool
+) -> None:
+    copies = [copy_run(run, tmp_path) for run in runs[:2]]
+    for copy, mean in zip(copies, [0.5, other], strict=True):
+        report = json.loads((copy / "metrics.json").read_text(encoding="utf-8"))
+        report["test"]["map"] = mean  # 0.5000 and 0.5000 shown: one value to the reader
+        (copy / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
+    a, b = map(load_run, copies)
+
+    comparison = compare_runs([a, b], metrics=["map"], n_resamples=100)
+
+    assert comparison.best["map"] == ([a.run_id, b.run_id] if both_best else [b.run_id])
 
 
 def test_compare_uses_the_chosen_baseline(runs: list[RunRecord]) -> None:
@@ -258,18 +329,89 @@ def test_compare_pairs_runs_by_recorded_sha256_and_notes_a_file_changed_since(
     ]
 
 
+@pytest.mark.parametrize(
+    ("split", "did"), [("valid", "picked its best epoch"), ("train", "was trained")]
+)
+def test_compare_notes_a_run_that_used_its_test_file_to_train_or_early_stop(
+    runs: list[RunRecord], tmp_path: Path, split: str, did: str
+) -> None:
+    """As an older run trained with data.valid (or data.train) = its test file."""
+    leaky = copy_run(runs[1], tmp_path)
+    report = json.loads((leaky / "metrics.json").read_text(encoding="utf-8"))
+    report["data"][split] = report["data"]["test"]
+    (leaky / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
+    test = report["data"]["test"]
+
+    comparison = compare_runs([runs[0], load_run(leaky)], n_resamples=500)
+
+    assert comparison.notes == [
+        f"{runs[1].run_id} {did} on its test queries: its {split} file {test['path']} is its "
+        f"test file {test['path']} (sha256 {test['sha256'][:12]}), so its test metrics are "
+        "optimistically biased"
+    ]
+
+
 def test_compare_refuses_a_metric_a_run_lacks(runs: list[RunRecord]) -> None:
     with pytest.raises(ConfigError, match=r"has no per-query values of err@10; it has ndcg@1, "):
         compare_runs(runs, metric="err@10")
 
 
-def test_compare_notes_different_metric_conventions(runs: list[RunRecord], tmp_path: Path) -> None:
-    linear = copy_run(runs[1], tmp_path)
-    report = json.loads((linear / "metrics.json").read_text(encoding="utf-8"))
-    report["conventions"]["gain"] = "linear"
-    (linear / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
-    comparison = compare_runs([runs[0], load_run(linear)], n_resamples=500)
-    assert len(comparison.notes) == 1 and "different NDCG gains" in comparison.notes[0]
+@pytest.fixture(scope="module")
+def linear_gain_twin(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RunRecord:
+    """The first run of `runs` trained again (same data, loss, seed) under a linear NDCG gain."""
+    first = scan_runs(runs_dir)[0][0]
+    out = tmp_path_factory.mktemp("linear_gain")
+    return load_run(
+        tiny_run(
+            Path(first.config["data"]["root"]),
+            out,
+            "experiment.name=linear",
+            "loss.name=lambdarank",
+            "evaluation.gain=linear",
+            training={"seed": 0, "num_epochs": 3},
+        )
+    )
+
+
+def test_compare_marks_no_best_and_runs_no_test_on_ndcg_of_different_gains(
+    runs: list[RunRecord], linear_gain_twin: RunRecord
+) -> None:
+    pair = [runs[0], linear_gain_twin]
+
+    comparison = compare_runs(pair, metrics=["ndcg@10", "map"], n_resamples=500)
+
+    assert comparison.best["ndcg@10"] == [] and comparison.best["map"] != []
+    test = comparison.tests[linear_gain_twin.run_id]
+    assert np.isnan(test.randomization.p_value) and np.isnan(test.t_test.p_value)
+    assert test.win_tie_loss is None and np.isnan(test.mean_diff)
+    assert len(comparison.notes) == 1
+    assert f"exp2: {runs[0].run_id}; linear: {linear_gain_twin.run_id}" in comparison.notes[0]
+    assert "--metric 'ndcg@10[preset=letor]'" in comparison.notes[0]
+
+
+def test_compare_refuses_an_asked_ndcg_metric_of_different_gains(
+    runs: list[RunRecord], linear_gain_twin: RunRecord
+) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"metric ndcg@5: runs use different NDCG gains .* test a metric of one gain in "
+        r"every run: ndcg@10\[preset=letor\]",
+    ):
+        compare_runs([runs[0], linear_gain_twin], metric="ndcg@5", n_resamples=500)
+
+
+def test_compare_tests_the_letor_ndcg_column_across_gains(
+    runs: list[RunRecord], linear_gain_twin: RunRecord
+) -> None:
+    name = "ndcg@10[preset=letor]"
+
+    comparison = compare_runs(
+        [runs[0], linear_gain_twin], metric=name, metrics=[name, "map"], n_resamples=500
+    )
+
+    test = comparison.tests[linear_gain_twin.run_id]
+    assert comparison.notes == [] and comparison.best[name] != []
+    assert 0.0 <= test.randomization.p_value <= 1.0 and test.win_tie_loss is not None
 
 
 def test_compare_refuses_runs_of_different_no_relevant_policies(
@@ -286,6 +428,65 @@ def test_compare_refuses_runs_of_different_no_relevant_policies(
         rf"\(no_relevant=zero: {runs[0].run_id}; no_relevant=skip: ",
     ):
         compare_runs([runs[0], load_run(skip)], n_resamples=500)
+
+
+def test_compare_accepts_different_policies_on_columns_that_fix_the_policy(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    skip = copy_run(runs[1], tmp_path)
+    report = json.loads((skip / "metrics.json").read_text(encoding="utf-8"))
+    report["conventions"]["no_relevant"] = "skip"
+    (skip / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
+    fixed = ["ndcg@10[no_relevant=zero]", "ndcg@10[preset=letor]"]
+
+    comparison = compare_runs([runs[0], load_run(skip)], metric=fixed[0], metrics=fixed)
+
+    test = comparison.tests[runs[1].run_id]
+    assert comparison.notes == [] and test.n == len(runs[0].query_ids)
+    assert 0.0 <= test.randomization.p_value <= 1.0
+
+
+@pytest.fixture(scope="module")
+def gzip_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One model trained twice: on a folder with test.txt, and on a copy with test.txt.gz."""
+    root = tmp_path_factory.mktemp("gzip")
+    plain = write_tiny_data(root / "plain", seed=4)
+    zipped = Path(shutil.copytree(plain, root / "zipped"))
+    test = zipped / "test.txt"
+    (zipped / "test.txt.gz").write_bytes(gzip.compress(test.read_bytes(), mtime=0))
+    test.unlink()
+    return {
+        name: tiny_run(data, root / "runs", f"experiment.name={name}")
+        for name, data in (("plain", plain), ("zipped", zipped))
+    }
+
+
+def test_compare_pairs_runs_tested_on_a_plain_and_a_gzip_copy_of_one_file(
+    gzip_runs: dict[str, Path],
+) -> None:
+    plain, zipped = load_run(gzip_runs["plain"]), load_run(gzip_runs["zipped"])
+
+    comparison = compare_runs([plain, zipped], n_resamples=500)
+
+    content = plain.report["data"]["test"]["sha256"]  # the plain file's bytes are the data
+    assert len(comparison.notes) == 1 and comparison.notes[0].startswith(
+        f"runs were tested on files of different bytes but the same data (sha256 {content[:12]} "
+        "decompressed): "
+    )
+    assert comparison.tests[zipped.run_id].win_tie_loss == (0, len(plain.query_ids), 0)
+
+
+def test_compare_refuses_a_gzip_copy_it_cannot_read_saying_the_bytes_differ(
+    gzip_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    zipped = load_run(gzip_runs["zipped"])
+    moved = tmp_path / "test.txt.gz"
+    shutil.move(zipped.report["data"]["test"]["path"], moved)
+    try:
+        with pytest.raises(ConfigError, match=r"\(file bytes differ; a plain and a gzip copy"):
+            compare_runs([load_run(gzip_runs["plain"]), zipped], n_resamples=500)
+    finally:
+        shutil.move(moved, zipped.report["data"]["test"]["path"])
 
 
 @pytest.mark.parametrize(
@@ -352,6 +553,43 @@ def test_comparison_as_json_is_strict_json(runs: list[RunRecord]) -> None:
     text = json.dumps(data, allow_nan=False)
     assert json.loads(text)["baseline"] == runs[0].run_id
     assert [row["vs_baseline"] is None for row in data["runs"]] == [True, False, False]
+
+
+def test_the_metrics_plot_title_counts_the_queries_the_means_are_over(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    skipping = copy_run(runs[0], tmp_path)
+    blank_all_but_one_query(skipping, "ndcg@10")  # as under skip: 1 query with a relevant doc
+    run, n = load_run(skipping), len(runs[0].query_ids)
+
+    titles = [metrics_plot_title([run], metrics) for metrics in (["ndcg@10"], ["ndcg@10", "map"])]
+
+    assert titles == [
+        f"Test metrics on {n} queries: means over 1 ({n - 1} skipped: no relevant document), "
+        "whiskers: 95% confidence interval",
+        f"Test metrics on {n} queries: means over 1 to {n} (the others skipped: no relevant "
+        "document), whiskers: 95% confidence interval",
+    ]
+    assert metrics_plot_title(runs, ["map"]).startswith(f"Test metrics: mean over {n} queries, ")
+
+
+def test_plotted_whiskers_stay_in_the_metric_range_and_one_value_has_none(
+    runs: list[RunRecord], tmp_path: Path
+) -> None:
+    run = runs[0]
+    n = len(run.query_ids)
+    near_one = np.ones(n)
+    near_one[0] = 0.0  # mean close to 1, a t interval reaching above it
+    one_value = np.full(n, np.nan)
+    one_value[0] = 0.5
+    edited = dataclasses.replace(run, per_query={"mrr": near_one, "ndcg@10": one_value})
+
+    mrr, ndcg = drawn_interval(edited, "mrr", 0.95), drawn_interval(edited, "ndcg@10", 0.95)
+
+    assert edited.interval("mrr").high > 1.0 and mrr.high == 1.0 and 0.0 < mrr.low < mrr.mean
+    assert ndcg.mean == 0.5 and math.isnan(ndcg.low) and math.isnan(ndcg.high)
+    path = plot_test_metrics([edited], tmp_path / "cmp.png", metrics=["mrr", "ndcg@10"])
+    assert path.read_bytes().startswith(PNG_MAGIC)
 
 
 def test_plots_write_two_pngs_atomically(runs: list[RunRecord], tmp_path: Path) -> None:

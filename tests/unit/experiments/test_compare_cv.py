@@ -228,8 +228,10 @@ def test_compare_refuses_cvs_of_different_no_relevant_policies(
     assert str(refused.value) == (
         "runs evaluated under 2 different evaluation.no_relevant policies cannot be compared "
         f"(no_relevant=zero: {records[0].run_id}, {records[1].run_id}; no_relevant=skip: "
-        f"{skip.run_id}); NDCG, MAP and MRR all depend on it: compare runs evaluated alike, "
-        f"e.g. ltr compare {records[0].path} {records[1].path}"
+        f"{skip.run_id}) on ndcg@1, ndcg@5, ndcg@10, map, mrr: NDCG, MAP and MRR all depend on "
+        f"it; compare runs evaluated alike, e.g. ltr compare {records[0].path} "
+        f"{records[1].path}, or compare on columns that fix the policy: --metric "
+        "'ndcg@10[no_relevant=zero]' --metrics 'ndcg@10[no_relevant=zero],ndcg@10[preset=letor]'"
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import tracemalloc
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -54,6 +56,73 @@ def test_randomization_test_is_exact_for_small_n_like_full_enumeration_and_scipy
     result = randomization_test(a, b, n_resamples=10_000)
     assert result.p_value == enumerated
     assert result.p_value == pytest.approx(scipy_exact.pvalue, abs=1e-12)
+
+
+# metric values as they are meant (1/3, not its float), so the oracle's ties are real ties
+LEVELS = [Fraction(0), Fraction(1, 3), Fraction(1, 2), Fraction(6309, 10000), Fraction(1)]
+LEVELS += [Fraction(1, 10), Fraction(2, 10), Fraction(3, 10), Fraction(4309, 10000)]
+
+
+def exact_rational_p(a: list[Fraction], b: list[Fraction]) -> float:
+    """Every sign flip, in exact arithmetic: the share with |sum| >= the observed |sum|."""
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    observed = abs(sum(d))
+    flips = itertools.product((1, -1), repeat=len(d))
+    hits = sum(
+        abs(sum(s * x for s, x in zip(signs, d, strict=True))) >= observed for signs in flips
+    )
+    return hits / 2 ** len(d)
+
+
+def test_randomization_test_counts_ties_where_the_differences_cancel() -> None:
+    """Differences summing to -0.0024 where |d| sums to 2.3: no flip has a smaller |sum|, so
+    p = 1, yet rounding put the float sums of equal flips on both sides of the observed one."""
+    a = [LEVELS[i] for i in (0, 8, 0, 1, 1)]
+    b = [LEVELS[i] for i in (0, 0, 5, 0, 4)]
+
+    result = randomization_test([float(x) for x in a], [float(x) for x in b])
+
+    assert result.p_value == exact_rational_p(a, b) == 1.0
+
+
+def test_randomization_test_exact_branch_matches_exact_arithmetic_on_metric_like_values() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        n = int(rng.integers(2, 10))
+        a = [LEVELS[i] for i in rng.integers(0, 8, n)]
+        b = [LEVELS[i] for i in rng.integers(0, 8, n)]
+        p = randomization_test([float(x) for x in a], [float(x) for x in b]).p_value
+        assert p == exact_rational_p(a, b), (a, b)
+
+
+def test_randomization_test_monte_carlo_counts_ties_as_integer_arithmetic_does() -> None:
+    """P@10-like values: the same sign flips summed as integers (tenths) count alike."""
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        a, b = rng.integers(0, 11, 40), rng.integers(0, 11, 40)
+        tenths = a - b
+        flips = np.random.default_rng(0).integers(0, 2, size=(10_000, 40), dtype=np.int8)
+        sums = tenths.sum() - 2 * (flips.astype(np.int64) @ tenths)
+        expected = (1 + np.count_nonzero(np.abs(sums) >= abs(tenths.sum()))) / 10_001
+        assert randomization_test(a / 10, b / 10, seed=0).p_value == expected
+
+
+def test_randomization_test_enumerates_in_chunks_of_bounded_memory() -> None:
+    """2**20 sign vectors of 20 queries: 160 MB as one float matrix, far less in chunks."""
+    a, b = paired_values(20, 0.05, seed=4)
+    tracemalloc.start()
+    try:
+        result = randomization_test(a, b, n_resamples=2**20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    d = a - b
+    flips = np.array(list(itertools.product([-1.0, 1.0], repeat=10)))  # halves of the 20 signs
+    halves = flips @ d[:10], flips @ d[10:]
+    sums = np.abs(halves[0][:, None] + halves[1][None, :])
+    tolerance = 4 * 20 * np.finfo(np.float64).eps * np.abs(d).sum()
+    assert result.p_value == np.count_nonzero(sums >= abs(d.sum()) - tolerance) / 2**20
+    assert peak < 80e6
 
 
 def test_randomization_test_agrees_with_scipy_within_monte_carlo_error() -> None:
@@ -124,8 +193,13 @@ def test_paired_tests_need_equal_lengths() -> None:
 
 
 def test_paired_tests_need_two_pairs_with_values() -> None:
-    with pytest.raises(ShapeError, match="at least 2 queries with a value in both runs; got 1 "):
+    with pytest.raises(ShapeError, match="in both runs; got 1 of 3; the other 2 are NaN"):
         randomization_test([0.1, np.nan, 0.3], [0.2, 0.2, np.nan])
+
+
+def test_paired_tests_of_one_query_do_not_blame_skipped_queries() -> None:
+    with pytest.raises(ShapeError, match=r"in both runs; got 1$"):
+        paired_t_test([0.1], [0.2])
 
 
 def test_win_tie_loss_counts_queries_and_ignores_tiny_differences() -> None:
@@ -142,7 +216,8 @@ def test_mean_confidence_interval_matches_scipy_t_interval() -> None:
 
 
 def test_mean_confidence_interval_drops_nan_and_handles_tiny_samples() -> None:
-    assert tuple(mean_confidence_interval([0.4, np.nan])) == (0.4, 0.4, 0.4)
+    mean, low, high = mean_confidence_interval([0.4, np.nan])
+    assert mean == 0.4 and math.isnan(low) and math.isnan(high)  # one value: no interval
     assert all(math.isnan(v) for v in mean_confidence_interval([np.nan]))
 
 

@@ -112,10 +112,11 @@ def test_every_command_taking_a_model_says_a_cv_directory_is_one(
     cv_dir: Path, folds_dir: Path, tmp_path: Path, command: str
 ) -> None:
     test, out = str(folds_dir / "Fold1" / "test.txt"), str(tmp_path / "out")
+    train = str(folds_dir / "Fold1" / "train.txt")
     args = {
         "predict": ["predict", "--model", str(cv_dir), "--data", test, "--out", out],
         "export": ["export", "--model", str(cv_dir), "--output", out],
-        "baselines": ["baselines", "--train", test, "--test", test, "--model", str(cv_dir)],
+        "baselines": ["baselines", "--train", train, "--test", test, "--model", str(cv_dir)],
         "promote": ["promote", str(cv_dir), "--to", "validated"],
     }[command]
 
