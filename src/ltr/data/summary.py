@@ -3,6 +3,7 @@ record of a file a run read (:func:`describe_data`)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ltr._fs import file_sha256
+from ltr.data._letor_parser import open_binary
 from ltr.data.letor import LetorData
 
 
@@ -94,3 +96,17 @@ def describe_data(path: Path, data: LetorData, *, sha256: str | None = None) -> 
         "queries": data.n_queries,
         "documents": data.n_docs,
     }
+
+
+def content_sha256(path: Path) -> str:
+    """Hex sha256 of a data file's text, decompressed when it is gzip: a plain file and its
+    gzip copy give the same digest, which :func:`file_sha256` of their bytes does not.
+
+    Raises:
+        DataNotFoundError, DataFormatError: the file is missing or its gzip stream is damaged.
+    """
+    digest = hashlib.sha256()
+    with open_binary(path) as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

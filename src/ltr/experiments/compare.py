@@ -49,7 +49,6 @@ Choices:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shlex
@@ -64,8 +63,8 @@ from numpy.typing import NDArray
 
 from ltr._fs import file_sha256, read_json
 from ltr.config import split_report_name
-from ltr.data._letor_parser import open_binary
 from ltr.data.layout import config_test_file
+from ltr.data.summary import content_sha256
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 from ltr.experiments.significance import (
     ConfidenceInterval,
@@ -711,14 +710,10 @@ def _content_sha256s(
         path, sha256 = digests[group[0].run_id]
         if path is None or _sha256_now(path, hashed) != sha256:
             return None
-        digest = hashlib.sha256()
         try:
-            with open_binary(path) as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
+            found.append(content_sha256(path))
         except (DataFormatError, DataNotFoundError, OSError):
             return None
-        found.append(digest.hexdigest())
     return found
 
 
