@@ -52,6 +52,15 @@ def copy_run(run: RunRecord, destination: Path) -> Path:
     return Path(shutil.copytree(run.path, destination / run.run_id))
 
 
+def skip_policy_copy(run: RunRecord, destination: Path) -> Path:
+    """A copy of ``run`` whose metrics.json says it was evaluated with ``no_relevant=skip``."""
+    copy = copy_run(run, destination)
+    report = json.loads((copy / "metrics.json").read_text(encoding="utf-8"))
+    report["conventions"]["no_relevant"] = "skip"
+    (copy / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
+    return copy
+
+
 def rewrite_per_query(run_dir: Path, keep_rows: slice | np.ndarray) -> None:
     path = run_dir / "test_per_query.tsv"
     header, *rows = path.read_text(encoding="utf-8").splitlines()
@@ -417,10 +426,7 @@ def test_compare_tests_the_letor_ndcg_column_across_gains(
 def test_compare_refuses_runs_of_different_no_relevant_policies(
     runs: list[RunRecord], tmp_path: Path
 ) -> None:
-    skip = copy_run(runs[1], tmp_path)
-    report = json.loads((skip / "metrics.json").read_text(encoding="utf-8"))
-    report["conventions"]["no_relevant"] = "skip"
-    (skip / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
+    skip = skip_policy_copy(runs[1], tmp_path)
 
     with pytest.raises(
         ConfigError,
@@ -433,10 +439,7 @@ def test_compare_refuses_runs_of_different_no_relevant_policies(
 def test_compare_accepts_different_policies_on_columns_that_fix_the_policy(
     runs: list[RunRecord], tmp_path: Path
 ) -> None:
-    skip = copy_run(runs[1], tmp_path)
-    report = json.loads((skip / "metrics.json").read_text(encoding="utf-8"))
-    report["conventions"]["no_relevant"] = "skip"
-    (skip / "metrics.json").write_text(json.dumps(report), encoding="utf-8")
+    skip = skip_policy_copy(runs[1], tmp_path)
     fixed = ["ndcg@10[no_relevant=zero]", "ndcg@10[preset=letor]"]
 
     comparison = compare_runs([runs[0], load_run(skip)], metric=fixed[0], metrics=fixed)
