@@ -336,7 +336,10 @@ def _export(m: Mapping[str, Any]) -> str:
         f"{onnx_info.get('opset')}, {onnx_info.get('exporter')}",
         "- Versions: " + ", ".join(f"{key} {value}" for key, value in versions.items()),
         f"- Parity with PyTorch (float32 graph): max |diff| {_number(parity.get('max_abs_diff'))} "
-        f"(limit {parity.get('atol')}), rankings identical: {parity.get('rankings_identical')}, "
+        f"(relative {_number(parity.get('max_relative_diff'))}; limit {parity.get('atol')} + "
+        f"{parity.get('rtol')} * max |score| per query), rankings identical: "
+        f"{parity.get('rankings_identical')} (near-tied pairs swapped: "
+        f"{parity.get('near_tie_swaps')}), "
         f"largest metric difference {_number(parity.get('metrics_max_diff'))}",
     ]
     q = m.get("quantization")

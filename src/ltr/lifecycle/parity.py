@@ -3,16 +3,29 @@
 **Parity** (:func:`validate_parity`) runs ONNX Runtime and PyTorch eager (normalizer + scorer,
 eval mode, float32) on the same padded slates: the whole test file, and random slates of 1, 7,
 100 and 1,000 documents (3 queries each; where the graph has a ``mask`` input the last query is
-partly padding). Rules, checked on real documents only:
+partly padding). Rules, checked on real documents only, with tolerances that grow with each
+query's **score scale** ``s_q = max |torch score|`` over its real documents (float32 rounding
+is relative: one ulp of a score near 5e4 is 0.004, so a fixed bound refuses correct graphs):
 
-- **scores**: ``max |onnx - torch| <= atol`` (default 1e-5);
-- **rankings**: identical apart from near-ties. For every query and every pair of documents
-  ``(i, j)`` with ``torch_i - torch_j > tie_tolerance`` (default 1e-6), ONNX Runtime must put
-  ``i`` above ``j`` in the stable descending order of its own scores (ties keep input order, as
-  ltr's metrics do). Pairs that torch scores within ``tie_tolerance`` of each other may come in
-  either order; every other pair is ordered exactly as torch orders it;
+- **scores**: every real document has ``|onnx - torch| <= atol + rtol * s_q`` (defaults 1e-5 and
+  1e-6; 1e-6 is about 8 float32 ulps of the query's largest score);
+- **rankings**: for every query and every pair of documents ``(i, j)`` with
+  ``torch_i - torch_j > tie_tolerance + rtol * s_q`` (default 1e-6 + 1e-6 ``s_q``), ONNX
+  Runtime puts ``i`` above ``j`` in the stable descending order of its own scores (ties keep
+  input order, as ltr's metrics do). That is all the rule guarantees: pairs that torch separates
+  by at most that gap may come in either order, whatever their order in torch (a query whose
+  scores all lie within the gap may come out reversed). Such swaps are not hidden: each case
+  counts them (``near_tie_swaps``), and ``rankings_identical`` in :meth:`ParityReport.to_dict`
+  is True only when no pair at all is ordered differently;
 - **metrics** (test file only): :func:`ltr.evaluation.evaluate_scores` of both score vectors,
-  under the run's conventions, agree within 1e-9 per metric mean.
+  under the run's conventions, agree within 1e-9 per metric mean; a near-tie swap that moves a
+  metric is caught here.
+
+An optional third engine, the **float64 path** (``training_scores``: the scores ``ltr predict``
+writes, features normalized in float64 by :meth:`ltr.data.preprocessing.Normalizer.transform`
+and scored in eager PyTorch), is compared with ONNX Runtime on the test file under the same
+score and ranking rules, as case ``"test file, float64 normalization"``. It catches a graph
+whose float32 normalization departs from the one training used.
 """
 
 from __future__ import annotations
@@ -37,8 +50,12 @@ __all__ = [
     "METRIC_TOLERANCE",
     "PARITY_LIST_SIZES",
     "PARITY_METRICS",
+    "RTOL",
+    "SCORE_ATOL",
+    "TIE_ATOL",
     "ParityCase",
     "ParityReport",
+    "query_scale",
     "ranking_violations",
     "validate_parity",
 ]
@@ -46,43 +63,100 @@ __all__ = [
 PARITY_LIST_SIZES = (1, 7, 100, 1000)
 PARITY_METRICS = ("ndcg@1", "ndcg@5", "ndcg@10", "map", "mrr")
 METRIC_TOLERANCE = 1e-9
+SCORE_ATOL = 1e-5  # absolute part of the score rule
+TIE_ATOL = 1e-6  # absolute part of the tie gap of the ranking rule
+RTOL = 1e-6  # relative part of both, times the query's score scale
 _RANDOM_QUERIES = 3
 
 
+def query_scale(torch_scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``float64 [queries]``: ``max |torch score|`` over each query's real documents (0 if none)."""
+    magnitude = np.abs(torch_scores.astype(np.float64))
+    # NaN stays NaN (np.max propagates it), so a NaN score fails every rule that uses the scale
+    scale: np.ndarray = np.where(mask, magnitude, 0.0).max(axis=1, initial=0.0)
+    return scale
+
+
 def ranking_violations(
-    torch_scores: np.ndarray, onnx_scores: np.ndarray, mask: np.ndarray, tie_tolerance: float
+    torch_scores: np.ndarray,
+    onnx_scores: np.ndarray,
+    mask: np.ndarray,
+    tie_tolerance: float,
+    *,
+    rtol: float = 0.0,
 ) -> np.ndarray:
-    """``int [queries]``: pairs torch separates by more than ``tie_tolerance`` that ONNX
-    Runtime orders the other way (the ranking rule of the module docstring).
+    """``int [queries]``: pairs torch separates by more than ``tie_tolerance + rtol * s_q``
+    that ONNX Runtime orders the other way (the ranking rule of the module docstring).
 
     Args:
         torch_scores, onnx_scores: ``[queries, list_len]``.
         mask: ``bool [queries, list_len]``, True for real documents.
-        tie_tolerance: torch score gap at or below which two documents count as tied.
+        tie_tolerance: absolute torch score gap at or below which two documents count as tied.
+        rtol: relative part of the gap, times the query's :func:`query_scale`.
     """
+    return _pair_counts(torch_scores, onnx_scores, mask, tie_tolerance, rtol)[0]
+
+
+def _pair_counts(
+    torch_scores: np.ndarray, onnx_scores: np.ndarray, mask: np.ndarray, tie: float, rtol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: (pairs reordered beyond the tie gap, pairs torch orders strictly that ONNX
+    Runtime orders the other way, near ties included)."""
     filled = np.where(mask, onnx_scores.astype(np.float64), -np.inf)
     order = np.argsort(-filled, axis=1, kind="stable")
     position = np.empty_like(order)
     np.put_along_axis(position, order, np.arange(order.shape[1])[None, :], axis=1)
     reference = torch_scores.astype(np.float64)
+    gaps = tie + rtol * query_scale(reference, mask)
     violations = np.zeros(reference.shape[0], dtype=np.int64)
+    swaps = np.zeros(reference.shape[0], dtype=np.int64)
     for q in range(reference.shape[0]):  # one [L, L] matrix at a time keeps memory at O(L^2)
         real = mask[q]
         t, p = reference[q, real], position[q, real]
-        above = (t[:, None] - t[None, :]) > tie_tolerance  # torch ranks i above j
-        violations[q] = int((above & (p[:, None] > p[None, :])).sum())
-    return violations
+        gap = t[:, None] - t[None, :]  # torch ranks i above j by this much
+        flipped = p[:, None] > p[None, :]  # ONNX Runtime puts j above i
+        # NaN gaps compare False; a NaN score fails the score rule instead
+        violations[q] = int(((gap > gaps[q]) & flipped).sum())
+        swaps[q] = int(((gap > 0) & flipped).sum())
+    return violations, swaps
+
+
+def _score_violations(
+    t: np.ndarray, o: np.ndarray, mask: np.ndarray, atol: float, rtol: float
+) -> tuple[int, float, float]:
+    """(queries with a real document beyond ``atol + rtol * s_q``, max |diff|, max relative
+    diff ``|diff| / s_q``) over real documents."""
+    if not mask.any():
+        return 0, 0.0, 0.0
+    diff = np.abs(t.astype(np.float64) - o.astype(np.float64))
+    scale = query_scale(t, mask)[:, None]
+    within = diff <= atol + rtol * scale  # NaN compares False: a NaN score fails
+    beyond = int((mask & ~within).any(axis=1).sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(diff == 0, 0.0, diff / scale)
+    return beyond, float(diff[mask].max()), float(relative[mask].max())
 
 
 @dataclass(frozen=True)
 class ParityCase:
-    """One comparison: ``queries`` slates holding ``documents`` real documents in all."""
+    """One comparison: ``queries`` slates holding ``documents`` real documents in all.
+
+    Attributes:
+        max_abs_diff: largest ``|onnx - torch|``.
+        max_relative_diff: largest ``|onnx - torch| / s_q`` (``s_q``: the query's score scale).
+        score_violations: queries with a document beyond the score rule.
+        reordered_queries: queries with a pair ordered against the ranking rule.
+        near_tie_swaps: pairs ordered differently within the tie gap (allowed, reported).
+    """
 
     name: str
     queries: int
     documents: int
     max_abs_diff: float
+    max_relative_diff: float
+    score_violations: int
     reordered_queries: int
+    near_tie_swaps: int
 
 
 @dataclass
@@ -90,8 +164,9 @@ class ParityReport:
     """What :func:`validate_parity` found; ``passed`` is False when any rule fails.
 
     Attributes:
-        atol: the score tolerance.
-        tie_tolerance: torch gaps at or below this may swap order.
+        atol: absolute part of the score tolerance.
+        tie_tolerance: absolute part of the tie gap (torch gaps within the gap may swap).
+        rtol: relative part of both, times each query's score scale.
         cases: the test file first (if any), then the random slates.
         metrics_torch, metrics_onnx: metric means on the test file (empty without one).
         problems: one sentence per failed rule.
@@ -99,6 +174,7 @@ class ParityReport:
 
     atol: float
     tie_tolerance: float
+    rtol: float = RTOL
     cases: list[ParityCase] = field(default_factory=list)
     metrics_torch: dict[str, float] = field(default_factory=dict)
     metrics_onnx: dict[str, float] = field(default_factory=dict)
@@ -111,6 +187,15 @@ class ParityReport:
     @property
     def max_abs_diff(self) -> float:
         return max((case.max_abs_diff for case in self.cases), default=0.0)
+
+    @property
+    def max_relative_diff(self) -> float:
+        return max((case.max_relative_diff for case in self.cases), default=0.0)
+
+    @property
+    def near_tie_swaps(self) -> int:
+        """Pairs ordered differently within the tie gap, over all cases (0: identical rankings)."""
+        return sum(case.near_tie_swaps for case in self.cases)
 
     @property
     def metrics_max_diff(self) -> float:
@@ -127,9 +212,13 @@ class ParityReport:
             "passed": self.passed,
             "atol": self.atol,
             "tie_tolerance": self.tie_tolerance,
+            "rtol": self.rtol,
             "metric_tolerance": METRIC_TOLERANCE,
             "max_abs_diff": self.max_abs_diff,
-            "rankings_identical": all(case.reordered_queries == 0 for case in self.cases),
+            "max_relative_diff": self.max_relative_diff,
+            # identical means identical: a swap of near-tied documents makes this False
+            "rankings_identical": self.near_tie_swaps == 0,
+            "near_tie_swaps": self.near_tie_swaps,
             "metrics_max_diff": self.metrics_max_diff,
             "metrics_torch": self.metrics_torch,
             "metrics_onnx": self.metrics_onnx,
@@ -145,8 +234,9 @@ def validate_parity(
     n_features: int,
     data: LetorData | None = None,
     list_sizes: Sequence[int] = PARITY_LIST_SIZES,
-    atol: float = 1e-5,
-    tie_tolerance: float = 1e-6,
+    atol: float = SCORE_ATOL,
+    tie_tolerance: float = TIE_ATOL,
+    rtol: float = RTOL,
     metrics: Sequence[str] = PARITY_METRICS,
     conventions: Mapping[str, Any] | None = None,
     batch_size: int = 64,
@@ -161,8 +251,9 @@ def validate_parity(
         n_features: feature count of the graph.
         data: raw (unnormalized) test data; None checks the random slates only.
         list_sizes: documents per random slate.
-        atol: largest allowed ``|onnx - torch|``.
-        tie_tolerance: torch score gaps at or below this may come in either order.
+        atol: absolute part of the allowed ``|onnx - torch|``.
+        tie_tolerance: absolute part of the torch gap within which a pair may swap.
+        rtol: relative part of both, times each query's ``max |torch score|``.
         metrics, conventions: what :func:`evaluate_scores` computes on ``data``.
         batch_size: queries per slate on ``data``.
         seed: of the random slates.
@@ -170,10 +261,10 @@ def validate_parity(
     Returns:
         The report; the caller decides what a failure means (export refuses to write).
     """
-    report = ParityReport(atol=atol, tie_tolerance=tie_tolerance)
+    report = ParityReport(atol=atol, tie_tolerance=tie_tolerance, rtol=rtol)
     if data is not None:
         torch_scores, onnx_scores, case = _compare_data(
-            session, reference, data, batch_size, tie_tolerance
+            session, reference, data, batch_size, report
         )
         report.cases.append(case)
         conv = dict(conventions or {})
@@ -198,13 +289,13 @@ def _compare_data(
     reference: nn.Module,
     data: LetorData,
     batch_size: int,
-    tie_tolerance: float,
+    report: ParityReport,
 ) -> tuple[np.ndarray, np.ndarray, ParityCase]:
     """Both engines over the whole file, in slates of queries of similar length."""
     torch_scores = np.zeros(data.n_docs, dtype=np.float64)
     onnx_scores = np.zeros(data.n_docs, dtype=np.float64)
     order = np.argsort(data.list_lengths, kind="stable")
-    reordered, max_diff = 0, 0.0
+    parts = []
     for start in range(0, order.size, batch_size):
         slates = pad_slates(data, order[start : start + batch_size])
         mask = slates.mask
@@ -212,11 +303,22 @@ def _compare_data(
         o = run_session(session, slates.features, mask)
         rows = data.query_offsets[slates.query_index][:, None] + np.arange(mask.shape[1])
         torch_scores[rows[mask]], onnx_scores[rows[mask]] = t[mask], o[mask]
-        if mask.any():
-            max_diff = max(max_diff, float(np.abs(t - o)[mask].max()))
-        reordered += int((ranking_violations(t, o, mask, tie_tolerance) > 0).sum())
-    case = ParityCase("test file", data.n_queries, data.n_docs, max_diff, reordered)
-    return torch_scores, onnx_scores, case
+        parts.append(_case("test file", t, o, mask, report))
+    return torch_scores, onnx_scores, _merge("test file", parts)
+
+
+def _merge(name: str, parts: Sequence[ParityCase]) -> ParityCase:
+    """One case out of the cases of consecutive slates."""
+    return ParityCase(
+        name,
+        sum(part.queries for part in parts),
+        sum(part.documents for part in parts),
+        max((part.max_abs_diff for part in parts), default=0.0),
+        max((part.max_relative_diff for part in parts), default=0.0),
+        sum(part.score_violations for part in parts),
+        sum(part.reordered_queries for part in parts),
+        sum(part.near_tie_swaps for part in parts),
+    )
 
 
 def _random_slate(
@@ -238,23 +340,34 @@ def _random_slate(
 def _case(
     name: str, t: np.ndarray, o: np.ndarray, mask: np.ndarray, report: ParityReport
 ) -> ParityCase:
-    diff = float(np.abs(t.astype(np.float64) - o)[mask].max()) if mask.any() else 0.0
-    reordered = int((ranking_violations(t, o, mask, report.tie_tolerance) > 0).sum())
-    return ParityCase(name, int(mask.shape[0]), int(mask.sum()), diff, reordered)
+    beyond, max_diff, max_relative = _score_violations(t, o, mask, report.atol, report.rtol)
+    violations, swaps = _pair_counts(t, o, mask, report.tie_tolerance, report.rtol)
+    return ParityCase(
+        name,
+        int(mask.shape[0]),
+        int(mask.sum()),
+        max_diff,
+        max_relative,
+        beyond,
+        int((violations > 0).sum()),
+        int(swaps.sum()),
+    )
 
 
 def _judge(report: ParityReport) -> None:
     for case in report.cases:
-        if not case.max_abs_diff <= report.atol:  # also catches NaN
+        if case.score_violations or np.isnan(case.max_abs_diff):
             report.problems.append(
-                f"{case.name}: max |onnx - torch| must be <= {report.atol:g}; "
-                f"got {case.max_abs_diff:.3g}"
+                f"{case.name}: |onnx - torch| must be <= {report.atol:g} + {report.rtol:g} * "
+                f"max |torch score| of the query; {case.score_violations} of {case.queries} "
+                f"queries exceed it (max |diff| {case.max_abs_diff:.3g}, relative "
+                f"{case.max_relative_diff:.3g})"
             )
         if case.reordered_queries:
             report.problems.append(
-                f"{case.name}: rankings must match torch apart from ties within "
-                f"{report.tie_tolerance:g}; {case.reordered_queries} of {case.queries} "
-                "queries are ordered differently"
+                f"{case.name}: rankings must match torch apart from pairs within "
+                f"{report.tie_tolerance:g} + {report.rtol:g} * max |torch score| of the query; "
+                f"{case.reordered_queries} of {case.queries} queries are ordered differently"
             )
     for name, expected in report.metrics_torch.items():
         got = report.metrics_onnx[name]
