@@ -31,7 +31,7 @@ whose float32 normalization departs from the one training used.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ from torch import nn
 from ltr._extras import require_extra
 from ltr.data.dataset import pad_slates
 from ltr.data.letor import LetorData
+from ltr.errors import ShapeError
 from ltr.evaluation import evaluate_scores
 from ltr.lifecycle.runtime import run_session, run_torch
 
@@ -147,6 +148,7 @@ class ParityCase:
         score_violations: queries with a document beyond the score rule.
         reordered_queries: queries with a pair ordered against the ranking rule.
         near_tie_swaps: pairs ordered differently within the tie gap (allowed, reported).
+        reference: what ONNX Runtime is compared with (``torch`` or ``float64 path``).
     """
 
     name: str
@@ -157,6 +159,7 @@ class ParityCase:
     score_violations: int
     reordered_queries: int
     near_tie_swaps: int
+    reference: str = "torch"
 
 
 @dataclass
@@ -169,6 +172,8 @@ class ParityReport:
         rtol: relative part of both, times each query's score scale.
         cases: the test file first (if any), then the random slates.
         metrics_torch, metrics_onnx: metric means on the test file (empty without one).
+        metrics_float64: metric means of ``training_scores`` (empty without them); recorded,
+            not judged (a near-tie swap may move them).
         problems: one sentence per failed rule.
     """
 
@@ -178,6 +183,7 @@ class ParityReport:
     cases: list[ParityCase] = field(default_factory=list)
     metrics_torch: dict[str, float] = field(default_factory=dict)
     metrics_onnx: dict[str, float] = field(default_factory=dict)
+    metrics_float64: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -222,6 +228,7 @@ class ParityReport:
             "metrics_max_diff": self.metrics_max_diff,
             "metrics_torch": self.metrics_torch,
             "metrics_onnx": self.metrics_onnx,
+            "metrics_float64": self.metrics_float64,
             "cases": [asdict(case) for case in self.cases],
             "problems": list(self.problems),
         }
@@ -233,6 +240,7 @@ def validate_parity(
     *,
     n_features: int,
     data: LetorData | None = None,
+    training_scores: np.ndarray | None = None,
     list_sizes: Sequence[int] = PARITY_LIST_SIZES,
     atol: float = SCORE_ATOL,
     tie_tolerance: float = TIE_ATOL,
@@ -250,6 +258,9 @@ def validate_parity(
             (normalizer + scorer), in eval mode.
         n_features: feature count of the graph.
         data: raw (unnormalized) test data; None checks the random slates only.
+        training_scores: ``float64 [n_docs]`` scores of ``data`` on the float64 path
+            (``ltr predict``'s); compared with ONNX Runtime as case
+            ``"test file, float64 normalization"``. Needs ``data``.
         list_sizes: documents per random slate.
         atol: absolute part of the allowed ``|onnx - torch|``.
         tie_tolerance: absolute part of the torch gap within which a pair may swap.
@@ -270,6 +281,18 @@ def validate_parity(
         conv = dict(conventions or {})
         report.metrics_torch = evaluate_scores(data, torch_scores, metrics, **conv).means
         report.metrics_onnx = evaluate_scores(data, onnx_scores, metrics, **conv).means
+        if training_scores is not None:
+            training_scores = np.asarray(training_scores, dtype=np.float64)
+            if training_scores.shape != (data.n_docs,):
+                raise ShapeError(
+                    f"training_scores must be [n_docs] = [{data.n_docs}]; "
+                    f"got {training_scores.shape}"
+                )
+            case = _flat_case(
+                "test file, float64 normalization", data, training_scores, onnx_scores, report
+            )
+            report.cases.append(replace(case, reference="float64 path"))
+            report.metrics_float64 = evaluate_scores(data, training_scores, metrics, **conv).means
     rng = np.random.default_rng(seed)
     for size in list_sizes:
         features, mask = _random_slate(rng, size, n_features, data)
@@ -321,6 +344,16 @@ def _merge(name: str, parts: Sequence[ParityCase]) -> ParityCase:
     )
 
 
+def _flat_case(
+    name: str, data: LetorData, t: np.ndarray, o: np.ndarray, report: ParityReport
+) -> ParityCase:
+    """A case from scores in file order: each query one row of a padded ``[Q, L]`` array."""
+    lengths = data.list_lengths
+    mask = np.arange(int(lengths.max(initial=0)))[None, :] < lengths[:, None]
+    rows = np.where(mask, data.query_offsets[:-1, None] + np.arange(mask.shape[1]), 0)
+    return _case(name, t[rows], o[rows], mask, report)
+
+
 def _random_slate(
     rng: np.random.Generator, size: int, n_features: int, data: LetorData | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -358,16 +391,16 @@ def _judge(report: ParityReport) -> None:
     for case in report.cases:
         if case.score_violations or np.isnan(case.max_abs_diff):
             report.problems.append(
-                f"{case.name}: |onnx - torch| must be <= {report.atol:g} + {report.rtol:g} * "
-                f"max |torch score| of the query; {case.score_violations} of {case.queries} "
-                f"queries exceed it (max |diff| {case.max_abs_diff:.3g}, relative "
-                f"{case.max_relative_diff:.3g})"
+                f"{case.name}: |onnx - {case.reference}| must be <= {report.atol:g} + "
+                f"{report.rtol:g} * max |{case.reference} score| of the query; "
+                f"{case.score_violations} of {case.queries} queries exceed it "
+                f"(max |diff| {case.max_abs_diff:.3g}, relative {case.max_relative_diff:.3g})"
             )
         if case.reordered_queries:
             report.problems.append(
-                f"{case.name}: rankings must match torch apart from pairs within "
-                f"{report.tie_tolerance:g} + {report.rtol:g} * max |torch score| of the query; "
-                f"{case.reordered_queries} of {case.queries} queries are ordered differently"
+                f"{case.name}: rankings must match {case.reference} apart from pairs within "
+                f"{report.tie_tolerance:g} + {report.rtol:g} * max |{case.reference} score| of the "
+                f"query; {case.reordered_queries} of {case.queries} queries are ordered differently"
             )
     for name, expected in report.metrics_torch.items():
         got = report.metrics_onnx[name]

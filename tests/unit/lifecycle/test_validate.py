@@ -99,6 +99,27 @@ def test_reversed_near_ties_pass_but_are_reported(weight: np.ndarray) -> None:
     assert report.to_dict()["rankings_identical"] is False
 
 
+def test_float64_path_that_departs_from_the_graph_fails_naming_its_case(
+    weight: np.ndarray,
+) -> None:
+    # torch eager and ONNX Runtime agree; the float64 path (`ltr predict`) scores 1e-3 higher
+    data = make_synthetic(n_queries=20, n_features=N_FEATURES, seed=1, max_docs=12)
+    session = make_session(linear_onnx(weight.tolist(), 0.5))
+    float64 = data.features.astype(np.float64) @ weight + 0.5 + 1e-3
+
+    report = validate_parity(
+        session, Reference(weight, 0.5), n_features=N_FEATURES, data=data, training_scores=float64
+    )
+
+    assert len(report.problems) == 1
+    assert report.problems[0].startswith(
+        "test file, float64 normalization: |onnx - float64 path| must be <= 1e-05 + 1e-06 * "
+        "max |float64 path score| of the query; 20 of 20 queries exceed it (max |diff| 0.001"
+    )
+    assert report.cases[1].name == "test file, float64 normalization"
+    assert set(report.metrics_float64) == set(report.metrics_onnx)
+
+
 def test_reversed_graph_fails_rankings_and_metrics(weight: np.ndarray) -> None:
     data = make_synthetic(n_queries=20, n_features=N_FEATURES, seed=1, max_docs=12)
     session = make_session(linear_onnx((-weight).tolist()))
