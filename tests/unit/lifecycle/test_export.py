@@ -253,6 +253,25 @@ def test_model_card_reports_use_metrics_parity_and_limits(
     assert "square of the list length" in card
 
 
+def test_model_card_names_the_file_of_every_metrics_column(
+    exported: dict[str, tuple[Path, ExportReport]], workdir: Path, tmp_path: Path
+) -> None:
+    # parity on the validation file: the run's test figures must not be credited to it
+    run_dir, _ = exported["mlp"]
+    data = workdir / "data"
+    report = export_bundle(run_dir, tmp_path / "bundle", test_data=data / "vali.txt")
+
+    card = (report.output / "model_card.md").read_text(encoding="utf-8")
+    run_test = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["test"]
+    header = "| metric | run test `test.txt` | validation, best epoch `vali.txt` "
+    assert header + "| parity file, ONNX `vali.txt` |" in card
+    onnx_ndcg = report.parity.metrics_onnx["ndcg@10"]
+    assert f"| ndcg@10 | {run_test['ndcg@10']:.4f} | " in card
+    assert f" | {onnx_ndcg:.4f} |\n" in card.split("| ndcg@10 |", 1)[1]
+    assert f"| train | `{(data / 'train.txt').resolve()}` |" in card
+    assert f"| parity, int8 gate (export) | `{(data / 'vali.txt').resolve()}` |" in card
+
+
 def test_model_card_cautions_about_latency_a_busy_machine_may_have_inflated(
     exported: dict[str, tuple[Path, ExportReport]],
 ) -> None:
