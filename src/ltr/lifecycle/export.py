@@ -294,6 +294,7 @@ def _metadata(
             "opset": graph.opset,
             "precision": precision,
             "exporter": "torch.onnx.export(dynamo=True)",
+            "accepts_empty": graph.accepts_empty,
         },
         "parity": {"data": str(data_path.resolve()), **parity.to_dict()},
         "latency": {

@@ -358,6 +358,12 @@ def _inputs(m: Mapping[str, Any]) -> str:
     for spec in [*m.get("inputs", []), *m.get("outputs", [])]:
         shape = ", ".join(str(dim) for dim in spec.get("shape", []))
         lines.append(f"- `{spec.get('name')}`: {spec.get('dtype')} `[{shape}]`")
+    if (m.get("onnx") or {}).get("accepts_empty") is False:
+        lines.append(
+            "- `batch` and `list_len` must be at least 1: this attention graph fails in ONNX "
+            "Runtime on an empty batch or list, so check for one before calling it "
+            "(`ltr.lifecycle.runtime.run_session` returns empty scores)."
+        )
     return "\n".join(lines)
 
 

@@ -157,6 +157,29 @@ def test_graph_takes_any_batch_and_list_length(
     np.testing.assert_allclose(scores[mask], expected.numpy()[mask], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("key", sorted(RUNS))
+@pytest.mark.parametrize(("batch", "list_len"), [(0, 5), (2, 0), (0, 0)])
+def test_empty_batch_or_list_gives_empty_scores_and_the_bundle_says_if_the_graph_cannot(
+    exported: dict[str, tuple[Path, ExportReport]], key: str, batch: int, list_len: int
+) -> None:
+    _, report = exported[key]
+    session = make_session(report.output / "model.onnx")
+    features = np.zeros((batch, list_len, N_FEATURES), dtype=np.float32)
+    feeds = {"features": features}
+    if "mask" in [spec["name"] for spec in report.inputs]:
+        feeds["mask"] = np.zeros((batch, list_len), dtype=bool)
+
+    scores = run_session(session, features)
+
+    assert scores.shape == (batch, list_len) and scores.dtype == np.float32
+    attends = RUNS[key][0] in ("transformer", "ensemble")  # the ensemble holds a transformer
+    assert report.metadata["onnx"]["accepts_empty"] is not attends
+    card = (report.output / "model_card.md").read_text(encoding="utf-8")
+    assert ("`batch` and `list_len` must be at least 1" in card) is attends
+    if not attends:  # the graph itself returns empty scores
+        assert session.run(["scores"], feeds)[0].shape == (batch, list_len)
+
+
 @pytest.mark.parametrize("key", ["mlp_ranks", "transformer_ranks"])
 def test_list_ranks_graph_breaks_ties_as_pytorch_does(
     exported: dict[str, tuple[Path, ExportReport]], key: str
