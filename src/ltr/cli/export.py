@@ -88,7 +88,7 @@ def export(
         f"opset {report.opset})",
         f"inputs: {inputs}",
         f"parity: max |diff| {parity.max_abs_diff:.1e} (relative {parity.max_relative_diff:.1e}; "
-        f"limit {parity.atol:g} + {parity.rtol:g} * max |score| per query), {_rankings(parity)}, "
+        f"limit {parity.atol:g} + {parity.rtol:g} * max |score|), {_rankings(parity)}, "
         f"metrics identical (max diff {parity.metrics_max_diff:.1e})",
     ]
     if report.quantization is not None:

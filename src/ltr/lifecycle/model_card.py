@@ -378,7 +378,7 @@ def _export(m: Mapping[str, Any]) -> str:
         "- Versions: " + ", ".join(f"{key} {value}" for key, value in versions.items()),
         f"- Parity with PyTorch (float32 graph): max |diff| {_number(parity.get('max_abs_diff'))} "
         f"(relative {_number(parity.get('max_relative_diff'))}; limit {parity.get('atol')} + "
-        f"{parity.get('rtol')} * max |score| per query), rankings identical: "
+        f"{parity.get('rtol')} * max |score|), rankings identical: "
         f"{parity.get('rankings_identical')} (near-tied pairs swapped: "
         f"{parity.get('near_tie_swaps')}), "
         f"largest metric difference {_number(parity.get('metrics_max_diff'))}",

@@ -23,7 +23,7 @@ mean and a small spread (counts, PageRank) would make the first layer add large 
 cancel.
 
 Parity: the folded graph equals the eager model up to float32 rounding, which the parity check
-bounds (1e-5 plus 1e-6 of the query's largest score) on every export. The difference does not
+bounds (1e-5 plus 1e-6 of the largest score) on every export. The difference does not
 come from folding (folded and unfolded graphs differ from eager by the same 1-2e-6 on trained
 512-wide MLPs): both engines are about 2e-6 from a float64 evaluation, each in its own way,
 because ONNX Runtime's MLAS and PyTorch's GEMM sum the products in different orders. That is

@@ -3,20 +3,26 @@
 **Parity** (:func:`validate_parity`) runs ONNX Runtime and PyTorch eager (normalizer + scorer,
 eval mode, float32) on the same padded slates: the whole test file, and random slates of 1, 7,
 100 and 1,000 documents (3 queries each; where the graph has a ``mask`` input the last query is
-partly padding). Rules, checked on real documents only, with tolerances that grow with each
-query's **score scale** ``s_q = max |torch score|`` over its real documents (float32 rounding
-is relative: one ulp of a score near 5e4 is 0.004, so a fixed bound refuses correct graphs):
+partly padding). Rules, checked on real documents only, with tolerances that grow with the
+case's **score scale** ``s = max |torch score|`` over all real documents of the case (the
+whole test file, or the three lists of one random size). float32 rounding is relative: one ulp
+of a score near 5e4 is 0.004, so a fixed bound refuses correct graphs. And it is relative to
+the terms summed, not to the result: with raw features times 3000 in a linear model, a lone
+document scored 10 came out 6.6e-5 apart in the two engines, because its score is the sum of
+terms near 1e5; a bound scaled by that query's own largest score (1e-5 + 1e-6 * 10) refused
+the correct graph. The largest score of the case is a lower bound of the size of those terms
+that one query of small scores cannot hide:
 
-- **scores**: every real document has ``|onnx - torch| <= atol + rtol * s_q`` (defaults 1e-5 and
-  1e-6; 1e-6 is about 8 float32 ulps of the query's largest score);
+- **scores**: every real document has ``|onnx - torch| <= atol + rtol * s`` (defaults 1e-5 and
+  1e-6; 1e-6 is about 8 float32 ulps of the largest score);
 - **rankings**: for every query and every pair of documents ``(i, j)`` with
-  ``torch_i - torch_j > tie_tolerance + rtol * s_q`` (default 1e-6 + 1e-6 ``s_q``), ONNX
-  Runtime puts ``i`` above ``j`` in the stable descending order of its own scores (ties keep
-  input order, as ltr's metrics do). That is all the rule guarantees: pairs that torch separates
-  by at most that gap may come in either order, whatever their order in torch (a query whose
-  scores all lie within the gap may come out reversed). Such swaps are not hidden: each case
-  counts them (``near_tie_swaps``), and ``rankings_identical`` in :meth:`ParityReport.to_dict`
-  is True only when no pair at all is ordered differently;
+  ``torch_i - torch_j > tie_tolerance + rtol * s`` (default 1e-6 + 1e-6 ``s``), ONNX Runtime
+  puts ``i`` above ``j`` in the stable descending order of its own scores (ties keep input
+  order, as ltr's metrics do). That is all the rule guarantees: pairs that torch separates by
+  at most that gap may come in either order, whatever their order in torch (a query whose scores
+  all lie within the gap may come out reversed). Such swaps are not hidden: each case counts
+  them (``near_tie_swaps``), and ``rankings_identical`` in :meth:`ParityReport.to_dict` is True
+  only when no pair at all is ordered differently;
 - **metrics** (test file only): :func:`ltr.evaluation.evaluate_scores` of both score vectors,
   under the run's conventions, agree within 1e-9 per metric mean; a near-tie swap that moves a
   metric is caught here.
@@ -56,8 +62,8 @@ __all__ = [
     "TIE_ATOL",
     "ParityCase",
     "ParityReport",
-    "query_scale",
     "ranking_violations",
+    "score_scale",
     "validate_parity",
 ]
 
@@ -70,12 +76,11 @@ RTOL = 1e-6  # relative part of both, times the query's score scale
 _RANDOM_QUERIES = 3
 
 
-def query_scale(torch_scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``float64 [queries]``: ``max |torch score|`` over each query's real documents (0 if none)."""
+def score_scale(torch_scores: np.ndarray, mask: np.ndarray) -> float:
+    """``max |torch score|`` over all real documents given (0 if none): the ``s`` of the rules."""
     magnitude = np.abs(torch_scores.astype(np.float64))
     # NaN stays NaN (np.max propagates it), so a NaN score fails every rule that uses the scale
-    scale: np.ndarray = np.where(mask, magnitude, 0.0).max(axis=1, initial=0.0)
-    return scale
+    return float(np.where(mask, magnitude, 0.0).max(initial=0.0))
 
 
 def ranking_violations(
@@ -86,14 +91,15 @@ def ranking_violations(
     *,
     rtol: float = 0.0,
 ) -> np.ndarray:
-    """``int [queries]``: pairs torch separates by more than ``tie_tolerance + rtol * s_q``
-    that ONNX Runtime orders the other way (the ranking rule of the module docstring).
+    """``int [queries]``: pairs torch separates by more than ``tie_tolerance + rtol * s``
+    that ONNX Runtime orders the other way (the ranking rule of the module docstring), with
+    ``s`` the :func:`score_scale` of all the queries given.
 
     Args:
         torch_scores, onnx_scores: ``[queries, list_len]``.
         mask: ``bool [queries, list_len]``, True for real documents.
         tie_tolerance: absolute torch score gap at or below which two documents count as tied.
-        rtol: relative part of the gap, times the query's :func:`query_scale`.
+        rtol: relative part of the gap, times :func:`score_scale`.
     """
     return _pair_counts(torch_scores, onnx_scores, mask, tie_tolerance, rtol)[0]
 
@@ -108,7 +114,7 @@ def _pair_counts(
     position = np.empty_like(order)
     np.put_along_axis(position, order, np.arange(order.shape[1])[None, :], axis=1)
     reference = torch_scores.astype(np.float64)
-    gaps = tie + rtol * query_scale(reference, mask)
+    gap_allowed = tie + rtol * score_scale(reference, mask)
     violations = np.zeros(reference.shape[0], dtype=np.int64)
     swaps = np.zeros(reference.shape[0], dtype=np.int64)
     for q in range(reference.shape[0]):  # one [L, L] matrix at a time keeps memory at O(L^2)
@@ -117,7 +123,7 @@ def _pair_counts(
         gap = t[:, None] - t[None, :]  # torch ranks i above j by this much
         flipped = p[:, None] > p[None, :]  # ONNX Runtime puts j above i
         # NaN gaps compare False; a NaN score fails the score rule instead
-        violations[q] = int(((gap > gaps[q]) & flipped).sum())
+        violations[q] = int(((gap > gap_allowed) & flipped).sum())
         swaps[q] = int(((gap > 0) & flipped).sum())
     return violations, swaps
 
@@ -125,12 +131,12 @@ def _pair_counts(
 def _score_violations(
     t: np.ndarray, o: np.ndarray, mask: np.ndarray, atol: float, rtol: float
 ) -> tuple[int, float, float]:
-    """(queries with a real document beyond ``atol + rtol * s_q``, max |diff|, max relative
-    diff ``|diff| / s_q``) over real documents."""
+    """(queries with a real document beyond ``atol + rtol * s``, max |diff|, max relative
+    diff ``|diff| / s``) over real documents."""
     if not mask.any():
         return 0, 0.0, 0.0
     diff = np.abs(t.astype(np.float64) - o.astype(np.float64))
-    scale = query_scale(t, mask)[:, None]
+    scale = score_scale(t, mask)
     within = diff <= atol + rtol * scale  # NaN compares False: a NaN score fails
     beyond = int((mask & ~within).any(axis=1).sum())
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -144,7 +150,7 @@ class ParityCase:
 
     Attributes:
         max_abs_diff: largest ``|onnx - torch|``.
-        max_relative_diff: largest ``|onnx - torch| / s_q`` (``s_q``: the query's score scale).
+        max_relative_diff: largest ``|onnx - torch| / s`` (``s``: the case's score scale).
         score_violations: queries with a document beyond the score rule.
         reordered_queries: queries with a pair ordered against the ranking rule.
         near_tie_swaps: pairs ordered differently within the tie gap (allowed, reported).
@@ -169,7 +175,7 @@ class ParityReport:
     Attributes:
         atol: absolute part of the score tolerance.
         tie_tolerance: absolute part of the tie gap (torch gaps within the gap may swap).
-        rtol: relative part of both, times each query's score scale.
+        rtol: relative part of both, times each case's score scale.
         cases: the test file first (if any), then the random slates.
         metrics_torch, metrics_onnx: metric means on the test file (empty without one).
         metrics_float64: metric means of ``training_scores`` (empty without them); recorded,
@@ -264,7 +270,7 @@ def validate_parity(
         list_sizes: documents per random slate.
         atol: absolute part of the allowed ``|onnx - torch|``.
         tie_tolerance: absolute part of the torch gap within which a pair may swap.
-        rtol: relative part of both, times each query's ``max |torch score|``.
+        rtol: relative part of both, times the case's ``max |torch score|``.
         metrics, conventions: what :func:`evaluate_scores` computes on ``data``.
         batch_size: queries per slate on ``data``.
         seed: of the random slates.
@@ -318,7 +324,6 @@ def _compare_data(
     torch_scores = np.zeros(data.n_docs, dtype=np.float64)
     onnx_scores = np.zeros(data.n_docs, dtype=np.float64)
     order = np.argsort(data.list_lengths, kind="stable")
-    parts = []
     for start in range(0, order.size, batch_size):
         slates = pad_slates(data, order[start : start + batch_size])
         mask = slates.mask
@@ -326,22 +331,9 @@ def _compare_data(
         o = run_session(session, slates.features, mask)
         rows = data.query_offsets[slates.query_index][:, None] + np.arange(mask.shape[1])
         torch_scores[rows[mask]], onnx_scores[rows[mask]] = t[mask], o[mask]
-        parts.append(_case("test file", t, o, mask, report))
-    return torch_scores, onnx_scores, _merge("test file", parts)
-
-
-def _merge(name: str, parts: Sequence[ParityCase]) -> ParityCase:
-    """One case out of the cases of consecutive slates."""
-    return ParityCase(
-        name,
-        sum(part.queries for part in parts),
-        sum(part.documents for part in parts),
-        max((part.max_abs_diff for part in parts), default=0.0),
-        max((part.max_relative_diff for part in parts), default=0.0),
-        sum(part.score_violations for part in parts),
-        sum(part.reordered_queries for part in parts),
-        sum(part.near_tie_swaps for part in parts),
-    )
+    # judged once over the whole file: the score scale is the file's
+    case = _flat_case("test file", data, torch_scores, onnx_scores, report)
+    return torch_scores, onnx_scores, case
 
 
 def _flat_case(
@@ -392,7 +384,7 @@ def _judge(report: ParityReport) -> None:
         if case.score_violations or np.isnan(case.max_abs_diff):
             report.problems.append(
                 f"{case.name}: |onnx - {case.reference}| must be <= {report.atol:g} + "
-                f"{report.rtol:g} * max |{case.reference} score| of the query; "
+                f"{report.rtol:g} * max |{case.reference} score| of the case; "
                 f"{case.score_violations} of {case.queries} queries exceed it "
                 f"(max |diff| {case.max_abs_diff:.3g}, relative {case.max_relative_diff:.3g})"
             )
@@ -400,7 +392,7 @@ def _judge(report: ParityReport) -> None:
             report.problems.append(
                 f"{case.name}: rankings must match {case.reference} apart from pairs within "
                 f"{report.tie_tolerance:g} + {report.rtol:g} * max |{case.reference} score| of the "
-                f"query; {case.reordered_queries} of {case.queries} queries are ordered differently"
+                f"case; {case.reordered_queries} of {case.queries} queries are ordered differently"
             )
     for name, expected in report.metrics_torch.items():
         got = report.metrics_onnx[name]

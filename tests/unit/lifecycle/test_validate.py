@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from ltr.data.letor import LetorData
 from ltr.data.synthetic import make_synthetic
 from ltr.lifecycle.latency import format_latency_table, latency_line, measure_latency
 from ltr.lifecycle.parity import ranking_violations, validate_parity
@@ -60,7 +61,7 @@ def test_offset_graph_fails_parity_naming_the_rule(weight: np.ndarray) -> None:
     assert not report.passed
     assert report.problems[0].startswith(
         "random slates of 1 documents: |onnx - torch| must be <= 1e-05 + 1e-06 * max |torch "
-        "score| of the query; 3 of 3 queries exceed it (max |diff| 0.001"
+        "score| of the case; 3 of 3 queries exceed it (max |diff| 0.001"
     )
 
 
@@ -75,6 +76,27 @@ def test_one_ulp_at_large_scores_passes_parity(weight: np.ndarray) -> None:
     assert 1e-5 < report.max_abs_diff <= 2 * ulp  # beyond the old fixed bound; rounding ties
     assert report.max_relative_diff <= 2 * ulp / 4e4
     assert report.to_dict()["rankings_identical"] is True
+
+
+def test_small_score_summed_from_large_terms_gets_the_file_scale(weight: np.ndarray) -> None:
+    # one query's only document scores about 10, as a sum of terms near 5e4 (a linear model on
+    # raw features): its rounding is that of the terms, 0.004 here, far above 1e-5 + 1e-6 * 10
+    rng = np.random.default_rng(4)
+    features = rng.standard_normal((12, N_FEATURES)).astype(np.float32)
+    features[-1] = -(5e4 - 10) * weight / float(weight @ weight)
+    data = LetorData(
+        features, np.zeros(12, np.float32), np.array(["a", "b"]), np.array([0, 11, 12])
+    )
+    ulp = float(np.spacing(np.float32(5e4)))
+    session = make_session(linear_onnx(weight.tolist(), 5e4))
+
+    report = validate_parity(
+        session, Reference(weight, 5e4 + ulp), n_features=N_FEATURES, data=data, list_sizes=()
+    )
+
+    assert abs(report.metrics_torch["ndcg@10"] - report.metrics_onnx["ndcg@10"]) <= 1e-9
+    assert report.cases[0].max_abs_diff > 1e-5 + 1e-6 * 20  # beyond a bound of query b alone
+    assert report.passed, report.problems
 
 
 def test_offset_beyond_relative_tolerance_fails_at_large_scores(weight: np.ndarray) -> None:
@@ -114,7 +136,7 @@ def test_float64_path_that_departs_from_the_graph_fails_naming_its_case(
     assert len(report.problems) == 1
     assert report.problems[0].startswith(
         "test file, float64 normalization: |onnx - float64 path| must be <= 1e-05 + 1e-06 * "
-        "max |float64 path score| of the query; 20 of 20 queries exceed it (max |diff| 0.001"
+        "max |float64 path score| of the case; 20 of 20 queries exceed it (max |diff| 0.001"
     )
     assert report.cases[1].name == "test file, float64 normalization"
     assert set(report.metrics_float64) == set(report.metrics_onnx)
@@ -140,7 +162,7 @@ def test_ranking_rule_lets_near_ties_swap_but_not_separated_pairs() -> None:
     assert violations.tolist() == [0, 1]
 
 
-def test_ranking_rule_tie_gap_grows_with_the_query_scale() -> None:
+def test_ranking_rule_tie_gap_grows_with_the_score_scale() -> None:
     # scale 5e4: the gap is 1e-6 + 1e-6 * 5e4 = 0.05; q0 swaps a pair 0.01 apart, q1 0.1 apart
     torch_scores = np.array([[5e4, 5e4 - 0.01, 0.0], [5e4, 5e4 - 0.1, 0.0]])
     onnx_scores = np.array([[5e4 - 0.01, 5e4, 0.0], [5e4 - 0.1, 5e4, 0.0]])
