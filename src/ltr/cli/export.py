@@ -24,6 +24,7 @@ from ltr.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from ltr.lifecycle.latency import LatencyReport  # imports onnxruntime: benchmark-onnx only
+    from ltr.lifecycle.parity import ParityReport
 
 
 class Quantize(str, Enum):
@@ -86,8 +87,9 @@ def export(
         f"wrote {report.output} (version {report.version}, {report.precision}, "
         f"opset {report.opset})",
         f"inputs: {inputs}",
-        f"parity: max |diff| {parity.max_abs_diff:.1e} (limit {parity.atol:g}), rankings "
-        f"identical, metrics identical (max diff {parity.metrics_max_diff:.1e})",
+        f"parity: max |diff| {parity.max_abs_diff:.1e} (relative {parity.max_relative_diff:.1e}; "
+        f"limit {parity.atol:g} + {parity.rtol:g} * max |score|), {_rankings(parity)}, "
+        f"metrics identical (max diff {parity.metrics_max_diff:.1e})",
     ]
     if report.quantization is not None:
         q = report.quantization
@@ -202,3 +204,12 @@ def _latency_table(report: LatencyReport) -> Table:
     for row in report.rows:
         table.add_row(*latency_cells(row))
     return table
+
+
+def _rankings(parity: ParityReport) -> str:
+    if parity.near_tie_swaps == 0:
+        return "rankings identical"
+    return (
+        f"rankings identical apart from {parity.near_tie_swaps} near-tied pairs (within "
+        f"{parity.tie_tolerance:g} + {parity.rtol:g} * max |score|)"
+    )

@@ -20,7 +20,12 @@ Conventions:
   per fit through ``logging`` (not ``warnings``).
 - ``transform`` returns float32 computed in float64; :meth:`Normalizer.to_module` does the same
   in float32 torch ops (so an ONNX export carries the normalization), equal up to float32
-  rounding.
+  rounding of the result. That needs care where a feature's values lie far from zero next to
+  their spread (counts, timestamps near 1e6): the float64 shift is subtracted in two float32
+  parts (:class:`ShiftModule`), the signed log is subtracted as a log of a ratio, and the
+  per-query z-score sums distances to the query's minimum, never raw values. A plain float32
+  ``x - float32(mean)`` would be off by up to half an ulp of the mean (0.03 at 1e6), which can
+  be most of a standard deviation.
 - The JSON (:meth:`Normalizer.save`) stores float64 statistics with full precision (Python's
   shortest round-trip repr), so a loaded normalizer transforms bit-identically.
 """
@@ -48,6 +53,7 @@ __all__ = [
     "Normalizer",
     "NormalizerKind",
     "NormalizerModule",
+    "ShiftModule",
 ]
 
 logger = logging.getLogger(__name__)
@@ -432,11 +438,11 @@ class NormalizerModule(nn.Module):
         super().__init__()
         self.kind = _check_kind(kind, "normalization")
         self.n_features = n_features
-        self.shift: torch.Tensor | None
+        self.shift: ShiftModule | None
         self.inv_scale: torch.Tensor | None
         if kind in _STATISTICS:
             assert shift is not None and inv_scale is not None
-            self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))
+            self.shift = ShiftModule(shift, signed_log=kind == "log1p_standard")
             self.register_buffer("inv_scale", torch.tensor(inv_scale, dtype=torch.float32))
         else:
             self.shift = self.inv_scale = None
@@ -460,9 +466,7 @@ class NormalizerModule(nn.Module):
             y = self._per_query(x, real)
         else:
             assert self.shift is not None and self.inv_scale is not None
-            if self.kind == "log1p_standard":
-                x = torch.sign(x) * torch.log1p(torch.abs(x))
-            y = (x - self.shift) * self.inv_scale
+            y = self.shift(x) * self.inv_scale
         return torch.where(real, y, torch.zeros_like(y))
 
     def _per_query(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -476,9 +480,94 @@ class NormalizerModule(nn.Module):
             spread = high - low
             inv_scale = torch.where(spread > 0, 1.0 / spread, zero)
         else:
+            # distances to the query's minimum (exact for values within a factor of 2 of it):
+            # a float32 sum of raw values near 1e6 would lose everything below ~64
             count = real.to(x.dtype).sum(dim=1, keepdim=True).clamp(min=1.0)
-            shift = torch.where(real, x, torch.zeros_like(x)).sum(dim=1, keepdim=True) / count
-            deviation = torch.where(real, x - shift, torch.zeros_like(x))
+            floor = torch.where(high >= low, low, zero)  # a list without real documents: 0
+            offset = torch.where(real, x - floor, torch.zeros_like(x))
+            mean = offset.sum(dim=1, keepdim=True) / count
+            deviation = torch.where(real, offset - mean, torch.zeros_like(x))
             std = torch.sqrt((deviation * deviation).sum(dim=1, keepdim=True) / count)
             inv_scale = torch.where(high > low, 1.0 / std, zero)
+            return deviation * inv_scale
         return (x - shift) * inv_scale
+
+
+def _split(values: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 ``values`` as float32 ``hi + lo``: ``hi`` rounded, ``lo`` the rounding error."""
+    hi = values.astype(np.float32)
+    lo = (values - hi.astype(np.float64)).astype(np.float32)
+    return torch.from_numpy(hi), torch.from_numpy(lo)
+
+
+def _log1p(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 + x)`` accurate to a few float32 ulps with ``Log`` and ``Add`` alone.
+
+    ONNX has no log1p: the exporter writes ``Log(1 + x)``, which returns 0 for ``|x|`` below
+    6e-8. With ``u = 1 + x`` rounded, ``log(u) * x / (u - 1)`` cancels that rounding.
+    """
+    u = 1.0 + x
+    rounded = u - 1.0
+    exact = rounded == 0
+    return torch.where(exact, x, torch.log(u) * (x / torch.where(exact, 1.0, rounded)))
+
+
+class ShiftModule(nn.Module):
+    """``x - shift`` per feature in float32, as close to the float64 result as float32 allows.
+
+    ``shift`` (float64 ``[F]``) is kept as two float32 parts ``hi + lo`` and subtracted as
+    ``(x - hi) - lo``. With ``signed_log``, the input is ``sign(x) * log1p(|x|)`` first. There,
+    where ``x`` and ``shift`` have the same sign and ``|x| >= c / 2`` (``c = expm1(|shift|)``),
+    the two terms cancel, so the module computes ``sign(x) * log1p((|x| - c) / (1 + c))``, the
+    log of a ratio: ``log1p(|x|) - |shift| = log((1 + |x|) / (1 + c))``. Elsewhere the result is
+    at least ``log 2`` away from 0 and the direct formula is exact enough.
+
+    Args:
+        shift: float64 ``[F]``.
+        signed_log: apply the signed log to the input before subtracting.
+    """
+
+    # beyond this |shift|, expm1 overflows float32; values so far out never cancel in practice
+    _MAX_LOG_SHIFT = 80.0
+
+    def __init__(self, shift: np.ndarray, *, signed_log: bool = False) -> None:
+        super().__init__()
+        shift = np.asarray(shift, dtype=np.float64)
+        self.signed_log = signed_log
+        self.hi: torch.Tensor
+        self.lo: torch.Tensor
+        hi, lo = _split(shift)
+        self.register_buffer("hi", hi)
+        self.register_buffer("lo", lo)
+        if signed_log:
+            magnitude = np.abs(shift)
+            c = np.expm1(np.minimum(magnitude, self._MAX_LOG_SHIFT))
+            c_hi, c_lo = _split(c)
+            self.c_hi: torch.Tensor
+            self.c_lo: torch.Tensor
+            self.one_plus_c: torch.Tensor
+            self.negative_shift: torch.Tensor
+            self.ratio_ok: torch.Tensor
+            self.register_buffer("c_hi", c_hi)
+            self.register_buffer("c_lo", c_lo)
+            self.half_c: torch.Tensor
+            self.register_buffer("one_plus_c", torch.from_numpy((1.0 + c).astype(np.float32)))
+            self.register_buffer("half_c", torch.from_numpy((c / 2).astype(np.float32)))
+            self.register_buffer("negative_shift", torch.from_numpy(shift < 0))
+            self.register_buffer("ratio_ok", torch.from_numpy(magnitude <= self._MAX_LOG_SHIFT))
+
+    def extra_repr(self) -> str:
+        """What ``print(model)`` shows: whether the signed log comes first."""
+        return f"signed_log={self.signed_log}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., F]`` float32 in, ``[..., F]`` float32 out."""
+        if not self.signed_log:
+            return (x - self.hi) - self.lo
+        negative = x < 0
+        size = torch.abs(x)
+        sign = torch.where(negative, -1.0, 1.0)
+        direct = (sign * _log1p(size) - self.hi) - self.lo
+        ratio = _log1p(((size - self.c_hi) - self.c_lo) / self.one_plus_c)
+        cancels = (negative == self.negative_shift) & self.ratio_ok & (size >= self.half_c)
+        return torch.where(cancels, sign * ratio, direct)

@@ -18,10 +18,15 @@ Two layouts, both plain text, UTF-8, optionally gzipped (detected by the magic b
 
   Documents are matched by ``(qid, docid)``, so a data file listing a docid twice in one query
   cannot be matched and is refused.
+
+  :func:`write_trec_run` writes each query in that order, so the ``rank`` column says what the
+  evaluation does. On tied scores this differs from ltr's own metrics over a scores file, which
+  keep tied documents in file order; the writer warns once when a query has tied scores.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +37,8 @@ from ltr._fs import atomic_open, missing_file
 from ltr.data._letor_parser import open_binary
 from ltr.data.letor import LetorData
 from ltr.errors import DataFormatError, DataNotFoundError
+
+logger = logging.getLogger(__name__)
 
 
 def read_scores(path: str | Path, expected: int | None = None) -> np.ndarray:
@@ -171,8 +178,7 @@ def _match(
     n_unjudged = n_missing = n_absent = 0
     for qid in data.query_ids.tolist():
         run, qrels = retrieved.get(qid, {}), judged[qid]
-        # trec_eval: score descending, then docno descending by strcmp (bytes)
-        ranked = sorted(run, key=lambda d: (run[d], d.encode()), reverse=True)
+        ranked = _trec_order(run)
         unranked = [d for d in qrels if d not in run]
         labels += [qrels.get(d, 0.0) for d in ranked] + [qrels[d] for d in unranked]
         scores += [float(len(ranked) - i) for i in range(len(ranked))]
@@ -194,6 +200,11 @@ def _match(
     )
 
 
+def _trec_order(scores: dict[str, float]) -> list[str]:
+    """Doc ids as trec_eval ranks them: score descending, then docno descending by strcmp."""
+    return sorted(scores, key=lambda d: (scores[d], d.encode()), reverse=True)
+
+
 def write_trec_run(
     path: str | Path,
     data: LetorData,
@@ -202,21 +213,34 @@ def write_trec_run(
     *,
     data_path: str | Path = "the data file",
 ) -> None:
-    """Write ``scores`` as a TREC run (ranks from a stable descending sort per query).
+    """Write ``scores`` as a TREC run, each query in the order trec_eval and
+    :func:`read_trec_run` rank it (score descending, tied scores by docid descending), so the
+    ``rank`` column matches the evaluation. Logs one warning when some query has tied scores:
+    there the run's order differs from the file order ltr's metrics keep for a scores file.
 
     Raises:
         DataFormatError: ``data`` (named ``data_path``) lacks doc ids or lists one twice in a
             query: a run names documents by docid, so it could not be evaluated.
     """
     doc_ids = _checked_doc_ids(data, data_path, hint="; use --format scores")
+    tied_queries = 0
     with atomic_open(path) as handle:
         for q, qid in enumerate(data.query_ids):
             start, end = int(data.query_offsets[q]), int(data.query_offsets[q + 1])
-            order = np.argsort(-scores[start:end], kind="stable")
-            for rank, i in enumerate(order, start=1):
-                handle.write(
-                    f"{qid} Q0 {doc_ids[start + i]} {rank} {float(scores[start + i])!r} {tag}\n"
-                )
+            # float64 values as written (repr round-trips), so the reader sees the same ties
+            query = {str(doc_ids[i]): float(scores[i]) for i in range(start, end)}
+            tied_queries += len(set(query.values())) < len(query)
+            for rank, doc_id in enumerate(_trec_order(query), start=1):
+                handle.write(f"{qid} Q0 {doc_id} {rank} {query[doc_id]!r} {tag}\n")
+    if tied_queries:
+        logger.warning(
+            "%s: %d of %d queries have tied scores: the TREC run orders tied documents by docid "
+            "descending (as trec_eval does), while a scores file keeps them in file order, so "
+            "the two formats can evaluate differently",
+            path,
+            tied_queries,
+            data.n_queries,
+        )
 
 
 def _parse_run_line(path: Path, line_no: int, parts: Sequence[str]) -> tuple[str, str, float]:

@@ -4,7 +4,10 @@ The output is either one score per line, aligned with the data lines (``fmt="sco
 LightGBM/RankLib convention), or a TREC run (``fmt="trec"``); ``ltr evaluate`` reads both. Scores
 come from the same code as training-time validation and the test numbers in ``metrics.json``
 (:func:`ltr.training.trainer.score_data`, same normalizer, same batch size), so evaluating a
-prediction file reproduces those numbers exactly.
+scores file reproduces those numbers exactly. A TREC run reproduces them too unless a query has
+tied scores: a run is ranked as trec_eval ranks it, ties by docid descending, while ltr's metrics
+keep tied documents in file order. The run is written in trec_eval's order (its ``rank`` column
+is the order it is evaluated in), and writing one warns when some query has tied scores.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Export a trained run to an ONNX model bundle (DESIGN.md, "Model bundle").
 
 :func:`export_bundle` does the whole job in memory: the graph (:mod:`ltr.lifecycle.onnx_graph`),
-``onnx.checker``, parity with PyTorch eager (:mod:`ltr.lifecycle.parity`), the optional int8
-variant and its quality gate (:mod:`ltr.lifecycle.quantize`), latency
+``onnx.checker``, parity with PyTorch eager (:mod:`ltr.lifecycle.parity`; on the test file also
+with the float64-normalized scores ``ltr predict`` and ``metrics.json`` come from), the optional
+int8 variant and its quality gate (:mod:`ltr.lifecycle.quantize`), latency
 (:mod:`ltr.lifecycle.latency`), the model card (:mod:`ltr.lifecycle.model_card`); only then
 :func:`ltr.lifecycle.bundle.write_bundle` writes the folder atomically. Any failure leaves
 nothing behind.
@@ -46,6 +47,7 @@ from ltr.lifecycle.parity import ParityReport, validate_parity
 from ltr.lifecycle.quantize import QuantizationReport, quantization_gate, quantize_int8
 from ltr.lifecycle.runtime import make_session
 from ltr.lifecycle.source import Source, load_source
+from ltr.training.trainer import score_data
 
 with require_extra("export"):
     import onnx
@@ -146,8 +148,15 @@ def export_bundle(
             f"ONNX Runtime cannot load the opset {graph.opset} graph; no bundle written "
             f"(try a lower --opset): {error}"
         ) from error
+    # the path `ltr predict` and metrics.json use: float64 normalization, eager scorer
+    float64_scores = score_data(source.scorer, source.normalizer.transform_data(data))
     parity = validate_parity(
-        session, reference, n_features=source.n_features, data=data, conventions=conventions
+        session,
+        reference,
+        n_features=source.n_features,
+        data=data,
+        training_scores=float64_scores,
+        conventions=conventions,
     )
     if not parity.passed:
         raise ExportError(
@@ -285,6 +294,7 @@ def _metadata(
             "opset": graph.opset,
             "precision": precision,
             "exporter": "torch.onnx.export(dynamo=True)",
+            "accepts_empty": graph.accepts_empty,
         },
         "parity": {"data": str(data_path.resolve()), **parity.to_dict()},
         "latency": {

@@ -32,7 +32,7 @@ from torch import nn
 
 from ltr._extras import require_extra
 from ltr.data.letor import LetorData
-from ltr.lifecycle.parity import ranking_violations
+from ltr.lifecycle.parity import RTOL, TIE_ATOL, ranking_violations
 from ltr.lifecycle.runtime import has_mask_input, make_session, run_session, run_torch
 
 with require_extra("export"):
@@ -287,7 +287,7 @@ def _time_one(
         onnx_p99_us=p99["onnx"],
         matmul_p50_us=p50.get("matmul"),
         max_abs_diff=float(np.abs(t.astype(np.float64) - o).max()),
-        rankings_identical=not ranking_violations(t, o, mask, 1e-6).any(),
+        rankings_identical=not ranking_violations(t, o, mask, TIE_ATOL, rtol=RTOL).any(),
         calls=len(times["onnx"]),
     )
 

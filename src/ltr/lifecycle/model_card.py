@@ -60,6 +60,7 @@ def _bundle_sections(m: Mapping[str, Any]) -> list[str]:
         "normalization": normalization.get("kind"),
         "max_list_length": data.get("max_list_length"),
     }
+    splits, columns = _bundle_files(m, data, run)
     source = m.get("source") or {}
     header = [
         f"# Model card: {model.get('name', 'ranker')} {m.get('version', '?')}",
@@ -72,10 +73,7 @@ def _bundle_sections(m: Mapping[str, Any]) -> list[str]:
         _intended_use(model.get("name"), m.get("n_features"), in_graph=True),
         _inputs(m),
         _data(
-            {
-                "train": {"path": data.get("train") or data.get("root")},
-                "test (parity, int8 gate)": {"path": (m.get("parity") or {}).get("data")},
-            },
+            splits,
             [
                 f"Features: {m.get('n_features')} (`feature_1` .. `feature_{m.get('n_features')}`)",
                 f"Normalization: `{normalization.get('kind')}`, inside the graph{folded}; "
@@ -84,9 +82,11 @@ def _bundle_sections(m: Mapping[str, Any]) -> list[str]:
         ),
         _metrics(
             "Metrics",
-            {"test": run.get("test") or {}, "validation (best epoch)": run.get("valid") or {}},
-            {"test": conventions, "validation (best epoch)": conventions},
-            "From the run's `metrics.json`.",
+            columns,
+            {column: conventions for column in columns},
+            "Run test and validation from the run's `metrics.json` (PyTorch); the parity file "
+            "scored by the exported ONNX graph. Each column names the file it was measured on "
+            "(Data above).",
         ),
         _training(training),
         _export(m),
@@ -97,6 +97,41 @@ def _bundle_sections(m: Mapping[str, Any]) -> list[str]:
             valid_from_train=run.get("valid_from_train"),
         ),
     ]
+
+
+def _bundle_files(
+    m: Mapping[str, Any], data: Mapping[str, Any], run: Mapping[str, Any]
+) -> tuple[dict[str, Mapping[str, Any] | None], dict[str, Mapping[str, Any]]]:
+    """The Data rows and the Metrics columns of a bundle, each naming the file it is about:
+    the run's own files (``metrics.json``, else its config) and the parity file of export."""
+    recorded = run.get("data") or {}
+
+    def split(name: str, config_key: str) -> dict[str, Any]:
+        info = recorded.get(name) or {}
+        if info.get("path"):
+            return dict(info)
+        path = data.get(config_key) or (f"{data['root']} ({name})" if data.get("root") else None)
+        return {"path": path}
+
+    train, valid, test = split("train", "train"), split("valid", "valid"), split("test", "test")
+    parity = m.get("parity") or {}
+    splits: dict[str, Mapping[str, Any] | None] = {
+        "train": train,
+        "validation": valid,
+        "run test": test,
+        "parity, int8 gate (export)": {"path": parity.get("data")},
+    }
+    columns = {
+        f"run test `{_file_name(test.get('path'))}`": run.get("test") or {},
+        f"validation, best epoch `{_file_name(valid.get('path'))}`": run.get("valid") or {},
+        f"parity file, ONNX `{_file_name(parity.get('data'))}`": parity.get("metrics_onnx") or {},
+    }
+    return splits, columns
+
+
+def _file_name(path: Any) -> str:
+    """The last part of a path for a column header (the Data table holds the whole path)."""
+    return str(path).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] if path else "?"
 
 
 def _validated_sections(m: Mapping[str, Any]) -> list[str]:
@@ -323,6 +358,12 @@ def _inputs(m: Mapping[str, Any]) -> str:
     for spec in [*m.get("inputs", []), *m.get("outputs", [])]:
         shape = ", ".join(str(dim) for dim in spec.get("shape", []))
         lines.append(f"- `{spec.get('name')}`: {spec.get('dtype')} `[{shape}]`")
+    if (m.get("onnx") or {}).get("accepts_empty") is False:
+        lines.append(
+            "- `batch` and `list_len` must be at least 1: this attention graph fails in ONNX "
+            "Runtime on an empty batch or list, so check for one before calling it "
+            "(`ltr.lifecycle.runtime.run_session` returns empty scores)."
+        )
     return "\n".join(lines)
 
 
@@ -336,7 +377,10 @@ def _export(m: Mapping[str, Any]) -> str:
         f"{onnx_info.get('opset')}, {onnx_info.get('exporter')}",
         "- Versions: " + ", ".join(f"{key} {value}" for key, value in versions.items()),
         f"- Parity with PyTorch (float32 graph): max |diff| {_number(parity.get('max_abs_diff'))} "
-        f"(limit {parity.get('atol')}), rankings identical: {parity.get('rankings_identical')}, "
+        f"(relative {_number(parity.get('max_relative_diff'))}; limit {parity.get('atol')} + "
+        f"{parity.get('rtol')} * max |score|), rankings identical: "
+        f"{parity.get('rankings_identical')} (near-tied pairs swapped: "
+        f"{parity.get('near_tie_swaps')}), "
         f"largest metric difference {_number(parity.get('metrics_max_diff'))}",
     ]
     q = m.get("quantization")

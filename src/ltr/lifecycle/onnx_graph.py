@@ -12,18 +12,30 @@ The fitted normalization is inside the graph. A global kind (``standard``, ``min
 ``log1p_standard``) is ``y = (x - shift) * inv_scale`` per feature after an optional signed log
 (:meth:`ltr.data.preprocessing.Normalizer.affine`): its ``inv_scale`` is folded into the columns
 of the scorer's first Linear layer at export (``W' = W diag(inv_scale)``, computed in float64,
-rounded once to float32) and ``shift`` stays a ``Sub`` in front of it. Folding saves the
-``Mul`` over ``[list_len, n_features]``: measured side by side (MLP [512, 256, 128], 1 thread),
-the unfolded graph is 10% slower at 10 documents and 4-5% at 100 and 1,000. Folding ``shift``
+rounded once to float32) and ``shift`` stays in front of it as
+:class:`~ltr.data.preprocessing.ShiftModule` (two float32 ``Sub`` that together subtract the
+float64 shift; a log of a ratio for ``log1p_standard``), so the graph's features match the
+float64 normalization of training to float32 precision. Folding saves the ``Mul`` over
+``[list_len, n_features]``: measured side by side (MLP [512, 256, 128], 1 thread), the unfolded
+graph is 10% slower at 10 documents and 4-5% at 100 and 1,000. Folding ``shift``
 into the bias as well would be exact in real numbers but not in float32: features with a large
 mean and a small spread (counts, PageRank) would make the first layer add large terms that
 cancel.
 
 Parity: the folded graph equals the eager model up to float32 rounding, which the parity check
-bounds (1e-5) on every export. The difference does not come from folding (folded and unfolded
-graphs differ from eager by the same 1-2e-6 on trained 512-wide MLPs): both engines are about
-2e-6 from a float64 evaluation, each in its own way, because ONNX Runtime's MLAS and PyTorch's
-GEMM sum the products in different orders. That is 1-3 float32 ulps of scores near 8.
+bounds (1e-5 plus 1e-6 of the largest score) on every export. The difference does not
+come from folding (folded and unfolded graphs differ from eager by the same 1-2e-6 on trained
+512-wide MLPs): both engines are about 2e-6 from a float64 evaluation, each in its own way,
+because ONNX Runtime's MLAS and PyTorch's GEMM sum the products in different orders. That is
+1-3 float32 ulps of scores near 8.
+
+Empty input: linear and MLP graphs return empty scores for an empty batch or list; a graph with
+attention (transformer, or an ensemble holding one) fails in ONNX Runtime instead, because the
+exported attention reshapes to shapes computed at run time, where ONNX reads a 0 as "copy this
+dimension". Wrapping the graph in an ``If`` on the input size fixes that but cost 16 us per call
+at 10 documents (93 -> 109 us, 8 us at 100), so the graph is left as is, ``metadata.json`` says
+``onnx.accepts_empty: false``, the card says so, and :func:`ltr.lifecycle.runtime.run_session`
+returns empty scores without calling the graph.
 
 Exporter: ``torch.onnx.export(..., dynamo=True, dynamic_shapes=...)``. It exports the transformer
 with dynamic batch and list length correctly (the TorchScript exporter bakes the example's list
@@ -47,7 +59,7 @@ from torch import Tensor, nn
 
 from ltr import __version__
 from ltr._extras import require_extra
-from ltr.data.preprocessing import NormalizerModule
+from ltr.data.preprocessing import NormalizerModule, ShiftModule
 from ltr.errors import ConfigError, ExportError
 from ltr.lifecycle.source import Source
 from ltr.models import ContextAwareScorer, LinearScorer, MLPScorer
@@ -73,22 +85,17 @@ class _GraphModule(nn.Module):
         self,
         scorer: nn.Module,
         normalizer: NormalizerModule | None,
-        shift: Tensor | None,
-        signed_log: bool,
+        shift: ShiftModule | None,
     ) -> None:
         super().__init__()
-        self.scorer, self.normalizer, self.signed_log = scorer, normalizer, signed_log
-        self.shift: Tensor | None
-        self.register_buffer("shift", shift)
+        self.scorer, self.normalizer, self.shift = scorer, normalizer, shift
 
     def _scores(self, features: Tensor, mask: Tensor) -> Tensor:
         x = features
         if self.normalizer is not None:
             x = self.normalizer(x, mask)
-        if self.signed_log:
-            x = torch.sign(x) * torch.log1p(torch.abs(x))
         if self.shift is not None:
-            x = x - self.shift
+            x = self.shift(x)
         scores: Tensor = self.scorer(x, mask)
         return scores
 
@@ -144,17 +151,14 @@ def _graph_module(source: Source) -> tuple[nn.Module, bool]:
     module_cls = _FeaturesAndMask if source.uses_mask else _FeaturesOnly
     if not folded:
         kept = None if normalizer.kind == "none" else normalizer.to_module()
-        return module_cls(scorer, kept, None, signed_log=False).eval(), False
+        return module_cls(scorer, kept, None).eval(), False
     assert first is not None
     shift, inv_scale = normalizer.affine()  # float64 [F]
     with torch.no_grad():
         weight = first.weight.detach().double() * torch.from_numpy(inv_scale)[None, :]
         first.weight.copy_(weight.float())
     module = module_cls(
-        scorer,
-        None,
-        torch.tensor(shift, dtype=torch.float32),
-        signed_log=normalizer.kind == "log1p_standard",
+        scorer, None, ShiftModule(shift, signed_log=normalizer.kind == "log1p_standard")
     )
     return module.eval(), True
 
@@ -168,6 +172,8 @@ class OnnxGraph:
         inputs, outputs: ``{name, dtype, shape}`` with axis names for the dynamic axes.
         opset: the default-domain opset.
         normalization_folded: the normalizer's scale lives in the first layer's weights.
+        accepts_empty: the graph returns ``[0, L]`` / ``[B, 0]`` scores for an empty batch or
+            list. False for attention (see the module docstring): callers must not send one.
     """
 
     model: bytes
@@ -175,6 +181,7 @@ class OnnxGraph:
     outputs: list[dict[str, Any]]
     opset: int
     normalization_folded: bool
+    accepts_empty: bool = True
 
 
 def _stable_sort(
@@ -250,6 +257,7 @@ def export_onnx(source: Source, *, opset: int | None = None) -> OnnxGraph:
         outputs=[_value_info(value) for value in proto.graph.output],
         opset=written,
         normalization_folded=folded,
+        accepts_empty=not any(isinstance(m, ContextAwareScorer) for m in source.scorer.modules()),
     )
 
 

@@ -15,8 +15,9 @@ moves it by 0.0000-0.0002 with 73-80% of queries in the same order (Kendall tau 
 
 **The gate** (:func:`quantization_gate`): the int8 variant ships only if its test NDCG@10 is
 within :data:`INT8_MAX_NDCG_MOVE` of the float32 graph's. The report also says how the two rank:
-queries in the same order (pairs float32 separates by more than 1e-6 keep their order) and the
-mean per-query Kendall tau (tau-b, over queries with two or more documents and distinct scores).
+queries in the same order (pairs float32 separates by more than parity's tie gap keep their
+order; :mod:`ltr.lifecycle.parity`) and the mean per-query Kendall tau (tau-b, over queries
+with two or more documents and distinct scores).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from scipy.stats import kendalltau
 from ltr._extras import require_extra
 from ltr.data.letor import LetorData
 from ltr.evaluation import evaluate_scores
-from ltr.lifecycle.parity import ranking_violations
+from ltr.lifecycle.parity import RTOL, TIE_ATOL, ranking_violations
 from ltr.lifecycle.runtime import score_with_onnx
 
 with require_extra("export"):
@@ -139,7 +140,9 @@ def quantization_gate(
     for q in range(data.n_queries):
         rows = slice(data.query_offsets[q], data.query_offsets[q + 1])
         mask = np.ones((1, rows.stop - rows.start), dtype=bool)
-        violations = ranking_violations(scores32[None, rows], scores8[None, rows], mask, 1e-6)
+        violations = ranking_violations(
+            scores32[None, rows], scores8[None, rows], mask, TIE_ATOL, rtol=RTOL
+        )
         same += int(not violations.any())
         if rows.stop - rows.start > 1 and np.ptp(scores32[rows]) > 0 and np.ptp(scores8[rows]) > 0:
             taus.append(float(kendalltau(scores32[rows], scores8[rows]).statistic))

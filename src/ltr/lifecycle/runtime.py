@@ -48,7 +48,13 @@ def has_mask_input(session: ort.InferenceSession) -> bool:
 def run_session(
     session: ort.InferenceSession, features: np.ndarray, mask: np.ndarray | None = None
 ) -> np.ndarray:
-    """``float32 [B, L]`` scores of ``features [B, L, F]``; ``mask`` is fed if the graph has it."""
+    """``float32 [B, L]`` scores of ``features [B, L, F]``; ``mask`` is fed if the graph has it.
+
+    An empty batch or list gives empty scores without running the graph: attention graphs
+    fail on one (:mod:`ltr.lifecycle.onnx_graph`), the others would return the same.
+    """
+    if features.shape[0] == 0 or features.shape[1] == 0:
+        return np.zeros(features.shape[:2], dtype=np.float32)
     feeds: dict[str, np.ndarray] = {"features": np.ascontiguousarray(features, dtype=np.float32)}
     if has_mask_input(session):
         if mask is None:

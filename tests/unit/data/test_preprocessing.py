@@ -17,7 +17,7 @@ from hypothesis.extra.numpy import arrays
 
 from ltr.data.dataset import pad_slates
 from ltr.data.letor import LetorData, load_letor
-from ltr.data.preprocessing import NORMALIZER_KINDS, Normalizer
+from ltr.data.preprocessing import NORMALIZER_KINDS, Normalizer, ShiftModule
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError, ShapeError
 
 CONSTANT_COLUMN = 3
@@ -342,6 +342,43 @@ def test_module_matches_numpy_transform_on_padded_slates(kind: str, train: Letor
         out = normalizer.to_module()(features, mask)
     assert out.dtype == torch.float32 and out.shape == features.shape
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def far_from_zero(data: LetorData, seed: int) -> LetorData:
+    """``data`` with columns 0 and 1 at +-1e6, spread by one or two float32 ulps (0.0625)."""
+    rng = np.random.default_rng(seed)
+    features = data.features.copy()
+    features[:, 0] = 1e6 + 0.0625 * (rng.random(data.n_docs) < 0.4)
+    features[:, 1] = -1e6 - 0.0625 * rng.integers(0, 3, size=data.n_docs)
+    return replace(data, features=features)
+
+
+@pytest.mark.parametrize("kind", NORMALIZER_KINDS)
+def test_module_matches_transform_on_features_far_from_zero(kind: str, train: LetorData) -> None:
+    # float32 rounds a mean near 1e6 by up to 0.03, half a standard deviation here: subtracting
+    # float32(mean) put whole units of error into the normalized values (review 11, item 2)
+    normalizer = Normalizer(kind).fit(far_from_zero(train, seed=0))
+    test = far_from_zero(make_data([3, 1, 17, 8, 40], seed=2), seed=1)
+    expected = pad_slates(
+        replace(test, features=normalizer.transform(test.features, test.query_offsets))
+    ).features
+    features, mask = padded(test)
+    with torch.no_grad():
+        out = normalizer.to_module()(features, mask)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shift", [0.0, 1e-7, 0.5, -0.5, 13.8155106, -13.8155106, 40.0, -85.0])
+def test_shift_module_signed_log_matches_float64_across_signs_and_scales(shift: float) -> None:
+    x = np.concatenate(
+        [np.array([0.0, 1e-8, -1e-8, 3e-7, 1.0, -1.0, 999_999.0, -999_999.0, 3e38, -3e38])]
+        + [sign * np.geomspace(1e-6, 1e7, 60) for sign in (1.0, -1.0)]
+    ).astype(np.float32)
+    expected = np.sign(x.astype(np.float64)) * np.log1p(np.abs(x.astype(np.float64))) - shift
+    with torch.no_grad():
+        got = ShiftModule(np.array([shift]), signed_log=True)(torch.from_numpy(x[:, None]))
+    # float32 precision of the result, not of the terms that cancel
+    np.testing.assert_allclose(got[:, 0].numpy(), expected, rtol=1e-6, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", NORMALIZER_KINDS)

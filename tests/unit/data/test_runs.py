@@ -109,6 +109,30 @@ def test_run_ties_are_broken_by_docid_descending(tmp_path: Path) -> None:
     assert evaluate_run(matched, ["map"]).means["map"] == pytest.approx((1 + 2 / 3) / 2)
 
 
+def test_written_run_ranks_ties_as_the_reader_and_trec_eval_do(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = tmp_path / "run.txt"
+    write_trec_run(run, tiny_data(["a", "c", "b"]), np.array([1.0, 1.0, 1.0]))
+
+    # docid descending on ties; the rank column says the order evaluation uses
+    assert run.read_text().splitlines() == [
+        "q1 Q0 c 1 1.0 ltr",
+        "q1 Q0 b 2 1.0 ltr",
+        "q1 Q0 a 3 1.0 ltr",
+    ]
+    assert "1 of 1 queries have tied scores" in caplog.text
+
+
+def test_written_run_without_ties_warns_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_trec_run(tmp_path / "run.txt", tiny_data(["a", "b", "c"]), np.array([0.5, 2.0, 1.0]))
+
+    assert (tmp_path / "run.txt").read_text().split("\n")[0] == "q1 Q0 b 1 2.0 ltr"
+    assert "tied" not in caplog.text
+
+
 def test_run_matching_no_judged_document_is_refused(tmp_path: Path) -> None:
     run = tmp_path / "run.txt"
     run.write_text("other Q0 a 1 1.0 t\nq1 Q0 zz 1 1.0 t\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,14 @@ import pytest
 import torch
 
 from ltr.config import load_config
+from ltr.data.letor import load_letor, write_letor
 from ltr.errors import BundleError, DataFormatError, ExportError, WriteError
+from ltr.inference.predictor import Predictor
 from ltr.lifecycle import parity, quantize
 from ltr.lifecycle.bundle import verify_bundle
 from ltr.lifecycle.export import ExportReport, export_bundle
 from ltr.lifecycle.model_card import render_model_card
-from ltr.lifecycle.runtime import make_session, run_session
+from ltr.lifecycle.runtime import make_session, run_session, score_with_onnx
 from ltr.lifecycle.source import load_source
 from ltr.training import run_experiment
 from support.tiny_runs import write_tiny_data
@@ -100,7 +103,11 @@ def test_every_scorer_exports_with_parity(
     parity = report.parity
     assert parity.passed and parity.max_abs_diff <= 1e-5
     assert all(case.reordered_queries == 0 for case in parity.cases)
-    assert [case.documents for case in parity.cases[1:]] == [3, 19, 267, 2667]
+    assert [case.name for case in parity.cases[:2]] == [
+        "test file",
+        "test file, float64 normalization",
+    ]
+    assert [case.documents for case in parity.cases[2:]] == [3, 19, 267, 2667]
     assert parity.metrics_torch == parity.metrics_onnx
     onnx.checker.check_model(str(report.output / "model.onnx"))
 
@@ -148,6 +155,29 @@ def test_graph_takes_any_batch_and_list_length(
 
     assert scores.shape == (batch, list_len)
     np.testing.assert_allclose(scores[mask], expected.numpy()[mask], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("key", sorted(RUNS))
+@pytest.mark.parametrize(("batch", "list_len"), [(0, 5), (2, 0), (0, 0)])
+def test_empty_batch_or_list_gives_empty_scores_and_the_bundle_says_if_the_graph_cannot(
+    exported: dict[str, tuple[Path, ExportReport]], key: str, batch: int, list_len: int
+) -> None:
+    _, report = exported[key]
+    session = make_session(report.output / "model.onnx")
+    features = np.zeros((batch, list_len, N_FEATURES), dtype=np.float32)
+    feeds = {"features": features}
+    if "mask" in [spec["name"] for spec in report.inputs]:
+        feeds["mask"] = np.zeros((batch, list_len), dtype=bool)
+
+    scores = run_session(session, features)
+
+    assert scores.shape == (batch, list_len) and scores.dtype == np.float32
+    attends = RUNS[key][0] in ("transformer", "ensemble")  # the ensemble holds a transformer
+    assert report.metadata["onnx"]["accepts_empty"] is not attends
+    card = (report.output / "model_card.md").read_text(encoding="utf-8")
+    assert ("`batch` and `list_len` must be at least 1" in card) is attends
+    if not attends:  # the graph itself returns empty scores
+        assert session.run(["scores"], feeds)[0].shape == (batch, list_len)
 
 
 @pytest.mark.parametrize("key", ["mlp_ranks", "transformer_ranks"])
@@ -246,6 +276,25 @@ def test_model_card_reports_use_metrics_parity_and_limits(
     assert "square of the list length" in card
 
 
+def test_model_card_names_the_file_of_every_metrics_column(
+    exported: dict[str, tuple[Path, ExportReport]], workdir: Path, tmp_path: Path
+) -> None:
+    # parity on the validation file: the run's test figures must not be credited to it
+    run_dir, _ = exported["mlp"]
+    data = workdir / "data"
+    report = export_bundle(run_dir, tmp_path / "bundle", test_data=data / "vali.txt")
+
+    card = (report.output / "model_card.md").read_text(encoding="utf-8")
+    run_test = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["test"]
+    header = "| metric | run test `test.txt` | validation, best epoch `vali.txt` "
+    assert header + "| parity file, ONNX `vali.txt` |" in card
+    onnx_ndcg = report.parity.metrics_onnx["ndcg@10"]
+    assert f"| ndcg@10 | {run_test['ndcg@10']:.4f} | " in card
+    assert f" | {onnx_ndcg:.4f} |\n" in card.split("| ndcg@10 |", 1)[1]
+    assert f"| train | `{(data / 'train.txt').resolve()}` |" in card
+    assert f"| parity, int8 gate (export) | `{(data / 'vali.txt').resolve()}` |" in card
+
+
 def test_model_card_cautions_about_latency_a_busy_machine_may_have_inflated(
     exported: dict[str, tuple[Path, ExportReport]],
 ) -> None:
@@ -270,6 +319,38 @@ def test_broken_graph_fails_parity_and_writes_nothing(
     with pytest.raises(ExportError, match=r"ONNX parity check failed .*no bundle written: .*1e-05"):
         export_bundle(run_dir, tmp_path / "bundle")
     assert list(tmp_path.iterdir()) == []  # no bundle, no temp folder
+
+
+@pytest.mark.parametrize("normalization", ["standard", "log1p_standard", "query_zscore"])
+def test_graph_matches_float64_normalization_on_features_far_from_zero(
+    tmp_path: Path, normalization: str
+) -> None:
+    # feature 1 at 1e6 or one float32 ulp above: a graph that subtracted float32(mean) scored
+    # 0.04 away from `ltr predict` here and moved NDCG@10 (review 11, item 2)
+    root = write_tiny_data(tmp_path / "data", n_features=N_FEATURES, seed=3, max_docs=15)
+    rng = np.random.default_rng(0)
+    for split in ("train", "vali", "test"):
+        data = load_letor(root / f"{split}.txt")
+        features = data.features.copy()
+        features[:, 0] = 1e6 + 0.0625 * (rng.random(data.n_docs) < 0.4)
+        write_letor(root / f"{split}.txt", replace(data, features=features))
+    config = {
+        "data": {"root": str(root), "normalization": normalization},
+        "model": {"name": "mlp", "hidden_dims": [16]},
+        "training": {"num_epochs": 2, "batch_size": 8, "device": "cpu"},
+        "tracking": {"output_dir": str(tmp_path / "runs"), "tensorboard": False, "mlflow": False},
+    }
+    run_dir = run_experiment(load_config(base=config, overrides=()), quiet=True)
+
+    report = export_bundle(run_dir, tmp_path / "bundle")
+
+    test = load_letor(root / "test.txt")
+    onnx_scores = score_with_onnx(make_session(tmp_path / "bundle" / "model.onnx"), test)
+    predicted = Predictor.load(run_dir).score(test)
+    np.testing.assert_allclose(onnx_scores, predicted, rtol=0, atol=1e-5)
+    case = next(c for c in report.parity.cases if c.name == "test file, float64 normalization")
+    assert case.documents == test.n_docs and case.score_violations == 0
+    assert report.parity.metrics_float64 == report.parity.metrics_onnx
 
 
 def test_int8_variant_is_refused_when_ndcg_moves_too_much(
