@@ -23,12 +23,14 @@ printed before any run starts)::
    1..``--seeds``-1 as well; each model keeps the point with the highest validation NDCG@10
    averaged over folds and seeds. With ``--transformer`` the context-aware scorer is trained
    with the loss that won stage 2 on vali (:data:`TRANSFORMER_GRID`), same two stages.
-3. Final numbers: the kept point's ``--seeds`` runs per fold; test metrics of a fold are
-   averaged over seeds; tables show mean ± std (ddof=1) of those per-fold values over folds,
-   and paired per-fold differences (mean ± std over folds) against LightGBM and against the
-   best single feature. Evaluation goes through ``ltr.evaluation.evaluate_scores``: the default
-   convention (gain exp2, no_relevant=zero), ``no_relevant=one`` (LightGBM's own) and the
-   ``letor`` preset (Eval-Score-4.0.pl). Score ties keep file order.
+3. Final numbers: the kept point's runs with seeds 0..max(``--seeds``, ``--ensemble``)-1 per
+   fold (round 3 trains the seeds beyond ``--seeds``; 5 with the defaults); test metrics of a
+   fold are averaged over those seeds; tables show mean ± std (ddof=1) of those per-fold values
+   over folds, and paired per-fold differences (mean ± std over folds) against LightGBM and
+   against the best single feature. Evaluation goes through
+   ``ltr.evaluation.evaluate_scores``: the default convention (gain exp2, no_relevant=zero),
+   ``no_relevant=one`` (LightGBM's own) and the ``letor`` preset (Eval-Score-4.0.pl). Score
+   ties keep file order.
 4. Baseline: the best single feature (and direction) by NDCG@10 on each fold's *train* file.
 5. "The best ltr configuration" is the model (loss, or transformer) with the highest stage-2
    validation NDCG@10; its test numbers are what the verdict compares with LightGBM.
@@ -685,6 +687,7 @@ def paired(a: dict[str, Any], b: dict[str, Any], key: str) -> tuple[float, float
 
 
 def protocol_text(args: argparse.Namespace, losses: list[str]) -> str:
+    final = max(args.seeds, args.ensemble)  # the kept points' seeds (main's final_seeds)
     lines = [
         "## Protocol (declared before any run; test numbers never select anything)",
         "",
@@ -697,7 +700,9 @@ def protocol_text(args: argparse.Namespace, losses: list[str]) -> str:
         f"- Stage 2: the top {args.top} points of every model by stage 1 also train seeds "
         f"1..{args.seeds - 1}; each model keeps the point with the best validation NDCG@10 "
         f"averaged over folds and {args.seeds} seeds. Final test numbers = that point's "
-        f"{args.seeds} seeds (mean over seeds per fold, then mean ± std over folds).",
+        f"{final} seeds 0..{final - 1} (max(--seeds, --ensemble)"
+        + (f"; seeds {args.seeds}..{final - 1} train in round 3" if final > args.seeds else "")
+        + "): mean over seeds per fold, then mean ± std over folds.",
         f"- LightGBM lambdarank: {args.lgb_points} points (L0 = previous round's choice) from "
         f"its space, same two stages, seeds drive feature/bagging sampling; {LGB_ROUNDS} rounds, "
         f"early stopping {LGB_PATIENCE} rounds on its vali NDCG@10.",
@@ -734,7 +739,8 @@ def protocol_text(args: argparse.Namespace, losses: list[str]) -> str:
             "folds of the ensemble's vali NDCG@10 averaged over the default and letor "
             "conventions (the target covers both). The target is judged against LightGBM "
             f"averaged over {k} seeds (equal budget); the single LightGBM model (mean over the "
-            f"same {k} seeds' runs) is shown beside it. Single-model rows above use all {k} seeds.",
+            f"same {k} seeds' runs) is shown beside it. Single-model rows above use all "
+            f"{final} seeds.",
         ]
     return "\n".join(lines)
 
