@@ -50,18 +50,21 @@ printed before any run starts)::
    like every other knob. LightGBM and the transformer's grid are unchanged.
 
 Writes ``benchmarks/results/quality_mq2008.json`` (every run, the search space, the points, the
-selections) and the winners as ``configs/experiments/mq2008_<loss>.yaml``; ``--quick`` (one fold,
-two points, few epochs) writes neither. With ``--out-dir`` a rerun reuses the finished runs it
-finds there (same job name = same model, point, fold and seed).
+selections; the code's provenance, :func:`provenance`, for the invocation and for each run) and
+the winners as ``configs/experiments/mq2008_<loss>.yaml``; ``--quick`` (one fold, two points,
+few epochs) writes neither. With ``--out-dir`` a rerun reuses the finished runs it finds there
+(same job name = same model, point, fold and seed).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import inspect
 import json
 import os
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,6 +83,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_ROOT / "src"))
 
 from _shared_data import add_data_dir_option, require_data  # noqa: E402
+from ltr._fs import atomic_write_json  # noqa: E402
 from ltr.baselines import best_single_feature  # noqa: E402
 from ltr.data.letor import LetorData, load_letor  # noqa: E402
 from ltr.evaluation import evaluate_scores  # noqa: E402
@@ -196,6 +200,43 @@ LGB_ANCHOR = {  # the previous round's choice
     "lambda_l2": 0.0,
 }
 LGB_ROUNDS, LGB_PATIENCE = 2000, 100
+
+
+PROVENANCE_PACKAGES = ("torch", "lightgbm", "numpy", "ltr")
+RUN_PROVENANCE = "bench_provenance.json"  # written into each run directory this script trains
+
+
+def provenance(root: Path = _ROOT) -> dict[str, Any]:
+    """The code this invocation runs: the repository's git commit, whether its tree differs from
+    that commit (``git status --porcelain`` not empty), and the versions of
+    :data:`PROVENANCE_PACKAGES`. Anything that cannot be read (no git, not a checkout, a
+    package not installed) is None."""
+
+    def git(*argv: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(root), *argv],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout
+
+    commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain")
+    versions: dict[str, str | None] = {}
+    for package in PROVENANCE_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "commit": (commit.strip() or None) if commit is not None else None,
+        "dirty": None if status is None else bool(status.strip()),
+        "versions": versions,
+    }
 
 
 def patience_for(lr: float) -> int:
@@ -357,6 +398,25 @@ def finished_run(out_dir: Path, name: str) -> Path | None:
     return next((d for d in out_dir.glob(f"*-{name}") if (d / "metrics.json").is_file()), None)
 
 
+def describe_provenance(prov: dict[str, Any] | str) -> str:
+    """One line: ``<commit[:7]>[+dirty]`` (or "unknown commit") and the package versions."""
+    if not isinstance(prov, dict):
+        return "provenance unknown"
+    commit = prov["commit"][:7] if prov["commit"] else "unknown commit"
+    dirty = {True: "+dirty", False: "", None: " (dirty unknown)"}[prov["dirty"]]
+    versions = ", ".join(f"{k} {v or 'unknown'}" for k, v in prov["versions"].items())
+    return f"{commit}{dirty}; {versions}"
+
+
+def run_provenance(run_dir: Path, reused: bool) -> dict[str, Any]:
+    """A run's ``provenance``: what :func:`provenance` gave the invocation that trained it (read
+    from its :data:`RUN_PROVENANCE`), or "unknown" for a run trained before that file was
+    written; and whether this invocation ``reused`` it rather than training it."""
+    path = run_dir / RUN_PROVENANCE
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else "unknown"
+    return {"provenance": stored, "reused": reused}
+
+
 def train_mlp_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one config on one fold with one seed; test metrics of the best epoch."""
     from ltr.config import load_config
@@ -376,8 +436,10 @@ def train_mlp_job(job: dict[str, Any]) -> dict[str, Any]:
         f"experiment.name={job['name']}",
     ]
     run_dir = finished_run(Path(job["out_dir"]), job["name"])
+    reused = run_dir is not None
     if run_dir is None:
         run_dir = run_experiment(load_config(base=BASE_CONFIG, overrides=overrides), quiet=True)
+        atomic_write_json(run_dir / RUN_PROVENANCE, job["provenance"])
     report = json.loads((run_dir / "metrics.json").read_text())
     train = _data(files["train"])
     test = _data(files["test"], train.n_features)
@@ -392,6 +454,7 @@ def train_mlp_job(job: dict[str, Any]) -> dict[str, Any]:
         "test_per_query": _per_query(test, scores),
         "best_epoch": report["best_epoch"],
         "epochs": report["epochs"],
+        **run_provenance(run_dir, reused),
         "run_dir": str(run_dir),
         "seconds": time.perf_counter() - started,
     }
@@ -431,6 +494,8 @@ def train_lightgbm_job(job: dict[str, Any]) -> dict[str, Any]:
         "test_per_query": _per_query(test, test_scores),
         "best_iteration": best,
         "scores_file": str(scores_file),
+        "provenance": job["provenance"],
+        "reused": False,
         "test_tied_docs": _tied_docs(test, test_scores),
         "test_docs": test.n_docs,
         "seconds": time.perf_counter() - started,
@@ -456,11 +521,15 @@ def ensemble_job(job: dict[str, Any]) -> dict[str, Any]:
         saved = [np.load(path) for path in job["members"]]
         vali_scores = np.mean([z["vali"] for z in saved], axis=0)
         test_scores = np.mean([z["test"] for z in saved], axis=0)
+        run_info = {"provenance": job["provenance"], "reused": False}
     else:
         out = Path(job["out_dir"]) / "ensembles"
         run_dir = finished_run(out, job["name"])
+        reused = run_dir is not None
         if run_dir is None:
             run_dir = build_ensemble(job["members"], name=job["name"], output_dir=out, quiet=True)
+            atomic_write_json(run_dir / RUN_PROVENANCE, job["provenance"])
+        run_info = run_provenance(run_dir, reused)
         predictor = Predictor.load(run_dir)
         vali_scores, test_scores = predictor.score(vali), predictor.score(test)
     return {
@@ -472,6 +541,7 @@ def ensemble_job(job: dict[str, Any]) -> dict[str, Any]:
         ).means["ndcg@10"],
         "test": _test_metrics(test, test_scores),
         "test_per_query": _per_query(test, test_scores),
+        **run_info,
         "seconds": time.perf_counter() - started,
     }
 
@@ -668,6 +738,7 @@ def mlp_jobs(
             ],
             "data_dir": str(args.data_dir),
             "out_dir": str(args.out_dir),
+            "provenance": args.provenance,
             "name": f"{kind}_{loss}{tag}_{point}_f{fold}_s{seed}",
         }
         for fold in args.folds
@@ -691,6 +762,7 @@ def lgb_jobs(
             "rounds": args.lgb_rounds,
             "patience": LGB_PATIENCE,
             "out_dir": str(args.out_dir),
+            "provenance": args.provenance,
             "name": f"lightgbm_{point}_f{fold}_s{seed}",
         }
         for fold in args.folds
@@ -936,7 +1008,9 @@ def main() -> None:
     splits = ("train", "vali", "test")
     require_data(args.data_dir, *(f"mq2008/Fold{f}/{s}.txt.gz" for f in args.folds for s in splits))
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    args.provenance = provenance()  # read once; every job trained here records it
     print(f"$ {command}\n", flush=True)
+    print(f"Code: {describe_provenance(args.provenance)}\n", flush=True)
     print(protocol_text(args, losses) + "\n", flush=True)
 
     points = {loss: mlp_points(loss, args.points) for loss in losses}
@@ -1028,6 +1102,7 @@ def main() -> None:
                             "fold": fold,
                             "data_dir": str(args.data_dir),
                             "out_dir": str(args.out_dir),
+                            "provenance": args.provenance,
                             "name": f"ens_{n.replace('+', '_')}"
                             f"{loss_tag(sel[n]['loss'], args.pairwise_reduction)}_"
                             f"{sel[n]['point']}_f{fold}_k{len(members)}",
@@ -1220,6 +1295,7 @@ def main() -> None:
         args.results.mkdir(parents=True, exist_ok=True)
         out = {
             "command": command,
+            "provenance": args.provenance,
             "wall_seconds": wall,
             "timing_seconds": timing,
             "folds": args.folds,
