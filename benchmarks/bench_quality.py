@@ -53,12 +53,15 @@ Writes ``benchmarks/results/quality_mq2008.json`` (every run, the search space, 
 selections; the code's provenance, :func:`provenance`, for the invocation and for each run) and
 the winners as ``configs/experiments/mq2008_<loss>.yaml``; ``--quick`` (one fold, two points,
 few epochs) writes neither. With ``--out-dir`` a rerun reuses the finished runs it finds there
-(same job name = same model, point, fold and seed).
+with the same job name (model, point, fold and seed) and the same resolved config (a hash stored
+in the run); a run from before that hash existed is reused with ``provenance: unknown``. A
+one-line summary says how many runs were reused, from which commits.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import inspect
 import json
@@ -393,19 +396,57 @@ def _tied_docs(data: LetorData, scores: np.ndarray) -> int:
     return int((counts[inverse.ravel()] > 1).sum())
 
 
-def finished_run(out_dir: Path, name: str) -> Path | None:
-    """A run named ``name`` that an earlier invocation with this --out-dir finished, if any."""
-    return next((d for d in out_dir.glob(f"*-{name}") if (d / "metrics.json").is_file()), None)
+def config_sha256(config: Any) -> str:
+    """A stable hash of a run's resolved config (plain JSON data)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def finished_run(out_dir: Path, name: str, config_hash: str) -> Path | None:
+    """A run named ``name`` that an earlier invocation with this --out-dir finished with the
+    same resolved config (``config_hash``, stored in its :data:`RUN_PROVENANCE`), if any.
+
+    A run from before that file existed has no hash: it is still reused, and its record says
+    ``provenance: unknown``. A run whose hash differs is never reused (a new one is trained).
+    """
+    legacy = None
+    for run_dir in sorted(out_dir.glob(f"*-{name}")):
+        if not (run_dir / "metrics.json").is_file():
+            continue
+        stored = run_dir / RUN_PROVENANCE
+        if not stored.is_file():
+            legacy = legacy or run_dir
+        elif json.loads(stored.read_text(encoding="utf-8")).get("config_sha256") == config_hash:
+            return run_dir
+    return legacy
+
+
+def reuse_summary(records: list[dict[str, Any]]) -> str:
+    """One line: how many runs were trained now and how many reused, from which commits."""
+    counts: dict[str, int] = {}
+    reused = [r for r in records if r.get("reused")]
+    for r in reused:
+        prov = r["provenance"]
+        key = "provenance unknown" if not isinstance(prov, dict) else describe_commit(prov)
+        counts[key] = counts.get(key, 0) + 1
+    fresh = len(records) - len(reused)
+    text = f"{len(records)} runs: {fresh} trained by this invocation, {len(reused)} reused"
+    if counts:
+        text += " (" + ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) + ")"
+    return text
 
 
 def describe_provenance(prov: dict[str, Any] | str) -> str:
     """One line: ``<commit[:7]>[+dirty]`` (or "unknown commit") and the package versions."""
     if not isinstance(prov, dict):
         return "provenance unknown"
-    commit = prov["commit"][:7] if prov["commit"] else "unknown commit"
-    dirty = {True: "+dirty", False: "", None: " (dirty unknown)"}[prov["dirty"]]
     versions = ", ".join(f"{k} {v or 'unknown'}" for k, v in prov["versions"].items())
-    return f"{commit}{dirty}; {versions}"
+    return f"{describe_commit(prov)}; {versions}"
+
+
+def describe_commit(prov: dict[str, Any]) -> str:
+    """``<commit[:7]>``, ``+dirty`` when the tree had changes; "unknown commit" without git."""
+    commit = prov["commit"][:7] if prov["commit"] else "unknown commit"
+    return commit + {True: "+dirty", False: "", None: " (dirty unknown)"}[prov["dirty"]]
 
 
 def run_provenance(run_dir: Path, reused: bool) -> dict[str, Any]:
@@ -435,11 +476,17 @@ def train_mlp_job(job: dict[str, Any]) -> dict[str, Any]:
         "training.num_threads=1",
         f"experiment.name={job['name']}",
     ]
-    run_dir = finished_run(Path(job["out_dir"]), job["name"])
+    config = load_config(base=BASE_CONFIG, overrides=overrides)
+    resolved = config.resolved()
+    resolved.pop("tracking", None)  # where the run is written, not what it trains
+    config_hash = config_sha256(resolved)
+    run_dir = finished_run(Path(job["out_dir"]), job["name"], config_hash)
     reused = run_dir is not None
     if run_dir is None:
-        run_dir = run_experiment(load_config(base=BASE_CONFIG, overrides=overrides), quiet=True)
-        atomic_write_json(run_dir / RUN_PROVENANCE, job["provenance"])
+        run_dir = run_experiment(config, quiet=True)
+        atomic_write_json(
+            run_dir / RUN_PROVENANCE, {**job["provenance"], "config_sha256": config_hash}
+        )
     report = json.loads((run_dir / "metrics.json").read_text())
     train = _data(files["train"])
     test = _data(files["test"], train.n_features)
@@ -524,11 +571,14 @@ def ensemble_job(job: dict[str, Any]) -> dict[str, Any]:
         run_info = {"provenance": job["provenance"], "reused": False}
     else:
         out = Path(job["out_dir"]) / "ensembles"
-        run_dir = finished_run(out, job["name"])
+        config_hash = config_sha256({"members": job["members"]})  # new members, new ensemble
+        run_dir = finished_run(out, job["name"], config_hash)
         reused = run_dir is not None
         if run_dir is None:
             run_dir = build_ensemble(job["members"], name=job["name"], output_dir=out, quiet=True)
-            atomic_write_json(run_dir / RUN_PROVENANCE, job["provenance"])
+            atomic_write_json(
+                run_dir / RUN_PROVENANCE, {**job["provenance"], "config_sha256": config_hash}
+            )
         run_info = run_provenance(run_dir, reused)
         predictor = Predictor.load(run_dir)
         vali_scores, test_scores = predictor.score(vali), predictor.score(test)
@@ -1113,6 +1163,8 @@ def main() -> None:
             timing["stage 3 (seeds + ensembles)"] = time.perf_counter() - t0
 
     summaries = {name: summarize(winner_records(name), args.folds) for name in sel}
+    reuse = reuse_summary([*records, *ens_records])
+    print(f"\nRuns: {reuse}", flush=True)
     baseline = single_feature(args)
     wall = time.perf_counter() - started
 
@@ -1296,6 +1348,7 @@ def main() -> None:
         out = {
             "command": command,
             "provenance": args.provenance,
+            "reuse": reuse,
             "wall_seconds": wall,
             "timing_seconds": timing,
             "folds": args.folds,
