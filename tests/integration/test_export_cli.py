@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ltr._fs import file_sha256
 from ltr.cli import app
 from ltr.config import load_config
-from ltr.errors import BundleError, ConfigError
+from ltr.errors import BundleError, ConfigError, DataNotFoundError
 from ltr.lifecycle.bundle import verify_bundle
 from ltr.training import run_experiment
 from support.tiny_runs import write_tiny_data
@@ -108,6 +110,94 @@ def test_benchmark_prints_markdown_on_request(run_dir: Path, tmp_path: Path) -> 
     assert lines[2] == "|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     assert lines[3].startswith("| 10 | 1 | ") and lines[3].endswith(" | identical |")
     assert len(lines) == 4
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle exported from a tiny run; tests copy it (and its checkpoint) before changing."""
+    from ltr.lifecycle.export import export_bundle
+
+    root = tmp_path_factory.mktemp("exported")
+    data = write_tiny_data(root / "data", n_queries=30, seed=3)
+    config = {
+        "experiment": {"name": "cli-export"},
+        "data": {"root": str(data)},
+        "model": {"name": "mlp", "hidden_dims": [16]},
+        "training": {"num_epochs": 1, "batch_size": 8, "device": "cpu"},
+        "tracking": {"output_dir": str(root / "runs"), "tensorboard": False, "mlflow": False},
+    }
+    (root / "config.yaml").write_text(json.dumps(config), encoding="utf-8")
+    run = run_experiment(load_config(root / "config.yaml", []), quiet=True)
+    export_bundle(run, root / "bundle")
+    return root / "bundle"
+
+
+def bundle_with_source(exported: Path, tmp_path: Path, *, recorded: bool = True) -> Path:
+    """A copy of ``exported`` whose source checkpoint is a copy of its own, in ``tmp_path``;
+    ``recorded=False``: a bundle from before ltr recorded the checkpoint's sha256."""
+    bundle = Path(shutil.copytree(exported, tmp_path / "bundle"))
+    path = bundle / "metadata.json"  # not among the files it seals
+    metadata = json.loads(path.read_text(encoding="utf-8"))
+    checkpoint = Path(shutil.copy(metadata["source"]["checkpoint"], tmp_path / "best.pt"))
+    assert metadata["source"].pop("sha256") == file_sha256(checkpoint)
+    metadata["source"]["checkpoint"] = str(checkpoint)
+    if recorded:
+        metadata["source"]["sha256"] = file_sha256(checkpoint)
+    path.write_text(json.dumps(metadata), encoding="utf-8")
+    return bundle
+
+
+def rewrite_checkpoint(path: Path) -> None:
+    """Other bytes, the same weights: as a later ``--resume`` rewriting best.pt might."""
+    from ltr.training.checkpoint import load_checkpoint, save_checkpoint
+
+    save_checkpoint(path, {**load_checkpoint(path), "rewritten": True})
+
+
+BENCH = ["benchmark-onnx", "--list-sizes", "10", "--threads", "1", "--seconds", "0.1"]
+
+
+def test_benchmark_refuses_a_source_checkpoint_changed_since_the_export(
+    exported: Path, tmp_path: Path
+) -> None:
+    bundle = bundle_with_source(exported, tmp_path)
+    checkpoint = tmp_path / "best.pt"
+    before = file_sha256(checkpoint)
+    rewrite_checkpoint(checkpoint)
+
+    result = CliRunner().invoke(app, [*BENCH, "--model", str(bundle)])
+
+    assert isinstance(result.exception, BundleError)
+    assert str(result.exception) == (
+        f"{checkpoint} changed since the export of bundle {bundle} (sha256 {before[:12]} "
+        f"recorded, {file_sha256(checkpoint)[:12]} now); re-export the bundle from it, or give "
+        "--checkpoint FILE to compare with another checkpoint on purpose"
+    )
+    assert "timing" not in result.stderr
+
+
+def test_benchmark_says_the_source_checkpoint_is_gone(exported: Path, tmp_path: Path) -> None:
+    bundle = bundle_with_source(exported, tmp_path)
+    (tmp_path / "best.pt").unlink()
+
+    result = CliRunner().invoke(app, [*BENCH, "--model", str(bundle)])
+
+    assert isinstance(result.exception, DataNotFoundError)
+    assert str(result.exception).startswith(
+        f"{tmp_path / 'best.pt'}: the checkpoint bundle {bundle} was exported from is gone; "
+    )
+
+
+def test_benchmark_of_a_bundle_without_the_checkpoints_sha256_does_not_check_it(
+    exported: Path, tmp_path: Path
+) -> None:
+    bundle = bundle_with_source(exported, tmp_path, recorded=False)
+    rewrite_checkpoint(tmp_path / "best.pt")
+
+    result = CliRunner().invoke(app, [*BENCH, "--model", str(bundle), "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert [row["list_size"] for row in json.loads(result.stdout)["rows"]] == [10]
 
 
 def test_benchmark_checks_the_bundle_before_announcing_the_timing(tmp_path: Path) -> None:

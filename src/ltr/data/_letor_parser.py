@@ -33,7 +33,7 @@ Layout = Literal["letor", "lightgbm"]
 _CHUNK_BYTES = 4 << 20  # big enough to amortize numpy call overhead, small enough for the cache
 _DOC_ID = re.compile(rb"#[^\n]*?\bdocid[ \t]*=[ \t]*([^\s#]+)")
 _MAX_INDEX = 1_000_000  # features are stored dense; a bigger index is almost surely a typo
-_GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = b"\x1f\x8b"
 _FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # the smallest float64 that rounds to inf in float32
 
 # --------------------------------------------------------------------------------------------
@@ -225,13 +225,13 @@ def open_binary(path: Path) -> Iterator[IO[bytes] | gzip.GzipFile]:
     with open(path, "rb") as handle:
         magic = handle.read(2)
         handle.seek(0)
-        if magic != _GZIP_MAGIC:
+        if magic != GZIP_MAGIC:
             if path.name.endswith(".gz"):  # else it would parse as text and fail on binary junk
                 raise DataFormatError(
                     path,
                     None,
                     f"the name ends with .gz but the file is not gzip; it starts with {magic!r}, "
-                    f"not {_GZIP_MAGIC!r}",
+                    f"not {GZIP_MAGIC!r}",
                 )
             yield handle
             return
@@ -270,7 +270,7 @@ def _text_bytes(path: Path) -> int:
     """
     text_bytes = path.stat().st_size
     with open(path, "rb") as handle:
-        if handle.read(2) == _GZIP_MAGIC and text_bytes > 4:  # a shorter file is reported later
+        if handle.read(2) == GZIP_MAGIC and text_bytes > 4:  # a shorter file is reported later
             handle.seek(-4, os.SEEK_END)  # gzip's trailer: uncompressed size modulo 2**32
             text_bytes = max(text_bytes, int.from_bytes(handle.read(4), "little"))
     return text_bytes

@@ -3,17 +3,20 @@ record of a file a run read (:func:`describe_data`)."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
+import zlib
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from ltr._fs import file_sha256
-from ltr.data._letor_parser import open_binary
+from ltr.data._letor_parser import GZIP_MAGIC, open_binary
 from ltr.data.letor import LetorData
+from ltr.errors import DataFormatError
 
 
 @dataclass(frozen=True)
@@ -85,17 +88,80 @@ def _bin_label(low: int, high: int | None) -> str:
     return f"{low}" if high == low + 1 else f"{low}-{high - 1}"
 
 
-def describe_data(path: Path, data: LetorData, *, sha256: str | None = None) -> dict[str, Any]:
-    """``{path, sha256, queries, documents}`` of the file ``path``, already read as ``data``.
+def describe_data(
+    path: Path,
+    data: LetorData,
+    *,
+    sha256: str | None = None,
+    content: str | None = None,
+) -> dict[str, Any]:
+    """``{path, sha256, [content_sha256,] queries, documents}`` of the file ``path``, already
+    read as ``data``.
 
-    ``sha256``: the file's digest when the caller has it, so the file is not read again.
+    ``content_sha256`` (:func:`content_sha256`, the text decompressed) is there for a gzip file
+    only; a record without it is of a plain file, whose content is its bytes, or from before ltr
+    recorded it: readers take ``content_sha256`` = ``sha256`` when the file is plain.
+
+    Args:
+        sha256: the file's digest when the caller has it, so the file is not read again; then
+            ``content`` is what the caller knows of it (None: nothing is recorded).
+        content: :func:`content_sha256` of a gzip file, recorded as ``content_sha256``.
     """
-    return {
-        "path": str(path.resolve()),
-        "sha256": sha256 or file_sha256(path),
-        "queries": data.n_queries,
-        "documents": data.n_docs,
-    }
+    if sha256 is None:
+        sha256, content = file_digests(path)
+    record: dict[str, Any] = {"path": str(path.resolve()), "sha256": sha256}
+    if content is not None:
+        record["content_sha256"] = content
+    return record | {"queries": data.n_queries, "documents": data.n_docs}
+
+
+def file_digests(path: Path) -> tuple[str, str | None]:
+    """``(sha256 of the bytes, sha256 of the text decompressed)`` of a data file, in one pass
+    over it; the second is None for a plain file (its text is its bytes).
+
+    Raises:
+        DataFormatError: the file starts like gzip but its stream is damaged.
+    """
+    raw = hashlib.sha256()
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == GZIP_MAGIC
+        handle.seek(0)
+        hashing = _Hashing(handle, raw)
+        if not gzipped:
+            while hashing.read(1 << 20):
+                pass
+            return raw.hexdigest(), None
+        text = hashlib.sha256()
+        try:
+            with gzip.GzipFile(fileobj=hashing, mode="rb") as unzipped:
+                while chunk := unzipped.read(1 << 20):
+                    text.update(chunk)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+            raise DataFormatError(path, None, f"truncated or corrupt gzip file ({error})") from None
+        while hashing.read(1 << 20):  # whatever gzip left unread still counts in the bytes
+            pass
+    return raw.hexdigest(), text.hexdigest()
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether the file starts with the gzip magic, as the reader decides (not by its name)."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+class _Hashing:
+    """A binary file read through: ``digest`` sees every byte handed out."""
+
+    def __init__(self, handle: IO[bytes], digest: hashlib._Hash) -> None:
+        self.handle, self.digest = handle, digest
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        self.digest.update(chunk)
+        return chunk
+
+    def seek(self, offset: int, /) -> int:  # gzip only seeks to rewind, which we never do
+        raise io.UnsupportedOperation("a hashed file is read once, front to back")
 
 
 def content_sha256(path: Path) -> str:

@@ -64,7 +64,7 @@ from numpy.typing import NDArray
 from ltr._fs import file_sha256, read_json
 from ltr.config import split_report_name
 from ltr.data.layout import config_test_file
-from ltr.data.summary import content_sha256
+from ltr.data.summary import content_sha256, is_gzip
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 from ltr.experiments.significance import (
     ConfidenceInterval,
@@ -624,6 +624,7 @@ def _check_test_files(runs: Sequence[RunRecord], *, fix: str | None = None) -> l
     """
     hashed: dict[Path, str] = {}  # runs of one data folder: read the file once
     digests: dict[str, tuple[Path | None, str]] = {}
+    contents: dict[str, str] = {}  # run id -> content_sha256 recorded (a gzip file's)
     now_sha256: dict[str, str] = {}
     changed: dict[str, str] = {}  # run id -> what changed, for runs whose file changed since
     notes = []
@@ -637,6 +638,8 @@ def _check_test_files(runs: Sequence[RunRecord], *, fix: str | None = None) -> l
                 digests[run.run_id] = digest
             continue
         digests[run.run_id] = (Path(recorded["path"]), recorded["sha256"])
+        if isinstance(recorded.get("content_sha256"), str):
+            contents[run.run_id] = recorded["content_sha256"]
         current = _sha256_now(Path(recorded["path"]), hashed)
         if current is not None and current != recorded["sha256"]:
             changed[run.run_id] = file_changed(run.run_id, "test", recorded, current)
@@ -648,7 +651,7 @@ def _check_test_files(runs: Sequence[RunRecord], *, fix: str | None = None) -> l
     if len(groups) > 1:
         by_size = sorted(groups.values(), key=len, reverse=True)  # stable: ties keep run order
         described = "; ".join(_describe_group(group, digests, now_sha256) for group in by_size)
-        content = _content_sha256s(by_size, digests, hashed)
+        content = _content_sha256s(by_size, digests, contents, hashed)
         if content is not None and len(set(content)) == 1:  # e.g. test.txt and test.txt.gz
             return [
                 *notes,
@@ -657,8 +660,8 @@ def _check_test_files(runs: Sequence[RunRecord], *, fix: str | None = None) -> l
             ]
         if content is None and any(str(path).endswith(".gz") for path, _ in digests.values()):
             described += (
-                " (file bytes differ; a plain and a gzip copy of the same data are compared "
-                "by content only while both files are there unchanged)"
+                " (file bytes differ; a gzip file's run trained before ltr recorded its "
+                "content_sha256 is compared by content only while its file is there unchanged)"
             )
         if fix is None and len(by_size[0]) > 1:
             command = " ".join(shlex.quote(str(run.path)) for run in by_size[0])
@@ -701,17 +704,29 @@ def _test_file_reuse_notes(run: RunRecord) -> list[str]:
 def _content_sha256s(
     groups: Sequence[Sequence[RunRecord]],
     digests: dict[str, tuple[Path | None, str]],
+    contents: dict[str, str],
     hashed: dict[Path, str],
 ) -> list[str] | None:
-    """sha256 of each group's test data decompressed, read from its file; None when a file is
-    gone or no longer has the sha256 its runs recorded (then its content is not known)."""
+    """sha256 of each group's test data decompressed; None when some group's is not known.
+
+    First as recorded: ``content_sha256`` for a gzip file, else ``sha256`` (a plain file's
+    content is its bytes). Equal recorded contents are the same data even if the files are gone.
+    Otherwise a group without ``content_sha256`` may be a gzip file's run from before ltr
+    recorded it: its content is read from its file while that is there with the recorded bytes.
+    """
+    recorded = [contents.get(group[0].run_id, digests[group[0].run_id][1]) for group in groups]
+    if len(set(recorded)) == 1:
+        return recorded
     found = []
-    for group in groups:
+    for group, content in zip(groups, recorded, strict=True):
         path, sha256 = digests[group[0].run_id]
+        if group[0].run_id in contents:
+            found.append(content)
+            continue
         if path is None or _sha256_now(path, hashed) != sha256:
             return None
         try:
-            found.append(content_sha256(path))
+            found.append(content_sha256(path) if is_gzip(path) else sha256)
         except (DataFormatError, DataNotFoundError, OSError):
             return None
     return found

@@ -265,6 +265,7 @@ def _metadata(
         "experiment": config.get("experiment", {}).get("name"),
         "source": {
             "checkpoint": str(source.checkpoint),
+            "sha256": source.sha256,
             "run_dir": None if source.run_dir is None else str(source.run_dir),
             "epoch": payload.get("epoch"),
             "best_epoch": (payload.get("state") or {}).get("best_epoch"),

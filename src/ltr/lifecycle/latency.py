@@ -358,7 +358,7 @@ def benchmark_latency(
         list_sizes: documents per one-query slate.
         threads: thread counts.
         checkpoint: the PyTorch model to compare with; default: the bundle's source
-            checkpoint (``metadata.json`` ``source.checkpoint``).
+            checkpoint (``metadata.json`` ``source.checkpoint``), as it was at the export.
         seconds, rounds, on_row: as in :func:`measure_latency`.
         on_start: called once the bundle is verified and the PyTorch model loaded, before the
             first timing (a progress line then never precedes an error about the inputs).
@@ -366,13 +366,17 @@ def benchmark_latency(
     Raises:
         BundleError: the bundle fails verification.
         DataNotFoundError: the source checkpoint is gone (give ``checkpoint``).
+        BundleError: the source checkpoint's sha256 is not the one the export recorded.
     """
     from ltr.lifecycle.bundle import read_bundle
     from ltr.lifecycle.onnx_graph import matmul_chain
-    from ltr.lifecycle.source import load_source
+    from ltr.lifecycle.source import load_exported_source, load_source
 
     verified = read_bundle(Path(bundle))
-    source = load_source(checkpoint or verified.metadata["source"]["checkpoint"])
+    if checkpoint is None:
+        source = load_exported_source(verified.path, verified.metadata)
+    else:
+        source = load_source(checkpoint)
     if on_start is not None:
         on_start()
     load_before = load_average()

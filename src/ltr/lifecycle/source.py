@@ -7,19 +7,21 @@ figure compares ONNX Runtime with.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
-from ltr._fs import read_json
+from ltr._fs import file_sha256, read_json
 from ltr.data.layout import config_test_file
 from ltr.data.preprocessing import Normalizer
+from ltr.errors import BundleError, DataNotFoundError
 from ltr.models import uses_context
 from ltr.training.checkpoint import checkpoint_file, load_checkpoint, restore_scorer
 
-__all__ = ["RankingModule", "Source", "load_source"]
+__all__ = ["RankingModule", "Source", "load_exported_source", "load_source"]
 
 
 class RankingModule(nn.Module):
@@ -49,6 +51,7 @@ class Source:
         scorer: the scorer, eval mode.
         normalizer: the training set's normalizer.
         n_features: the scorer's feature count.
+        sha256: the checkpoint file's, hashed just before it was read.
     """
 
     checkpoint: Path
@@ -57,6 +60,7 @@ class Source:
     scorer: nn.Module = field(repr=False)
     normalizer: Normalizer
     n_features: int
+    sha256: str
 
     @property
     def config(self) -> dict[str, Any]:
@@ -98,6 +102,7 @@ def load_source(model: str | Path) -> Source:
         LtrError: a corrupt checkpoint or one without its config and normalizer.
     """
     path = checkpoint_file(model)
+    sha256 = file_sha256(path)
     payload = load_checkpoint(path)
     scorer, normalizer = restore_scorer(path, payload)
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
@@ -108,4 +113,33 @@ def load_source(model: str | Path) -> Source:
         scorer=scorer,
         normalizer=normalizer,
         n_features=int(payload["n_features"]),
+        sha256=sha256,
     )
+
+
+def load_exported_source(bundle: Path, metadata: Mapping[str, Any]) -> Source:
+    """The checkpoint a bundle was exported from (``metadata.json`` ``source.checkpoint``), as
+    it was at the export: its sha256 must be ``source.sha256`` (a bundle exported before ltr
+    recorded it is not checked).
+
+    Raises:
+        DataNotFoundError: the checkpoint is gone.
+        BundleError: the checkpoint changed since the export (a later ``--resume`` rewrites
+            ``best.pt``), so comparing the bundle with it would compare two models.
+    """
+    recorded = metadata["source"]
+    path = Path(recorded["checkpoint"])
+    other = "give --checkpoint FILE to compare with another checkpoint on purpose"
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"{path}: the checkpoint bundle {bundle} was exported from is gone; re-export the "
+            f"bundle from a checkpoint that is there, or {other}"
+        )
+    source = load_source(path)
+    expected = recorded.get("sha256")
+    if expected is not None and source.sha256 != expected:
+        raise BundleError(
+            f"{path} changed since the export of bundle {bundle} (sha256 {expected[:12]} "
+            f"recorded, {source.sha256[:12]} now); re-export the bundle from it, or {other}"
+        )
+    return source

@@ -71,7 +71,7 @@ from ltr.data.dataset import BatchLoader, QueryDataset, split_by_query
 from ltr.data.layout import FILE_NAMES, data_files_in, find_data_file
 from ltr.data.letor import LetorData, load_letor, warn_if_narrower
 from ltr.data.preprocessing import NO_FEATURES, Normalizer
-from ltr.data.summary import describe_data
+from ltr.data.summary import describe_data, file_digests
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError, LtrError
 from ltr.evaluation import evaluate_scores, refuse_gain_overflow
 from ltr.experiments.cv_record import CV_FILE
@@ -752,8 +752,9 @@ def _same_bytes(a: Path, b: Path) -> bool:
 
 def _describe_files(paths: DataPaths, read: Mapping[str, LetorData | None]) -> dict[str, Any]:
     """``metrics.json["data"]``: :func:`describe_data` of each split's file, None for a split
-    without one; each file is hashed once, even when it serves two splits."""
-    digests: dict[Path, str] = {}
+    without one; each file is hashed once, even when it serves two splits, and a gzip file's
+    decompressed text in the same pass (``content_sha256``)."""
+    digests: dict[Path, tuple[str, str | None]] = {}
     files: dict[str, Any] = {}
     for split, data in read.items():
         path: Path | None = getattr(paths, split)
@@ -761,9 +762,10 @@ def _describe_files(paths: DataPaths, read: Mapping[str, LetorData | None]) -> d
             files[split] = None
             continue
         resolved = path.resolve()
-        if resolved not in digests:
-            digests[resolved] = file_sha256(resolved)
-        files[split] = describe_data(path, data, sha256=digests[resolved])
+        if resolved not in digests:  # a gzip file's text is hashed in the same pass
+            digests[resolved] = file_digests(resolved)
+        sha256, content = digests[resolved]
+        files[split] = describe_data(path, data, sha256=sha256, content=content)
     return files
 
 

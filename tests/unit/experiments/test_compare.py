@@ -479,17 +479,70 @@ def test_compare_pairs_runs_tested_on_a_plain_and_a_gzip_copy_of_one_file(
     assert comparison.tests[zipped.run_id].win_tie_loss == (0, len(plain.query_ids), 0)
 
 
-def test_compare_refuses_a_gzip_copy_it_cannot_read_saying_the_bytes_differ(
+def test_a_run_on_a_gzip_file_records_the_sha256_of_its_text(
+    gzip_runs: dict[str, Path],
+) -> None:
+    plain, zipped = load_run(gzip_runs["plain"]), load_run(gzip_runs["zipped"])
+
+    test_plain, test_zipped = plain.report["data"]["test"], zipped.report["data"]["test"]
+
+    assert "content_sha256" not in test_plain  # a plain file's text is its bytes
+    assert test_zipped["sha256"] != test_plain["sha256"]
+    assert test_zipped["content_sha256"] == test_plain["sha256"]
+
+
+def test_compare_pairs_a_plain_and_a_gzip_copy_by_recorded_hashes_once_both_are_gone(
     gzip_runs: dict[str, Path], tmp_path: Path
 ) -> None:
-    zipped = load_run(gzip_runs["zipped"])
-    moved = tmp_path / "test.txt.gz"
-    shutil.move(zipped.report["data"]["test"]["path"], moved)
+    plain, zipped = load_run(gzip_runs["plain"]), load_run(gzip_runs["zipped"])
+    tests = [Path(run.report["data"]["test"]["path"]) for run in (plain, zipped)]
+    for number, test in enumerate(tests):
+        shutil.move(test, tmp_path / f"{number}{test.name}")
     try:
-        with pytest.raises(ConfigError, match=r"\(file bytes differ; a plain and a gzip copy"):
-            compare_runs([load_run(gzip_runs["plain"]), zipped], n_resamples=500)
+        comparison = compare_runs([plain, zipped], n_resamples=500)
     finally:
-        shutil.move(moved, zipped.report["data"]["test"]["path"])
+        for number, test in enumerate(tests):
+            shutil.move(tmp_path / f"{number}{test.name}", test)
+
+    content = plain.report["data"]["test"]["sha256"]
+    assert len(comparison.notes) == 1 and comparison.notes[0].startswith(
+        f"runs were tested on files of different bytes but the same data (sha256 {content[:12]} "
+        "decompressed): "
+    )
+    assert comparison.tests[zipped.run_id].win_tie_loss == (0, len(plain.query_ids), 0)
+
+
+def old_gzip_run(run_dir: Path, destination: Path) -> Path:
+    """A copy of ``run_dir`` as trained before ltr recorded a gzip file's content_sha256."""
+    copy = Path(shutil.copytree(run_dir, destination / run_dir.name))
+    path = copy / "metrics.json"
+    report = json.loads(path.read_text(encoding="utf-8"))
+    del report["data"]["test"]["content_sha256"]
+    path.write_text(json.dumps(report), encoding="utf-8")
+    return copy
+
+
+def test_compare_pairs_an_old_gzip_run_by_rehashing_its_file(
+    gzip_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    plain, old = load_run(gzip_runs["plain"]), load_run(old_gzip_run(gzip_runs["zipped"], tmp_path))
+
+    comparison = compare_runs([plain, old], n_resamples=500)
+
+    assert comparison.notes[0].startswith("runs were tested on files of different bytes but")
+
+
+def test_compare_refuses_an_old_gzip_run_whose_file_is_gone_saying_the_bytes_differ(
+    gzip_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    old = load_run(old_gzip_run(gzip_runs["zipped"], tmp_path))
+    moved = tmp_path / "test.txt.gz"
+    shutil.move(old.report["data"]["test"]["path"], moved)
+    try:
+        with pytest.raises(ConfigError, match=r"\(file bytes differ; a gzip file's run trained"):
+            compare_runs([load_run(gzip_runs["plain"]), old], n_resamples=500)
+    finally:
+        shutil.move(moved, old.report["data"]["test"]["path"])
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import onnx
 import pytest
 import torch
 
+from ltr._fs import file_sha256
 from ltr.config import load_config
 from ltr.data.letor import load_letor, write_letor
 from ltr.errors import BundleError, DataFormatError, ExportError, WriteError
@@ -230,7 +231,9 @@ def test_metadata_describes_the_bundle(exported: dict[str, tuple[Path, ExportRep
     assert metadata["version"] == "1.2.3" and metadata["n_features"] == N_FEATURES
     assert metadata["feature_names"] == [f"feature_{i}" for i in range(1, N_FEATURES + 1)]
     assert metadata["source_run"] == str(run_dir.resolve())
-    assert metadata["source"]["checkpoint"] == str(run_dir.resolve() / "checkpoints" / "best.pt")
+    checkpoint = run_dir.resolve() / "checkpoints" / "best.pt"
+    assert metadata["source"]["checkpoint"] == str(checkpoint)
+    assert metadata["source"]["sha256"] == file_sha256(checkpoint)
     assert metadata["experiment"] == "mlp"
     assert metadata["metrics"] == run_metrics
     assert metadata["normalization"] == {
