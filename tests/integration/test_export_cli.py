@@ -35,18 +35,23 @@ def env() -> dict[str, str]:
     return {**os.environ, "COLUMNS": "200"}
 
 
-@pytest.fixture
-def run_dir(tmp_path: Path) -> Path:
-    data = write_tiny_data(tmp_path / "data", n_queries=30, seed=3)
+def train_tiny_run(root: Path) -> Path:
+    """A one-epoch MLP run on 30 tiny queries, under ``root``."""
+    data = write_tiny_data(root / "data", n_queries=30, seed=3)
     config = {
         "experiment": {"name": "cli-export"},
         "data": {"root": str(data)},
         "model": {"name": "mlp", "hidden_dims": [16]},
         "training": {"num_epochs": 1, "batch_size": 8, "device": "cpu"},
-        "tracking": {"output_dir": str(tmp_path / "runs"), "tensorboard": False, "mlflow": False},
+        "tracking": {"output_dir": str(root / "runs"), "tensorboard": False, "mlflow": False},
     }
-    (tmp_path / "config.yaml").write_text(json.dumps(config), encoding="utf-8")
-    return run_experiment(load_config(tmp_path / "config.yaml", []), quiet=True)
+    (root / "config.yaml").write_text(json.dumps(config), encoding="utf-8")
+    return run_experiment(load_config(root / "config.yaml", []), quiet=True)
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return train_tiny_run(tmp_path)
 
 
 def test_export_then_benchmark_then_refuse_overwrite(
@@ -118,17 +123,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ltr.lifecycle.export import export_bundle
 
     root = tmp_path_factory.mktemp("exported")
-    data = write_tiny_data(root / "data", n_queries=30, seed=3)
-    config = {
-        "experiment": {"name": "cli-export"},
-        "data": {"root": str(data)},
-        "model": {"name": "mlp", "hidden_dims": [16]},
-        "training": {"num_epochs": 1, "batch_size": 8, "device": "cpu"},
-        "tracking": {"output_dir": str(root / "runs"), "tensorboard": False, "mlflow": False},
-    }
-    (root / "config.yaml").write_text(json.dumps(config), encoding="utf-8")
-    run = run_experiment(load_config(root / "config.yaml", []), quiet=True)
-    export_bundle(run, root / "bundle")
+    export_bundle(train_tiny_run(root), root / "bundle")
     return root / "bundle"
 
 
