@@ -173,8 +173,13 @@ def test_promotion_reads_each_data_file_once(
         hashed.append(Path(path).resolve())
         return file_sha256(path)
 
-    for module in (ltr.lifecycle.registry, ltr.data.summary):
-        monkeypatch.setattr(module, "file_sha256", counting_sha256)
+    def counting_digests(path: Path) -> tuple[str, str | None]:
+        hashed.append(Path(path).resolve())
+        return digests(path)
+
+    digests = ltr.data.summary.file_digests
+    monkeypatch.setattr(ltr.lifecycle.registry, "file_sha256", counting_sha256)
+    monkeypatch.setattr(ltr.data.summary, "file_digests", counting_digests)
     promote(run, validated, promotion=PromotionConfig(min_improvement=-1, significance=None))
 
     for name in ("train.txt", "vali.txt", "test.txt"):
