@@ -664,6 +664,25 @@ def target_verdict(
     )
 
 
+def baseline_verdict(
+    model: dict[str, Any], model_runs: list[dict[str, Any]], baseline: dict[str, Any]
+) -> str:
+    """Target 2 for one model: the literal verdict (mean over folds above the best single
+    feature's, every convention) and, for each distinct convention, the pooled per-query
+    difference with its 95% interval and :func:`interval_reading`."""
+    diffs = {c: model["mean"][c] - baseline["mean"][c] for c, _ in CONVENTIONS}
+    bad = [c for c, d in diffs.items() if d <= 0]
+    verdict = "PASS" if not bad else "FAIL (" + ", ".join(bad) + ")"
+    shown = ", ".join(f"{c} {d:+.4f}" for c, d in diffs.items())
+    intervals = []
+    for key, _ in CONVENTIONS:
+        if key not in SAME_DIFFERENCES:
+            _, diff, low, high = pooled(model_runs, baseline["runs"], key)
+            reading = interval_reading(low, high)
+            intervals.append(f"{key} {diff:+.4f} [{low:+.4f}, {high:+.4f}] {reading}")
+    return f"{verdict}: {shown}; pooled per query: " + "; ".join(intervals)
+
+
 def mean_with_interval(diff: np.ndarray, draws: int = 10_000) -> tuple[float, float, float]:
     """Mean of per-query differences and its 95% bootstrap interval (queries resampled, seed 0)."""
     rng = np.random.default_rng(0)
@@ -698,6 +717,7 @@ def summarize(records: list[dict[str, Any]], folds: Sequence[int]) -> dict[str, 
 
 def single_feature(args: argparse.Namespace) -> dict[str, Any]:
     per_fold: list[dict[str, float]] = []
+    runs: list[dict[str, Any]] = []
     names = []
     for fold in args.folds:
         files = _fold_files(args.data_dir, fold)
@@ -705,10 +725,13 @@ def single_feature(args: argparse.Namespace) -> dict[str, Any]:
         test = _data(files["test"], train.n_features)
         feature = best_single_feature(train, "ndcg@10")
         names.append(feature.name)
-        per_fold.append(_test_metrics(test, feature.scores(test)))
+        scores = feature.scores(test)
+        per_fold.append(_test_metrics(test, scores))
+        runs.append({"fold": fold, "test_per_query": _per_query(test, scores)})
     keys = [*COLUMNS, "ndcg@10[skip]", "map[letor]"]
     values = {k: [m[k] for m in per_fold] for k in keys}
     return {
+        "runs": runs,  # per-query values for the pooled intervals; not written to the json
         "features": names,
         "per_fold": values,
         "mean": {k: float(np.mean(v)) for k, v in values.items()},
@@ -925,7 +948,8 @@ def protocol_text(args: argparse.Namespace, losses: list[str]) -> str:
         "'difference not distinguishable from 0 at 95%' when the interval contains 0, else "
         "'ahead' or 'behind'. No other noise rule is applied. The no_relevant=one convention "
         "has the default's paired differences (both models gain 1 on each query without a "
-        "relevant document), so the target has 2 distinct comparisons: default and letor.",
+        "relevant document), so the target has 2 distinct comparisons: default and letor. "
+        "Target 2 (every loss against the best single feature) is printed the same way.",
     ]
     if args.ensemble:
         k = args.ensemble
@@ -1002,11 +1026,8 @@ def ensemble_report(
         f"({distinct_conventions()}; {SAME_DIFFERENCES_SHORT})"
     )
     for n in neural:
-        diffs = {c: ensembles[n]["mean"][c] - baseline["mean"][c] for c, _ in CONVENTIONS}
-        bad = [c for c, d in diffs.items() if d <= 0]
-        verdict = "PASS" if not bad else "FAIL (" + ", ".join(bad) + ")"
-        shown = ", ".join(f"{c} {d:+.4f}" for c, d in diffs.items())
-        print(f"- {verdict}: {label[n]}: {shown}")
+        line = baseline_verdict(ensembles[n], records[n], baseline)
+        print(f"- {label[n]}: {line}")
 
 
 def main() -> None:
@@ -1305,12 +1326,7 @@ def main() -> None:
         f"{distinct_conventions()}; {SAME_DIFFERENCES_SHORT})"
     )
     for n in neural:
-        bad = [k for k, _ in CONVENTIONS if summaries[n]["mean"][k] <= baseline["mean"][k]]
-        diffs = ", ".join(
-            f"{k} {summaries[n]['mean'][k] - baseline['mean'][k]:+.4f}" for k, _ in CONVENTIONS
-        )
-        verdict = "PASS" if not bad else "FAIL (" + ", ".join(bad) + ")"
-        print(f"- {verdict}: {label[n]}: {diffs}")
+        print(f"- {label[n]}: {baseline_verdict(summaries[n], winner_records(n), baseline)}")
     ens_summaries: dict[str, dict[str, Any]] = {}
     best_ens = None
     if ens_records:
@@ -1365,7 +1381,7 @@ def main() -> None:
             "selections": sel,
             "best_by_vali": best_name,
             "summaries": summaries,
-            "best_single_feature": baseline,
+            "best_single_feature": {k: v for k, v in baseline.items() if k != "runs"},
             "ensemble_size": args.ensemble,
             "ensembles": [  # per-query values only feed the pooled intervals printed above
                 {k: v for k, v in r.items() if k != "test_per_query"} for r in ens_records
