@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -624,6 +625,14 @@ def test_validation_split_from_train_is_recorded_as_such(data_root: Path, tmp_pa
     }
 
 
+def copy_splits(data_root: Path, root: Path, names: Sequence[str]) -> Path:
+    """A new folder ``root`` holding copies of the splits ``names`` of ``data_root``."""
+    root.mkdir()
+    for name in names:
+        shutil.copy(data_root / name, root / name)
+    return root
+
+
 def copy_with_label(source: Path, target: Path, label: str) -> Path:
     """``source`` copied to ``target`` with the label of its first line replaced."""
     first, rest = source.read_text(encoding="utf-8").split("\n", 1)
@@ -635,10 +644,7 @@ def copy_with_label(source: Path, target: Path, label: str) -> Path:
 def test_a_label_overflowing_the_exp2_gain_is_refused_before_the_first_epoch(
     data_root: Path, tmp_path: Path, big: str
 ) -> None:
-    root = tmp_path / "data"
-    root.mkdir()
-    for name in ("train.txt", "vali.txt", "test.txt"):
-        shutil.copy(data_root / name, root / name)
+    root = copy_splits(data_root, tmp_path / "data", ("train.txt", "vali.txt", "test.txt"))
     copy_with_label(data_root / big, root / big, "1024")
     qid = load_letor(root / big, use_cache=False).query_ids[0]
     runs = tmp_path / "runs"
@@ -663,11 +669,8 @@ def copy_without_relevant(source: Path, target: Path) -> None:
 def test_validation_queries_without_a_relevant_document_are_refused_before_the_first_epoch(
     data_root: Path, tmp_path: Path, irrelevant: str
 ) -> None:
-    root = tmp_path / "data"
-    root.mkdir()
     names = ("train.txt", "vali.txt", "test.txt") if irrelevant == "vali.txt" else ("test.txt",)
-    for name in names:
-        shutil.copy(data_root / name, root / name)
+    root = copy_splits(data_root, tmp_path / "data", names)
     copy_without_relevant(data_root / irrelevant, root / irrelevant)  # no vali: split from train
     runs = tmp_path / "runs"
     config = make_config(root, runs, "training.num_epochs=1", "evaluation.no_relevant=skip")
@@ -758,10 +761,7 @@ def test_explicit_paths_win_over_the_root_and_valid_txt_is_accepted(
 def test_a_validation_file_that_is_the_test_or_training_file_is_refused(
     data_root: Path, tmp_path: Path, valid: str, message: str
 ) -> None:
-    root = tmp_path / "fold"
-    root.mkdir()
-    for name in ("train.txt", "test.txt"):
-        shutil.copy(data_root / name, root / name)
+    root = copy_splits(data_root, tmp_path / "fold", ("train.txt", "test.txt"))
     if valid == "copy of test.txt":  # found in the root as vali.txt, a byte-for-byte copy
         shutil.copy(root / "test.txt", root / "vali.txt")
         overrides: tuple[str, ...] = ()
@@ -812,10 +812,8 @@ def test_root_without_training_file_names_what_it_looked_for(tmp_path: Path) -> 
 def test_root_with_other_splits_but_no_training_file_names_them_instead_of_synth(
     data_root: Path, tmp_path: Path
 ) -> None:
-    root = tmp_path / "fold"
-    root.mkdir()
-    for name in ("vali.txt", "test.txt"):  # ltr data synth would refuse this folder
-        shutil.copy(data_root / name, root / name)
+    # ltr data synth would refuse this folder
+    root = copy_splits(data_root, tmp_path / "fold", ("vali.txt", "test.txt"))
     config = make_config(root, tmp_path)
     with pytest.raises(DataNotFoundError) as error:
         experiment_module.resolve_data_paths(config.data)
