@@ -67,7 +67,6 @@ import inspect
 import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -90,6 +89,7 @@ from ltr._fs import atomic_write_json  # noqa: E402
 from ltr.baselines import best_single_feature  # noqa: E402
 from ltr.data.letor import LetorData, load_letor  # noqa: E402
 from ltr.evaluation import evaluate_scores  # noqa: E402
+from ltr.lifecycle.provenance import code_revision  # noqa: E402
 from ltr.losses import LOSSES as LOSS_REGISTRY  # noqa: E402
 
 LOSSES = list(LOSS_REGISTRY)  # every registered loss, in registry order
@@ -209,26 +209,11 @@ PROVENANCE_PACKAGES = ("torch", "lightgbm", "numpy", "ltr")
 RUN_PROVENANCE = "bench_provenance.json"  # written into each run directory this script trains
 
 
-def provenance(root: Path = _ROOT) -> dict[str, Any]:
-    """The code this invocation runs: the repository's git commit, whether its tree differs from
-    that commit (``git status --porcelain`` not empty), and the versions of
-    :data:`PROVENANCE_PACKAGES`. Anything that cannot be read (no git, not a checkout, a
-    package not installed) is None."""
-
-    def git(*argv: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(root), *argv],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout
-
-    commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain")
+def provenance() -> dict[str, Any]:
+    """The code this invocation runs: the repository's git commit and whether its tracked files
+    differ from it (:func:`ltr.lifecycle.provenance.code_revision`; None without git), and the
+    versions of :data:`PROVENANCE_PACKAGES` (None when one is not installed)."""
+    revision = code_revision()
     versions: dict[str, str | None] = {}
     for package in PROVENANCE_PACKAGES:
         try:
@@ -236,8 +221,8 @@ def provenance(root: Path = _ROOT) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     return {
-        "commit": (commit.strip() or None) if commit is not None else None,
-        "dirty": None if status is None else bool(status.strip()),
+        "commit": revision["code_revision"],
+        "dirty": revision["code_dirty"],
         "versions": versions,
     }
 
