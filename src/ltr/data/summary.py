@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ltr.data._letor_parser import GZIP_MAGIC, open_binary
+from ltr.data._letor_parser import GZIP_MAGIC
 from ltr.data.letor import LetorData
 from ltr.errors import DataFormatError
 
@@ -98,14 +98,14 @@ def describe_data(
     """``{path, sha256, [content_sha256,] queries, documents}`` of the file ``path``, already
     read as ``data``.
 
-    ``content_sha256`` (:func:`content_sha256`, the text decompressed) is there for a gzip file
-    only; a record without it is of a plain file, whose content is its bytes, or from before ltr
-    recorded it: readers take ``content_sha256`` = ``sha256`` when the file is plain.
+    ``content_sha256`` (the sha256 of the text decompressed, :func:`file_digests`) is there for
+    a gzip file only; a record without it is of a plain file, whose content is its bytes, or
+    from before ltr recorded it: readers take ``content_sha256`` = ``sha256`` for a plain file.
 
     Args:
         sha256: the file's digest when the caller has it, so the file is not read again; then
             ``content`` is what the caller knows of it (None: nothing is recorded).
-        content: :func:`content_sha256` of a gzip file, recorded as ``content_sha256``.
+        content: the sha256 of a gzip file's text, recorded as ``content_sha256``.
     """
     if sha256 is None:
         sha256, content = file_digests(path)
@@ -143,12 +143,6 @@ def file_digests(path: Path) -> tuple[str, str | None]:
     return raw.hexdigest(), text.hexdigest()
 
 
-def is_gzip(path: Path) -> bool:
-    """Whether the file starts with the gzip magic, as the reader decides (not by its name)."""
-    with open(path, "rb") as handle:
-        return handle.read(2) == GZIP_MAGIC
-
-
 class _Hashing:
     """A binary file read through: ``digest`` sees every byte handed out."""
 
@@ -162,17 +156,3 @@ class _Hashing:
 
     def seek(self, offset: int, /) -> int:  # gzip only seeks to rewind, which we never do
         raise io.UnsupportedOperation("a hashed file is read once, front to back")
-
-
-def content_sha256(path: Path) -> str:
-    """Hex sha256 of a data file's text, decompressed when it is gzip: a plain file and its
-    gzip copy give the same digest, which :func:`file_sha256` of their bytes does not.
-
-    Raises:
-        DataNotFoundError, DataFormatError: the file is missing or its gzip stream is damaged.
-    """
-    digest = hashlib.sha256()
-    with open_binary(path) as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -64,7 +64,7 @@ from numpy.typing import NDArray
 from ltr._fs import file_sha256, read_json
 from ltr.config import split_report_name
 from ltr.data.layout import config_test_file
-from ltr.data.summary import content_sha256, is_gzip
+from ltr.data.summary import file_digests
 from ltr.errors import ConfigError, DataFormatError, DataNotFoundError
 from ltr.experiments.significance import (
     ConfidenceInterval,
@@ -723,12 +723,16 @@ def _content_sha256s(
         if group[0].run_id in contents:
             found.append(content)
             continue
-        if path is None or _sha256_now(path, hashed) != sha256:
+        if path is None or not path.is_file():
             return None
-        try:
-            found.append(content_sha256(path) if is_gzip(path) else sha256)
+        try:  # one pass: the bytes' digest (is it still the recorded file?) and the text's
+            now, text = file_digests(path)
         except (DataFormatError, DataNotFoundError, OSError):
             return None
+        hashed[path.resolve()] = now
+        if now != sha256:
+            return None
+        found.append(text or sha256)  # a plain file's content is its bytes
     return found
 
 
