@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ltr._fs import check_writable, file_sha256, refuse_directory
+from ltr._fs import check_writable, refuse_directory, same_bytes
 from ltr.cli._common import (
     DEFAULT_METRICS,
     GainOpt,
@@ -142,19 +142,14 @@ def _model_label(path: Path) -> str:
 def _refuse_same_file(train: Path, test: Path) -> None:
     """The best single feature picked on the test file would be scored on what picked it."""
     same = "the same file" if train.resolve() == test.resolve() else None
-    # hash only files of one size: a different size is different data
-    if same is None and train.is_file() and test.is_file() and _same_size(train, test):
-        digest = file_sha256(train)
-        same = f"the same bytes (sha256 {digest[:12]})" if digest == file_sha256(test) else None
+    if same is None and train.is_file() and test.is_file():
+        digest = same_bytes(train, test)
+        same = None if digest is None else f"the same bytes (sha256 {digest[:12]})"
     if same is not None:
         raise ConfigError(
             f"--train and --test must be different files: the best single feature is picked on "
             f"--train and scored on --test; got {train} and {test}, {same}"
         )
-
-
-def _same_size(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size
 
 
 def baselines(

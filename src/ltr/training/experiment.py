@@ -54,7 +54,7 @@ import yaml
 from rich.console import Console
 
 from ltr._console_log import log_console_to, run_console
-from ltr._fs import file_sha256, missing_file
+from ltr._fs import missing_file, same_bytes
 from ltr._messages import closest_hint
 from ltr._signals import deferred_interrupts
 from ltr.config import (
@@ -731,7 +731,7 @@ def _refuse_validation_on_other_splits(paths: DataPaths) -> None:
             continue
         if paths.valid.resolve() == other.resolve():
             same = f"data.valid and {field} are the same file {other}"
-        elif _same_bytes(paths.valid, other):
+        elif same_bytes(paths.valid, other):
             same = f"data.valid {paths.valid} holds the same bytes as {field} {other}"
         else:
             continue
@@ -744,10 +744,6 @@ def _refuse_validation_on_other_splits(paths: DataPaths) -> None:
 def _any_relevant(data: LetorData) -> bool:
     """Whether some document of ``data`` has a label above 0 (every metric's relevant one)."""
     return bool((data.labels > 0).any())
-
-
-def _same_bytes(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and file_sha256(a) == file_sha256(b)
 
 
 def _describe_files(paths: DataPaths, read: Mapping[str, LetorData | None]) -> dict[str, Any]:
