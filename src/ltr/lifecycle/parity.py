@@ -47,7 +47,7 @@ from ltr._extras import require_extra
 from ltr.data.dataset import pad_slates
 from ltr.data.letor import LetorData
 from ltr.errors import ShapeError
-from ltr.evaluation import evaluate_scores
+from ltr.evaluation import evaluate_scores, pad_per_query, padding_mask
 from ltr.lifecycle.runtime import run_session, run_torch
 
 with require_extra("export"):
@@ -340,10 +340,10 @@ def _flat_case(
     name: str, data: LetorData, t: np.ndarray, o: np.ndarray, report: ParityReport
 ) -> ParityCase:
     """A case from scores in file order: each query one row of a padded ``[Q, L]`` array."""
-    lengths = data.list_lengths
-    mask = np.arange(int(lengths.max(initial=0)))[None, :] < lengths[:, None]
-    rows = np.where(mask, data.query_offsets[:-1, None] + np.arange(mask.shape[1]), 0)
-    return _case(name, t[rows], o[rows], mask, report)
+    offsets = data.query_offsets
+    return _case(
+        name, pad_per_query(t, offsets), pad_per_query(o, offsets), padding_mask(offsets), report
+    )
 
 
 def _random_slate(
