@@ -679,23 +679,19 @@ def load_splits(
     if record_files:
         files = _describe_files(paths, {"train": train_data, "valid": valid_file, "test": test})
     if valid_file is not None:
-        if early_stopping_metric is not None and not _any_relevant(valid_file):
-            raise ConfigError(
-                f"{paths.valid}: no validation query has a relevant document (every label is "
-                f"0), so training.early_stopping_metric {early_stopping_metric} would be the "
-                "same (or NaN) every epoch and could not pick one; use a validation file with "
-                "relevance labels"
-            )
+        where = f"{paths.valid}: no validation query has a relevant document"
+        _refuse_unrelevant(
+            valid_file, early_stopping_metric, where, "use a validation file with relevance labels"
+        )
         return Splits(train_data, valid_file, test, valid_from_train=False, files=files)
     train_part, valid = split_by_query(train_data, cfg.valid_fraction, seed=cfg.split_seed)
-    if early_stopping_metric is not None and not _any_relevant(valid):
-        raise ConfigError(
-            f"the {valid.n_queries} validation queries split from {paths.train} "
-            f"(data.valid_fraction={cfg.valid_fraction}, data.split_seed={cfg.split_seed}): none "
-            f"has a relevant document (every label is 0), so training.early_stopping_metric "
-            f"{early_stopping_metric} would be the same (or NaN) every epoch and could not pick "
-            "one; raise data.valid_fraction, change data.split_seed or add a validation file"
-        )
+    where = (
+        f"the {valid.n_queries} validation queries split from {paths.train} "
+        f"(data.valid_fraction={cfg.valid_fraction}, data.split_seed={cfg.split_seed}): none "
+        "has a relevant document"
+    )
+    fix = "raise data.valid_fraction, change data.split_seed or add a validation file"
+    _refuse_unrelevant(valid, early_stopping_metric, where, fix)
     name = train_data.source or "the training data"  # warnings name what they are about
     train_part = replace(train_part, source=name)
     valid = replace(valid, source=f"the validation queries of {name}")
@@ -741,9 +737,14 @@ def _refuse_validation_on_other_splits(paths: DataPaths) -> None:
         )
 
 
-def _any_relevant(data: LetorData) -> bool:
-    """Whether some document of ``data`` has a label above 0 (every metric's relevant one)."""
-    return bool((data.labels > 0).any())
+def _refuse_unrelevant(valid: LetorData, metric: str | None, where: str, fix: str) -> None:
+    """Refuse validation data without a document labelled above 0 (every metric's relevant
+    one) when an early-stopping ``metric`` must pick an epoch on it."""
+    if metric is not None and not (valid.labels > 0).any():
+        raise ConfigError(
+            f"{where} (every label is 0), so training.early_stopping_metric {metric} would be "
+            f"the same (or NaN) every epoch and could not pick one; {fix}"
+        )
 
 
 def _describe_files(paths: DataPaths, read: Mapping[str, LetorData | None]) -> dict[str, Any]:
